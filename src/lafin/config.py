@@ -1,0 +1,155 @@
+"""Typed model configuration and the named presets.
+
+A :class:`ModelConfig` fully describes the networks' sizes; it is stored inside every checkpoint so
+that inference rebuilds the model without any training configuration.
+
+Presets
+-------
+``paper``
+    The original LaFIn networks at 256 px, with exactly the tensor shapes of the published
+    checkpoints (see ``lafin.checkpoint.load_original``).
+``compact``
+    The CPU model that ships with the package: 128 px, depthwise-separable generator.
+``tiny``
+    A very small model used by the tests and for smoke runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+GeneratorArch = Literal["lafin", "compact"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Sizes of the inpainting generator.
+
+    Attributes:
+        arch: ``"lafin"`` for the original encoder/decoder (transposed convolutions, 7x7 stem) or
+            ``"compact"`` for the CPU design (separable convolutions, nearest upsampling).
+        channels: feature channels at each scale, full size first; ``len(channels) - 1`` is the
+            number of stride-2 downsamplings.
+        num_residual_blocks: residual blocks at the smallest scale.
+        dilation: dilation of the first convolution of every residual block.
+        attention: use the short+long-term attention layer at the smallest scale.
+        mask_channel: feed the hole mask as an extra input channel (the original does not).
+    """
+
+    arch: GeneratorArch = "lafin"
+    channels: tuple[int, ...] = (64, 128, 256)
+    num_residual_blocks: int = 7
+    dilation: int = 2
+    attention: bool = True
+    mask_channel: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("lafin", "compact"):
+            raise ValueError(f"unknown generator arch {self.arch!r}; expected 'lafin' or 'compact'")
+        if len(self.channels) < 2:
+            raise ValueError("generator needs at least two scales (channels)")
+
+
+@dataclass(frozen=True)
+class LandmarkConfig:
+    """Sizes of the MobileNetV2 landmark predictor.
+
+    Attributes:
+        width_mult: MobileNetV2 width multiplier (1.0 in the original).
+        num_points: number of landmarks (68 in iBUG 300-W order).
+    """
+
+    width_mult: float = 1.0
+    num_points: int = 68
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Sizes of the landmark-conditioned patch discriminator (training only)."""
+
+    base_channels: int = 64
+    attention: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the networks of one model.
+
+    Attributes:
+        name: preset name, informational.
+        image_size: side of the square face crop the networks work on, in pixels.
+        generator / landmarks / discriminator: per-network sizes.
+    """
+
+    name: str = "paper"
+    image_size: int = 256
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        factor = 2 ** (len(self.generator.channels) - 1)
+        if self.image_size % max(factor, 32) != 0:
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of {max(factor, 32)} "
+                "(generator downsampling and the landmark predictor's stride of 32)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a plain dict (as stored in checkpoints); unknown keys are an error."""
+        return _from_dict(cls, data, "model")
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        sub = {"generator": GeneratorConfig, "landmarks": LandmarkConfig,
+               "discriminator": DiscriminatorConfig}.get(name) if cls is ModelConfig else None
+        if sub is not None:
+            value = _from_dict(sub, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(name="paper", image_size=256),
+    "compact": ModelConfig(
+        name="compact",
+        image_size=128,
+        generator=GeneratorConfig(arch="compact", channels=(16, 32, 64, 128, 256),
+                                  num_residual_blocks=8, dilation=2, attention=True,
+                                  mask_channel=True),
+        landmarks=LandmarkConfig(width_mult=1.0),
+        discriminator=DiscriminatorConfig(base_channels=32, attention=False),
+    ),
+    "tiny": ModelConfig(
+        name="tiny",
+        image_size=64,
+        generator=GeneratorConfig(arch="compact", channels=(8, 16, 32), num_residual_blocks=1,
+                                  dilation=2, attention=True, mask_channel=True),
+        landmarks=LandmarkConfig(width_mult=0.25),
+        discriminator=DiscriminatorConfig(base_channels=8, attention=True),
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """Return the named preset; an unknown name is an error that lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

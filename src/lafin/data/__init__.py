@@ -1,0 +1,1 @@
+"""Training data: cached face crops with landmarks, datasets and augmentation."""

@@ -1,0 +1,110 @@
+"""Decode a folder of aligned face crops once into a memory-mapped uint8 cache with landmarks.
+
+Decoding JPEGs every step would make the data loader, not the networks, the bottleneck on two
+cores; a cache is read with one memory copy per batch. Layout of a cache directory::
+
+    images.npy      (N, S, S, 3) uint8 RGB
+    landmarks.npy   (N, 68, 2) float32, x/y pixels of the S x S crop
+    meta.json       names, landmark source per image, size, provenance
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceCache:
+    """A loaded cache: ``images[i]`` (S, S, 3) uint8 and ``landmarks[i]`` (68, 2) float32."""
+
+    images: np.ndarray
+    landmarks: np.ndarray
+    names: list[str]
+    sources: list[str]
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def load_cache(path: str | Path, mmap: bool = True) -> FaceCache:
+    path = Path(path)
+    if not (path / "meta.json").is_file():
+        raise FileNotFoundError(f"{path}: not a face cache (no meta.json); build one with "
+                                "'lafin prepare ... --aligned' or lafin.data.cache.build_cache")
+    meta = json.loads((path / "meta.json").read_text())
+    images = np.load(path / "images.npy", mmap_mode="r" if mmap else None)
+    landmarks = np.load(path / "landmarks.npy")
+    return FaceCache(images, landmarks, meta["names"], meta["sources"])
+
+
+def _load_and_label(args: tuple[str, int, tuple[float, float, float, float] | None, str | None]
+                    ) -> tuple[np.ndarray, np.ndarray, str]:
+    from lafin.face import FaceBox, annotate_aligned
+    from lafin.landmarks import read_pts
+
+    image_path, size, prior, pts_path = args
+    image = np.asarray(Image.open(image_path).convert("RGB"))
+    scale = size / image.shape[0]
+    if pts_path is not None:
+        landmarks, source = read_pts(pts_path), "file"
+    else:
+        assert prior is not None
+        landmarks, source = annotate_aligned(image, FaceBox(*prior, score=float("nan")))
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+        # pixel centres: x_new + 0.5 = (x + 0.5) * scale
+        landmarks = (landmarks + 0.5) * scale - 0.5
+    return image, landmarks.astype(np.float32), source
+
+
+def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
+                prior_box: tuple[float, float, float, float] | None = None,
+                workers: int = 2) -> FaceCache:
+    """Decode ``root/name`` for each name into a cache at ``out``, labelling landmarks.
+
+    Landmarks come from ``root/<stem>.pts`` when that file exists (human labels), otherwise from
+    dlib's annotator run on the aligned crop without re-cropping (``prior_box`` is the crop's
+    typical face box in the crop's own pixels, used when detection fails).
+    """
+    root, out = Path(root), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for name in names:
+        pts = (root / name).with_suffix(".pts")
+        jobs.append((str(root / name), size, prior_box, str(pts) if pts.is_file() else None))
+    if prior_box is None and any(j[3] is None for j in jobs):
+        raise ValueError("prior_box is required when some images have no .pts landmarks")
+    images = np.lib.format.open_memmap(out / "images.tmp.npy", mode="w+", dtype=np.uint8,
+                                       shape=(len(names), size, size, 3))
+    landmarks = np.zeros((len(names), 68, 2), np.float32)
+    sources: list[str] = []
+    with ProcessPoolExecutor(workers) as pool:
+        results = pool.map(_load_and_label, jobs, chunksize=64)
+        for i, (image, lm, source) in enumerate(tqdm(results, total=len(jobs), desc="caching")):
+            images[i] = image
+            landmarks[i] = lm
+            sources.append(source)
+    images.flush()
+    del images
+    os.replace(out / "images.tmp.npy", out / "images.npy")
+    np.save(out / "landmarks.npy", landmarks)
+    counts = {s: sources.count(s) for s in sorted(set(sources))}
+    (out / "meta.json").write_text(json.dumps({"root": str(root), "size": size, "names": names,
+                                               "sources": sources, "source_counts": counts}))
+    log.info("cached %d images at %s (landmark sources: %s)", len(names), out, counts)
+    return load_cache(out)

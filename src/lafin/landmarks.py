@@ -1,0 +1,156 @@
+"""68-point landmarks (iBUG 300-W order): maps, mirroring, file formats, drawing.
+
+Landmarks are (68, 2) float arrays, x then y, in pixel coordinates of the image they belong to.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+NUM_POINTS = 68
+
+# Index of each point's mirror image under a horizontal flip (iBUG 300-W, 0-based).
+FLIP_PERMUTATION: np.ndarray = np.array(
+    list(range(16, -1, -1))                      # jaw 0-16
+    + list(range(26, 16, -1))                    # brows 17-26
+    + [27, 28, 29, 30]                           # nose bridge
+    + [35, 34, 33, 32, 31]                       # nose base
+    + [45, 44, 43, 42, 47, 46]                   # right eye <- left eye
+    + [39, 38, 37, 36, 41, 40]                   # left eye <- right eye
+    + [54, 53, 52, 51, 50, 49, 48]               # outer lip top
+    + [59, 58, 57, 56, 55]                       # outer lip bottom
+    + [64, 63, 62, 61, 60]                       # inner lip top
+    + [67, 66, 65],                              # inner lip bottom
+    dtype=np.int64,
+)
+
+# Groups of point indices, for drawing and for part-wise evaluation.
+PARTS: dict[str, tuple[int, int]] = {
+    "jaw": (0, 17), "right_brow": (17, 22), "left_brow": (22, 27), "nose_bridge": (27, 31),
+    "nose_base": (31, 36), "right_eye": (36, 42), "left_eye": (42, 48), "outer_lip": (48, 60),
+    "inner_lip": (60, 68),
+}
+_CLOSED = {"right_eye", "left_eye", "outer_lip", "inner_lip"}
+
+# Outer eye corners (0-based), the standard inter-ocular normalisation of NME.
+OUTER_EYE_CORNERS = (36, 45)
+
+
+def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
+    """Landmarks of the horizontally flipped image: mirror x and swap left/right points.
+
+    Args:
+        landmarks: (..., 68, 2) x, y pixel coordinates.
+        width: image width in pixels; pixel centres map as x -> width - 1 - x.
+    """
+    out = landmarks[..., FLIP_PERMUTATION, :].copy()
+    out[..., 0] = width - 1 - out[..., 0]
+    return out
+
+
+def landmark_map(landmarks: torch.Tensor, size: int) -> torch.Tensor:
+    """Render landmarks as LaFIn does: one channel of zeros with 1 at each rounded landmark pixel.
+
+    Args:
+        landmarks: (B, 68, 2) float x, y in pixels of a ``size`` x ``size`` image.
+        size: side of the map.
+
+    Returns:
+        (B, 1, size, size) float tensor on the landmarks' device.
+    """
+    b, n, _ = landmarks.shape
+    xy = landmarks.round().long().clamp(0, size - 1)
+    flat = xy[..., 1] * size + xy[..., 0]  # (B, N)
+    out = torch.zeros(b, size * size, device=landmarks.device, dtype=torch.float32)
+    out.scatter_(1, flat, 1.0)
+    return out.view(b, 1, size, size)
+
+
+def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Normalised mean error per face: mean point distance over the outer-eye-corner distance.
+
+    Args:
+        pred, truth: (..., 68, 2) pixel coordinates; normalisation uses the ground truth.
+
+    Returns:
+        (...,) float array (a fraction, multiply by 100 for percent).
+    """
+    dist = np.linalg.norm(pred - truth, axis=-1).mean(axis=-1)
+    a, b = OUTER_EYE_CORNERS
+    return dist / np.linalg.norm(truth[..., a, :] - truth[..., b, :], axis=-1)
+
+
+def read_pts(path: str | Path) -> np.ndarray:
+    """Read an iBUG ``.pts`` file (1-based pixel coordinates) as 0-based (68, 2) float32."""
+    text = Path(path).read_text().split("{", 1)
+    if len(text) != 2 or "}" not in text[1]:
+        raise ValueError(f"{path}: not an iBUG .pts file (no '{{ ... }}' block)")
+    values = np.array(text[1].split("}", 1)[0].split(), dtype=np.float32)
+    if values.size != 2 * NUM_POINTS:
+        raise ValueError(f"{path}: expected {NUM_POINTS} points, found {values.size / 2:g}")
+    return values.reshape(NUM_POINTS, 2) - 1.0
+
+
+def write_pts(path: str | Path, landmarks: np.ndarray) -> None:
+    """Write (68, 2) 0-based pixel coordinates as an iBUG ``.pts`` file (1-based)."""
+    pts = np.asarray(landmarks, dtype=np.float64) + 1.0
+    lines = ["version: 1", f"n_points: {len(pts)}", "{"]
+    lines += [f"{x:.3f} {y:.3f}" for x, y in pts]
+    lines.append("}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def save_landmarks(path: str | Path, landmarks: np.ndarray) -> None:
+    """Save landmarks by extension: ``.pts`` (iBUG), ``.json`` ({"landmarks": [[x, y], ...]}),
+    or ``.npy``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".pts":
+        write_pts(path, landmarks)
+    elif suffix == ".json":
+        path.write_text(json.dumps({"format": "ibug68-xy-pixels",
+                                    "landmarks": np.asarray(landmarks).round(3).tolist()}))
+    elif suffix == ".npy":
+        np.save(path, np.asarray(landmarks, dtype=np.float32))
+    else:
+        raise ValueError(f"{path}: unknown landmark format {suffix!r}; use .pts, .json or .npy")
+
+
+def load_landmarks(path: str | Path) -> np.ndarray:
+    """Load (68, 2) float32 landmarks from ``.pts``, ``.json`` or ``.npy`` (see save_landmarks)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".pts":
+        pts = read_pts(path)
+    elif suffix == ".json":
+        data = json.loads(path.read_text())
+        pts = np.asarray(data["landmarks"] if isinstance(data, dict) else data, dtype=np.float32)
+    elif suffix == ".npy":
+        pts = np.load(path).astype(np.float32)
+    else:
+        raise ValueError(f"{path}: unknown landmark format {suffix!r}; use .pts, .json or .npy")
+    if pts.shape != (NUM_POINTS, 2):
+        raise ValueError(f"{path}: expected landmarks of shape (68, 2), got {pts.shape}")
+    return pts
+
+
+def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, int, int] = (0, 255, 0),
+                   radius: int | None = None) -> np.ndarray:
+    """Return a copy of an HxWx3 uint8 image with the landmarks drawn as dots joined by lines."""
+    import cv2
+
+    out = np.ascontiguousarray(image.copy())
+    scale = max(out.shape[:2]) / 256
+    r = radius if radius is not None else max(1, round(1.5 * scale))
+    thickness = max(1, round(scale))
+    pts = np.asarray(landmarks, dtype=np.float64)
+    for name, (a, b) in PARTS.items():
+        poly = np.round(pts[a:b]).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [poly], name in _CLOSED, color, thickness, cv2.LINE_AA)
+    for x, y in pts:
+        cv2.circle(out, (int(round(x)), int(round(y))), r, color, -1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,124 @@
+"""Training losses: reconstruction, adversarial, perceptual/style (VGG-19), feature matching, TV.
+
+No VGG weights can be downloaded at run time: :class:`VGG19Features` loads a file the user
+provides (torchvision's ``vgg19-dcbbe120.pth`` state dict layout). Without one, the trainer uses
+:func:`feature_matching_loss` on the discriminator's features instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the pixels where ``mask`` (B, 1, H, W) is 1; 0 if there are none."""
+    weight = mask.expand_as(output)
+    return (weight * (output - target).abs()).sum() / weight.sum().clamp_min(1.0)
+
+
+def total_variation(image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (within the hole when mask is given)."""
+    dx = (image[..., :, 1:] - image[..., :, :-1]).abs()
+    dy = (image[..., 1:, :] - image[..., :-1, :]).abs()
+    if mask is None:
+        return dx.mean() + dy.mean()
+    mx = torch.maximum(mask[..., :, 1:], mask[..., :, :-1]).expand_as(dx)
+    my = torch.maximum(mask[..., 1:, :], mask[..., :-1, :]).expand_as(dy)
+    return (dx * mx).sum() / mx.sum().clamp_min(1) + (dy * my).sum() / my.sum().clamp_min(1)
+
+
+AdversarialKind = Literal["lsgan", "hinge"]
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                       kind: AdversarialKind) -> torch.Tensor:
+    if kind == "lsgan":  # on sigmoid outputs, as the original LaFIn
+        return (F.mse_loss(torch.sigmoid(real_logits), torch.ones_like(real_logits))
+                + F.mse_loss(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))) / 2
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan' or 'hinge'")
+
+
+def generator_adversarial_loss(fake_logits: torch.Tensor, kind: AdversarialKind) -> torch.Tensor:
+    if kind == "lsgan":
+        return F.mse_loss(torch.sigmoid(fake_logits), torch.ones_like(fake_logits))
+    if kind == "hinge":
+        return -fake_logits.mean()
+    raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan' or 'hinge'")
+
+
+def feature_matching_loss(fake_features: list[torch.Tensor],
+                          real_features: list[torch.Tensor]) -> torch.Tensor:
+    """L1 between discriminator features of the output and of the truth (pix2pixHD)."""
+    return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_features, real_features)) / len(fake_features)
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    f = x.flatten(2)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+class VGG19Features(nn.Module):
+    """Frozen VGG-19 returning relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1 (for perceptual and
+    style losses as in LaFIn/EdgeConnect), from a user-provided weights file.
+
+    Args:
+        weights: path to a torchvision-layout VGG-19 state dict (``features.N.weight/bias``);
+            classifier keys are ignored.
+    """
+
+    _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+            512, 512, 512, 512]
+    _TAPS = (1, 6, 11, 20, 29)  # indices of relu1_1 ... relu5_1 in the layer list
+
+    def __init__(self, weights: str | Path) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = 3
+        for v in self._CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, int(v), 3, padding=1), nn.ReLU(inplace=False)]
+                c = int(v)
+        self.features = nn.Sequential(*layers)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        missing, unexpected = self.features.load_state_dict(feats, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights}: not a torchvision VGG-19 state dict "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        self.requires_grad_(False).eval()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """image: (B, 3, H, W) in [0, 1] -> five feature maps."""
+        x = (image - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._TAPS:
+                out.append(x)
+                if len(out) == len(self._TAPS):
+                    break
+        return out
+
+
+def perceptual_and_style(vgg: VGG19Features, output: torch.Tensor, target: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """LaFIn's perceptual loss (L1 over five VGG layers) and style loss (L1 over Gram matrices of
+    relu2_2-like taps, here relu2_1..relu5_1)."""
+    fo, ft = vgg(output), vgg(target)
+    perceptual = sum(F.l1_loss(a, b) for a, b in zip(fo, ft))
+    style = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(fo[1:], ft[1:]))
+    return perceptual, style

@@ -1,0 +1,112 @@
+"""Typed training configuration, loaded from YAML; an unknown key is an error, never ignored."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Stage = Literal["landmarks", "inpaint", "joint"]
+
+
+@dataclass
+class DataConfig:
+    """Where the faces come from.
+
+    Attributes:
+        train: face caches (directories made by ``lafin prepare``) to train on; concatenated.
+        val: a face cache for validation, or None.
+        mask_mix: hole types and their weights (keys of ``lafin.masks.MaskSampler``).
+        hole_ratio: target hole-ratio range of generated irregular/block holes.
+        mask_dir: a folder of mask files, used when ``mask_mix`` has a ``folder`` entry.
+        flip: random horizontal flips (landmarks mirrored with the iBUG permutation).
+        geometry: random reframing/rotation (landmark stage; see GeometryAugment).
+    """
+
+    train: list[str] = field(default_factory=list)
+    val: str | None = None
+    mask_mix: dict[str, float] = field(default_factory=lambda: {"irregular": 0.7, "block": 0.3})
+    hole_ratio: tuple[float, float] = (0.1, 0.6)
+    mask_dir: str | None = None
+    flip: bool = True
+    geometry: bool = False
+
+
+@dataclass
+class LossConfig:
+    """Loss weights. ``perceptual``/``style`` need ``vgg_weights``; without a VGG file the
+    trainer uses ``feature_matching`` on the discriminator's features instead."""
+
+    l1_hole: float = 6.0
+    l1_valid: float = 1.0
+    adversarial: float = 0.01
+    adversarial_kind: Literal["lsgan", "hinge"] = "lsgan"
+    perceptual: float = 0.1
+    style: float = 250.0
+    feature_matching: float = 1.0
+    tv: float = 0.1
+    vgg_weights: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``model`` is a preset name or a full ModelConfig mapping."""
+
+    stage: Stage = "inpaint"
+    model: str | dict[str, Any] = "compact"
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    batch_size: int = 8
+    lr: float = 2e-4
+    d_lr_ratio: float = 0.1
+    betas: tuple[float, float] = (0.0, 0.9)
+    weight_decay: float = 0.0
+    max_steps: int = 100_000
+    warmup_adversarial_steps: int = 0
+    ema_decay: float = 0.999
+    seed: int = 0
+    threads: int = 0
+    init_from: str | None = None
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 500
+    val_every: int = 2000
+    val_batches: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _build(cls, data, "config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return _build(cls, data, str(path))
+
+
+_NESTED = {"data": DataConfig, "loss": LossConfig}
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        if cls is TrainConfig and key in _NESTED:
+            value = _build(_NESTED[key], value, f"{where}.{key}")
+        elif isinstance(value, list) and key in ("hole_ratio", "betas"):
+            value = tuple(value)
+        kwargs[key] = value
+    config = cls(**kwargs)
+    if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint"):
+        raise ValueError(f"{where}: stage must be landmarks, inpaint or joint, not {config.stage!r}")
+    return config

@@ -1,0 +1,446 @@
+"""The training loop for the three stages, read top to bottom.
+
+* ``landmarks``: the landmark predictor learns to place 68 points on masked faces.
+* ``inpaint``: the generator learns to fill holes given ground-truth landmarks.
+* ``joint``: the generator is fine-tuned on the (frozen) predictor's landmarks, as tested in the paper.
+
+Runs on one CPU/GPU or on many under ``torchrun`` (DistributedDataParallel; gloo on CPU). Rank 0
+writes checkpoints (atomically), TensorBoard scalars, sample grids and the exported weights.
+Every random draw comes from generators stored in the checkpoint, so ``--resume`` continues the
+exact same run, also after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lafin import losses
+from lafin.config import ModelConfig, get_preset
+from lafin.data.batches import Batch, GeometryAugment, sample_batch
+from lafin.data.cache import FaceCache, load_cache
+from lafin.landmarks import landmark_map
+from lafin.networks import build_discriminator, build_generator, build_landmark_predictor
+from lafin.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "lafin-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- setup helpers
+
+def resolve_model_config(model: str | dict[str, Any]) -> ModelConfig:
+    return get_preset(model) if isinstance(model, str) else ModelConfig.from_dict(model)
+
+
+def _distributed() -> tuple[int, int]:
+    """Initialise torch.distributed when launched by torchrun; returns (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+class CacheMix:
+    """Several face caches sampled in proportion to their sizes."""
+
+    def __init__(self, caches: list[FaceCache]) -> None:
+        if not caches:
+            raise ValueError("no training data: set data.train to one or more face caches")
+        self.caches = caches
+        sizes = np.array([len(c) for c in caches], dtype=np.float64)
+        self.weights = sizes / sizes.sum()
+
+    def pick(self, rng: np.random.Generator) -> FaceCache:
+        return self.caches[int(rng.choice(len(self.caches), p=self.weights))] \
+            if len(self.caches) > 1 else self.caches[0]
+
+
+def build_mask_fn(config: TrainConfig, size: int):
+    """hole(rng, landmarks) -> (size, size) uint8 for the configured mixture. The extra key
+    ``part`` covers the eyes, the nose or the mouth, located from the face's landmarks."""
+    from lafin.masks import MaskFolder, MaskSampler, part_mask
+
+    mix = dict(config.data.mask_mix)
+    part_weight = mix.pop("part", 0.0)
+    folder = MaskFolder(config.data.mask_dir, size=size, augment=True) if "folder" in mix else None
+    sampler = MaskSampler(size, mix=mix, folder=folder, hole_ratio=config.data.hole_ratio)
+    total = part_weight + sum(mix.values())
+
+    def mask_fn(rng: np.random.Generator, landmarks: np.ndarray) -> np.ndarray:
+        if part_weight and rng.random() < part_weight / total:
+            part = ("eyes", "nose", "mouth")[int(rng.integers(3))]
+            return part_mask(size, landmarks, part, rng=rng)
+        return sampler(rng)
+
+    return mask_fn
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+class Trainer:
+    """Holds the networks, optimisers and random state of one run; ``run()`` trains it."""
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False,
+                 device: str = "cpu") -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.rank, self.world = _distributed()
+        self.device = torch.device(device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.model_config = resolve_model_config(config.model)
+        self.size = self.model_config.image_size
+        torch.manual_seed(config.seed + self.rank)
+        self.rng = np.random.default_rng([config.seed, self.rank])
+        self.step = 0
+
+        self.data = CacheMix([load_cache(p) for p in config.data.train])
+        self.val = load_cache(config.data.val) if config.data.val else None
+        self.mask_fn = build_mask_fn(config, self.size)
+        self.geometry = GeometryAugment() if config.data.geometry else None
+
+        stage = config.stage
+        self.nets: dict[str, nn.Module] = {}
+        self.optims: dict[str, torch.optim.Optimizer] = {}
+        if stage == "landmarks":
+            self.nets["landmarks"] = build_landmark_predictor(self.model_config)
+        else:
+            self.nets["generator"] = build_generator(self.model_config)
+            self.nets["discriminator"] = build_discriminator(self.model_config)
+            if stage == "joint":
+                self.nets["landmarks"] = build_landmark_predictor(self.model_config)
+        for net in self.nets.values():
+            net.to(self.device)
+        if config.init_from:
+            self._init_from(config.init_from)
+        self.ema = (copy.deepcopy(self.nets["generator"]).eval().requires_grad_(False)
+                    if "generator" in self.nets else None)
+        if stage == "joint":  # the predictor is frozen: only the generator adapts
+            self.nets["landmarks"].eval().requires_grad_(False)
+
+        betas = tuple(config.betas)
+        if stage == "landmarks":
+            self.optims["landmarks"] = torch.optim.Adam(self.nets["landmarks"].parameters(),
+                                                        lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optims["generator"] = torch.optim.Adam(self.nets["generator"].parameters(),
+                                                        lr=config.lr, betas=betas)
+            self.optims["discriminator"] = torch.optim.Adam(
+                self.nets["discriminator"].parameters(), lr=config.lr * config.d_lr_ratio, betas=betas)
+
+        self.vgg = (losses.VGG19Features(config.loss.vgg_weights).to(self.device)
+                    if config.loss.vgg_weights and stage != "landmarks" else None)
+
+        if resume and (self.out_dir / "checkpoint.pt").is_file():
+            self.load_checkpoint(self.out_dir / "checkpoint.pt")
+        elif resume:
+            log.warning("--resume: no checkpoint in %s yet, starting from step 0", self.out_dir)
+
+        if self.world > 1:
+            for name, net in self.nets.items():
+                if any(p.requires_grad for p in net.parameters()):
+                    self.nets[name] = nn.parallel.DistributedDataParallel(net)
+
+    # --------------------------------------------------------------------- state
+
+    def _init_from(self, paths: str | list[str]) -> None:
+        from lafin.checkpoint import load_any
+
+        for path in [paths] if isinstance(paths, str) else paths:
+            loaded = load_any(path)
+            states = {"generator": loaded.generator_state, "landmarks": loaded.landmarks_state,
+                      "discriminator": loaded.discriminator_state}
+            for name, state in states.items():
+                if state is not None and name in self.nets:
+                    self.nets[name].load_state_dict(state, strict=True)
+                    log.info("initialised %s from %s", name, path)
+
+    def state_dict(self) -> dict[str, Any]:
+        rng_states = [self.rng.bit_generator.state]
+        torch_states = [torch.get_rng_state()]
+        if self.world > 1:
+            rng_states = [None] * self.world
+            dist.all_gather_object(rng_states, self.rng.bit_generator.state)
+            torch_states = [None] * self.world
+            dist.all_gather_object(torch_states, torch.get_rng_state())
+        return {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
+            "train_config": self.config.to_dict(), "model_config": self.model_config.to_dict(),
+            "nets": {k: _unwrap(v).state_dict() for k, v in self.nets.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optims": {k: v.state_dict() for k, v in self.optims.items()},
+            "numpy_rng": rng_states, "torch_rng": torch_states,
+        }
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a lafin training checkpoint")
+        if len(state["numpy_rng"]) != self.world:
+            raise ValueError(f"{path}: saved with {len(state['numpy_rng'])} processes, "
+                             f"resumed with {self.world}; exact resume needs the same number")
+        for k, net in self.nets.items():
+            _unwrap(net).load_state_dict(state["nets"][k], strict=True)
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"], strict=True)
+        for k, opt in self.optims.items():
+            opt.load_state_dict(state["optims"][k])
+        self.rng.bit_generator.state = state["numpy_rng"][self.rank]
+        torch.set_rng_state(state["torch_rng"][self.rank].cpu())
+        self.step = int(state["step"])
+        log.info("resumed %s at step %d", path, self.step)
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()  # collective under DDP: every rank must call it
+        if self.rank != 0:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _save_atomic(state, self.out_dir / "checkpoint.pt")
+        self.export_weights(self.out_dir / "weights.safetensors")
+
+    def export_weights(self, path: Path) -> None:
+        """Inference weights of this run: the EMA generator and/or the landmark predictor."""
+        from lafin.checkpoint import save_weights
+
+        landmarks = _unwrap(self.nets["landmarks"]) if "landmarks" in self.nets else None
+        save_weights(path, self.model_config, generator=self.ema, landmark_predictor=landmarks,
+                     metadata={"step": str(self.step), "stage": self.config.stage})
+
+    # --------------------------------------------------------------------- one step
+
+    def next_batch(self) -> Batch:
+        cache = self.data.pick(self.rng)
+        return sample_batch(cache, self.config.batch_size, self.rng, self.mask_fn, size=self.size,
+                            flip=self.config.data.flip, geometry=self.geometry).to(self.device)
+
+    def landmark_step(self, batch: Batch) -> dict[str, float]:
+        net = self.nets["landmarks"]
+        net.train()
+        pred = net(batch.masked).view(-1, 68, 2) * self.size
+        # mean point-to-point distance as a fraction of the side: what NME measures
+        loss = (pred - batch.landmarks).norm(dim=-1).mean() / self.size
+        self.optims["landmarks"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optims["landmarks"].step()
+        return {"loss/landmarks": loss.item()}
+
+    def inpaint_step(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config.loss
+        gen, disc = self.nets["generator"], self.nets["discriminator"]
+        gen.train()
+        disc.train()
+        if self.config.stage == "joint":
+            with torch.no_grad():
+                points = self.nets["landmarks"](batch.masked).view(-1, 68, 2) * self.size
+        else:
+            points = batch.landmarks
+        lmap = landmark_map(points, self.size)
+        output = gen(batch.masked, lmap, batch.masks)
+        composite = output * batch.masks + batch.images * (1 - batch.masks)
+        use_adv = self.step >= self.config.warmup_adversarial_steps and (
+            cfg.adversarial > 0 or (cfg.feature_matching > 0 and self.vgg is None))
+        logs: dict[str, float] = {}
+
+        if use_adv:  # discriminator update
+            real_logits, _ = disc(batch.images, lmap)
+            fake_logits, _ = disc(composite.detach(), lmap)
+            d_loss = losses.discriminator_loss(real_logits, fake_logits, cfg.adversarial_kind)
+            self.optims["discriminator"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optims["discriminator"].step()
+            logs["loss/discriminator"] = d_loss.item()
+
+        terms = {
+            "l1_hole": cfg.l1_hole * losses.masked_l1(output, batch.images, batch.masks),
+            "l1_valid": cfg.l1_valid * losses.masked_l1(output, batch.images, 1 - batch.masks),
+            "tv": cfg.tv * losses.total_variation(composite, batch.masks),
+        }
+        if use_adv:
+            fake_logits, fake_feats = disc(composite, lmap)
+            terms["adversarial"] = cfg.adversarial * losses.generator_adversarial_loss(
+                fake_logits, cfg.adversarial_kind)
+            if self.vgg is None and cfg.feature_matching > 0:
+                with torch.no_grad():
+                    _, real_feats = disc(batch.images, lmap)
+                terms["feature_matching"] = cfg.feature_matching * losses.feature_matching_loss(
+                    fake_feats, real_feats)
+        if self.vgg is not None:
+            perceptual, style = losses.perceptual_and_style(self.vgg, composite, batch.images)
+            terms["perceptual"] = cfg.perceptual * perceptual
+            terms["style"] = cfg.style * style
+        g_loss = sum(terms.values())
+        self.optims["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optims["generator"].step()
+        self._update_ema()
+        logs.update({f"loss/{k}": v.item() for k, v in terms.items()})
+        logs["loss/generator"] = g_loss.item()
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        assert self.ema is not None
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), _unwrap(self.nets["generator"]).parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(self.ema.buffers(), _unwrap(self.nets["generator"]).buffers()):
+            e.copy_(b)
+
+    # --------------------------------------------------------------------- validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Fixed faces and holes (seeded independently of training): PSNR of the composited EMA
+        output, or landmark NME for the landmark stage."""
+        assert self.val is not None
+        from lafin.landmarks import nme
+
+        rng = np.random.default_rng(12345)
+        results: dict[str, list[float]] = {}
+        n = min(len(self.val), self.config.val_batches * self.config.batch_size)
+        for start in range(0, n, self.config.batch_size):
+            idx = np.arange(start, min(n, start + self.config.batch_size))
+            batch = sample_batch(self.val, len(idx), rng, self.mask_fn, size=self.size, flip=False,
+                                 indices=idx).to(self.device)
+            if self.config.stage == "landmarks":
+                net = _unwrap(self.nets["landmarks"]).eval()
+                pred = net(batch.masked).view(-1, 68, 2) * self.size
+                err = nme(pred.cpu().numpy(), batch.landmarks.cpu().numpy())
+                results.setdefault("val/nme", []).extend(err.tolist())
+                continue
+            points = batch.landmarks
+            if self.config.stage == "joint":
+                points = self.nets["landmarks"](batch.masked).view(-1, 68, 2) * self.size
+            out = self.ema(batch.masked, landmark_map(points, self.size), batch.masks)
+            comp = out * batch.masks + batch.images * (1 - batch.masks)
+            mse = ((comp * 255).round() - batch.images * 255).pow(2).mean(dim=(1, 2, 3))
+            results.setdefault("val/psnr", []).extend((10 * torch.log10(255**2 / mse.clamp_min(1e-8))).tolist())
+            results.setdefault("val/l1_hole", []).append(
+                losses.masked_l1(comp, batch.images, batch.masks).item())
+        return {k: float(np.mean(v)) for k, v in results.items()}
+
+    @torch.no_grad()
+    def save_samples(self, batch: Batch) -> None:
+        """Grid: masked input | landmarks | output | truth, one row per face (first 4)."""
+        from PIL import Image
+
+        from lafin.landmarks import draw_landmarks
+
+        k = min(4, batch.images.shape[0])
+        to_np = lambda t: (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        masked, truth = to_np(batch.masked[:k]), to_np(batch.images[:k])
+        rows = []
+        if self.config.stage == "landmarks":
+            pred = _unwrap(self.nets["landmarks"]).eval()(batch.masked[:k]).view(-1, 68, 2) * self.size
+            for i in range(k):
+                rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], pred[i].cpu().numpy()),
+                                            draw_landmarks(truth[i], batch.landmarks[i].cpu().numpy())], 1))
+        else:
+            points = batch.landmarks[:k]
+            if self.config.stage == "joint":
+                points = self.nets["landmarks"](batch.masked[:k]).view(-1, 68, 2) * self.size
+            out = self.ema(batch.masked[:k], landmark_map(points, self.size), batch.masks[:k])
+            comp = to_np(out * batch.masks[:k] + batch.images[:k] * (1 - batch.masks[:k]))
+            for i in range(k):
+                rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], points[i].cpu().numpy()),
+                                            comp[i], truth[i]], 1))
+        path = self.out_dir / "samples" / f"{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(rows, 0)).save(path)
+
+    # --------------------------------------------------------------------- the loop
+
+    def run(self, max_steps: int | None = None) -> None:
+        cfg = self.config
+        max_steps = max_steps if max_steps is not None else cfg.max_steps
+        writer = self._tensorboard() if self.rank == 0 else None
+        step_fn = self.landmark_step if cfg.stage == "landmarks" else self.inpaint_step
+        from tqdm import tqdm
+
+        bar = tqdm(total=max_steps, initial=self.step, disable=self.rank != 0, unit="step",
+                   dynamic_ncols=True, desc=cfg.stage)
+        t0, images_seen, running = time.perf_counter(), 0, {}
+        while self.step < max_steps:
+            batch = self.next_batch()
+            logs = step_fn(batch)
+            self.step += 1
+            images_seen += batch.images.shape[0] * self.world
+            for k, v in logs.items():
+                running[k] = running.get(k, 0.0) + v
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == max_steps:
+                rate = images_seen / (time.perf_counter() - t0)
+                means = {k: v / cfg.log_every for k, v in running.items()}
+                bar.set_postfix({"img/s": f"{rate:.1f}", **{k.split('/')[-1]: f"{v:.4f}" for k, v in
+                                                            list(means.items())[:3]}})
+                if self.rank == 0:
+                    log.info("step %d  %.1f img/s  %s", self.step, rate,
+                             "  ".join(f"{k}={v:.4f}" for k, v in means.items()))
+                    if writer is not None:
+                        for k, v in means.items():
+                            writer.add_scalar(k, v, self.step)
+                        writer.add_scalar("speed/images_per_second", rate, self.step)
+                t0, images_seen, running = time.perf_counter(), 0, {}
+            if self.rank == 0 and cfg.sample_every and self.step % cfg.sample_every == 0:
+                self.save_samples(batch)
+            if self.val is not None and cfg.val_every and self.step % cfg.val_every == 0 \
+                    and self.rank == 0:
+                metrics = self.validate()
+                log.info("step %d  validation  %s", self.step,
+                         "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+                if writer is not None:
+                    for k, v in metrics.items():
+                        writer.add_scalar(k, v, self.step)
+            if self.step % cfg.checkpoint_every == 0 or self.step == max_steps:
+                self.save_checkpoint()
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("tensorboard is not installed: no TensorBoard scalars "
+                        "(pip install 'lafin[train]')")
+            return None
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device: str = "cpu",
+          max_steps: int | None = None) -> Trainer:
+    """Train (or resume) a run into ``out_dir``; returns the trainer for inspection."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, out, resume=resume, device=device)
+    if trainer.rank == 0:
+        import yaml
+
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    trainer.run(max_steps)
+    return trainer
