@@ -20,6 +20,7 @@ examples:
   lafin inpaint face.png hole.png -o restored.png
   lafin inpaint face.jpg mask.png -o out.png --landmarks-out out.pts --overlay landmarks.png
   lafin inpaint --example -o example.png          # the built-in example face and hole
+  lafin prepare photos/ data/faces --size 128
   lafin train --stage inpaint --config configs/compact-inpaint.yaml --out runs/inpaint
   lafin convert InpaintingModel_gen.pth landmark_detector.pth -o lafin-paper.safetensors
 """
@@ -117,6 +118,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from lafin.data.prepare import PrepareOptions, prepare
+
+    options = PrepareOptions(size=args.size, aligned=args.aligned, min_face=args.min_face,
+                             upsample=args.upsample)
+    report = prepare(args.src, args.out, options, workers=args.workers)
+    print(f"Prepared {report.written} faces into {report.out_dir} "
+          f"({report.already_done} already done, {len(report.skipped)} skipped; see report.csv)")
+    for name, reason in report.skipped[:20]:
+        print(f"  skipped {name}: {reason}")
+    if len(report.skipped) > 20:
+        print(f"  ... and {len(report.skipped) - 20} more")
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from lafin.checkpoint import convert_original
 
@@ -169,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("prepare", help="detect, annotate and align face photos into a training set")
+    p.add_argument("src", help="folder of photos (sub-folders included; .pts beside a photo is used)")
+    p.add_argument("out", help="output folder (crops, landmarks, report.csv, training cache)")
+    p.add_argument("--size", type=int, default=128, help="side of the square crops (default 128)")
+    p.add_argument("--aligned", action="store_true",
+                   help="the photos are already aligned square crops: resize only, never re-crop")
+    p.add_argument("--min-face", type=int, default=48, help="skip faces narrower than this (px)")
+    p.add_argument("--upsample", type=int, default=1, help="detector upsampling (finds small faces)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("convert", help="convert the original LaFIn .pth files to lafin weights")
     p.add_argument("inputs", nargs="+", help="InpaintingModel_gen.pth, landmark_detector.pth, ...")

@@ -1,0 +1,99 @@
+"""Face alignment: the canonical face frame and similarity transforms into and out of it.
+
+The models are trained on crops framed like CelebA's aligned faces. ``CANONICAL_LANDMARKS`` is
+that frame: the mean of the 68 points over the CelebA training crops (dlib labels, averaged with
+their mirror images so it is symmetric), as fractions of the crop side.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CANONICAL_LANDMARKS: np.ndarray = np.array([
+    [0.1337, 0.3438], [0.1345, 0.4416], [0.1436, 0.5409], [0.1634, 0.6387],
+    [0.2013, 0.7294], [0.2596, 0.8088], [0.3302, 0.8768], [0.4100, 0.9317],
+    [0.5000, 0.9478], [0.5900, 0.9317], [0.6698, 0.8768], [0.7404, 0.8088],
+    [0.7987, 0.7294], [0.8366, 0.6387], [0.8564, 0.5409], [0.8655, 0.4416],
+    [0.8663, 0.3438], [0.2129, 0.2596], [0.2591, 0.2241], [0.3202, 0.2152],
+    [0.3828, 0.2262], [0.4415, 0.2523], [0.5585, 0.2523], [0.6172, 0.2262],
+    [0.6798, 0.2152], [0.7409, 0.2241], [0.7871, 0.2596], [0.5000, 0.3293],
+    [0.5000, 0.3931], [0.5000, 0.4567], [0.5000, 0.5217], [0.4293, 0.5664],
+    [0.4632, 0.5802], [0.5000, 0.5916], [0.5368, 0.5802], [0.5707, 0.5664],
+    [0.2837, 0.3358], [0.3219, 0.3122], [0.3691, 0.3131], [0.4086, 0.3445],
+    [0.3652, 0.3534], [0.3194, 0.3529], [0.5914, 0.3445], [0.6309, 0.3131],
+    [0.6781, 0.3122], [0.7163, 0.3358], [0.6806, 0.3529], [0.6348, 0.3534],
+    [0.3615, 0.6882], [0.4115, 0.6637], [0.4634, 0.6521], [0.5000, 0.6612],
+    [0.5366, 0.6521], [0.5885, 0.6637], [0.6385, 0.6882], [0.5902, 0.7404],
+    [0.5398, 0.7644], [0.5000, 0.7687], [0.4602, 0.7644], [0.4098, 0.7404],
+    [0.3835, 0.6911], [0.4632, 0.6861], [0.5000, 0.6895], [0.5368, 0.6861],
+    [0.6165, 0.6911], [0.5375, 0.7134], [0.5000, 0.7180], [0.4625, 0.7134],
+], dtype=np.float32)
+
+
+def canonical_landmarks(size: int) -> np.ndarray:
+    """The canonical 68 points in pixels of a ``size`` x ``size`` crop (pixel-centre convention)."""
+    return CANONICAL_LANDMARKS * size - 0.5
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping src onto dst.
+
+    Umeyama's closed form, optionally weighted (e.g. 0 for points hidden by a hole).
+
+    Args:
+        src, dst: (N, 2) point sets, N >= 2.
+        weights: (N,) non-negative weights, or None for equal weights.
+
+    Returns:
+        (2, 3) float64 matrix M with ``dst ~= src @ M[:, :2].T + M[:, 2]``.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    if w.sum() <= 0 or (w > 0).sum() < 2:
+        raise ValueError("a similarity transform needs at least two weighted points")
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    s, d = src - mu_s, dst - mu_d
+    cov = (d * w[:, None]).T @ s
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
+    e = np.diag([1.0, sign])
+    rot = u @ e @ vt
+    var = (w * (s ** 2).sum(axis=1)).sum()
+    scale = (sig * np.diag(e)).sum() / var if var > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a (2, 3) affine matrix."""
+    return cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine matrix to (N, 2) points."""
+    return np.asarray(points) @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
+               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Warp the face to the canonical ``size`` x ``size`` crop.
+
+    Args:
+        image: HxWx3 uint8.
+        landmarks: (68, 2) x, y pixels of ``image``.
+        weights: optional per-point weights for the fit (0 = ignore the point).
+
+    Returns:
+        (crop, matrix): the crop (size x size x 3 uint8) and the (2, 3) image->crop matrix.
+    """
+    matrix = similarity_transform(landmarks, canonical_landmarks(size), weights)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA
+                          if matrix[0, 0] ** 2 + matrix[0, 1] ** 2 < 1 else cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT_101)
+    return crop, matrix

@@ -1,0 +1,107 @@
+"""The ``lafin`` command line end to end, with a tiny random-weights checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import box_mask, face_like
+from lafin import __version__
+from lafin.cli import main
+from lafin.landmarks import read_pts
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    image, mask = face_like(90, 70), box_mask(90, 70)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    Image.fromarray(mask * 255).save(tmp_path / "hole.png")
+    return tmp_path / "face.png", tmp_path / "hole.png", image, mask
+
+
+def test_inpaint_end_to_end(inputs, tiny_weights, tmp_path, capsys):
+    face, hole, image, mask = inputs
+    out = tmp_path / "out" / "result.png"
+    code = main(["inpaint", str(face), str(hole), "-o", str(out), "--weights", str(tiny_weights),
+                 "--landmarks-out", str(tmp_path / "lm.pts"), "--overlay", str(tmp_path / "ov.png")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for stage in ("Loading model...", "Predicting landmarks...", "Generating face...", "Done!"):
+        assert stage in printed
+    result = np.asarray(Image.open(out))
+    assert result.shape == image.shape
+    assert np.array_equal(result[mask == 0], image[mask == 0])
+    pts = read_pts(tmp_path / "lm.pts")
+    assert pts.shape == (68, 2)
+    assert np.asarray(Image.open(tmp_path / "ov.png")).shape == image.shape
+
+
+def test_landmarks_in_and_json_out(inputs, tiny_weights, tmp_path):
+    face, hole, image, _ = inputs
+    given = np.random.default_rng(0).uniform(5, 60, (68, 2)).astype(np.float32)
+    np.save(tmp_path / "given.npy", given)
+    code = main(["inpaint", str(face), str(hole), "-o", str(tmp_path / "r.png"), "-q",
+                 "--weights", str(tiny_weights), "--landmarks", str(tmp_path / "given.npy"),
+                 "--landmarks-out", str(tmp_path / "lm.json")])
+    assert code == 0
+    saved = np.array(json.loads((tmp_path / "lm.json").read_text())["landmarks"])
+    np.testing.assert_allclose(saved, given, atol=1e-3)
+
+
+@pytest.mark.parametrize("problem,expected", [
+    ("size", "differs from image size"),
+    ("missing", "not found"),
+    ("garbage", "not an image"),
+    ("weights", "weights"),
+    ("full", "whole image"),
+])
+def test_bad_input_gives_one_line_error(inputs, tiny_weights, tmp_path, capsys, problem, expected):
+    face, hole, image, _ = inputs
+    weights = str(tiny_weights)
+    if problem == "size":
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(hole)
+    elif problem == "missing":
+        face = tmp_path / "absent.png"
+    elif problem == "garbage":
+        face.write_bytes(b"\x00garbage")
+    elif problem == "weights":
+        (tmp_path / "w.safetensors").write_text("not weights")
+        weights = str(tmp_path / "w.safetensors")
+    elif problem == "full":
+        Image.fromarray(np.full(image.shape[:2], 255, np.uint8)).save(hole)
+    code = main(["inpaint", str(face), str(hole), "-o", str(tmp_path / "o.png"), "--weights", weights])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err.lower() or expected in err
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0  # one line
+
+
+def test_empty_mask_writes_image_unchanged(inputs, tiny_weights, tmp_path, capsys):
+    face, hole, image, _ = inputs
+    Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(hole)
+    code = main(["inpaint", str(face), str(hole), "-o", str(tmp_path / "o.png"), "--weights",
+                 str(tiny_weights)])
+    assert code == 0
+    assert "empty" in capsys.readouterr().out
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), image)
+
+
+def test_refuses_to_overwrite_input(inputs, tiny_weights, capsys):
+    face, hole, _, _ = inputs
+    before = face.read_bytes()
+    assert main(["inpaint", str(face), str(hole), "-o", str(face), "--weights", str(tiny_weights)]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert face.read_bytes() == before
+
+
+def test_version_and_help():
+    run = subprocess.run([sys.executable, "-m", "lafin.cli", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and __version__ in run.stdout
+    run = subprocess.run([sys.executable, "-m", "lafin.cli", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "examples:" in run.stdout and "lafin inpaint" in run.stdout

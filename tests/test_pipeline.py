@@ -1,0 +1,149 @@
+"""The Python API: inputs of every kind and size, known pixels kept, landmarks, bad inputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import box_mask, face_like
+from lafin.io import InputError, load_image, load_mask
+from lafin.pipeline import InpaintResult, LaFInModel, WeightsNotFoundError, _Frame
+
+
+@pytest.mark.parametrize("h,w", [(64, 64), (37, 53), (120, 200), (301, 97)])
+def test_known_pixels_bit_identical_any_size(tiny_model, h, w):
+    image = face_like(h, w)
+    mask = box_mask(h, w)
+    out = tiny_model.inpaint(image, mask)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    known = mask == 0
+    assert np.array_equal(out[known], image[known])
+    # the hole is really replaced by generated content
+    assert np.abs(out[mask == 1].astype(int) - image[mask == 1]).mean() > 1
+
+
+def test_pil_path_and_numpy_inputs_agree(tiny_model, tmp_path):
+    image = face_like(70, 90, seed=1)
+    mask = box_mask(70, 90)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    Image.fromarray(mask * 255).save(tmp_path / "mask.png")
+    from_numpy = tiny_model.inpaint(image, mask)
+    from_pil = tiny_model.inpaint(Image.fromarray(image), Image.fromarray(mask * 255))
+    from_path = tiny_model.inpaint(tmp_path / "face.png", str(tmp_path / "mask.png"))
+    assert np.array_equal(from_numpy, from_pil)
+    assert np.array_equal(from_numpy, from_path)
+
+
+def test_grayscale_rgba_and_16bit_inputs(tiny_model, tmp_path):
+    rgb = face_like(64, 64, seed=2)
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    out = tiny_model.inpaint(gray, box_mask(64, 64))
+    assert out.shape == (64, 64, 3)
+    assert np.array_equal(out[0, 0], [gray[0, 0]] * 3)
+
+    rgba = np.dstack([rgb, np.full((64, 64), 255, np.uint8)])
+    assert np.array_equal(tiny_model.inpaint(rgba, box_mask(64, 64))[0, 0], rgb[0, 0])
+
+    sixteen = (gray.astype(np.uint16) * 257)
+    Image.fromarray(sixteen).save(tmp_path / "g16.png")
+    loaded = load_image(tmp_path / "g16.png")
+    assert loaded.dtype == np.uint8 and np.array_equal(loaded[..., 0], gray)
+
+
+def test_result_object_and_landmarks_in_input_pixels(tiny_model):
+    image = face_like(80, 120)
+    mask = box_mask(80, 120)
+    result = tiny_model(image, mask)
+    assert isinstance(result, InpaintResult)
+    assert result.landmarks.shape == (68, 2) and result.landmarks.dtype == np.float32
+    assert not result.landmarks_given
+    assert set(result.timings) >= {"landmarks", "generate"}
+    direct = tiny_model.predict_landmarks(image, mask)
+    np.testing.assert_allclose(direct, result.landmarks, atol=1e-4)
+
+
+def test_given_landmarks_are_used_and_change_the_output(tiny_model):
+    image = face_like(64, 64)
+    mask = box_mask(64, 64, 0.2, 0.2, 0.8, 0.8)
+    rng = np.random.default_rng(0)
+    a = rng.uniform(10, 54, (68, 2)).astype(np.float32)
+    b = rng.uniform(10, 54, (68, 2)).astype(np.float32)
+    ra, rb = tiny_model(image, mask, landmarks=a), tiny_model(image, mask, landmarks=b)
+    assert ra.landmarks_given and np.array_equal(ra.landmarks, a)
+    assert not np.array_equal(ra.image, rb.image)
+
+
+def test_frame_mapping_round_trip():
+    frame = _Frame(pad_top=10, pad_left=0, side=200, size=64)
+    pts = np.random.default_rng(0).uniform(0, 180, (68, 2)).astype(np.float32)
+    np.testing.assert_allclose(frame.to_input(frame.to_model(pts)), pts, atol=1e-4)
+
+
+def test_empty_mask_returns_image_unchanged(tiny_model, caplog):
+    image = face_like(50, 50)
+    with caplog.at_level(logging.WARNING):
+        out = tiny_model.inpaint(image, np.zeros((50, 50), np.uint8))
+    assert np.array_equal(out, image)
+    assert "empty" in caplog.text
+
+
+def test_full_mask_is_an_error(tiny_model):
+    with pytest.raises(InputError, match="whole image"):
+        tiny_model.inpaint(face_like(40, 40), np.ones((40, 40), np.uint8))
+
+
+def test_mask_size_mismatch_is_an_error(tiny_model):
+    with pytest.raises(InputError, match="differs from image size"):
+        tiny_model.inpaint(face_like(40, 40), np.ones((30, 40), np.uint8))
+
+
+def test_non_binary_jpeg_mask_is_thresholded(tmp_path, caplog):
+    mask = box_mask(64, 64) * 255
+    Image.fromarray(mask).save(tmp_path / "mask.jpg", quality=60)
+    with caplog.at_level(logging.WARNING):
+        loaded = load_mask(tmp_path / "mask.jpg", shape=(64, 64))
+    assert "thresholded at 50%" in caplog.text
+    assert set(np.unique(loaded)) <= {0, 1}
+    assert (loaded != box_mask(64, 64)).mean() < 0.01
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", b""])
+def test_unreadable_image_file(tmp_path, content):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="not an image"):
+        load_image(path)
+
+
+def test_truncated_image_file(tmp_path):
+    Image.fromarray(face_like(64, 64)).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="damaged or truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def test_missing_file_and_bad_landmarks(tiny_model, tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(InputError, match=r"\(68, 2\)"):
+        tiny_model.inpaint(face_like(40, 40), box_mask(40, 40), landmarks=np.zeros((5, 2)))
+
+
+def test_no_default_weights_raises_helpful_error(monkeypatch, tmp_path):
+    import lafin.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "default_weights_path", lambda: tmp_path / "absent.safetensors")
+    with pytest.raises(WeightsNotFoundError, match="lafin train"):
+        LaFInModel()
+
+
+def test_load_weights_file(tiny_weights):
+    model = LaFInModel(weights=tiny_weights)
+    assert model.image_size == 64
+    out = model.inpaint(face_like(64, 64), box_mask(64, 64))
+    assert out.shape == (64, 64, 3)
