@@ -93,7 +93,10 @@ class VGG19Features(nn.Module):
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        missing, unexpected = self.features.load_state_dict(feats, strict=False)
+        try:
+            missing, unexpected = self.features.load_state_dict(feats, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"{weights}: not a torchvision VGG-19 state dict ({exc})") from None
         if missing or unexpected:
             raise ValueError(f"{weights}: not a torchvision VGG-19 state dict "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")

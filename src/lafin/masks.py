@@ -236,7 +236,7 @@ class MaskSampler:
         total = sum(mix.values())
         if total <= 0:
             raise ValueError("mask mixture weights must add up to more than 0")
-        self.kinds = list(mix)
+        self.kinds = sorted(mix)  # the order of the config's keys must not change the draws
         self.probs = np.array([mix[k] / total for k in self.kinds])
         self.size, self.folder, self.hole_ratio = size, folder, tuple(hole_ratio)
 

@@ -52,6 +52,24 @@ def load_cache(path: str | Path, mmap: bool = True) -> FaceCache:
     return FaceCache(images, landmarks, meta["names"], meta["sources"])
 
 
+def write_cache(path: str | Path, images: np.ndarray, landmarks: np.ndarray,
+                names: list[str] | None = None, sources: list[str] | None = None) -> FaceCache:
+    """Write arrays already in memory as a cache (used by tests and small tools)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images must be (N, S, S, 3) uint8, got {images.shape} {images.dtype}")
+    if landmarks.shape != (len(images), 68, 2):
+        raise ValueError(f"landmarks must be (N, 68, 2), got {landmarks.shape}")
+    names = names or [f"{i:06d}.png" for i in range(len(images))]
+    sources = sources or ["given"] * len(images)
+    np.save(path / "images.npy", images)
+    np.save(path / "landmarks.npy", landmarks.astype(np.float32))
+    (path / "meta.json").write_text(json.dumps({"size": int(images.shape[1]), "names": names,
+                                                "sources": sources}))
+    return load_cache(path)
+
+
 def _load_and_label(args: tuple[str, int, tuple[float, float, float, float] | None, str | None]
                     ) -> tuple[np.ndarray, np.ndarray, str]:
     from lafin.face import FaceBox, annotate_aligned

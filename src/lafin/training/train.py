@@ -164,7 +164,9 @@ class Trainer:
         if self.world > 1:
             for name, net in self.nets.items():
                 if any(p.requires_grad for p in net.parameters()):
-                    self.nets[name] = nn.parallel.DistributedDataParallel(net)
+                    # the discriminator's attention has a long-range branch it never uses
+                    self.nets[name] = nn.parallel.DistributedDataParallel(
+                        net, find_unused_parameters=name == "discriminator")
 
     # --------------------------------------------------------------------- state
 
@@ -270,8 +272,9 @@ class Trainer:
         logs: dict[str, float] = {}
 
         if use_adv:  # discriminator update
-            real_logits, _ = disc(batch.images, lmap)
-            fake_logits, _ = disc(composite.detach(), lmap)
+            # real and fake in one forward: one DDP forward per backward
+            logits, _ = disc(torch.cat([batch.images, composite.detach()]), torch.cat([lmap, lmap]))
+            real_logits, fake_logits = logits.chunk(2)
             d_loss = losses.discriminator_loss(real_logits, fake_logits, cfg.adversarial_kind)
             self.optims["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
@@ -385,8 +388,12 @@ class Trainer:
         step_fn = self.landmark_step if cfg.stage == "landmarks" else self.inpaint_step
         from tqdm import tqdm
 
+        import sys
+
+        # in a log file (not a terminal) a bar refreshes rarely, so logs stay readable
         bar = tqdm(total=max_steps, initial=self.step, disable=self.rank != 0, unit="step",
-                   dynamic_ncols=True, desc=cfg.stage)
+                   dynamic_ncols=True, desc=cfg.stage,
+                   mininterval=0.1 if sys.stderr.isatty() else 60.0)
         t0, images_seen, running = time.perf_counter(), 0, {}
         while self.step < max_steps:
             batch = self.next_batch()

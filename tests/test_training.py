@@ -1,0 +1,229 @@
+"""Training: each stage learns, exact resume (also after kill -9), DDP, configs, loss paths."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import face_like
+from lafin import losses
+from lafin.alignment import canonical_landmarks
+from lafin.data.batches import sample_batch
+from lafin.data.cache import write_cache
+from lafin.landmarks import landmark_map
+from lafin.training.config import TrainConfig
+from lafin.training.train import Trainer, train
+
+
+@pytest.fixture(scope="module")
+def face_cache(tmp_path_factory) -> Path:
+    """24 synthetic 64-px faces with jittered canonical landmarks."""
+    rng = np.random.default_rng(0)
+    images = np.stack([face_like(64, 64, seed=i) for i in range(24)])
+    base = canonical_landmarks(64)
+    landmarks = np.stack([base + rng.normal(0, 0.7, base.shape) for _ in range(24)]).astype(np.float32)
+    path = tmp_path_factory.mktemp("cache") / "faces"
+    write_cache(path, images, landmarks)
+    return path
+
+
+def _config(face_cache: Path, stage: str, **overrides) -> TrainConfig:
+    data = {"train": [str(face_cache)], "val": str(face_cache),
+            "mask_mix": {"irregular": 0.5, "block": 0.5}, "geometry": stage == "landmarks"}
+    raw = {"stage": stage, "model": "tiny", "data": data, "batch_size": 4, "lr": 2e-3,
+           "max_steps": 4, "log_every": 2, "sample_every": 0, "checkpoint_every": 2,
+           "val_every": 0, "val_batches": 1, "warmup_adversarial_steps": 0, "threads": 1,
+           "betas": [0.5, 0.9]}
+    raw.update(overrides)
+    return TrainConfig.from_dict(raw)
+
+
+def _fixed_batch(trainer: Trainer):
+    rng = np.random.default_rng(99)
+    return sample_batch(trainer.data.caches[0], 8, rng, trainer.mask_fn, size=trainer.size,
+                        flip=False, indices=np.arange(8))
+
+
+def _inpaint_loss(trainer: Trainer, batch) -> float:
+    gen = trainer.nets["generator"]
+    with torch.no_grad():
+        out = gen(batch.masked, landmark_map(batch.landmarks, trainer.size), batch.masks)
+    return losses.masked_l1(out, batch.images, batch.masks).item()
+
+
+def _landmark_loss(trainer: Trainer, batch) -> float:
+    net = trainer.nets["landmarks"].eval()
+    with torch.no_grad():
+        pred = net(batch.masked).view(-1, 68, 2) * trainer.size
+    return (pred - batch.landmarks).norm(dim=-1).mean().item()
+
+
+def test_inpaint_stage_lowers_the_loss(face_cache, tmp_path):
+    trainer = Trainer(_config(face_cache, "inpaint", max_steps=60, checkpoint_every=1000), tmp_path)
+    batch = _fixed_batch(trainer)
+    before = _inpaint_loss(trainer, batch)
+    trainer.run()
+    assert _inpaint_loss(trainer, batch) < 0.8 * before
+
+
+def test_landmark_stage_lowers_the_loss(face_cache, tmp_path):
+    trainer = Trainer(_config(face_cache, "landmarks", max_steps=40, checkpoint_every=1000,
+                              batch_size=8), tmp_path)
+    batch = _fixed_batch(trainer)
+    before = _landmark_loss(trainer, batch)
+    trainer.run()
+    assert _landmark_loss(trainer, batch) < 0.7 * before
+
+
+def test_joint_stage_uses_the_predictor_and_learns(face_cache, tmp_path):
+    first = train(_config(face_cache, "inpaint", max_steps=2), tmp_path / "inpaint")
+    second = train(_config(face_cache, "landmarks", max_steps=2), tmp_path / "landmarks")
+    assert first.step == 2 and second.step == 2
+    init = [str(tmp_path / "inpaint" / "weights.safetensors"),
+            str(tmp_path / "landmarks" / "weights.safetensors")]
+    trainer = Trainer(_config(face_cache, "joint", max_steps=30, checkpoint_every=1000,
+                              init_from=init), tmp_path / "joint")
+    frozen = {k: v.clone() for k, v in trainer.nets["landmarks"].state_dict().items()}
+    batch = _fixed_batch(trainer)
+    before = _inpaint_loss(trainer, batch)
+    trainer.run()
+    assert _inpaint_loss(trainer, batch) < before
+    for k, v in trainer.nets["landmarks"].state_dict().items():
+        assert torch.equal(v, frozen[k]), f"the frozen predictor changed: {k}"
+
+
+def _weights(trainer_or_state) -> dict[str, torch.Tensor]:
+    if isinstance(trainer_or_state, Trainer):
+        return {f"{n}.{k}": v for n, net in trainer_or_state.nets.items()
+                for k, v in net.state_dict().items()}
+    return {f"{n}.{k}": v for n, sd in trainer_or_state["nets"].items() for k, v in sd.items()}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"differs after resume: {k}"
+
+
+@pytest.mark.parametrize("stage", ["inpaint", "landmarks"])
+def test_resume_is_exact(face_cache, tmp_path, stage):
+    straight = train(_config(face_cache, stage, max_steps=6, checkpoint_every=3), tmp_path / "a")
+    train(_config(face_cache, stage, max_steps=3, checkpoint_every=3), tmp_path / "b")
+    resumed = train(_config(face_cache, stage, max_steps=6, checkpoint_every=3), tmp_path / "b",
+                    resume=True)
+    assert resumed.step == 6
+    _assert_same(_weights(straight), _weights(resumed))
+    if stage == "inpaint":
+        for a, b in zip(straight.ema.parameters(), resumed.ema.parameters()):
+            assert torch.equal(a, b)
+
+
+def test_resume_after_kill_9(face_cache, tmp_path):
+    """A run killed with SIGKILL mid-training resumes from its last atomic checkpoint and ends
+    with exactly the weights of an uninterrupted run."""
+    config = _config(face_cache, "inpaint", max_steps=400, checkpoint_every=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    cmd = [sys.executable, "-m", "lafin.cli", "train", "--config", str(tmp_path / "c.yaml"),
+           "--out", str(tmp_path / "killed"), "--resume"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpt.is_file() and
+                                          torch.load(ckpt, weights_only=True)["step"] >= 4):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = torch.load(ckpt, weights_only=True)["step"]
+    assert 4 <= step < 400
+    target = step + 4
+    resumed = train(_config(face_cache, "inpaint", max_steps=target, checkpoint_every=2),
+                    tmp_path / "killed", resume=True)
+    straight = train(_config(face_cache, "inpaint", max_steps=target, checkpoint_every=2),
+                     tmp_path / "straight")
+    _assert_same(_weights(straight), _weights(resumed))
+
+
+def test_ddp_two_processes_hold_identical_weights(face_cache, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    config = _config(face_cache, "inpaint", max_steps=3, checkpoint_every=3)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    script.write_text(textwrap.dedent(f"""
+        import torch, torch.distributed as dist
+        from lafin.training.config import TrainConfig
+        from lafin.training.train import train
+        t = train(TrainConfig.from_yaml({str(tmp_path / 'c.yaml')!r}), {str(tmp_path / 'run')!r})
+        state = {{k: v for n, net in t.nets.items() for k, v in net.module.state_dict().items()
+                 if hasattr(net, 'module')}}
+        torch.save(state, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.pt")
+        dist.destroy_process_group()
+    """))
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29533", str(script)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert len(a) > 0
+    _assert_same(a, b)
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert len(ckpt["numpy_rng"]) == 2  # both ranks' random state, for exact resume
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    (tmp_path / "c.yaml").write_text("stage: inpaint\nbatchsize: 4\n")
+    with pytest.raises(ValueError, match="batchsize"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("loss:\n  l1_hol: 1\n")
+    with pytest.raises(ValueError, match="l1_hol"):
+        TrainConfig.from_yaml(tmp_path / "d.yaml")
+
+
+def test_feature_matching_without_vgg_and_perceptual_with_vgg(face_cache, tmp_path):
+    trainer = Trainer(_config(face_cache, "inpaint"), tmp_path / "fm")
+    logs = trainer.inpaint_step(trainer.next_batch())
+    assert "loss/feature_matching" in logs and "loss/perceptual" not in logs
+
+    # a VGG-19 file in torchvision's layout, random weights (no download possible here)
+    vgg = losses.VGG19Features.__new__(losses.VGG19Features)
+    torch.nn.Module.__init__(vgg)
+    layers, c = [], 3
+    for v in losses.VGG19Features._CFG:
+        if v == "M":
+            layers.append(torch.nn.MaxPool2d(2))
+        else:
+            layers += [torch.nn.Conv2d(c, v, 3, padding=1), torch.nn.ReLU()]
+            c = v
+    state = {f"features.{k}": t for k, t in torch.nn.Sequential(*layers).state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    torch.save(state, tmp_path / "vgg19.pth")
+    config = _config(face_cache, "inpaint", loss={"vgg_weights": str(tmp_path / "vgg19.pth")})
+    trainer = Trainer(config, tmp_path / "vgg")
+    logs = trainer.inpaint_step(trainer.next_batch())
+    assert logs["loss/perceptual"] > 0 and logs["loss/style"] > 0
+    assert "loss/feature_matching" not in logs
+
+
+def test_wrong_vgg_file_is_rejected(tmp_path):
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="VGG-19"):
+        losses.VGG19Features(tmp_path / "bad.pth")
+
+
+def test_sample_grid_and_validation(face_cache, tmp_path):
+    trainer = Trainer(_config(face_cache, "inpaint", sample_every=2, val_every=2, max_steps=2),
+                      tmp_path)
+    trainer.run()
+    assert list((tmp_path / "samples").glob("*.png"))
+    metrics = trainer.validate()
+    assert 5 < metrics["val/psnr"] < 60
