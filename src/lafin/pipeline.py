@@ -46,17 +46,43 @@ class InpaintResult:
 
     Attributes:
         image: HxWx3 uint8 RGB, the input with the hole filled; known pixels are the input's.
-        landmarks: (68, 2) float32 x, y in the input image's pixels (predicted or given).
+        landmarks: (68, 2) float32 x, y in the input image's pixels (predicted or given); in
+            photo mode those of the largest face, None when the hole touched no face.
         mask: HxW uint8, 1 = hole, as used.
         landmarks_given: True when the caller supplied the landmarks.
         timings: seconds spent per stage.
+        mode: ``crop`` (the input is a face crop) or ``photo`` (faces found and aligned).
+        faces: per-face reports (photo mode).
+        background_pixels: hole pixels outside every face, filled by OpenCV (photo mode).
     """
 
     image: np.ndarray
-    landmarks: np.ndarray
+    landmarks: np.ndarray | None
     mask: np.ndarray
     landmarks_given: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    mode: str = "crop"
+    faces: list["FaceReport"] = field(default_factory=list)
+    background_pixels: int = 0
+
+
+@dataclass
+class FaceReport:
+    """One face of a photo that the hole touched (photo mode).
+
+    Attributes:
+        path: how it was found: ``detected``, ``detected-upsampled``, ``hole-surroundings``
+            or ``given-landmarks``.
+        box: (left, top, right, bottom) in photo pixels.
+        landmarks: (68, 2) float32, the landmarks used for generation, in photo pixels.
+        hole_pixels: hole pixels filled from this face's generated crop.
+    """
+
+    path: str
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    hole_pixels: int
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -189,17 +215,19 @@ class LaFInModel:
 
     @torch.inference_mode()
     def _predict(self, masked: torch.Tensor) -> np.ndarray:
+        """(B, 3, S, S) masked crops -> (B, 68, 2) float32 landmarks in crop pixels."""
         assert self.landmark_predictor is not None
         out = self.landmark_predictor(masked).view(-1, NUM_POINTS, 2) * self.image_size
-        return out[0].float().cpu().numpy()
+        return out.float().cpu().numpy()
 
     @torch.inference_mode()
     def _generate(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) crops, (B, 1, S, S) holes, (B, 68, 2) landmarks -> (B, S, S, 3) in [0, 1]."""
         assert self.generator is not None
         masked = img_t * (1 - hole_t) + hole_t
-        lm_t = torch.from_numpy(points).float().unsqueeze(0).to(self.device)
+        lm_t = torch.from_numpy(np.asarray(points, np.float32)).to(self.device)
         out = self.generator(masked, landmark_map(lm_t, self.image_size), hole_t)
-        return out[0].permute(1, 2, 0).clamp(0, 1).float().cpu().numpy()  # S x S x 3 in [0, 1]
+        return out.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy()
 
     def _paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray,
                frame: _Frame) -> np.ndarray:
@@ -222,45 +250,153 @@ class LaFInModel:
                 else load_mask(mask, shape=img.shape[:2]))
         frame = self._frame(img.shape[:2])
         img_t, hole_t = self._to_model(img, hole, frame)
-        return frame.to_input(self._predict(img_t * (1 - hole_t) + hole_t)).astype(np.float32)
+        return frame.to_input(self._predict(img_t * (1 - hole_t) + hole_t)[0]).astype(np.float32)
 
-    def __call__(self, image: ImageInput, mask: ImageInput,
-                 landmarks: np.ndarray | None = None) -> InpaintResult:
-        """Inpaint and return the image, the landmarks used and per-stage timings."""
-        timings: dict[str, float] = {}
+    def __call__(self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | None = None,
+                 mode: str = "auto") -> InpaintResult:
+        """Inpaint and return the image, the landmarks used and per-stage timings.
+
+        Args:
+            image, mask, landmarks: as for :meth:`inpaint`.
+            mode: ``crop`` treats the image as one face crop; ``photo`` finds the faces the
+                hole touches, aligns each, and pastes the results back; ``auto`` (default)
+                picks ``crop`` for images up to twice the model's size, else ``photo``.
+        """
+        if mode not in ("auto", "crop", "photo"):
+            raise InputError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
         img, hole = self.check_inputs(image, mask, landmarks)
+        if mode == "auto":
+            mode = "crop" if max(img.shape[:2]) <= 2 * self.image_size else "photo"
         if not hole.any():
             log.warning("the mask is empty (no hole): the image is returned unchanged")
             lm = (np.asarray(landmarks, np.float32) if landmarks is not None
-                  else self.predict_landmarks(img))
-            return InpaintResult(img.copy(), lm, hole, landmarks is not None, timings)
+                  else self.predict_landmarks(img) if mode == "crop" else None)
+            return InpaintResult(img.copy(), lm, hole, landmarks is not None, {}, mode)
+        if mode == "photo":
+            return self._inpaint_photo(img, hole, landmarks)
+        timings: dict[str, float] = {}
         frame = self._frame(img.shape[:2])
         t = time.perf_counter()
         img_t, hole_t = self._to_model(img, hole, frame)
         timings["preprocess"] = time.perf_counter() - t
         t = time.perf_counter()
         if landmarks is None:
-            points = self._predict(img_t * (1 - hole_t) + hole_t)
+            points = self._predict(img_t * (1 - hole_t) + hole_t)[0]
             timings["landmarks"] = time.perf_counter() - t
         else:
             points = frame.to_model(np.asarray(landmarks, np.float32))
         t = time.perf_counter()
-        generated = self._generate(img_t, hole_t, points)
+        generated = self._generate(img_t, hole_t, points[None])[0]
         timings["generate"] = time.perf_counter() - t
         t = time.perf_counter()
         out = self._paste(img, hole, generated, frame)
         timings["composite"] = time.perf_counter() - t
         lm_out = (np.asarray(landmarks, np.float32) if landmarks is not None
                   else frame.to_input(points).astype(np.float32))
-        return InpaintResult(out, lm_out, hole, landmarks is not None, timings)
+        return InpaintResult(out, lm_out, hole, landmarks is not None, timings, "crop")
+
+    def _inpaint_photo(self, img: np.ndarray, hole: np.ndarray,
+                       landmarks: np.ndarray | None) -> InpaintResult:
+        """Photo mode: find/align every face the hole touches, generate them as one batch,
+        warp back, harmonise at the hole's edge; other hole pixels are filled by OpenCV."""
+        from lafin.alignment import invert_affine, transform_points
+        from lafin.blend import harmonize, paste
+        from lafin.photo import FaceFrame, find_faces, robust_alignment
+
+        timings: dict[str, float] = {}
+        s = self.image_size
+        t = time.perf_counter()
+        if landmarks is not None:
+            lm = np.asarray(landmarks, np.float32)
+            xy = np.clip(np.round(lm).astype(int), 0, [img.shape[1] - 1, img.shape[0] - 1])
+            visible = hole[xy[:, 1], xy[:, 0]] == 0
+            lo, hi = lm.min(axis=0), lm.max(axis=0)
+            frames = [FaceFrame(robust_alignment(lm, visible, s), s, "given-landmarks",
+                                (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), lm)]
+        else:
+            frames = find_faces(img, hole, s)
+        timings["detect+align"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        content = cv2.inpaint(img, hole, 5, cv2.INPAINT_TELEA).astype(np.float32)
+        timings["background"] = time.perf_counter() - t
+        crops, holes, used = [], [], []
+        for f in frames:
+            crop = cv2.warpAffine(img, f.matrix, (s, s), flags=cv2.INTER_AREA
+                                  if np.hypot(*f.matrix[0, :2]) < 1 else cv2.INTER_CUBIC,
+                                  borderMode=cv2.BORDER_REFLECT_101)
+            crop_hole = cv2.warpAffine(hole.astype(np.float32), f.matrix, (s, s),
+                                       flags=cv2.INTER_LINEAR) > 0
+            if crop_hole.any():
+                crops.append(crop)
+                holes.append(crop_hole)
+                used.append(f)
+        covered = np.zeros(hole.shape, bool)
+        reports: list[FaceReport] = []
+        if used:
+            img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+            hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(self.device)
+            t = time.perf_counter()
+            if landmarks is not None:
+                points = np.stack([transform_points(f.landmarks, f.matrix) for f in used]).astype(np.float32)
+            else:
+                points = self._predict(img_t * (1 - hole_t) + hole_t)
+            timings["landmarks"] = time.perf_counter() - t
+            t = time.perf_counter()
+            generated = self._generate(img_t, hole_t, points)
+            timings["generate"] = time.perf_counter() - t
+            t = time.perf_counter()
+            for f, crop, gen, pts in zip(used, crops, generated, points):
+                face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
+                                            invert_affine)
+                covered |= face_hole
+                inv = invert_affine(f.matrix)
+                reports.append(FaceReport(f.path, f.box, transform_points(pts, inv).astype(np.float32),
+                                          int(face_hole.sum()), list(f.notes)))
+            timings["blend"] = time.perf_counter() - t
+        out = paste(img, content, hole)
+        background = int((hole.astype(bool) & ~covered).sum())
+        if background:
+            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea)", background)
+        main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
+        return InpaintResult(out, None if main is None else main.landmarks, hole,
+                             landmarks is not None, timings, "photo", reports, background)
+
+    def _warp_back(self, img, hole, content, frame, generated, harmonize, invert_affine) -> np.ndarray:
+        """Warp one generated crop back into ``content`` (in place) over the face's footprint;
+        returns the hole pixels it covered."""
+        s = self.image_size
+        inv = invert_affine(frame.matrix)
+        corners = np.array([[0, 0], [s - 1, 0], [0, s - 1], [s - 1, s - 1]], np.float64) @ inv[:, :2].T + inv[:, 2]
+        h, w = hole.shape
+        left, top = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
+        right, bottom = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
+        if right <= left or bottom <= top:
+            return np.zeros(hole.shape, bool)
+        shifted = inv.copy()
+        shifted[:, 2] -= (left, top)
+        size = (right - left, bottom - top)
+        back = cv2.warpAffine(generated.astype(np.float32), shifted, size, flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.warpAffine(np.ones((s, s), np.float32), shifted, size, flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
+        region_hole = hole[top:bottom, left:right].astype(bool) & inside
+        if region_hole.any():
+            fixed = harmonize(img[top:bottom, left:right], back, region_hole.astype(np.uint8))
+            view = content[top:bottom, left:right]
+            view[region_hole] = fixed[region_hole]
+        face_hole = np.zeros(hole.shape, bool)
+        face_hole[top:bottom, left:right] = region_hole
+        return face_hole
 
     def inpaint(self, image: ImageInput, mask: ImageInput,
-                landmarks: np.ndarray | None = None) -> np.ndarray:
+                landmarks: np.ndarray | None = None, mode: str = "auto") -> np.ndarray:
         """Fill the hole; HxWx3 uint8 RGB in the input's size. Known pixels are unchanged.
 
         Args:
             image: path, PIL image or array (gray/RGB/RGBA, 8 or 16 bit).
             mask: HxW, same size as the image, nonzero/white = hole.
             landmarks: optional (68, 2) x, y in the image's pixels, to use instead of predicting.
+            mode: ``auto``, ``crop`` or ``photo`` (see :meth:`__call__`).
         """
-        return self(image, mask, landmarks).image
+        return self(image, mask, landmarks, mode=mode).image

@@ -1,0 +1,185 @@
+"""Finding the faces a hole touches in an ordinary photo, and framing each for the models.
+
+Only faces near the hole matter, so detection runs on regions of interest around the hole's
+connected parts (a small face in a huge photo stays detectable and cheap). Each face is tried in
+three ways, and the way that worked is reported:
+
+1. ``detected``: dlib's HOG detector finds it in the photo with the hole filled by OpenCV;
+2. ``detected-upsampled``: it finds it after upsampling (small faces);
+3. ``hole-surroundings``: no face found near a part of the hole; the square around that part
+   (grown to show context) is treated as the face crop.
+
+Detected faces are annotated with dlib's 68 points on the filled photo; the similarity transform
+to the canonical crop is fitted on the points outside the hole only (points inside the hole are
+guesses on filled-in pixels), robustly (iteratively down-weighting outliers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from lafin.alignment import canonical_landmarks, similarity_transform, transform_points
+
+log = logging.getLogger(__name__)
+
+DETECT_MAX_SIDE = 1024  # regions are downscaled to this for detection
+
+
+@dataclass
+class FaceFrame:
+    """One face to inpaint and how it maps to the model's square crop.
+
+    Attributes:
+        matrix: (2, 3) photo -> crop affine (similarity) matrix.
+        size: crop side in pixels.
+        path: how the face was found (see module docstring).
+        box: (left, top, right, bottom) of the face in photo pixels.
+        landmarks: (68, 2) dlib landmarks in photo pixels (None for ``hole-surroundings``).
+    """
+
+    matrix: np.ndarray
+    size: int
+    path: str
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96
+                 ) -> list[tuple[int, int, int, int]]:
+    """Boxes (left, top, right, bottom) around the hole's connected parts, each grown by
+    ``grow`` times its size on every side (at least ``min_side`` wide); overlapping boxes merge."""
+    h, w = hole.shape
+    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    boxes = []
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        side = max(bw, bh, min_side // 2)
+        g = int(round(grow * side))
+        boxes.append([max(0, x - g), max(0, y - g), min(w, x + bw + g), min(h, y + bh + g)])
+    merged = True
+    while merged:  # merge overlapping boxes until stable
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(int(v) for v in b) for b in boxes]  # type: ignore[misc]
+
+
+def _detect_in_region(filled: np.ndarray, region: tuple[int, int, int, int], upsample: int,
+                      min_score: float) -> list[tuple[float, float, float, float, float]]:
+    from lafin.face import detect_faces
+
+    left, top, right, bottom = region
+    roi = filled[top:bottom, left:right]
+    scale = min(1.0, DETECT_MAX_SIDE / max(roi.shape[:2]))
+    if scale < 1.0:
+        roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    faces = detect_faces(roi, upsample=upsample, min_score=min_score)
+    return [(left + f.left / scale, top + f.top / scale, left + f.right / scale,
+             top + f.bottom / scale, f.score) for f in faces]
+
+
+def _overlap(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _touches(box, hole: np.ndarray, margin: float = 0.2) -> bool:
+    h, w = hole.shape
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    l, t = int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh))
+    r, b = int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh))
+    return bool(hole[t:b, l:r].any())
+
+
+def robust_alignment(landmarks: np.ndarray, visible: np.ndarray, size: int,
+                     iterations: int = 3) -> np.ndarray:
+    """Photo -> crop similarity from the visible landmarks, down-weighting outliers (Huber-like
+    reweighting on the residuals in crop pixels). Falls back to all points if < 8 are visible."""
+    target = canonical_landmarks(size)
+    weights = visible.astype(np.float64)
+    if weights.sum() < 8:
+        weights = np.ones(len(landmarks))
+    matrix = similarity_transform(landmarks, target, weights)
+    for _ in range(iterations):
+        residual = np.linalg.norm(transform_points(landmarks, matrix) - target, axis=1)
+        scale = 1.5 * max(np.median(residual[weights > 0]), 0.02 * size)
+        robust = np.minimum(1.0, scale / np.maximum(residual, 1e-6))
+        matrix = similarity_transform(landmarks, target, weights * robust)
+    return matrix
+
+
+def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float = 0.0
+               ) -> list[FaceFrame]:
+    """Frames of the faces that the hole touches (see the module docstring).
+
+    Args:
+        image: HxWx3 uint8 photo.
+        hole: HxW uint8, 1 = hole.
+        size: the model's crop side.
+    """
+    from lafin.face import FaceBox, annotate
+
+    filled = cv2.inpaint(image, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    frames: list[FaceFrame] = []
+    boxes: list[tuple[tuple[float, float, float, float, float], str]] = []
+    faceless: list[tuple[int, int, int, int]] = []
+    for region in hole_regions(hole):
+        found = [(b, "detected") for b in _detect_in_region(filled, region, 0, min_score)]
+        rw, rh = region[2] - region[0], region[3] - region[1]
+        if not any(_touches(b, hole) for b, _ in found) and max(rw, rh) <= 2 * DETECT_MAX_SIDE:
+            found = [(b, "detected-upsampled") for b in _detect_in_region(filled, region, 1,
+                                                                            max(min_score, 0.3))]
+        found = [(b, p) for b, p in found if _touches(b, hole)]
+        for b, p in found:
+            if all(_overlap(b, other) < 0.3 for other, _ in boxes):
+                boxes.append((b, p))
+        if not found:
+            faceless.append(region)
+    if faceless and not boxes:
+        # No face near the hole. If the photo has faces elsewhere, the hole is background;
+        # if it has none, the hole probably hides the face: use its surroundings as the crop.
+        h, w = hole.shape
+        if not _detect_in_region(filled, (0, 0, w, h), 0, min_score):
+            frames += [_surroundings_frame(hole, region, size) for region in faceless]
+    for (l, t, r, b, score), path in boxes:
+        landmarks = annotate(filled, FaceBox(l, t, r, b, score))
+        xy = np.round(landmarks).astype(int)
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < hole.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < hole.shape[0])
+        visible = inside.copy()
+        visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
+        matrix = robust_alignment(landmarks, visible, size)
+        frames.append(FaceFrame(matrix, size, path, (l, t, r, b), landmarks,
+                                [f"{int(visible.sum())} of 68 points visible"]))
+    log.info("faces for inpainting: %s", [f.path for f in frames])
+    return frames
+
+
+def _surroundings_frame(hole: np.ndarray, region: tuple[int, int, int, int], size: int) -> FaceFrame:
+    """Treat the square around a part of the hole as the face crop (no face was found)."""
+    sub = hole[region[1]:region[3], region[0]:region[2]]
+    ys, xs = np.nonzero(sub)
+    cx = region[0] + (xs.min() + xs.max()) / 2
+    cy = region[1] + (ys.min() + ys.max()) / 2
+    side = 1.6 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, 16)
+    scale = size / side
+    matrix = np.array([[scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
+                       [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale]])
+    box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    return FaceFrame(matrix, size, "hole-surroundings", box, None,
+                     ["no face found near this part of the hole; its surroundings were used"])
