@@ -44,11 +44,11 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
     else:
         dist = cv2.distanceTransform(hole_u8, cv2.DIST_L2, 3)
         weight = np.clip(1.0 - dist / max(1.0, fade * float(dist.max())), 0.0, 1.0)
-    region = cv2.dilate(hole_u8, kernel)
+    # everything but the ring is unknown, so only ring values spread into the hole
+    unknown = (1 - ring_mask).astype(np.uint8)
     for c in range(3):
         channel = np.where(known_or_ring, diff[..., c], 0).astype(np.float32)
-        filled = cv2.inpaint(channel, (region & (1 - ring_mask)).astype(np.uint8), ring + 2,
-                             cv2.INPAINT_TELEA)
+        filled = cv2.inpaint(channel, unknown, ring + 2, cv2.INPAINT_TELEA)
         out[..., c] += np.where(hole_u8 > 0, filled * weight, 0)
     return out
 

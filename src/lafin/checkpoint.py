@@ -1,330 +1,602 @@
 """Weights files: our safetensors format, and the original LaFIn release's ``.pth`` files.
 
-Our format is one ``.safetensors`` file whose tensors are prefixed by network (``generator.``,
-``landmarks.``, ``discriminator.``) and whose metadata holds ``format`` (``lafin-weights``),
-``format_version`` and the :class:`ModelConfig` as JSON, so the networks are rebuilt from the
-file alone. Loading is strict: a missing or unexpected tensor is an error that names it.
+Our format
+----------
+One ``.safetensors`` file. Tensor names are prefixed by network: ``generator.``, ``landmarks.``,
+``discriminator.`` (any subset may be present). The safetensors metadata (all strings) holds
 
-The original release (``InpaintingModel_gen.pth``, ``InpaintingModel_dis.pth``,
-``landmark_detector.pth``) maps onto the ``paper`` preset; its spectral-normalised convolutions
-are folded into plain weights exactly as PyTorch computes them in eval mode.
+* ``format`` = ``"lafin-weights"`` and ``format_version`` = ``"1"``;
+* ``config``: the :class:`~lafin.config.ModelConfig` as JSON, so the networks are rebuilt from
+  the file alone;
+* any extra string metadata given when saving (e.g. ``step``).
+
+Building networks from a file is strict: a missing, unexpected or mis-shaped tensor is a
+:class:`WeightsError` that names it.
+
+The original release
+--------------------
+``InpaintingModel_gen.pth`` (dict key ``generator``), ``InpaintingModel_dis.pth``
+(``discriminator``) and ``landmark_detector.pth`` (``detector``) map onto the ``paper`` preset.
+Files are recognised by the dict key they hold, not by their names; ``module.`` prefixes
+(DataParallel) are removed. Modules that the original registers twice are checked to be equal and
+the duplicate is dropped; the spectral-normalised convolutions of the generator's attention are
+folded into plain weights exactly as PyTorch computes them in eval mode.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from lafin.config import PRESETS, ModelConfig
 
+log = logging.getLogger(__name__)
+
 FORMAT_NAME = "lafin-weights"
 FORMAT_VERSION = 1
 NETWORKS = ("generator", "landmarks", "discriminator")
+_RESERVED_METADATA = ("format", "format_version", "config")
 
 PathLike = str | os.PathLike
+StateDict = dict[str, torch.Tensor]
 
 
 class WeightsError(ValueError):
-    """A weights file that cannot be used, with the reason."""
+    """A weights file that cannot be used; the message names the file and the problem."""
 
 
 @dataclass
 class LoadedWeights:
-    """Networks' state dicts and the config to rebuild them; a state is None when absent."""
+    """Networks' state dicts and the config to rebuild them.
+
+    Attributes:
+        config: the model configuration the states belong to.
+        generator_state / landmarks_state / discriminator_state: name -> tensor (on the CPU), in
+            our modules' naming; None when the source did not contain that network.
+        metadata: extra string metadata (e.g. ``step``; for the original release ``source`` and
+            ``<network>_iteration``).
+    """
 
     config: ModelConfig
-    generator_state: dict[str, torch.Tensor] | None = None
-    landmarks_state: dict[str, torch.Tensor] | None = None
-    discriminator_state: dict[str, torch.Tensor] | None = None
+    generator_state: StateDict | None = None
+    landmarks_state: StateDict | None = None
+    discriminator_state: StateDict | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
-    def state(self, network: str) -> dict[str, torch.Tensor] | None:
+    def state(self, network: str) -> StateDict | None:
+        """The state of ``network`` (one of :data:`NETWORKS`), or None."""
+        if network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; expected one of {NETWORKS}")
         return getattr(self, f"{network}_state")
+
+    def set_state(self, network: str, state: StateDict | None) -> None:
+        if network not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; expected one of {NETWORKS}")
+        setattr(self, f"{network}_state", state)
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """Names of the networks present, in :data:`NETWORKS` order."""
+        return tuple(n for n in NETWORKS if self.state(n) is not None)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _list_report(label: str, items: Sequence[str], limit: int = 10) -> str:
+    more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"{len(items)} {label}: {', '.join(items[:limit])}{more}"
+
+
+def _mismatch_report(missing: Sequence[str], unexpected: Sequence[str],
+                     shapes: Sequence[str]) -> str:
+    parts = [_list_report(label, items) for label, items in
+             (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", shapes))
+             if items]
+    return "; ".join(parts)
+
+
+def _compare_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, shape descriptions) of ``state`` against ``expected``."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    return missing, unexpected, shapes
+
+
+def _builders() -> dict[str, Callable[[ModelConfig], nn.Module]]:
+    from lafin.networks import build_discriminator, build_generator, build_landmark_predictor
+
+    return {"generator": build_generator, "landmarks": build_landmark_predictor,
+            "discriminator": build_discriminator}
+
+
+def _expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict (names and shapes only, on the meta device) of ``network`` for ``config``."""
+    with torch.device("meta"):
+        return _builders()[network](config).state_dict()
 
 
 # ----------------------------------------------------------------------------- our format
 
-def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | None = None,
-                 landmark_predictor: nn.Module | None = None,
-                 discriminator: nn.Module | None = None,
-                 metadata: Mapping[str, str] | None = None) -> None:
-    """Write the given networks and the config to one safetensors file, atomically."""
+
+def _write(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str, torch.Tensor]],
+           metadata: Mapping[str, Any] | None) -> None:
+    """Write per-network states as one of our files, atomically (temp file + os.replace)."""
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, net in (("generator", generator), ("landmarks", landmark_predictor),
-                        ("discriminator", discriminator)):
-        if net is not None:
-            for name, value in net.state_dict().items():
-                tensors[f"{prefix}.{name}"] = value.detach().to("cpu").contiguous().clone()
+    for network, state in states.items():
+        for name, value in state.items():
+            # clone: safetensors refuses tensors that share storage (e.g. tied weights)
+            tensors[f"{network}.{name}"] = value.detach().to("cpu").contiguous().clone()
     if not tensors:
-        raise ValueError("save_weights needs at least one network")
+        raise ValueError("nothing to save: give at least one network")
+    extra = {str(k): str(v) for k, v in (metadata or {}).items()}
+    clash = sorted(set(extra) & set(_RESERVED_METADATA))
+    if clash:
+        raise ValueError(f"metadata keys {clash} are reserved by the weights format")
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
-            "config": json.dumps(config.to_dict())}
-    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+            "config": json.dumps(config.to_dict()), **extra}
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | None = None,
+                 landmark_predictor: nn.Module | None = None,
+                 discriminator: nn.Module | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> None:
+    """Write the given networks and their config to one safetensors file, atomically.
+
+    Args:
+        path: output file (``.safetensors``); its directory is created if needed. The file is
+            written to a temporary file in the same directory and renamed into place, so readers
+            never see a partial file.
+        config: the configuration the networks were built from.
+        generator / landmark_predictor / discriminator: networks to store (at least one); their
+            ``state_dict()`` is saved on the CPU.
+        metadata: extra entries, stored as strings (e.g. ``{"step": 1000}``); the keys
+            ``format``, ``format_version`` and ``config`` are reserved.
+    """
+    states = {network: net.state_dict() for network, net in
+              zip(NETWORKS, (generator, landmark_predictor, discriminator)) if net is not None}
+    _write(path, config, states, metadata)
+
+
+def _check_file(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"{path}: not a file")
+    return path
+
+
 def load_weights(path: PathLike) -> LoadedWeights:
-    """Read one of our safetensors weights files (see the module docstring)."""
+    """Read one of our safetensors weights files (see the module docstring).
+
+    Tensors are loaded on the CPU. Names and shapes are checked against the networks only when
+    they are built (:func:`build_from_weights`).
+
+    Raises:
+        WeightsError: not a file, not safetensors, a safetensors file that is not ours, a
+            format version newer than this lafin supports, or a bad config.
+    """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    path = _check_file(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a safetensors weights file ({exc})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT_NAME:
-        raise WeightsError(f"{path}: safetensors file without lafin metadata (format="
-                           f"{meta.get('format')!r}); it is not a lafin weights file")
+        names = ", ".join(sorted(tensors)[:5]) or "none"
+        raise WeightsError(f"{path}: a safetensors file without lafin metadata (format="
+                           f"{meta.get('format')!r}, tensors: {names}); it is not a lafin "
+                           "weights file")
+    raw_version = meta.get("format_version")
     try:
-        version = int(meta.get("format_version", "0"))
-    except ValueError:
-        raise WeightsError(f"{path}: bad format_version {meta.get('format_version')!r}") from None
+        version = int(raw_version)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: missing or bad format_version {raw_version!r}") from None
     if version > FORMAT_VERSION:
         raise WeightsError(f"{path}: weights format version {version} is newer than this lafin "
-                           f"supports ({FORMAT_VERSION}); upgrade lafin")
+                           f"supports ({FORMAT_VERSION}); upgrade lafin to read it")
+    if version < 1:
+        raise WeightsError(f"{path}: bad format_version {raw_version!r}")
+    if "config" not in meta:
+        raise WeightsError(f"{path}: no model config in the metadata")
     try:
         config = ModelConfig.from_dict(json.loads(meta["config"]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise WeightsError(f"{path}: missing or invalid model config ({exc})") from None
-    states: dict[str, dict[str, torch.Tensor]] = {}
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise WeightsError(f"{path}: bad model config in the metadata ({exc})") from None
+
+    states: dict[str, StateDict] = {}
+    stray: list[str] = []
     for key, value in tensors.items():
-        net, _, name = key.partition(".")
-        if net not in NETWORKS:
-            raise WeightsError(f"{path}: tensor {key!r} belongs to no known network {NETWORKS}")
-        states.setdefault(net, {})[name] = value
-    extra = {k: v for k, v in meta.items() if k not in ("format", "format_version", "config")}
+        network, _, name = key.partition(".")
+        if network in NETWORKS and name:
+            states.setdefault(network, {})[name] = value
+        else:
+            stray.append(key)
+    if stray:
+        raise WeightsError(f"{path}: tensors that belong to no network {NETWORKS}: "
+                           f"{_list_report('tensors', sorted(stray))}")
+    extra = {k: v for k, v in meta.items() if k not in _RESERVED_METADATA}
     return LoadedWeights(config, states.get("generator"), states.get("landmarks"),
                          states.get("discriminator"), extra)
 
 
 def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
-    """load_state_dict(strict) with an error that names missing, unexpected and mis-shaped keys."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    """``net.load_state_dict(state, strict=True)`` with an error that names the bad keys.
+
+    Raises:
+        WeightsError: naming (the first 10 of, and the count of) the missing, unexpected and
+            mis-shaped tensors.
+    """
+    missing, unexpected, shapes = _compare_state(net.state_dict(), state)
     if missing or unexpected or shapes:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-            if items:
-                more = f" (+{len(items) - 10} more)" if len(items) > 10 else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:10])}{more}")
-        raise WeightsError(f"{what} does not match the model: " + "; ".join(parts))
+        raise WeightsError(f"{what} do not match the model: "
+                           f"{_mismatch_report(missing, unexpected, shapes)}")
     net.load_state_dict(state, strict=True)
 
 
 def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
                        ) -> tuple[nn.Module | None, nn.Module | None]:
-    """Build (generator, landmark predictor) from loaded weights, in eval mode on ``device``."""
-    from lafin.networks import build_generator, build_landmark_predictor
+    """Build (generator, landmark predictor) from loaded weights, strictly.
 
-    generator = predictor = None
-    if loaded.generator_state is not None:
-        generator = build_generator(loaded.config)
-        load_state_strict(generator, loaded.generator_state, "generator weights")
-        generator = generator.to(device).eval()
-    if loaded.landmarks_state is not None:
-        predictor = build_landmark_predictor(loaded.config)
-        load_state_strict(predictor, loaded.landmarks_state, "landmark predictor weights")
-        predictor = predictor.to(device).eval()
-    return generator, predictor
+    Returns:
+        The networks (None for a network the weights do not contain), in eval mode on ``device``.
+
+    Raises:
+        WeightsError: if a state does not match the network its config describes.
+    """
+    builders = _builders()
+    built: dict[str, nn.Module | None] = {}
+    for network, what in (("generator", "generator weights"),
+                          ("landmarks", "landmark predictor weights")):
+        state = loaded.state(network)
+        if state is None:
+            built[network] = None
+            continue
+        net = builders[network](loaded.config)
+        load_state_strict(net, state, f"{what} ({loaded.config.name} preset)")
+        built[network] = net.to(device).eval()
+    return built["generator"], built["landmarks"]
 
 
 def merge_weights(inputs: Sequence[PathLike], output: PathLike) -> None:
-    """Combine several of our weights files into one (later files win per network)."""
-    merged: LoadedWeights | None = None
-    for path in inputs:
-        loaded = load_weights(path)
-        if merged is None:
-            merged = loaded
-            continue
+    """Combine several of our weights files into one; later files win per network.
+
+    All inputs must have the same model config.
+    """
+    merged = _merge([(Path(p), load_weights(p)) for p in inputs])
+    _write(output, merged.config, {n: merged.state(n) for n in merged.networks},  # type: ignore[misc]
+           merged.metadata)
+
+
+def _merge(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
+    if not items:
+        raise ValueError("nothing to merge: give at least one weights file")
+    first_path, first = items[0]
+    merged = LoadedWeights(first.config, metadata=dict(first.metadata))
+    for path, loaded in items:
         if loaded.config != merged.config:
-            raise WeightsError(f"{path}: model config differs from {inputs[0]}; cannot merge")
-        for net in NETWORKS:
-            if loaded.state(net) is not None:
-                setattr(merged, f"{net}_state", loaded.state(net))
+            raise WeightsError(f"{path}: model config ({loaded.config.name} preset) differs from "
+                               f"that of {first_path} ({merged.config.name} preset); cannot merge")
+        for network in loaded.networks:
+            merged.set_state(network, loaded.state(network))
         merged.metadata.update(loaded.metadata)
-    if merged is None:
-        raise ValueError("merge_weights needs at least one input")
-    _save_states(output, merged)
-
-
-def _save_states(path: PathLike, loaded: LoadedWeights) -> None:
-    """save_weights for bare state dicts."""
-
-    class _Holder(nn.Module):
-        def __init__(self, state: Mapping[str, torch.Tensor]) -> None:
-            super().__init__()
-            self._state = dict(state)
-
-        def state_dict(self, *args, **kwargs):  # type: ignore[override]
-            return self._state
-
-    holders = {net: (_Holder(s) if (s := loaded.state(net)) is not None else None) for net in NETWORKS}
-    save_weights(path, loaded.config, holders["generator"], holders["landmarks"],
-                 holders["discriminator"], metadata=loaded.metadata)
+    return merged
 
 
 # ----------------------------------------------------------------------------- the original release
 
-def _fold_spectral_norm(prefix: str, state: dict[str, torch.Tensor]) -> torch.Tensor:
-    """W / sigma with sigma = u . (W_mat v), what torch's spectral_norm uses in eval mode."""
-    weight = state.pop(prefix + "weight_orig")
-    u, v = state.pop(prefix + "weight_u"), state.pop(prefix + "weight_v")
-    sigma = torch.dot(u, weight.reshape(weight.shape[0], -1) @ v)
-    return weight / sigma
+@dataclass(frozen=True)
+class _OriginalLayout:
+    """How one original network's names map onto ours.
+
+    Attributes:
+        network: our network name.
+        renames: (original prefix, our prefix) pairs; a key takes the first that matches.
+        aliases: (duplicate prefix, canonical prefix): modules registered twice in the original.
+        folded: original module prefixes whose spectral norm is folded into a plain ``weight``.
+    """
+
+    network: str
+    renames: tuple[tuple[str, str], ...]
+    aliases: tuple[tuple[str, str], ...] = ()
+    folded: tuple[str, ...] = ()
 
 
-def _strip_module(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+_ATTENTION_ALIASES = (("auto_attn.model.model.1.", "auto_attn.model.conv1."),
+                      ("auto_attn.model.model.3.", "auto_attn.model.conv2."),
+                      ("auto_attn.model.shortcut.0.", "auto_attn.model.bypass."))
+_ATTENTION_FOLDED = ("auto_attn.model.conv1.", "auto_attn.model.conv2.", "auto_attn.model.bypass.")
+_ATTENTION_RENAMES = (("auto_attn.model.", "attention.fuse."), ("auto_attn.", "attention."))
+
+_LAYOUTS: dict[str, _OriginalLayout] = {
+    "generator": _OriginalLayout(
+        network="generator",
+        renames=(("encoder1.1.", "encoders.0.1."), ("encoder2.0.", "encoders.1.0."),
+                 ("encoder3.0.", "encoders.2.0."), ("middle.", "middle."),
+                 ("decoder1.0.", "decoders.0.0."), ("decoder2.0.", "decoders.1.0."),
+                 ("fushion1.0.", "fusions.0.0."), ("fushion2.0.", "fusions.1.0."),
+                 ("decoder3.1.", "to_rgb.1.")) + _ATTENTION_RENAMES,
+        aliases=_ATTENTION_ALIASES,
+        folded=_ATTENTION_FOLDED,
+    ),
+    "discriminator": _OriginalLayout(
+        network="discriminator",
+        renames=tuple((f"conv{i + 1}.0.", f"convs.{i}.") for i in range(5)) + _ATTENTION_RENAMES,
+        aliases=(("features.0.", "conv1.0."),) + _ATTENTION_ALIASES,
+        folded=_ATTENTION_FOLDED,
+    ),
+    "detector": _OriginalLayout(network="landmarks", renames=(("", ""),)),
+}
+_SN_SUFFIXES = ("weight_orig", "weight_u", "weight_v")
 
 
-def _drop_aliases(state: dict[str, torch.Tensor], aliases: Mapping[str, str], where: str) -> None:
-    """Remove the second registration of modules the original registered twice."""
-    for alias, canonical in aliases.items():
-        for key in [k for k in state if k.startswith(alias)]:
+def fold_spectral_norm(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+                       ) -> torch.Tensor:
+    """The weight that ``torch.nn.utils.spectral_norm`` uses in eval mode (no power iteration).
+
+    Args:
+        weight_orig: (out, ...) the unnormalised weight of a convolution or linear layer.
+        u: (out,) and v: (prod(...),) the stored singular-vector estimates.
+
+    Returns:
+        ``weight_orig / sigma`` with ``sigma = u . (W v)``, ``W = weight_orig.reshape(out, -1)``.
+    """
+    sigma = torch.dot(u, torch.mv(weight_orig.reshape(weight_orig.shape[0], -1), v))
+    return weight_orig / sigma
+
+
+def _original_name(our_key: str, layout: _OriginalLayout) -> str:
+    """The original name(s) that an our-side key comes from (for error messages)."""
+    for old, new in layout.renames:
+        if our_key.startswith(new):
+            key = old + our_key[len(new):]
+            module, _, leaf = key.rpartition(".")
+            if leaf == "weight" and module + "." in layout.folded:
+                return "/".join(f"{module}.{s}" for s in _SN_SUFFIXES)
+            return key
+    return our_key
+
+
+def _map_original(state: Mapping[str, Any], layout: _OriginalLayout, config: ModelConfig,
+                  where: str) -> StateDict:
+    """Map an original state dict onto our names, checking names and shapes against our model."""
+    # 1. DataParallel prefixes
+    work: dict[str, torch.Tensor] = {}
+    bad_values: list[str] = []
+    for key, value in state.items():
+        name = key[len("module."):] if key.startswith("module.") else key
+        if not isinstance(value, torch.Tensor):
+            bad_values.append(f"{key} ({type(value).__name__})")
+            continue
+        if name in work:
+            raise WeightsError(f"{where}: tensor {name!r} appears both with and without the "
+                               "'module.' prefix")
+        work[name] = value
+    if bad_values:
+        raise WeightsError(f"{where}: entries that are not tensors: "
+                           f"{_list_report('entries', bad_values)}")
+
+    # 2. modules registered twice: the copies must be equal; keep one
+    for alias, canonical in layout.aliases:
+        for key in [k for k in work if k.startswith(alias)]:
             twin = canonical + key[len(alias):]
-            if twin in state and not torch.equal(state[twin], state[key]):
-                raise WeightsError(f"{where}: {key} and {twin} should be the same tensor but differ")
-            if twin not in state:
-                state[twin] = state[key]
-            del state[key]
+            value = work.pop(key)
+            if twin not in work:
+                work[twin] = value  # only the duplicate was stored: use it
+            elif (work[twin].shape != value.shape or not torch.equal(work[twin], value)):
+                raise WeightsError(f"{where}: {key} and {twin} are the same module in the original "
+                                   "and must hold equal tensors, but they differ")
 
+    # 3. spectral norm folded into plain weights
+    missing_original: list[str] = []
+    for module in layout.folded:
+        present = [s for s in _SN_SUFFIXES if module + s in work]
+        if not present:
+            continue  # a plain ``weight`` (or nothing, reported below)
+        if len(present) < len(_SN_SUFFIXES):
+            missing_original += [module + s for s in _SN_SUFFIXES if s not in present]
+            for s in present:  # reported through the missing part; not also as unexpected
+                del work[module + s]
+            continue
+        weight, u, v = (work.pop(module + s) for s in _SN_SUFFIXES)
+        if u.shape != (weight.shape[0],) or v.shape != (weight[0].numel(),):
+            raise WeightsError(f"{where}: spectral-norm vectors of {module}weight_orig "
+                               f"{tuple(weight.shape)} have shapes u {tuple(u.shape)}, "
+                               f"v {tuple(v.shape)}; expected ({weight.shape[0]},) and "
+                               f"({weight[0].numel()},)")
+        if module + "weight" in work:
+            raise WeightsError(f"{where}: {module}weight is stored both plain and spectral-"
+                               "normalised")
+        work[module + "weight"] = fold_spectral_norm(weight.float(), u.float(), v.float()
+                                                     ).to(weight.dtype)
 
-def _map_attention(state: dict[str, torch.Tensor], src: str, dst: str, where: str) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    _drop_aliases(state, {f"{src}model.model.1.": f"{src}model.conv1.",
-                          f"{src}model.model.3.": f"{src}model.conv2.",
-                          f"{src}model.shortcut.0.": f"{src}model.bypass."}, where)
-    for name in ("gamma", "alpha", "query_conv.weight", "query_conv.bias"):
-        out[dst + name] = state.pop(src + name)
-    for conv in ("conv1", "conv2", "bypass"):
-        out[f"{dst}fuse.{conv}.weight"] = _fold_spectral_norm(f"{src}model.{conv}.", state)
-        out[f"{dst}fuse.{conv}.bias"] = state.pop(f"{src}model.{conv}.bias")
-    return out
-
-
-def _map_original_generator(state: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
-    state = dict(state)
-    out = _map_attention(state, "auto_attn.", "attention.", where)
-    renames = {"encoder1.1.": "encoders.0.1.", "encoder2.0.": "encoders.1.0.",
-               "encoder3.0.": "encoders.2.0.", "decoder1.0.": "decoders.0.0.",
-               "decoder2.0.": "decoders.1.0.", "fushion1.0.": "fusions.0.0.",
-               "fushion2.0.": "fusions.1.0.", "decoder3.1.": "to_rgb.1.", "middle.": "middle."}
-    for key in list(state):
-        for old, new in renames.items():
+    # 4. renames
+    out: StateDict = {}
+    unexpected: list[str] = []
+    for key, value in work.items():
+        for old, new in layout.renames:
             if key.startswith(old):
-                out[new + key[len(old):]] = state.pop(key)
+                out[new + key[len(old):]] = value
                 break
-    if state:
-        raise WeightsError(f"{where}: unexpected tensors in the original generator: "
-                           f"{sorted(state)[:10]}")
+        else:
+            unexpected.append(key)
+
+    # 5. names and shapes against our network
+    expected = _expected_state(layout.network, config)
+    missing, extra, shapes = _compare_state(expected, out)
+    unexpected += [_original_name(k, layout) for k in extra]
+    missing_names = list(missing_original)
+    for k in missing:
+        original = _original_name(k, layout)
+        if not any(m in original.split("/") for m in missing_original):
+            missing_names.append(original if original == k else f"{original} (our {k})")
+    if missing_names or unexpected or shapes:
+        raise WeightsError(f"{where}: does not match the original LaFIn layout: "
+                           f"{_mismatch_report(missing_names, sorted(unexpected), shapes)}")
     return out
 
 
-def _map_original_discriminator(state: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
-    state = dict(state)
-    _drop_aliases(state, {"features.0.": "conv1.0."}, where)
-    out = _map_attention(state, "auto_attn.", "attention.", where)
-    for i in range(5):
-        for suffix in ("weight_orig", "weight_u", "weight_v"):
-            out[f"convs.{i}.{suffix}"] = state.pop(f"conv{i + 1}.0.{suffix}")
-    if state:
-        raise WeightsError(f"{where}: unexpected tensors in the original discriminator: "
-                           f"{sorted(state)[:10]}")
-    return out
+_TRAIN_CHECKPOINT_FORMAT = "lafin-train-checkpoint"
 
 
-_ORIGINAL_KEYS = {"generator": "generator", "detector": "landmarks", "discriminator": "discriminator"}
+def _read_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds (pickle, zip, EOF, ...) for foreign files
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise WeightsError(f"{path}: not a readable PyTorch weights file "
+                           f"({type(exc).__name__}: {first})") from None
 
 
 def load_original(paths: PathLike | Sequence[PathLike]) -> LoadedWeights:
-    """Load the original LaFIn release's ``.pth`` files onto the ``paper`` preset.
+    """Load files of the original LaFIn release onto the ``paper`` preset.
 
-    Each file is recognised by its dict key (``generator``, ``detector``, ``discriminator``),
-    not by its name; ``module.`` prefixes (DataParallel) are removed.
+    Args:
+        paths: one or more of ``InpaintingModel_gen.pth``, ``landmark_detector.pth`` and
+            ``InpaintingModel_dis.pth`` (any names: a file is recognised by its dict key
+            ``generator``, ``detector`` or ``discriminator``).
+
+    Returns:
+        LoadedWeights with ``config = PRESETS["paper"]``, states in our naming (checked against
+        our networks' names and shapes), and metadata ``source`` and ``<network>_iteration``.
+
+    Raises:
+        WeightsError: unreadable file, a file that is no original checkpoint (the message lists
+            the keys found), a network given twice, or tensors that are missing, unexpected,
+            mis-shaped or (for registered-twice modules) inconsistent.
     """
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    loaded = LoadedWeights(PRESETS["paper"], metadata={"source": "original LaFIn release"})
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path}")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many kinds for foreign files
-            raise WeightsError(f"{path}: not a PyTorch weights file ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:200]})") from None
+    path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not path_list:
+        raise WeightsError("no weights files given")
+    config = PRESETS["paper"]
+    loaded = LoadedWeights(config, metadata={"source": "original LaFIn release"})
+    origin: dict[str, Path] = {}
+    for raw in path_list:
+        path = _check_file(raw)
+        data = _read_torch(path)
         if not isinstance(data, dict):
-            raise WeightsError(f"{path}: expected a dict, found {type(data).__name__}")
-        keys = [k for k in _ORIGINAL_KEYS if k in data]
+            raise WeightsError(f"{path}: expected a dict of state dicts, found "
+                               f"{type(data).__name__}; not an original LaFIn checkpoint")
+        if data.get("format") == _TRAIN_CHECKPOINT_FORMAT:
+            raise WeightsError(f"{path}: a lafin training checkpoint (optimiser and RNG state), "
+                               "not a weights file; use the weights.safetensors written next to "
+                               "it")
+        keys = [k for k in _LAYOUTS if k in data]
         if not keys:
-            raise WeightsError(f"{path}: not an original LaFIn checkpoint (keys found: "
-                               f"{sorted(map(str, data))[:8]}; expected one of {sorted(_ORIGINAL_KEYS)})")
+            found = ", ".join(sorted(map(str, data))[:10]) or "nothing"
+            raise WeightsError(f"{path}: not an original LaFIn checkpoint: expected a dict with "
+                               f"one of {sorted(_LAYOUTS)}; found keys: {found}")
         for key in keys:
-            state = _strip_module(data[key])
-            where = f"{path} [{key}]"
-            try:
-                if key == "generator":
-                    loaded.generator_state = _map_original_generator(state, where)
-                elif key == "discriminator":
-                    loaded.discriminator_state = _map_original_discriminator(state, where)
-                else:
-                    loaded.landmarks_state = dict(state)
-            except KeyError as exc:
-                raise WeightsError(f"{where}: missing tensor {exc.args[0]}") from None
-        if "iteration" in data:
-            loaded.metadata[f"iteration_{keys[0]}"] = str(int(data["iteration"]))
+            layout = _LAYOUTS[key]
+            where = f"{path} [{key!r}]"
+            if layout.network in origin:
+                raise WeightsError(f"{where}: the {layout.network} network was already read "
+                                   f"from {origin[layout.network]}; give each network once")
+            if not isinstance(data[key], Mapping):
+                raise WeightsError(f"{where}: expected a state dict, found "
+                                   f"{type(data[key]).__name__}")
+            loaded.set_state(layout.network, _map_original(data[key], layout, config, where))
+            origin[layout.network] = path
+            if "iteration" in data:
+                try:
+                    loaded.metadata[f"{layout.network}_iteration"] = str(int(data["iteration"]))
+                except (TypeError, ValueError):
+                    log.warning("%s: ignoring non-integer iteration %r", path, data["iteration"])
+        log.info("read original LaFIn %s from %s", "+".join(keys), path)
     return loaded
 
 
-def convert_original(inputs: PathLike | Sequence[PathLike], output: PathLike) -> None:
-    """Convert original release files into one of our weights files (strictly checked)."""
-    loaded = load_original(inputs)
-    from lafin.networks import build_discriminator
+def convert_original(inputs: PathLike | Sequence[PathLike], output: PathLike,
+                     metadata: Mapping[str, Any] | None = None) -> LoadedWeights:
+    """Convert original release files into one of our weights files (``paper`` preset).
 
-    build_from_weights(loaded)  # validates names and shapes
-    if loaded.discriminator_state is not None:
-        load_state_strict(build_discriminator(loaded.config), loaded.discriminator_state,
-                          "discriminator weights")
-    _save_states(output, loaded)
+    Names and shapes are checked strictly (see :func:`load_original`); the output is written
+    atomically. Returns what was written.
+    """
+    loaded = load_original(inputs)
+    loaded.metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    _write(output, loaded.config, {n: loaded.state(n) for n in loaded.networks},  # type: ignore[misc]
+           loaded.metadata)
+    return loaded
+
+
+# ----------------------------------------------------------------------------- by content
+
+
+def sniff_weights(path: PathLike) -> str:
+    """What a file looks like: ``"safetensors"``, ``"torch"`` (zip or legacy pickle) or
+    ``"unknown"``. Only the first bytes are read."""
+    path = _check_file(path)
+    with path.open("rb") as f:
+        head = f.read(9)
+    # safetensors: little-endian u64 header length, then the JSON header. Checked first: the
+    # header length's low byte can be anything, but byte 8 of a torch file is never "{".
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 2**27:
+        return "safetensors"
+    # torch: a zip archive (torch >= 1.6) or a bare pickle (legacy format, protocol 2..5)
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03",
+                                                                          b"\x04", b"\x05")):
+        return "torch"
+    return "unknown"
 
 
 def load_any(source: PathLike | Sequence[PathLike]) -> LoadedWeights:
-    """Load our safetensors file, or one or more original ``.pth`` files, by content."""
-    if not isinstance(source, (str, os.PathLike)):
-        sources = list(source)
-        if len(sources) == 1:
-            return load_any(sources[0])
-        return load_original(sources)
-    path = Path(source)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    with path.open("rb") as f:
-        head = f.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch zip archive or legacy pickle
-        return load_original(path)
-    return load_weights(path)
+    """Load weights by content: our safetensors file(s) or original release ``.pth`` file(s).
+
+    Several files of ours are merged (same config required; later files win per network);
+    several original files are combined as by :func:`load_original`. Mixing the two kinds is
+    an error.
+    """
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if not sources:
+        raise WeightsError("no weights files given")
+    kinds: dict[str, list[Path]] = {"safetensors": [], "torch": []}
+    for raw in sources:
+        path = _check_file(raw)
+        kind = sniff_weights(path)
+        if kind == "unknown":
+            with path.open("rb") as f:
+                head = f.read(16)
+            raise WeightsError(f"{path}: not a weights file: neither safetensors nor a PyTorch "
+                               f"checkpoint ({path.stat().st_size} bytes starting {head!r})")
+        kinds[kind].append(path)
+    if kinds["safetensors"] and kinds["torch"]:
+        raise WeightsError(f"cannot combine lafin weights ({', '.join(map(str, kinds['safetensors']))}) "
+                           f"with original .pth files ({', '.join(map(str, kinds['torch']))}); "
+                           "convert the originals first with 'lafin convert'")
+    if kinds["torch"]:
+        return load_original(kinds["torch"])
+    paths = kinds["safetensors"]
+    if len(paths) == 1:
+        return load_weights(paths[0])
+    return _merge([(p, load_weights(p)) for p in paths])

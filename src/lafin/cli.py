@@ -20,6 +20,8 @@ examples:
   lafin inpaint face.png hole.png -o restored.png
   lafin inpaint face.jpg mask.png -o out.png --landmarks-out out.pts --overlay landmarks.png
   lafin inpaint --example -o example.png          # the built-in example face and hole
+  lafin inpaint photo.jpg scratches.png -o fixed.png --mode photo
+  lafin inpaint photos/ masks/ -o restored/        # folders, matched by file name
   lafin prepare photos/ data/faces --size 128
   lafin train --stage inpaint --config configs/compact-inpaint.yaml --out runs/inpaint
   lafin convert InpaintingModel_gen.pth landmark_detector.pth -o lafin-paper.safetensors
@@ -52,53 +54,124 @@ class _Stage:
 
 
 def _cmd_inpaint(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-
-    from lafin.landmarks import draw_landmarks, load_landmarks, save_landmarks
-
-    stage = _Stage(args.quiet)
     if args.example:
         from lafin.examples import example_face, example_mask
 
-        image, mask = example_face(), example_mask()
-    else:
-        if args.image is None or args.mask is None:
-            raise _UsageError("inpaint needs IMAGE and MASK (or --example)")
-        image, mask = Path(args.image), Path(args.mask)
+        if args.image or args.mask:
+            raise _UsageError("--example takes no IMAGE or MASK")
+        return _inpaint_one(args, example_face(), example_mask(), Path(args.output), "example")
+    if args.image is None or args.mask is None:
+        raise _UsageError("inpaint needs IMAGE and MASK (files, or folders matched by name), "
+                          "or --example")
+    image, mask = Path(args.image), Path(args.mask)
+    if image.is_dir() or mask.is_dir():
+        return _inpaint_folder(args, image, mask, Path(args.output))
     out = Path(args.output)
-    if not args.example and out.resolve() in (Path(args.image).resolve(), Path(args.mask).resolve()):
+    if out.exists() and out.resolve() in (image.resolve(), mask.resolve()):
         raise _UsageError(f"refusing to overwrite an input file: {out}")
+    return _inpaint_one(args, image, mask, out, image.name)
+
+
+def _load_model(args: argparse.Namespace):
+    from lafin.pipeline import LaFInModel
+
+    with _Stage(args.quiet)("Loading model"):
+        return LaFInModel(weights=args.weights, device=args.device)
+
+
+def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, model=None) -> int:
+    from PIL import Image
 
     from lafin.io import load_image, load_mask
+    from lafin.landmarks import draw_landmarks, load_landmarks, save_landmarks
+    from lafin.pipeline import STAGE_LABELS
 
     img = load_image(image)
     hole = load_mask(mask, shape=img.shape[:2])
-    landmarks = load_landmarks(args.landmarks) if args.landmarks else None
-
-    with stage("Loading model"):
-        from lafin.pipeline import LaFInModel
-
-        model = LaFInModel(weights=args.weights, device=args.device)
+    given = load_landmarks(args.landmarks) if args.landmarks else None
+    model = model or _load_model(args)
+    say = (lambda *a, **k: None) if args.quiet else print
     if not hole.any():
-        print("The mask is empty (no hole): writing the image unchanged.")
-    if hole.mean() > 0 and not args.quiet:
-        print(f"Hole: {100 * hole.mean():.1f}% of {img.shape[1]}x{img.shape[0]} pixels")
-    if landmarks is None:
-        with stage("Predicting landmarks"):
-            landmarks = model.predict_landmarks(img, hole)
-    with stage("Generating face"):
-        result = model(img, hole, landmarks=landmarks)
+        say("The mask is empty (no hole): writing the image unchanged.")
+    else:
+        say(f"Hole: {100 * hole.mean():.1f}% of {img.shape[1]}x{img.shape[0]} pixels")
+    state = {"t": 0.0}
+
+    def progress(stage: str) -> None:
+        if state["t"]:
+            say(f"done ({time.perf_counter() - state['t']:.2f} s)")
+        say(f"{STAGE_LABELS.get(stage, stage)}...", end=" ", flush=True)
+        state["t"] = time.perf_counter()
+
+    result = model(img, hole, landmarks=given, mode=args.mode, progress=progress)
+    if state["t"]:
+        say(f"done ({time.perf_counter() - state['t']:.2f} s)")
+    if result.mode == "photo":
+        for face in result.faces:
+            say(f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
+                f"{face.box[3]:.0f}): {face.path}, {face.hole_pixels} hole pixels")
+        if result.background_pixels:
+            say(f"  {result.background_pixels} hole pixels outside any face: filled by OpenCV")
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(result.image).save(out)
-    if args.landmarks_out:
+    written = [str(out)]
+    if result.landmarks is not None and args.landmarks_out:
         save_landmarks(args.landmarks_out, result.landmarks)
+        written.append(args.landmarks_out)
     if args.overlay:
-        Image.fromarray(draw_landmarks(result.image, result.landmarks)).save(args.overlay)
-    if not args.quiet:
-        extra = "".join(f", {p}" for p in (args.landmarks_out, args.overlay) if p)
-        print(f"Done! Wrote {out}{extra}")
+        overlay = result.image
+        for face in result.faces or []:
+            overlay = draw_landmarks(overlay, face.landmarks)
+        if not result.faces and result.landmarks is not None:
+            overlay = draw_landmarks(overlay, result.landmarks)
+        Image.fromarray(overlay).save(args.overlay)
+        written.append(args.overlay)
+    say(f"Done! Wrote {', '.join(written)}")
     return 0
+
+
+def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Path) -> int:
+    """Images and masks matched by file name (stem); bad pairs are reported, not fatal."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from lafin.data.prepare import IMAGE_SUFFIXES
+    from lafin.io import InputError, load_image, load_mask
+
+    if not (images.is_dir() and masks.is_dir()):
+        raise _UsageError("for folders, give both IMAGE and MASK as folders")
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"with folders, -o must be a folder: {out}")
+    if out.resolve() in (images.resolve(), masks.resolve()):
+        raise _UsageError("refusing to write into an input folder; choose another -o folder")
+    mask_files = {p.stem: p for p in masks.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    image_files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not image_files:
+        raise _UsageError(f"no images in {images}")
+    model = _load_model(args)
+    out.mkdir(parents=True, exist_ok=True)
+    problems: list[tuple[str, str]] = []
+    done = 0
+    for path in tqdm(image_files, desc="inpainting", disable=args.quiet):
+        if path.stem not in mask_files:
+            problems.append((path.name, "no mask with this name"))
+            continue
+        try:
+            img = load_image(path)
+            hole = load_mask(mask_files[path.stem], shape=img.shape[:2])
+            result = model(img, hole, mode=args.mode)
+        except InputError as exc:
+            problems.append((path.name, str(exc)))
+            continue
+        Image.fromarray(result.image).save(out / f"{path.stem}.png")
+        done += 1
+    for name in sorted(set(mask_files) - {p.stem for p in image_files}):
+        problems.append((mask_files[name].name, "mask without an image"))
+    if not args.quiet:
+        print(f"Done! Inpainted {done} of {len(image_files)} images into {out}")
+        for name, why in problems:
+            print(f"  skipped {name}: {why}")
+    return 0 if done or not image_files else 1
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -163,9 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inpaint", help="fill the hole in a face image",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", nargs="?", help="face image (any format PIL reads)")
-    p.add_argument("mask", nargs="?", help="hole mask, same size, white/nonzero = hole")
-    p.add_argument("-o", "--output", required=True, help="where to write the result")
+    p.add_argument("image", nargs="?", help="face image or photo (any format PIL reads), or a folder")
+    p.add_argument("mask", nargs="?", help="hole mask, same size, white/nonzero = hole (or a folder "
+                   "of masks named like the images)")
+    p.add_argument("-o", "--output", required=True, help="result file (or folder, for folders)")
+    p.add_argument("--mode", choices=["auto", "crop", "photo"], default="auto",
+                   help="crop: the image is one aligned face; photo: find and align the faces the "
+                   "hole touches; auto (default): crop for small images, photo for large ones")
     p.add_argument("--example", action="store_true", help="use the built-in example face and hole")
     p.add_argument("--landmarks", help="use these landmarks (.pts, .json, .npy) instead of predicting")
     p.add_argument("--landmarks-out", help="write the landmarks used (.pts, .json or .npy)")

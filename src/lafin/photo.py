@@ -124,50 +124,76 @@ def robust_alignment(landmarks: np.ndarray, visible: np.ndarray, size: int,
     return matrix
 
 
-def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float = 0.0
-               ) -> list[FaceFrame]:
+def fill_regions(image: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
+    """OpenCV (Telea) fill of the hole, computed only around the hole's parts (fast on big
+    photos). Returns a new HxWx3 uint8 image; pixels outside the hole are unchanged."""
+    out = image.copy()
+    for left, top, right, bottom in hole_regions(hole, grow=0.25, min_side=4 * radius):
+        roi_hole = hole[top:bottom, left:right].astype(np.uint8)
+        out[top:bottom, left:right] = cv2.inpaint(image[top:bottom, left:right], roi_hole, radius,
+                                                  cv2.INPAINT_TELEA)
+    return out
+
+
+def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float = 0.0,
+               filled: np.ndarray | None = None) -> list[FaceFrame]:
     """Frames of the faces that the hole touches (see the module docstring).
 
     Args:
         image: HxWx3 uint8 photo.
         hole: HxW uint8, 1 = hole.
         size: the model's crop side.
+        filled: the photo with the hole already filled by :func:`fill_regions`, if at hand.
     """
     from lafin.face import FaceBox, annotate
 
-    filled = cv2.inpaint(image, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
-    frames: list[FaceFrame] = []
-    boxes: list[tuple[tuple[float, float, float, float, float], str]] = []
+    h, w = hole.shape
+    if filled is None:
+        filled = fill_regions(image, hole)
+    # one pass over the whole photo finds the large faces; small ones are searched for near the
+    # hole only, at full resolution and upsampled
+    everywhere = _detect_in_region(filled, (0, 0, w, h), 0, min_score)
+    boxes: list[tuple[tuple[float, float, float, float, float], str]] = [
+        (b, "detected") for b in everywhere if _touches(b, hole)]
     faceless: list[tuple[int, int, int, int]] = []
-    for region in hole_regions(hole):
-        found = [(b, "detected") for b in _detect_in_region(filled, region, 0, min_score)]
+    # a region must hold the whole face even when the hole covers only its mouth or an eye
+    for region in hole_regions(hole, grow=2.0, min_side=384):
+        if any(_inside(b, region) for b, _ in boxes):
+            continue  # a face found in the whole-photo pass already covers this part
+        found: list[tuple[tuple[float, float, float, float, float], str]] = []
         rw, rh = region[2] - region[0], region[3] - region[1]
+        if max(rw, rh) * 2 < max(h, w):  # smaller than the photo: look closer
+            found = [(b, "detected") for b in _detect_in_region(filled, region, 0, min_score)]
         if not any(_touches(b, hole) for b, _ in found) and max(rw, rh) <= 2 * DETECT_MAX_SIDE:
-            found = [(b, "detected-upsampled") for b in _detect_in_region(filled, region, 1,
-                                                                            max(min_score, 0.3))]
+            found = [(b, "detected-upsampled") for b in
+                     _detect_in_region(filled, region, 1, max(min_score, 0.3))]
         found = [(b, p) for b, p in found if _touches(b, hole)]
         for b, p in found:
             if all(_overlap(b, other) < 0.3 for other, _ in boxes):
                 boxes.append((b, p))
         if not found:
             faceless.append(region)
-    if faceless and not boxes:
-        # No face near the hole. If the photo has faces elsewhere, the hole is background;
-        # if it has none, the hole probably hides the face: use its surroundings as the crop.
-        h, w = hole.shape
-        if not _detect_in_region(filled, (0, 0, w, h), 0, min_score):
-            frames += [_surroundings_frame(hole, region, size) for region in faceless]
+    frames: list[FaceFrame] = []
+    if faceless and not boxes and not everywhere:
+        # No face anywhere: the hole probably hides the face, so its surroundings are the crop.
+        # (With faces elsewhere in the photo, a faceless part of the hole is background.)
+        frames += [_surroundings_frame(hole, region, size) for region in faceless]
     for (l, t, r, b, score), path in boxes:
         landmarks = annotate(filled, FaceBox(l, t, r, b, score))
         xy = np.round(landmarks).astype(int)
-        inside = (xy[:, 0] >= 0) & (xy[:, 0] < hole.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < hole.shape[0])
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         visible = inside.copy()
         visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
         matrix = robust_alignment(landmarks, visible, size)
-        frames.append(FaceFrame(matrix, size, path, (l, t, r, b), landmarks,
-                                [f"{int(visible.sum())} of 68 points visible"]))
+        frames.append(FaceFrame(matrix, size, path, (float(l), float(t), float(r), float(b)),
+                                landmarks, [f"{int(visible.sum())} of 68 points visible"]))
     log.info("faces for inpainting: %s", [f.path for f in frames])
     return frames
+
+
+def _inside(box, region) -> bool:
+    """Does the face box overlap the region?"""
+    return box[0] < region[2] and region[0] < box[2] and box[1] < region[3] and region[1] < box[3]
 
 
 def _surroundings_frame(hole: np.ndarray, region: tuple[int, int, int, int], size: int) -> FaceFrame:
@@ -180,6 +206,6 @@ def _surroundings_frame(hole: np.ndarray, region: tuple[int, int, int, int], siz
     scale = size / side
     matrix = np.array([[scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
                        [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale]])
-    box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    box = (float(cx - side / 2), float(cy - side / 2), float(cx + side / 2), float(cy + side / 2))
     return FaceFrame(matrix, size, "hole-surroundings", box, None,
                      ["no face found near this part of the hole; its surroundings were used"])

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -106,6 +106,33 @@ class _Frame:
     def to_input(self, points: np.ndarray) -> np.ndarray:
         shifted = (points + 0.5) / self.scale - 0.5
         return shifted - np.array([self.pad_left, self.pad_top], dtype=np.float32)
+
+
+STAGE_LABELS = {"prepare": "Preparing", "background": "Filling background",
+                "detect": "Detecting faces", "landmarks": "Predicting landmarks",
+                "generate": "Generating face", "blend": "Blending"}
+
+
+class _Stages:
+    """Times consecutive stages and tells an optional ``progress(stage)`` callback as each starts."""
+
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.timings: dict[str, float] = {}
+        self.progress = progress
+        self._name: str | None = None
+        self._t = 0.0
+
+    def start(self, name: str) -> None:
+        self.stop()
+        self._name, self._t = name, time.perf_counter()
+        if self.progress is not None:
+            self.progress(name)
+
+    def stop(self) -> dict[str, float]:
+        if self._name is not None:
+            self.timings[self._name] = self.timings.get(self._name, 0.0) + time.perf_counter() - self._t
+            self._name = None
+        return self.timings
 
 
 class LaFInModel:
@@ -253,7 +280,7 @@ class LaFInModel:
         return frame.to_input(self._predict(img_t * (1 - hole_t) + hole_t)[0]).astype(np.float32)
 
     def __call__(self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | None = None,
-                 mode: str = "auto") -> InpaintResult:
+                 mode: str = "auto", progress: Callable[[str], None] | None = None) -> InpaintResult:
         """Inpaint and return the image, the landmarks used and per-stage timings.
 
         Args:
@@ -261,6 +288,7 @@ class LaFInModel:
             mode: ``crop`` treats the image as one face crop; ``photo`` finds the faces the
                 hole touches, aligns each, and pastes the results back; ``auto`` (default)
                 picks ``crop`` for images up to twice the model's size, else ``photo``.
+            progress: called with a stage name (keys of ``STAGE_LABELS``) as each stage starts.
         """
         if mode not in ("auto", "crop", "photo"):
             raise InputError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
@@ -272,40 +300,39 @@ class LaFInModel:
             lm = (np.asarray(landmarks, np.float32) if landmarks is not None
                   else self.predict_landmarks(img) if mode == "crop" else None)
             return InpaintResult(img.copy(), lm, hole, landmarks is not None, {}, mode)
+        stages = _Stages(progress)
         if mode == "photo":
-            return self._inpaint_photo(img, hole, landmarks)
-        timings: dict[str, float] = {}
+            return self._inpaint_photo(img, hole, landmarks, stages)
         frame = self._frame(img.shape[:2])
-        t = time.perf_counter()
+        stages.start("prepare")
         img_t, hole_t = self._to_model(img, hole, frame)
-        timings["preprocess"] = time.perf_counter() - t
-        t = time.perf_counter()
         if landmarks is None:
+            stages.start("landmarks")
             points = self._predict(img_t * (1 - hole_t) + hole_t)[0]
-            timings["landmarks"] = time.perf_counter() - t
         else:
             points = frame.to_model(np.asarray(landmarks, np.float32))
-        t = time.perf_counter()
+        stages.start("generate")
         generated = self._generate(img_t, hole_t, points[None])[0]
-        timings["generate"] = time.perf_counter() - t
-        t = time.perf_counter()
+        stages.start("blend")
         out = self._paste(img, hole, generated, frame)
-        timings["composite"] = time.perf_counter() - t
+        timings = stages.stop()
         lm_out = (np.asarray(landmarks, np.float32) if landmarks is not None
                   else frame.to_input(points).astype(np.float32))
         return InpaintResult(out, lm_out, hole, landmarks is not None, timings, "crop")
 
-    def _inpaint_photo(self, img: np.ndarray, hole: np.ndarray,
-                       landmarks: np.ndarray | None) -> InpaintResult:
+    def _inpaint_photo(self, img: np.ndarray, hole: np.ndarray, landmarks: np.ndarray | None,
+                       stages: _Stages) -> InpaintResult:
         """Photo mode: find/align every face the hole touches, generate them as one batch,
         warp back, harmonise at the hole's edge; other hole pixels are filled by OpenCV."""
         from lafin.alignment import invert_affine, transform_points
-        from lafin.blend import harmonize, paste
-        from lafin.photo import FaceFrame, find_faces, robust_alignment
+        from lafin.blend import harmonize
+        from lafin.photo import FaceFrame, fill_regions, find_faces, robust_alignment
 
-        timings: dict[str, float] = {}
         s = self.image_size
-        t = time.perf_counter()
+        stages.start("background")
+        # the output: the hole pre-filled by OpenCV (what background pixels keep); faces overwrite
+        content = fill_regions(img, hole)
+        stages.start("detect")
         if landmarks is not None:
             lm = np.asarray(landmarks, np.float32)
             xy = np.clip(np.round(lm).astype(int), 0, [img.shape[1] - 1, img.shape[0] - 1])
@@ -314,12 +341,7 @@ class LaFInModel:
             frames = [FaceFrame(robust_alignment(lm, visible, s), s, "given-landmarks",
                                 (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), lm)]
         else:
-            frames = find_faces(img, hole, s)
-        timings["detect+align"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        content = cv2.inpaint(img, hole, 5, cv2.INPAINT_TELEA).astype(np.float32)
-        timings["background"] = time.perf_counter() - t
+            frames = find_faces(img, hole, s, filled=content)
         crops, holes, used = [], [], []
         for f in frames:
             crop = cv2.warpAffine(img, f.matrix, (s, s), flags=cv2.INTER_AREA
@@ -336,16 +358,14 @@ class LaFInModel:
         if used:
             img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
             hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(self.device)
-            t = time.perf_counter()
+            stages.start("landmarks")
             if landmarks is not None:
                 points = np.stack([transform_points(f.landmarks, f.matrix) for f in used]).astype(np.float32)
             else:
                 points = self._predict(img_t * (1 - hole_t) + hole_t)
-            timings["landmarks"] = time.perf_counter() - t
-            t = time.perf_counter()
+            stages.start("generate")
             generated = self._generate(img_t, hole_t, points)
-            timings["generate"] = time.perf_counter() - t
-            t = time.perf_counter()
+            stages.start("blend")
             for f, crop, gen, pts in zip(used, crops, generated, points):
                 face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
                                             invert_affine)
@@ -353,8 +373,8 @@ class LaFInModel:
                 inv = invert_affine(f.matrix)
                 reports.append(FaceReport(f.path, f.box, transform_points(pts, inv).astype(np.float32),
                                           int(face_hole.sum()), list(f.notes)))
-            timings["blend"] = time.perf_counter() - t
-        out = paste(img, content, hole)
+        timings = stages.stop()
+        out = content  # outside the hole it is the input, bit for bit
         background = int((hole.astype(bool) & ~covered).sum())
         if background:
             log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea)", background)
@@ -384,7 +404,7 @@ class LaFInModel:
         if region_hole.any():
             fixed = harmonize(img[top:bottom, left:right], back, region_hole.astype(np.uint8))
             view = content[top:bottom, left:right]
-            view[region_hole] = fixed[region_hole]
+            view[region_hole] = np.clip(np.round(fixed[region_hole]), 0, 255).astype(np.uint8)
         face_hole = np.zeros(hole.shape, bool)
         face_hole[top:bottom, left:right] = region_hole
         return face_hole

@@ -18,6 +18,11 @@ def _norm_relu(channels: int) -> list[nn.Module]:
     return [nn.InstanceNorm2d(channels, track_running_stats=False), nn.ReLU(inplace=True)]
 
 
+def _resize_mask(mask: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """The original resizes the hole mask bilinearly with aligned corners (soft at hole edges)."""
+    return F.interpolate(mask, size=tuple(size), mode="bilinear", align_corners=True)
+
+
 class DilatedResnetBlock(nn.Module):
     """``x + IN(conv3x3(ReLU(IN(dilated conv3x3(x)))))`` with reflection padding."""
 
@@ -89,9 +94,9 @@ class LaFInGenerator(nn.Module):
             skips.append(x)
         x = self.middle(x)
         if self.attention is not None:
-            x = self.attention(x, skips[-1], F.interpolate(mask, size=x.shape[-2:]))
+            x = self.attention(x, skips[-1], _resize_mask(mask, x.shape[-2:]))
         for decoder, fusion, skip in zip(self.decoders, self.fusions, reversed(skips[:-1])):
             x = decoder(x)
-            m = F.interpolate(mask, size=x.shape[-2:])
+            m = _resize_mask(mask, x.shape[-2:])
             x = fusion(torch.cat([skip * (1 - m), x], dim=1))
         return (torch.tanh(self.to_rgb(x)) + 1) / 2

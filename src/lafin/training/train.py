@@ -223,10 +223,7 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _save_atomic(state, self.out_dir / "checkpoint.pt")
-        try:
-            self.export_weights(self.out_dir / "weights.safetensors")
-        except ImportError as exc:  # TEMPORARY until lafin.checkpoint lands
-            log.warning("weights not exported: %s", exc)
+        self.export_weights(self.out_dir / "weights.safetensors")
 
     def export_weights(self, path: Path) -> None:
         """Inference weights of this run: the EMA generator and/or the landmark predictor."""

@@ -1,0 +1,122 @@
+"""Photo mode on real, unaligned photos (scikit-image's astronaut): detection, fallbacks,
+several faces, big photos, tilted heads, background holes, seamless pasting."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from lafin.blend import harmonize
+from lafin.photo import hole_regions
+
+# The astronaut's face in skimage.data.astronaut(): box about (180, 67)-(266, 163); mouth at
+# about (223, 146).
+MOUTH = (slice(135, 160), slice(200, 250))
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut()
+
+
+def _hole(shape, *slices) -> np.ndarray:
+    hole = np.zeros(shape[:2], np.uint8)
+    for sl in slices:
+        hole[sl] = 1
+    return hole
+
+
+def _check_known_pixels(result, image, hole):
+    assert result.image.shape == image.shape
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+
+
+def test_face_is_detected_and_only_the_hole_changes(tiny_model, astronaut):
+    hole = _hole(astronaut.shape, MOUTH)
+    result = tiny_model(astronaut, hole, mode="photo")
+    _check_known_pixels(result, astronaut, hole)
+    assert result.mode == "photo" and len(result.faces) == 1
+    face = result.faces[0]
+    assert face.path == "detected"
+    left, top, right, bottom = face.box
+    assert left < 223 < right and top < 146 < bottom
+    assert face.hole_pixels == hole.sum() and result.background_pixels == 0
+    assert result.landmarks.shape == (68, 2)
+
+
+def test_auto_mode_picks_photo_for_big_images(tiny_model, astronaut):
+    assert tiny_model(astronaut, _hole(astronaut.shape, MOUTH)).mode == "photo"
+    small = cv2.resize(astronaut[60:180, 165:285], (64, 64))
+    assert tiny_model(small, _hole(small.shape, (slice(30, 50), slice(20, 44)))).mode == "crop"
+
+
+def test_background_hole_is_filled_by_opencv(tiny_model, astronaut):
+    hole = _hole(astronaut.shape, MOUTH, (slice(420, 470), slice(40, 120)))
+    result = tiny_model(astronaut, hole, mode="photo")
+    _check_known_pixels(result, astronaut, hole)
+    assert len(result.faces) == 1
+    assert result.background_pixels == 50 * 80
+
+
+def test_hidden_face_falls_back_to_the_hole_surroundings(tiny_model, astronaut):
+    hole = _hole(astronaut.shape, (slice(50, 200), slice(150, 300)))
+    result = tiny_model(astronaut, hole, mode="photo")
+    _check_known_pixels(result, astronaut, hole)
+    assert [f.path for f in result.faces] == ["hole-surroundings"]
+    assert result.faces[0].hole_pixels == hole.sum()
+
+
+def test_two_faces_in_one_photo(tiny_model, astronaut):
+    photo = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)
+    hole = _hole(photo.shape, MOUTH, (MOUTH[0], slice(1024 - 250, 1024 - 200)))
+    result = tiny_model(photo, hole, mode="photo")
+    _check_known_pixels(result, photo, hole)
+    assert len(result.faces) == 2
+    assert all(f.path.startswith("detected") for f in result.faces)
+    assert result.background_pixels == 0
+
+
+def test_big_photo_with_a_small_tilted_face(tiny_model, astronaut):
+    rot = cv2.getRotationMatrix2D((223.0, 115.0), 15, 1.0)
+    tilted = cv2.warpAffine(astronaut, rot, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    photo = np.full((2400, 3600, 3), 120, np.uint8)
+    photo[900:1412, 2000:2512] = tilted
+    mouth = (223 * rot[0, 0] + 148 * rot[0, 1] + rot[0, 2], 223 * rot[1, 0] + 148 * rot[1, 1] + rot[1, 2])
+    cy, cx = int(900 + mouth[1]), int(2000 + mouth[0])
+    hole = _hole(photo.shape, (slice(cy - 10, cy + 10), slice(cx - 22, cx + 22)))
+    result = tiny_model(photo, hole, mode="photo")
+    _check_known_pixels(result, photo, hole)
+    assert len(result.faces) == 1 and result.faces[0].path.startswith("detected")
+    assert result.background_pixels == 0
+
+
+def test_given_landmarks_in_photo_mode(tiny_model, astronaut):
+    hole = _hole(astronaut.shape, MOUTH)
+    from lafin.face import annotate_largest_face
+
+    landmarks, _ = annotate_largest_face(astronaut)
+    result = tiny_model(astronaut, hole, landmarks=landmarks, mode="photo")
+    _check_known_pixels(result, astronaut, hole)
+    assert result.faces[0].path == "given-landmarks"
+    np.testing.assert_allclose(result.faces[0].landmarks, landmarks, atol=0.05)
+
+
+def test_harmonize_removes_a_colour_offset_at_the_edge():
+    photo = np.full((64, 64, 3), 100, np.uint8)
+    hole = np.zeros((64, 64), np.uint8)
+    hole[20:44, 20:44] = 1
+    generated = np.full((64, 64, 3), 80, np.float32)
+    fixed = harmonize(photo, generated, hole)
+    assert np.abs(fixed[hole > 0] - 100).max() < 3  # the offset is gone inside the hole
+    assert np.array_equal(fixed[hole == 0], generated[hole == 0])
+
+
+def test_hole_regions_merge_overlaps():
+    hole = np.zeros((200, 200), np.uint8)
+    hole[50:60, 50:60] = 1
+    hole[65:75, 65:75] = 1
+    hole[180:190, 5:10] = 1
+    regions = hole_regions(hole, grow=0.5, min_side=8)
+    assert len(regions) == 2
