@@ -196,7 +196,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     options = PrepareOptions(size=args.size, aligned=args.aligned, min_face=args.min_face,
                              upsample=args.upsample)
-    report = prepare(args.src, args.out, options, workers=args.workers)
+    names = Path(args.names).read_text().split() if args.names else None
+    report = prepare(args.src, args.out, options, workers=args.workers, names=names)
     print(f"Prepared {report.written} faces into {report.out_dir} "
           f"({report.already_done} already done, {len(report.skipped)} skipped; see report.csv)")
     for name, reason in report.skipped[:20]:
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-face", type=int, default=48, help="skip faces narrower than this (px)")
     p.add_argument("--upsample", type=int, default=1, help="detector upsampling (finds small faces)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--names", help="a text file of image file names to use (e.g. a split list)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("convert", help="convert the original LaFIn .pth files to lafin weights")

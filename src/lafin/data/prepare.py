@@ -107,14 +107,21 @@ def _process(args: tuple[str, str, PrepareOptions]) -> tuple[str, str, str, int]
 
 
 def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareOptions(),
-            workers: int = 2) -> PrepareReport:
-    """Prepare every image under ``src`` into ``out`` (see the module docstring)."""
+            workers: int = 2, names: list[str] | None = None) -> PrepareReport:
+    """Prepare every image under ``src`` (or only the file ``names`` given, e.g. a split list)
+    into ``out`` (see the module docstring)."""
     from lafin.data.cache import build_cache
 
     src, out = Path(src), Path(out)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     files = _list_images(src)
+    if names is not None:
+        wanted = set(names)
+        files = [p for p in files if p.name in wanted or p.stem in wanted]
+        missing = len(wanted) - len(files)
+        if missing > 0:
+            log.warning("%d of the %d listed names are not in %s", missing, len(wanted), src)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {src}")
     stems = [p.stem for p in files]
