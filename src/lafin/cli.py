@@ -22,6 +22,7 @@ examples:
   lafin inpaint --example -o example.png          # the built-in example face and hole
   lafin inpaint photo.jpg scratches.png -o fixed.png --mode photo
   lafin inpaint photos/ masks/ -o restored/        # folders, matched by file name
+  lafin inpaint-video clip.mp4 mask.png -o restored.mp4
   lafin prepare photos/ data/faces --size 128
   lafin train --stage inpaint --config configs/compact-inpaint.yaml --out runs/inpaint
   lafin convert InpaintingModel_gen.pth landmark_detector.pth -o lafin-paper.safetensors
@@ -174,6 +175,19 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
     return 0 if done or not image_files else 1
 
 
+def _cmd_inpaint_video(args: argparse.Namespace) -> int:
+    from lafin.video import inpaint_video
+
+    model = _load_model(args)
+    report = inpaint_video(model, args.video, args.mask, args.output, smoothing=args.smoothing,
+                           lossless=args.lossless, progress=not args.quiet)
+    if not args.quiet:
+        with_faces = sum(1 for n in report.faces_per_frame if n)
+        print(f"Done! Wrote {report.output}: {report.frames} frames at {report.fps:g} fps, "
+              f"faces inpainted in {with_faces}, audio {'kept' if report.audio else 'none'}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from lafin.training.config import TrainConfig
     from lafin.training.train import train
@@ -252,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_inpaint)
+
+    p = sub.add_parser("inpaint-video", help="inpaint the faces of a video, frame by frame")
+    p.add_argument("video", help="input video (any format ffmpeg reads)")
+    p.add_argument("mask", help="a mask image (same hole in every frame) or a mask video")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, ...)")
+    p.add_argument("--smoothing", type=float, default=0.5,
+                   help="weight of each new frame's landmarks (1 = no smoothing; default 0.5)")
+    p.add_argument("--lossless", action="store_true",
+                   help="lossless H.264 (known pixels stay bit-identical; large files)")
+    p.add_argument("--weights", help="weights file (default: the shipped model)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_inpaint_video)
 
     p = sub.add_parser("train", help="train one stage (landmarks, inpaint, joint)")
     p.add_argument("--stage", choices=["landmarks", "inpaint", "joint"])

@@ -324,8 +324,6 @@ class LaFInModel:
                        stages: _Stages) -> InpaintResult:
         """Photo mode: find/align every face the hole touches, generate them as one batch,
         warp back, harmonise at the hole's edge; other hole pixels are filled by OpenCV."""
-        from lafin.alignment import invert_affine, transform_points
-        from lafin.blend import harmonize
         from lafin.photo import FaceFrame, fill_regions, find_faces, robust_alignment
 
         s = self.image_size
@@ -342,8 +340,42 @@ class LaFInModel:
                                 (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), lm)]
         else:
             frames = find_faces(img, hole, s, filled=content)
-        crops, holes, used = [], [], []
-        for f in frames:
+        reports = self.render_faces(img, hole, content, frames, stages,
+                                    given=landmarks is not None)
+        timings = stages.stop()
+        out = content  # outside the hole it is the input, bit for bit
+        background = int(hole.astype(bool).sum()) - sum(r.hole_pixels for r in reports)
+        if background:
+            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea)", background)
+        main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
+        return InpaintResult(out, None if main is None else main.landmarks, hole,
+                             landmarks is not None, timings, "photo", reports, background)
+
+    def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,
+                     frames: list, stages: _Stages | None = None, given: bool = False,
+                     point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None
+                     ) -> list[FaceReport]:
+        """Generate the faces of ``frames`` as one batch and write them into ``content``.
+
+        Args:
+            img: HxWx3 uint8 photo; hole: HxW uint8 (1 = hole).
+            content: HxWx3 uint8, updated in place inside the hole (pre-filled by OpenCV).
+            frames: :class:`lafin.photo.FaceFrame` list (alignment of each face).
+            given: use each frame's ``landmarks`` for generation instead of predicting them.
+            point_filter: ``f(index_in_frames, landmarks_in_photo_pixels) -> landmarks``, applied
+                to predicted landmarks before generation (video smooths them over time with it).
+
+        Returns:
+            One report per face whose crop contains part of the hole; overlapping faces do not
+            count a hole pixel twice.
+        """
+        from lafin.alignment import invert_affine, transform_points
+        from lafin.blend import harmonize
+
+        stages = stages or _Stages(None)
+        s = self.image_size
+        crops, holes, used, index = [], [], [], []
+        for i, f in enumerate(frames):
             crop = cv2.warpAffine(img, f.matrix, (s, s), flags=cv2.INTER_AREA
                                   if np.hypot(*f.matrix[0, :2]) < 1 else cv2.INTER_CUBIC,
                                   borderMode=cv2.BORDER_REFLECT_101)
@@ -353,34 +385,34 @@ class LaFInModel:
                 crops.append(crop)
                 holes.append(crop_hole)
                 used.append(f)
+                index.append(i)
+        if not used:
+            return []
+        img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+        hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(self.device)
+        stages.start("landmarks")
+        if given:
+            points = np.stack([transform_points(f.landmarks, f.matrix) for f in used])
+        else:
+            points = self._predict(img_t * (1 - hole_t) + hole_t)
+            if point_filter is not None:
+                points = np.stack([
+                    transform_points(point_filter(i, transform_points(p, invert_affine(f.matrix))),
+                                     f.matrix) for i, f, p in zip(index, used, points)])
+        points = points.astype(np.float32)
+        stages.start("generate")
+        generated = self._generate(img_t, hole_t, points)
+        stages.start("blend")
         covered = np.zeros(hole.shape, bool)
         reports: list[FaceReport] = []
-        if used:
-            img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
-            hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(self.device)
-            stages.start("landmarks")
-            if landmarks is not None:
-                points = np.stack([transform_points(f.landmarks, f.matrix) for f in used]).astype(np.float32)
-            else:
-                points = self._predict(img_t * (1 - hole_t) + hole_t)
-            stages.start("generate")
-            generated = self._generate(img_t, hole_t, points)
-            stages.start("blend")
-            for f, crop, gen, pts in zip(used, crops, generated, points):
-                face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
-                                            invert_affine)
-                covered |= face_hole
-                inv = invert_affine(f.matrix)
-                reports.append(FaceReport(f.path, f.box, transform_points(pts, inv).astype(np.float32),
-                                          int(face_hole.sum()), list(f.notes)))
-        timings = stages.stop()
-        out = content  # outside the hole it is the input, bit for bit
-        background = int((hole.astype(bool) & ~covered).sum())
-        if background:
-            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea)", background)
-        main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
-        return InpaintResult(out, None if main is None else main.landmarks, hole,
-                             landmarks is not None, timings, "photo", reports, background)
+        for f, gen, pts in zip(used, generated, points):
+            face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
+                                        invert_affine) & ~covered
+            covered |= face_hole
+            reports.append(FaceReport(f.path, f.box,
+                                      transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
+                                      int(face_hole.sum()), list(f.notes)))
+        return reports
 
     def _warp_back(self, img, hole, content, frame, generated, harmonize, invert_affine) -> np.ndarray:
         """Warp one generated crop back into ``content`` (in place) over the face's footprint;

@@ -1,0 +1,108 @@
+"""Video: frame-by-frame photo mode, known pixels kept (lossless), audio kept, smoothing."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+ff = pytest.importorskip("imageio_ffmpeg", reason="video needs imageio-ffmpeg (lafin[video])")
+
+from lafin.video import LandmarkSmoother, inpaint_video  # noqa: E402
+
+
+def _write_video(path, frames, fps=10, audio=False):
+    silent = str(path) + ".silent.mp4" if audio else str(path)
+    h, w = frames[0].shape[:2]
+    writer = ff.write_frames(silent, (w, h), fps=fps, codec="libx264rgb", pix_fmt_out="rgb24",
+                             output_params=["-qp", "0"], macro_block_size=1, quality=None)
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+    if audio:
+        subprocess.run([ff.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", silent, "-f", "lavfi",
+                        "-i", f"sine=frequency=440:duration={len(frames) / fps}", "-c:v", "copy",
+                        "-c:a", "aac", "-shortest", str(path)], check=True)
+
+
+def _read_video(path):
+    reader = ff.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return [np.frombuffer(r, np.uint8).reshape(h, w, 3).copy() for r in reader]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    face = data.astronaut()[:256, 100:356]
+    rng = np.random.default_rng(0)
+    frames = [np.clip(np.roll(face, i // 3, axis=1).astype(int) + rng.integers(-3, 4, face.shape),
+                      0, 255).astype(np.uint8) for i in range(8)]
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    _write_video(path, frames, audio=True)
+    return path, _read_video(path)
+
+
+def _hole():
+    hole = np.zeros((256, 256), np.uint8)
+    hole[135:160, 100:150] = 1
+    return hole
+
+
+def test_video_keeps_known_pixels_and_audio(tiny_model, clip, tmp_path):
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
+                           lossless=True, progress=False)
+    assert report.frames == len(frames) and report.audio
+    assert all(n == 1 for n in report.faces_per_frame)
+    out = _read_video(tmp_path / "out.mp4")
+    assert len(out) == len(frames)
+    hole = _hole().astype(bool)
+    for a, b in zip(frames, out):
+        assert np.array_equal(a[~hole], b[~hole])
+        assert not np.array_equal(a[hole], b[hole])
+    probe = subprocess.run([ff.get_ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mp4")],
+                           capture_output=True, text=True)
+    assert "Audio:" in probe.stderr
+
+
+def test_mask_video_and_refusal_to_overwrite(tiny_model, clip, tmp_path):
+    path, frames = clip
+    masks = [np.repeat((_hole() * 255)[..., None], 3, axis=2) if i % 2 else
+             np.zeros((256, 256, 3), np.uint8) for i in range(len(frames))]
+    _write_video(tmp_path / "mask.mp4", masks)
+    report = inpaint_video(tiny_model, path, tmp_path / "mask.mp4", tmp_path / "out.mkv",
+                           lossless=True, progress=False)
+    assert report.faces_per_frame == [0, 1] * (len(frames) // 2)
+    from lafin.io import InputError
+
+    with pytest.raises(InputError, match="overwrite"):
+        inpaint_video(tiny_model, path, tmp_path / "mask.mp4", path, progress=False)
+
+
+def test_smoothing_reduces_landmark_jitter(tiny_model, clip, tmp_path):
+    path, _ = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+
+    def jitter(alpha):
+        report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / f"o{alpha}.mp4",
+                               smoothing=alpha, progress=False)
+        pts = np.stack([f[0] for f in report.landmarks])
+        return np.abs(np.diff(pts, axis=0)).mean()
+
+    assert jitter(0.3) < 0.7 * jitter(1.0)
+
+
+def test_tracks_follow_faces_and_split_on_jumps():
+    s = LandmarkSmoother(alpha=0.5)
+    assert s.assign([(0, 0, 100, 100), (300, 0, 400, 100)]) == [0, 1]
+    assert s.assign([(305, 2, 405, 102), (4, 0, 104, 100)]) == [1, 0]
+    assert s.assign([(900, 900, 1000, 1000)]) == [2]
+    first = s.smooth(2, "p", np.zeros((68, 2)))
+    second = s.smooth(2, "p", np.ones((68, 2)) * 10)
+    assert np.allclose(first, 0) and np.allclose(second, 5)
