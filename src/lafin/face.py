@@ -133,3 +133,18 @@ def annotate_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
     if best is None:
         return annotate(image, prior), "prior"
     return annotate(image, best), "detected"
+
+
+# Offsets of dlib's detector box from the landmarks' extent, as fractions of that extent
+# (medians measured on 909 CelebA crops where the detector found the face).
+_BOX_FIT = (-0.23, -0.149, -0.156, -0.089)
+
+
+def box_from_landmarks(landmarks: np.ndarray) -> FaceBox:
+    """The box dlib's HOG detector would give for a face with these landmarks (approximately),
+    so a face can be annotated by dlib's shape predictor without a detection."""
+    x0, y0 = landmarks.min(axis=0)
+    x1, y1 = landmarks.max(axis=0)
+    w, h = x1 - x0, y1 - y0
+    return FaceBox(float(x0 + _BOX_FIT[0] * w), float(y0 + _BOX_FIT[1] * h),
+                   float(x1 + _BOX_FIT[2] * w), float(y1 + _BOX_FIT[3] * h), score=float("nan"))
