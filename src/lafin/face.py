@@ -76,6 +76,28 @@ def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -
     return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
 
 
+@lru_cache(maxsize=1)
+def _dlib_cnn() -> object:
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(_model_path("mmod_human_face_detector.dat"))
+
+
+def detect_faces_cnn(image: np.ndarray, upsample: int = 0, max_side: int = 640) -> list[FaceBox]:
+    """Detect faces with dlib's CNN (MMOD) detector: slower than HOG (a few hundred ms per
+    640-px image on a CPU) but it finds turned, tilted and partly hidden faces HOG misses.
+    Images are downscaled to ``max_side`` first. Largest face first."""
+    import cv2
+
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
+                                                   interpolation=cv2.INTER_AREA)
+    found = _dlib_cnn()(np.ascontiguousarray(small), upsample)
+    boxes = [FaceBox(d.rect.left() / scale, d.rect.top() / scale, d.rect.right() / scale,
+                     d.rect.bottom() / scale, float(d.confidence)) for d in found]
+    return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+
+
 def annotate(image: np.ndarray, box: FaceBox) -> np.ndarray:
     """Place the 68 iBUG points inside a face box with dlib's shape predictor.
 

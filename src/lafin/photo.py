@@ -2,11 +2,12 @@
 
 Only faces near the hole matter, so detection runs on regions of interest around the hole's
 connected parts (a small face in a huge photo stays detectable and cheap). Each face is tried in
-three ways, and the way that worked is reported:
+four ways, and the way that worked is reported:
 
 1. ``detected``: dlib's HOG detector finds it in the photo with the hole filled by OpenCV;
 2. ``detected-upsampled``: it finds it after upsampling (small faces);
-3. ``hole-surroundings``: no face found near a part of the hole; the square around that part
+3. ``detected-cnn``: dlib's CNN detector finds it (turned or partly hidden faces; slower);
+4. ``hole-surroundings``: no face found near a part of the hole; the square around that part
    (grown to show context) is treated as the face crop.
 
 Detected faces are annotated with dlib's 68 points on the filled photo; the similarity transform
@@ -78,15 +79,17 @@ def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96
 
 
 def _detect_in_region(filled: np.ndarray, region: tuple[int, int, int, int], upsample: int,
-                      min_score: float) -> list[tuple[float, float, float, float, float]]:
-    from lafin.face import detect_faces
+                      min_score: float, cnn: bool = False
+                      ) -> list[tuple[float, float, float, float, float]]:
+    from lafin.face import detect_faces, detect_faces_cnn
 
     left, top, right, bottom = region
     roi = filled[top:bottom, left:right]
     scale = min(1.0, DETECT_MAX_SIDE / max(roi.shape[:2]))
     if scale < 1.0:
         roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    faces = detect_faces(roi, upsample=upsample, min_score=min_score)
+    faces = (detect_faces_cnn(roi) if cnn else
+             detect_faces(roi, upsample=upsample, min_score=min_score))
     return [(left + f.left / scale, top + f.top / scale, left + f.right / scale,
              top + f.bottom / scale, f.score) for f in faces]
 
@@ -167,6 +170,9 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         if not any(_touches(b, hole) for b, _ in found) and max(rw, rh) <= 2 * DETECT_MAX_SIDE:
             found = [(b, "detected-upsampled") for b in
                      _detect_in_region(filled, region, 1, max(min_score, 0.3))]
+        if not any(_touches(b, hole) for b, _ in found):
+            found = [(b, "detected-cnn") for b in _detect_in_region(filled, region, 0, min_score,
+                                                                     cnn=True)]
         found = [(b, p) for b, p in found if _touches(b, hole)]
         for b, p in found:
             if all(_overlap(b, other) < 0.3 for other, _ in boxes):

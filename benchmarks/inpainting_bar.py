@@ -1,0 +1,125 @@
+"""The shipped model's quality bar: PSNR and SSIM against OpenCV's Telea and Navier-Stokes.
+
+CelebA test faces (``test.txt``) at the model's resolution, NVIDIA irregular masks by hole-ratio
+bin (file n belongs to bin n // 2000: 0-10%, ..., 50-60%) and the centre block (the middle half
+of width and height). Every method's output is composited (known pixels are the input's) and
+scored on the whole RGB image: PSNR with a peak of 255, SSIM as Wang et al. 2004 (Gaussian window
+sigma 1.5, data range 255, computed per channel and averaged; scikit-image). Each face gets one
+mask per bin, drawn with a fixed seed, the same for every method.
+
+    python benchmarks/inpainting_bar.py --data ../shared/data/celeba --masks \
+        ../shared/data/masks/irregular-256 --weights lafin-compact.safetensors --faces 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from skimage.metrics import structural_similarity
+from tqdm import tqdm
+
+from lafin.masks import MaskFolder, center_block_mask
+
+BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block"]
+# The bar of issue 4: minimum gain over NS in PSNR (dB) and SSIM for these rows.
+BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    return float(structural_similarity(a, b, channel_axis=2, data_range=255, gaussian_weights=True,
+                                       sigma=1.5, use_sample_covariance=False))
+
+
+def opencv(method: int):
+    def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        return cv2.inpaint(image, hole, 5, method)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="CelebA folder with 128/ and test.txt")
+    parser.add_argument("--masks", required=True, help="NVIDIA irregular masks folder")
+    parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
+    parser.add_argument("--faces", type=int, default=500, help="test faces to use (first N)")
+    parser.add_argument("--bins", default=",".join(BINS), help="comma-separated rows to run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the numbers here too")
+    args = parser.parse_args(argv)
+
+    from lafin.pipeline import LaFInModel
+
+    model = LaFInModel(weights=args.weights)
+    size = model.image_size
+    names = Path(args.data, "test.txt").read_text().split()[: args.faces]
+    methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS),
+               "lafin": lambda img, hole: model.inpaint(img, hole, mode="crop")}
+    rows = [b for b in BINS if b in args.bins.split(",")]
+    folders = {i: MaskFolder(args.masks, size=size, bins=[i]) for i in range(6)}
+    rng = np.random.default_rng(args.seed)
+    scores = {r: {m: {"psnr": [], "ssim": []} for m in methods} for r in rows}
+    seconds = {m: 0.0 for m in methods}
+    for name in tqdm(names, desc="faces"):
+        image = np.asarray(Image.open(Path(args.data, "128", name)).convert("RGB"))
+        if image.shape[0] != size:
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        for row in rows:
+            if row == "centre block":
+                hole = center_block_mask(size)
+            else:
+                folder = folders[BINS.index(row)]
+                hole = folder[int(rng.integers(len(folder)))]
+            if not hole.any():
+                continue
+            for m, fn in methods.items():
+                t = time.perf_counter()
+                out = fn(image, hole)
+                seconds[m] += time.perf_counter() - t
+                out = np.where(hole[..., None] > 0, out, image)  # composite: known pixels kept
+                scores[row][m]["psnr"].append(psnr(out, image))
+                scores[row][m]["ssim"].append(ssim(out, image))
+
+    print(f"\n{len(names)} CelebA test faces at {size} px; whole-image RGB PSNR (dB) / SSIM\n")
+    print("| holes | " + " | ".join(methods) + " | lafin - ns | bar |")
+    print("|---|" + "---|" * (len(methods) + 2))
+    summary: dict = {}
+    passed = True
+    for row in rows:
+        means = {m: (np.mean(v["psnr"]), np.mean(v["ssim"])) for m, v in scores[row].items()}
+        dp, ds = means["lafin"][0] - means["ns"][0], means["lafin"][1] - means["ns"][1]
+        bar = BAR.get(row)
+        verdict = ""
+        if bar:
+            ok = dp >= bar[0] and (bar[1] is None or ds >= bar[1])
+            passed &= ok
+            verdict = (f"+{bar[0]} dB" + (f", +{bar[1]}" if bar[1] else "") +
+                       (": met" if ok else ": not met"))
+        cells = [f"{p:.2f} / {s:.3f}" for p, s in means.values()]
+        print(f"| {row} | " + " | ".join(cells) + f" | {dp:+.2f} dB / {ds:+.3f} | {verdict} |")
+        summary[row] = {m: {"psnr": float(p), "ssim": float(s), "n": len(scores[row][m]["psnr"])}
+                        for m, (p, s) in means.items()}
+    per_image = {m: 1000 * t / max(1, sum(len(scores[r][m]["psnr"]) for r in rows))
+                 for m, t in seconds.items()}
+    print("\nmean time per image (ms): " + ", ".join(f"{m} {v:.1f}" for m, v in per_image.items()))
+    print(f"bar {'met' if passed else 'NOT met'} on the rows run")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"faces": len(names), "size": size, "seed": args.seed,
+                                               "results": summary, "ms_per_image": per_image,
+                                               "bar_met": bool(passed)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
