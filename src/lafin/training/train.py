@@ -268,10 +268,12 @@ class Trainer:
             cfg.adversarial > 0 or (cfg.feature_matching > 0 and self.vgg is None))
         logs: dict[str, float] = {}
 
+        real_feats: list[torch.Tensor] = []
         if use_adv:  # discriminator update
             # real and fake in one forward: one DDP forward per backward
-            logits, _ = disc(torch.cat([batch.images, composite.detach()]), torch.cat([lmap, lmap]))
+            logits, feats = disc(torch.cat([batch.images, composite.detach()]), torch.cat([lmap, lmap]))
             real_logits, fake_logits = logits.chunk(2)
+            real_feats = [f.chunk(2)[0].detach() for f in feats]  # reused by feature matching
             d_loss = losses.discriminator_loss(real_logits, fake_logits, cfg.adversarial_kind)
             self.optims["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
@@ -284,12 +286,14 @@ class Trainer:
             "tv": cfg.tv * losses.total_variation(composite, batch.masks),
         }
         if use_adv:
-            fake_logits, fake_feats = disc(composite, lmap)
+            # the generator's pass through D: no DDP wrapper and no gradients for D's weights
+            plain_disc = _unwrap(disc)
+            plain_disc.requires_grad_(False)
+            fake_logits, fake_feats = plain_disc(composite, lmap)
+            plain_disc.requires_grad_(True)
             terms["adversarial"] = cfg.adversarial * losses.generator_adversarial_loss(
                 fake_logits, cfg.adversarial_kind)
             if self.vgg is None and cfg.feature_matching > 0:
-                with torch.no_grad():
-                    _, real_feats = disc(batch.images, lmap)
                 terms["feature_matching"] = cfg.feature_matching * losses.feature_matching_loss(
                     fake_feats, real_feats)
         if self.vgg is not None:
