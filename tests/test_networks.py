@@ -196,3 +196,19 @@ def test_predictor_output_follows_flip_convention():
     pts = coords.view(1, 68, 2).numpy() * 64
     assert flip_landmarks(pts, 64).shape == (1, 68, 2)
     assert math.isfinite(float(pts.sum()))
+
+
+def test_spatial_landmark_head_sees_where_features_are():
+    """The compact preset's head keeps a 4x4 grid; the paper preset keeps the original pooling."""
+    from lafin.config import LandmarkConfig
+
+    assert get_preset("compact").landmarks.head == "spatial"
+    assert get_preset("paper").landmarks.head == "pooled"
+    torch.manual_seed(0)
+    net = build_landmark_predictor(ModelConfig(name="t", image_size=64,
+                                               landmarks=LandmarkConfig(width_mult=0.25, head="spatial"))).eval()
+    assert net.fc_landmark.in_features == 128 + 128 + 32 * 16
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 64, 64)).shape == (2, 136)
+    with pytest.raises(ValueError, match="head"):
+        LandmarkConfig(head="heatmap")

@@ -227,3 +227,41 @@ def test_sample_grid_and_validation(face_cache, tmp_path):
     assert list((tmp_path / "samples").glob("*.png"))
     metrics = trainer.validate()
     assert 5 < metrics["val/psnr"] < 60
+
+
+def test_cosine_schedule_sets_every_optimizer(face_cache, tmp_path):
+    config = _config(face_cache, "inpaint", lr_schedule="cosine", lr_min_ratio=0.1, max_steps=10,
+                     d_lr_ratio=0.5)
+    trainer = Trainer(config, tmp_path)
+    rates = []
+    for step in (0, 5, 10):
+        trainer.step = step
+        trainer.set_learning_rates()
+        rates.append((trainer.optims["generator"].param_groups[0]["lr"],
+                      trainer.optims["discriminator"].param_groups[0]["lr"]))
+    assert rates[0] == pytest.approx((2e-3, 1e-3))
+    assert rates[1][0] == pytest.approx(2e-3 * 0.55)  # halfway: the mean of 1 and 0.1
+    assert rates[2] == pytest.approx((2e-4, 1e-4))
+    # the schedule depends on the step only, so a resumed run continues on it
+    assert config.lr_schedule == "cosine" and trainer.learning_rate_factor() == pytest.approx(0.1)
+
+
+def test_constant_schedule_applies_a_changed_lr_on_resume(face_cache, tmp_path):
+    train(_config(face_cache, "landmarks", max_steps=2), tmp_path)
+    trainer = Trainer(_config(face_cache, "landmarks", max_steps=4, lr=5e-4), tmp_path, resume=True)
+    trainer.run()  # the optimizer state saved lr=2e-3; the new config's lr must win
+    assert trainer.optims["landmarks"].param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_train_weights_set_how_often_each_cache_is_drawn(face_cache, tmp_path):
+    config = _config(face_cache, "landmarks", data={
+        "train": [str(face_cache), str(face_cache)], "train_weights": [3, 1], "geometry": True,
+        "mask_mix": {"none": 1.0}})
+    trainer = Trainer(config, tmp_path)
+    rng = np.random.default_rng(0)
+    first = sum(trainer.data.pick(rng) is trainer.data.caches[0] for _ in range(4000))
+    assert 0.72 < first / 4000 < 0.78
+    with pytest.raises(ValueError, match="train_weights"):
+        _config(face_cache, "landmarks", data={"train": [str(face_cache)], "train_weights": [1, 2]})
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(face_cache, "landmarks", lr_schedule="linear")

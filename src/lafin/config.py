@@ -59,10 +59,18 @@ class LandmarkConfig:
     Attributes:
         width_mult: MobileNetV2 width multiplier (1.0 in the original).
         num_points: number of landmarks (68 in iBUG 300-W order).
+        head: "pooled" is the original's head (every branch globally average-pooled);
+            "spatial" keeps a 4x4 grid of the last feature map in one branch, as PFLD's
+            full-map convolution does, so where a feature is stays visible to the regressor.
     """
 
     width_mult: float = 1.0
     num_points: int = 68
+    head: str = "pooled"
+
+    def __post_init__(self) -> None:
+        if self.head not in ("pooled", "spatial"):
+            raise ValueError(f"landmarks.head must be 'pooled' or 'spatial', not {self.head!r}")
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,7 @@ PRESETS: dict[str, ModelConfig] = {
         generator=GeneratorConfig(arch="compact", channels=(16, 32, 64, 128, 256),
                                   num_residual_blocks=8, dilation=2, attention=True,
                                   mask_channel=True),
-        landmarks=LandmarkConfig(width_mult=1.0),
+        landmarks=LandmarkConfig(width_mult=1.0, head="spatial"),
         discriminator=DiscriminatorConfig(base_channels=32, attention=False),
     ),
     "tiny": ModelConfig(

@@ -4,7 +4,10 @@ With ``width_mult=1.0`` every tensor has the shape of the published ``landmark_d
 The head pools three views of the trunk (the 320-channel map, the 1280-channel map, and the
 1280-channel map reduced to 64 channels with PReLU), concatenates them (128 + 128 + 64 = 320
 channels at width 1.0) and regresses 2 * num_points numbers: x0, y0, x1, y1, ... as fractions
-of the image side.
+of the image side. ``head="spatial"`` (the compact preset) replaces the third, globally pooled
+branch by a 4x4 grid of the 1280-channel map reduced to 32 channels (512 features), the way PFLD's
+last branch convolves the whole map: a pooled vector must encode positions in its channels,
+a grid shows them directly.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from lafin.config import LandmarkConfig
 # MobileNetV2 inverted-residual settings: expansion t, channels c, repeats n, first stride s.
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
              (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+# The "spatial" head: the last feature map pooled to a 4x4 grid (its size at 128 px), 32 channels.
+_SPATIAL_GRID = 4
+_SPATIAL_CHANNELS = 32
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -62,9 +70,12 @@ class LandmarkPredictor(nn.Module):
                                         nn.ReLU6(inplace=True))
         self.conv_node1 = nn.Conv2d(c, 128, 1)
         self.conv_node2 = nn.Conv2d(c_last, 128, 1)
-        self.conv1_after_mbnet = nn.Conv2d(c_last, 64, 1)
+        self.spatial = config.head == "spatial"
+        node3_channels = _SPATIAL_CHANNELS if self.spatial else 64
+        self.conv1_after_mbnet = nn.Conv2d(c_last, node3_channels, 1)
         self.prelu = nn.PReLU()
-        self.fc_landmark = nn.Linear(128 + 128 + 64, 2 * config.num_points)
+        node3_features = node3_channels * _SPATIAL_GRID**2 if self.spatial else node3_channels
+        self.fc_landmark = nn.Linear(128 + 128 + node3_features, 2 * config.num_points)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -78,5 +89,9 @@ class LandmarkPredictor(nn.Module):
         wide = self.last_block(feat)
         node1 = self.conv_node1(feat).mean(dim=(2, 3))
         node2 = self.conv_node2(wide).mean(dim=(2, 3))
-        node3 = self.prelu(self.conv1_after_mbnet(wide.mean(dim=(2, 3), keepdim=True))).flatten(1)
+        if self.spatial:
+            grid = nn.functional.adaptive_avg_pool2d(wide, _SPATIAL_GRID)
+            node3 = self.prelu(self.conv1_after_mbnet(grid)).flatten(1)
+        else:
+            node3 = self.prelu(self.conv1_after_mbnet(wide.mean(dim=(2, 3), keepdim=True))).flatten(1)
         return self.fc_landmark(torch.cat([node1, node2, node3], dim=1))

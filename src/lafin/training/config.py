@@ -18,6 +18,8 @@ class DataConfig:
 
     Attributes:
         train: face caches (directories made by ``lafin prepare``) to train on; concatenated.
+        train_weights: how often each cache is drawn from (normalised); None means in
+            proportion to their sizes. Lets a small human-labelled set count for more.
         val: a face cache for validation, or None.
         mask_mix: hole types and their weights (keys of ``lafin.masks.MaskSampler``).
         hole_ratio: target hole-ratio range of generated irregular/block holes.
@@ -27,6 +29,7 @@ class DataConfig:
     """
 
     train: list[str] = field(default_factory=list)
+    train_weights: list[float] | None = None
     val: str | None = None
     mask_mix: dict[str, float] = field(default_factory=lambda: {"irregular": 0.7, "block": 0.3})
     hole_ratio: tuple[float, float] = (0.1, 0.6)
@@ -53,7 +56,11 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run. ``model`` is a preset name or a full ModelConfig mapping."""
+    """One training run. ``model`` is a preset name or a full ModelConfig mapping.
+
+    ``lr_schedule="cosine"`` decays every learning rate from ``lr`` to ``lr * lr_min_ratio``
+    over ``max_steps``; it is a function of the step, so changing ``max_steps`` and resuming
+    simply continues on the new curve."""
 
     stage: Stage = "inpaint"
     model: str | dict[str, Any] = "compact"
@@ -61,6 +68,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 8
     lr: float = 2e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_min_ratio: float = 0.01
     d_lr_ratio: float = 0.1
     betas: tuple[float, float] = (0.0, 0.9)
     weight_decay: float = 0.0
@@ -109,4 +118,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     config = cls(**kwargs)
     if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint"):
         raise ValueError(f"{where}: stage must be landmarks, inpaint or joint, not {config.stage!r}")
+    if cls is TrainConfig and config.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"{where}: lr_schedule must be constant or cosine, not {config.lr_schedule!r}")
+    if cls is DataConfig and config.train_weights is not None and (
+            len(config.train_weights) != len(config.train) or min(config.train_weights) < 0
+            or sum(config.train_weights) <= 0):
+        raise ValueError(f"{where}: train_weights needs one non-negative weight per train cache "
+                         f"({len(config.train)}), not {config.train_weights}")
     return config

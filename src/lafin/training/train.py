@@ -54,13 +54,14 @@ def _distributed() -> tuple[int, int]:
 
 
 class CacheMix:
-    """Several face caches sampled in proportion to their sizes."""
+    """Several face caches, sampled in proportion to their sizes or to given weights."""
 
-    def __init__(self, caches: list[FaceCache]) -> None:
+    def __init__(self, caches: list[FaceCache], weights: list[float] | None = None) -> None:
         if not caches:
             raise ValueError("no training data: set data.train to one or more face caches")
         self.caches = caches
-        sizes = np.array([len(c) for c in caches], dtype=np.float64)
+        sizes = np.array(weights if weights is not None else [len(c) for c in caches],
+                         dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
     def pick(self, rng: np.random.Generator) -> FaceCache:
@@ -119,7 +120,7 @@ class Trainer:
         self.rng = np.random.default_rng([config.seed, self.rank])
         self.step = 0
 
-        self.data = CacheMix([load_cache(p) for p in config.data.train])
+        self.data = CacheMix([load_cache(p) for p in config.data.train], config.data.train_weights)
         self.val = load_cache(config.data.val) if config.data.val else None
         self.mask_fn = build_mask_fn(config, self.size)
         self.geometry = GeometryAugment() if config.data.geometry else None
@@ -380,6 +381,21 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate(rows, 0)).save(path)
 
+    def learning_rate_factor(self) -> float:
+        """The schedule's multiplier of the base learning rates at the current step."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, self.step / max(1, cfg.max_steps))
+        return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def set_learning_rates(self) -> None:
+        factor = self.learning_rate_factor()
+        for name, optim in self.optims.items():
+            base = self.config.lr * (self.config.d_lr_ratio if name == "discriminator" else 1.0)
+            for group in optim.param_groups:
+                group["lr"] = base * factor
+
     # --------------------------------------------------------------------- the loop
 
     def run(self, max_steps: int | None = None) -> None:
@@ -397,6 +413,7 @@ class Trainer:
                    mininterval=0.1 if sys.stderr.isatty() else 60.0)
         t0, images_seen, running = time.perf_counter(), 0, {}
         while self.step < max_steps:
+            self.set_learning_rates()
             batch = self.next_batch()
             logs = step_fn(batch)
             self.step += 1
@@ -416,6 +433,7 @@ class Trainer:
                         for k, v in means.items():
                             writer.add_scalar(k, v, self.step)
                         writer.add_scalar("speed/images_per_second", rate, self.step)
+                        writer.add_scalar("lr", cfg.lr * self.learning_rate_factor(), self.step)
                 t0, images_seen, running = time.perf_counter(), 0, {}
             if self.rank == 0 and cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.save_samples(batch)
