@@ -518,3 +518,26 @@ def test_merge_weights(tmp_path):
                  landmark_predictor=build_landmark_predictor(get_preset("compact")))
     with pytest.raises(WeightsError, match="differs"):
         merge_weights([gen, other], tmp_path / "bad.safetensors")
+
+
+def test_half_precision_export_loads_as_float32_and_matches(tmp_path):
+    from lafin.cli import main
+
+    config = get_preset("tiny")
+    torch.manual_seed(3)
+    net = _randomised(build_landmark_predictor(config), 3).eval()
+    full = tmp_path / "full.safetensors"
+    save_weights(full, config, landmark_predictor=net)
+    half = tmp_path / "half.safetensors"
+    assert main(["export-weights", str(full), "-o", str(half), "--half"]) == 0
+    loaded = load_weights(half)
+    assert {v.dtype for v in loaded.landmarks_state.values() if v.is_floating_point()} == {
+        torch.float16}
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    _, rebuilt = build_from_weights(loaded)
+    assert all(p.dtype == torch.float32 for p in rebuilt.parameters())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), rebuilt(x)
+    assert not torch.equal(a, b)  # the weights really were rounded ...
+    assert (a - b).abs().max() < 1e-2 * a.abs().max()  # ... and the output barely moves

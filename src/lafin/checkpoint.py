@@ -288,14 +288,19 @@ def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
     return built["generator"], built["landmarks"]
 
 
-def merge_weights(inputs: Sequence[PathLike], output: PathLike) -> None:
+def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
     """Combine several of our weights files into one; later files win per network.
 
-    All inputs must have the same model config.
+    All inputs must have the same model config. ``half=True`` stores floating-point tensors as
+    float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
+    float32 parameters, so nothing else changes.
     """
     merged = _merge([(Path(p), load_weights(p)) for p in inputs])
-    _write(output, merged.config, {n: merged.state(n) for n in merged.networks},  # type: ignore[misc]
-           merged.metadata)
+    states = {n: merged.state(n) for n in merged.networks}
+    if half:
+        states = {n: {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+                  for n, state in states.items()}  # type: ignore[union-attr]
+    _write(output, merged.config, states, merged.metadata)  # type: ignore[arg-type]
 
 
 def _merge(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:

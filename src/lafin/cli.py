@@ -232,7 +232,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_export_weights(args: argparse.Namespace) -> int:
     from lafin.checkpoint import merge_weights
 
-    merge_weights(args.inputs, args.output)
+    merge_weights(args.inputs, args.output, half=args.half)
     print(f"Wrote {args.output}")
     return 0
 
@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="combine weights files (e.g. a landmark run and an inpaint run) into one")
     p.add_argument("inputs", nargs="+", help="weights.safetensors files; later ones win")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--half", action="store_true",
+                   help="store float16 (half the size; loaded back as float32)")
     p.set_defaults(func=_cmd_export_weights)
 
     _add_optional_commands(sub)
