@@ -1,0 +1,66 @@
+"""The weights that ship inside the package: they load, they are small, and they inpaint.
+
+The quality checks use the built-in example face (scikit-image's astronaut) with synthetic holes:
+in every case the generated hole must be closer to the true pixels than a flat fill with the
+mean colour of the known pixels. A broken or random generator fails this; it is no golden number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lafin.examples import example_face, example_mask
+from lafin.masks import block_mask, center_block_mask, irregular_mask
+from lafin.pipeline import LaFInModel, default_weights_path
+
+pytestmark = pytest.mark.skipif(not default_weights_path().is_file(),
+                                reason=f"no shipped weights at {default_weights_path()}")
+
+
+@pytest.fixture(scope="module")
+def model() -> LaFInModel:
+    return LaFInModel()
+
+
+def _cases(size: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "nose and mouth": example_mask(size),
+        "centre block": center_block_mask(size),
+        "irregular 30-40%": irregular_mask(size, rng, (0.3, 0.4)),
+        "irregular 50-60%": irregular_mask(size, rng, (0.5, 0.6)),
+        "random block": block_mask(size, rng, (0.2, 0.3)),
+    }
+
+
+def test_shipped_weights_load_and_are_small(model):
+    assert model.config.name == "compact"
+    assert model.generator is not None and model.landmark_predictor is not None
+    assert default_weights_path().stat().st_size < 25 * 2**20
+
+
+@pytest.mark.parametrize("case", list(_cases(128)))
+def test_hole_is_closer_to_the_truth_than_a_flat_fill(model, case):
+    face = example_face(model.image_size)
+    hole = _cases(model.image_size)[case].astype(bool)
+    result = model.inpaint(face, hole)
+    truth = face[hole].astype(np.float64)
+    flat = face[~hole].mean(axis=0)
+    model_error = np.abs(result[hole] - truth).mean()
+    flat_error = np.abs(flat - truth).mean()
+    assert np.array_equal(result[~hole], face[~hole])
+    assert model_error < 0.8 * flat_error, (case, model_error, flat_error)
+
+
+def test_landmarks_of_the_example_sit_on_the_face(model):
+    """Eyes above the nose above the mouth, inside the crop, on the unoccluded example."""
+    face = example_face(model.image_size)
+    points = model.predict_landmarks(face)
+    assert points.shape == (68, 2)
+    assert np.all((points > 0) & (points < model.image_size))
+    eyes_y = points[36:48, 1].mean()
+    nose_y = points[30, 1]
+    mouth_y = points[48:68, 1].mean()
+    assert eyes_y < nose_y < mouth_y
+    assert points[36:42, 0].mean() < points[42:48, 0].mean()  # image-left eye is the person's right
