@@ -105,3 +105,32 @@ def test_version_and_help():
     assert run.returncode == 0 and __version__ in run.stdout
     run = subprocess.run([sys.executable, "-m", "lafin.cli", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "examples:" in run.stdout and "lafin inpaint" in run.stdout
+
+
+def test_folders_are_matched_by_name_and_bad_pairs_skipped(tiny_weights, tmp_path, capsys):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    faces = {name: face_like(80, 72, seed=i) for i, name in enumerate(["a", "b", "c"])}
+    for name, face in faces.items():
+        Image.fromarray(face).save(images / f"{name}.png")
+    Image.fromarray(box_mask(80, 72) * 255).save(masks / "a.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(masks / "b.png")  # wrong size
+    Image.fromarray(box_mask(80, 72) * 255).save(masks / "stray.png")  # no image: reported
+    before = {p: p.read_bytes() for p in [*images.iterdir(), *masks.iterdir()]}
+
+    code = main(["inpaint", str(images), str(masks), "-o", str(out), "--weights", str(tiny_weights)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert "Inpainted 1 of 3" in printed
+    assert "skipped b.png" in printed and "skipped c.png: no mask" in printed
+    assert "skipped stray.png: mask without an image" in printed
+    result = np.asarray(Image.open(out / "a.png"))
+    hole = box_mask(80, 72).astype(bool)
+    assert np.array_equal(result[~hole], faces["a"][~hole])
+    assert {p: p.read_bytes() for p in [*images.iterdir(), *masks.iterdir()]} == before
+    # writing into an input folder is refused
+    assert main(["inpaint", str(images), str(masks), "-o", str(images),
+                 "--weights", str(tiny_weights)]) == 2
+    assert "refusing" in capsys.readouterr().err
