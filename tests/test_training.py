@@ -265,3 +265,19 @@ def test_train_weights_set_how_often_each_cache_is_drawn(face_cache, tmp_path):
         _config(face_cache, "landmarks", data={"train": [str(face_cache)], "train_weights": [1, 2]})
     with pytest.raises(ValueError, match="lr_schedule"):
         _config(face_cache, "landmarks", lr_schedule="linear")
+
+
+def test_landmark_stage_keeps_and_exports_an_average(face_cache, tmp_path):
+    from lafin.checkpoint import load_weights
+
+    trainer = train(_config(face_cache, "landmarks", max_steps=4, ema_decay=0.5), tmp_path)
+    live = trainer.nets["landmarks"].state_dict()
+    average = trainer.ema.state_dict()
+    assert not torch.equal(live["fc_landmark.weight"], average["fc_landmark.weight"])
+    saved = load_weights(tmp_path / "weights.safetensors")
+    assert saved.generator_state is None
+    for name, value in average.items():
+        assert torch.equal(saved.landmarks_state[name], value), name
+    # batch-norm running statistics are averaged too, not copied from the live network
+    bn = next(k for k in average if k.endswith("running_mean"))
+    assert not torch.equal(live[bn], average[bn])

@@ -139,8 +139,9 @@ class Trainer:
             net.to(self.device)
         if config.init_from:
             self._init_from(config.init_from)
-        self.ema = (copy.deepcopy(self.nets["generator"]).eval().requires_grad_(False)
-                    if "generator" in self.nets else None)
+        # the network this stage trains; inference uses an exponential moving average of it
+        self.trained = "landmarks" if stage == "landmarks" else "generator"
+        self.ema = copy.deepcopy(self.nets[self.trained]).eval().requires_grad_(False)
         if stage == "joint":  # the predictor is frozen: only the generator adapts
             self.nets["landmarks"].eval().requires_grad_(False)
 
@@ -195,7 +196,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
             "train_config": self.config.to_dict(), "model_config": self.model_config.to_dict(),
             "nets": {k: _unwrap(v).state_dict() for k, v in self.nets.items()},
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": self.ema.state_dict(),
             "optims": {k: v.state_dict() for k, v in self.optims.items()},
             "numpy_rng": rng_states, "torch_rng": torch_states,
         }
@@ -209,8 +210,11 @@ class Trainer:
                              f"resumed with {self.world}; exact resume needs the same number")
         for k, net in self.nets.items():
             _unwrap(net).load_state_dict(state["nets"][k], strict=True)
-        if self.ema is not None:
+        if state["ema"] is not None:
             self.ema.load_state_dict(state["ema"], strict=True)
+        else:  # a checkpoint from before the landmark stage kept an average
+            self.ema.load_state_dict(_unwrap(self.nets[self.trained]).state_dict())
+            log.info("%s: no EMA weights in the checkpoint; the average starts here", path)
         for k, opt in self.optims.items():
             opt.load_state_dict(state["optims"][k])
         self.rng.bit_generator.state = state["numpy_rng"][self.rank]
@@ -227,11 +231,16 @@ class Trainer:
         self.export_weights(self.out_dir / "weights.safetensors")
 
     def export_weights(self, path: Path) -> None:
-        """Inference weights of this run: the EMA generator and/or the landmark predictor."""
+        """Inference weights of this run: the EMA of the trained network (and, in the joint
+        stage, the frozen landmark predictor it used)."""
         from lafin.checkpoint import save_weights
 
-        landmarks = _unwrap(self.nets["landmarks"]) if "landmarks" in self.nets else None
-        save_weights(path, self.model_config, generator=self.ema, landmark_predictor=landmarks,
+        if self.trained == "landmarks":
+            generator, landmarks = None, self.ema
+        else:
+            generator = self.ema
+            landmarks = _unwrap(self.nets["landmarks"]) if "landmarks" in self.nets else None
+        save_weights(path, self.model_config, generator=generator, landmark_predictor=landmarks,
                      metadata={"step": str(self.step), "stage": self.config.stage})
 
     # --------------------------------------------------------------------- one step
@@ -250,6 +259,7 @@ class Trainer:
         self.optims["landmarks"].zero_grad(set_to_none=True)
         loss.backward()
         self.optims["landmarks"].step()
+        self._update_ema()
         return {"loss/landmarks": loss.item()}
 
     def inpaint_step(self, batch: Batch) -> dict[str, float]:
@@ -312,12 +322,13 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        assert self.ema is not None
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        for e, p in zip(self.ema.parameters(), _unwrap(self.nets["generator"]).parameters()):
+        live = _unwrap(self.nets[self.trained])
+        for e, p in zip(self.ema.parameters(), live.parameters()):
             e.lerp_(p, 1 - decay)
-        for e, b in zip(self.ema.buffers(), _unwrap(self.nets["generator"]).buffers()):
-            e.copy_(b)
+        for e, b in zip(self.ema.buffers(), live.buffers()):
+            # batch-norm statistics are averaged like the weights they belong to
+            e.lerp_(b, 1 - decay) if e.is_floating_point() else e.copy_(b)
 
     # --------------------------------------------------------------------- validation
 
@@ -336,8 +347,7 @@ class Trainer:
             batch = sample_batch(self.val, len(idx), rng, self.mask_fn, size=self.size, flip=False,
                                  indices=idx).to(self.device)
             if self.config.stage == "landmarks":
-                net = _unwrap(self.nets["landmarks"]).eval()
-                pred = net(batch.masked).view(-1, 68, 2) * self.size
+                pred = self.ema(batch.masked).view(-1, 68, 2) * self.size
                 err = nme(pred.cpu().numpy(), batch.landmarks.cpu().numpy())
                 results.setdefault("val/nme", []).extend(err.tolist())
                 continue
@@ -364,7 +374,7 @@ class Trainer:
         masked, truth = to_np(batch.masked[:k]), to_np(batch.images[:k])
         rows = []
         if self.config.stage == "landmarks":
-            pred = _unwrap(self.nets["landmarks"]).eval()(batch.masked[:k]).view(-1, 68, 2) * self.size
+            pred = self.ema(batch.masked[:k]).view(-1, 68, 2) * self.size
             for i in range(k):
                 rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], pred[i].cpu().numpy()),
                                             draw_landmarks(truth[i], batch.landmarks[i].cpu().numpy())], 1))
