@@ -237,6 +237,36 @@ def _cmd_export_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lafin.onnx_backend import export_onnx
+    from lafin.pipeline import WeightsNotFoundError, default_weights_path
+
+    weights = args.weights or default_weights_path()
+    if not args.weights and not weights.is_file():
+        raise WeightsNotFoundError("no --weights given and this installation ships no default "
+                                   "weights; pass --weights W.safetensors")
+    written = export_onnx(weights[0] if isinstance(weights, list) and len(weights) == 1
+                          else weights, args.out_dir)
+    print(f"Wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    # only look for Gradio here: it must be imported after the app sets its temporary folder
+    if importlib.util.find_spec("gradio") is None:
+        raise _UsageError("the web demo needs Gradio: pip install 'lafin[web]'")
+    from lafin.webapp import serve
+
+    model = _load_model(args)
+    print(f"Web demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    serve(host=args.host, port=args.port, model=model,
+          max_upload_pixels=int(args.max_megapixels * 1e6),
+          max_file_size=f"{args.max_upload_mb}mb")
+    return 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -315,6 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true",
                    help="store float16 (half the size; loaded back as float32)")
     p.set_defaults(func=_cmd_export_weights)
+
+    p = sub.add_parser("export", help="export the networks for other runtimes (ONNX)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder for landmarks.onnx, generator.onnx "
+                   "and lafin-onnx.json (load with LaFInModel(weights=OUT_DIR, backend='onnx'))")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx for now")
+    p.add_argument("--weights", nargs="+", help="weights file (default: the shipped weights)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("serve", help="the web demo: paint a hole, edit landmarks, get the face",
+                       description="Serve the web demo (Gradio, offline). Needs the 'web' extra: "
+                                   "pip install 'lafin[web]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--weights", help="weights file(s) (default: the shipped ones)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-megapixels", type=float, default=40.0,
+                   help="largest photo accepted (default 40)")
+    p.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (default 50 MB)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print less")
+    p.set_defaults(func=_cmd_serve)
 
     _add_optional_commands(sub)
     return parser
