@@ -511,7 +511,8 @@ def test_merge_weights(tmp_path):
     out = tmp_path / "both.safetensors"
     merge_weights([gen, lm], out)
     merged = load_weights(out)
-    assert merged.networks == ("generator", "landmarks") and merged.metadata == {"stage": "inpaint"}
+    assert merged.networks == ("generator", "landmarks")
+    assert merged.metadata == {"stage": "inpaint", "generator.stage": "inpaint"}
     assert load_any([gen, lm]).networks == ("generator", "landmarks")
     other = tmp_path / "c.safetensors"
     save_weights(other, get_preset("compact"),
