@@ -437,3 +437,18 @@ def test_worker_processes_give_the_same_numbers(faces, tmp_path):
     assert pooled["run"]["workers"] == 2 and single["run"]["workers"] == 1
     assert single["cases"] == pooled["cases"]
     assert single["aggregate"] == pooled["aggregate"]
+
+
+def test_reference_landmarks_are_dlibs_points_in_the_detected_box():
+    """The truth's landmarks are dlib's annotation in the box its detector found, not in a box
+    re-derived from the points (which drifted off turned faces: NME of 50% against themselves)."""
+    from lafin.evaluation.identity import ALIGNED_BOX, reference_face
+    from lafin.examples import example_face
+    from lafin.face import FaceBox, annotate_aligned
+
+    face = example_face(128)
+    prior = FaceBox(*(v * 128 for v in ALIGNED_BOX), score=float("nan"))
+    points, source = annotate_aligned(face, prior)
+    reference = reference_face(face, None, with_descriptor=False)
+    assert source == "detected" and reference.box_source == "detected"
+    assert np.allclose(reference.landmarks, points)

@@ -126,35 +126,42 @@ def annotate_largest_face(image: np.ndarray, upsample: int = 0,
     return annotate(image, boxes[0]), boxes
 
 
-def annotate_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
-                     tolerance: float = 0.2) -> tuple[np.ndarray, str]:
-    """Annotate an already aligned face crop without re-cropping it.
+def detect_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
+                   tolerance: float = 0.2) -> tuple[FaceBox, str]:
+    """The face box of an already aligned face crop, without re-cropping it.
 
     The crop holds exactly one face whose box is close to ``prior`` (the dataset's typical box),
     so weak detections are accepted when they are plausible: centre within ``tolerance`` of the
     crop side from the prior's and size within +/-30%. The crop is padded first because tight
-    crops cut off the context HOG needs. Without a plausible detection, ``prior`` is used.
+    crops cut off the context HOG needs.
 
     Returns:
-        (68, 2) float32 landmarks in the crop's pixels, and ``"detected"`` or ``"prior"``.
+        The detected box and ``"detected"``, or ``prior`` and ``"prior"``.
     """
     detector, _ = _dlib_models()
     side = image.shape[0]
     pad = max(8, side // 4)
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
     rects, scores, _ = detector.run(padded, 0, threshold)
-    best: FaceBox | None = None
     pcx, pcy = (prior.left + prior.right) / 2, (prior.top + prior.bottom) / 2
     for r, s in sorted(zip(rects, scores), key=lambda rs: -rs[1]):
         box = FaceBox(r.left() - pad, r.top() - pad, r.right() - pad, r.bottom() - pad, float(s))
         cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
         if (abs(cx - pcx) <= tolerance * side and abs(cy - pcy) <= tolerance * side
                 and 0.7 <= box.width / prior.width <= 1.3):
-            best = box
-            break
-    if best is None:
-        return annotate(image, prior), "prior"
-    return annotate(image, best), "detected"
+            return box, "detected"
+    return prior, "prior"
+
+
+def annotate_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
+                     tolerance: float = 0.2) -> tuple[np.ndarray, str]:
+    """Annotate an already aligned face crop in the box :func:`detect_aligned` finds.
+
+    Returns:
+        (68, 2) float32 landmarks in the crop's pixels, and ``"detected"`` or ``"prior"``.
+    """
+    box, source = detect_aligned(image, prior, threshold, tolerance)
+    return annotate(image, box), source
 
 
 # Offsets of dlib's detector box from the landmarks' extent, as fractions of that extent

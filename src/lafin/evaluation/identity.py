@@ -22,7 +22,7 @@ from importlib import resources
 
 import numpy as np
 
-from lafin.face import FaceBox, annotate, annotate_aligned, box_from_landmarks
+from lafin.face import FaceBox, annotate, box_from_landmarks, detect_aligned
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,10 @@ def reference_face(truth: np.ndarray, given_landmarks: np.ndarray | None = None,
     else:
         prior = FaceBox(*(v * side for v in ALIGNED_BOX), score=float("nan"))
         fallback = "prior"
-    first, source = annotate_aligned(truth, prior)
-    # The box every image of this face is measured in: the one dlib's points imply (stable,
-    # and the same for the truth and all outputs).
-    box = box_from_landmarks(first) if source == "detected" else prior
+    # The box every image of this face is measured in: the detector's box on the truth (the
+    # same for the truth and all outputs, so only the content differs). Re-deriving a box from
+    # the points is not stable: on turned faces it can move the box off the face.
+    box, source = detect_aligned(truth, prior)
     landmarks = annotate(truth, box)
     descriptor = face_descriptor(truth, box, landmarks) if with_descriptor else None
     return ReferenceFace(box, "detected" if source == "detected" else fallback, landmarks,
