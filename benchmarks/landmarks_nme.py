@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from lafin.checkpoint import build_from_weights, load_any
-from lafin.landmarks import nme, read_pts
+from lafin.landmarks import flip_landmarks, nme, read_pts
 from lafin.masks import MaskFolder, part_mask
 from lafin.pipeline import default_weights_path
 
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="weights with a landmark predictor (default: shipped)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces")
     parser.add_argument("--no-dlib", action="store_true", help="skip the dlib baseline")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="average with the mirror image's prediction, as LaFInModel does")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -94,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             masked = np.where(hole[..., None] > 0, 255, crop).astype(np.uint8)
             x = torch.from_numpy(masked).permute(2, 0, 1)[None].float() / 255
             with torch.inference_mode():
-                pred = predictor(x).view(68, 2).numpy() * size
+                if args.flip_average:
+                    both = predictor(torch.cat([x, x.flip(3)])).view(2, 68, 2).numpy() * size
+                    pred = (both[0] + flip_landmarks(both[1], size)) / 2
+                else:
+                    pred = predictor(x).view(68, 2).numpy() * size
             errors[cond]["lafin"].append(float(nme(pred, truth)))
             if not args.no_dlib:
                 big_hole = cv2.resize(hole, (DLIB_SIZE, DLIB_SIZE), interpolation=cv2.INTER_NEAREST)

@@ -147,3 +147,18 @@ def test_load_weights_file(tiny_weights):
     assert model.image_size == 64
     out = model.inpaint(face_like(64, 64), box_mask(64, 64))
     assert out.shape == (64, 64, 3)
+
+
+def test_landmarks_are_mirror_symmetric(tiny_weights):
+    """Flip averaging: the mirror image's landmarks are the mirrored landmarks, exactly."""
+    from lafin.landmarks import flip_landmarks
+    from lafin.pipeline import LaFInModel
+
+    model = LaFInModel(weights=tiny_weights)
+    image = face_like(64, 64, seed=4)
+    points = model.predict_landmarks(image)
+    mirrored = model.predict_landmarks(np.ascontiguousarray(image[:, ::-1]))
+    assert np.allclose(flip_landmarks(points, 64), mirrored, atol=1e-3)
+    model.flip_average = False
+    single = model.predict_landmarks(image)
+    assert not np.allclose(single, points, atol=1e-3)

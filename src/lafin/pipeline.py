@@ -7,16 +7,29 @@ known pixel stays exactly the user's.
 The input is treated as a face crop (the face roughly centred and filling the frame, as in
 CelebA-style aligned data). It may have any size: it is padded to a square, resized to the
 model's resolution for the networks, and only the hole is replaced at the input's own resolution.
+
+Speed on CPUs (measured with ``benchmarks/speed.py``, see docs/SPEED.md): the networks are built
+once per model; each call runs them under ``torch.inference_mode`` with one intra-op thread by
+default and with denormal numbers flushed to zero, both restored when the call returns (see
+:class:`LaFInModel`); the landmark predictor and the compact generator use the channels-last
+memory format, which measures faster for them (the original generator's does not); the faces of
+one photo go through both networks as one batch. ``backend="onnx"`` runs both networks with
+ONNX Runtime instead (:mod:`lafin.onnx_backend`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
+
+import functools
 
 import cv2
 import numpy as np
@@ -24,11 +37,17 @@ import torch
 
 from lafin.config import ModelConfig
 from lafin.io import ImageInput, InputError, load_image, load_mask
-from lafin.landmarks import NUM_POINTS, landmark_map
+from lafin.landmarks import FLIP_PERMUTATION, NUM_POINTS, landmark_map
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS_NAME = "lafin-compact.safetensors"
+BACKENDS = ("torch", "onnx")
+# Hole pixels are harmonised inside the hole's bounding box grown by this margin (px): wider than
+# harmonize()'s ring plus its Telea radius, so the result is the same as over the whole face.
+_HARMONIZE_MARGIN = 16
+# Environment variables by which a user sets the CPU threads of torch (then lafin keeps them).
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -108,6 +127,20 @@ class _Frame:
         return shifted - np.array([self.pad_left, self.pad_top], dtype=np.float32)
 
 
+def _flush_denormal_enabled() -> bool:
+    """Whether this thread flushes denormal floats to zero (probed: 1e-39 is denormal in fp32)."""
+    return bool((torch.full((1,), 1e-39) * 1.0001).item() == 0.0)
+
+
+def _cpu_call(method: Callable) -> Callable:
+    """Run a LaFInModel method under the model's CPU settings (threads, denormal flushing)."""
+    @functools.wraps(method)
+    def wrapper(self: "LaFInModel", *args, **kwargs):
+        with self._cpu_settings():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 STAGE_LABELS = {"prepare": "Preparing", "background": "Filling background",
                 "detect": "Detecting faces", "landmarks": "Predicting landmarks",
                 "generate": "Generating face", "blend": "Blending"}
@@ -141,8 +174,18 @@ class LaFInModel:
     Args:
         weights: a weights file (ours, ``.safetensors``) or the original LaFIn release's
             ``.pth`` files (a list: generator and landmark detector). None uses the weights that
-            ship with the package.
-        device: torch device, ``"cpu"`` (default) or e.g. ``"cuda"``.
+            ship with the package. With ``backend="onnx"`` also a folder written by
+            :func:`lafin.onnx_backend.export_onnx` (``lafin export --format onnx``); a weights
+            file is then exported once into a cache folder.
+        device: torch device, ``"cpu"`` (default) or e.g. ``"cuda"`` (torch backend only).
+        backend: ``"torch"`` (default) or ``"onnx"`` (ONNX Runtime on the CPU; needs the
+            ``onnx`` extra: ``pip install 'lafin[onnx]'``).
+        threads: CPU threads for the networks during a call. None (default): one thread, unless
+            the environment sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` (then torch's setting
+            is kept). One thread is the measured best for these small networks on a shared CPU:
+            with two OpenMP threads on two busy cores a 128-px face took 3 s instead of 30 ms
+            (threads spin-wait for each other), and flushing denormals reaches torch's worker
+            threads unreliably. torch's global thread count is restored after each call.
 
     Example::
 
@@ -152,11 +195,9 @@ class LaFInModel:
     """
 
     def __init__(self, weights: str | Path | Sequence[str | Path] | None = None,
-                 device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
-        self.config: ModelConfig | None = None
-        self.generator: torch.nn.Module | None = None
-        self.landmark_predictor: torch.nn.Module | None = None
+                 device: str | torch.device = "cpu", backend: str = "torch",
+                 threads: int | None = None) -> None:
+        self._setup(device, backend, threads)
         if weights is None:
             weights = default_weights_path()
             if not weights.is_file():
@@ -167,13 +208,36 @@ class LaFInModel:
                     "landmark_detector.pth])")
         self.load_weights(weights)
 
+    def _setup(self, device: str | torch.device, backend: str, threads: int | None) -> None:
+        if backend not in BACKENDS:
+            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise InputError(f"threads must be a positive integer or None, not {threads!r}")
+        self.device = torch.device(device)
+        if backend == "onnx" and self.device.type != "cpu":
+            raise InputError(f"the onnx backend runs on the CPU (ONNX Runtime), not on "
+                             f"{self.device}; use backend='torch' for {self.device}")
+        self.backend = backend
+        self.threads = threads
+        # average the landmarks predicted on the crop and on its mirror image (see _predict)
+        self.flip_average = True
+        self.config: ModelConfig | None = None
+        self.generator: torch.nn.Module | None = None
+        self.landmark_predictor: torch.nn.Module | None = None
+        self._channels_last = {"generator": False, "landmarks": False}
+        self._local = threading.local()
+
     @classmethod
     def from_networks(cls, config: ModelConfig, generator: torch.nn.Module,
-                      landmark_predictor: torch.nn.Module, device: str | torch.device = "cpu"
-                      ) -> "LaFInModel":
-        """Wrap networks built in memory (e.g. during training or in tests)."""
+                      landmark_predictor: torch.nn.Module, device: str | torch.device = "cpu",
+                      threads: int | None = None) -> "LaFInModel":
+        """Wrap networks built in memory (e.g. during training or in tests).
+
+        The networks are put in eval mode on ``device``; their memory format is left as it is
+        (they belong to the caller).
+        """
         model = cls.__new__(cls)
-        model.device = torch.device(device)
+        model._setup(device, "torch", threads)
         model.config = config
         model.generator = generator.to(model.device).eval()
         model.landmark_predictor = landmark_predictor.to(model.device).eval()
@@ -181,6 +245,14 @@ class LaFInModel:
 
     def load_weights(self, weights: str | Path | Sequence[str | Path]) -> None:
         """Load weights (replacing the current networks); both networks must be present."""
+        if self.backend == "onnx":
+            from lafin.onnx_backend import load_onnx_networks
+
+            self.config, self.generator, self.landmark_predictor = load_onnx_networks(
+                weights, threads=self.threads)
+            log.info("loaded %s as ONNX (%s preset, %d px)", weights, self.config.name,
+                     self.config.image_size)
+            return
         from lafin.checkpoint import build_from_weights, load_any
 
         loaded = load_any(weights)
@@ -190,8 +262,57 @@ class LaFInModel:
             raise InputError(f"{weights}: the file has no {missing}; inpainting needs both "
                              "(for the original release pass both .pth files)")
         self.config, self.generator, self.landmark_predictor = loaded.config, generator, predictor
+        self._choose_memory_format()
         log.info("loaded %s weights (%s preset, %d px)", weights, loaded.config.name,
                  loaded.config.image_size)
+
+    def _choose_memory_format(self) -> None:
+        """Channels-last where it measured faster on the CPU (benchmarks/speed.py, torch 2.13):
+        the MobileNetV2 landmark predictor (8 -> 6 ms at 128 px) and the compact generator
+        (19 -> 12 ms); not the original generator (1.1 -> 1.5 s at 256 px)."""
+        from lafin.networks import CompactGenerator, LandmarkPredictor
+
+        self._channels_last = {"generator": False, "landmarks": False}
+        if self.device.type != "cpu":
+            return
+        for name, net, kind in (("generator", self.generator, CompactGenerator),
+                                ("landmarks", self.landmark_predictor, LandmarkPredictor)):
+            if isinstance(net, kind):
+                net.to(memory_format=torch.channels_last)
+                self._channels_last[name] = True
+
+    @contextmanager
+    def _cpu_settings(self) -> Iterator[None]:
+        """Threads and denormal flushing for one call (re-entrant); restored afterwards.
+
+        Denormals (|x| < 1.2e-38) appear in the attention's softmax over many positions and make
+        CPU matrix products up to ~10x slower (the paper generator: 9 s -> 1 s per face).
+        """
+        depth = getattr(self._local, "depth", 0)
+        if depth or self.device.type != "cpu":
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
+        previous = torch.get_num_threads()
+        wanted = self.threads if self.threads is not None else (
+            None if any(os.environ.get(k) for k in _THREAD_ENV) else 1)
+        flushing = _flush_denormal_enabled()
+        self._local.depth = 1
+        try:
+            if wanted is not None and wanted != previous:
+                torch.set_num_threads(wanted)
+            if not flushing:
+                torch.set_flush_denormal(True)
+            yield
+        finally:
+            self._local.depth = 0
+            if not flushing:
+                torch.set_flush_denormal(False)
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
 
     @property
     def image_size(self) -> int:
@@ -240,20 +361,37 @@ class LaFInModel:
 
     # ------------------------------------------------------------------ the stages
 
+    @_cpu_call
     @torch.inference_mode()
     def _predict(self, masked: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) masked crops -> (B, 68, 2) float32 landmarks in crop pixels."""
         assert self.landmark_predictor is not None
-        out = self.landmark_predictor(masked).view(-1, NUM_POINTS, 2) * self.image_size
-        return out.float().cpu().numpy()
+        if self._channels_last["landmarks"]:
+            masked = masked.contiguous(memory_format=torch.channels_last)
+        if not self.flip_average:
+            out = self.landmark_predictor(masked).reshape(-1, NUM_POINTS, 2) * self.image_size
+            return out.float().cpu().numpy()
+        # the mean of the crop's and its mirror image's prediction (mirrored back): the result
+        # is exactly mirror-symmetric and cancels the predictor's left/right bias (shipped weights,
+        # AFW NME unoccluded 5.70% -> 5.32%: benchmarks/landmarks_nme.py --flip-average)
+        n = masked.shape[0]
+        both = torch.cat([masked, masked.flip(3)])
+        out = self.landmark_predictor(both).reshape(2, n, NUM_POINTS, 2).float() * self.image_size
+        mirrored = out[1][:, FLIP_PERMUTATION].clone()
+        mirrored[..., 0] = self.image_size - 1 - mirrored[..., 0]
+        return ((out[0] + mirrored) / 2).cpu().numpy()
 
+    @_cpu_call
     @torch.inference_mode()
     def _generate(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) crops, (B, 1, S, S) holes, (B, 68, 2) landmarks -> (B, S, S, 3) in [0, 1]."""
         assert self.generator is not None
         masked = img_t * (1 - hole_t) + hole_t
         lm_t = torch.from_numpy(np.asarray(points, np.float32)).to(self.device)
-        out = self.generator(masked, landmark_map(lm_t, self.image_size), hole_t)
+        inputs = [masked, landmark_map(lm_t, self.image_size), hole_t]
+        if self._channels_last["generator"]:
+            inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+        out = self.generator(*inputs)
         return out.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy()
 
     def _paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray,
@@ -270,6 +408,7 @@ class LaFInModel:
 
     # ------------------------------------------------------------------ public API
 
+    @_cpu_call
     def predict_landmarks(self, image: ImageInput, mask: ImageInput | None = None) -> np.ndarray:
         """The 68 landmarks of the (masked) face, (68, 2) float32 x, y in the image's pixels."""
         img = load_image(image)
@@ -279,6 +418,7 @@ class LaFInModel:
         img_t, hole_t = self._to_model(img, hole, frame)
         return frame.to_input(self._predict(img_t * (1 - hole_t) + hole_t)[0]).astype(np.float32)
 
+    @_cpu_call
     def __call__(self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | None = None,
                  mode: str = "auto", progress: Callable[[str], None] | None = None) -> InpaintResult:
         """Inpaint and return the image, the landmarks used and per-stage timings.
@@ -351,6 +491,7 @@ class LaFInModel:
         return InpaintResult(out, None if main is None else main.landmarks, hole,
                              landmarks is not None, timings, "photo", reports, background)
 
+    @_cpu_call
     def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,
                      frames: list, stages: _Stages | None = None, given: bool = False,
                      point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None
@@ -425,6 +566,14 @@ class LaFInModel:
         right, bottom = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
         if right <= left or bottom <= top:
             return np.zeros(hole.shape, bool)
+        # work only around the hole's part inside the footprint: warping and harmonising the
+        # whole face cost ~100 ms on a 1024-px photo, the hole's surroundings a few ms
+        x, y, bw, bh = cv2.boundingRect(hole[top:bottom, left:right].astype(np.uint8))
+        if bw == 0 or bh == 0:
+            return np.zeros(hole.shape, bool)
+        m = _HARMONIZE_MARGIN
+        left, top, right, bottom = (max(left, left + x - m), max(top, top + y - m),
+                                    min(right, left + x + bw + m), min(bottom, top + y + bh + m))
         shifted = inv.copy()
         shifted[:, 2] -= (left, top)
         size = (right - left, bottom - top)
