@@ -28,6 +28,11 @@ from lafin.alignment import canonical_landmarks, similarity_transform, transform
 log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1024  # regions are downscaled to this for detection
+# The whole-photo pass tries a smaller copy first: large faces are found at a fraction of the
+# cost, and only when none of them touches the hole is the photo searched at full size.
+QUICK_MAX_SIDE = 640
+# Regions up to this side are also searched upsampled (faces smaller than HOG's 80-px window).
+UPSAMPLE_MAX_SIDE = 512
 # The CNN detector runs on a hole's surroundings, where the face fills a good part of the
 # region: it can work on a smaller image, which is most of its cost (1.8 s -> 0.5 s at 734 px).
 CNN_MAX_SIDE = 512
@@ -82,13 +87,13 @@ def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96
 
 
 def _detect_in_region(filled: np.ndarray, region: tuple[int, int, int, int], upsample: int,
-                      min_score: float, cnn: bool = False
+                      min_score: float, cnn: bool = False, max_side: int = DETECT_MAX_SIDE
                       ) -> list[tuple[float, float, float, float, float]]:
     from lafin.face import detect_faces, detect_faces_cnn
 
     left, top, right, bottom = region
     roi = filled[top:bottom, left:right]
-    scale = min(1.0, (CNN_MAX_SIDE if cnn else DETECT_MAX_SIDE) / max(roi.shape[:2]))
+    scale = min(1.0, min(max_side, CNN_MAX_SIDE if cnn else max_side) / max(roi.shape[:2]))
     if scale < 1.0:
         roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     faces = (detect_faces_cnn(roi) if cnn else
@@ -158,7 +163,11 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         filled = fill_regions(image, hole)
     # one pass over the whole photo finds the large faces; small ones are searched for near the
     # hole only, at full resolution and upsampled
-    everywhere = _detect_in_region(filled, (0, 0, w, h), 0, min_score)
+    everywhere = []
+    if max(h, w) > QUICK_MAX_SIDE:
+        everywhere = _detect_in_region(filled, (0, 0, w, h), 0, min_score, max_side=QUICK_MAX_SIDE)
+    if not any(_touches(b, hole) for b in everywhere):
+        everywhere = _detect_in_region(filled, (0, 0, w, h), 0, min_score)
     boxes: list[tuple[tuple[float, float, float, float, float], str]] = [
         (b, "detected") for b in everywhere if _touches(b, hole)]
     faceless: list[tuple[int, int, int, int]] = []
@@ -170,7 +179,9 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         rw, rh = region[2] - region[0], region[3] - region[1]
         if max(rw, rh) * 2 < max(h, w):  # smaller than the photo: look closer
             found = [(b, "detected") for b in _detect_in_region(filled, region, 0, min_score)]
-        if not any(_touches(b, hole) for b, _ in found) and max(rw, rh) <= 2 * DETECT_MAX_SIDE:
+        # upsampling finds faces under HOG's 80 px; a region that large holds a larger face
+        # (and upsampling it costs ~1 s)
+        if not any(_touches(b, hole) for b, _ in found) and max(rw, rh) <= UPSAMPLE_MAX_SIDE:
             found = [(b, "detected-upsampled") for b in
                      _detect_in_region(filled, region, 1, max(min_score, 0.3))]
         if not any(_touches(b, hole) for b, _ in found):
