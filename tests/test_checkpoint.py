@@ -542,3 +542,14 @@ def test_half_precision_export_loads_as_float32_and_matches(tmp_path):
         a, b = net(x), rebuilt(x)
     assert not torch.equal(a, b)  # the weights really were rounded ...
     assert (a - b).abs().max() < 1e-2 * a.abs().max()  # ... and the output barely moves
+
+
+def test_saved_weights_get_ordinary_permissions(tmp_path):
+    config = get_preset("tiny")
+    path = tmp_path / "w.safetensors"
+    old = os.umask(0o022)
+    try:
+        save_weights(path, config, generator=build_generator(config))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -157,6 +157,9 @@ def _write(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str
         save_file(tensors, tmp, metadata=meta)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a weights file is not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
