@@ -130,29 +130,50 @@ def time_batch(model: Any, size: int, batch: int, repeats: int, warmup: int) -> 
     return {"seconds": stats, "batch": batch, "images_per_s": batch / stats["median"]}
 
 
+# Run in the child after the work: its own high-water mark. (ru_maxrss of a waited-for child is
+# not usable on Linux: exec keeps the RSS the process had when it was forked, i.e. the parent's.)
+_CHILD_TAIL = """
+def _hwm():
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))
+    except (OSError, StopIteration, ValueError):
+        return -1
+sys.stderr.write('LAFIN_VMHWM_KB %d\\n' % _hwm())
+"""
+
+
 def peak_rss_mb(weights: Path, image: Path, mask: Path, out: Path, backend: str) -> float | None:
     """Resident-set high-water mark (MiB) of a child process inpainting the photo.
 
-    PyTorch: ``lafin inpaint`` itself. ONNX: the same call through the Python API with
-    ``backend="onnx"`` (the CLI has no backend option). Returns None if the child failed.
+    PyTorch: ``lafin inpaint`` (``lafin.cli.main``) with the weights file. ONNX: the same call
+    through the Python API with ``backend="onnx"`` on an exported folder (the CLI has no backend
+    option). The child reports its own ``VmHWM`` (Linux); elsewhere ``ru_maxrss`` from
+    ``os.wait4`` is used, which may include the parent's size at fork. None if the child failed.
     """
     if backend == "torch":
-        cmd = [sys.executable, "-m", "lafin.cli", "inpaint", str(image), str(mask), "-o", str(out),
-               "--weights", str(weights), "--mode", "photo", "-q"]
+        code = ("import sys; from lafin.cli import main; "
+                "rc = main(['inpaint', sys.argv[2], sys.argv[3], '-o', sys.argv[4], '--weights', "
+                "sys.argv[1], '--mode', 'photo', '-q'])\n")
     else:
         code = ("import sys; from lafin.pipeline import LaFInModel; from PIL import Image; "
                 "m = LaFInModel(weights=sys.argv[1], backend='onnx'); "
-                "Image.fromarray(m.inpaint(sys.argv[2], sys.argv[3], mode='photo')).save(sys.argv[4])")
-        cmd = [sys.executable, "-c", code, str(weights), str(image), str(mask), str(out)]
+                "Image.fromarray(m.inpaint(sys.argv[2], sys.argv[3], mode='photo')).save(sys.argv[4]); "
+                "rc = 0\n")
+    code += _CHILD_TAIL + "sys.exit(rc)\n"
+    cmd = [sys.executable, "-c", code, str(weights), str(image), str(mask), str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode(errors="replace")  # to EOF first: a full pipe would block
+    proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
     if proc.returncode != 0:
         logging.warning("peak-memory child failed (%s): %s", backend, err.strip()[-500:])
         return None
+    for line in err.splitlines():
+        if line.startswith("LAFIN_VMHWM_KB ") and int(line.split()[1]) > 0:
+            return int(line.split()[1]) / 1024
     # ru_maxrss is in KiB on Linux, bytes on macOS
     return usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
@@ -348,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
                                                min(args.warmup, 1))})
             del model
             if not args.no_memory:
-                mb = peak_rss_mb(weights, tmp / "photo.png", tmp / "photo-mask.png",
+                # the ONNX child loads the folder exported above: an export on the fly would
+                # count the exporter's memory and write into the user's cache
+                child_weights = weights if backend == "torch" else tmp / f"onnx-{weights.stem}"
+                mb = peak_rss_mb(child_weights, tmp / "photo.png", tmp / "photo-mask.png",
                                  tmp / "out.png", backend)
                 memory.append({**info, "peak_rss_mb": mb})
 

@@ -281,3 +281,30 @@ def test_landmark_stage_keeps_and_exports_an_average(face_cache, tmp_path):
     # batch-norm running statistics are averaged too, not copied from the live network
     bn = next(k for k in average if k.endswith("running_mean"))
     assert not torch.equal(live[bn], average[bn])
+
+
+def test_ssim_loss_is_the_benchmarks_ssim_and_differentiable():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    truth = face_like(48, 48, seed=5)
+    noisy = np.clip(truth.astype(int) + rng.integers(-30, 30, truth.shape), 0, 255).astype(np.uint8)
+    expected = structural_similarity(noisy, truth, channel_axis=2, data_range=255,
+                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    as_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255
+    out = as_t(noisy).requires_grad_(True)
+    value = losses.ssim(out, as_t(truth))
+    assert value.shape == (1,) and abs(value.item() - expected) < 1e-6
+    (1 - value).sum().backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+    assert losses.ssim(as_t(truth), as_t(truth)).item() == pytest.approx(1.0)
+
+
+def test_ssim_term_trains_and_is_validated(face_cache, tmp_path):
+    trainer = Trainer(_config(face_cache, "inpaint", loss={"ssim": 5.0}, max_steps=2), tmp_path)
+    logs = trainer.inpaint_step(trainer.next_batch())
+    assert 0 < logs["loss/ssim"] <= 10.0
+    assert -1 < trainer.validate()["val/ssim"] <= 1
+    # off by default: configs without the key train as before
+    plain = Trainer(_config(face_cache, "inpaint", max_steps=2), tmp_path / "plain")
+    assert "loss/ssim" not in plain.inpaint_step(plain.next_batch())

@@ -1,4 +1,4 @@
-"""Training losses: reconstruction, adversarial, perceptual/style (VGG-19), feature matching, TV.
+"""Training losses: reconstruction, SSIM, adversarial, perceptual/style (VGG-19), feature matching, TV.
 
 No VGG weights can be downloaded at run time: :class:`VGG19Features` loads a file the user
 provides (torchvision's ``vgg19-dcbbe120.pth`` state dict layout). Without one, the trainer uses
@@ -30,6 +30,36 @@ def total_variation(image: torch.Tensor, mask: torch.Tensor | None = None) -> to
     mx = torch.maximum(mask[..., :, 1:], mask[..., :, :-1]).expand_as(dx)
     my = torch.maximum(mask[..., 1:, :], mask[..., :-1, :]).expand_as(dy)
     return (dx * mx).sum() / mx.sum().clamp_min(1) + (dy * my).sum() / my.sum().clamp_min(1)
+
+
+def _gaussian_window(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    radius = int(3.5 * sigma + 0.5)  # scikit-image's truncation: an 11-tap window for sigma 1.5
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(output: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1], one value per image (B,).
+
+    The benchmark's definition (scikit-image with a Gaussian window of sigma 1.5, population
+    covariance, per channel then averaged, borders that the window does not fit excluded), so
+    ``1 - ssim`` trains the number that is reported. Differentiable; a separable convolution.
+    """
+    c = output.shape[1]
+    g = _gaussian_window(sigma, output.device, output.dtype)
+    wx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    wy = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:  # 'valid' borders, as skimage's crop
+        return F.conv2d(F.conv2d(t, wx, groups=c), wy, groups=c)
+
+    stacked = blur(torch.cat([output, target, output * output, target * target, output * target]))
+    mu_x, mu_y, xx, yy, xy = stacked.chunk(5)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.mean(dim=(1, 2, 3))
 
 
 AdversarialKind = Literal["lsgan", "hinge"]

@@ -41,10 +41,12 @@ class DataConfig:
 @dataclass
 class LossConfig:
     """Loss weights. ``perceptual``/``style`` need ``vgg_weights``; without a VGG file the
-    trainer uses ``feature_matching`` on the discriminator's features instead."""
+    trainer uses ``feature_matching`` on the discriminator's features instead. ``ssim`` weighs
+    ``1 - SSIM`` of the composited output (the benchmark's SSIM; 0 leaves it out)."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
+    ssim: float = 0.0
     adversarial: float = 0.01
     adversarial_kind: Literal["lsgan", "hinge"] = "lsgan"
     perceptual: float = 0.1

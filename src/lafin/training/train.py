@@ -296,6 +296,8 @@ class Trainer:
             "l1_valid": cfg.l1_valid * losses.masked_l1(output, batch.images, 1 - batch.masks),
             "tv": cfg.tv * losses.total_variation(composite, batch.masks),
         }
+        if cfg.ssim > 0:
+            terms["ssim"] = cfg.ssim * (1 - losses.ssim(composite, batch.images)).mean()
         if use_adv:
             # the generator's pass through D: no DDP wrapper and no gradients for D's weights
             plain_disc = _unwrap(disc)
@@ -358,6 +360,8 @@ class Trainer:
             comp = out * batch.masks + batch.images * (1 - batch.masks)
             mse = ((comp * 255).round() - batch.images * 255).pow(2).mean(dim=(1, 2, 3))
             results.setdefault("val/psnr", []).extend((10 * torch.log10(255**2 / mse.clamp_min(1e-8))).tolist())
+            results.setdefault("val/ssim", []).extend(
+                losses.ssim((comp * 255).round() / 255, batch.images).tolist())
             results.setdefault("val/l1_hole", []).append(
                 losses.masked_l1(comp, batch.images, batch.masks).item())
         return {k: float(np.mean(v)) for k, v in results.items()}
