@@ -120,3 +120,36 @@ def test_hole_regions_merge_overlaps():
     hole[180:190, 5:10] = 1
     regions = hole_regions(hole, grow=0.5, min_side=8)
     assert len(regions) == 2
+
+
+def _big_photo(astronaut) -> np.ndarray:
+    """The astronaut upscaled to 896 px and padded to 1024: her face is about 160 px wide."""
+    up = cv2.resize(astronaut, (896, 896), interpolation=cv2.INTER_CUBIC)
+    return np.pad(up, ((64, 64), (64, 64), (0, 0)), mode="edge")
+
+
+def test_face_with_hidden_nose_and_mouth_is_confirmed_not_searched(astronaut):
+    """HOG scores this face below its threshold; the weak box is confirmed by the CNN on a small
+    crop (the slow search of the hole's surroundings is not needed)."""
+    from lafin.photo import find_faces
+
+    photo = _big_photo(astronaut)
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[268:350, 414:504] = 1  # nose and mouth
+    frames = find_faces(photo, hole, 128)
+    assert [f.path for f in frames] == ["detected-confirmed"]
+    left, top, right, bottom = frames[0].box
+    # the face: about (375, 185)-(540, 345) in this photo
+    assert abs((left + right) / 2 - 457) < 25 and abs((top + bottom) / 2 - 265) < 25
+    assert 120 < right - left < 220
+
+
+def test_weak_false_face_over_a_background_hole_is_not_taken(astronaut):
+    """HOG gives a weak 'face' on the suit (score about -0.2 at 640 px); the CNN rejects it, so a
+    hole there is background, filled by OpenCV, not painted with a face."""
+    from lafin.photo import find_faces
+
+    photo = _big_photo(astronaut)
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[700:790, 330:420] = 1
+    assert find_faces(photo, hole, 128) == []
