@@ -58,7 +58,8 @@ def photo_case(side: int = PHOTO_SIDE, hole: str = "nose and mouth"
                ) -> tuple[np.ndarray, np.ndarray]:
     """A ``side`` x ``side`` photo with one face: skimage's astronaut (512 px) upscaled to 7/8 of
     ``side`` and padded with its edge; a hole over the nose and mouth (as the example's: it hides
-    enough of the face that dlib's HOG detector misses it and the CNN detector is needed) or on
+    enough of the face that dlib's HOG detector scores it below its threshold, and the weak box is
+    confirmed by the CNN detector on a small crop) or on
     a cheek (the face stays visible to HOG)."""
     from skimage import data
 

@@ -90,8 +90,8 @@ class FaceReport:
     """One face of a photo that the hole touched (photo mode).
 
     Attributes:
-        path: how it was found: ``detected``, ``detected-upsampled``, ``hole-surroundings``
-            or ``given-landmarks``.
+        path: how it was found: ``detected``, ``detected-upsampled``, ``detected-confirmed``,
+            ``detected-cnn``, ``hole-surroundings`` (see :mod:`lafin.photo`) or ``given-landmarks``.
         box: (left, top, right, bottom) in photo pixels.
         landmarks: (68, 2) float32, the landmarks used for generation, in photo pixels.
         hole_pixels: hole pixels filled from this face's generated crop.
