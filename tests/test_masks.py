@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -119,3 +120,23 @@ def test_sampler_draws_do_not_depend_on_key_order():
     b = MaskSampler(32, mix={"block": 1, "irregular": 1})
     for seed in range(5):
         assert np.array_equal(a(np.random.default_rng(seed)), b(np.random.default_rng(seed)))
+
+
+def test_blob_masks_are_ragged_patches_in_the_ratio_range():
+    from lafin.masks import MaskSampler, blob_mask
+
+    rng = np.random.default_rng(0)
+    ratios, parts = [], []
+    for _ in range(40):
+        mask = blob_mask(64, rng, (0.1, 0.5))
+        assert mask.shape == (64, 64) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+        ratios.append(mask.mean())
+        parts.append(cv2.connectedComponents(mask, connectivity=8)[0] - 1)
+    assert all(0.1 <= r <= 0.5 for r in ratios)
+    assert np.std(ratios) > 0.05          # the target ratio varies
+    assert np.median(parts) >= 3           # fragmented: several separate pieces, not one stroke
+    # reproducible from the seed, and a MaskSampler kind
+    a = blob_mask(64, np.random.default_rng(5))
+    assert np.array_equal(a, blob_mask(64, np.random.default_rng(5)))
+    sampler = MaskSampler(64, mix={"blobs": 1.0}, hole_ratio=(0.2, 0.3))
+    assert 0.2 <= sampler(np.random.default_rng(1)).mean() <= 0.3

@@ -27,6 +27,10 @@ def ratio_bin(mask: np.ndarray) -> int:
     return min(int(r * 10), 6) if r < 0.6 else 6
 
 
+def _ratio(mask: np.ndarray) -> float:  # for functions whose hole_ratio argument hides hole_ratio()
+    return float((mask > 0).mean())
+
+
 def _strokes(size: int, rng: np.random.Generator, width: tuple[float, float],
              vertices: tuple[int, int], length: tuple[float, float], mask: np.ndarray) -> None:
     """Draw one free-form brush stroke (a random walk of thick line segments) into ``mask``."""
@@ -78,6 +82,52 @@ def irregular_mask(size: int, rng: np.random.Generator,
         _strokes(size, rng, width=(0.04, 0.12), vertices=(3, 8), length=(0.08, 0.3), mask=mask)
 
     return _fit_ratio(draw, size, rng, lo, hi)
+
+
+def blob_mask(size: int, rng: np.random.Generator,
+              hole_ratio: tuple[float, float] = (0.1, 0.6)) -> np.ndarray:
+    """Ragged, fragmented holes covering a ratio in ``hole_ratio``: smooth random noise at a random
+    scale, roughened by finer noise and thresholded at the quantile that gives the ratio, plus
+    at times the outline of another blob and scattered specks of 1-3 px.
+
+    Brush strokes have smooth edges and a fixed width; damage and occlusion maps (such as the
+    NVIDIA irregular masks, which are test data here and never trained on) are patchy, with
+    frayed borders, thin outlines and specks. This draws that look without using any of them.
+    """
+    lo, hi = hole_ratio
+    target = rng.uniform(lo, hi)
+
+    def field(cells: int) -> np.ndarray:
+        noise = rng.standard_normal((cells, cells)).astype(np.float32)
+        return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+
+    coarse = int(rng.choice([3, 4, 6, 8, 12]))
+    value = field(coarse) + rng.uniform(0.1, 0.45) * field(coarse * int(rng.choice([3, 4, 6])))
+    outline = None
+    if rng.random() < 0.3:  # a thin outline of another shape, as in occlusion maps
+        other = (field(int(rng.choice([3, 4, 6]))) > rng.uniform(-0.3, 0.3)).astype(np.uint8)
+        width = int(rng.integers(1, max(2, size // 40) + 1))
+        outline = cv2.morphologyEx(other, cv2.MORPH_GRADIENT, np.ones((width + 1, width + 1), np.uint8))
+    specks = np.zeros((size, size), np.uint8)
+    for _ in range(int(rng.integers(0, 40))):
+        x, y = (int(v) for v in rng.integers(0, size, 2))
+        r = int(rng.integers(1, max(2, size // 40) + 1))
+        specks[y:y + r, x:x + r] = 1
+    extra = specks if outline is None else specks | outline
+    # the blob takes whatever of the target the outline and specks leave
+    rest = max(0.0, target - _ratio(extra))
+    mask = extra.copy()
+    if rest > 0:
+        free = value[extra == 0]
+        threshold = np.quantile(free, max(0.0, 1 - rest / max(1e-6, free.size / value.size)))
+        mask |= (value > threshold).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(size):  # rarely needed: nudge into the range
+        r = _ratio(mask)
+        if lo <= r <= hi:
+            break
+        mask = cv2.dilate(mask, kernel) if r < lo else cv2.erode(mask, kernel)
+    return mask
 
 
 def block_mask(size: int, rng: np.random.Generator,
@@ -215,13 +265,14 @@ class MaskSampler:
 
     Args:
         size: mask side in pixels.
-        mix: weights per type: ``irregular``, ``block``, ``center``, ``thin``, ``medium``,
-            ``thick`` (LaMa sets), ``folder`` (needs ``folder``), ``none`` (no hole).
+        mix: weights per type: ``irregular`` (brush strokes), ``blobs`` (ragged patches,
+            :func:`blob_mask`), ``block``, ``center``, ``thin``, ``medium``, ``thick`` (LaMa
+            sets), ``folder`` (needs ``folder``), ``none`` (no hole).
         folder: the :class:`MaskFolder` for ``folder``.
-        hole_ratio: range for ``irregular`` and ``block``.
+        hole_ratio: range for ``irregular``, ``blobs`` and ``block``.
     """
 
-    KINDS = ("irregular", "block", "center", "thin", "medium", "thick", "folder", "none")
+    KINDS = ("irregular", "blobs", "block", "center", "thin", "medium", "thick", "folder", "none")
 
     def __init__(self, size: int, mix: dict[str, float] | None = None,
                  folder: MaskFolder | None = None,
@@ -244,6 +295,8 @@ class MaskSampler:
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.probs))]
         if kind == "irregular":
             return irregular_mask(self.size, rng, self.hole_ratio)
+        if kind == "blobs":
+            return blob_mask(self.size, rng, self.hole_ratio)
         if kind == "block":
             return block_mask(self.size, rng, (self.hole_ratio[0], min(self.hole_ratio[1], 0.5)))
         if kind == "center":
