@@ -7,7 +7,10 @@
 - :mod:`lafin.evaluation.perceptual`: LPIPS from the ``lpips`` package's linear layers plus an
   AlexNet or VGG-16 backbone file.
 - :mod:`lafin.evaluation.identity`: dlib's face descriptor distance (identity preservation).
-- :mod:`lafin.evaluation.runner`: the command (``lafin evaluate``), tables, report and plots.
+- :mod:`lafin.evaluation.runner`: the command (``lafin evaluate``): arguments, masks, methods
+  and the run over the images.
+- :mod:`lafin.evaluation.report`: aggregation by bin, tables, plots, the best/worst grid,
+  results.json and report.md.
 
 No weights are ever downloaded: metrics whose weights are not given are reported as unavailable.
 """
