@@ -153,3 +153,42 @@ def test_weak_false_face_over_a_background_hole_is_not_taken(astronaut):
     hole = np.zeros(photo.shape[:2], np.uint8)
     hole[700:790, 330:420] = 1
     assert find_faces(photo, hole, 128) == []
+
+
+def test_edge_blend_takes_diffusion_at_the_edge_and_the_generator_inside():
+    from lafin.blend import edge_blend
+
+    # a smooth ramp: diffusion recovers a thin scratch almost exactly, a flat wrong fill does not
+    ramp = np.tile(np.linspace(40, 200, 64, dtype=np.float32)[None, :, None], (64, 1, 3))
+    photo = ramp.astype(np.uint8)
+    hole = np.zeros((64, 64), np.uint8)
+    hole[10, 5:60] = 1              # a 1-px scratch
+    hole[24:56, 16:48] = 1          # a 32-px block
+    generated = np.full((64, 64, 3), 128, np.float32)
+    out = edge_blend(photo, generated, hole)
+    scratch = (slice(10, 11), slice(5, 60))
+    assert np.abs(out[scratch] - ramp[scratch]).max() < 4
+    assert np.abs(generated[scratch] - ramp[scratch]).max() > 50
+    assert np.array_equal(out[30:50, 22:42], generated[30:50, 22:42])   # deep inside: untouched
+    assert np.array_equal(out[hole == 0], generated[hole == 0])         # outside: untouched
+    # the band scales with the photo's resolution, and width 0 turns it off
+    wide = edge_blend(photo, generated, hole, scale=3.0)
+    assert (wide[24:56, 16:48] != generated[24:56, 16:48]).any(axis=2).sum() > \
+        (out[24:56, 16:48] != generated[24:56, 16:48]).any(axis=2).sum()
+    assert edge_blend(photo, generated, hole, width=0) is generated
+
+
+def test_edge_blend_in_the_pipeline_keeps_known_pixels(tiny_model):
+    from lafin.examples import example_face, example_mask
+
+    image, hole = example_face(64), example_mask(64)
+    hole[5, 3:60] = 1
+    blended = tiny_model.inpaint(image, hole, mode="crop")
+    tiny_model.edge_blend = False
+    try:
+        plain = tiny_model.inpaint(image, hole, mode="crop")
+    finally:
+        tiny_model.edge_blend = True
+    assert np.array_equal(blended[hole == 0], image[hole == 0])
+    changed = (blended != plain).any(axis=2)
+    assert changed.any() and not changed[hole == 0].any()

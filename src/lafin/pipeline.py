@@ -221,6 +221,9 @@ class LaFInModel:
         self.threads = threads
         # average the landmarks predicted on the crop and on its mirror image (see _predict)
         self.flip_average = True
+        # mix OpenCV's Navier-Stokes fill into the few pixels next to the known region, where it
+        # is the better predictor (lafin.blend.edge_blend)
+        self.edge_blend = True
         self.config: ModelConfig | None = None
         self.generator: torch.nn.Module | None = None
         self.landmark_predictor: torch.nn.Module | None = None
@@ -400,10 +403,14 @@ class LaFInModel:
         up = cv2.resize(generated, (frame.side, frame.side),
                         interpolation=cv2.INTER_CUBIC if frame.side > self.image_size else cv2.INTER_AREA)
         h, w = hole.shape
-        up = up[frame.pad_top:frame.pad_top + h, frame.pad_left:frame.pad_left + w]
+        up = up[frame.pad_top:frame.pad_top + h, frame.pad_left:frame.pad_left + w] * 255.0
+        if self.edge_blend:
+            from lafin.blend import edge_blend
+
+            up = edge_blend(image, up, hole, scale=frame.side / self.image_size)
         out = image.copy()
         sel = hole.astype(bool)
-        out[sel] = np.round(up[sel] * 255).clip(0, 255).astype(np.uint8)
+        out[sel] = np.round(up[sel]).clip(0, 255).astype(np.uint8)
         return out
 
     # ------------------------------------------------------------------ public API
@@ -584,6 +591,13 @@ class LaFInModel:
         region_hole = hole[top:bottom, left:right].astype(bool) & inside
         if region_hole.any():
             fixed = harmonize(img[top:bottom, left:right], back, region_hole.astype(np.uint8))
+            if self.edge_blend:
+                from lafin.blend import edge_blend
+
+                # distances from the known pixels of the whole hole, not the footprint's edge
+                fixed = edge_blend(img[top:bottom, left:right], fixed,
+                                   hole[top:bottom, left:right],
+                                   scale=1.0 / float(np.hypot(*frame.matrix[0, :2])))
             view = content[top:bottom, left:right]
             view[region_hole] = np.clip(np.round(fixed[region_hole]), 0, 255).astype(np.uint8)
         face_hole = np.zeros(hole.shape, bool)
