@@ -308,3 +308,24 @@ def test_ssim_term_trains_and_is_validated(face_cache, tmp_path):
     # off by default: configs without the key train as before
     plain = Trainer(_config(face_cache, "inpaint", max_steps=2), tmp_path / "plain")
     assert "loss/ssim" not in plain.inpaint_step(plain.next_batch())
+
+
+def test_weights_trained_on_from_others_record_the_steps_before(face_cache, tmp_path):
+    from lafin.checkpoint import load_weights, merge_weights
+
+    first = train(_config(face_cache, "inpaint", max_steps=3, checkpoint_every=3), tmp_path / "a")
+    assert "steps_before" not in load_weights(tmp_path / "a" / "weights.safetensors").metadata
+    second = train(_config(face_cache, "inpaint", max_steps=2, checkpoint_every=2,
+                           init_from=str(tmp_path / "a" / "weights.safetensors")), tmp_path / "b")
+    assert second.steps_before == {"generator": 3} and first.steps_before == {}
+    meta = load_weights(tmp_path / "b" / "weights.safetensors").metadata
+    assert (meta["step"], meta["steps_before"]) == ("2", "3")
+    # a third run counts both earlier ones, and merging keeps it per network
+    train(_config(face_cache, "inpaint", max_steps=1, checkpoint_every=1,
+                  init_from=str(tmp_path / "b" / "weights.safetensors")), tmp_path / "c")
+    lm = train(_config(face_cache, "landmarks", max_steps=1, checkpoint_every=1), tmp_path / "lm")
+    merge_weights([tmp_path / "lm" / "weights.safetensors", tmp_path / "c" / "weights.safetensors"],
+                  tmp_path / "merged.safetensors")
+    merged = load_weights(tmp_path / "merged.safetensors").metadata
+    assert merged["generator.steps_before"] == "5" and merged["generator.step"] == "1"
+    assert "landmarks.steps_before" not in merged and lm.steps_before == {}

@@ -319,7 +319,7 @@ def _merge(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
             merged.set_state(network, loaded.state(network))
         merged.metadata.update(loaded.metadata)
         for network in loaded.networks:  # where each network came from survives the merge
-            for key in ("step", "stage"):
+            for key in ("step", "stage", "steps_before"):
                 if key in loaded.metadata:
                     merged.metadata[f"{network}.{key}"] = loaded.metadata[key]
     return merged

@@ -137,6 +137,7 @@ class Trainer:
                 self.nets["landmarks"] = build_landmark_predictor(self.model_config)
         for net in self.nets.values():
             net.to(self.device)
+        self.steps_before: dict[str, int] = {}
         if config.init_from:
             self._init_from(config.init_from)
         # the network this stage trains; inference uses an exponential moving average of it
@@ -183,6 +184,13 @@ class Trainer:
                 if state is not None and name in self.nets:
                     self.nets[name].load_state_dict(state, strict=True)
                     log.info("initialised %s from %s", name, path)
+                    # the steps the starting weights had already been trained for (their own
+                    # ``steps_before`` included), so exported weights tell their whole history
+                    meta = loaded.metadata
+                    before = int(meta.get(f"{name}.steps_before", meta.get("steps_before", 0)) or 0)
+                    step = meta.get(f"{name}.step", meta.get("step"))
+                    if step is not None and str(step).isdigit():
+                        self.steps_before[name] = before + int(step)
 
     def state_dict(self) -> dict[str, Any]:
         rng_states = [self.rng.bit_generator.state]
@@ -240,8 +248,11 @@ class Trainer:
         else:
             generator = self.ema
             landmarks = _unwrap(self.nets["landmarks"]) if "landmarks" in self.nets else None
+        metadata = {"step": str(self.step), "stage": self.config.stage}
+        if self.trained in self.steps_before:
+            metadata["steps_before"] = str(self.steps_before[self.trained])
         save_weights(path, self.model_config, generator=generator, landmark_predictor=landmarks,
-                     metadata={"step": str(self.step), "stage": self.config.stage})
+                     metadata=metadata)
 
     # --------------------------------------------------------------------- one step
 
