@@ -136,6 +136,8 @@ def _confirm_weak(filled: np.ndarray, hole: np.ndarray, weak: list, region: tupl
         grow = 0.3 * side  # context for the CNN: 0.4 -> 0.3 saves ~25 ms, confidence 0.97 -> ~0.9
         left, top = int(max(0, box[0] - grow)), int(max(0, box[1] - grow))
         right, bottom = int(min(w, box[2] + grow)), int(min(h, box[3] + grow))
+        if right - left < 8 or bottom - top < 8 or side <= 0:
+            continue  # (almost) entirely outside the photo
         scale = CONFIRM_FACE_SIDE / side
         crop = cv2.resize(filled[top:bottom, left:right], None, fx=scale, fy=scale,
                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
