@@ -172,25 +172,27 @@ def _covers(box, hole: np.ndarray, region: tuple[int, int, int, int]) -> float:
     return float(part[t - top:b - top, l - left:r - left].sum()) / total
 
 
+def _grown(box, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of ``box`` grown by ``margin`` of its size, clipped to ``shape``."""
+    h, w = shape
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    return (int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh)),
+            int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh)))
+
+
 def _holds_hole(boxes: list, hole: np.ndarray, margin: float = 0.2) -> bool:
     """Do these face boxes (grown by ``margin``) contain every hole pixel?"""
     if not boxes:
         return False
-    h, w = hole.shape
     rest = hole > 0
     for box, _ in boxes:
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        l, t = int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh))
-        r, b = int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh))
+        l, t, r, b = _grown(box, hole.shape, margin)
         rest[t:b, l:r] = False
     return not rest.any()
 
 
 def _touches(box, hole: np.ndarray, margin: float = 0.2) -> bool:
-    h, w = hole.shape
-    bw, bh = box[2] - box[0], box[3] - box[1]
-    l, t = int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh))
-    r, b = int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh))
+    l, t, r, b = _grown(box, hole.shape, margin)
     return bool(hole[t:b, l:r].any())
 
 
