@@ -30,6 +30,9 @@ from lafin.masks import MaskFolder, center_block_mask
 BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block"]
 # The bar of issue 4: minimum gain over NS in PSNR (dB) and SSIM for these rows.
 BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
+# pipeline steps that --ablate can switch off: LaFInModel attribute per name
+ABLATIONS = {"edge-blend": "edge_blend", "generator-flip": "generator_flip_average",
+             "landmark-flip": "flip_average"}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,6 +51,17 @@ def opencv(method: int):
     return run
 
 
+def _without(model, attribute: str):
+    """lafin's crop mode with one pipeline step switched off for the call."""
+    def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        setattr(model, attribute, False)
+        try:
+            return model.inpaint(image, hole, mode="crop")
+        finally:
+            setattr(model, attribute, True)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="CelebA folder with 128/ and test.txt")
@@ -57,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", default=",".join(BINS), help="comma-separated rows to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
+    parser.add_argument("--ablate", action="append", default=[], choices=sorted(ABLATIONS),
+                        help="also run lafin without this step (a column 'lafin -STEP', same "
+                        "faces and holes); repeatable")
     args = parser.parse_args(argv)
 
     from lafin.pipeline import LaFInModel
@@ -66,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     names = Path(args.data, "test.txt").read_text().split()[: args.faces]
     methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS),
                "lafin": lambda img, hole: model.inpaint(img, hole, mode="crop")}
+    for step in args.ablate:
+        methods[f"lafin -{step}"] = _without(model, ABLATIONS[step])
     rows = [b for b in BINS if b in args.bins.split(",")]
     folders = {i: MaskFolder(args.masks, size=size, bins=[i]) for i in range(6)}
     rng = np.random.default_rng(args.seed)

@@ -162,3 +162,34 @@ def test_landmarks_are_mirror_symmetric(tiny_weights):
     model.flip_average = False
     single = model.predict_landmarks(image)
     assert not np.allclose(single, points, atol=1e-3)
+
+
+def test_generator_flip_average_is_mirror_symmetric(tiny_weights):
+    """With the generator's flip averaging the mirrored crop gives exactly the mirrored output;
+    switched off, a random generator does not (so the check can fail)."""
+    import torch
+
+    from lafin.alignment import canonical_landmarks
+    from lafin.landmarks import flip_landmarks
+
+    model = LaFInModel(weights=tiny_weights)
+    rng = np.random.default_rng(0)
+    crop = torch.from_numpy(face_like(64, 64, seed=2)).permute(2, 0, 1)[None].float() / 255
+    hole = torch.from_numpy((rng.random((64, 64)) < 0.3).astype(np.float32))[None, None]
+    # whole-pixel landmarks: their rounding in the landmark map mirrors exactly
+    points = np.round(canonical_landmarks(64))[None].astype(np.float32)
+    mirrored = flip_landmarks(points[0], 64)[None]
+
+    def outputs() -> tuple[np.ndarray, np.ndarray]:
+        out = model._generate(crop, hole, points)
+        out_mirror = model._generate(crop.flip(3), hole.flip(3), mirrored)
+        return out, out_mirror[:, :, ::-1]
+
+    assert model.generator_flip_average
+    out, back = outputs()
+    assert np.allclose(out, back, atol=1e-5)
+    model.generator_flip_average = False
+    single, single_back = outputs()
+    assert not np.allclose(single, single_back, atol=1e-3)
+    # the average is the mean of the single pass and the mirrored single pass
+    assert np.allclose(out, (single + single_back) / 2, atol=1e-5)

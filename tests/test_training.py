@@ -329,3 +329,43 @@ def test_weights_trained_on_from_others_record_the_steps_before(face_cache, tmp_
     merged = load_weights(tmp_path / "merged.safetensors").metadata
     assert merged["generator.steps_before"] == "5" and merged["generator.step"] == "1"
     assert "landmarks.steps_before" not in merged and lm.steps_before == {}
+
+
+def test_channels_last_trains_the_same_networks(face_cache, tmp_path):
+    """channels_last only changes the memory layout: the first step's loss is the plain layout's,
+    and the exported weights load into a plain network that computes the same output."""
+    from lafin.checkpoint import build_from_weights, load_any
+
+    plain = Trainer(_config(face_cache, "inpaint"), tmp_path / "plain")
+    nhwc = Trainer(_config(face_cache, "inpaint", channels_last=True), tmp_path / "nhwc")
+    conv = nhwc.nets["generator"].stem[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    batch = _fixed_batch(plain)
+    assert _inpaint_loss(plain, batch) == pytest.approx(
+        _inpaint_loss(nhwc, batch.to("cpu", torch.channels_last)), rel=1e-5)
+    nhwc.run()
+    nhwc.export_weights(tmp_path / "w.safetensors")
+    generator, _ = build_from_weights(load_any(tmp_path / "w.safetensors"))
+    lmap = landmark_map(batch.landmarks, nhwc.size)
+    with torch.no_grad():
+        expected = nhwc.ema(batch.masked, lmap, batch.masks)
+        got = generator(batch.masked, lmap, batch.masks)
+    assert torch.allclose(expected, got, atol=1e-5)
+
+
+def test_box_fraction_sets_the_landmark_framing(face_cache, tmp_path):
+    """data.box_fraction reaches the geometry augmentation: with a fixed fraction every face is
+    scaled so that its landmark box spans that share of the side (distances scale with it)."""
+    trainer = Trainer(_config(face_cache, "landmarks", data={
+        "train": [str(face_cache)], "geometry": True, "box_fraction": [0.6, 0.6],
+        "mask_mix": {"irregular": 1.0}}), tmp_path / "run")
+    cache = trainer.data.caches[0]
+    rng = np.random.default_rng(3)
+    batch = sample_batch(cache, 6, rng, trainer.mask_fn, size=trainer.size, flip=False,
+                         geometry=trainer.geometry, indices=np.arange(6))
+    for i in range(6):
+        src = cache.landmarks[i]
+        scale = 0.6 * trainer.size / float((src.max(0) - src.min(0)).max())
+        before = np.linalg.norm(src[36] - src[45])
+        after = np.linalg.norm(batch.landmarks[i, 36].numpy() - batch.landmarks[i, 45].numpy())
+        assert after == pytest.approx(scale * before, rel=1e-4)

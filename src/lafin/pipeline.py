@@ -224,6 +224,9 @@ class LaFInModel:
         # mix OpenCV's Navier-Stokes fill into the few pixels next to the known region, where it
         # is the better predictor (lafin.blend.edge_blend)
         self.edge_blend = True
+        # run the generator on the crop and on its mirror image and average the two (flipped
+        # back): a cheap two-member ensemble (see docs/MODEL_CARD.md for what it measured)
+        self.generator_flip_average = True
         self.config: ModelConfig | None = None
         self.generator: torch.nn.Module | None = None
         self.landmark_predictor: torch.nn.Module | None = None
@@ -392,9 +395,15 @@ class LaFInModel:
         masked = img_t * (1 - hole_t) + hole_t
         lm_t = torch.from_numpy(np.asarray(points, np.float32)).to(self.device)
         inputs = [masked, landmark_map(lm_t, self.image_size), hole_t]
+        n = masked.shape[0]
+        if self.generator_flip_average:
+            # the mirror image too (its landmark map is the mirrored map), flipped back, averaged
+            inputs = [torch.cat([t, t.flip(3)]) for t in inputs]
         if self._channels_last["generator"]:
             inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
         out = self.generator(*inputs)
+        if self.generator_flip_average:
+            out = (out[:n] + out[n:].flip(3)) / 2
         return out.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy()
 
     def _paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray,

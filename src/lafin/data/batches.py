@@ -26,8 +26,11 @@ class Batch:
     masks: torch.Tensor
     landmarks: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
-        return Batch(self.images.to(device), self.masks.to(device), self.landmarks.to(device))
+    def to(self, device: torch.device | str,
+           memory_format: torch.memory_format = torch.contiguous_format) -> "Batch":
+        """The batch on ``device``; images and masks in ``memory_format`` (NCHW or NHWC)."""
+        return Batch(self.images.to(device, memory_format=memory_format),
+                     self.masks.to(device, memory_format=memory_format), self.landmarks.to(device))
 
     @property
     def masked(self) -> torch.Tensor:

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 RATIO_LABELS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
 ALL_BINS = RATIO_LABELS + [CENTRE]
 MASK_KINDS = ("irregular", "block", "center", "centre")
-BASELINES = ("telea", "ns")
 RESULTS_FORMAT = 1
 
 

@@ -26,6 +26,8 @@ class DataConfig:
         mask_dir: a folder of mask files, used when ``mask_mix`` has a ``folder`` entry.
         flip: random horizontal flips (landmarks mirrored with the iBUG permutation).
         geometry: random reframing/rotation (landmark stage; see GeometryAugment).
+        box_fraction: with ``geometry``, the range of the landmark box's size as a fraction of
+            the crop side (0.5 = loose, 1.0 = the box fills the crop).
     """
 
     train: list[str] = field(default_factory=list)
@@ -36,6 +38,7 @@ class DataConfig:
     mask_dir: str | None = None
     flip: bool = True
     geometry: bool = False
+    box_fraction: tuple[float, float] = (0.55, 1.0)
 
 
 @dataclass
@@ -80,6 +83,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     threads: int = 0
+    channels_last: bool = False
     init_from: str | None = None
     log_every: int = 50
     sample_every: int = 1000
