@@ -192,3 +192,21 @@ def test_edge_blend_in_the_pipeline_keeps_known_pixels(tiny_model):
     assert np.array_equal(blended[hole == 0], image[hole == 0])
     changed = (blended != plain).any(axis=2)
     assert changed.any() and not changed[hole == 0].any()
+
+
+def test_box_from_landmarks_is_where_the_detector_puts_the_box(astronaut):
+    """dlib's shape predictor needs the detector's box convention: the box derived from the
+    landmarks overlaps the HOG box closely and re-annotating in it lands on the same points."""
+    from lafin.face import annotate, box_from_landmarks, detect_faces
+
+    box = detect_faces(astronaut)[0]
+    points = annotate(astronaut, box)
+    derived = box_from_landmarks(points)
+    left, top = max(box.left, derived.left), max(box.top, derived.top)
+    right, bottom = min(box.right, derived.right), min(box.bottom, derived.bottom)
+    inter = max(0.0, right - left) * max(0.0, bottom - top)
+    iou = inter / (box.width * box.height + derived.width * derived.height - inter)
+    assert iou > 0.8, iou
+    again = annotate(astronaut, derived)
+    eyes = np.linalg.norm(points[36] - points[45])
+    assert np.linalg.norm(again - points, axis=1).mean() / eyes < 0.05
