@@ -5,7 +5,8 @@ given) and times: drawing a batch (faces, flips, holes), the generator's forward
 backward with the reconstruction losses only, and full steps of each stage (with the
 discriminator, adversarial and feature-matching terms for the inpainting stages).
 
-    python benchmarks/training_speed.py --preset compact --batch 8 --steps 20 [--data CACHE]
+    python benchmarks/training_speed.py --preset compact --batch 8 --steps 20 [--data CACHE] \
+        [--channels-last]
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--data", help="a face cache (default: synthetic faces)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="train NHWC (the config's channels_last: true)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             "stage": stage, "model": args.preset, "batch_size": args.batch,
             "data": {"train": [data], "geometry": stage == "landmarks"},
             "warmup_adversarial_steps": 0, "sample_every": 0, "val_every": 0,
-            "checkpoint_every": 10**9, "threads": args.threads})
+            "checkpoint_every": 10**9, "threads": args.threads,
+            "channels_last": args.channels_last})
         return Trainer(config, tmp / stage)
 
     t = trainer("inpaint")
     batch = t.next_batch()
     gen = t.nets["generator"]
-    lmap = landmark_map(batch.landmarks, size)
+    lmap = landmark_map(batch.landmarks, size).contiguous(memory_format=t.memory_format)
     rows.append(("draw a batch (faces, flips, holes)", _time(t.next_batch, args.steps)))
 
     def forward() -> None:
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("landmarks stage, full step (with geometry augmentation)",
                  _time(lambda: lt.landmark_step(lt.next_batch()), args.steps)))
 
-    print(f"\n{args.preset} preset, {size} px, batch {args.batch}, torch threads "
+    layout = "NHWC (channels_last)" if args.channels_last else "NCHW"
+    print(f"\n{args.preset} preset, {size} px, batch {args.batch}, {layout}, torch threads "
           f"{torch.get_num_threads()}, median of {args.steps} steps\n")
     print("| what | ms per batch | images/s |")
     print("|---|---|---|")

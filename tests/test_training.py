@@ -369,3 +369,24 @@ def test_box_fraction_sets_the_landmark_framing(face_cache, tmp_path):
         before = np.linalg.norm(src[36] - src[45])
         after = np.linalg.norm(batch.landmarks[i, 36].numpy() - batch.landmarks[i, 45].numpy())
         assert after == pytest.approx(scale * before, rel=1e-4)
+
+
+def test_landmark_error_by_eye_distance_is_the_benchmarks_nme():
+    from lafin.landmarks import nme
+
+    rng = np.random.default_rng(0)
+    truth = torch.from_numpy(np.stack([canonical_landmarks(64) * s + o for s, o in
+                                       ((1.0, 0.0), (0.6, 10.0), (0.8, 4.0))]).astype(np.float32))
+    pred = truth + torch.from_numpy(rng.normal(0, 1.5, truth.shape).astype(np.float32))
+    expected = nme(pred.numpy(), truth.numpy()).mean()
+    assert losses.landmark_error(pred, truth, 64, "eyes").item() == pytest.approx(expected, rel=1e-5)
+    side = (pred - truth).norm(dim=-1).mean().item() / 64
+    assert losses.landmark_error(pred, truth, 64, "side").item() == pytest.approx(side, rel=1e-5)
+    with pytest.raises(ValueError, match="landmark_norm"):
+        TrainConfig.from_dict({"loss": {"landmark_norm": "box"}})
+
+
+def test_landmark_stage_trains_with_eye_normalised_error(face_cache, tmp_path):
+    trainer = train(_config(face_cache, "landmarks", max_steps=2, loss={"landmark_norm": "eyes"}),
+                    tmp_path / "run")
+    assert trainer.step == 2 and (tmp_path / "run" / "weights.safetensors").is_file()

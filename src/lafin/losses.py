@@ -155,3 +155,27 @@ def perceptual_and_style(vgg: VGG19Features, output: torch.Tensor, target: torch
     perceptual = sum(F.l1_loss(a, b) for a, b in zip(fo, ft))
     style = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(fo[1:], ft[1:]))
     return perceptual, style
+
+
+def landmark_error(pred: torch.Tensor, truth: torch.Tensor, size: int,
+                   norm: str = "side") -> torch.Tensor:
+    """Mean point-to-point distance per face, averaged over the batch.
+
+    Args:
+        pred, truth: (B, 68, 2) pixel coordinates.
+        size: side of the crop in pixels.
+        norm: ``"side"`` divides by ``size``; ``"eyes"`` divides each face by the distance
+            between its true outer eye corners (points 37 and 46 counted from 1), i.e. the NME
+            of ``lafin.landmarks.nme``, with that distance floored at 10% of the side so that a
+            near-profile face cannot dominate a batch.
+
+    Returns:
+        Scalar tensor.
+    """
+    error = (pred - truth).norm(dim=-1).mean(dim=1)
+    if norm == "side":
+        return error.mean() / size
+    if norm == "eyes":
+        eyes = (truth[:, 36] - truth[:, 45]).norm(dim=-1)
+        return (error / eyes.clamp(min=0.1 * size)).mean()
+    raise ValueError(f"norm must be 'side' or 'eyes', not {norm!r}")

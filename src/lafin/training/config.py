@@ -45,7 +45,10 @@ class DataConfig:
 class LossConfig:
     """Loss weights. ``perceptual``/``style`` need ``vgg_weights``; without a VGG file the
     trainer uses ``feature_matching`` on the discriminator's features instead. ``ssim`` weighs
-    ``1 - SSIM`` of the composited output (the benchmark's SSIM; 0 leaves it out)."""
+    ``1 - SSIM`` of the composited output (the benchmark's SSIM; 0 leaves it out).
+    ``landmark_norm`` divides the landmark stage's point error by the crop side (``"side"``) or,
+    per face, by the distance between the outer eye corners (``"eyes"``: the NME of the
+    benchmarks, which weighs turned faces with close-set eyes more)."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -57,6 +60,11 @@ class LossConfig:
     feature_matching: float = 1.0
     tv: float = 0.1
     vgg_weights: str | None = None
+    landmark_norm: Literal["side", "eyes"] = "side"
+
+    def __post_init__(self) -> None:
+        if self.landmark_norm not in ("side", "eyes"):
+            raise ValueError(f"loss.landmark_norm must be 'side' or 'eyes', not {self.landmark_norm!r}")
 
 
 @dataclass

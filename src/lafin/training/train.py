@@ -270,8 +270,8 @@ class Trainer:
         net = self.nets["landmarks"]
         net.train()
         pred = net(batch.masked).view(-1, 68, 2) * self.size
-        # mean point-to-point distance as a fraction of the side: what NME measures
-        loss = (pred - batch.landmarks).norm(dim=-1).mean() / self.size
+        loss = losses.landmark_error(pred, batch.landmarks, self.size,
+                                     self.config.loss.landmark_norm)
         self.optims["landmarks"].zero_grad(set_to_none=True)
         loss.backward()
         self.optims["landmarks"].step()
