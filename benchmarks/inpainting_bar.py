@@ -31,8 +31,8 @@ BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block
 # The bar of issue 4: minimum gain over NS in PSNR (dB) and SSIM for these rows.
 BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
 # pipeline steps that --ablate can switch off: LaFInModel attribute per name
-ABLATIONS = {"edge-blend": "edge_blend", "generator-flip": "generator_flip_average",
-             "landmark-flip": "flip_average"}
+ABLATIONS = {"edge-blend": "edge_blend", "diffusion-mix": "diffusion_mix",
+             "generator-flip": "generator_flip_average", "landmark-flip": "flip_average"}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,11 +54,12 @@ def opencv(method: int):
 def _without(model, attribute: str):
     """lafin's crop mode with one pipeline step switched off for the call."""
     def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        setattr(model, attribute, False)
+        kept = getattr(model, attribute)
+        setattr(model, attribute, False if isinstance(kept, bool) else 0.0)
         try:
             return model.inpaint(image, hole, mode="crop")
         finally:
-            setattr(model, attribute, True)
+            setattr(model, attribute, kept)
     return run
 
 

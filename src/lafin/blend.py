@@ -1,8 +1,10 @@
 """Putting generated content back into a photo: only hole pixels change, without a seam.
 
-Within a few pixels of the known region, diffusion (OpenCV's Navier-Stokes fill) predicts the
+Within a pixel or two of the known region, diffusion (OpenCV's Navier-Stokes fill) predicts the
 missing pixels better than the generator does, and thin scratches are nothing but such pixels;
 deeper inside, the generator is far better. :func:`edge_blend` takes each where it is better.
+Even deep inside, the two err differently, so a small share of the fill mixed into the generated
+content (:func:`diffusion_mix`, a two-member ensemble) lowers the error further.
 
 The generator's colours can drift slightly from the photo's at the hole's edge (different
 resolution, compression, lighting). :func:`harmonize` measures the difference between photo and
@@ -57,12 +59,14 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
     return out
 
 
-# Band of edge_blend, in pixels of the model's crop: weight 1 on the Navier-Stokes fill up to 2 px
-# from the known region, 1/2 at 3 px, 0 from 4 px. benchmarks/edge_blend.py (60 CelebA test
-# faces, NVIDIA masks) with the shipped weights: against no blend, +0.6 dB at 0-10% holes,
-# 0 to +0.1 dB and +0.002-0.005 SSIM at 10-60%, -0.02 dB on the centre block; width 2 measured up
-# to 0.1 dB better at 10-40% and 0.06 dB worse at 0-10% (not yet re-measured on the full bar).
-EDGE_BLEND_PX = 3.0
+# Band of edge_blend, in pixels of the model's crop: weight 1/2 on the Navier-Stokes fill for the
+# hole pixels next to the known region, 0 from 2 px on. DIFFUSION_MIX: the fill's share in the
+# rest of the hole. Both were chosen by benchmarks/edge_blend.py on 150 CelebA *validation*
+# faces with lafin's own hole shapes (session 7, weights of commit 879a0d9): band 1 beat 2 and 3
+# in every hole bin (30-40%: +1.94 against +1.88 and +1.77 dB over NS), and a mix of 0.15 added
+# 0.08-0.13 dB in every bin (0.1-0.2 within 0.01 dB of it; 0.3 worse on the centre block).
+EDGE_BLEND_PX = 1.0
+DIFFUSION_MIX = 0.15
 _NS_RADIUS = 5
 
 
@@ -93,6 +97,32 @@ def edge_blend(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, scale
     diffused = cv2.inpaint(filler, band.astype(np.uint8), _NS_RADIUS, cv2.INPAINT_NS)
     w = weight[..., None]
     return np.where(w > 0, w * diffused.astype(np.float32) + (1 - w) * generated, generated)
+
+
+def diffusion_mix(known: np.ndarray, generated: np.ndarray, hole: np.ndarray,
+                  weight: float = DIFFUSION_MIX) -> np.ndarray:
+    """Mix a share of OpenCV's Navier-Stokes fill of the hole into ``generated``.
+
+    Args:
+        known: HxWx3 uint8, the known content (values inside the hole are ignored).
+        generated: HxWx3 float32 in [0, 255], content for the hole.
+        hole: HxW uint8/bool, 1 = hole.
+        weight: the fill's share in [0, 1] (0 returns ``generated`` unchanged).
+
+    Returns:
+        HxWx3 float32: ``(1 - weight) * generated + weight * fill`` inside the hole,
+        ``generated`` elsewhere.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must lie in [0, 1], not {weight!r}")
+    hole_u8 = (hole > 0).astype(np.uint8)
+    # a hole over everything has nothing to diffuse from
+    if weight == 0 or not hole_u8.any() or hole_u8.all():
+        return generated
+    fill = cv2.inpaint(np.ascontiguousarray(known, dtype=np.uint8), hole_u8, _NS_RADIUS,
+                       cv2.INPAINT_NS).astype(np.float32)
+    sel = hole_u8[..., None] > 0
+    return np.where(sel, (1 - weight) * generated + weight * fill, generated).astype(np.float32)
 
 
 def paste(photo: np.ndarray, content: np.ndarray, hole: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ import torch
 
 from lafin.config import ModelConfig
 from lafin.io import ImageInput, InputError, load_image, load_mask
+from lafin.blend import DIFFUSION_MIX
 from lafin.landmarks import FLIP_PERMUTATION, NUM_POINTS, landmark_map
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,9 @@ class LaFInModel:
         # mix OpenCV's Navier-Stokes fill into the few pixels next to the known region, where it
         # is the better predictor (lafin.blend.edge_blend)
         self.edge_blend = True
+        # the share of OpenCV's Navier-Stokes fill mixed into the generated hole content, at the
+        # model's resolution: the two err differently (lafin.blend.diffusion_mix); 0 turns it off
+        self.diffusion_mix: float = DIFFUSION_MIX
         # run the generator on the crop and on its mirror image and average the two (flipped
         # back): a cheap two-member ensemble (see docs/MODEL_CARD.md for what it measured)
         self.generator_flip_average = True
@@ -406,6 +410,24 @@ class LaFInModel:
             out = (out[:n] + out[n:].flip(3)) / 2
         return out.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy()
 
+    def _mix_diffusion(self, img_t: torch.Tensor, hole_t: torch.Tensor,
+                       generated: np.ndarray) -> np.ndarray:
+        """Mix ``diffusion_mix`` of the Navier-Stokes fill into (B, S, S, 3) ``generated``."""
+        weight = self.diffusion_mix
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+            raise InputError(f"diffusion_mix must be a number in [0, 1], not {weight!r}")
+        if weight == 0:
+            return generated
+        from lafin.blend import diffusion_mix
+
+        # the masked crops (white hole, as the generator sees them): OpenCV's fill reads a little
+        # of what lies under the hole, and nothing of it may reach the result
+        masked = img_t * (1 - hole_t) + hole_t
+        crops = (masked.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
+        holes = hole_t[:, 0].float().cpu().numpy() > 0.5
+        return np.stack([diffusion_mix(c, g * 255.0, h, float(weight)) / 255.0
+                         for c, g, h in zip(crops, generated, holes)]).astype(np.float32)
+
     def _paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray,
                frame: _Frame) -> np.ndarray:
         """Resize the generated square back and replace only the hole's pixels."""
@@ -468,8 +490,9 @@ class LaFInModel:
         else:
             points = frame.to_model(np.asarray(landmarks, np.float32))
         stages.start("generate")
-        generated = self._generate(img_t, hole_t, points[None])[0]
+        generated = self._generate(img_t, hole_t, points[None])
         stages.start("blend")
+        generated = self._mix_diffusion(img_t, hole_t, generated)[0]
         out = self._paste(img, hole, generated, frame)
         timings = stages.stop()
         lm_out = (np.asarray(landmarks, np.float32) if landmarks is not None
@@ -560,6 +583,7 @@ class LaFInModel:
         stages.start("generate")
         generated = self._generate(img_t, hole_t, points)
         stages.start("blend")
+        generated = self._mix_diffusion(img_t, hole_t, generated)
         covered = np.zeros(hole.shape, bool)
         reports: list[FaceReport] = []
         for f, gen, pts in zip(used, generated, points):
