@@ -521,6 +521,26 @@ def test_merge_weights(tmp_path):
         merge_weights([gen, other], tmp_path / "bad.safetensors")
 
 
+def test_merge_keeps_each_networks_own_sizes(tmp_path):
+    """A widened generator (lafin.training.widen) merges with the landmark predictor it was
+    trained beside: each network keeps its file's sizes and the merged file builds strictly."""
+    from dataclasses import replace
+
+    narrow = get_preset("tiny")
+    wide = replace(narrow, name="tiny-wide", generator=replace(narrow.generator, channels=(12, 24, 32)))
+    gen, lm = tmp_path / "g.safetensors", tmp_path / "l.safetensors"
+    save_weights(gen, wide, generator=build_generator(wide))
+    save_weights(lm, narrow, landmark_predictor=build_landmark_predictor(narrow))
+    for order in ([lm, gen], [gen, lm]):
+        out = tmp_path / "both.safetensors"
+        merge_weights(order, out)
+        merged = load_weights(out)
+        assert merged.config.generator.channels == (12, 24, 32)
+        assert merged.config.landmarks == narrow.landmarks and merged.config.name == "tiny-wide"
+        generator, predictor = build_from_weights(merged)
+        assert generator is not None and predictor is not None
+
+
 def test_half_precision_export_loads_as_float32_and_matches(tmp_path):
     from lafin.cli import main
 

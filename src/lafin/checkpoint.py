@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -294,7 +294,9 @@ def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
 def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
     """Combine several of our weights files into one; later files win per network.
 
-    All inputs must have the same model config. ``half=True`` stores floating-point tensors as
+    The inputs must work at the same image size; each network keeps the sizes of the file it
+    comes from (e.g. a widened generator beside the landmark predictor it was trained with), and
+    the preset name is the generator's. ``half=True`` stores floating-point tensors as
     float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
     float32 parameters, so nothing else changes.
     """
@@ -312,9 +314,16 @@ def _merge(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
     first_path, first = items[0]
     merged = LoadedWeights(first.config, metadata=dict(first.metadata))
     for path, loaded in items:
-        if loaded.config != merged.config:
-            raise WeightsError(f"{path}: model config ({loaded.config.name} preset) differs from "
-                               f"that of {first_path} ({merged.config.name} preset); cannot merge")
+        if loaded.config.image_size != merged.config.image_size:
+            raise WeightsError(f"{path}: model config ({loaded.config.name} preset, "
+                               f"{loaded.config.image_size} px) differs from that of {first_path} "
+                               f"({merged.config.name} preset, {merged.config.image_size} px); "
+                               "cannot merge networks of different image sizes")
+        # each network brings its own section of the config (its sizes)
+        sections = {n: getattr(loaded.config, n) for n in loaded.networks}
+        if "generator" in loaded.networks:
+            sections["name"] = loaded.config.name
+        merged.config = replace(merged.config, **sections)
         for network in loaded.networks:
             merged.set_state(network, loaded.state(network))
         merged.metadata.update(loaded.metadata)
