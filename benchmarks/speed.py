@@ -193,7 +193,9 @@ def weights_for(preset: str, given: Path | None, tmp: Path) -> tuple[Path, str]:
     for path, source in candidates:
         if path is not None and Path(path).is_file():
             try:
-                if load_any(path).config.name == preset:
+                # a grown variant of the preset (e.g. compact-wide, lafin.training.widen) counts
+                name = load_any(path).config.name
+                if name == preset or name.startswith(preset + "-"):
                     return Path(path), source
             except Exception as exc:  # noqa: BLE001 - a bad file is reported, random used
                 logging.warning("%s: %s", path, exc)
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(weights, backend, tmp)
             size = model.image_size
             crop, crop_mask = crop_case(size)
-            info = {"preset": preset, "size": size, "weights": source, "backend": backend}
+            info = {"preset": model.config.name, "size": size, "weights": source, "backend": backend}
             print(f"timing {preset} / {backend} ...", file=sys.stderr, flush=True)
             latency.append({**info, "input": f"aligned crop {size}x{size}",
                             **time_calls(model, crop, crop_mask, "crop", args.repeats, args.warmup)})
