@@ -61,10 +61,10 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
 
 # Band of edge_blend, in pixels of the model's crop: weight 1/2 on the Navier-Stokes fill for the
 # hole pixels next to the known region, 0 from 2 px on. DIFFUSION_MIX: the fill's share in the
-# rest of the hole. Both were chosen by benchmarks/edge_blend.py on 150 CelebA *validation*
-# faces with lafin's own hole shapes (session 7, weights of commit 879a0d9): band 1 beat 2 and 3
-# in every hole bin (30-40%: +1.94 against +1.88 and +1.77 dB over NS), and a mix of 0.15 added
-# 0.08-0.13 dB in every bin (0.1-0.2 within 0.01 dB of it; 0.3 worse on the centre block).
+# rest of the hole. Both chosen by benchmarks/edge_blend.py on 150 CelebA *validation* faces with
+# lafin's own hole shapes (session 7, shipped weights): band 1 beat band 3 in every hole bin
+# (30-40%: +1.95 against +1.77 dB over NS), and a mix of 0.15 added 0.04-0.12 dB in every bin
+# (0.1 and 0.2 within 0.05 dB of it).
 EDGE_BLEND_PX = 1.0
 DIFFUSION_MIX = 0.15
 _NS_RADIUS = 5
