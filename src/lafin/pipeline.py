@@ -35,9 +35,9 @@ import cv2
 import numpy as np
 import torch
 
+from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
 from lafin.config import ModelConfig
 from lafin.io import ImageInput, InputError, load_image, load_mask
-from lafin.blend import DIFFUSION_MIX
 from lafin.landmarks import FLIP_PERMUTATION, NUM_POINTS, landmark_map
 
 log = logging.getLogger(__name__)
@@ -222,8 +222,8 @@ class LaFInModel:
         self.threads = threads
         # average the landmarks predicted on the crop and on its mirror image (see _predict)
         self.flip_average = True
-        # mix OpenCV's Navier-Stokes fill into the few pixels next to the known region, where it
-        # is the better predictor (lafin.blend.edge_blend)
+        # mix OpenCV's Navier-Stokes fill into the pixel ring next to the known region, where it
+        # is the better predictor (lafin.blend.edge_blend, band EDGE_BLEND_PX)
         self.edge_blend = True
         # the share of OpenCV's Navier-Stokes fill mixed into the generated hole content, at the
         # model's resolution: the two err differently (lafin.blend.diffusion_mix); 0 turns it off
@@ -418,8 +418,6 @@ class LaFInModel:
             raise InputError(f"diffusion_mix must be a number in [0, 1], not {weight!r}")
         if weight == 0:
             return generated
-        from lafin.blend import diffusion_mix
-
         # the masked crops (white hole, as the generator sees them): OpenCV's fill reads a little
         # of what lies under the hole, and nothing of it may reach the result
         masked = img_t * (1 - hole_t) + hole_t
@@ -436,8 +434,6 @@ class LaFInModel:
         h, w = hole.shape
         up = up[frame.pad_top:frame.pad_top + h, frame.pad_left:frame.pad_left + w] * 255.0
         if self.edge_blend:
-            from lafin.blend import edge_blend
-
             up = edge_blend(image, up, hole, scale=frame.side / self.image_size)
         out = image.copy()
         sel = hole.astype(bool)
@@ -550,7 +546,6 @@ class LaFInModel:
             count a hole pixel twice.
         """
         from lafin.alignment import invert_affine, transform_points
-        from lafin.blend import harmonize
 
         stages = stages or _Stages(None)
         s = self.image_size
@@ -625,9 +620,7 @@ class LaFInModel:
         if region_hole.any():
             fixed = harmonize(img[top:bottom, left:right], back, region_hole.astype(np.uint8))
             if self.edge_blend:
-                from lafin.blend import edge_blend
-
-                # distances from the known pixels of the whole hole, not the footprint's edge
+                    # distances from the known pixels of the whole hole, not the footprint's edge
                 fixed = edge_blend(img[top:bottom, left:right], fixed,
                                    hole[top:bottom, left:right],
                                    scale=1.0 / float(np.hypot(*frame.matrix[0, :2])))
