@@ -32,6 +32,7 @@ BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block
 BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
 # pipeline steps that --ablate can switch off: LaFInModel attribute per name
 ABLATIONS = {"edge-blend": "edge_blend", "diffusion-mix": "diffusion_mix",
+             "landmark-refine": "landmark_refine",
              "generator-flip": "generator_flip_average", "landmark-flip": "flip_average"}
 
 

@@ -2,13 +2,17 @@
 
 The dlib baseline is dlib's 68-point predictor on a 256-px crop, in the face box its detector
 finds on the unoccluded crop. Faces are cropped loosely (the ground-truth landmark box grown by 30% per side, made square),
-resized to the model's input size, and hidden by: nothing; irregular holes of 30-40% (NVIDIA
+resized to the model's input size (``--crop-size`` to give it more pixels), and hidden by: nothing; irregular holes of 30-40% (NVIDIA
 mask files 6000-7999); a block over both eyes, the nose or the mouth. NME is the mean point error
 over the distance between the ground-truth outer eye corners (points 37 and 46, counted from 1);
 failure rate is the share of faces above 8%.
 
+lafin's points are those of ``LaFInModel.predict_landmarks`` (what the pipeline uses in crop
+mode): a framing pass, then a mirror-averaged pass on the re-aligned face. ``--no-refine``
+keeps the mirror average only, ``--raw`` is the predictor alone (one pass, no mirror).
+
     python benchmarks/landmarks_nme.py --faces ../shared/data/ibug300w/afw \
-        --masks ../shared/data/masks/irregular-256 --weights runs/compact-landmarks/weights.safetensors
+        --masks ../shared/data/masks/irregular-256 [--weights runs/landmarks-v7/weights.safetensors]
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import torch
 from tqdm import tqdm
 
 from lafin.checkpoint import build_from_weights, load_any
-from lafin.landmarks import flip_landmarks, nme, read_pts
+from lafin.landmarks import nme, read_pts
 from lafin.masks import MaskFolder, part_mask
-from lafin.pipeline import default_weights_path
+from lafin.pipeline import LaFInModel, default_weights_path
 
 
 DLIB_SIZE = 256
@@ -89,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="weights with a landmark predictor (default: shipped)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces")
     parser.add_argument("--no-dlib", action="store_true", help="skip the dlib baseline")
-    parser.add_argument("--flip-average", action="store_true",
-                        help="average with the mirror image's prediction, as LaFInModel does")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="one mirror-averaged pass (LaFInModel.landmark_refine = False)")
+    parser.add_argument("--raw", action="store_true",
+                        help="the predictor alone: one pass, no mirror average")
+    parser.add_argument("--crop-size", type=int, default=0,
+                        help="side of the loose crop given to lafin (default: the model's size)")
     parser.add_argument("--fuse-dlib", action="store_true",
                         help="also report lafin's points fused with dlib's (fused_points)")
     parser.add_argument("--seed", type=int, default=0)
@@ -98,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     loaded = load_any(args.weights or default_weights_path())
-    _, predictor = build_from_weights(loaded)
+    generator, predictor = build_from_weights(loaded)
     if predictor is None:
         sys.exit(f"{args.weights}: no landmark predictor in this file")
+    model = LaFInModel.from_networks(loaded.config, generator, predictor)
+    model.landmark_refine = not (args.no_refine or args.raw)
+    model.flip_average = not args.raw
     size = loaded.config.image_size
+    crop_size = args.crop_size or size
     torch.set_num_threads(max(1, torch.get_num_threads()))
     holes = MaskFolder(args.masks, size=size, bins=[3])  # 30-40%
     files = sorted(Path(args.faces).glob("*.pts"))
@@ -122,17 +134,16 @@ def main(argv: list[str] | None = None) -> int:
                  "block: eyes": part_mask(size, truth, "eyes"),
                  "block: nose": part_mask(size, truth, "nose"),
                  "block: mouth": part_mask(size, truth, "mouth")}
+        given = big if crop_size == DLIB_SIZE else cv2.resize(
+            big, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
         for cond, hole in masks.items():
-            masked = np.where(hole[..., None] > 0, 255, crop).astype(np.uint8)
-            x = torch.from_numpy(masked).permute(2, 0, 1)[None].float() / 255
-            with torch.inference_mode():
-                if args.flip_average:
-                    both = predictor(torch.cat([x, x.flip(3)])).view(2, 68, 2).numpy() * size
-                    pred = (both[0] + flip_landmarks(both[1], size)) / 2
-                else:
-                    pred = predictor(x).view(68, 2).numpy() * size
-            errors[cond]["lafin"].append(float(nme(pred, truth)))
             big_hole = cv2.resize(hole, (DLIB_SIZE, DLIB_SIZE), interpolation=cv2.INTER_NEAREST)
+            if crop_size == size:
+                pred = model.predict_landmarks(crop, hole)
+            else:  # the hole drawn at the model's size, given at the crop's (nearest: same shape)
+                given_hole = cv2.resize(hole, (crop_size, crop_size), interpolation=cv2.INTER_NEAREST)
+                pred = (model.predict_landmarks(given, given_hole) + 0.5) * size / crop_size - 0.5
+            errors[cond]["lafin"].append(float(nme(pred, truth)))
             big_masked = np.where(big_hole[..., None] > 0, 255, big).astype(np.uint8)
             if args.fuse_dlib:
                 ours_big = (pred + 0.5) * DLIB_SIZE / size - 0.5

@@ -235,12 +235,13 @@ def test_edge_blend_in_the_pipeline_keeps_known_pixels(tiny_model):
 
     image, hole = example_face(64), example_mask(64)
     hole[5, 3:60] = 1
-    blended = tiny_model.inpaint(image, hole, mode="crop")
-    tiny_model.edge_blend = False
+    assert not tiny_model.edge_blend  # off by default (adds nothing on top of diffusion_mix)
+    plain = tiny_model.inpaint(image, hole, mode="crop")
+    tiny_model.edge_blend = True
     try:
-        plain = tiny_model.inpaint(image, hole, mode="crop")
+        blended = tiny_model.inpaint(image, hole, mode="crop")
     finally:
-        tiny_model.edge_blend = True
+        tiny_model.edge_blend = False
     assert np.array_equal(blended[hole == 0], image[hole == 0])
     changed = (blended != plain).any(axis=2)
     assert changed.any() and not changed[hole == 0].any()

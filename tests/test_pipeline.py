@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import box_mask, face_like
@@ -155,6 +156,9 @@ def test_landmarks_are_mirror_symmetric(tiny_weights):
     from lafin.pipeline import LaFInModel
 
     model = LaFInModel(weights=tiny_weights)
+    # the refining pass is framed by a single (unmirrored) pass, so only the plain mirror
+    # average is exactly symmetric
+    model.landmark_refine = False
     image = face_like(64, 64, seed=4)
     points = model.predict_landmarks(image)
     mirrored = model.predict_landmarks(np.ascontiguousarray(image[:, ::-1]))
@@ -162,6 +166,66 @@ def test_landmarks_are_mirror_symmetric(tiny_weights):
     model.flip_average = False
     single = model.predict_landmarks(image)
     assert not np.allclose(single, points, atol=1e-3)
+
+
+class _CanonicalPredictor(torch.nn.Module):
+    """Always 'sees' the canonical landmarks of its input crop (B, 136 normalised)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        from lafin.alignment import canonical_landmarks
+
+        self.points = torch.from_numpy(canonical_landmarks(size).astype(np.float32) / size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.points.reshape(1, -1).expand(x.shape[0], -1)
+
+
+class _CentroidPredictor(_CanonicalPredictor):
+    """The canonical points moved by the crop's brightness centroid: every pixel counts."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        weight = x.mean(1) + 1e-3
+        ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+        centre = torch.stack([(weight * xs).sum((1, 2)), (weight * ys).sum((1, 2))], 1)
+        centre = centre / weight.sum((1, 2))[:, None]
+        return (self.points[None] + (centre[:, None] - 0.5)).reshape(b, -1)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (90, 120), (200, 150)])
+def test_landmark_refine_maps_the_second_pass_back_to_the_input(tiny_config, shape):
+    """The refining pass re-aligns the face to the canonical crop by the first pass's points and
+    maps its points back: a predictor that always answers 'canonical' must then give the first
+    pass's points again, in the input's pixels, for any input size and aspect."""
+    model = LaFInModel.from_networks(tiny_config, None, _CanonicalPredictor(tiny_config.image_size))
+    model.flip_average = False
+    image, hole = face_like(*shape), box_mask(*shape)
+    model.landmark_refine = False
+    first = model.predict_landmarks(image, hole)
+    model.landmark_refine = True
+    refined = model.predict_landmarks(image, hole)
+    assert refined.shape == (68, 2) and refined.dtype == np.float32
+    assert np.abs(refined - first).max() < 1e-3
+
+
+def test_landmark_refine_reads_nothing_under_the_hole(tiny_config):
+    """The second pass resamples the input itself (here 3x the model's size): what lies under
+    the hole must not reach the points, while what lies outside does."""
+    tiny_model = LaFInModel.from_networks(tiny_config, None, _CentroidPredictor(tiny_config.image_size))
+    rng = np.random.default_rng(3)
+    image = face_like(192, 192, seed=5)
+    hole = np.zeros((192, 192), np.uint8)
+    hole[60:130, 40:150] = 1
+    hole[rng.random((192, 192)) < 0.05] = 1  # ragged specks: many hole edges to resample
+    assert tiny_model.landmark_refine
+    points = tiny_model.predict_landmarks(image, hole)
+    other = image.copy()
+    other[hole > 0] = rng.integers(0, 256, (int(hole.sum()), 3), dtype=np.uint8)
+    assert np.array_equal(tiny_model.predict_landmarks(other, hole), points)
+    changed = image.copy()
+    changed[hole == 0] = rng.integers(0, 256, (int((hole == 0).sum()), 3), dtype=np.uint8)
+    assert not np.allclose(tiny_model.predict_landmarks(changed, hole), points, atol=1e-3)
 
 
 def test_generator_flip_average_is_mirror_symmetric(tiny_weights):

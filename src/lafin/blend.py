@@ -64,7 +64,8 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
 # rest of the hole. Both chosen by benchmarks/edge_blend.py on 150 CelebA *validation* faces with
 # lafin's own hole shapes (session 7, shipped weights): band 1 beat band 3 in every hole bin
 # (30-40%: +1.95 against +1.77 dB over NS), and a mix of 0.15 added 0.04-0.12 dB in every bin
-# (0.1 and 0.2 within 0.05 dB of it).
+# (0.1 and 0.2 within 0.05 dB of it). With that mix, band 0 did as well as band 1 (within 0.01 dB
+# in every bin), so LaFInModel leaves edge_blend off by default (session 8).
 EDGE_BLEND_PX = 1.0
 DIFFUSION_MIX = 0.15
 _NS_RADIUS = 5
