@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces", nargs="+", required=True, help="folders of <name>.jpg + .pts")
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
     parser.add_argument("--limit", type=int, default=0, help="first N faces per folder")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="one landmark pass (LaFInModel.landmark_refine = False)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from lafin.pipeline import LaFInModel
 
     model = LaFInModel(weights=args.weights)
+    model.landmark_refine = not args.no_refine
     rng = np.random.default_rng(args.seed)
     files = []
     for folder in args.faces:

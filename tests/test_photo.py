@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from conftest import face_like
 from lafin.blend import harmonize
 from lafin.photo import hole_regions
 
@@ -263,3 +264,32 @@ def test_box_from_landmarks_is_where_the_detector_puts_the_box(astronaut):
     again = annotate(astronaut, derived)
     eyes = np.linalg.norm(points[36] - points[45])
     assert np.linalg.norm(again - points, axis=1).mean() / eyes < 0.05
+
+
+def test_photo_refine_realigns_on_the_first_pass_and_keeps_implausible_frames(tiny_model):
+    """Photo mode's second landmark pass re-aligns a face by the first pass's points (here a
+    face found 2 px right of and 1 px above where the frame expected it), but keeps the frame
+    when the points would move the face implausibly (scale, rotation) or when no face was found."""
+    from lafin.alignment import canonical_landmarks
+    from lafin.photo import FaceFrame
+
+    s = tiny_model.image_size
+    canonical = canonical_landmarks(s)
+    image = face_like(200, 200, seed=1)
+    hole = np.zeros((200, 200), np.uint8)
+    hole[80:120, 70:130] = 1
+    frame = FaceFrame(np.array([[s / 200, 0, 0], [0, s / 200, 0]]), s, "detected", (0, 0, 200, 200))
+    centre = canonical.mean(axis=0)
+    turn = np.radians(30)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    firsts = np.stack([canonical + [2, -1],                       # plausible: a small shift
+                       centre + (canonical - centre) * 1.6,       # a third smaller: implausible
+                       centre + (canonical - centre) @ rotation.T])  # 30 degrees: implausible
+    surroundings = FaceFrame(frame.matrix, s, "hole-surroundings", frame.box)
+    frames, points = tiny_model._refine_frames(image, hole, [frame, frame, frame, surroundings],
+                                               np.concatenate([firsts, firsts[:1]]))
+    assert points.shape == (4, 68, 2)
+    expected = frame.matrix.copy()
+    expected[:, 2] -= [2, -1]  # the face moves to where the canonical crop wants it
+    assert np.allclose(frames[0].matrix, expected, atol=1e-6) and frames[0] is not frame
+    assert frames[1] is frame and frames[2] is frame and frames[3] is surroundings
