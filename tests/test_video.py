@@ -71,6 +71,21 @@ def test_video_keeps_known_pixels_and_audio(tiny_model, clip, tmp_path):
     assert "Audio:" in probe.stderr
 
 
+def test_video_keeps_the_smoothed_alignment(tiny_model, clip, tmp_path, monkeypatch):
+    """Video smooths each face's alignment over time: the photo-mode re-alignment on each frame's
+    own first landmark pass (which would make faces jitter) must not run; photo mode does run it."""
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    calls = []
+    original = tiny_model._refine_frames
+    monkeypatch.setattr(tiny_model, "_refine_frames",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4", progress=False)
+    assert calls == []
+    tiny_model(frames[0], _hole(), mode="photo")
+    assert calls == [1]
+
+
 def test_mask_video_and_refusal_to_overwrite(tiny_model, clip, tmp_path):
     path, frames = clip
     masks = [np.repeat((_hole() * 255)[..., None], 3, axis=2) if i % 2 else

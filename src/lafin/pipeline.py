@@ -408,9 +408,10 @@ class LaFInModel:
         With ``landmark_refine`` (default) the first pass (no mirror average) only frames the
         face: the input is re-aligned to the canonical crop by those points, from its own
         pixels (hole painted white first, so nothing under the hole is read), and the second
-        pass (mirror-averaged) gives the points. On 70 held-out HELEN faces (loose crops) this
-        took the mean error from 3.95% to 3.75% of the eye distance unoccluded and from 5.12%
-        to 5.05% under irregular holes (docs/MODEL_CARD.md has AFW's figures).
+        pass (mirror-averaged) gives the points. On 70 held-out HELEN faces (loose crops,
+        benchmarks/landmarks_nme.py) this took the mean error from 3.95% to 3.76% of the eye
+        distance unoccluded and from 5.12% to 5.06% under irregular holes (docs/MODEL_CARD.md
+        has AFW's figures).
         """
         masked_t = img_t * (1 - hole_t) + hole_t
         if not self.landmark_refine:
@@ -426,8 +427,8 @@ class LaFInModel:
 
         The hole is painted white before resampling, so nothing under it is read. A crop pixel
         is hole where the hole covers most of it (its white share is in the colour already):
-        the "any" rule of the generator's crops grows thin holes, and the predictor then loses
-        points it could see (held-out HELEN, irregular holes: 5.25% against 5.05%).
+        the "any" rule of the generator's crops grows thin holes at every resampling, and the
+        predictor then loses points it could see.
         """
         s = self.image_size
         source = np.where(hole[..., None] > 0, np.uint8(255), img)
@@ -625,8 +626,8 @@ class LaFInModel:
     @_cpu_call
     def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,
                      frames: list, stages: _Stages | None = None, given: bool = False,
-                     point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None
-                     ) -> list[FaceReport]:
+                     point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
+                     refine: bool | None = None) -> list[FaceReport]:
         """Generate the faces of ``frames`` as one batch and write them into ``content``.
 
         Args:
@@ -636,12 +637,12 @@ class LaFInModel:
             given: use each frame's ``landmarks`` for generation instead of predicting them.
             point_filter: ``f(index_in_frames, landmarks_in_photo_pixels) -> landmarks``, applied
                 to predicted landmarks before generation (video smooths them over time with it).
+            refine: re-align each face on a first landmark pass (default: ``landmark_refine``).
 
         Returns:
             One report per face whose crop contains part of the hole; overlapping faces do not
             count a hole pixel twice.
         """
-
         stages = stages or _Stages(None)
         s = self.image_size
         crops, holes, used, index = [], [], [], []
@@ -660,9 +661,9 @@ class LaFInModel:
         if given:
             points = np.stack([transform_points(f.landmarks, f.matrix) for f in used])
         else:
-            points = self._predict(img_t * (1 - hole_t) + hole_t,
-                                   flip=False if self.landmark_refine else None)
-            if self.landmark_refine:
+            refine = self.landmark_refine if refine is None else refine
+            points = self._predict(img_t * (1 - hole_t) + hole_t, flip=False if refine else None)
+            if refine:
                 moved = used
                 used, points = self._refine_frames(img, hole, used, points)
                 for j, (f, before) in enumerate(zip(used, moved)):

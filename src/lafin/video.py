@@ -183,9 +183,11 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
                 f.landmarks = smoother.smooth(track, "align", f.landmarks)
                 xy = np.clip(np.round(f.landmarks).astype(int), 0, [w - 1, h - 1])
                 f.matrix = robust_alignment(f.landmarks, hole[xy[:, 1], xy[:, 0]] == 0, s)
+            # no re-alignment on each frame's own first landmark pass: the frames' alignment is
+            # smoothed over time above, and re-aligning every frame anew would make faces jitter
             reports = model.render_faces(
                 frame, hole, content, frames,
-                point_filter=lambda i, pts: smoother.smooth(tracks[i], "points", pts))
+                point_filter=lambda i, pts: smoother.smooth(tracks[i], "points", pts), refine=False)
             faces_per_frame.append(len(reports))
             landmarks.append([r.landmarks for r in reports])
             writer.send(np.ascontiguousarray(content))
