@@ -8,8 +8,8 @@ over the distance between the ground-truth outer eye corners (points 37 and 46, 
 failure rate is the share of faces above 8%.
 
 lafin's points are those of ``LaFInModel.predict_landmarks`` (what the pipeline uses in crop
-mode): a framing pass, then a mirror-averaged pass on the re-aligned face. ``--no-refine``
-keeps the mirror average only, ``--raw`` is the predictor alone (one pass, no mirror).
+mode): one mirror-averaged pass; ``--refine`` adds a second pass on the face re-aligned by a
+first (``crop_landmark_refine``), ``--raw`` is the predictor alone (one pass, no mirror).
 
     python benchmarks/landmarks_nme.py --faces ../shared/data/ibug300w/afw \
         --masks ../shared/data/masks/irregular-256 [--weights runs/landmarks-v7/weights.safetensors]
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="weights with a landmark predictor (default: shipped)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces")
     parser.add_argument("--no-dlib", action="store_true", help="skip the dlib baseline")
-    parser.add_argument("--no-refine", action="store_true",
-                        help="one mirror-averaged pass (LaFInModel.landmark_refine = False)")
+    parser.add_argument("--refine", action="store_true",
+                        help="a second pass on the re-aligned face (crop_landmark_refine = True)")
     parser.add_argument("--raw", action="store_true",
                         help="the predictor alone: one pass, no mirror average")
     parser.add_argument("--crop-size", type=int, default=0,
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if predictor is None:
         sys.exit(f"{args.weights}: no landmark predictor in this file")
     model = LaFInModel.from_networks(loaded.config, generator, predictor)
-    model.landmark_refine = not (args.no_refine or args.raw)
+    model.crop_landmark_refine = args.refine and not args.raw
     model.flip_average = not args.raw
     size = loaded.config.image_size
     crop_size = args.crop_size or size

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
     parser.add_argument("--limit", type=int, default=0, help="first N faces per folder")
     parser.add_argument("--no-refine", action="store_true",
-                        help="one landmark pass (LaFInModel.landmark_refine = False)")
+                        help="photo mode without its second, re-aligned landmark pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)

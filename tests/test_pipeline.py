@@ -201,9 +201,8 @@ def test_landmark_refine_maps_the_second_pass_back_to_the_input(tiny_config, sha
     model = LaFInModel.from_networks(tiny_config, None, _CanonicalPredictor(tiny_config.image_size))
     model.flip_average = False
     image, hole = face_like(*shape), box_mask(*shape)
-    model.landmark_refine = False
     first = model.predict_landmarks(image, hole)
-    model.landmark_refine = True
+    model.crop_landmark_refine = True
     refined = model.predict_landmarks(image, hole)
     assert refined.shape == (68, 2) and refined.dtype == np.float32
     assert np.abs(refined - first).max() < 1e-3
@@ -218,7 +217,7 @@ def test_landmark_refine_reads_nothing_under_the_hole(tiny_config):
     hole = np.zeros((192, 192), np.uint8)
     hole[60:130, 40:150] = 1
     hole[rng.random((192, 192)) < 0.05] = 1  # ragged specks: many hole edges to resample
-    assert tiny_model.landmark_refine
+    tiny_model.crop_landmark_refine = True
     points = tiny_model.predict_landmarks(image, hole)
     other = image.copy()
     other[hole > 0] = rng.integers(0, 256, (int(hole.sum()), 3), dtype=np.uint8)

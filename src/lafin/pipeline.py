@@ -227,6 +227,10 @@ class LaFInModel:
         # knows best) by the first pass's points, resampled from the input's own pixels; in photo
         # mode the generator gets that re-aligned crop too (see _locate, _refine_frames)
         self.landmark_refine = True
+        # the same second pass in crop mode: off, because on AFW's loose 128-px crops it lost
+        # under holes (irregular 30-40%: 6.43% -> 6.89% NME) and moved no inpainting row,
+        # although it won on 70 held-out HELEN faces (docs/MODEL_CARD.md)
+        self.crop_landmark_refine = False
         # mix OpenCV's Navier-Stokes fill into the pixel ring next to the known region (lafin.blend.
         # edge_blend, band EDGE_BLEND_PX). Off: with the diffusion mix below it gained nothing
         # measurable (benchmarks/edge_blend.py on CelebA val: within 0.01 dB in every bin) and
@@ -405,7 +409,7 @@ class LaFInModel:
                 hole_t: torch.Tensor) -> np.ndarray:
         """The face's 68 landmarks, (68, 2) float32 in model-crop pixels.
 
-        With ``landmark_refine`` (default) the first pass (no mirror average) only frames the
+        With ``crop_landmark_refine`` (off by default) the first pass (no mirror average) only frames the
         face: the input is re-aligned to the canonical crop by those points, from its own
         pixels (hole painted white first, so nothing under the hole is read), and the second
         pass (mirror-averaged) gives the points. On 70 held-out HELEN faces (loose crops,
@@ -414,7 +418,7 @@ class LaFInModel:
         has AFW's figures).
         """
         masked_t = img_t * (1 - hole_t) + hole_t
-        if not self.landmark_refine:
+        if not self.crop_landmark_refine:
             return self._predict(masked_t)[0]
         first = frame.to_input(self._predict(masked_t, flip=False)[0])
         matrix = similarity_transform(first.astype(np.float64), canonical_landmarks(self.image_size))
