@@ -32,7 +32,6 @@ BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block
 BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
 # pipeline steps that --ablate can switch off: LaFInModel attribute per name
 ABLATIONS = {"edge-blend": "edge_blend", "diffusion-mix": "diffusion_mix",
-             "landmark-refine": "landmark_refine",
              "generator-flip": "generator_flip_average", "landmark-flip": "flip_average"}
 
 
@@ -73,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", default=",".join(BINS), help="comma-separated rows to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
+    parser.add_argument("--crop-refine", action="store_true",
+                        help="lafin with the crop-mode second landmark pass (off by default)")
     parser.add_argument("--ablate", action="append", default=[], choices=sorted(ABLATIONS),
                         help="also run lafin without this step (a column 'lafin -STEP', same "
                         "faces and holes); repeatable")
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from lafin.pipeline import LaFInModel
 
     model = LaFInModel(weights=args.weights)
+    model.crop_landmark_refine = args.crop_refine
     size = model.image_size
     names = Path(args.data, "test.txt").read_text().split()[: args.faces]
     methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS),

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", required=True, help="NVIDIA irregular masks folder")
     parser.add_argument("--weights", help="weights with a landmark predictor (default: shipped)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces")
+    parser.add_argument("--names", help="file listing the faces to use (default: all)")
     parser.add_argument("--no-dlib", action="store_true", help="skip the dlib baseline")
     parser.add_argument("--refine", action="store_true",
                         help="a second pass on the re-aligned face (crop_landmark_refine = True)")
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     holes = MaskFolder(args.masks, size=size, bins=[3])  # 30-40%
     files = sorted(Path(args.faces).glob("*.pts"))
+    if args.names:  # e.g. configs/splits/helen-val.txt: the held-out HELEN faces
+        wanted = {Path(n).stem for n in Path(args.names).read_text().split()}
+        files = [f for f in files if f.stem in wanted]
     if args.limit:
         files = files[: args.limit]
     rng = np.random.default_rng(args.seed)

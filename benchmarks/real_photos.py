@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces", nargs="+", required=True, help="folders of <name>.jpg + .pts")
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
     parser.add_argument("--limit", type=int, default=0, help="first N faces per folder")
+    parser.add_argument("--names", help="file listing the faces to use (default: all)")
     parser.add_argument("--no-refine", action="store_true",
                         help="photo mode without its second, re-aligned landmark pass")
+    parser.add_argument("--crop-refine", action="store_true",
+                        help="the second landmark pass in crop mode too (crop_landmark_refine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
@@ -50,10 +53,14 @@ def main(argv: list[str] | None = None) -> int:
 
     model = LaFInModel(weights=args.weights)
     model.landmark_refine = not args.no_refine
+    model.crop_landmark_refine = args.crop_refine
     rng = np.random.default_rng(args.seed)
     files = []
     for folder in args.faces:
         found = sorted(Path(folder).glob("*.pts"))
+        if args.names:  # e.g. configs/splits/helen-val.txt: the held-out HELEN faces
+            wanted = {Path(n).stem for n in Path(args.names).read_text().split()}
+            found = [f for f in found if f.stem in wanted]
         files += found[: args.limit] if args.limit else found
     results = {m: {"nme": [], "psnr": [], "seconds": []} for m in ("photo mode", "no alignment")}
     paths: dict[str, int] = {}

@@ -156,9 +156,9 @@ def test_landmarks_are_mirror_symmetric(tiny_weights):
     from lafin.pipeline import LaFInModel
 
     model = LaFInModel(weights=tiny_weights)
-    # the refining pass is framed by a single (unmirrored) pass, so only the plain mirror
-    # average is exactly symmetric
-    model.landmark_refine = False
+    # crop mode's refining pass (off by default) is framed by a single unmirrored pass, so only
+    # the plain mirror average is exactly symmetric
+    assert not model.crop_landmark_refine
     image = face_like(64, 64, seed=4)
     points = model.predict_landmarks(image)
     mirrored = model.predict_landmarks(np.ascontiguousarray(image[:, ::-1]))

@@ -223,13 +223,13 @@ class LaFInModel:
         self.threads = threads
         # average the landmarks predicted on the crop and on its mirror image (see _predict)
         self.flip_average = True
-        # a second landmark pass on the face re-aligned (to the canonical frame the predictor
-        # knows best) by the first pass's points, resampled from the input's own pixels; in photo
-        # mode the generator gets that re-aligned crop too (see _locate, _refine_frames)
+        # photo mode: each face re-aligned (to the canonical frame the predictor knows best) on a
+        # first landmark pass instead of dlib's points, then a second pass, and the generator
+        # works on that crop too (see _refine_frames)
         self.landmark_refine = True
-        # the same second pass in crop mode: off, because on AFW's loose 128-px crops it lost
-        # under holes (irregular 30-40%: 6.43% -> 6.89% NME) and moved no inpainting row,
-        # although it won on 70 held-out HELEN faces (docs/MODEL_CARD.md)
+        # the same second pass in crop mode (_locate): off, because on AFW's loose 128-px crops
+        # it lost under holes (irregular 30-40%: 6.43% -> 6.89% NME) and moved no inpainting row,
+        # and on held-out HELEN faces it won only unoccluded (docs/MODEL_CARD.md)
         self.crop_landmark_refine = False
         # mix OpenCV's Navier-Stokes fill into the pixel ring next to the known region (lafin.blend.
         # edge_blend, band EDGE_BLEND_PX). Off: with the diffusion mix below it gained nothing
@@ -409,13 +409,12 @@ class LaFInModel:
                 hole_t: torch.Tensor) -> np.ndarray:
         """The face's 68 landmarks, (68, 2) float32 in model-crop pixels.
 
-        With ``crop_landmark_refine`` (off by default) the first pass (no mirror average) only frames the
-        face: the input is re-aligned to the canonical crop by those points, from its own
+        With ``crop_landmark_refine`` (off by default) the first pass (no mirror average) only
+        frames the face: the input is re-aligned to the canonical crop by those points, from its own
         pixels (hole painted white first, so nothing under the hole is read), and the second
-        pass (mirror-averaged) gives the points. On 70 held-out HELEN faces (loose crops,
-        benchmarks/landmarks_nme.py) this took the mean error from 3.95% to 3.76% of the eye
-        distance unoccluded and from 5.12% to 5.06% under irregular holes (docs/MODEL_CARD.md
-        has AFW's figures).
+        pass (mirror-averaged) gives the points. Shipped weights, 128-px loose crops
+        (benchmarks/landmarks_nme.py --refine): 70 held-out HELEN faces 3.90% -> 3.75% unoccluded
+        but 5.12% -> 5.16% under irregular holes; AFW 4.81% -> 4.83% and 6.43% -> 6.89%.
         """
         masked_t = img_t * (1 - hole_t) + hole_t
         if not self.crop_landmark_refine:
