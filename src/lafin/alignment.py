@@ -80,9 +80,59 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(points) @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
+def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int,
+                 interpolation: int = cv2.INTER_LINEAR,
+                 border: int = cv2.BORDER_REFLECT_101) -> np.ndarray:
+    """Resample ``image`` into a ``size`` x ``size`` crop by the (2, 3) image->crop ``matrix``.
+
+    ``cv2.warpAffine`` reads 2x2 (bilinear) or 4x4 (cubic) source pixels per crop pixel whatever
+    the scale, and ignores ``INTER_AREA``: a face shrunk more than 2x from a large photo
+    aliases, and a thin hole that falls between the samples vanishes from the crop. Then the
+    source region the crop sees is first reduced with ``cv2.resize(INTER_AREA)`` (every source
+    pixel counts) to about the crop's scale; the rest of the warp is a near-unit rotation.
+
+    Args:
+        image: HxW or HxWxC array (uint8 or float32).
+        matrix: (2, 3) float matrix mapping image pixels to crop pixels.
+        size: side of the crop.
+        interpolation: the flag for the remaining (scale >= ~1) warp.
+        border: OpenCV border mode for crop pixels outside the image.
+
+    Returns:
+        (size, size[, C]) array of ``image``'s dtype.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    # above half scale the 2x2 kernel still reads every source pixel (samples < 2 px apart): a
+    # hole touches the crop, and the crops match what the benchmarks measured (AFW's ~0.75)
+    if scale >= 0.5:
+        return cv2.warpAffine(image, matrix, (size, size), flags=interpolation, borderMode=border)
+    h, w = image.shape[:2]
+    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64),
+                               invert_affine(matrix))
+    margin = 2.0 / scale  # the remaining warp's kernel reaches two reduced pixels out
+    x0 = int(np.clip(np.floor(corners[:, 0].min() - margin), 0, w - 1))
+    y0 = int(np.clip(np.floor(corners[:, 1].min() - margin), 0, h - 1))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max() + margin), x0 + 1, w))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max() + margin), y0 + 1, h))
+    if (x1 - x0) * scale < 2 or (y1 - y0) * scale < 2:  # the crop lies (almost) outside the image
+        return cv2.warpAffine(image, matrix, (size, size), flags=interpolation, borderMode=border)
+    roi = image[y0:y1, x0:x1]
+    small_w, small_h = max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale))
+    small = cv2.resize(roi, (small_w, small_h), interpolation=cv2.INTER_AREA)
+    fx, fy = small_w / (x1 - x0), small_h / (y1 - y0)
+    # a reduced pixel q is the image point (q + 0.5) / f - 0.5 + offset (pixel centres)
+    to_image = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0]])
+    combined = matrix[:, :2] @ to_image[:, :2]
+    shift = matrix[:, :2] @ to_image[:, 2] + matrix[:, 2]
+    # pixels outside the region (clipped at the image's edge) reflect there, as before
+    return cv2.warpAffine(small, np.hstack([combined, shift[:, None]]), (size, size),
+                          flags=interpolation, borderMode=border)
+
+
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
                weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Warp the face to the canonical ``size`` x ``size`` crop.
+    """Warp the face to the canonical ``size`` x ``size`` crop (anti-aliased: `warp_to_crop`).
 
     Args:
         image: HxWx3 uint8.
@@ -93,7 +143,4 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
         (crop, matrix): the crop (size x size x 3 uint8) and the (2, 3) image->crop matrix.
     """
     matrix = similarity_transform(landmarks, canonical_landmarks(size), weights)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA
-                          if matrix[0, 0] ** 2 + matrix[0, 1] ** 2 < 1 else cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT_101)
-    return crop, matrix
+    return warp_to_crop(image, matrix, size, interpolation=cv2.INTER_CUBIC), matrix

@@ -35,7 +35,8 @@ import cv2
 import numpy as np
 import torch
 
-from lafin.alignment import canonical_landmarks, invert_affine, similarity_transform, transform_points
+from lafin.alignment import (canonical_landmarks, invert_affine, similarity_transform,
+                             transform_points, warp_to_crop)
 from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
 from lafin.config import ModelConfig
 from lafin.io import ImageInput, InputError, load_image, load_mask
@@ -437,11 +438,9 @@ class LaFInModel:
         source = np.where(hole[..., None] > 0, np.uint8(255), img)
         crops = []
         for matrix in matrices:
-            crop = cv2.warpAffine(source, matrix, (s, s), flags=cv2.INTER_AREA
-                                  if np.hypot(*matrix[0, :2]) < 1 else cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REFLECT_101)
-            crop[cv2.warpAffine(hole.astype(np.float32), matrix, (s, s),
-                                flags=cv2.INTER_LINEAR) > 0.5] = 255
+            crop = warp_to_crop(source, matrix, s)
+            crop[warp_to_crop(hole.astype(np.float32), matrix, s,
+                              border=cv2.BORDER_CONSTANT) > 0.5] = 255
             crops.append(crop)
         return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
 
@@ -450,11 +449,10 @@ class LaFInModel:
         """The generator's view of a photo face: (S, S, 3) uint8 crop and (S, S) bool hole, a
         crop pixel being hole if the hole touches it at all (nothing under the hole leaks in)."""
         s = self.image_size
-        crop = cv2.warpAffine(img, matrix, (s, s), flags=cv2.INTER_AREA
-                              if np.hypot(*matrix[0, :2]) < 1 else cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_REFLECT_101)
-        crop_hole = cv2.warpAffine(hole.astype(np.float32), matrix, (s, s),
-                                   flags=cv2.INTER_LINEAR) > 0
+        crop = warp_to_crop(img, matrix, s, interpolation=cv2.INTER_CUBIC)
+        # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
+        crop_hole = warp_to_crop(hole.astype(np.float32), matrix, s,
+                                 border=cv2.BORDER_CONSTANT) > 0
         return crop, crop_hole
 
     def _refine_frames(self, img: np.ndarray, hole: np.ndarray, frames: list, first: np.ndarray
