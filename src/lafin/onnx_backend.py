@@ -113,9 +113,8 @@ def _exportable() -> Iterator[None]:
 def _networks(weights_or_model: "WeightsSource | LaFInModel"
               ) -> tuple[ModelConfig, nn.Module, nn.Module, str]:
     """(config, generator, landmark predictor, source description), as fresh float32 CPU copies."""
-    from lafin.pipeline import LaFInModel
-
-    if isinstance(weights_or_model, LaFInModel):
+    # a LaFInModel, recognised by what it holds (this module sits below lafin.pipeline)
+    if hasattr(weights_or_model, "landmark_predictor") and hasattr(weights_or_model, "backend"):
         if weights_or_model.backend != "torch":
             raise OnnxError("export needs a model with the torch backend (this one runs ONNX)")
         config = weights_or_model.config

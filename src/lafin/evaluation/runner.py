@@ -705,7 +705,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from lafin.cli import main as cli_main
+if __name__ == "__main__":  # python -m lafin.evaluation.runner, as `lafin evaluate`
+    from lafin.io import InputError
 
-    sys.exit(cli_main(["evaluate", *sys.argv[1:]]))
+    try:
+        sys.exit(main())
+    except InputError as exc:
+        sys.exit(f"lafin evaluate: error: {exc}")
