@@ -521,6 +521,33 @@ def test_merge_weights(tmp_path):
         merge_weights([gen, other], tmp_path / "bad.safetensors")
 
 
+def test_merge_keeps_each_networks_own_history(tmp_path):
+    """Re-exporting a shipped file (both networks) with a newer generator: the landmark
+    predictor keeps its own steps, not the combined file's top-level (generator) ones."""
+    config = get_preset("tiny")
+    both, gen = tmp_path / "both.safetensors", tmp_path / "g.safetensors"
+    save_weights(both, config, generator=build_generator(config),
+                 landmark_predictor=build_landmark_predictor(config),
+                 metadata={"stage": "inpaint", "step": "5500", "steps_before": "63400",
+                           "generator.step": "5500", "generator.steps_before": "63400",
+                           "landmarks.stage": "landmarks", "landmarks.step": "4800",
+                           "landmarks.steps_before": "21900"})
+    save_weights(gen, config, generator=build_generator(config),
+                 metadata={"stage": "inpaint", "step": "12000", "steps_before": "68900"})
+    out = tmp_path / "out.safetensors"
+    merge_weights([both, gen], out)
+    meta = load_weights(out).metadata
+    assert (meta["landmarks.stage"], meta["landmarks.step"], meta["landmarks.steps_before"]) == \
+        ("landmarks", "4800", "21900")
+    assert (meta["generator.step"], meta["generator.steps_before"]) == ("12000", "68900")
+    # a later file that carries a network without its history drops the earlier history
+    bare = tmp_path / "bare.safetensors"
+    save_weights(bare, config, landmark_predictor=build_landmark_predictor(config))
+    merge_weights([out, bare], out)
+    meta = load_weights(out).metadata
+    assert "landmarks.step" not in meta and meta["generator.step"] == "12000"
+
+
 def test_merge_keeps_each_networks_own_sizes(tmp_path):
     """A widened generator (lafin.training.widen) merges with the landmark predictor it was
     trained beside: each network keeps its file's sizes and the merged file builds strictly."""

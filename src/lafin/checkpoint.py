@@ -326,11 +326,18 @@ def _merge(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
         merged.config = replace(merged.config, **sections)
         for network in loaded.networks:
             merged.set_state(network, loaded.state(network))
-        merged.metadata.update(loaded.metadata)
+        # a file's per-network history ("landmarks.step") belongs to networks it carries; the
+        # top-level keys describe its last training run, which may not be that network's
+        merged.metadata.update({k: v for k, v in loaded.metadata.items()
+                                if k.split(".")[0] not in NETWORKS
+                                or k.split(".")[0] in loaded.networks})
         for network in loaded.networks:  # where each network came from survives the merge
             for key in ("step", "stage", "steps_before"):
-                if key in loaded.metadata:
-                    merged.metadata[f"{network}.{key}"] = loaded.metadata[key]
+                value = loaded.metadata.get(f"{network}.{key}", loaded.metadata.get(key))
+                if value is not None:
+                    merged.metadata[f"{network}.{key}"] = value
+                else:
+                    merged.metadata.pop(f"{network}.{key}", None)
     return merged
 
 
