@@ -390,3 +390,18 @@ def test_landmark_stage_trains_with_eye_normalised_error(face_cache, tmp_path):
     trainer = train(_config(face_cache, "landmarks", max_steps=2, loss={"landmark_norm": "eyes"}),
                     tmp_path / "run")
     assert trainer.step == 2 and (tmp_path / "run" / "weights.safetensors").is_file()
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_training_configs_parse_strictly(path):
+    """Every config in configs/ loads (unknown keys are an error) and names a buildable model,
+    so a typo in a run's config fails here rather than hours into a session."""
+    from lafin.training.train import resolve_model_config
+
+    config = TrainConfig.from_yaml(path)
+    assert config.stage in ("landmarks", "inpaint", "joint")
+    assert resolve_model_config(config.model).image_size in (128, 256)
+    assert config.max_steps > 0 and config.batch_size > 0
