@@ -405,3 +405,18 @@ def test_shipped_training_configs_parse_strictly(path):
     assert config.stage in ("landmarks", "inpaint", "joint")
     assert resolve_model_config(config.model).image_size in (128, 256)
     assert config.max_steps > 0 and config.batch_size > 0
+
+
+def test_cli_init_from_overrides_the_config(face_cache, tmp_path):
+    """``lafin train --init-from`` starts the config's recipe from other weights, so a further
+    training cycle needs no copy of the config."""
+    from lafin.checkpoint import load_weights
+    from lafin.cli import main
+
+    train(_config(face_cache, "inpaint", max_steps=2, checkpoint_every=2), tmp_path / "a")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(
+        _config(face_cache, "inpaint", max_steps=1, checkpoint_every=1).to_dict()))
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "b"),
+                 "--init-from", str(tmp_path / "a" / "weights.safetensors")]) == 0
+    meta = load_weights(tmp_path / "b" / "weights.safetensors").metadata
+    assert (meta["step"], meta["steps_before"]) == ("1", "2")

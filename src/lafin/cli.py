@@ -201,6 +201,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config.data.val = args.val
     if args.max_steps is not None:
         config.max_steps = args.max_steps
+    if args.init_from:
+        config.init_from = args.init_from
     train(config, args.out, resume=args.resume, device=args.device)
     return 0
 
@@ -318,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, samples)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--init-from", help="weights to start from, fresh optimiser and step counter "
+                   "(overrides the config's init_from: one config serves every cycle)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_train)
 
