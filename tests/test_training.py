@@ -386,6 +386,30 @@ def test_landmark_error_by_eye_distance_is_the_benchmarks_nme():
         TrainConfig.from_dict({"loss": {"landmark_norm": "box"}})
 
 
+def test_wing_landmark_loss_is_continuous_and_steeper_on_small_errors():
+    truth = torch.from_numpy(canonical_landmarks(64)[None].astype(np.float32))
+    eyes = float((truth[0, 36] - truth[0, 45]).norm())
+    w, epsilon = 0.2, 0.04
+
+    def loss_at(d: float) -> torch.Tensor:  # every point off by d eye distances along x
+        pred = truth.clone()
+        pred[..., 0] += d * eyes
+        return losses.landmark_error(pred, truth, 64, "eyes", wing=(w, epsilon))
+
+    assert loss_at(0.01).item() == pytest.approx(w * np.log1p(0.01 / epsilon), rel=1e-4)
+    # continuous where the log part meets the linear part, and linear (slope 1) beyond it
+    assert loss_at(w - 1e-4).item() == pytest.approx(loss_at(w + 1e-4).item(), abs=1e-3)
+    assert (loss_at(0.5) - loss_at(0.4)).item() == pytest.approx(0.1, rel=1e-3)
+    # small errors weigh more than under the plain distance (gradient w / epsilon = 5 at 0)
+    assert (loss_at(0.02) - loss_at(0.01)).item() > 3 * 0.01
+    assert losses.landmark_error(truth + 1.0, truth, 64, "eyes").item() == pytest.approx(
+        np.sqrt(2) / eyes, rel=1e-4)
+    assert TrainConfig.from_dict({"loss": {"landmark_wing": [0.2, 0.04]}}).loss.landmark_wing == (0.2, 0.04)
+    for bad in ([0.2], [0.2, 0.0], 0.2):
+        with pytest.raises(ValueError, match="landmark_wing"):
+            TrainConfig.from_dict({"loss": {"landmark_wing": bad}})
+
+
 def test_landmark_stage_trains_with_eye_normalised_error(face_cache, tmp_path):
     trainer = train(_config(face_cache, "landmarks", max_steps=2, loss={"landmark_norm": "eyes"}),
                     tmp_path / "run")

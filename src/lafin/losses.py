@@ -7,6 +7,8 @@ provides (torchvision's ``vgg19-dcbbe120.pth`` state dict layout). Without one, 
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Literal
 
@@ -158,7 +160,7 @@ def perceptual_and_style(vgg: VGG19Features, output: torch.Tensor, target: torch
 
 
 def landmark_error(pred: torch.Tensor, truth: torch.Tensor, size: int,
-                   norm: str = "side") -> torch.Tensor:
+                   norm: str = "side", wing: tuple[float, float] | None = None) -> torch.Tensor:
     """Mean point-to-point distance per face, averaged over the batch.
 
     Args:
@@ -168,14 +170,25 @@ def landmark_error(pred: torch.Tensor, truth: torch.Tensor, size: int,
             between its true outer eye corners (points 37 and 46 counted from 1), i.e. the NME
             of ``lafin.landmarks.nme``, with that distance floored at 10% of the side so that a
             near-profile face cannot dominate a batch.
+        wing: ``(w, epsilon)`` applies the wing loss (Feng et al., CVPR 2018) to each point's
+            normalised distance d: ``w * log(1 + d / epsilon)`` below ``w``, linear (slope 1,
+            continuous) above. Its gradient grows as d shrinks (``w / epsilon`` at 0), where the
+            plain distance's stays 1: the last small errors, which dominate NME once most points
+            are roughly right, keep being pushed down. ``None``: the plain distance.
 
     Returns:
         Scalar tensor.
     """
-    error = (pred - truth).norm(dim=-1).mean(dim=1)
     if norm == "side":
-        return error.mean() / size
-    if norm == "eyes":
-        eyes = (truth[:, 36] - truth[:, 45]).norm(dim=-1)
-        return (error / eyes.clamp(min=0.1 * size)).mean()
-    raise ValueError(f"norm must be 'side' or 'eyes', not {norm!r}")
+        scale = torch.full(truth.shape[:1], float(size), device=truth.device, dtype=truth.dtype)
+    elif norm == "eyes":
+        scale = (truth[:, 36] - truth[:, 45]).norm(dim=-1).clamp(min=0.1 * size)
+    else:
+        raise ValueError(f"norm must be 'side' or 'eyes', not {norm!r}")
+    distance = (pred - truth).norm(dim=-1) / scale[:, None]
+    if wing is not None:
+        w, epsilon = wing
+        linear_offset = w - w * math.log1p(w / epsilon)
+        distance = torch.where(distance < w, w * torch.log1p(distance / epsilon),
+                               distance - linear_offset)
+    return distance.mean()

@@ -48,7 +48,9 @@ class LossConfig:
     ``1 - SSIM`` of the composited output (the benchmark's SSIM; 0 leaves it out).
     ``landmark_norm`` divides the landmark stage's point error by the crop side (``"side"``) or,
     per face, by the distance between the outer eye corners (``"eyes"``: the NME of the
-    benchmarks, which weighs turned faces with close-set eyes more)."""
+    benchmarks, which weighs turned faces with close-set eyes more). ``landmark_wing``
+    ``[w, epsilon]`` (in those normalised units) replaces the plain point distance by the wing
+    loss, which keeps pushing small errors down; ``null`` keeps the distance."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -61,10 +63,17 @@ class LossConfig:
     tv: float = 0.1
     vgg_weights: str | None = None
     landmark_norm: Literal["side", "eyes"] = "side"
+    landmark_wing: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.landmark_norm not in ("side", "eyes"):
             raise ValueError(f"loss.landmark_norm must be 'side' or 'eyes', not {self.landmark_norm!r}")
+        if self.landmark_wing is not None:
+            if (not isinstance(self.landmark_wing, (list, tuple)) or len(self.landmark_wing) != 2
+                    or min(self.landmark_wing) <= 0):
+                raise ValueError("loss.landmark_wing must be [w, epsilon], both > 0, "
+                                 f"not {self.landmark_wing!r}")
+            self.landmark_wing = (float(self.landmark_wing[0]), float(self.landmark_wing[1]))
 
 
 @dataclass

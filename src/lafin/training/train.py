@@ -271,7 +271,7 @@ class Trainer:
         net.train()
         pred = net(batch.masked).view(-1, 68, 2) * self.size
         loss = losses.landmark_error(pred, batch.landmarks, self.size,
-                                     self.config.loss.landmark_norm)
+                                     self.config.loss.landmark_norm, self.config.loss.landmark_wing)
         self.optims["landmarks"].zero_grad(set_to_none=True)
         loss.backward()
         self.optims["landmarks"].step()
