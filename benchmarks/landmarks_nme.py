@@ -10,6 +10,10 @@ failure rate is the share of faces above 8%.
 lafin's points are those of ``LaFInModel.predict_landmarks`` (what the pipeline uses in crop
 mode): one mirror-averaged pass; ``--refine`` adds a second pass on the face re-aligned by a
 first (``crop_landmark_refine``), ``--raw`` is the predictor alone (one pass, no mirror).
+``--bias`` also reports each method's mean *signed* error (x along the ground truth's eye line,
+y across it) and, where the faces folder's parent holds the iBUG ``manifest.csv``, that shift in
+the source photo's pixels: a shift that is constant there, whatever the face's size, comes from
+the annotations' or crops' pixel convention, not from the predictor (which never sees the source).
 
     python benchmarks/landmarks_nme.py --faces ../shared/data/ibug300w/afw \
         --masks ../shared/data/masks/irregular-256 [--weights runs/landmarks-v7/weights.safetensors]
@@ -48,6 +52,39 @@ def loose_crop(image: np.ndarray, points: np.ndarray, size: int, grow: float = 0
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA,
                           borderMode=cv2.BORDER_REFLECT_101)
     return crop, points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def loose_scale(points: np.ndarray, size: int, grow: float = 0.3) -> float:
+    """Pixels of ``loose_crop(image, points, size, grow)`` per pixel of ``image``."""
+    return size / (float((points.max(axis=0) - points.min(axis=0)).max()) * (1 + 2 * grow))
+
+
+def face_frame_errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Signed error of each point of one face, (68, 2): along the ground truth's outer-eye line
+    (x, towards point 46) and across it (y, towards the chin), in outer-eye distances."""
+    axis = truth[45] - truth[36]
+    eyes = float(np.linalg.norm(axis))
+    x = axis / eyes
+    frame = np.array([x, [-x[1], x[0]]])
+    return (pred - truth) @ frame.T / eyes
+
+
+def face_frame_error(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mean signed error of one face, (2,), in the frame of :func:`face_frame_errors`."""
+    return face_frame_errors(pred, truth).mean(axis=0)
+
+
+def read_scales(faces: Path) -> dict[str, float]:
+    """Crop pixels per source-photo pixel of each face, from the iBUG ``manifest.csv`` beside
+    the faces folder (``{}`` if there is none)."""
+    manifest = faces.parent / "manifest.csv"
+    if not manifest.exists():
+        return {}
+    import csv
+
+    with manifest.open() as f:
+        return {row["name"]: float(row["scale"]) for row in csv.DictReader(f)
+                if row["split"] == faces.name}
 
 
 def dlib_points(masked: np.ndarray, unmasked: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -102,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="side of the loose crop given to lafin (default: the model's size)")
     parser.add_argument("--fuse-dlib", action="store_true",
                         help="also report lafin's points fused with dlib's (fused_points)")
+    parser.add_argument("--bias", action="store_true",
+                        help="also report the mean signed error (face frame; source pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -127,10 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     conditions = ["none", "irregular 30-40%", "block: eyes", "block: nose", "block: mouth"]
     errors: dict[str, dict[str, list[float]]] = {c: {"lafin": [], "dlib": [], "fused": []}
                                                  for c in conditions}
+    # signed errors for --bias: (face-frame x, y in eye distances, image x, y in source pixels)
+    shifts: dict[str, dict[str, list[np.ndarray]]] = {c: {"lafin": [], "dlib": [], "fused": []}
+                                                      for c in conditions}
+    scales = read_scales(Path(args.faces))
+    to_sources: list[float] = []
+    unoccluded: list[np.ndarray] = []  # lafin's (68, 2) errors in face-frame eye distances
     for pts_file in tqdm(files, desc="faces"):
         image = cv2.cvtColor(cv2.imread(str(pts_file.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
         # dlib works on a 256-px crop (it is not limited to the model's input size)
-        big, truth_big = loose_crop(image, read_pts(pts_file), DLIB_SIZE)
+        points_in_file = read_pts(pts_file)
+        big, truth_big = loose_crop(image, points_in_file, DLIB_SIZE)
+        # source-photo pixels per model-crop pixel: the loose crop, then the dataset's own resize
+        to_source = (DLIB_SIZE / size) / (loose_scale(points_in_file, DLIB_SIZE)
+                                          * scales.get(pts_file.stem, np.nan))
+        to_sources.append(to_source)
         crop = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
         truth = (truth_big + 0.5) * size / DLIB_SIZE - 0.5
         irregular = holes[int(rng.integers(len(holes)))]
@@ -148,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                 given_hole = cv2.resize(hole, (crop_size, crop_size), interpolation=cv2.INTER_NEAREST)
                 pred = (model.predict_landmarks(given, given_hole) + 0.5) * size / crop_size - 0.5
             errors[cond]["lafin"].append(float(nme(pred, truth)))
+            if cond == "none":
+                unoccluded.append(face_frame_errors(pred, truth))
+            shifts[cond]["lafin"].append(np.concatenate([face_frame_error(pred, truth),
+                                                         (pred - truth).mean(axis=0) * to_source]))
             big_masked = np.where(big_hole[..., None] > 0, 255, big).astype(np.uint8)
             if args.fuse_dlib:
                 ours_big = (pred + 0.5) * DLIB_SIZE / size - 0.5
@@ -156,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_dlib:
                 points = dlib_points(big_masked, big, truth_big)
                 errors[cond]["dlib"].append(float(nme(points, truth_big)))
+                shifts[cond]["dlib"].append(np.concatenate([
+                    face_frame_error(points, truth_big),
+                    (points - truth_big).mean(axis=0) * to_source * size / DLIB_SIZE]))
 
     methods = ["lafin"] + ([] if args.no_dlib else ["dlib"]) + (["fused"] if args.fuse_dlib else [])
     print(f"\nNME (% of outer-eye distance) on {len(files)} faces of {args.faces}, "
@@ -173,6 +230,39 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {m: np.mean([errors[c][m] for c in conditions if c.startswith("block")]) for m in methods}
     print("\nblocks (eyes, nose, mouth together): " +
           ", ".join(f"{m} {100 * v:.2f}%" for m, v in blocks.items()))
+    if args.bias:
+        print("\nmean signed error: face frame (% of outer-eye distance, x towards point 46, y "
+              "towards the chin); source photo pixels (x, y)\n")
+        print("| occlusion | method | face x | face y | source px x | source px y |")
+        print("|---|---|---|---|---|---|")
+        for cond in conditions:
+            for m in methods:
+                if not shifts[cond][m]:
+                    continue
+                mean = np.nanmean(np.array(shifts[cond][m]), axis=0)
+                summary[f"{cond}/{m}"]["shift"] = [float(v) for v in mean]
+                print(f"| {cond} | {m} | {100 * mean[0]:.2f} | {100 * mean[1]:.2f} | "
+                      f"{mean[2]:.2f} | {mean[3]:.2f} |")
+        each = np.array(unoccluded)
+        distance = np.linalg.norm(each, axis=2)
+        residual = np.linalg.norm(each - each.mean(axis=0), axis=2)
+        print(f"\nunoccluded lafin NME: jaw (points 1-17) {100 * distance[:, :17].mean():.2f}%, "
+              f"the other 51 points {100 * distance[:, 17:].mean():.2f}%; with each point's mean "
+              f"offset over these faces removed (an oracle) {100 * residual.mean():.2f}%")
+        # the same shift by how much the source was shrunk: constant in source pixels across
+        # these thirds means an annotation/crop convention; constant in the crop, the predictor's
+        sources = np.array(to_sources)
+        if np.isfinite(sources).all():
+            print("\nunoccluded, by source pixels per model-crop pixel (thirds of the faces):\n")
+            print("| source px per crop px | faces | lafin source px x | lafin source px y "
+                  "| lafin crop px x | lafin crop px y |")
+            print("|---|---|---|---|---|---|")
+            lafin = np.array(shifts["none"]["lafin"])[:, 2:]
+            for part in np.array_split(np.argsort(sources), 3):
+                sx, sy = lafin[part].mean(axis=0)
+                cx, cy = (lafin[part] / sources[part, None]).mean(axis=0)
+                print(f"| {sources[part].min():.2f}-{sources[part].max():.2f} | {len(part)} | "
+                      f"{sx:.2f} | {sy:.2f} | {cx:.2f} | {cy:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"faces": len(files), "size": size,
                                                "results": summary}, indent=1))

@@ -413,7 +413,7 @@ class LaFInModel:
         With ``crop_landmark_refine`` (off by default) the first pass (no mirror average) only
         frames the face: the input is re-aligned to the canonical crop by those points, from its own
         pixels (hole painted white first, so nothing under the hole is read), and the second
-        pass (mirror-averaged) gives the points. Shipped weights, 128-px loose crops
+        pass (mirror-averaged) gives the points. Session-8 weights (predictor v7), 128-px loose crops
         (benchmarks/landmarks_nme.py --refine): 70 held-out HELEN faces 3.90% -> 3.75% unoccluded
         but 5.12% -> 5.16% under irregular holes; AFW 4.81% -> 4.83% and 6.43% -> 6.89%.
         """
