@@ -2,7 +2,7 @@
 
 The dlib baseline is dlib's 68-point predictor on a 256-px crop, in the face box its detector
 finds on the unoccluded crop. Faces are cropped loosely (the ground-truth landmark box grown by 30% per side, made square),
-resized to the model's input size (``--crop-size`` to give it more pixels), and hidden by: nothing; irregular holes of 30-40% (NVIDIA
+resized to the landmark predictor's input size (``--crop-size`` to choose another), and hidden by: nothing; irregular holes of 30-40% (NVIDIA
 mask files 6000-7999); a block over both eyes, the nose or the mouth. NME is the mean point error
 over the distance between the ground-truth outer eye corners (points 37 and 46, counted from 1);
 failure rate is the share of faces above 8%.
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", action="store_true",
                         help="the predictor alone: one pass, no mirror average")
     parser.add_argument("--crop-size", type=int, default=0,
-                        help="side of the loose crop given to lafin (default: the model's size)")
+                        help="side of the loose crop given to lafin (default: its predictor's input size)")
     parser.add_argument("--fuse-dlib", action="store_true",
                         help="also report lafin's points fused with dlib's (fused_points)")
     parser.add_argument("--bias", action="store_true",
@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     model.crop_landmark_refine = args.refine and not args.raw
     model.flip_average = not args.raw
     size = loaded.config.image_size
-    crop_size = args.crop_size or size
+    # lafin's crop at its predictor's own input size (landmarks.input_size; the generator's
+    # size when that is 0): the pipeline gives the predictor the input's pixels at that size
+    crop_size = args.crop_size or loaded.config.landmark_size
     torch.set_num_threads(max(1, torch.get_num_threads()))
     holes = MaskFolder(args.masks, size=size, bins=[3])  # 30-40%
     files = sorted(Path(args.faces).glob("*.pts"))
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     methods = ["lafin"] + ([] if args.no_dlib else ["dlib"]) + (["fused"] if args.fuse_dlib else [])
     print(f"\nNME (% of outer-eye distance) on {len(files)} faces of {args.faces}, "
-          f"{size}-px loose crops\n")
+          f"{crop_size}-px loose crops for lafin, {DLIB_SIZE}-px for dlib\n")
     print("| occlusion | " + " | ".join(f"{m} NME | {m} fail@8%" for m in methods) + " |")
     print("|---|" + "---|---|" * len(methods))
     summary = {}

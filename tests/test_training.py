@@ -444,3 +444,50 @@ def test_cli_init_from_overrides_the_config(face_cache, tmp_path):
                  "--init-from", str(tmp_path / "a" / "weights.safetensors")]) == 0
     meta = load_weights(tmp_path / "b" / "weights.safetensors").metadata
     assert (meta["step"], meta["steps_before"]) == ("1", "2")
+
+
+def _tiny_with_predictor_input(size: int) -> dict:
+    from lafin.config import get_preset
+
+    model = get_preset("tiny").to_dict()
+    model["landmarks"]["input_size"] = size
+    return model
+
+
+def test_landmark_stage_trains_at_the_predictors_input_size(face_cache, tmp_path):
+    """landmarks.input_size: the landmark stage draws its faces (64-px cache) at the predictor's
+    own size, learns there, and the exported weights carry that size."""
+    from lafin.checkpoint import load_weights
+
+    trainer = Trainer(_config(face_cache, "landmarks", model=_tiny_with_predictor_input(96),
+                              max_steps=40, checkpoint_every=1000, batch_size=8), tmp_path)
+    assert trainer.size == 96
+    batch = _fixed_batch(trainer)
+    assert batch.images.shape[-2:] == (96, 96) and batch.masks.shape[-2:] == (96, 96)
+    before = _landmark_loss(trainer, batch)
+    trainer.run()
+    assert _landmark_loss(trainer, batch) < 0.7 * before
+    saved = load_weights(tmp_path / "weights.safetensors")
+    assert saved.config.landmark_size == 96 and saved.config.image_size == 64
+
+
+def test_joint_stage_gives_a_larger_predictor_its_own_size(face_cache, tmp_path):
+    """The joint stage's frozen predictor sees the generator's crop resampled to its input size
+    and its points come back in the generator's pixels (a predictor answering one fixed
+    fraction f gives (f * 96 + 0.5) * 64 / 96 - 0.5 at every point)."""
+    model = _tiny_with_predictor_input(96)
+    trainer = Trainer(_config(face_cache, "joint", model=model, max_steps=2), tmp_path)
+    assert trainer.size == 64
+    fc = trainer.nets["landmarks"].fc_landmark
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.fill_(0.25)
+    seen = []
+    hook = trainer.nets["landmarks"].register_forward_pre_hook(
+        lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    points = trainer._predict_points(_fixed_batch(trainer).masked)
+    hook.remove()
+    assert seen == [(96, 96)]
+    assert torch.allclose(points, torch.full_like(points, (0.25 * 96 + 0.5) * 64 / 96 - 0.5))
+    trainer.run()
+    assert trainer.step == 2

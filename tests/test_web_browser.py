@@ -33,6 +33,7 @@ pytest.importorskip("playwright.sync_api", reason="Python playwright is not inst
                     "(pip install playwright; the browser is Debian's chromium)")
 pytest.importorskip("gradio", reason="the web demo needs the 'web' extra (gradio)")
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 # generous: the demo shares two cores with training runs on the development machine
@@ -119,6 +120,21 @@ def _upload_photo(page, path: Path) -> None:
     page.wait_for_timeout(300)
 
 
+def _upload_file(page, component: str, path: Path, attempts: int = 3) -> None:
+    """Give a file to a gradio File component and wait until it shows the file's name. On a
+    loaded machine the first upload was seen to be dropped now and then (the name never came):
+    the upload is retried, a page that never shows it still fails."""
+    for attempt in range(attempts):
+        page.locator(f"{component} input[type=file]").first.set_input_files(str(path))
+        try:
+            page.locator(component).get_by_text(path.name).wait_for(
+                timeout=TIMEOUT_MS // attempts)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+
+
 def _fetch_png(context, url: str) -> np.ndarray:
     response = context.request.get(url)
     assert response.ok, f"{url}: HTTP {response.status}"
@@ -146,9 +162,7 @@ def test_two_users_inpaint_in_the_browser(server, browser):
     _upload_photo(page_a, folder / "a.png")
     page_a.click("#lafin-inpaint")
     page_a.get_by_text("The mask is empty").first.wait_for()
-    page_a.locator("#lafin-mask-file input[type=file]").first.set_input_files(
-        str(folder / "hole.png"))
-    page_a.locator("#lafin-mask-file").get_by_text("hole.png").wait_for()
+    _upload_file(page_a, "#lafin-mask-file", folder / "hole.png")
 
     # user B: paints the hole with the brush across the middle of the photo
     _upload_photo(page_b, folder / "b.png")

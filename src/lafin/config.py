@@ -62,15 +62,23 @@ class LandmarkConfig:
         head: "pooled" is the original's head (every branch globally average-pooled);
             "spatial" keeps a 4x4 grid of the last feature map in one branch, as PFLD's
             full-map convolution does, so where a feature is stays visible to the regressor.
+        input_size: side of the predictor's input crop in pixels; 0 (default) means the model's
+            ``image_size``. A larger input gives the predictor more pixels per face than the
+            generator works on (the crop is resampled from the user's image, not upscaled
+            from the generator's crop).
     """
 
     width_mult: float = 1.0
     num_points: int = 68
     head: str = "pooled"
+    input_size: int = 0
 
     def __post_init__(self) -> None:
         if self.head not in ("pooled", "spatial"):
             raise ValueError(f"landmarks.head must be 'pooled' or 'spatial', not {self.head!r}")
+        if self.input_size < 0 or self.input_size % 32 != 0:
+            raise ValueError(f"landmarks.input_size must be 0 or a multiple of 32 (the predictor's "
+                             f"stride), not {self.input_size}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,11 @@ class ModelConfig:
                 f"image_size {self.image_size} must be a multiple of {max(factor, 32)} "
                 "(generator downsampling and the landmark predictor's stride of 32)"
             )
+
+    @property
+    def landmark_size(self) -> int:
+        """Side of the landmark predictor's input crop, in pixels."""
+        return self.landmarks.input_size or self.image_size
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

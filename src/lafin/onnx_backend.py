@@ -2,8 +2,9 @@
 
 An exported folder is self-describing:
 
-* ``landmarks.onnx``: input ``masked`` (B, 3, S, S) float32 in [0, 1] (hole pixels 1), output
-  ``landmarks`` (B, 136) float32, x0, y0, x1, y1, ... as fractions of S;
+* ``landmarks.onnx``: input ``masked`` (B, 3, L, L) float32 in [0, 1] (hole pixels 1), output
+  ``landmarks`` (B, 136) float32, x0, y0, x1, y1, ... as fractions of L (L is the config's
+  ``landmark_size``: ``landmarks.input_size``, or S when that is 0);
 * ``generator.onnx``: inputs ``masked`` (B, 3, S, S), ``landmark_map`` (B, 1, S, S) (1 at each
   landmark pixel), ``mask`` (B, 1, S, S) (1 = hole), output ``image`` (B, 3, S, S) float32 in
   [0, 1] (not composited);
@@ -150,7 +151,7 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
     config, generator, predictor, source = _networks(weights_or_model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    s = config.image_size
+    s, ls = config.image_size, config.landmark_size  # the predictor may have its own input size
     masked = torch.rand(_EXPORT_BATCH, 3, s, s)
     lmap = torch.zeros(_EXPORT_BATCH, 1, s, s)
     lmap[:, :, s // 2, s // 2] = 1
@@ -158,7 +159,7 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
     mask[:, :, s // 4:3 * s // 4, s // 4:3 * s // 4] = 1
     batch = {0: "batch"}
     with _exportable(), torch.no_grad():
-        torch.onnx.export(predictor, (masked,), str(out / LANDMARKS_NAME), dynamo=False,
+        torch.onnx.export(predictor, (torch.rand(_EXPORT_BATCH, 3, ls, ls),), str(out / LANDMARKS_NAME), dynamo=False,
                           opset_version=opset, input_names=["masked"],
                           output_names=["landmarks"],
                           dynamic_axes={"masked": batch, "landmarks": batch})
@@ -171,7 +172,7 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "opset": opset,
         "config": config.to_dict(), "source": source, "torch": torch.__version__,
         "networks": {
-            "landmarks": {"file": LANDMARKS_NAME, "inputs": {"masked": ["B", 3, s, s]},
+            "landmarks": {"file": LANDMARKS_NAME, "inputs": {"masked": ["B", 3, ls, ls]},
                           "outputs": {"landmarks": ["B", 2 * config.landmarks.num_points]},
                           "note": "masked: float32 in [0, 1], hole pixels 1; landmarks: x, y "
                                   "interleaved, fractions of the image side"},

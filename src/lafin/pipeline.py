@@ -359,10 +359,17 @@ class LaFInModel:
                 raise InputError("landmarks contain NaN or infinite values")
         return img, hole
 
-    def _frame(self, shape: tuple[int, int]) -> _Frame:
+    @property
+    def landmark_size(self) -> int:
+        """Side of the landmark predictor's input crop (the config's ``landmark_size``)."""
+        assert self.config is not None
+        return self.config.landmark_size
+
+    def _frame(self, shape: tuple[int, int], size: int | None = None) -> _Frame:
+        """The input's square frame at ``size`` (default: the generator's ``image_size``)."""
         h, w = shape
         side = max(h, w)
-        return _Frame((side - h) // 2, (side - w) // 2, side, self.image_size)
+        return _Frame((side - h) // 2, (side - w) // 2, side, size or self.image_size)
 
     def _to_model(self, image: np.ndarray, hole: np.ndarray, frame: _Frame
                   ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -371,7 +378,7 @@ class LaFInModel:
                 (frame.pad_left, frame.side - w - frame.pad_left))
         square = np.pad(image, pads + ((0, 0),), mode="edge")
         square_hole = np.pad(hole, pads, mode="constant").astype(np.float32)
-        s = self.image_size
+        s = frame.size
         interp = cv2.INTER_AREA if frame.side > s else cv2.INTER_CUBIC
         small = cv2.resize(square, (s, s), interpolation=interp)
         # a model pixel is hole if any input pixel under it is: nothing of the hole leaks in
@@ -386,25 +393,49 @@ class LaFInModel:
     @_cpu_call
     @torch.inference_mode()
     def _predict(self, masked: torch.Tensor, flip: bool | None = None) -> np.ndarray:
-        """(B, 3, S, S) masked crops -> (B, 68, 2) float32 landmarks in crop pixels.
+        """(B, 3, S, S) masked crops of any side S -> (B, 68, 2) float32 landmarks in their pixels.
 
-        ``flip`` (default: ``flip_average``) averages with the mirror image's prediction.
+        Crops whose side is not the predictor's ``landmark_size`` are resampled to it (callers
+        that have the source image build their crops at that size instead: see
+        :meth:`_predict_in`). ``flip`` (default: ``flip_average``) averages with the mirror
+        image's prediction.
         """
         assert self.landmark_predictor is not None
+        side, size = masked.shape[-1], self.landmark_size
+        if side != size:
+            masked = torch.nn.functional.interpolate(masked, size=(size, size), mode="bilinear",
+                                                     align_corners=False, antialias=side > size)
         if self._channels_last["landmarks"]:
             masked = masked.contiguous(memory_format=torch.channels_last)
         if not (self.flip_average if flip is None else flip):
-            out = self.landmark_predictor(masked).reshape(-1, NUM_POINTS, 2) * self.image_size
-            return out.float().cpu().numpy()
-        # the mean of the crop's and its mirror image's prediction (mirrored back): the result
-        # is exactly mirror-symmetric and cancels the predictor's left/right bias (shipped weights,
-        # AFW NME unoccluded 5.70% -> 5.32%: benchmarks/landmarks_nme.py --flip-average)
-        n = masked.shape[0]
-        both = torch.cat([masked, masked.flip(3)])
-        out = self.landmark_predictor(both).reshape(2, n, NUM_POINTS, 2).float() * self.image_size
-        mirrored = out[1][:, FLIP_PERMUTATION].clone()
-        mirrored[..., 0] = self.image_size - 1 - mirrored[..., 0]
-        return ((out[0] + mirrored) / 2).cpu().numpy()
+            out = self.landmark_predictor(masked).reshape(-1, NUM_POINTS, 2).float() * size
+        else:
+            # the mean of the crop's and its mirror image's prediction (mirrored back): the result
+            # is exactly mirror-symmetric and cancels the predictor's left/right bias (shipped
+            # weights, AFW NME unoccluded 5.70% -> 5.32%: benchmarks/landmarks_nme.py --raw)
+            n = masked.shape[0]
+            both = torch.cat([masked, masked.flip(3)])
+            out = self.landmark_predictor(both).reshape(2, n, NUM_POINTS, 2).float() * size
+            mirrored = out[1][:, FLIP_PERMUTATION].clone()
+            mirrored[..., 0] = size - 1 - mirrored[..., 0]
+            out = (out[0] + mirrored) / 2
+        points = out.cpu().numpy()
+        # pixel centres kept: x_side = (x_size + 0.5) * side / size - 0.5
+        return points if side == size else ((points + 0.5) * (side / size) - 0.5).astype(np.float32)
+
+    def _predict_in(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray],
+                    flip: bool | None = None) -> np.ndarray:
+        """Landmarks of the faces framed by ``matrices`` (photo pixels -> ``image_size`` crop),
+        (B, 68, 2) float32 in those crops' pixels, predicted on crops resampled from the photo
+        at the predictor's own ``landmark_size``."""
+        r = self.landmark_size / self.image_size
+        scaled = []
+        for matrix in matrices:  # crop pixel p -> (p + 0.5) * r - 0.5
+            m = np.asarray(matrix, np.float64) * r
+            m[:, 2] += 0.5 * (r - 1)
+            scaled.append(m)
+        points = self._predict(self._landmark_view(img, hole, scaled), flip=flip)
+        return ((points + 0.5) / r - 0.5).astype(np.float32)
 
     def _locate(self, img: np.ndarray, hole: np.ndarray, frame: _Frame, img_t: torch.Tensor,
                 hole_t: torch.Tensor) -> np.ndarray:
@@ -417,24 +448,33 @@ class LaFInModel:
         (benchmarks/landmarks_nme.py --refine): 70 held-out HELEN faces 3.90% -> 3.75% unoccluded
         but 5.12% -> 5.16% under irregular holes; AFW 4.81% -> 4.83% and 6.43% -> 6.89%.
         """
-        masked_t = img_t * (1 - hole_t) + hole_t
+        if self.landmark_size == self.image_size:
+            points = self._predict(img_t * (1 - hole_t) + hole_t,
+                                   flip=False if self.crop_landmark_refine else None)[0]
+        else:  # the predictor's own crop of the input, at its size (not the generator's upscaled)
+            big = self._frame(img.shape[:2], self.landmark_size)
+            big_img, big_hole = self._to_model(img, hole, big)
+            big_points = self._predict(big_img * (1 - big_hole) + big_hole,
+                                       flip=False if self.crop_landmark_refine else None)[0]
+            points = frame.to_model(big.to_input(big_points))
         if not self.crop_landmark_refine:
-            return self._predict(masked_t)[0]
-        first = frame.to_input(self._predict(masked_t, flip=False)[0])
+            return points.astype(np.float32)
+        first = frame.to_input(points)
         matrix = similarity_transform(first.astype(np.float64), canonical_landmarks(self.image_size))
-        second = self._predict(self._landmark_view(img, hole, [matrix]))[0]
+        second = self._predict_in(img, hole, [matrix])[0]
         return frame.to_model(transform_points(second, invert_affine(matrix))).astype(np.float32)
 
     def _landmark_view(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray]
                        ) -> torch.Tensor:
-        """(B, 3, S, S) masked crops of ``img`` by each photo -> crop matrix, for the predictor.
+        """(B, 3, L, L) masked crops of ``img`` by each photo -> crop matrix (L: the predictor's
+        ``landmark_size``), for the predictor.
 
         The hole is painted white before resampling, so nothing under it is read. A crop pixel
         is hole where the hole covers most of it (its white share is in the colour already):
         the "any" rule of the generator's crops grows thin holes at every resampling, and the
         predictor then loses points it could see.
         """
-        s = self.image_size
+        s = self.landmark_size
         source = np.where(hole[..., None] > 0, np.uint8(255), img)
         crops = []
         for matrix in matrices:
@@ -487,7 +527,7 @@ class LaFInModel:
                         and (holds(matrix) & held).sum() >= 0.99 * held.sum()):
                     f = replace(f, matrix=matrix)
             refined.append(f)
-        return refined, self._predict(self._landmark_view(img, hole, [f.matrix for f in refined]))
+        return refined, self._predict_in(img, hole, [f.matrix for f in refined])
 
     @_cpu_call
     @torch.inference_mode()
@@ -663,7 +703,10 @@ class LaFInModel:
             points = np.stack([transform_points(f.landmarks, f.matrix) for f in used])
         else:
             refine = self.landmark_refine if refine is None else refine
-            points = self._predict(img_t * (1 - hole_t) + hole_t, flip=False if refine else None)
+            flip = False if refine else None
+            points = (self._predict(img_t * (1 - hole_t) + hole_t, flip=flip)
+                      if self.landmark_size == s  # the generator's crops serve the predictor too
+                      else self._predict_in(img, hole, [f.matrix for f in used], flip=flip))
             if refine:
                 moved = used
                 used, points = self._refine_frames(img, hole, used, points)

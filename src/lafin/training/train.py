@@ -115,7 +115,9 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.model_config = resolve_model_config(config.model)
-        self.size = self.model_config.image_size
+        # the landmark stage trains at the predictor's own input size (landmarks.input_size)
+        self.size = (self.model_config.landmark_size if config.stage == "landmarks"
+                     else self.model_config.image_size)
         torch.manual_seed(config.seed + self.rank)
         self.rng = np.random.default_rng([config.seed, self.rank])
         self.step = 0
@@ -266,6 +268,16 @@ class Trainer:
                             flip=self.config.data.flip, geometry=self.geometry).to(
                                 self.device, self.memory_format)
 
+    def _predict_points(self, masked: torch.Tensor) -> torch.Tensor:
+        """The frozen predictor's points (B, 68, 2) in pixels of the generator's crop (joint
+        stage); a predictor with its own input size sees the crop resampled to that size."""
+        side = self.model_config.landmark_size
+        if side != self.size:
+            masked = nn.functional.interpolate(masked, size=(side, side), mode="bilinear",
+                                               align_corners=False, antialias=side < self.size)
+        points = self.nets["landmarks"](masked).view(-1, 68, 2) * side
+        return (points + 0.5) * (self.size / side) - 0.5
+
     def landmark_step(self, batch: Batch) -> dict[str, float]:
         net = self.nets["landmarks"]
         net.train()
@@ -285,7 +297,7 @@ class Trainer:
         disc.train()
         if self.config.stage == "joint":
             with torch.no_grad():
-                points = self.nets["landmarks"](batch.masked).view(-1, 68, 2) * self.size
+                points = self._predict_points(batch.masked)
         else:
             points = batch.landmarks
         lmap = landmark_map(points, self.size)
@@ -371,7 +383,7 @@ class Trainer:
                 continue
             points = batch.landmarks
             if self.config.stage == "joint":
-                points = self.nets["landmarks"](batch.masked).view(-1, 68, 2) * self.size
+                points = self._predict_points(batch.masked)
             out = self.ema(batch.masked, landmark_map(points, self.size), batch.masks)
             comp = out * batch.masks + batch.images * (1 - batch.masks)
             mse = ((comp * 255).round() - batch.images * 255).pow(2).mean(dim=(1, 2, 3))
@@ -401,7 +413,7 @@ class Trainer:
         else:
             points = batch.landmarks[:k]
             if self.config.stage == "joint":
-                points = self.nets["landmarks"](batch.masked[:k]).view(-1, 68, 2) * self.size
+                points = self._predict_points(batch.masked[:k])
             out = self.ema(batch.masked[:k], landmark_map(points, self.size), batch.masks[:k])
             comp = to_np(out * batch.masks[:k] + batch.images[:k] * (1 - batch.masks[:k]))
             for i in range(k):

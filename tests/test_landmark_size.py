@@ -1,0 +1,138 @@
+"""A landmark predictor with its own input size (``landmarks.input_size``): config, the pipeline's
+coordinate mapping in crop and photo mode, training, export."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import box_mask, face_like
+from lafin.alignment import transform_points
+from lafin.checkpoint import load_any, save_weights
+from lafin.config import LandmarkConfig, ModelConfig, get_preset
+from lafin.networks import build_generator, build_landmark_predictor
+from lafin.pipeline import LaFInModel
+
+
+def _tiny(input_size: int) -> ModelConfig:
+    tiny = get_preset("tiny")
+    return dataclasses.replace(tiny, landmarks=dataclasses.replace(tiny.landmarks,
+                                                                   input_size=input_size))
+
+
+class _BlobPredictor(torch.nn.Module):
+    """Finds the brightest blob (soft-argmax of the brightness) and answers it for all 68 points,
+    as fractions of the crop side (fraction * side = pixel-centre coordinate, the predictor's
+    convention). It records the sides it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sides: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        self.sides.append(w)
+        weight = torch.softmax(60 * x.mean(1).reshape(b, -1), dim=1).reshape(b, h, w)
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                torch.arange(w, dtype=torch.float32), indexing="ij")
+        centre = torch.stack([(weight * xs).sum((1, 2)) / w, (weight * ys).sum((1, 2)) / h], 1)
+        return centre[:, None].expand(b, 68, 2).reshape(b, -1)
+
+
+def _blob_image(h: int, w: int, x: float, y: float, sigma: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    return np.repeat((20 + 220 * blob)[..., None], 3, axis=2).round().astype(np.uint8)
+
+
+def test_input_size_is_validated_and_stored(tmp_path):
+    assert get_preset("compact").landmark_size == 128  # 0: the generator's size
+    assert _tiny(96).landmark_size == 96
+    with pytest.raises(ValueError, match="multiple of 32"):
+        LandmarkConfig(input_size=100)
+    config = _tiny(96)
+    path = tmp_path / "w.safetensors"
+    save_weights(path, config, landmark_predictor=build_landmark_predictor(config))
+    assert load_any(path).config.landmark_size == 96
+    # files written before input_size existed have no such key: they mean the image size
+    old = config.to_dict()
+    del old["landmarks"]["input_size"]
+    assert ModelConfig.from_dict(old).landmark_size == 64
+
+
+@pytest.mark.parametrize("input_size", [64, 128, 32])
+@pytest.mark.parametrize("shape", [(90, 120), (150, 100)])
+@pytest.mark.parametrize("flip", [False, True])
+def test_crop_mode_points_land_where_the_face_is(input_size, shape, flip):
+    """Whatever the predictor's input size (the generator's, larger or smaller) and the input's
+    shape, a predictor that finds a blob puts the points on the blob, in the input's pixels."""
+    predictor = _BlobPredictor()
+    model = LaFInModel.from_networks(_tiny(input_size), None, predictor)
+    model.flip_average = flip
+    h, w = shape
+    x, y = 0.37 * w, 0.61 * h
+    points = model.predict_landmarks(_blob_image(h, w, x, y, sigma=0.06 * max(h, w)))
+    assert points.shape == (68, 2) and points.dtype == np.float32
+    # a quarter of a predictor pixel (the soft-argmax is that exact on a sampled blob)
+    assert np.abs(points - [x, y]).max() < 0.25 * max(1.0, max(h, w) / input_size)
+    assert set(predictor.sides) == {input_size}  # built at its size, not resized from 64
+
+
+@pytest.mark.parametrize("input_size", [64, 128])
+def test_photo_mode_view_maps_points_into_the_face_crop(input_size):
+    """Photo mode frames a face by a similarity matrix (photo -> generator crop); the
+    predictor's own view of it, at its size, must give points in that crop's pixels."""
+    model = LaFInModel.from_networks(_tiny(input_size), None, _BlobPredictor())
+    x, y = 140.0, 95.0
+    photo = _blob_image(240, 300, x, y, sigma=6)
+    angle, scale = np.radians(12), 0.55
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    matrix = np.array([[c, -s, 32 - (c * x - s * y) + 5], [s, c, 32 - (s * x + c * y) - 3]])
+    got = model._predict_in(photo, np.zeros(photo.shape[:2], np.uint8), [matrix])
+    want = transform_points(np.array([[x, y]]), matrix)[0]
+    assert got.shape == (1, 68, 2)
+    assert np.abs(got[0] - want).max() < 0.05
+
+
+def test_larger_input_runs_the_whole_pipeline():
+    """A real (random) predictor at 128 px beside a 64-px generator: crop and photo mode
+    inpaint, keep the known pixels and report landmarks in the input's pixels."""
+    torch.manual_seed(0)
+    config = _tiny(128)
+    model = LaFInModel.from_networks(config, build_generator(config),
+                                     build_landmark_predictor(config))
+    image, mask = face_like(100, 120), box_mask(100, 120)
+    result = model(image, mask)
+    assert result.landmarks.shape == (68, 2)
+    assert np.array_equal(result.image[mask == 0], image[mask == 0])
+    photo, hole = face_like(300, 300, seed=2), box_mask(300, 300, 0.45, 0.35, 0.7, 0.65)
+    from lafin.alignment import canonical_landmarks
+
+    given = canonical_landmarks(160) + 70
+    out = model(photo, hole, landmarks=given, mode="photo")
+    assert np.array_equal(out.image[hole == 0], photo[hole == 0])
+
+
+def test_onnx_export_uses_the_predictors_size(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from lafin.onnx_backend import export_onnx, load_onnx_folder
+
+    torch.manual_seed(0)
+    config = _tiny(96)
+    weights = tmp_path / "w.safetensors"
+    predictor = build_landmark_predictor(config).eval()
+    save_weights(weights, config, generator=build_generator(config), landmark_predictor=predictor)
+    export_onnx(weights, tmp_path / "onnx")
+    loaded, _, onnx_predictor = load_onnx_folder(tmp_path / "onnx")
+    assert loaded.landmark_size == 96
+    x = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        want = predictor(x)
+    np.testing.assert_allclose(onnx_predictor(x).numpy(), want.numpy(), atol=1e-3)
+    image = face_like(80, 80)
+    np.testing.assert_allclose(
+        LaFInModel(weights=tmp_path / "onnx", backend="onnx").predict_landmarks(image),
+        LaFInModel(weights=weights).predict_landmarks(image), atol=1e-2)
