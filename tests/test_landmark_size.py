@@ -17,10 +17,23 @@ from lafin.networks import build_generator, build_landmark_predictor
 from lafin.pipeline import LaFInModel
 
 
-def _tiny(input_size: int) -> ModelConfig:
+def _tiny(input_size: int, head: str = "pooled") -> ModelConfig:
     tiny = get_preset("tiny")
-    return dataclasses.replace(tiny, landmarks=dataclasses.replace(tiny.landmarks,
-                                                                   input_size=input_size))
+    return dataclasses.replace(tiny, landmarks=dataclasses.replace(
+        tiny.landmarks, input_size=input_size, head=head))
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (3, 3), (5, 7), (8, 8), (4, 4)])
+def test_grid_pool_is_adaptive_average_pooling(shape):
+    """The spatial head's 4x4 grid: a 192-px input leaves a 6x6 map, which adaptive pooling
+    covers with overlapping windows (ONNX has no such op); grid_pool must be the same."""
+    from lafin.networks.landmark_predictor import grid_pool
+
+    x = torch.randn(2, 3, *shape)
+    want = torch.nn.functional.adaptive_avg_pool2d(x, 4)
+    assert torch.allclose(grid_pool(x, 4), want, atol=1e-6)
+    assert torch.allclose(grid_pool(x.contiguous(memory_format=torch.channels_last), 4), want,
+                          atol=1e-6)
 
 
 class _BlobPredictor(torch.nn.Module):
@@ -121,7 +134,7 @@ def test_onnx_export_uses_the_predictors_size(tmp_path):
     from lafin.onnx_backend import export_onnx, load_onnx_folder
 
     torch.manual_seed(0)
-    config = _tiny(96)
+    config = _tiny(96, head="spatial")  # a 3x3 map pooled to the 4x4 grid
     weights = tmp_path / "w.safetensors"
     predictor = build_landmark_predictor(config).eval()
     save_weights(weights, config, generator=build_generator(config), landmark_predictor=predictor)

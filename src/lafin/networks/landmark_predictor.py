@@ -27,6 +27,29 @@ _SPATIAL_GRID = 4
 _SPATIAL_CHANNELS = 32
 
 
+def _pool_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """(bins, size) rows that average the windows ``adaptive_avg_pool`` uses along one axis
+    (bin i spans floor(i * size / bins) to ceil((i + 1) * size / bins))."""
+    matrix = torch.zeros(bins, size, dtype=like.dtype, device=like.device)
+    for i in range(bins):
+        start, end = (i * size) // bins, -((-(i + 1) * size) // bins)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def grid_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """``adaptive_avg_pool2d(x, bins)`` for (B, C, H, W) ``x``, also where ``bins`` does not
+    divide H or W (the map of a 192-px input is 6x6): written as two small matrix products
+    there, because ONNX has no adaptive pooling with overlapping windows."""
+    # plain ints: the map size is fixed by the input size, so an export may bake it in
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % bins == 0 and w % bins == 0:
+        return nn.functional.adaptive_avg_pool2d(x, bins)
+    # along W, then along H (as linear layers over the last axis: ONNX MatMul with a 2-D weight)
+    along_w = nn.functional.linear(x, _pool_matrix(w, bins, x))  # (B, C, H, bins)
+    return nn.functional.linear(along_w.transpose(-1, -2), _pool_matrix(h, bins, x)).transpose(-1, -2)
+
+
 def _make_divisible(value: float, divisor: int = 8) -> int:
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
 
@@ -90,7 +113,7 @@ class LandmarkPredictor(nn.Module):
         node1 = self.conv_node1(feat).mean(dim=(2, 3))
         node2 = self.conv_node2(wide).mean(dim=(2, 3))
         if self.spatial:
-            grid = nn.functional.adaptive_avg_pool2d(wide, _SPATIAL_GRID)
+            grid = grid_pool(wide, _SPATIAL_GRID)
             node3 = self.prelu(self.conv1_after_mbnet(grid)).flatten(1)
         else:
             node3 = self.prelu(self.conv1_after_mbnet(wide.mean(dim=(2, 3), keepdim=True))).flatten(1)
