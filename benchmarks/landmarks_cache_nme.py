@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cache = load_cache(args.cache)
+    holes = MaskFolder(args.masks, size=cache.size, bins=[3])  # 30-40%
     n = min(args.faces, len(cache))
     print(f"| weights | NME unoccluded | NME irregular 30-40% |  ({n} faces of {args.cache})")
     print("|---|---|---|")
@@ -40,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_any(path)
         _, predictor = build_from_weights(loaded)
         model = LaFInModel.from_networks(loaded.config, None, predictor)
-        holes = MaskFolder(args.masks, size=cache.size, bins=[3])
         rng = np.random.default_rng(0)
         plain, masked = [], []
         for i in range(n):

@@ -115,10 +115,16 @@ def time_batch(model: Any, size: int, batch: int, repeats: int, warmup: int) -> 
     img_t = torch.from_numpy(np.stack([image] * batch)).permute(0, 3, 1, 2).float().div(255)
     hole_t = torch.from_numpy(np.stack([mask] * batch)[:, None].astype(np.float32))
     img_t = img_t.contiguous()
+    # the predictor's own crops, at its input size (as the pipeline cuts them from the input)
+    side = model.landmark_size
+    lm_image, lm_mask = crop_case(side)
+    lm_t = torch.from_numpy(np.stack([lm_image] * batch)).permute(0, 3, 1, 2).float().div(255)
+    lm_hole = torch.from_numpy(np.stack([lm_mask] * batch)[:, None].astype(np.float32))
+    lm_masked = (lm_t * (1 - lm_hole) + lm_hole).contiguous()
 
     def run() -> None:
-        points = model._predict(img_t * (1 - hole_t) + hole_t)
-        model._generate(img_t, hole_t, points)
+        points = model._predict(lm_masked)
+        model._generate(img_t, hole_t, (points + 0.5) * (size / side) - 0.5)
 
     for _ in range(warmup):
         run()

@@ -149,3 +149,11 @@ def test_onnx_export_uses_the_predictors_size(tmp_path):
     np.testing.assert_allclose(
         LaFInModel(weights=tmp_path / "onnx", backend="onnx").predict_landmarks(image),
         LaFInModel(weights=weights).predict_landmarks(image), atol=1e-2)
+
+
+def test_predictor_crops_of_another_size_are_refused():
+    """Crops for the predictor are cut at its own size; a crop of the generator's size given
+    by mistake is an error, not a silently rescaled guess."""
+    model = LaFInModel.from_networks(_tiny(128), None, _BlobPredictor())
+    with pytest.raises(ValueError, match="128x128"):
+        model._predict(torch.rand(1, 3, 64, 64))

@@ -393,35 +393,30 @@ class LaFInModel:
     @_cpu_call
     @torch.inference_mode()
     def _predict(self, masked: torch.Tensor, flip: bool | None = None) -> np.ndarray:
-        """(B, 3, S, S) masked crops of any side S -> (B, 68, 2) float32 landmarks in their pixels.
-
-        Crops whose side is not the predictor's ``landmark_size`` are resampled to it (callers
-        that have the source image build their crops at that size instead: see
-        :meth:`_predict_in`). ``flip`` (default: ``flip_average``) averages with the mirror
-        image's prediction.
+        """(B, 3, L, L) masked crops at the predictor's ``landmark_size`` L -> (B, 68, 2) float32
+        landmarks in crop pixels. ``flip`` (default: ``flip_average``) averages with the mirror
+        image's prediction. Callers build their crops at L from the input's own pixels
+        (:meth:`_locate`, :meth:`_predict_in`).
         """
         assert self.landmark_predictor is not None
-        side, size = masked.shape[-1], self.landmark_size
-        if side != size:
-            masked = torch.nn.functional.interpolate(masked, size=(size, size), mode="bilinear",
-                                                     align_corners=False, antialias=side > size)
+        size = self.landmark_size
+        if masked.shape[-2:] != (size, size):
+            raise ValueError(f"the landmark predictor takes {size}x{size} crops, "
+                             f"not {tuple(masked.shape[-2:])}")
         if self._channels_last["landmarks"]:
             masked = masked.contiguous(memory_format=torch.channels_last)
         if not (self.flip_average if flip is None else flip):
-            out = self.landmark_predictor(masked).reshape(-1, NUM_POINTS, 2).float() * size
-        else:
-            # the mean of the crop's and its mirror image's prediction (mirrored back): the result
-            # is exactly mirror-symmetric and cancels the predictor's left/right bias (shipped
-            # weights, AFW NME unoccluded 5.70% -> 5.32%: benchmarks/landmarks_nme.py --raw)
-            n = masked.shape[0]
-            both = torch.cat([masked, masked.flip(3)])
-            out = self.landmark_predictor(both).reshape(2, n, NUM_POINTS, 2).float() * size
-            mirrored = out[1][:, FLIP_PERMUTATION].clone()
-            mirrored[..., 0] = size - 1 - mirrored[..., 0]
-            out = (out[0] + mirrored) / 2
-        points = out.cpu().numpy()
-        # pixel centres kept: x_side = (x_size + 0.5) * side / size - 0.5
-        return points if side == size else ((points + 0.5) * (side / size) - 0.5).astype(np.float32)
+            out = self.landmark_predictor(masked).reshape(-1, NUM_POINTS, 2) * size
+            return out.float().cpu().numpy()
+        # the mean of the crop's and its mirror image's prediction (mirrored back): the result
+        # is exactly mirror-symmetric and cancels the predictor's left/right bias (shipped weights,
+        # AFW NME unoccluded 5.70% -> 5.32%: benchmarks/landmarks_nme.py --raw)
+        n = masked.shape[0]
+        both = torch.cat([masked, masked.flip(3)])
+        out = self.landmark_predictor(both).reshape(2, n, NUM_POINTS, 2).float() * size
+        mirrored = out[1][:, FLIP_PERMUTATION].clone()
+        mirrored[..., 0] = size - 1 - mirrored[..., 0]
+        return ((out[0] + mirrored) / 2).cpu().numpy()
 
     def _predict_in(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray],
                     flip: bool | None = None) -> np.ndarray:
