@@ -110,6 +110,38 @@ def test_photo_mode_view_maps_points_into_the_face_crop(input_size):
     assert np.abs(got[0] - want).max() < 0.05
 
 
+@pytest.mark.parametrize("input_size", [64, 128])
+def test_photo_mode_view_centres_an_aligned_face(input_size):
+    """The aligned crop puts the face low (the canonical layout); the predictor trained on faces
+    centred within +-8% sees aligned faces with their landmark box centred, and a
+    hole-surroundings guess (``aligned=False``) as framed. Points come back in crop pixels."""
+    from lafin.alignment import canonical_landmarks, invert_affine
+
+    predictor = _BlobPredictor()
+    answers: list[torch.Tensor] = []
+    predictor.register_forward_hook(lambda m, i, out: answers.append(out.reshape(-1, 68, 2)[:, 0]))
+    model = LaFInModel.from_networks(_tiny(input_size), None, predictor)
+    model.flip_average = False
+    s = model.image_size
+    box = canonical_landmarks(s)
+    box_centre = (box.min(axis=0) + box.max(axis=0)) / 2
+    matrix = np.array([[0.5, 0.0, -30.0], [0.0, 0.5, -25.0]])  # photo -> crop
+    x, y = transform_points(box_centre[None], invert_affine(matrix))[0]
+    photo = _blob_image(260, 240, x, y, sigma=8)
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    for aligned in (True, False):
+        answers.clear()
+        got = model._predict_in(photo, hole, [matrix], aligned=[aligned])
+        assert np.abs(got[0] - box_centre).max() < 0.05  # crop pixels either way
+        seen = answers[0][0].numpy() * input_size  # where the predictor saw the blob
+        view_centre = (input_size - 1) / 2
+        if aligned:
+            assert np.abs(seen - view_centre).max() < 0.05
+        else:  # as the crop has it: 8% of a side below the centre
+            want = (box_centre + 0.5) * input_size / s - 0.5
+            assert np.abs(seen - want).max() < 0.05 and seen[1] - view_centre > 0.07 * input_size
+
+
 def test_larger_input_runs_the_whole_pipeline():
     """A real (random) predictor at 128 px beside a 64-px generator: crop and photo mode
     inpaint, keep the known pixels and report landmarks in the input's pixels."""

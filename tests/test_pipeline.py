@@ -169,13 +169,16 @@ def test_landmarks_are_mirror_symmetric(tiny_weights):
 
 
 class _CanonicalPredictor(torch.nn.Module):
-    """Always 'sees' the canonical landmarks of its input crop (B, 136 normalised)."""
+    """Always 'sees' the canonical landmarks with their box centred in its input crop (how the
+    predictor's view frames an aligned face), (B, 136) normalised."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         from lafin.alignment import canonical_landmarks
 
-        self.points = torch.from_numpy(canonical_landmarks(size).astype(np.float32) / size)
+        points = canonical_landmarks(size)
+        points += (size - 1) / 2 - (points.min(axis=0) + points.max(axis=0)) / 2
+        self.points = torch.from_numpy(points.astype(np.float32) / size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.points.reshape(1, -1).expand(x.shape[0], -1)
@@ -196,8 +199,8 @@ class _CentroidPredictor(_CanonicalPredictor):
 @pytest.mark.parametrize("shape", [(64, 64), (90, 120), (200, 150)])
 def test_landmark_refine_maps_the_second_pass_back_to_the_input(tiny_config, shape):
     """The refining pass re-aligns the face to the canonical crop by the first pass's points and
-    maps its points back: a predictor that always answers 'canonical' must then give the first
-    pass's points again, in the input's pixels, for any input size and aspect."""
+    maps its points back: a predictor that always answers 'the canonical face, centred' must
+    then give the first pass's points again, in the input's pixels, for any input size and aspect."""
     model = LaFInModel.from_networks(tiny_config, None, _CanonicalPredictor(tiny_config.image_size))
     model.flip_average = False
     image, hole = face_like(*shape), box_mask(*shape)
