@@ -31,6 +31,12 @@ CANONICAL_LANDMARKS: np.ndarray = np.array([
 ], dtype=np.float32)
 
 
+def rescale_points(points: np.ndarray, scale: float) -> np.ndarray:
+    """Pixel coordinates (..., 2) of an image resized by ``scale`` (pixel centres kept: pixel
+    x covers [x - 0.5, x + 0.5], so x + 0.5 scales). Same dtype for float32 and float64 input."""
+    return (points + 0.5) * scale - 0.5
+
+
 def canonical_landmarks(size: int) -> np.ndarray:
     """The canonical 68 points in pixels of a ``size`` x ``size`` crop (pixel-centre convention)."""
     return CANONICAL_LANDMARKS * size - 0.5

@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 import torch
 
-from lafin.alignment import (canonical_landmarks, invert_affine, similarity_transform,
-                             transform_points, warp_to_crop)
+from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
+                             similarity_transform, transform_points, warp_to_crop)
 from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
 from lafin.config import ModelConfig
 from lafin.io import ImageInput, InputError, load_image, load_mask
@@ -123,10 +123,10 @@ class _Frame:
     def to_model(self, points: np.ndarray) -> np.ndarray:
         """Input pixel coordinates -> model pixel coordinates (pixel centres preserved)."""
         shifted = points + np.array([self.pad_left, self.pad_top], dtype=np.float32)
-        return (shifted + 0.5) * self.scale - 0.5
+        return rescale_points(shifted, self.scale)
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
-        shifted = (points + 0.5) / self.scale - 0.5
+        shifted = rescale_points(points, 1 / self.scale)
         return shifted - np.array([self.pad_left, self.pad_top], dtype=np.float32)
 
 
@@ -444,7 +444,7 @@ class LaFInModel:
             view[:, 2] += r * shift + 0.5 * (r - 1)
             views.append(view)
         points = self._predict(self._landmark_view(img, hole, views), flip=flip)
-        return ((points + 0.5) / r - 0.5 - shifts[:, None]).astype(np.float32)
+        return (rescale_points(points, 1 / r) - shifts[:, None]).astype(np.float32)
 
     def _locate(self, img: np.ndarray, hole: np.ndarray, frame: _Frame, img_t: torch.Tensor,
                 hole_t: torch.Tensor) -> np.ndarray:

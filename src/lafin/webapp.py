@@ -35,6 +35,7 @@ import numpy as np
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from lafin.alignment import rescale_points  # noqa: E402
 from lafin.io import InputError, load_image, load_mask  # noqa: E402
 from lafin.landmarks import (  # noqa: E402
     NUM_POINTS,
@@ -487,7 +488,7 @@ class DemoHandlers:
         point, the next one moves it there."""
         current = self._need_landmarks(session)
         x0, y0, scale = session.view
-        point = (np.asarray(xy[:2], np.float64) + 0.5) / scale - 0.5 + (x0, y0)
+        point = rescale_points(np.asarray(xy[:2], np.float64), 1 / scale) + (x0, y0)
         if session.selected is None:
             i = int(np.argmin(np.linalg.norm(current - point, axis=1)))
             session.selected = i
@@ -543,7 +544,7 @@ class DemoHandlers:
         session.view = (float(x0), float(y0), float(scale))
 
         def to_view(points: np.ndarray) -> np.ndarray:
-            return (np.asarray(points, np.float64) - (x0, y0) + 0.5) * scale - 0.5
+            return rescale_points(np.asarray(points, np.float64) - (x0, y0), scale)
 
         for other in session.other_faces:
             view = draw_landmarks(view, to_view(other), color=(0, 160, 255))

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import torch
 
+from lafin.alignment import rescale_points
 from lafin.data.cache import FaceCache
 from lafin.landmarks import flip_landmarks
 
@@ -87,7 +88,7 @@ def sample_batch(cache: FaceCache, batch_size: int, rng: np.random.Generator,
         elif image.shape[0] != size:
             s = size / image.shape[0]
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            lm = (lm + 0.5) * s - 0.5
+            lm = rescale_points(lm, s)
         if flip and rng.random() < 0.5:
             image = image[:, ::-1]
             lm = flip_landmarks(lm, size)

@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lafin.alignment import rescale_points
+
 log = logging.getLogger(__name__)
 
 
@@ -85,8 +87,7 @@ def _load_and_label(args: tuple[str, int, tuple[float, float, float, float] | No
         landmarks, source = annotate_aligned(image, FaceBox(*prior, score=float("nan")))
     if image.shape[:2] != (size, size):
         image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
-        # pixel centres: x_new + 0.5 = (x + 0.5) * scale
-        landmarks = (landmarks + 0.5) * scale - 0.5
+        landmarks = rescale_points(landmarks, scale)
     return image, landmarks.astype(np.float32), source
 
 

@@ -56,7 +56,7 @@ def _list_images(src: Path) -> list[Path]:
 
 def _process(args: tuple[str, str, PrepareOptions]) -> tuple[str, str, str, int]:
     """Prepare one photo. Returns (name, status, detail, faces found); status is ok or skip."""
-    from lafin.alignment import align_face, transform_points
+    from lafin.alignment import align_face, rescale_points, transform_points
     from lafin.face import FaceBox, annotate, annotate_aligned, detect_faces
     from lafin.io import InputError, load_image
     from lafin.landmarks import read_pts, write_pts
@@ -86,7 +86,7 @@ def _process(args: tuple[str, str, PrepareOptions]) -> tuple[str, str, str, int]
         else:
             landmarks, detail = human, "landmarks: file"
         crop = np.asarray(Image.fromarray(image).resize((opt.size, opt.size), Image.Resampling.LANCZOS))
-        crop_points = (landmarks + 0.5) * scale - 0.5
+        crop_points = rescale_points(landmarks, scale)
     else:
         if human is None:
             boxes = detect_faces(image, upsample=opt.upsample, min_score=opt.min_score)

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from lafin import __version__
+from lafin.alignment import rescale_points
 from lafin.evaluation import metrics as M
 from lafin.evaluation.report import (  # noqa: F401 (the unused ones: re-exported)
     CENTRE, METRIC_BY_KEY, METRICS, GridCase, Metric, aggregate, plot_grid, plot_metrics,
@@ -434,7 +435,7 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
         else:
             try:
                 pts = load_landmarks(lm_file)
-                given = ((pts - np.array([left, top], np.float32)) + 0.5) * scale - 0.5
+                given = rescale_points(pts - np.array([left, top], np.float32), scale)
             except ValueError as exc:
                 log.warning("%s: bad landmarks (%s); using dlib's annotation", path.name, exc)
     reference = None

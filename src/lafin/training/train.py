@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lafin import losses
+from lafin.alignment import rescale_points
 from lafin.config import ModelConfig, get_preset
 from lafin.data.batches import Batch, GeometryAugment, sample_batch
 from lafin.data.cache import FaceCache, load_cache
@@ -276,7 +277,7 @@ class Trainer:
             masked = nn.functional.interpolate(masked, size=(side, side), mode="bilinear",
                                                align_corners=False, antialias=side < self.size)
         points = self.nets["landmarks"](masked).view(-1, 68, 2) * side
-        return (points + 0.5) * (self.size / side) - 0.5
+        return rescale_points(points, self.size / side)
 
     def landmark_step(self, batch: Batch) -> dict[str, float]:
         net = self.nets["landmarks"]
