@@ -214,6 +214,24 @@ def test_feature_matching_without_vgg_and_perceptual_with_vgg(face_cache, tmp_pa
     assert "loss/feature_matching" not in logs
 
 
+def test_discriminator_head_start(face_cache, tmp_path):
+    """Before ``warmup_adversarial_steps`` the generator gets no adversarial terms; the
+    discriminator learns only in the ``discriminator_head_start`` steps before it."""
+    trainer = Trainer(_config(face_cache, "inpaint", warmup_adversarial_steps=3,
+                              discriminator_head_start=1), tmp_path)
+    disc = trainer.nets["discriminator"]
+    seen = []
+    for step in range(4):
+        trainer.step = step
+        before = [p.detach().clone() for p in disc.parameters()]
+        logs = trainer.inpaint_step(trainer.next_batch())
+        moved = any(not torch.equal(a, b) for a, b in zip(before, disc.parameters()))
+        seen.append((moved, "loss/discriminator" in logs, "loss/adversarial" in logs,
+                     "loss/feature_matching" in logs))
+    assert seen == [(False, False, False, False), (False, False, False, False),
+                    (True, True, False, False), (True, True, True, True)]
+
+
 def test_wrong_vgg_file_is_rejected(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="VGG-19"):

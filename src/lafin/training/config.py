@@ -82,7 +82,11 @@ class TrainConfig:
 
     ``lr_schedule="cosine"`` decays every learning rate from ``lr`` to ``lr * lr_min_ratio``
     over ``max_steps``; it is a function of the step, so changing ``max_steps`` and resuming
-    simply continues on the new curve."""
+    simply continues on the new curve.
+
+    The adversarial terms reach the generator from step ``warmup_adversarial_steps``; the
+    discriminator starts learning ``discriminator_head_start`` steps before that, so a fresh
+    discriminator beside a trained generator gives useful gradients from its first one."""
 
     stage: Stage = "inpaint"
     model: str | dict[str, Any] = "compact"
@@ -97,6 +101,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_steps: int = 100_000
     warmup_adversarial_steps: int = 0
+    discriminator_head_start: int = 0
     ema_decay: float = 0.999
     seed: int = 0
     threads: int = 0

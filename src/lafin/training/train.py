@@ -304,12 +304,14 @@ class Trainer:
         lmap = landmark_map(points, self.size)
         output = gen(batch.masked, lmap, batch.masks)
         composite = output * batch.masks + batch.images * (1 - batch.masks)
-        use_adv = self.step >= self.config.warmup_adversarial_steps and (
-            cfg.adversarial > 0 or (cfg.feature_matching > 0 and self.vgg is None))
+        adversarial = cfg.adversarial > 0 or (cfg.feature_matching > 0 and self.vgg is None)
+        start = self.config.warmup_adversarial_steps
+        train_disc = adversarial and self.step >= start - self.config.discriminator_head_start
+        use_adv = adversarial and self.step >= start
         logs: dict[str, float] = {}
 
         real_feats: list[torch.Tensor] = []
-        if use_adv:  # discriminator update
+        if train_disc:  # discriminator update
             # real and fake in one forward: one DDP forward per backward
             logits, feats = disc(torch.cat([batch.images, composite.detach()]), torch.cat([lmap, lmap]))
             real_logits, fake_logits = logits.chunk(2)
