@@ -114,7 +114,8 @@ def test_photo_mode_view_maps_points_into_the_face_crop(input_size):
 def test_photo_mode_view_centres_an_aligned_face(input_size):
     """The aligned crop puts the face low (the canonical layout); the predictor trained on faces
     centred within +-8% sees aligned faces with their landmark box centred, and a
-    hole-surroundings guess (``aligned=False``) as framed. Points come back in crop pixels."""
+    hole-surroundings guess (``aligned=False``) in which it finds no face as framed. Points come
+    back in crop pixels."""
     from lafin.alignment import canonical_landmarks, invert_affine
 
     predictor = _BlobPredictor()
@@ -133,13 +134,79 @@ def test_photo_mode_view_centres_an_aligned_face(input_size):
         answers.clear()
         got = model._predict_in(photo, hole, [matrix], aligned=[aligned])
         assert np.abs(got[0] - box_centre).max() < 0.05  # crop pixels either way
-        seen = answers[0][0].numpy() * input_size  # where the predictor saw the blob
+        seen = answers[-1][0].numpy() * input_size  # where the predictor saw the blob
         view_centre = (input_size - 1) / 2
         if aligned:
             assert np.abs(seen - view_centre).max() < 0.05
         else:  # as the crop has it: 8% of a side below the centre
             want = (box_centre + 0.5) * input_size / s - 0.5
             assert np.abs(seen - want).max() < 0.05 and seen[1] - view_centre > 0.07 * input_size
+
+
+class _ThreeBlobFace(torch.nn.Module):
+    """A 'face' is three dark discs: the eye centres and the mouth centre. Finding all three in
+    its view, it answers the canonical 68 points fitted to them (a similarity); otherwise every
+    point at the view's centre."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from lafin.alignment import CANONICAL_LANDMARKS
+
+        c = CANONICAL_LANDMARKS.astype(np.float64)
+        self.canonical = c
+        self.anchors = np.stack([c[36:42].mean(0), c[42:48].mean(0), c[48:68].mean(0)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import cv2
+
+        from lafin.alignment import similarity_transform
+
+        out = []
+        for view in x.mean(1).numpy():
+            n, _, stats, centroids = cv2.connectedComponentsWithStats((view < 0.3).astype(np.uint8))
+            blobs = [centroids[k] for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= 4]
+            points = np.full((68, 2), 0.5 * view.shape[0] - 0.5)
+            if len(blobs) == 3:
+                blobs.sort(key=lambda b: b[1])  # two eyes above the mouth
+                eyes = sorted(blobs[:2], key=lambda b: b[0])
+                m = similarity_transform(self.anchors, np.stack([*eyes, blobs[2]]))
+                points = self.canonical @ m[:, :2].T + m[:, 2]
+            out.append(points / view.shape[0])  # fraction * side = pixel coordinate
+        return torch.from_numpy(np.stack(out)).float().reshape(len(out), -1)
+
+
+@pytest.mark.parametrize("input_size", [64, 128])
+def test_a_guessed_frame_finds_the_face_first(input_size):
+    """No face found: photo mode's guess is the square around the hole (here a hole over the
+    nose: a crop that shows neither eye nor the mouth). The predictor first looks at twice that
+    area, the face is aligned on what it finds, and the points come from that view."""
+    from lafin.alignment import CANONICAL_LANDMARKS, similarity_transform
+    from lafin.photo import _surroundings_frame
+
+    model = LaFInModel.from_networks(_tiny(input_size), None, _ThreeBlobFace())
+    model.flip_average = False
+    angle, scale, centre = np.radians(10), 150.0, np.array([150.0, 140.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    truth = (CANONICAL_LANDMARKS - 0.5) @ rot.T + centre  # the face in photo pixels
+    photo = np.full((300, 300, 3), 170, np.uint8)
+    import cv2
+
+    for group in (truth[36:42], truth[42:48], truth[48:68]):
+        cx, cy = group.mean(0)
+        cv2.circle(photo, (round(cx), round(cy)), 6, (20, 20, 20), -1)
+    hole = np.zeros((300, 300), np.uint8)
+    nose = truth[29:36]
+    (x0, y0), (x1, y1) = nose.min(0).astype(int), nose.max(0).astype(int)
+    hole[y0 - 2:y1 + 3, x0 - 2:x1 + 3] = 1
+    guess = _surroundings_frame(hole, (0, 0, 300, 300), model.image_size)
+    got = model._predict_in(photo, hole, [guess.matrix], aligned=[False])[0]
+    found = transform_points(got, np.linalg.inv(np.vstack([guess.matrix, [0, 0, 1]]))[:2])
+    assert np.abs(found - truth).max() < 1.5
+    # the guess alone shows no face: the predictor's answer there is nowhere near it
+    blind = model._predict_views(photo, hole, [guess.matrix])[0]
+    blind = transform_points(blind, np.linalg.inv(np.vstack([guess.matrix, [0, 0, 1]]))[:2])
+    assert np.abs(blind - truth).max() > 20
+    assert np.abs(similarity_transform(found, truth)[:, :2] - np.eye(2)).max() < 0.02
 
 
 def test_larger_input_runs_the_whole_pipeline():
