@@ -441,9 +441,10 @@ class LaFInModel:
         (found or given faces). The others are guesses around a hole where no face was found
         ("hole-surroundings": 1.6 times the hole, a nose-sized crop for a hole over the nose):
         the predictor first looks at twice that area, and the face is re-aligned on what it
-        finds before the pass that gives the points. On the 41 of HELEN's 800 training photos
-        with one facial part hidden that reach this path (benchmarks/real_photos.py's holes)
-        the NME fell from 11.4% to 5.0%; larger views lost (3x: 29%), the face too small.
+        finds before the pass that gives the points: on the 41 of HELEN's 798 training photos
+        that reach this path with one facial part hidden (benchmarks/real_photos.py --names
+        configs/splits/helen-train.txt) the NME fell from 11.39% to 5.17%. (A view three times
+        the guess did worse in a trial: the face gets too small for the predictor.)
         """
         s = self.image_size
         frames = [np.asarray(m, np.float64) for m in matrices]
