@@ -448,7 +448,7 @@ class LaFInModel:
         """
         s = self.image_size
         frames = [np.asarray(m, np.float64) for m in matrices]
-        centred = [True if aligned is None else bool(a) for a in (aligned or frames)]
+        centred = [True] * len(frames) if aligned is None else [bool(a) for a in aligned]
         guessed = [i for i, a in enumerate(centred) if not a]
         if guessed:
             hole_xy = _hole_points(hole)
