@@ -54,3 +54,31 @@ def test_read_scales_reads_the_ibug_manifest_of_its_split(landmarks_nme, tmp_pat
         "helen_trainset_partial,a_1,helen/a.jpg,800,600,10,20,1024,256,0.25\n")
     assert landmarks_nme.read_scales(tmp_path / "afw") == {"a_1": 0.5}
     assert landmarks_nme.read_scales(tmp_path / "missing" / "afw") == {}
+
+
+def test_real_photos_runs_end_to_end_and_reports_by_path(tmp_path, capsys):
+    """benchmarks/real_photos.py on two synthetic 'photos' with the shipped weights: both modes
+    run, every photo gets landmarks, and photo mode's NME is broken down by detection path."""
+    import json
+
+    import cv2
+
+    from conftest import face_like
+    from lafin.landmarks import write_pts
+
+    spec = importlib.util.spec_from_file_location("real_photos", ROOT / "benchmarks" / "real_photos.py")
+    real_photos = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_photos)
+    for i in range(2):
+        photo = face_like(256, 256, seed=i)
+        cv2.imwrite(str(tmp_path / f"face{i}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        write_pts(tmp_path / f"face{i}.pts", canonical_landmarks(128) + 64)
+    out = tmp_path / "out.json"
+    assert real_photos.main(["--faces", str(tmp_path), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["photos"] == 2
+    assert report["results"]["photo mode"]["faces_with_landmarks"] == 2
+    assert sum(report["paths"].values()) >= 2
+    assert set(report["nme_by_path"]) <= set(report["paths"]) and report["nme_by_path"]
+    assert all(np.isfinite(v) and v > 0 for v in report["nme_by_path"].values())
+    assert "by how it found the face" in capsys.readouterr().out
