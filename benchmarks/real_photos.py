@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                     paths[face.path] = paths.get(face.path, 0) + 1
             if result.landmarks is not None:
                 results[method]["nme"].append(float(nme(result.landmarks, truth)))
-                if mode == "photo" and result.faces:  # the face the landmarks belong to
-                    main = max(result.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-                    by_path.setdefault(main.path, []).append(results[method]["nme"][-1])
+                # the face the result's landmarks belong to
+                main = [f for f in result.faces if f.landmarks is result.landmarks]
+                if main:
+                    by_path.setdefault(main[0].path, []).append(results[method]["nme"][-1])
             results[method]["psnr"].append(hole_psnr(result.image, image, hole))
 
     print(f"\n{len(files)} photos from {', '.join(args.faces)}; one facial part hidden each\n")

@@ -230,6 +230,8 @@ def test_discriminator_head_start(face_cache, tmp_path):
                      "loss/feature_matching" in logs))
     assert seen == [(False, False, False, False), (False, False, False, False),
                     (True, True, False, False), (True, True, True, True)]
+    with pytest.raises(ValueError, match="discriminator_head_start"):
+        _config(face_cache, "inpaint", discriminator_head_start=-1)
 
 
 def test_wrong_vgg_file_is_rejected(tmp_path):

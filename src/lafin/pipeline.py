@@ -183,6 +183,13 @@ def _inside_crop(points: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarra
     return ((q >= 0) & (q <= size - 1)).all(axis=1)
 
 
+def _keeps_hole(hole_xy: np.ndarray, old: np.ndarray, new: np.ndarray, size: int) -> bool:
+    """Does the crop of ``new`` hold 99% of the hole pixels (N, 2) the crop of ``old`` held?
+    (A re-framed face must not move away from the hole it is there to fill.)"""
+    held = _inside_crop(hole_xy, old, size)
+    return bool((_inside_crop(hole_xy, new, size) & held).sum() >= 0.99 * held.sum())
+
+
 class LaFInModel:
     """Landmark-guided face inpainting.
 
@@ -458,13 +465,12 @@ class LaFInModel:
             rough = self._predict_views(img, hole, wide, flip=False)
             for i, view, points in zip(guessed, wide, rough):
                 found = transform_points(points, invert_affine(view)).astype(np.float64)
-                # kept if its landmark box spans 10%-400% of the guessed crop and its crop holds
-                # 99% of the hole the guess held (not a neighbour's face caught by the wide view)
+                # kept if its landmark box spans 10%-400% of the guessed crop and it keeps the
+                # hole (not a neighbour's face caught by the wide view)
                 side = s / np.sqrt(abs(np.linalg.det(frames[i][:, :2])))  # in photo pixels
                 face = similarity_transform(found, canonical_landmarks(s))
-                held = _inside_crop(hole_xy, frames[i], s)
                 if (0.1 * side <= float((found.max(axis=0) - found.min(axis=0)).max()) <= 4 * side
-                        and (_inside_crop(hole_xy, face, s) & held).sum() >= 0.99 * held.sum()):
+                        and _keeps_hole(hole_xy, frames[i], face, s)):
                     frames[i], centred[i] = face, True
         points = self._predict_views(img, hole, frames, flip=flip, centred=centred)
         for i in guessed:  # back into the guessed crop's pixels
@@ -569,10 +575,6 @@ class LaFInModel:
         s = self.image_size
         canonical = canonical_landmarks(s)
         hole_xy = _hole_points(hole)
-
-        def holds(matrix: np.ndarray) -> np.ndarray:
-            return _inside_crop(hole_xy, matrix, s)
-
         refined = []
         for f, points in zip(frames, first):
             if f.path != "hole-surroundings":
@@ -581,9 +583,8 @@ class LaFInModel:
                 change = matrix[:, :2] @ np.linalg.inv(f.matrix[:, :2])  # old crop -> new crop
                 scale = float(np.sqrt(abs(np.linalg.det(change))))
                 angle = float(np.degrees(np.arctan2(change[1, 0], change[0, 0])))
-                held = holds(f.matrix)
                 if (0.8 <= scale <= 1 / 0.8 and abs(angle) <= 20
-                        and (holds(matrix) & held).sum() >= 0.99 * held.sum()):
+                        and _keeps_hole(hole_xy, f.matrix, matrix, s)):
                     f = replace(f, matrix=matrix)
             refined.append(f)
         return refined, self._predict_in(img, hole, [f.matrix for f in refined],

@@ -148,6 +148,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: stage must be landmarks, inpaint or joint, not {config.stage!r}")
     if cls is TrainConfig and config.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"{where}: lr_schedule must be constant or cosine, not {config.lr_schedule!r}")
+    if cls is TrainConfig and config.discriminator_head_start < 0:
+        # the generator's feature matching needs the discriminator's pass of the same step
+        raise ValueError(f"{where}: discriminator_head_start must be >= 0, "
+                         f"not {config.discriminator_head_start}")
     if cls is DataConfig and config.train_weights is not None and (
             len(config.train_weights) != len(config.train) or min(config.train_weights) < 0
             or sum(config.train_weights) <= 0):
