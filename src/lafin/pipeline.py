@@ -726,6 +726,12 @@ class LaFInModel:
             frames = find_faces(img, hole, s, filled=content)
         reports = self.render_faces(img, hole, content, frames, stages,
                                     given=landmarks is not None)
+        unfound = sum(r.path == "hole-surroundings" for r in reports)
+        if unfound:
+            # a landscape or a texture gets a face-like fill: say so rather than pass it off
+            log.warning("no face found near %d part(s) of the hole: filled from the surroundings "
+                        "by the face generator anyway (lafin is made for faces; the result may "
+                        "look wrong on other images)", unfound)
         timings = stages.stop()
         out = content  # outside the hole it is the input, bit for bit
         background = int(hole.astype(bool).sum()) - sum(r.hole_pixels for r in reports)
