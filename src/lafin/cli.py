@@ -57,10 +57,14 @@ class _Stage:
 
 
 def _cmd_inpaint(args: argparse.Namespace) -> int:
-    if args.max_megapixels is not None:
-        from lafin.io import set_max_pixels
+    from lafin.io import pixel_budget
 
-        set_max_pixels(int(args.max_megapixels * 1e6))
+    budget = None if args.max_megapixels is None else max(64, int(args.max_megapixels * 1e6))
+    with pixel_budget(budget):
+        return _inpaint(args)
+
+
+def _inpaint(args: argparse.Namespace) -> int:
     if args.example:
         from lafin.examples import example_face, example_mask
 
@@ -82,11 +86,11 @@ def _check_file_outputs(args: argparse.Namespace, inputs: list) -> None:
     """Every output path of a one-image run, checked before anything is loaded or computed."""
     from lafin.outputs import LANDMARK_SUFFIXES, Output, check_outputs
 
-    outputs = [Output("-o", Path(args.output))]
+    outputs = [Output("-o", args.output)]
     if args.overlay:
-        outputs.append(Output("--overlay", Path(args.overlay)))
+        outputs.append(Output("--overlay", args.overlay))
     if args.landmarks_out:
-        outputs.append(Output("--landmarks-out", Path(args.landmarks_out), LANDMARK_SUFFIXES))
+        outputs.append(Output("--landmarks-out", args.landmarks_out, LANDMARK_SUFFIXES))
     check_outputs(outputs, inputs)
 
 

@@ -26,8 +26,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -36,7 +37,7 @@ from lafin.errors import (ImageFormatError, ImageReadError, ImageTooLargeError, 
                           LandmarksError, MaskError)
 
 __all__ = ["ImageInput", "InputError", "ImageFormatError", "ImageReadError", "ImageTooLargeError",
-           "LandmarksError", "MaskError", "DEFAULT_MAX_PIXELS", "max_pixels", "set_max_pixels",
+           "LandmarksError", "MaskError", "DEFAULT_MAX_PIXELS", "max_pixels", "set_max_pixels", "pixel_budget",
            "load_image", "load_mask", "check_landmarks"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,18 @@ def set_max_pixels(pixels: int | None) -> None:
         raise InputError(f"the pixel budget must be an integer >= {MIN_SIDE * MIN_SIDE}, "
                          f"not {pixels!r}")
     _max_pixels_override = pixels
+
+
+@contextmanager
+def pixel_budget(pixels: int | None) -> Iterator[None]:
+    """Within the block, :func:`set_max_pixels` ``pixels`` (None: leave it); restored after."""
+    previous = _max_pixels_override
+    if pixels is not None:
+        set_max_pixels(pixels)
+    try:
+        yield
+    finally:
+        set_max_pixels(previous)
 
 
 def max_pixels() -> int:

@@ -21,7 +21,7 @@ class Output:
     ``--overlay``), ``suffixes`` are the extensions it may have (empty: a folder)."""
 
     option: str
-    path: Path
+    path: Path | str  # as given: a trailing "/" says "a folder"
     suffixes: Sequence[str] = IMAGE_OUTPUT_SUFFIXES
 
 
@@ -56,7 +56,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Path | str | None]
     outputs = [o for o in outputs if o.path is not None]
     given = [Path(p) for p in inputs if p is not None]
     for out in outputs:
-        raw = str(out.path)
+        raw = os.fspath(out.path)
         path = Path(raw)
         if out.suffixes:
             if raw.endswith(("/", os.sep)) or path.is_dir():
