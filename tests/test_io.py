@@ -3,7 +3,6 @@ files, devices, and one error class per kind of failure (issue #26)."""
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import zlib

@@ -450,3 +450,12 @@ def test_photo_mode_on_slivers_does_not_crash_dlib(tiny_model):
         out = tiny_model.inpaint(image, hole, mode="photo")
         assert out.shape == image.shape
         np.testing.assert_array_equal(out[hole == 0], image[hole == 0])
+
+
+def test_video_output_may_not_be_a_link_of_the_input(tmp_path, capsys, no_model):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    os.link(video, tmp_path / "same.mp4")
+    _refused(capsys, ["inpaint-video", str(video), str(video), "-o", str(tmp_path / "same.mp4")],
+             "refusing to overwrite an input")
+    assert video.read_bytes() == b"not really a video"

@@ -102,7 +102,6 @@ def _load_model(args: argparse.Namespace):
 
 
 def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, model=None) -> int:
-    from PIL import Image
 
     from lafin.io import check_landmarks, load_image, load_mask
     from lafin.landmarks import draw_landmarks, save_landmarks
@@ -178,7 +177,7 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
     for option in ("overlay", "landmarks_out", "landmarks"):
         if getattr(args, option):
             raise _UsageError(f"--{option.replace('_', '-')} works with one image, not folders")
-    check_outputs([Output("-o", out, ())], [images, masks])
+    check_outputs([Output("-o", out, folder=True)], [images, masks])
     mask_files: dict[str, list[Path]] = {}
     for p in sorted(masks.iterdir()):
         if p.suffix.lower() in IMAGE_SUFFIXES:
@@ -226,8 +225,10 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
 
 
 def _cmd_inpaint_video(args: argparse.Namespace) -> int:
+    from lafin.outputs import Output, check_outputs
     from lafin.video import inpaint_video
 
+    check_outputs([Output("-o", args.output, suffixes=None)], [args.video, args.mask])
     model = _load_model(args)
     report = inpaint_video(model, args.video, args.mask, args.output, smoothing=args.smoothing,
                            lossless=args.lossless, progress=not args.quiet)

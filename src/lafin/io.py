@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lafin.errors import (ImageFormatError, ImageReadError, ImageTooLargeError, InputError,
-                          LandmarksError, MaskError)
+                          LandmarksError, MaskError, OptionError)
 
 __all__ = ["ImageInput", "InputError", "ImageFormatError", "ImageReadError", "ImageTooLargeError",
            "LandmarksError", "MaskError", "DEFAULT_MAX_PIXELS", "max_pixels", "set_max_pixels", "pixel_budget",
@@ -55,7 +55,7 @@ def set_max_pixels(pixels: int | None) -> None:
     global _max_pixels_override
     if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int)
                                or pixels < MIN_SIDE * MIN_SIDE):
-        raise InputError(f"the pixel budget must be an integer >= {MIN_SIDE * MIN_SIDE}, "
+        raise OptionError(f"the pixel budget must be an integer >= {MIN_SIDE * MIN_SIDE}, "
                          f"not {pixels!r}")
     _max_pixels_override = pixels
 
@@ -84,7 +84,7 @@ def max_pixels() -> int:
         except ValueError:
             value = float("nan")
         if not (value > 0 and np.isfinite(value)):
-            raise InputError(f"{MAX_PIXELS_ENV}={env!r} is not a positive number of megapixels")
+            raise OptionError(f"{MAX_PIXELS_ENV}={env!r} is not a positive number of megapixels")
         return max(MIN_SIDE * MIN_SIDE, int(value * 1e6))
     return DEFAULT_MAX_PIXELS
 

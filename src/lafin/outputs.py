@@ -18,11 +18,13 @@ LANDMARK_SUFFIXES = (".pts", ".json", ".npy")
 @dataclass(frozen=True)
 class Output:
     """One output the command will write: ``option`` names it in messages (``-o``,
-    ``--overlay``), ``suffixes`` are the extensions it may have (empty: a folder)."""
+    ``--overlay``), ``suffixes`` are the extensions it may have (None: any extension);
+    ``folder`` for an output folder."""
 
     option: str
     path: Path | str  # as given: a trailing "/" says "a folder"
-    suffixes: Sequence[str] = IMAGE_OUTPUT_SUFFIXES
+    suffixes: Sequence[str] | None = IMAGE_OUTPUT_SUFFIXES
+    folder: bool = False
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -58,15 +60,16 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Path | str | None]
     for out in outputs:
         raw = os.fspath(out.path)
         path = Path(raw)
-        if out.suffixes:
+        if not out.folder:
             if raw.endswith(("/", os.sep)) or path.is_dir():
+                example = "result" + (out.suffixes[0] if out.suffixes else ".mp4")
                 raise OutputPathError(f"{out.option} {raw}: is a folder; give a file name such as "
-                                      f"{path / ('result' + out.suffixes[0])}")
+                                      f"{path / example}")
             suffix = path.suffix.lower()
             if not suffix:
                 raise OutputPathError(f"{out.option} {raw}: no file extension; use one of "
-                                      f"{', '.join(out.suffixes)}")
-            if suffix not in out.suffixes:
+                                      f"{', '.join(out.suffixes or ['.mp4', '.mkv', '...'])}")
+            if out.suffixes is not None and suffix not in out.suffixes:
                 raise OutputPathError(f"{out.option} {raw}: cannot write {suffix!r} files; use one "
                                       f"of {', '.join(out.suffixes)}")
             if path.exists() and not os.access(path, os.W_OK):

@@ -40,7 +40,7 @@ from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
 from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
 from lafin.config import ModelConfig
 from lafin.devices import resolve_device
-from lafin.errors import MaskError
+from lafin.errors import MaskError, OptionError
 from lafin.io import ImageInput, InputError, check_landmarks, load_image, load_mask
 from lafin.landmarks import FLIP_PERMUTATION, NUM_POINTS, landmark_map
 
@@ -234,9 +234,9 @@ class LaFInModel:
 
     def _setup(self, device: str | torch.device, backend: str, threads: int | None) -> None:
         if backend not in BACKENDS:
-            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+            raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive integer or None, not {threads!r}")
+            raise OptionError(f"threads must be a positive integer or None, not {threads!r}")
         self.device = resolve_device(device)
         if backend == "onnx" and self.device.type != "cpu":
             raise InputError(f"the onnx backend runs on the CPU (ONNX Runtime), not on "
@@ -624,7 +624,7 @@ class LaFInModel:
         """Mix ``diffusion_mix`` of the Navier-Stokes fill into (B, S, S, 3) ``generated``."""
         weight = self.diffusion_mix
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-            raise InputError(f"diffusion_mix must be a number in [0, 1], not {weight!r}")
+            raise OptionError(f"diffusion_mix must be a number in [0, 1], not {weight!r}")
         if weight == 0:
             return generated
         # the masked crops (white hole, as the generator sees them): OpenCV's fill reads a little
@@ -674,7 +674,7 @@ class LaFInModel:
             progress: called with a stage name (keys of ``STAGE_LABELS``) as each stage starts.
         """
         if mode not in ("auto", "crop", "photo"):
-            raise InputError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
+            raise OptionError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
         img, hole, landmarks = self.checked_inputs(image, mask, landmarks)
         if mode == "auto":
             mode = "crop" if max(img.shape[:2]) <= 2 * self.image_size else "photo"
