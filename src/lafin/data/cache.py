@@ -158,7 +158,7 @@ def build_cache_like(reference: str | Path, root: str | Path, out: str | Path, s
     images = np.lib.format.open_memmap(out / "images.tmp.npy", mode="w+", dtype=np.uint8,
                                        shape=(len(ref), size, size, 3))
     jobs = [(str(by_stem[Path(n).stem]), size) for n in ref.names]
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         for i, image in enumerate(tqdm(pool.map(_load_resized, jobs, chunksize=64),
                                        total=len(jobs), desc="caching")):
             images[i] = image
