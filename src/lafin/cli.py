@@ -469,8 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="side of the square crops, 16-4096 (default 128)")
     p.add_argument("--aligned", action="store_true",
                    help="the photos are already aligned square crops: resize only, never re-crop")
-    p.add_argument("--min-face", type=_int_in(1), default=48, help="skip faces narrower than this (px)")
-    p.add_argument("--upsample", type=_int_in(0, 4), default=1, help="detector upsampling (finds small faces)")
+    p.add_argument("--min-face", type=_int_in(1), default=48,
+                   help="skip faces narrower than this (px)")
+    p.add_argument("--upsample", type=_int_in(0, 4), default=1,
+                   help="detector upsampling, 0-4 (finds small faces)")
     p.add_argument("--workers", type=_int_in(1, 256), default=2, help="processes (default 2)")
     p.add_argument("--names", help="a text file of image file names to use (e.g. a split list)")
     p.add_argument("--landmarks-from", metavar="CACHE",

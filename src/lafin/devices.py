@@ -38,4 +38,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise DeviceError(f"device {device!r}: Apple's MPS is not available on this machine")
         return dev
+    if dev.type == "meta":  # torch's shape-only device (tests, model surgery)
+        return dev
+    backend = getattr(torch, dev.type, None)  # xpu, ...: torch.<type>.is_available()
+    if backend is not None and callable(getattr(backend, "is_available", None)):
+        if not backend.is_available():
+            raise DeviceError(f"device {device!r}: {dev.type} is not available on this machine")
+        return dev
     raise DeviceError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")

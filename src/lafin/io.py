@@ -37,7 +37,8 @@ from lafin.errors import (ImageFormatError, ImageReadError, ImageTooLargeError, 
                           LandmarksError, MaskError, OptionError)
 
 __all__ = ["ImageInput", "InputError", "ImageFormatError", "ImageReadError", "ImageTooLargeError",
-           "LandmarksError", "MaskError", "DEFAULT_MAX_PIXELS", "max_pixels", "set_max_pixels", "pixel_budget",
+           "LandmarksError", "MaskError", "DEFAULT_MAX_PIXELS", "max_pixels", "set_max_pixels",
+           "pixel_budget",
            "load_image", "load_mask", "check_landmarks"]
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,8 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
         return arr.astype(np.uint16)
     if img.mode == "F":
         return np.asarray(img, dtype=np.float32)
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+            img.mode == "P" and "transparency" in img.info):
         return np.asarray(img.convert("RGBA"))
     if img.mode in ("L", "1"):
         return np.asarray(img.convert("L"))
@@ -265,7 +267,8 @@ def load_mask(mask: ImageInput, shape: tuple[int, int] | None = None,
     arr = np.asarray(_as_array(mask, "mask", max_pixels))
     if arr.ndim == 3:
         if arr.shape[2] == 4:  # RGBA: a painted layer; use alpha when the colours are flat
-            arr = arr[..., 3] if arr[..., :3].std() < 1 else arr[..., :3].max(axis=2)
+            flat = arr[..., :3].astype(np.float64).std() < 1
+            arr = arr[..., 3] if flat else arr[..., :3].max(axis=2)
         elif arr.shape[2] in (1, 3):
             arr = arr.max(axis=2)
         else:

@@ -148,11 +148,14 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
                     if p.stem not in reported and (images_dir / f"{p.stem}.pts").is_file()])
         # each row is on disk as soon as its photo is done: an interrupted run loses none
         if workers > 1 and len(jobs) > 1:
-            with process_pool(workers) as pool:
+            pool = process_pool(workers)
+            try:
                 for row in tqdm(pool.map(_process, jobs, chunksize=8), total=len(jobs),
                                 desc="preparing"):
                     report.add([row])
                     rows.append(row)
+            finally:  # on Ctrl+C/SIGTERM: drop the queued photos instead of finishing them all
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             for job in tqdm(jobs, desc="preparing"):
                 row = _process(job)
