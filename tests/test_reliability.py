@@ -130,6 +130,20 @@ def test_unwritable_output_folder(pair, tmp_path, capsys, no_model):
         locked.chmod(0o700)
 
 
+def test_unwritable_output_folder_as_the_os_reports_it(pair, tmp_path, capsys, no_model,
+                                                       monkeypatch):
+    # the same refusal where the test runs as root (root may write anywhere): os.access says no
+    a, m = pair
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: Path(p) != locked and real(p, mode))
+    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(locked / "o.png")], "permission denied")
+    (locked / "o.png").write_bytes(b"")
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: Path(p).name != "o.png")
+    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(locked / "o.png")], "read-only")
+
+
 # ----------------------------------------------------------------------------- item 3: EXIF
 
 def test_cli_returns_an_exif_photo_upright_with_the_hole_where_drawn(tmp_path, tiny_weights):
