@@ -268,3 +268,101 @@ def test_refine_stage_needs_its_generator(refine_data, tmp_path):
         Trainer(_refine_config(refine_data, init_from=None), tmp_path)
     with pytest.raises(ValueError, match="inception_weights"):
         Trainer(_refine_config(refine_data, loss={"inception_perceptual": 1.0}), tmp_path)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+@pytest.fixture
+def refined_model():
+    """The tiny model (64 px) with a 128-px refiner whose output visibly differs from its input."""
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(),
+                                    "refiner": {"output_size": 128, "channels": [4, 8, 8, 8],
+                                                "num_residual_blocks": 1}})
+    refiner = build_refiner(config)
+    nn.init.normal_(refiner.to_rgb.weight, std=0.5)
+    return LaFInModel.from_networks(config, build_generator(config),
+                                    build_landmark_predictor(config), refiner=refiner)
+
+
+def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_model):
+    image = face_like(100, 90, seed=3)
+    hole = np.zeros(image.shape[:2], np.uint8)
+    hole[40:70, 25:60] = 1
+    result = refined_model(image, hole, mode="crop")
+    assert result.image.shape == image.shape
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    assert "refine" in result.timings
+    assert refined_model.output_size == 128
+    # the same input gives the same result (seeded noise); another seed another texture
+    assert np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    refined_model.seed = 1
+    assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    # the refiner's output, not the generator's, reaches the hole
+    plain = refined_model.refiner
+    refined_model.refiner = None
+    try:
+        assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    finally:
+        refined_model.refiner = plain
+
+
+def test_photo_mode_refines_each_face_and_keeps_known_pixels(refined_model):
+    from skimage import data
+
+    photo = data.astronaut()
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[135:160, 200:250] = 1
+    result = refined_model(photo, hole, mode="photo")
+    assert np.array_equal(result.image[hole == 0], photo[hole == 0])
+    assert len(result.faces) == 1 and result.faces[0].hole_pixels == hole.sum()
+    assert "refine" in result.timings
+
+
+def test_weights_with_a_refiner_load_strictly(tmp_path):
+    from lafin.checkpoint import WeightsError, build_refiner_from_weights
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": {"output_size": 128}})
+    torch.manual_seed(0)
+    save_weights(tmp_path / "w.safetensors", config, generator=build_generator(config),
+                 landmark_predictor=build_landmark_predictor(config), refiner=build_refiner(config))
+    model = LaFInModel(weights=tmp_path / "w.safetensors")
+    assert model.refiner is not None and model.output_size == 128
+    assert not model.generator_flip_average and model.diffusion_mix == 0
+    loaded = load_weights(tmp_path / "w.safetensors")
+    loaded.refiner_state = {k: v for k, v in loaded.refiner_state.items() if "stem" not in k}
+    with pytest.raises(WeightsError, match="missing"):
+        build_refiner_from_weights(loaded)
+
+
+def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from lafin.onnx_backend import REFINER_NAME, export_onnx, load_onnx_refiner
+    from lafin.pipeline import LaFInModel
+
+    written = export_onnx(refined_model, tmp_path / "onnx")
+    assert REFINER_NAME in [p.name for p in written]
+    runner = load_onnx_refiner(tmp_path / "onnx")
+    g = torch.Generator().manual_seed(0)
+    for batch in (1, 3):
+        coarse = torch.rand(batch, 3, 128, 128, generator=g)
+        mask = (torch.rand(batch, 1, 128, 128, generator=g) > 0.5).float()
+        noise = torch.randn(batch, 1, 128, 128, generator=g)
+        with torch.inference_mode():
+            want = refined_model.refiner(coarse, mask, noise)
+        got = runner(coarse, mask, noise)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+        assert (got - coarse).abs().max() > 1e-2  # the refiner does change the face
+    onnx_model = LaFInModel(weights=tmp_path / "onnx", backend="onnx")
+    assert onnx_model.refiner is not None and onnx_model.output_size == 128
+    image = face_like(96, 96, seed=1)
+    hole = np.zeros((96, 96), np.uint8)
+    hole[30:60, 30:70] = 1
+    a, b = refined_model(image, hole, mode="crop").image, onnx_model(image, hole, mode="crop").image
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
