@@ -657,18 +657,24 @@ class LaFInModel:
 
     @_cpu_call
     @torch.inference_mode()
-    def _refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray) -> np.ndarray:
+    def _refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray,
+                points: np.ndarray) -> np.ndarray:
         """The refiner on (B, 3, R, R) crops and (B, 1, R, R) holes at its size R, given the
-        generator's (B, S, S, 3) faces in [0, 1]; returns (B, R, R, 3) in [0, 1]."""
+        generator's (B, S, S, 3) faces in [0, 1] and the (B, 68, 2) landmarks they were
+        generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1]."""
+        from lafin.networks.refiner import landmark_heatmap
+
         assert self.refiner is not None
         size = self.output_size
+        points_r = rescale_points(np.asarray(points, np.float32), size / self.image_size)
+        heatmap = landmark_heatmap(torch.from_numpy(points_r).to(self.device), size)
         coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(self.device)
         coarse = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic",
                                                  align_corners=False).clamp(0, 1)
         coarse = coarse * holes + crops * (1 - holes)
         # the same noise for the same input: a result can be reproduced
         noise = torch.randn(holes.shape, generator=torch.Generator().manual_seed(self.seed))
-        inputs = [coarse, holes, noise.to(self.device)]
+        inputs = [coarse, holes, heatmap, noise.to(self.device)]
         if self._channels_last["refiner"]:
             inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
         out = self.refiner(*inputs)
@@ -739,7 +745,7 @@ class LaFInModel:
         if self.refiner is not None:
             stages.start("refine")
             frame = self._frame(img.shape[:2], self.output_size)
-            generated = self._refine(*self._to_model(img, hole, frame), generated)
+            generated = self._refine(*self._to_model(img, hole, frame), generated, points[None])
         stages.start("blend")
         out = self._paste(img, hole, generated[0], frame)
         timings = stages.stop()
@@ -846,7 +852,7 @@ class LaFInModel:
             crops_r = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2)
             holes_r = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
             generated = self._refine(crops_r.float().div(255).to(self.device),
-                                     holes_r.to(self.device), generated)
+                                     holes_r.to(self.device), generated, points)
         stages.start("blend")
         covered = np.zeros(hole.shape, bool)
         reports: list[FaceReport] = []
