@@ -372,3 +372,26 @@ def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
     hole[30:60, 30:70] = 1
     a, b = refined_model(image, hole, mode="crop").image, onnx_model(image, hole, mode="crop").image
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_a_loose_crop_is_aligned_before_generation(tiny_model):
+    """A face filling half of the crop and off-centre goes through the aligned path (one face
+    reported, crop mode kept); a face in the canonical framing does not."""
+    from lafin.pipeline import _is_loose
+
+    size = 160
+    image = face_like(size, size, seed=5)
+    canonical = canonical_landmarks(size)
+    loose = canonical * 0.5 + np.array([20.0, 60.0], np.float32)
+    assert _is_loose(rescale_points(loose, 64 / size), 64)
+    assert not _is_loose(rescale_points(canonical, 64 / size), 64)
+    hole = np.zeros((size, size), np.uint8)
+    lo, hi = loose[48:68].min(axis=0).astype(int), loose[48:68].max(axis=0).astype(int)
+    hole[lo[1] - 3:hi[1] + 3, lo[0] - 3:hi[0] + 3] = 1  # over the small face's mouth
+    result = tiny_model(image, hole, landmarks=loose, mode="crop")
+    assert result.mode == "crop" and len(result.faces) == 1 and result.landmarks_given
+    assert result.faces[0].hole_pixels == hole.sum()
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    np.testing.assert_allclose(result.landmarks, loose)
+    tight = tiny_model(image, hole, landmarks=canonical, mode="crop")
+    assert tight.faces == [] and np.array_equal(tight.image[hole == 0], image[hole == 0])

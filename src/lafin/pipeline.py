@@ -7,6 +7,8 @@ known pixel stays exactly the user's.
 The input is treated as a face crop (the face roughly centred and filling the frame, as in
 CelebA-style aligned data). It may have any size: it is padded to a square, resized to the
 model's resolution for the networks, and only the hole is replaced at the input's own resolution.
+A loose, off-centre or tilted crop (a face far from that framing, by its landmarks) is aligned
+to the canonical frame first, as photo mode aligns each face, and warped back.
 
 Speed on CPUs (measured with ``benchmarks/speed.py``, see docs/SPEED.md): the networks are built
 once per model; each call runs them under ``torch.inference_mode`` with one intra-op thread by
@@ -189,6 +191,19 @@ def _keeps_hole(hole_xy: np.ndarray, old: np.ndarray, new: np.ndarray, size: int
     (A re-framed face must not move away from the hole it is there to fill.)"""
     held = _inside_crop(hole_xy, old, size)
     return bool((_inside_crop(hole_xy, new, size) & held).sum() >= 0.99 * held.sum())
+
+
+def _is_loose(points: np.ndarray, size: int) -> bool:
+    """Is the face of these (68, 2) landmarks (pixels of a ``size`` crop) far from the canonical
+    frame the generator was trained on? Aligned CelebA-style crops sit within 0.9-1.02 of its
+    scale, 3 degrees and 6% of the side (95% of the validation faces); a face at under 0.8 or
+    over 1.25 times that scale, turned by over 8 degrees or off by over 12% of the side is loose."""
+    matrix = similarity_transform(np.asarray(points, np.float64), canonical_landmarks(size))
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    angle = abs(float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
+    centre = np.full(2, (size - 1) / 2)
+    shift = float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre)))
+    return not (0.8 <= scale <= 1.25) or angle > 8 or shift > 0.12 * size
 
 
 class LaFInModel:
@@ -739,6 +754,15 @@ class LaFInModel:
             points = self._locate(img, hole, frame, img_t, hole_t)
         else:
             points = frame.to_model(np.asarray(landmarks, np.float32))
+        if _is_loose(points, self.image_size):
+            # a loose, off-centre or tilted crop: the face is aligned to the canonical frame the
+            # generator knows on these landmarks, generated there and warped back (photo mode's
+            # path with the landmarks given); hole parts outside that face get OpenCV's fill
+            lm = frame.to_input(points).astype(np.float32)
+            result = self._inpaint_photo(img, hole, lm, stages)
+            result.mode, result.landmarks_given = "crop", landmarks is not None
+            result.landmarks = lm if landmarks is None else np.asarray(landmarks, np.float32)
+            return result
         stages.start("generate")
         generated = self._generate(img_t, hole_t, points[None])
         generated = self._mix_diffusion(img_t, hole_t, generated)
