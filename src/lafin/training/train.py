@@ -422,9 +422,9 @@ class Trainer:
         refiner.train()
         disc.train()
         coarse = self.coarse_faces(batch)
-        output = refiner(coarse, batch.masks)
-        composite = output * batch.masks + batch.images * (1 - batch.masks)
         heatmap = landmark_heatmap(batch.landmarks, self.size)
+        output = refiner(coarse, batch.masks, heatmap)
+        composite = output * batch.masks + batch.images * (1 - batch.masks)
         logs: dict[str, float] = {}
 
         start = self.config.warmup_adversarial_steps
@@ -514,7 +514,8 @@ class Trainer:
         """The EMA network's composited output for a validation or sample batch."""
         if self.config.stage == "refine":
             noise = torch.randn(batch.masks.shape, generator=torch.Generator().manual_seed(0))
-            out = self.ema(self.coarse_faces(batch), batch.masks, noise.to(batch.masks))
+            out = self.ema(self.coarse_faces(batch), batch.masks,
+                           landmark_heatmap(batch.landmarks, self.size), noise.to(batch.masks))
         else:
             points = batch.landmarks
             if self.config.stage == "joint":
