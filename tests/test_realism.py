@@ -202,3 +202,74 @@ def test_inception_features_of_a_torch_batch_match_the_image_path(tmp_path):
     np.testing.assert_allclose(feats, extractor(images), rtol=1e-6)
     with pytest.raises(ValueError, match="B, 3, H, W"):
         extractor.tensor_features(batch[:, :1])
+
+
+# ------------------------------------------------------------------------ lafin evaluate
+
+
+@pytest.fixture
+def faces(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(_textured(80, seed=i)).save(folder / f"face{i}.png")
+    return folder
+
+
+def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_weights, tmp_path,
+                                                                  monkeypatch):
+    import json
+
+    from lafin.evaluation import metrics as M
+    from lafin.evaluation.runner import main as evaluate_main
+
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
+    # a 2048-d matrix square root per FID takes a minute: FID on 8 of the dimensions
+    monkeypatch.setattr(M, "fid_from_features", lambda a, b: M.frechet_distance(
+        *M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])))
+    out = tmp_path / "report"
+    assert evaluate_main(["--images", str(faces), "--size", "64", "--masks", "block", "--bins",
+                          "3", "--methods", "lafin,telea", "--weights", str(tiny_weights),
+                          "--no-identity", "--fid-weights", str(scripted), "--kid-subset-size",
+                          "3", "--landmark-fidelity", "--grid", "0", "--out", str(out), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    for method in ("lafin", "telea"):
+        entry = res["aggregate"]["30-40%"][method]
+        assert entry["kid"]["subset_size"] == 3 and entry["kid"]["subsets"] == 100
+        assert math.isfinite(entry["kid"]["mean"]) and entry["kid"]["std"] > 0
+        ratios = [c["detail_ratio"] for c in res["cases"] if c["method"] == method]
+        assert entry["detail_ratio"]["median"] == pytest.approx(np.median(ratios))
+        assert entry["lm_fidelity"]["n"] == 4 and entry["lm_fidelity"]["mean"] >= 0
+        edits = ("lm_fidelity_open_mouth" in entry, "lm_fidelity_smile" in entry)
+        assert edits == ((True, True) if method == "lafin" else (False, False))
+    assert res["settings"]["landmark_fidelity"] == {"judge": "lafin",
+                                                    "landmarks": ["true", "open mouth", "smile"]}
+    assert "kid" not in res["unavailable"]
+    report = (out / "report.md").read_text()
+    assert "KID ×10³" in report and "Detail ratio (median)" in report
+    assert "LM fidelity open mouth (%)" in report and " ± " in report
+    assert (out / "plots" / "detail_ratio.png").stat().st_size > 1000
+
+
+def test_evaluate_detail_ratio_without_fid_and_fidelity_errors(faces, tmp_path, capsys):
+    import json
+
+    from lafin.cli import main as cli_main
+    from lafin.evaluation.runner import main as evaluate_main
+
+    out = tmp_path / "report"
+    assert evaluate_main(["--images", str(faces), "--size", "64", "--bins", "4", "--methods",
+                          "telea,ns", "--no-identity", "--out", str(out), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["unavailable"]["kid"] == "no --fid-weights given"
+    for method in ("telea", "ns"):
+        entry = res["aggregate"]["40-50%"][method]
+        assert 0 < entry["detail_ratio"]["median"] < 1  # diffusion fills are smooth
+        assert "lm_fidelity" not in entry
+    for extra, message in ((["--landmark-fidelity"], "needs a LaFIn method"),
+                           (["--landmark-fidelity", "wink"], "unknown entry 'wink'")):
+        assert cli_main(["evaluate", "--images", str(faces), "--methods", "telea", *extra]) == 2
+        assert message in capsys.readouterr().err
