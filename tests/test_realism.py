@@ -273,3 +273,47 @@ def test_evaluate_detail_ratio_without_fid_and_fidelity_errors(faces, tmp_path, 
                            (["--landmark-fidelity", "wink"], "unknown entry 'wink'")):
         assert cli_main(["evaluate", "--images", str(faces), "--methods", "telea", *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ benchmarks/realism.py
+
+
+def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkeypatch, capsys):
+    """Two weights files (the same tiny one twice: equal numbers), NS, generated masks, a tiny
+    Inception stand-in; every column is printed and written."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from lafin.evaluation import metrics as M
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("realism_bench", root / "benchmarks" / "realism.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
+    monkeypatch.setattr(M, "fid_from_features", lambda a, b: M.frechet_distance(
+        *M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])))
+    second = tmp_path / "again.safetensors"
+    second.write_bytes(tiny_weights.read_bytes())
+    (tmp_path / "names.txt").write_text("face0.png face1.png face2.png face3.png missing.png")
+    out = tmp_path / "realism.json"
+    assert bench.main(["--weights", str(tiny_weights), str(second), "--images", str(faces),
+                       "--names", str(tmp_path / "names.txt"), "--masks", "irregular",
+                       "--faces", "3", "--size", "64", "--fid-weights", str(scripted),
+                       "--kid-subset-size", "2", "--kid-subsets", "5", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "holes 30-40%" in printed and "holes 50-60%" in printed and "opencv-ns" in printed
+    res = json.loads(out.read_text())
+    assert res["faces"] == 3 and res["judge"] == "tiny" and res["kid_subset_size"] == 2
+    for b in ("30-40%", "50-60%"):
+        tiny, again, ns = (res["results"][b][m] for m in ("tiny", "again", "opencv-ns"))
+        assert tiny == again  # the same weights: the same numbers
+        for key in ("kid", "fid", "detail_ratio_median", "psnr", "ssim", "lm_fidelity_true",
+                    "lm_fidelity_open_mouth", "lm_fidelity_smile"):
+            assert key in tiny
+        assert "lm_fidelity_true" in ns and "lm_fidelity_smile" not in ns
+        assert 0 < ns["detail_ratio_median"] < 1
+    with pytest.raises(SystemExit, match="not overwriting"):
+        bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])
