@@ -18,6 +18,7 @@
 No weights are ever downloaded: metrics whose weights are not given are reported as unavailable.
 """
 
+from lafin.evaluation.inception import load_inception
 from lafin.evaluation.metrics import (
     IDENTITY_THRESHOLD,
     NME_FAILURE_THRESHOLD,
@@ -39,7 +40,6 @@ from lafin.evaluation.realism import (
     landmark_fidelity,
     median_ratio,
 )
-from lafin.evaluation.inception import load_inception
 
 __all__ = [
     "IDENTITY_THRESHOLD", "NME_FAILURE_THRESHOLD", "failure_rate", "feature_statistics",
