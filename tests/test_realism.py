@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from conftest import box_mask, face_like
 
 from lafin.evaluation import realism as R
