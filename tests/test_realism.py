@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from conftest import box_mask, face_like
-
 from lafin.evaluation import realism as R
 
 # ------------------------------------------------------------------------ KID
