@@ -238,7 +238,7 @@ class InceptionFeatures:
             raise ValueError(f"expected (N, H, W, 3) images, got {batch.shape}")
         out = []
         for start in range(0, len(batch), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(batch[start:start + self.batch_size]))
+            x = torch.from_numpy(np.array(batch[start:start + self.batch_size]))  # a writable copy
             out.append(self.tensor_features(x.permute(0, 3, 1, 2).float() / 255.0))
         return np.concatenate(out) if out else np.zeros((0, 2048))
 
