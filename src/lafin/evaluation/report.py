@@ -410,7 +410,8 @@ def _definition(key: str) -> str:
         return _DEFINITIONS[key]
     name = next(n for n in EXPRESSION_NAMES if fidelity_key(n) == key)
     return (f"as LM fidelity, but the true landmarks edited by '{name}' "
-            "(lafin.landmarks.edit_expression) are given to the generator and are the reference")
+            "(lafin.landmarks.edit_expression) are given to the generator and are the reference "
+            "(a method without landmarks shows what ignoring the edit scores)")
 
 
 def print_tables(results: dict) -> None:

@@ -533,7 +533,7 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
                 if method.guided is not None:
                     guided = np.where(hole[..., None], method.guided(truth, mask, guide), truth)
                     case[fidelity_key(item)] = _fidelity(ctx.judge, guided.astype(np.uint8), guide)
-                elif item is None:  # a method without landmarks: how well its fill keeps them
+                else:  # a method without landmarks ignores them: the reference for edits
                     case[fidelity_key(item)] = _fidelity(ctx.judge, out, guide)
             if ctx.lpips_net is not None:
                 case["lpips"] = ctx.lpips_net.distance(out, truth)
@@ -741,8 +741,8 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
         assert ctx.judge is not None
         notes.append(f"Landmark fidelity: the landmark predictor of {ctx.judge.name!r} judges "
                      "every method; LaFIn methods generate from the given (true or edited) "
-                     "landmarks for it, methods without landmarks are scored on their output "
-                     "against the true landmarks only.")
+                     "landmarks for it; methods without landmarks are scored on their own output "
+                     "against the same landmarks: for an edit, what ignoring it scores.")
 
     agg = aggregate(cases, ctx.bins, names, fid_values, kid_values)
     evaluated = sorted({c["image"] for c in cases})
