@@ -249,6 +249,14 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     assert loaded.networks == ("generator", "refiner")
     assert loaded.config.refiner.output_size == 128
     assert loaded.metadata["stage"] == "refine"
+    # the frozen generator keeps its own history, through a merge with a file that has it too
+    assert loaded.metadata["generator.step"] == "7" and loaded.metadata["refiner.step"] == "4"
+    from lafin.checkpoint import merge_weights
+
+    merge_weights([refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
+                  tmp_path / "merged.safetensors")
+    merged = load_weights(tmp_path / "merged.safetensors")
+    assert merged.metadata["generator.step"] == "7" and merged.metadata["refiner.stage"] == "refine"
 
 
 def test_refine_stage_resume_is_exact(refine_data, tmp_path):
