@@ -802,8 +802,8 @@ class DemoHandlers:
         hole = session.mask
         if hole is None or session.landmarks is None:
             return ""
-        moved = np.flatnonzero(np.abs(session.landmarks - before).max(axis=1) > 1e-3)
-        h, w = hole.shape
+        # more than the table's rounding (0.05 px)
+        moved = np.flatnonzero(np.abs(session.landmarks - before).max(axis=1) > 0.06)
         outside = [int(i) for i in moved if not _in_hole(hole, session.landmarks[i], before[i])]
         if not outside:
             return ""
