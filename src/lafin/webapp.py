@@ -1018,7 +1018,7 @@ _HEAD = """
     box.dataset.ready = "1";
     const canvas = box.querySelector("canvas");
     canvas.width = +box.dataset.w; canvas.height = +box.dataset.h;
-    Object.assign(P, { box, canvas, ctx: canvas.getContext("2d"), brush: +box.dataset.brush,
+    Object.assign(P, { box, canvas, ctx: canvas.getContext("2d", { willReadFrequently: true }), brush: +box.dataset.brush,
                        strokes: [] });
     if (box.dataset.mask) {
       const m = new Image(); m.onload = () => P.ctx.drawImage(m, 0, 0); m.src = box.dataset.mask;
