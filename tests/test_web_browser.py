@@ -136,13 +136,6 @@ def _paint(page, dx: float = 0.0, dy: float = 0.0) -> None:
     page.mouse.up()
 
 
-def _upload_photo(page, path: Path) -> None:
-    page.locator("#lafin-editor input[type=file]").first.set_input_files(str(path))
-    # the editor's tools come alive once the photo is on the canvas
-    page.wait_for_selector('#lafin-editor button[aria-label="Pan"]:not([disabled])')
-    page.wait_for_timeout(300)
-
-
 def _upload_file(page, component: str, path: Path, attempts: int = 3) -> None:
     """Give a file to a gradio File component and wait until it shows the file's name. On a
     loaded machine the first upload was seen to be dropped now and then (the name never came):
