@@ -1,5 +1,6 @@
 """The web demo in a real browser: Debian's Chromium driven by Playwright, against a server
-started as a separate process (``python -m lafin.webapp``) with tiny random weights.
+started as a separate process (``lafin serve``) with tiny random weights; when it is stopped with
+SIGTERM its temporary folder must be empty.
 
 - One user: example -> Inpaint -> paint on the result -> Inpaint again -> Ctrl+Z (undo), with the
   brush-size key and an expression on the way.
@@ -67,9 +68,14 @@ def server(tmp_path_factory):
     save_weights(folder / "tiny.safetensors", config, generator=build_generator(config),
                  landmark_predictor=build_landmark_predictor(config))
     port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
+    # its own TMPDIR: after SIGTERM the server must have removed everything it wrote there
+    tmp = folder / "server-tmp"
+    tmp.mkdir()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
+               TMPDIR=str(tmp))
     log = open(folder / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "lafin.webapp", "--port", str(port),
+    # `lafin serve`, the command users run (its SIGTERM handling is checked at the end)
+    proc = subprocess.Popen([sys.executable, "-m", "lafin.cli", "serve", "--port", str(port),
                              "--weights", str(folder / "tiny.safetensors")],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
     url = f"http://127.0.0.1:{port}/"
@@ -91,13 +97,16 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, folder
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM
         try:
-            proc.wait(timeout=15)
+            code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            code = proc.wait()
         log.close()
+    left = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
+    assert code == 0 and not left, (f"after SIGTERM: exit {code}, left in TMPDIR: {left[:10]}\n"
+                                     f"{(folder / 'server.log').read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +147,17 @@ def _paint(page, dx: float = 0.0, dy: float = 0.0) -> None:
 
 def _upload_file(page, component: str, path: Path, attempts: int = 3) -> None:
     """Give a file to a gradio File component and wait until it shows the file's name. On a
-    loaded machine the first upload was seen to be dropped now and then (the name never came):
-    the upload is retried, a page that never shows it still fails."""
+    loaded machine an upload was seen to be dropped now and then (the name never came): it is
+    retried while the component still offers its file input; a page that never shows it fails."""
     for attempt in range(attempts):
         page.locator(f"{component} input[type=file]").first.set_input_files(str(path))
         try:
-            page.locator(component).get_by_text(path.name).wait_for(
+            page.locator(component).get_by_text(path.name).first.wait_for(
                 timeout=TIMEOUT_MS // attempts)
             return
         except PlaywrightTimeout:
-            if attempt == attempts - 1:
+            if attempt == attempts - 1 or not page.locator(
+                    f"{component} input[type=file]").count():
                 raise
 
 

@@ -490,6 +490,27 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
     assert all(f.concurrency_limit == 1 for f in model_runs)
 
 
+def test_a_closed_tab_frees_its_session_at_once(tiny_model, tmp_path, face):
+    from gradio.state_holder import StateHolder
+
+    from lafin.webapp import _forget_session
+
+    demo = build_app(tiny_model, work_dir=tmp_path / "app")
+    holder = StateHolder()
+    holder.set_blocks(demo)
+    image, hole = face
+    handlers = demo.lafin_handlers
+    session = opened(handlers, image, tmp_path)
+    handlers.inpaint(painting(hole), None, "crop", session)
+    state_id = next(i for i, b in demo.blocks.items() if isinstance(b, gr.State))
+    holder["tab-1"][state_id] = session
+    holder["tab-2"]
+    _forget_session(demo, handlers, "tab-1")
+    assert "tab-1" not in holder and "tab-2" in holder  # the other tab is untouched
+    assert not os.path.exists(session.out_dir) and session.history == []
+    _forget_session(demo, handlers, "tab-1")  # twice, or an unknown tab: nothing happens
+
+
 def test_serve_without_weights_is_one_line(monkeypatch, tmp_path, capsys):
     import lafin.pipeline
     from lafin.cli import main

@@ -1338,9 +1338,14 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
     if owned:
         atexit.register(shutil.rmtree, root, ignore_errors=True)
     demo = build_app(model, max_upload_pixels, work_dir=root, session_ttl=session_ttl)
-    previous = None
+    previous, stopped = None, []
     if block and threading.current_thread() is threading.main_thread():
         def on_sigterm(*_: Any) -> None:
+            # the files go first: a supervisor may follow SIGTERM with SIGKILL within seconds
+            # while Gradio is still closing its connections
+            if owned:
+                shutil.rmtree(root, ignore_errors=True)
+            stopped.append(True)
             raise _Stop()
 
         previous = signal.signal(signal.SIGTERM, on_sigterm)
@@ -1356,8 +1361,14 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             demo.close()
-            if owned:
+            if owned:  # again: a run that was under way may have written after the first
                 shutil.rmtree(root, ignore_errors=True)
+            if stopped:
+                # the process is to end: a worker thread still finishing a request (seen once
+                # after a client vanished mid-run) must not keep it alive
+                timer = threading.Timer(10.0, os._exit, (0,))
+                timer.daemon = True
+                timer.start()
     return demo
 
 
