@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}/"
     rows = []
     try:
-        for _ in range(240):
+        for _ in range(1200):
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited: {(folder / 'server.log').read_text()}")
             try:
                 urllib.request.urlopen(url, timeout=2)
                 break
@@ -82,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
                 for step in range(1, 11):
                     page.mouse.move(cx - 40 + 8 * step, cy + 2 * step)
                 page.mouse.up()
-                marker = page.locator("#lafin-status").inner_text()
+                page.evaluate("document.querySelector('#lafin-painter .lafin-paint')"
+                              ".dataset.old = '1'")
                 start = time.perf_counter()
                 page.click("#lafin-inpaint")
-                page.wait_for_function(
-                    "old => { const s = document.querySelector('#lafin-status');"
-                    " return s && s.innerText !== old && / s\\b/.test(s.innerText)"
-                    " && s.innerText.includes('mode'); }", arg=marker)
+                # the run's painter (the result to edit further), slider and report arrive in
+                # one message: the new painter on the page means the result is shown
+                page.wait_for_selector("#lafin-painter .lafin-paint[data-ready]:not([data-old])")
                 total = time.perf_counter() - start
                 status = page.locator("#lafin-status").inner_text()
                 model = float(re.search(r"([0-9.]+) s\b", status).group(1))

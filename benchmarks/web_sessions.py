@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     log = open(tmp.parent / f"{tmp.name}.log", "w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(240):
+        for _ in range(1200):
+            if server.poll() is not None:
+                raise RuntimeError("the server exited; see " + log.name)
             try:
                 urllib.request.urlopen(url, timeout=2)
                 break

@@ -82,6 +82,7 @@ def test_inpaint_fills_the_painted_hole_only(handlers, face, tmp_path):
     assert 'class="lafin-paint"' in painter and 'data-w="80" data-h="96"' in painter
     assert np.array_equal(np.asarray(Image.open(compare[0])).shape, image.shape)
     # the view is what the model sees: the hole pure white, at display size, landmarks drawn
+    view = np.asarray(Image.open(view))
     assert view.dtype == np.uint8 and max(view.shape[:2]) == 512
     assert len(table) == 68 and table[48][1] == "outer_lip"
     names = [p.rsplit("/", 1)[-1] for p in files]

@@ -261,7 +261,7 @@ class Step:
     other_faces: list[np.ndarray] = field(default_factory=list)
     status: str = ""
     files: list[str] = field(default_factory=list)
-    preview: np.ndarray | None = None
+    preview: tuple[bytes, int, int, str] | None = None  # JPEG, width, height, its file
 
 
 @dataclass
@@ -351,21 +351,13 @@ def _preview(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
-def _write_jpeg(folder: Path, prefix: str, image: np.ndarray) -> str:
-    """A preview file (the downloads are PNG at full resolution): JPEG encodes ~10x faster."""
-    handle, path = tempfile.mkstemp(".jpg", prefix, folder)
-    os.close(handle)
-    cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    return path
-
-
 @dataclass
 class Page:
     """Everything a run, undo/redo or photo change updates on the page."""
 
     editor: str
     compare: tuple[str, str] | None
-    view: np.ndarray | None
+    view: str | None
     table: list[list[Any]]
     files: list[str]
     status: str
@@ -745,12 +737,21 @@ class DemoHandlers:
     def _editor_value(self, session: Session, painted: np.ndarray | None = None) -> str:
         """The painter: a preview of the shown image with an empty stroke layer (or ``painted``,
         full size, pre-painted), as HTML for the page's script."""
-        return painter_html(self._step_preview(session.history[session.position]),
-                            session.brush_size, painted)
+        jpeg, width, height, _ = self._step_preview(session, session.history[session.position])
+        return painter_html(jpeg, width, height, session.brush_size, painted)
 
-    def _step_preview(self, step: Step) -> np.ndarray:
+    def _step_preview(self, session: Session, step: Step) -> tuple[bytes, int, int, str]:
+        """The step's reduced copy as JPEG (bytes, width, height, file), made once: the painter
+        and the before/after slider of this run and the next one all show it."""
         if step.preview is None:
-            step.preview = _preview(step.image, self.preview_side)[0]
+            small = _preview(step.image, self.preview_side)[0]
+            ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+            assert ok
+            handle, path = tempfile.mkstemp(".jpg", "preview-", self._session_dir(session))
+            with os.fdopen(handle, "wb") as out:
+                out.write(data.tobytes())
+            step.preview = (data.tobytes(), small.shape[1], small.shape[0], path)
         return step.preview
 
     def _page(self, session: Session, status: str) -> Page:
@@ -759,12 +760,15 @@ class DemoHandlers:
         session.landmarks = None if step.landmarks is None else step.landmarks.copy()
         session.selected = None
         compare = None
+        view = None
         if step.mask is not None:
-            folder = self._session_dir(session)
-            before = self._step_preview(session.history[max(session.position - 1, 0)])
-            after = self._step_preview(step)
-            compare = (_write_jpeg(folder, "before-", before), _write_jpeg(folder, "after-", after))
-        view = self.render_view(session) if step.mask is not None else None
+            before = self._step_preview(session, session.history[max(session.position - 1, 0)])
+            compare = (before[3], self._step_preview(session, step)[3])
+            # a PNG written here at low compression: ~10x faster than Gradio's default
+            handle, view = tempfile.mkstemp(".png", "view-", self._session_dir(session))
+            os.close(handle)
+            cv2.imwrite(view, cv2.cvtColor(self.render_view(session), cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
         others = [p for name, p in sorted(session.saved.items()) if name != session.name]
         files = list(step.files) + others if step.files else others
         return Page(self._editor_value(session), compare, view,
@@ -929,30 +933,28 @@ def _preview_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
 
-def _data_url(image: np.ndarray, kind: str) -> str:
-    if kind == "jpeg":
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, 92])
-    else:
-        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+def _png_data_url(image: np.ndarray) -> str:
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     assert ok
-    return f"data:image/{kind};base64," + base64.b64encode(data.tobytes()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(data.tobytes()).decode("ascii")
 
 
-def painter_html(preview: np.ndarray, brush_size: int, painted: np.ndarray | None = None) -> str:
-    """The painter's HTML: the preview (JPEG) under a transparent canvas of the same size that
-    the page's script paints on; ``painted`` (HxW, any size, nonzero = hole) pre-paints it."""
-    h, w = preview.shape[:2]
+def painter_html(jpeg: bytes, w: int, h: int, brush_size: int,
+                 painted: np.ndarray | None = None) -> str:
+    """The painter's HTML: the preview (``jpeg``, ``w`` x ``h``) under a transparent canvas of
+    the same size that the page's script paints on; ``painted`` (HxW, any size, nonzero = hole)
+    pre-paints it."""
     mask_attr = ""
     if painted is not None:
         hole = cv2.resize(painted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
         layer = np.zeros((h, w, 4), np.uint8)
         layer[hole] = (255, 0, 255, 255)  # BGRA magenta, the brush's colour
-        mask_attr = f' data-mask="{_data_url(layer, "png")}"'
+        mask_attr = f' data-mask="{_png_data_url(layer)}"'
     return (f'<div class="lafin-paint" data-w="{w}" data-h="{h}" data-brush="{int(brush_size)}"'
             f'{mask_attr} style="aspect-ratio: {w} / {h}; width: min(100%, calc(480px * {w} / '
             f'{h}));"><img alt="the photo to paint on" draggable="false" '
-            f'src="{_data_url(preview, "jpeg")}"><canvas></canvas></div>')
+            f'src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}">'
+            '<canvas></canvas></div>')
 
 
 def decode_painting(data_url: str | None) -> np.ndarray | None:
@@ -1303,6 +1305,32 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
     return demo
 
 
+def _patient_startup_check() -> None:
+    """Gradio checks that its freshly started server answers, with HEAD requests of at most 3 s,
+    and gives up at the first timeout ("When localhost is not accessible..."); on a machine busy
+    with training the first page can take longer. Ask with a 30 s timeout for up to 2 minutes."""
+    import httpx
+    from gradio import networking
+
+    if getattr(networking.url_ok, "lafin_patient", False):
+        return
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=30).status_code in (200, 401, 301, 302, 303, 307,
+                                                                 308):
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    url_ok.lafin_patient = True  # type: ignore[attr-defined]
+    networking.url_ok = url_ok
+
+
 class _Stop(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl+C: Gradio closes its server, the temporary folder is removed."""
 
@@ -1338,6 +1366,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
     if owned:
         atexit.register(shutil.rmtree, root, ignore_errors=True)
     demo = build_app(model, max_upload_pixels, work_dir=root, session_ttl=session_ttl)
+    _patient_startup_check()
     previous, stopped = None, []
     if block and threading.current_thread() is threading.main_thread():
         def on_sigterm(*_: Any) -> None:
