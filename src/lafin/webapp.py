@@ -1014,14 +1014,14 @@ _EMPTY_PAINTER = ('<div class="lafin-empty">Open a photo (or drop one here), or 
 _HEAD = """
 <script>
 (() => {
-  const P = { box: null, ctx: null, brush: 8, erase: false, strokes: [] };
+  const P = { box: null, ctx: null, brush: 8, erase: false, strokes: [], painted: false };
   window.lafinPainter = P;
   const setup = (box) => {
     box.dataset.ready = "1";
     const canvas = box.querySelector("canvas");
     canvas.width = +box.dataset.w; canvas.height = +box.dataset.h;
     Object.assign(P, { box, canvas, ctx: canvas.getContext("2d", { willReadFrequently: true }), brush: +box.dataset.brush,
-                       strokes: [] });
+                       strokes: [], painted: !!box.dataset.mask });
     if (box.dataset.mask) {
       const m = new Image(); m.onload = () => P.ctx.drawImage(m, 0, 0); m.src = box.dataset.mask;
     }
@@ -1037,6 +1037,7 @@ _HEAD = """
     canvas.addEventListener("pointerdown", (e) => {
       P.strokes.push(P.ctx.getImageData(0, 0, canvas.width, canvas.height));
       if (P.strokes.length > 30) P.strokes.shift();
+      P.painted = true;
       canvas.setPointerCapture(e.pointerId); last = at(e); line(last, last); e.preventDefault();
     });
     canvas.addEventListener("pointermove", (e) => {
@@ -1048,7 +1049,7 @@ _HEAD = """
   P.say = (text) => { const s = document.querySelector("#lafin-brush-info");
     if (s) s.textContent = text || `brush ${P.brush} px${P.erase ? " (eraser)" : ""}`; };
   P.mask = () => {
-    if (!P.ctx || !P.box || !P.box.isConnected) return "";
+    if (!P.ctx || !P.box || !P.box.isConnected || !P.painted) return "";
     const d = P.ctx.getImageData(0, 0, P.canvas.width, P.canvas.height).data;
     for (let i = 3; i < d.length; i += 4) if (d[i]) return P.canvas.toDataURL("image/png");
     return "";
