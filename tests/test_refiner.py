@@ -32,15 +32,16 @@ def test_a_new_refiner_returns_the_coarse_face_and_then_learns_changes():
     coarse = torch.rand(2, 3, 64, 64)
     mask = torch.zeros(2, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1
-    assert torch.equal(refiner(coarse, mask), coarse)
+    heat = torch.zeros(2, 1, 64, 64)
+    assert torch.equal(refiner(coarse, mask, heat), coarse)
     target = coarse.flip(-1)
     optim = torch.optim.Adam(refiner.parameters(), lr=1e-2)
     for _ in range(5):
-        loss = (refiner(coarse, mask) - target).abs().mean()
+        loss = (refiner(coarse, mask, heat) - target).abs().mean()
         optim.zero_grad()
         loss.backward()
         optim.step()
-    out = refiner(coarse, mask)
+    out = refiner(coarse, mask, heat)
     assert (out - target).abs().mean() < (coarse - target).abs().mean()
     assert out.min() >= 0 and out.max() <= 1
     assert (out - coarse).abs().max() <= Refiner.max_residual + 1e-6
@@ -50,11 +51,15 @@ def test_refiner_noise_varies_only_the_hole_input():
     torch.manual_seed(0)
     refiner = Refiner(RefinerConfig(output_size=32))
     nn.init.normal_(refiner.to_rgb.weight, std=0.1)
-    coarse, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    coarse, mask, heat = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
     # no hole: the noise is masked out, so two draws give the same face
-    assert torch.equal(refiner(coarse, mask), refiner(coarse, mask))
+    assert torch.equal(refiner(coarse, mask, heat), refiner(coarse, mask, heat))
     mask[..., 8:24, 8:24] = 1
-    assert not torch.equal(refiner(coarse, mask), refiner(coarse, mask))
+    assert not torch.equal(refiner(coarse, mask, heat), refiner(coarse, mask, heat))
+    # the landmarks steer it
+    fixed = torch.randn(1, 1, 32, 32)
+    heat2 = landmark_heatmap(torch.tensor([[[16.0, 16.0]]]), 32)
+    assert not torch.equal(refiner(coarse, mask, heat, fixed), refiner(coarse, mask, heat2, fixed))
 
 
 def test_refiner_config_validation_and_builder():
@@ -244,6 +249,14 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     assert loaded.networks == ("generator", "refiner")
     assert loaded.config.refiner.output_size == 128
     assert loaded.metadata["stage"] == "refine"
+    # the frozen generator keeps its own history, through a merge with a file that has it too
+    assert loaded.metadata["generator.step"] == "7" and loaded.metadata["refiner.step"] == "4"
+    from lafin.checkpoint import merge_weights
+
+    merge_weights([refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
+                  tmp_path / "merged.safetensors")
+    merged = load_weights(tmp_path / "merged.safetensors")
+    assert merged.metadata["generator.step"] == "7" and merged.metadata["refiner.stage"] == "refine"
 
 
 def test_refine_stage_resume_is_exact(refine_data, tmp_path):
@@ -268,3 +281,125 @@ def test_refine_stage_needs_its_generator(refine_data, tmp_path):
         Trainer(_refine_config(refine_data, init_from=None), tmp_path)
     with pytest.raises(ValueError, match="inception_weights"):
         Trainer(_refine_config(refine_data, loss={"inception_perceptual": 1.0}), tmp_path)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+@pytest.fixture
+def refined_model():
+    """The tiny model (64 px) with a 128-px refiner whose output visibly differs from its input."""
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(),
+                                    "refiner": {"output_size": 128, "channels": [4, 8, 8, 8],
+                                                "num_residual_blocks": 1}})
+    refiner = build_refiner(config)
+    nn.init.normal_(refiner.to_rgb.weight, std=0.5)
+    return LaFInModel.from_networks(config, build_generator(config),
+                                    build_landmark_predictor(config), refiner=refiner)
+
+
+def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_model):
+    image = face_like(100, 90, seed=3)
+    hole = np.zeros(image.shape[:2], np.uint8)
+    hole[40:70, 25:60] = 1
+    result = refined_model(image, hole, mode="crop")
+    assert result.image.shape == image.shape
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    assert "refine" in result.timings
+    assert refined_model.output_size == 128
+    # the same input gives the same result (seeded noise); another seed another texture
+    assert np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    refined_model.seed = 1
+    assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    # the refiner's output, not the generator's, reaches the hole
+    plain = refined_model.refiner
+    refined_model.refiner = None
+    try:
+        assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    finally:
+        refined_model.refiner = plain
+
+
+def test_photo_mode_refines_each_face_and_keeps_known_pixels(refined_model):
+    from skimage import data
+
+    photo = data.astronaut()
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[135:160, 200:250] = 1
+    result = refined_model(photo, hole, mode="photo")
+    assert np.array_equal(result.image[hole == 0], photo[hole == 0])
+    assert len(result.faces) == 1 and result.faces[0].hole_pixels == hole.sum()
+    assert "refine" in result.timings
+
+
+def test_weights_with_a_refiner_load_strictly(tmp_path):
+    from lafin.checkpoint import WeightsError, build_refiner_from_weights
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": {"output_size": 128}})
+    torch.manual_seed(0)
+    save_weights(tmp_path / "w.safetensors", config, generator=build_generator(config),
+                 landmark_predictor=build_landmark_predictor(config), refiner=build_refiner(config))
+    model = LaFInModel(weights=tmp_path / "w.safetensors")
+    assert model.refiner is not None and model.output_size == 128
+    assert not model.generator_flip_average and model.diffusion_mix == 0
+    loaded = load_weights(tmp_path / "w.safetensors")
+    loaded.refiner_state = {k: v for k, v in loaded.refiner_state.items() if "stem" not in k}
+    with pytest.raises(WeightsError, match="missing"):
+        build_refiner_from_weights(loaded)
+
+
+def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from lafin.onnx_backend import REFINER_NAME, export_onnx, load_onnx_refiner
+    from lafin.pipeline import LaFInModel
+
+    written = export_onnx(refined_model, tmp_path / "onnx")
+    assert REFINER_NAME in [p.name for p in written]
+    runner = load_onnx_refiner(tmp_path / "onnx")
+    g = torch.Generator().manual_seed(0)
+    for batch in (1, 3):
+        coarse = torch.rand(batch, 3, 128, 128, generator=g)
+        mask = (torch.rand(batch, 1, 128, 128, generator=g) > 0.5).float()
+        noise = torch.randn(batch, 1, 128, 128, generator=g)
+        heat = torch.rand(batch, 1, 128, 128, generator=g)
+        with torch.inference_mode():
+            want = refined_model.refiner(coarse, mask, heat, noise)
+        got = runner(coarse, mask, heat, noise)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+        assert (got - coarse).abs().max() > 1e-2  # the refiner does change the face
+    onnx_model = LaFInModel(weights=tmp_path / "onnx", backend="onnx")
+    assert onnx_model.refiner is not None and onnx_model.output_size == 128
+    image = face_like(96, 96, seed=1)
+    hole = np.zeros((96, 96), np.uint8)
+    hole[30:60, 30:70] = 1
+    a, b = refined_model(image, hole, mode="crop").image, onnx_model(image, hole, mode="crop").image
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_a_loose_crop_is_aligned_before_generation(tiny_model):
+    """A face filling half of the crop and off-centre goes through the aligned path (one face
+    reported, crop mode kept); a face in the canonical framing does not."""
+    from lafin.pipeline import _is_loose
+
+    size = 160
+    image = face_like(size, size, seed=5)
+    canonical = canonical_landmarks(size)
+    loose = canonical * 0.5 + np.array([20.0, 60.0], np.float32)
+    assert _is_loose(rescale_points(loose, 64 / size), 64)
+    assert not _is_loose(rescale_points(canonical, 64 / size), 64)
+    hole = np.zeros((size, size), np.uint8)
+    lo, hi = loose[48:68].min(axis=0).astype(int), loose[48:68].max(axis=0).astype(int)
+    hole[lo[1] - 3:hi[1] + 3, lo[0] - 3:hi[0] + 3] = 1  # over the small face's mouth
+    result = tiny_model(image, hole, landmarks=loose, mode="crop")
+    assert result.mode == "crop" and len(result.faces) == 1 and result.landmarks_given
+    assert result.faces[0].hole_pixels == hole.sum()
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    np.testing.assert_allclose(result.landmarks, loose)
+    tight = tiny_model(image, hole, landmarks=canonical, mode="crop")
+    assert tight.faces == [] and np.array_equal(tight.image[hole == 0], image[hole == 0])

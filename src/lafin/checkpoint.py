@@ -296,6 +296,24 @@ def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
     return built["generator"], built["landmarks"]
 
 
+def build_refiner_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
+                               ) -> nn.Module | None:
+    """The refiner of loaded weights (strictly), in eval mode on ``device``; None without one.
+
+    Raises:
+        WeightsError: a refiner state without a refiner config, or one that does not match it.
+    """
+    state = loaded.state("refiner")
+    if state is None:
+        return None
+    if not loaded.config.refiner.enabled:
+        raise WeightsError("the file has refiner weights but its config has no refiner "
+                           "(refiner.output_size = 0)")
+    net = _builders()["refiner"](loaded.config)
+    load_state_strict(net, state, f"refiner weights ({loaded.config.name} preset)")
+    return net.to(device).eval()
+
+
 def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
     """Combine several of our weights files into one; later files win per network.
 
