@@ -63,6 +63,7 @@ PREVIEW_SIDE = 1024  # the editor's and the before/after previews' longer side
 HISTORY_LIMIT = 12  # results kept for Undo per session
 SESSION_TTL = 2 * 3600.0  # seconds a session's work is kept after its last change
 MAX_SESSIONS = 200  # sessions kept in memory at once
+STOP_GRACE = 15.0  # seconds from SIGTERM to the process's end at the latest
 TABLE_HEADERS = ["point", "part", "x", "y"]
 MODES = ("auto", "crop", "photo")
 BRUSH_COLOR = "#ff00ff"
@@ -1375,6 +1376,12 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
             # while Gradio is still closing its connections
             if owned:
                 shutil.rmtree(root, ignore_errors=True)
+            if not stopped:
+                # the process is to end: neither Gradio's closing nor a worker thread still
+                # finishing a request (seen after a client vanished mid-run) may keep it alive
+                timer = threading.Timer(STOP_GRACE, os._exit, (0,))
+                timer.daemon = True
+                timer.start()
             stopped.append(True)
             raise _Stop()
 
@@ -1393,12 +1400,6 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
             demo.close()
             if owned:  # again: a run that was under way may have written after the first
                 shutil.rmtree(root, ignore_errors=True)
-            if stopped:
-                # the process is to end: a worker thread still finishing a request (seen once
-                # after a client vanished mid-run) must not keep it alive
-                timer = threading.Timer(10.0, os._exit, (0,))
-                timer.daemon = True
-                timer.start()
     return demo
 
 
