@@ -78,7 +78,7 @@ class Visitor:
     def run(self, name: str, data: list) -> list:
         body = {"data": data, "fn_index": self.fns[name], "session_hash": self.session_hash,
                 "event_data": None, "trigger_id": None}
-        r = self.http.post(f"{self.url}gradio_api/queue/join", json=body, timeout=30)
+        r = self.http.post(f"{self.url}gradio_api/queue/join", json=body, timeout=300)
         r.raise_for_status()
         with self.http.get(f"{self.url}gradio_api/queue/data",
                            params={"session_hash": self.session_hash}, stream=True,
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("the server did not start")
         fns = function_indices(url)
         start = rss_mb(server.pid)
+        print(f"server RSS at start: {start:.0f} MB", flush=True)
         times = []
         after_first = None
         for n in range(args.sessions):
