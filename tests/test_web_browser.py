@@ -1,9 +1,16 @@
 """The web demo in a real browser: Debian's Chromium driven by Playwright, against a server
-started as a separate process (``python -m lafin.webapp``) with tiny random weights.
+started as a separate process (``lafin serve``) with tiny random weights; when it is stopped with
+SIGTERM its temporary folder must be empty.
 
-Two browser contexts are two users: one uploads a photo and a mask file, the other uploads a
-photo and paints the hole with the brush; both click Inpaint at once and each must get its own
-result, filled inside its hole and bit-identical outside. Nothing may be fetched from another host.
+- One user: example -> Inpaint -> paint on the result -> Inpaint again -> Ctrl+Z (undo), with the
+  brush-size key and an expression on the way.
+- A group photo (two synthetic faces, one hole over both mouths): both faces are reported.
+- Refused uploads (a text file, a truncated JPEG) give their message on the page and no traceback
+  in the server's log.
+- Two browser contexts are two users: one opens a photo and a mask file, the other opens a photo
+  and paints the hole; both click Inpaint at once and each must get its own result, filled inside
+  its hole and bit-identical outside.
+Nothing may be fetched from another host.
 """
 
 from __future__ import annotations
@@ -61,9 +68,14 @@ def server(tmp_path_factory):
     save_weights(folder / "tiny.safetensors", config, generator=build_generator(config),
                  landmark_predictor=build_landmark_predictor(config))
     port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1")
+    # its own TMPDIR: after SIGTERM the server must have removed everything it wrote there
+    tmp = folder / "server-tmp"
+    tmp.mkdir()
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
+               TMPDIR=str(tmp))
     log = open(folder / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "lafin.webapp", "--port", str(port),
+    # `lafin serve`, the command users run (its SIGTERM handling is checked at the end)
+    proc = subprocess.Popen([sys.executable, "-m", "lafin.cli", "serve", "--port", str(port),
                              "--weights", str(folder / "tiny.safetensors")],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
     url = f"http://127.0.0.1:{port}/"
@@ -85,13 +97,16 @@ def server(tmp_path_factory):
             time.sleep(0.5)
         yield url, folder
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM
         try:
-            proc.wait(timeout=15)
+            code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            code = proc.wait()
         log.close()
+    left = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
+    assert code == 0 and not left, (f"after SIGTERM: exit {code}, left in TMPDIR: {left[:10]}\n"
+                                     f"{(folder / 'server.log').read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -114,24 +129,35 @@ def _open_page(browser, url: str, hosts: set[str]):
 
 
 def _upload_photo(page, path: Path) -> None:
-    page.locator("#lafin-editor input[type=file]").first.set_input_files(str(path))
-    # the editor's tools come alive once the photo is on the canvas
-    page.wait_for_selector('#lafin-editor button[aria-label="Pan"]:not([disabled])')
-    page.wait_for_timeout(300)
+    page.locator("#lafin-photos input[type=file]").first.set_input_files(str(path))
+    page.locator("#lafin-status").get_by_text(f"Opened {path.name}").wait_for()
+    page.wait_for_selector("#lafin-painter .lafin-paint[data-ready] canvas")
+
+
+def _paint(page, dx: float = 0.0, dy: float = 0.0) -> None:
+    """A stroke across the middle of the painter (offset by dx, dy screen pixels)."""
+    box = page.locator("#lafin-painter canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy
+    page.mouse.move(cx - 40, cy - 10)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(cx - 40 + 8 * step, cy - 10 + 2 * step)
+    page.mouse.up()
 
 
 def _upload_file(page, component: str, path: Path, attempts: int = 3) -> None:
     """Give a file to a gradio File component and wait until it shows the file's name. On a
-    loaded machine the first upload was seen to be dropped now and then (the name never came):
-    the upload is retried, a page that never shows it still fails."""
+    loaded machine an upload was seen to be dropped now and then (the name never came): it is
+    retried while the component still offers its file input; a page that never shows it fails."""
     for attempt in range(attempts):
         page.locator(f"{component} input[type=file]").first.set_input_files(str(path))
         try:
-            page.locator(component).get_by_text(path.name).wait_for(
+            page.locator(component).get_by_text(path.name).first.wait_for(
                 timeout=TIMEOUT_MS // attempts)
             return
         except PlaywrightTimeout:
-            if attempt == attempts - 1:
+            if attempt == attempts - 1 or not page.locator(
+                    f"{component} input[type=file]").count():
                 raise
 
 
@@ -141,10 +167,106 @@ def _fetch_png(context, url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
 
 
+def _download(page, context, name: str) -> np.ndarray:
+    link = page.locator(f'#lafin-downloads a[download="{name}"]')
+    link.wait_for()
+    return _fetch_png(context, link.get_attribute("href"))
+
+
 def _result(page, context) -> np.ndarray:
-    img = page.locator('#lafin-result img[src*="lafin-result.png"]')
-    img.wait_for()
-    return _fetch_png(context, img.get_attribute("src"))
+    return _download(page, context, "lafin-result.png")
+
+
+def _status(page, text: str, where: str = "#lafin-status") -> None:
+    page.locator(where).get_by_text(text).first.wait_for()
+
+
+def test_example_inpaint_edit_the_result_again_and_undo(server, browser):
+    url, folder = server
+    hosts: set[str] = set()
+    ctx, page = _open_page(browser, url, hosts)
+    page.click("#lafin-example")
+    page.wait_for_selector("#lafin-painter .lafin-paint[data-ready][data-mask]")
+    page.click("#lafin-inpaint")
+    _status(page, "predicted landmarks")
+    first = _result(page, ctx)
+    first_hole = _download(page, ctx, "lafin-mask.png")[..., 0] > 0
+    assert first.shape == (256, 256, 3) and first_hole.any()
+
+    # the brush keys work on the painter (no trip to the server)
+    page.locator("#lafin-brush-info").get_by_text("brush").wait_for()
+    before = page.locator("#lafin-brush-info").inner_text()
+    page.keyboard.press("]")
+    assert page.locator("#lafin-brush-info").inner_text() != before
+
+    # paint on the result (the painter now shows it) and inpaint again: the new run starts
+    # from the first result, so everything outside the new hole is the first result
+    old_files = page.locator('#lafin-downloads a[download="lafin-result.png"]').get_attribute("href")
+    _paint(page, dy=60)
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(
+        "old => { const a = document.querySelector('#lafin-downloads a[download=\"lafin-result.png\"]');"
+        " return a && a.getAttribute('href') !== old; }", arg=old_files)
+    second = _result(page, ctx)
+    second_hole = _download(page, ctx, "lafin-mask.png")[..., 0] > 0
+    assert second_hole.any() and not np.array_equal(second_hole, first_hole)
+    assert np.array_equal(second[~second_hole], first[~second_hole])
+    assert not np.array_equal(second, first)
+
+    # an expression's message appears next to the expression buttons
+    page.click("#lafin-preset-smile")
+    _status(page, "Applied smile", "#lafin-edit-status")
+
+    # Ctrl+Z with no new strokes: back to the first result
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")
+    _status(page, "Undone: step 1 of 2")
+    page.wait_for_function(
+        "old => { const a = document.querySelector('#lafin-downloads a[download=\"lafin-result.png\"]');"
+        " return a && a.getAttribute('href') === old; }", arg=old_files)
+    assert np.array_equal(_result(page, ctx), first)
+    ctx.close()
+    assert hosts <= {"127.0.0.1"}, f"the page fetched from other hosts: {hosts - {'127.0.0.1'}}"
+
+
+def test_group_photo_reports_both_faces(server, browser):
+    url, folder = server
+    photo = np.full((220, 400, 3), (90, 110, 100), np.uint8)
+    photo[20:200, 30:174] = face_like(180, 144, seed=4)
+    photo[20:200, 226:370] = face_like(180, 144, seed=5)
+    hole = np.zeros((220, 400), np.uint8)
+    hole[140:170, 60:340] = 1  # over both mouths
+    Image.fromarray(photo).save(folder / "group.png")
+    Image.fromarray(hole * 255).save(folder / "group-hole.png")
+    ctx, page = _open_page(browser, url, set())
+    _upload_photo(page, folder / "group.png")
+    _upload_file(page, "#lafin-mask-file", folder / "group-hole.png")
+    page.click("#lafin-inpaint")
+    _status(page, "photo mode")
+    _status(page, "2 faces in the hole")
+    result = _result(page, ctx)
+    assert np.array_equal(result[hole == 0], photo[hole == 0])
+    assert not np.array_equal(result[hole == 1], photo[hole == 1])
+    ctx.close()
+
+
+def test_refused_uploads_give_a_message_and_no_traceback(server, browser):
+    url, folder = server
+    (folder / "notes.txt").write_text("not a photo")
+    Image.fromarray(face_like(120, 100)).save(folder / "cut.jpg", "JPEG")
+    data = (folder / "cut.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
+    ctx, page = _open_page(browser, url, set())
+    page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "notes.txt"))
+    page.get_by_text("notes.txt is not an image").first.wait_for()
+    page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "cut.jpg"))
+    page.get_by_text("cut.jpg is damaged or truncated").first.wait_for()
+    # nothing opened: Inpaint says what to do instead of inpainting a blank canvas
+    page.click("#lafin-inpaint")
+    page.get_by_text("Open a photo first").first.wait_for()
+    ctx.close()
+    log = (folder / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_two_users_inpaint_in_the_browser(server, browser):
@@ -166,13 +288,7 @@ def test_two_users_inpaint_in_the_browser(server, browser):
 
     # user B: paints the hole with the brush across the middle of the photo
     _upload_photo(page_b, folder / "b.png")
-    box = page_b.locator("#lafin-editor canvas").first.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page_b.mouse.move(cx - 40, cy - 10)
-    page_b.mouse.down()
-    for step in range(1, 11):
-        page_b.mouse.move(cx - 40 + 8 * step, cy - 10 + 2 * step)
-    page_b.mouse.up()
+    _paint(page_b)
 
     # both at once: the queue runs them one after the other, each session gets its own result
     page_a.click("#lafin-inpaint")
@@ -204,6 +320,9 @@ def test_two_users_inpaint_in_the_browser(server, browser):
     page_a.get_by_text("Applied smile").wait_for()
     page_a.click("#lafin-regenerate")
     page_a.locator("#lafin-status").get_by_text("your landmarks").wait_for()
+    page_a.wait_for_function("() => { const a = document.querySelector("
+                             "'#lafin-downloads a[download=\"lafin-landmarks.json\"]');"
+                             " return a && a.closest('body'); }")
     edited = landmarks_a()
     moved = np.flatnonzero(np.abs(edited - predicted).max(axis=1) > 0.2)
     assert {48, 54} <= set(moved) <= set(range(40, 68))

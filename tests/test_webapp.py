@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,22 +21,25 @@ from lafin.webapp import (  # noqa: E402
     DemoError,
     DemoHandlers,
     Session,
+    Step,
     apply_expression,
     build_app,
-    example_editor_value,
+    decode_painting,
     landmarks_to_table,
     table_to_landmarks,
 )
 
 
-def editor_value(image: np.ndarray, painted: np.ndarray | None = None) -> dict:
-    """What gr.ImageEditor(type="numpy", image_mode="RGBA") hands the handler."""
-    h, w = image.shape[:2]
-    rgba = np.dstack([image, np.full((h, w), 255, np.uint8)])
-    layer = np.zeros((h, w, 4), np.uint8)
-    if painted is not None:
-        layer[painted.astype(bool)] = (255, 0, 255, 255)
-    return {"background": rgba, "layers": [layer], "composite": rgba}
+def painting(hole: np.ndarray) -> str:
+    """What the page's painter sends: its stroke layer as a PNG data URL (alpha > 0 = painted)."""
+    import base64
+    import io
+
+    layer = np.zeros((*hole.shape, 4), np.uint8)
+    layer[hole.astype(bool)] = (255, 0, 255, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(layer, "RGBA").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture
@@ -51,111 +56,225 @@ def canonical(size: float = 128.0) -> np.ndarray:
     return CANONICAL_LANDMARKS.astype(np.float64) * size
 
 
+def opened(handlers, image: np.ndarray, folder, name: str = "face.png") -> Session:
+    Image.fromarray(image).save(folder / name)
+    session = Session()
+    handlers.open_photos([str(folder / name)], session)
+    return session
+
+
 # ---------------------------------------------------------------------------- inpaint
 
 
-def test_inpaint_fills_the_painted_hole_only(handlers, face):
+def test_inpaint_fills_the_painted_hole_only(handlers, face, tmp_path):
     image, hole = face
-    session = Session()
+    session = opened(handlers, image, tmp_path)
     stages: list[str] = []
-    result_path, view, table, files, status, session = handlers.inpaint(
-        editor_value(image, hole), None, "crop", session,
-        progress=lambda frac, desc: stages.append(desc))
-    result = np.asarray(Image.open(result_path))
+    painter, compare, view, table, files, status, session = handlers.inpaint(
+        painting(hole), None, "crop", session, progress=lambda frac, desc: stages.append(desc))
+    files = handlers.write_downloads(session)
+    result = np.asarray(Image.open(files[0]))
     assert result.shape == image.shape
     assert np.array_equal(result[hole == 0], image[hole == 0])
     assert not np.array_equal(result[hole == 1], image[hole == 1])
     assert "Generating face" in stages and "crop mode" in status
-    # the view: masked input at display size with the landmarks; the table: 68 editable rows
+    # the painter now shows the result (editing goes on from it); the slider: before, after
+    assert 'class="lafin-paint"' in painter and 'data-w="80" data-h="96"' in painter
+    assert np.array_equal(np.asarray(Image.open(compare[0])).shape, image.shape)
+    # the view is what the model sees: the hole pure white, at display size, landmarks drawn
+    view = np.asarray(Image.open(view))
     assert view.dtype == np.uint8 and max(view.shape[:2]) == 512
     assert len(table) == 68 and table[48][1] == "outer_lip"
-    # downloads: result, mask (white = hole), landmarks as .json and .pts
     names = [p.rsplit("/", 1)[-1] for p in files]
     assert names == ["lafin-result.png", "lafin-mask.png", "lafin-landmarks.json",
                      "lafin-landmarks.pts"]
     assert np.array_equal(np.asarray(Image.open(files[1])) > 0, hole > 0)
     saved = np.array(json.loads(open(files[2]).read())["landmarks"])
     np.testing.assert_allclose(saved, session.landmarks, atol=1e-3)
-    assert session.image is not None and np.array_equal(session.mask, hole)
+    assert np.array_equal(session.image, image) and np.array_equal(session.mask, hole)
+    assert session.saved["face"].endswith("face-lafin.png")
+
+
+def test_the_view_shows_the_hole_as_the_model_sees_it(handlers):
+    image = np.full((64, 64, 3), 40, np.uint8)
+    hole = box_mask(64, 64)
+    session = Session(history=[Step(image), Step(image, mask=hole)], position=1)
+    view = handlers.render_view(session)
+    centre = view[200:300, 200:300]
+    assert (centre == 255).all()  # white, nothing of the hidden pixels shows through
+    assert (view[:100, :100] == 40).all()
+
+
+def test_editing_goes_on_from_the_result_with_undo_redo_and_rerun(handlers, face, tmp_path):
+    image, hole = face
+    second = box_mask(96, 80, 0.75, 0.2, 0.9, 0.5)
+    session = opened(handlers, image, tmp_path)
+    handlers.inpaint(painting(hole), None, "crop", session)
+    first_result = session.current.copy()
+    out = handlers.inpaint(painting(second), None, "crop", session)
+    session = out[-1]
+    # the second run started from the first result: its hole is refilled, the first one kept
+    assert np.array_equal(session.image, first_result)
+    assert np.array_equal(session.current[second == 0], first_result[second == 0])
+    assert session.position == 2 and "Redo" not in out[5]
+    out = handlers.undo(session)
+    assert np.array_equal(out[-1].current, first_result) and "Undone" in out[5]
+    out = handlers.undo(out[-1])
+    assert np.array_equal(out[-1].current, image) and out[1] is None  # the photo: no slider
+    with pytest.raises(gr.Error, match="Nothing to undo"):
+        handlers.undo(out[-1])
+    out = handlers.redo(handlers.redo(out[-1])[-1])
+    assert out[-1].position == 2
+    with pytest.raises(gr.Error, match="Nothing to redo"):
+        handlers.redo(out[-1])
+    # re-run: the last hole again on the shown image; a new run drops the redo steps
+    handlers.undo(session)
+    out = handlers.rerun("crop", session)
+    assert len(out[-1].history) == 3 and np.array_equal(out[-1].mask, second)
+    assert np.array_equal(out[-1].image, first_result)
+
+
+def test_history_is_bounded(tiny_model, tmp_path, face):
+    image, hole = face
+    small = DemoHandlers(tiny_model, work_dir=tmp_path / "w", history_limit=2)
+    session = opened(small, image, tmp_path)
+    for _ in range(4):
+        small.inpaint(painting(hole), None, "crop", session)
+    assert len(session.history) == 3 and np.array_equal(session.history[0].image, image)
 
 
 def test_mask_file_is_used_instead_of_the_painting(handlers, face, tmp_path):
     image, hole = face
     Image.fromarray(hole * 255).save(tmp_path / "hole.png")
-    out = handlers.inpaint(editor_value(image), str(tmp_path / "hole.png"), "crop", Session())
+    session = opened(handlers, image, tmp_path)
+    out = handlers.inpaint("", str(tmp_path / "hole.png"), "crop", session)
     assert np.array_equal(out[-1].mask, hole)
-    assert np.array_equal(np.asarray(Image.open(out[0]))[hole == 0], image[hole == 0])
+    assert np.array_equal(out[-1].current[hole == 0], image[hole == 0])
 
 
-def test_empty_mask_is_a_message(handlers, face):
+def test_empty_mask_is_a_message(handlers, face, tmp_path):
     image, _ = face
     with pytest.raises(gr.Error, match="mask is empty"):
-        handlers.inpaint(editor_value(image), None, "crop", Session())
+        handlers.inpaint("", None, "crop", opened(handlers, image, tmp_path))
 
 
 @pytest.mark.parametrize("problem,expected", [
-    ("no photo", "Upload a photo first"),
+    ("no photo", "Open a photo first"),
     ("wrong size", "differs from image size"),
     ("not an image", "not an image"),
     ("bad mode", "Unknown mode"),
+    ("painting of another size", "does not match"),
+    ("garbled painting", "did not arrive as an image"),
 ])
 def test_bad_inputs_are_messages(handlers, face, tmp_path, problem, expected):
     image, hole = face
-    editor, mask_file, mode = editor_value(image, hole), None, "crop"
+    session = opened(handlers, image, tmp_path)
+    painted, mask_file, mode = painting(hole), None, "crop"
     if problem == "no photo":
-        editor = {"background": None, "layers": [], "composite": None}
+        session = Session()
     elif problem == "wrong size":
         Image.fromarray(np.full((50, 50), 255, np.uint8)).save(tmp_path / "m.png")
         mask_file = str(tmp_path / "m.png")
     elif problem == "not an image":
         (tmp_path / "m.png").write_text("hello")
         mask_file = str(tmp_path / "m.png")
+    elif problem == "painting of another size":
+        painted = painting(np.ones((40, 40), np.uint8))
+    elif problem == "garbled painting":
+        painted = "data:image/png;base64,aGVsbG8="
     else:
         mode = "sideways"
     with pytest.raises(gr.Error, match=expected) as info:
-        handlers.inpaint(editor, mask_file, mode, Session())
+        handlers.inpaint(painted, mask_file, mode, session)
     assert str(tmp_path) not in info.value.message  # the file's name, not the server's folders
+    assert info.value.print_exception is False  # a user's mistake: no traceback in the log
 
 
-def test_upload_size_limit_names_the_limit(tiny_model, tmp_path, face):
-    image, hole = face  # 80x96 = 7680 pixels
-    small = DemoHandlers(tiny_model, max_upload_pixels=5000, work_dir=tmp_path)
-    with pytest.raises(gr.Error, match=r"too large: 80x96.*at most 0\.005 megapixels"):
-        small.inpaint(editor_value(image, hole), None, "crop", Session())
-    # a mask file is checked from its header, before it is decoded
-    ok = DemoHandlers(tiny_model, max_upload_pixels=8000, work_dir=tmp_path)
-    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "big.png")
-    with pytest.raises(gr.Error, match=r"mask is too large.*at most 0\.008 megapixels"):
-        ok.inpaint(editor_value(image), str(tmp_path / "big.png"), "crop", Session())
+def _truncated(path):
+    Image.fromarray(face_like(100, 90)).save(path, "JPEG")
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
 
 
-def test_sessions_are_separate(handlers):
-    a_img, b_img = face_like(96, 80, seed=1), face_like(64, 72, seed=2)
-    a, b = Session(), Session()
-    handlers.inpaint(editor_value(a_img, box_mask(96, 80)), None, "crop", a)
-    handlers.inpaint(editor_value(b_img, box_mask(64, 72, 0.1, 0.1, 0.5, 0.5)), None, "crop", b)
-    assert np.array_equal(a.image, a_img) and np.array_equal(b.image, b_img)
-    assert a.out_dir != b.out_dir
-    handlers.cleanup(a)
-    assert not os.path.exists(a.out_dir) and os.path.exists(b.out_dir)
+@pytest.mark.parametrize("content,expected", [
+    (lambda p: p.write_text("hello"), "notes.txt is not an image"),
+    (lambda p: p.write_bytes(b""), "empty file"),
+    (_truncated, "damaged or truncated"),
+    (lambda p: Image.new("RGB", (120, 100)).save(p, "PNG"), r"too large: 120x100.*at most 0\.01"),
+])
+def test_refused_uploads_say_why(tiny_model, tmp_path, content, expected):
+    handlers = DemoHandlers(tiny_model, max_upload_pixels=10_000, work_dir=tmp_path / "w")
+    path = tmp_path / ("notes.txt" if "txt" in expected else "photo.jpg")
+    content(path)
+    with pytest.raises(gr.Error, match=expected) as info:
+        handlers.open_photos([str(path)], Session())
+    assert info.value.print_exception is False
 
 
-def test_example_loads_with_its_hole_painted(handlers):
-    from lafin.examples import example_face, example_mask
+def test_oversized_photo_is_refused_before_it_is_decoded(tiny_model, tmp_path, monkeypatch):
+    from PIL import ImageFile
 
-    value = example_editor_value(256)
-    assert np.array_equal(handlers.image_from_editor(value), example_face(256))
-    assert np.array_equal(handlers.mask_from_inputs(value, None, (256, 256)), example_mask(256))
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load",
+                        lambda self: decoded.append(self) or pytest.fail("decoded"))
+    handlers = DemoHandlers(tiny_model, max_upload_pixels=50_000, work_dir=tmp_path / "w")
+    with pytest.raises(gr.Error, match="too large: 300x300"):
+        handlers.open_photos([str(tmp_path / "big.png")], Session())
+    assert not decoded
 
 
-def test_large_photo_goes_through_the_photo_path(handlers):
+def test_exif_orientation_is_applied(handlers, tmp_path):
+    image = face_like(60, 90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the photo is shown turned 90 degrees clockwise
+    Image.fromarray(image).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    session = Session()
+    handlers.open_photos([str(tmp_path / "turned.jpg")], session)
+    assert session.current.shape == (90, 60, 3)
+
+
+def test_folder_mode_steps_through_photos_and_saves_each_result(handlers, tmp_path):
+    paths = []
+    for i, name in enumerate(["b.png", "a.png", "notes.txt"]):
+        if name.endswith(".txt"):
+            (tmp_path / name).write_text("not a photo")
+        else:
+            Image.fromarray(face_like(96, 80, seed=i)).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    session = Session()
+    out = handlers.open_photos(paths, session)
+    assert [n for n, _ in session.photos] == ["a.png", "b.png"]  # sorted, the text file refused
+    assert "a.png" in out[5] and "photo 1 of 2" in out[5] and "notes.txt is not an image" in out[5]
+    handlers.inpaint(painting(box_mask(96, 80)), None, "crop", session)
+    handlers.write_downloads(session)
+    with pytest.raises(gr.Error, match="first photo"):
+        handlers.step_photo(-1, session)
+    out = handlers.step_photo(1, session)
+    assert session.name == "b" and session.position == 0 and "photo 2 of 2" in out[5]
+    handlers.inpaint(painting(box_mask(96, 80)), None, "crop", session)
+    files = handlers.write_downloads(session)
+    assert [Path(p).name for p in files[-1:]] == ["a-lafin.png"]  # the other photo's result
+    assert sorted(Path(p).name for p in session.saved.values()) == ["a-lafin.png", "b-lafin.png"]
+    with pytest.raises(gr.Error, match="last photo"):
+        handlers.step_photo(1, session)
+    handlers.choose_photo("a.png", session)
+    assert session.name == "a"
+
+
+def test_large_photo_is_painted_on_a_preview_and_filled_at_full_size(tiny_model, tmp_path):
+    handlers = DemoHandlers(tiny_model, work_dir=tmp_path / "w", preview_side=128)
     image, hole = face_like(300, 260, seed=3), box_mask(300, 260, 0.55, 0.35, 0.8, 0.65)
-    result_path, view, _, _, status, session = handlers.inpaint(
-        editor_value(image, hole), None, "auto", Session())
-    assert "photo mode" in status
-    result = np.asarray(Image.open(result_path))
-    assert np.array_equal(result[hole == 0], image[hole == 0])
-    assert not np.array_equal(result[hole == 1], image[hole == 1])
+    session = opened(handlers, image, tmp_path)
+    assert session.preview_scale == pytest.approx(128 / 300)
+    painter = handlers._editor_value(session)
+    assert 'data-w="111" data-h="128"' in painter
+    small = cv2.resize(hole, (111, 128), interpolation=cv2.INTER_NEAREST)
+    out = handlers.inpaint(painting(small), None, "auto", session)
+    assert "photo mode" in out[5]
+    session = out[-1]
+    assert session.mask.shape == hole.shape
+    assert (session.mask != hole).mean() < 0.01  # the painted outline, scaled up
+    assert np.array_equal(session.current[session.mask == 0], image[session.mask == 0])
 
 
 def test_view_of_a_large_photo_shows_the_face_and_maps_clicks_back(handlers):
@@ -163,7 +282,8 @@ def test_view_of_a_large_photo_shows_the_face_and_maps_clicks_back(handlers):
     hole = np.zeros((1500, 2000), np.uint8)
     hole[700:800, 1200:1300] = 1
     points = canonical(200) + (1100, 600)  # a 200 px face at (1100, 600)
-    session = Session(image=image, mask=hole, landmarks=points.astype(np.float32))
+    session = Session(history=[Step(image), Step(image, mask=hole)], position=1,
+                      landmarks=points.astype(np.float32))
     view = handlers.render_view(session)
     x0, y0, scale = session.view
     assert max(view.shape[:2]) == 512 and 900 < x0 < 1100 and 400 < y0 < 600 and scale > 1
@@ -172,14 +292,37 @@ def test_view_of_a_large_photo_shows_the_face_and_maps_clicks_back(handlers):
     assert session.selected == 30
 
 
+def test_sessions_are_separate(handlers, tmp_path):
+    a_img, b_img = face_like(96, 80, seed=1), face_like(64, 72, seed=2)
+    a, b = opened(handlers, a_img, tmp_path, "a.png"), opened(handlers, b_img, tmp_path, "b.png")
+    handlers.inpaint(painting(box_mask(96, 80)), None, "crop", a)
+    handlers.inpaint(painting(box_mask(64, 72, 0.1, 0.1, 0.5, 0.5)), None, "crop", b)
+    assert np.array_equal(a.image, a_img) and np.array_equal(b.image, b_img)
+    assert a.out_dir != b.out_dir
+    handlers.cleanup(a)
+    assert not os.path.exists(a.out_dir) and os.path.exists(b.out_dir)
+    assert a.history == []  # its images are dropped with it
+
+
+def test_example_loads_with_its_hole_painted(handlers):
+    from lafin.examples import example_face, example_mask
+
+    session = Session()
+    out = handlers.load_example(session)
+    assert np.array_equal(session.current, example_face(256))
+    assert 'data-mask="data:image/png;base64,' in out[0]
+    url = out[0].split('data-mask="', 1)[1].split('"', 1)[0]
+    np.testing.assert_array_equal(decode_painting(url), example_mask(256))
+
+
 # ---------------------------------------------------------------------------- landmark editing
 
 
 @pytest.fixture
-def inpainted(handlers, face):
+def inpainted(handlers, face, tmp_path):
     image, hole = face
-    session = Session()
-    handlers.inpaint(editor_value(image, hole), None, "crop", session)
+    session = opened(handlers, image, tmp_path)
+    handlers.inpaint(painting(hole), None, "crop", session)
     return session
 
 
@@ -191,12 +334,16 @@ def test_preset_then_regenerate_uses_the_edited_landmarks(handlers, inpainted, f
     moved = np.flatnonzero(np.abs(session.landmarks - before).max(axis=1) > 1e-6)
     assert set(moved) <= set(range(17, 27)) | {37, 38, 43, 44} and len(moved) >= 10
     np.testing.assert_allclose(table_to_landmarks(table), session.landmarks, atol=0.051)
-    result_path, _, _, files, status, session = handlers.regenerate(table, "crop", session)
-    assert "your landmarks" in status
+    out = handlers.regenerate(table, "crop", session)
+    session = out[-1]
+    assert "your landmarks" in out[5]
+    files = handlers.write_downloads(session)
     saved = np.array(json.loads(open(files[2]).read())["landmarks"])
     np.testing.assert_allclose(saved, table_to_landmarks(table), atol=1e-3)
-    result = np.asarray(Image.open(result_path))
+    result = np.asarray(Image.open(files[0]))
     assert np.array_equal(result[hole == 0], image[hole == 0])
+    # regenerate replaced the shown result: one undo goes back to the photo
+    assert session.position == 1 and len(session.history) == 2
     # reset goes back to what Inpaint predicted
     _, table, _, session = handlers.reset(session)
     np.testing.assert_allclose(session.landmarks, before)
@@ -237,6 +384,22 @@ def test_click_picks_the_nearest_point_then_moves_it(handlers, inpainted):
     assert session.selected is None and "moved" in status
 
 
+def test_moving_a_point_outside_the_hole_says_so(handlers, face, tmp_path):
+    image, _ = face
+    hole = box_mask(96, 80, 0.6, 0.3, 0.9, 0.7)  # the mouth only
+    session = opened(handlers, image, tmp_path)
+    handlers.inpaint(painting(hole), None, "crop", session)
+    table = landmarks_to_table(session.landmarks)
+    table[19][3] = float(table[19][3]) - 3  # a brow point, far from the hole
+    _, status, _ = handlers.edit_table(table, session)
+    assert "outside the hole" in status and "19" in status
+    table = landmarks_to_table(session.landmarks)
+    y, x = np.argwhere(hole)[len(np.argwhere(hole)) // 2]
+    table[62][2], table[62][3] = float(x), float(y)  # into the hole
+    _, status, _ = handlers.edit_table(table, session)
+    assert "outside the hole" not in status
+
+
 def test_landmarks_file_upload(handlers, inpainted, tmp_path):
     from lafin.landmarks import save_landmarks
 
@@ -254,6 +417,8 @@ def test_editing_before_inpaint_is_a_message(handlers):
         handlers.apply_preset("smile", 1.0, Session())
     with pytest.raises(gr.Error, match="Inpaint first"):
         handlers.regenerate(landmarks_to_table(canonical()), "crop", Session())
+    with pytest.raises(gr.Error, match="Nothing to re-run"):
+        handlers.rerun("crop", Session())
 
 
 # ---------------------------------------------------------------------------- expressions
@@ -324,6 +489,27 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
     assert len(model_runs) == 2
     assert {f.concurrency_id for f in model_runs} == {"model"}
     assert all(f.concurrency_limit == 1 for f in model_runs)
+
+
+def test_a_closed_tab_frees_its_session_at_once(tiny_model, tmp_path, face):
+    from gradio.state_holder import StateHolder
+
+    from lafin.webapp import _forget_session
+
+    demo = build_app(tiny_model, work_dir=tmp_path / "app")
+    holder = StateHolder()
+    holder.set_blocks(demo)
+    image, hole = face
+    handlers = demo.lafin_handlers
+    session = opened(handlers, image, tmp_path)
+    handlers.inpaint(painting(hole), None, "crop", session)
+    state_id = next(i for i, b in demo.blocks.items() if isinstance(b, gr.State))
+    holder["tab-1"][state_id] = session
+    holder["tab-2"]
+    _forget_session(demo, handlers, "tab-1")
+    assert "tab-1" not in holder and "tab-2" in holder  # the other tab is untouched
+    assert not os.path.exists(session.out_dir) and session.history == []
+    _forget_session(demo, handlers, "tab-1")  # twice, or an unknown tab: nothing happens
 
 
 def test_serve_without_weights_is_one_line(monkeypatch, tmp_path, capsys):
