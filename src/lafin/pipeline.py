@@ -76,6 +76,8 @@ class InpaintResult:
         mode: ``crop`` (the input is a face crop) or ``photo`` (faces found and aligned).
         faces: per-face reports (photo mode).
         background_pixels: hole pixels outside every face, filled by OpenCV (photo mode).
+        background_regions: where those pixels are, one entry per separate part of the hole
+            that no face took (photo mode).
     """
 
     image: np.ndarray
@@ -86,6 +88,20 @@ class InpaintResult:
     mode: str = "crop"
     faces: list["FaceReport"] = field(default_factory=list)
     background_pixels: int = 0
+    background_regions: list["BackgroundRegion"] = field(default_factory=list)
+
+
+@dataclass
+class BackgroundRegion:
+    """A part of the hole that no face took, filled by OpenCV (photo mode).
+
+    Attributes:
+        box: (left, top, right, bottom) of the part in photo pixels (right, bottom exclusive).
+        pixels: its hole pixels.
+    """
+
+    box: tuple[int, int, int, int]
+    pixels: int
 
 
 @dataclass
@@ -188,6 +204,20 @@ def _keeps_hole(hole_xy: np.ndarray, old: np.ndarray, new: np.ndarray, size: int
     (A re-framed face must not move away from the hole it is there to fill.)"""
     held = _inside_crop(hole_xy, old, size)
     return bool((_inside_crop(hole_xy, new, size) & held).sum() >= 0.99 * held.sum())
+
+
+def _background_regions(rest: np.ndarray) -> list[BackgroundRegion]:
+    """The parts of the HxW bool ``rest`` (hole pixels no face took), nearby pieces together
+    (the slivers one brush stroke leaves around a face are one part), largest first."""
+    from lafin.photo import hole_regions
+
+    regions = []
+    for left, top, right, bottom in hole_regions(rest.astype(np.uint8), grow=0.25, min_side=8):
+        x, y, w, h = cv2.boundingRect(rest[top:bottom, left:right].astype(np.uint8))
+        if w and h:  # the pieces' own box, not the grown one they were grouped by
+            regions.append(BackgroundRegion((left + x, top + y, left + x + w, top + y + h),
+                                            int(rest[top:bottom, left:right].sum())))
+    return sorted(regions, key=lambda r: -r.pixels)
 
 
 class LaFInModel:
@@ -714,22 +744,26 @@ class LaFInModel:
                                 (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), lm)]
         else:
             frames = find_faces(img, hole, s, filled=content)
+        covered = np.zeros(hole.shape, bool)
         reports = self.render_faces(img, hole, content, frames, stages,
-                                    given=landmarks is not None)
+                                    given=landmarks is not None, covered=covered)
         timings = stages.stop()
         out = content  # outside the hole it is the input, bit for bit
-        background = int(hole.astype(bool).sum()) - sum(r.hole_pixels for r in reports)
+        regions = _background_regions(hole.astype(bool) & ~covered)
+        background = sum(r.pixels for r in regions)
         if background:
-            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea)", background)
+            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea): %s",
+                     background, ", ".join(f"{r.pixels} px at {r.box[:2]}" for r in regions))
         main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
         return InpaintResult(out, None if main is None else main.landmarks, hole,
-                             landmarks is not None, timings, "photo", reports, background)
+                             landmarks is not None, timings, "photo", reports, background, regions)
 
     @_cpu_call
     def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,
                      frames: list, stages: _Stages | None = None, given: bool = False,
                      point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
-                     refine: bool | None = None) -> list[FaceReport]:
+                     refine: bool | None = None, covered: np.ndarray | None = None
+                     ) -> list[FaceReport]:
         """Generate the faces of ``frames`` as one batch and write them into ``content``.
 
         Args:
@@ -740,6 +774,8 @@ class LaFInModel:
             point_filter: ``f(index_in_frames, landmarks_in_photo_pixels) -> landmarks``, applied
                 to predicted landmarks before generation (video smooths them over time with it).
             refine: re-align each face on a first landmark pass (default: ``landmark_refine``).
+            covered: HxW bool, if given: set (in place) where a face's generated crop filled
+                the hole.
 
         Returns:
             One report per face whose crop contains part of the hole; overlapping faces do not
@@ -786,7 +822,8 @@ class LaFInModel:
         generated = self._generate(img_t, hole_t, points)
         stages.start("blend")
         generated = self._mix_diffusion(img_t, hole_t, generated)
-        covered = np.zeros(hole.shape, bool)
+        if covered is None:
+            covered = np.zeros(hole.shape, bool)
         reports: list[FaceReport] = []
         for f, gen, pts in zip(used, generated, points):
             face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
