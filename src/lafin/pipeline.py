@@ -123,6 +123,24 @@ class FaceReport:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class FramedPhoto:
+    """A photo and the frames of its faces, for :meth:`LaFInModel.render_photos`.
+
+    Attributes:
+        image: HxWx3 uint8 photo; hole: HxW uint8 (1 = hole).
+        content: HxWx3 uint8, updated in place inside the hole (pre-filled by OpenCV).
+        frames: :class:`lafin.photo.FaceFrame` list.
+        covered: HxW bool, if given: set (in place) where a face's generated crop filled the hole.
+    """
+
+    image: np.ndarray
+    hole: np.ndarray
+    content: np.ndarray
+    frames: list
+    covered: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class _Frame:
     """How an input image maps to the model's square: pad to a square, then scale."""
@@ -204,6 +222,15 @@ def _keeps_hole(hole_xy: np.ndarray, old: np.ndarray, new: np.ndarray, size: int
     (A re-framed face must not move away from the hole it is there to fill.)"""
     held = _inside_crop(hole_xy, old, size)
     return bool((_inside_crop(hole_xy, new, size) & held).sum() >= 0.99 * held.sum())
+
+
+def _per_view(value: np.ndarray | Sequence[np.ndarray], matrices: Sequence) -> list[np.ndarray]:
+    """One photo (or its hole) per view: ``value`` itself for every view, or the given list."""
+    if isinstance(value, np.ndarray):
+        return [value] * len(matrices)
+    if len(value) != len(matrices):
+        raise ValueError(f"{len(value)} photos for {len(matrices)} views")
+    return list(value)
 
 
 def _background_regions(rest: np.ndarray) -> list[BackgroundRegion]:
@@ -467,12 +494,13 @@ class LaFInModel:
         mirrored[..., 0] = size - 1 - mirrored[..., 0]
         return ((out[0] + mirrored) / 2).cpu().numpy()
 
-    def _predict_in(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray],
+    def _predict_in(self, img: np.ndarray | Sequence[np.ndarray],
+                    hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray],
                     flip: bool | None = None, aligned: Sequence[bool] | None = None
                     ) -> np.ndarray:
         """Landmarks of the faces framed by ``matrices`` (photo pixels -> ``image_size`` crop),
         (B, 68, 2) float32 in those crops' pixels, predicted on crops resampled from the photo
-        at the predictor's own ``landmark_size``.
+        at the predictor's own ``landmark_size`` (``img``, ``hole``: one photo, or one per matrix).
 
         ``aligned`` (default: all) marks the frames that put a face on the canonical layout
         (found or given faces). The others are guesses around a hole where no face was found
@@ -488,12 +516,14 @@ class LaFInModel:
         centred = [True] * len(frames) if aligned is None else [bool(a) for a in aligned]
         guessed = [i for i, a in enumerate(centred) if not a]
         if guessed:
-            hole_xy = _hole_points(hole)
+            imgs, holes = _per_view(img, matrices), _per_view(hole, matrices)
             c = (s - 1) / 2  # twice the area around the crop's centre: p -> p / 2 + c / 2
             wide = [np.concatenate([frames[i][:, :2] / 2, frames[i][:, 2:] / 2 + c / 2], axis=1)
                     for i in guessed]
-            rough = self._predict_views(img, hole, wide, flip=False)
+            rough = self._predict_views([imgs[i] for i in guessed], [holes[i] for i in guessed],
+                                        wide, flip=False)
             for i, view, points in zip(guessed, wide, rough):
+                hole_xy = _hole_points(holes[i])
                 found = transform_points(points, invert_affine(view)).astype(np.float64)
                 # kept if its landmark box spans 10%-400% of the guessed crop and it keeps the
                 # hole (not a neighbour's face caught by the wide view)
@@ -508,7 +538,8 @@ class LaFInModel:
             points[i] = transform_points(photo, np.asarray(matrices[i], np.float64))
         return points
 
-    def _predict_views(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray],
+    def _predict_views(self, img: np.ndarray | Sequence[np.ndarray],
+                       hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray],
                        flip: bool | None = None, centred: Sequence[bool] | None = None
                        ) -> np.ndarray:
         """The predictor on the views of ``matrices`` (photo -> ``image_size`` crop) at its own
@@ -561,10 +592,12 @@ class LaFInModel:
         second = self._predict_in(img, hole, [matrix])[0]
         return frame.to_model(transform_points(second, invert_affine(matrix))).astype(np.float32)
 
-    def _landmark_view(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray]
+    def _landmark_view(self, img: np.ndarray | Sequence[np.ndarray],
+                       hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray]
                        ) -> torch.Tensor:
         """(B, 3, L, L) masked crops of ``img`` by each photo -> crop matrix (L: the predictor's
-        ``landmark_size``), for the predictor.
+        ``landmark_size``), for the predictor. ``img`` and ``hole`` may also be one per matrix
+        (faces of several photos, e.g. video frames, in one batch).
 
         The hole is painted white before resampling, so nothing under it is read. A crop pixel
         is hole where the hole covers most of it (its white share is in the colour already):
@@ -572,11 +605,13 @@ class LaFInModel:
         predictor then loses points it could see.
         """
         s = self.landmark_size
-        source = np.where(hole[..., None] > 0, np.uint8(255), img)
+        sources: dict[int, np.ndarray] = {}
         crops = []
-        for matrix in matrices:
-            crop = warp_to_crop(source, matrix, s)
-            crop[warp_to_crop(hole.astype(np.float32), matrix, s,
+        for im, ho, matrix in zip(_per_view(img, matrices), _per_view(hole, matrices), matrices):
+            if id(im) not in sources:
+                sources[id(im)] = np.where(ho[..., None] > 0, np.uint8(255), im)
+            crop = warp_to_crop(sources[id(im)], matrix, s)
+            crop[warp_to_crop(ho.astype(np.float32), matrix, s,
                               border=cv2.BORDER_CONSTANT) > 0.5] = 255
             crops.append(crop)
         return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
@@ -772,7 +807,7 @@ class LaFInModel:
             frames: :class:`lafin.photo.FaceFrame` list (alignment of each face).
             given: use each frame's ``landmarks`` for generation instead of predicting them.
             point_filter: ``f(index_in_frames, landmarks_in_photo_pixels) -> landmarks``, applied
-                to predicted landmarks before generation (video smooths them over time with it).
+                to predicted landmarks before generation.
             refine: re-align each face on a first landmark pass (default: ``landmark_refine``).
             covered: HxW bool, if given: set (in place) where a face's generated crop filled
                 the hole.
@@ -781,18 +816,46 @@ class LaFInModel:
             One report per face whose crop contains part of the hole; overlapping faces do not
             count a hole pixel twice.
         """
+        flt = None if point_filter is None else (lambda _, i, points: point_filter(i, points))
+        return self.render_photos([FramedPhoto(img, hole, content, frames, covered)], stages,
+                                  given, flt, refine)[0]
+
+    @_cpu_call
+    def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list
+                               ) -> np.ndarray:
+        """(B, 68, 2) float32 landmarks, in photo pixels, of the faces of ``frames`` (photo mode's
+        first pass: no re-alignment); e.g. to smooth them over a video's frames before
+        :meth:`render_photos` with ``given=True``."""
+        if not frames:
+            return np.zeros((0, NUM_POINTS, 2), np.float32)
+        points = self._predict_in(img, hole, [f.matrix for f in frames],
+                                  aligned=[f.path != "hole-surroundings" for f in frames])
+        return np.stack([transform_points(p, invert_affine(f.matrix))
+                         for p, f in zip(points, frames)]).astype(np.float32)
+
+    @_cpu_call
+    def render_photos(self, photos: Sequence["FramedPhoto"], stages: _Stages | None = None,
+                      given: bool = False,
+                      point_filter: Callable[[int, int, np.ndarray], np.ndarray] | None = None,
+                      refine: bool | None = None) -> list[list[FaceReport]]:
+        """:meth:`render_faces` for several photos (e.g. video frames): all their faces go through
+        the networks as one batch. ``point_filter(photo_index, face_index, landmarks)`` is called
+        in photo order, then face order (video smooths landmarks over time with it). Returns
+        each photo's reports."""
         stages = stages or _Stages(None)
         s = self.image_size
-        crops, holes, used, index = [], [], [], []
-        for i, f in enumerate(frames):
-            crop, crop_hole = self._face_view(img, hole, f.matrix)
-            if crop_hole.any():
-                crops.append(crop)
-                holes.append(crop_hole)
-                used.append(f)
-                index.append(i)
+        crops, holes, used, owner, index = [], [], [], [], []
+        for p, photo in enumerate(photos):
+            for i, f in enumerate(photo.frames):
+                crop, crop_hole = self._face_view(photo.image, photo.hole, f.matrix)
+                if crop_hole.any():
+                    crops.append(crop)
+                    holes.append(crop_hole)
+                    used.append(f)
+                    owner.append(p)
+                    index.append(i)
         if not used:
-            return []
+            return [[] for _ in photos]
         img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
         hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(self.device)
         stages.start("landmarks")
@@ -803,35 +866,44 @@ class LaFInModel:
             flip = False if refine else None
             points = (self._predict(img_t * (1 - hole_t) + hole_t, flip=flip)
                       if self.landmark_size == s  # the generator's crops serve the predictor too
-                      else self._predict_in(img, hole, [f.matrix for f in used], flip=flip,
+                      else self._predict_in([photos[p].image for p in owner],
+                                            [photos[p].hole for p in owner],
+                                            [f.matrix for f in used], flip=flip,
                                             aligned=[f.path != "hole-surroundings" for f in used]))
             if refine:
-                moved = used
-                used, points = self._refine_frames(img, hole, used, points)
+                moved = list(used)
+                for p in sorted(set(owner)):  # each photo's faces re-aligned on that photo
+                    mine = [j for j, o in enumerate(owner) if o == p]
+                    refined, second = self._refine_frames(photos[p].image, photos[p].hole,
+                                                          [used[j] for j in mine], points[mine])
+                    for j, f, q in zip(mine, refined, second):
+                        used[j], points[j] = f, q
                 for j, (f, before) in enumerate(zip(used, moved)):
                     if f is not before:  # the generator sees the re-aligned crop too
-                        crop, crop_hole = self._face_view(img, hole, f.matrix)
+                        crop, crop_hole = self._face_view(photos[owner[j]].image,
+                                                          photos[owner[j]].hole, f.matrix)
                         img_t[j] = torch.from_numpy(crop).permute(2, 0, 1).float().div(255)
                         hole_t[j, 0] = torch.from_numpy(crop_hole.astype(np.float32))
             if point_filter is not None:
                 points = np.stack([
-                    transform_points(point_filter(i, transform_points(p, invert_affine(f.matrix))),
-                                     f.matrix) for i, f, p in zip(index, used, points)])
+                    transform_points(point_filter(p, i, transform_points(q, invert_affine(f.matrix))),
+                                     f.matrix) for p, i, f, q in zip(owner, index, used, points)])
         points = points.astype(np.float32)
         stages.start("generate")
         generated = self._generate(img_t, hole_t, points)
         stages.start("blend")
         generated = self._mix_diffusion(img_t, hole_t, generated)
-        if covered is None:
-            covered = np.zeros(hole.shape, bool)
-        reports: list[FaceReport] = []
-        for f, gen, pts in zip(used, generated, points):
-            face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
-                                        invert_affine) & ~covered
-            covered |= face_hole
-            reports.append(FaceReport(f.path, f.box,
-                                      transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
-                                      int(face_hole.sum()), list(f.notes)))
+        covered = [np.zeros(ph.hole.shape, bool) if ph.covered is None else ph.covered
+                   for ph in photos]
+        reports: list[list[FaceReport]] = [[] for _ in photos]
+        for p, f, gen, pts in zip(owner, used, generated, points):
+            ph = photos[p]
+            face_hole = self._warp_back(ph.image, ph.hole, ph.content, f, gen * 255.0, harmonize,
+                                        invert_affine) & ~covered[p]
+            covered[p] |= face_hole
+            reports[p].append(FaceReport(f.path, f.box,
+                                         transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
+                                         int(face_hole.sum()), list(f.notes)))
         return reports
 
     def _warp_back(self, img, hole, content, frame, generated, harmonize, invert_affine) -> np.ndarray:
