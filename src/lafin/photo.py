@@ -12,7 +12,13 @@ five ways, and the way that worked is reported:
    weak HOG boxes are often not faces, so none is taken unconfirmed);
 4. ``detected-cnn``: dlib's CNN detector finds it (turned or partly hidden faces; slower);
 5. ``hole-surroundings``: no face found near a part of the hole; the square around that part
-   (grown to show context) is treated as the face crop.
+   (grown to show context) is treated as the face crop, when the photo has no face at all, or
+   when the part lies in a row of detected faces of a matching size (a group photo: the crop then
+   takes their size). Otherwise the part is background.
+
+Parts of the hole that the faces found so far do not hold are searched again on their own (in
+rounds), so a face found near one part never keeps another part's face from being searched for,
+however their search regions overlap or merge.
 
 Detected faces are annotated with dlib's 68 points on the filled photo; the similarity transform
 to the canonical crop is fitted on the points outside the hole only (points inside the hole are
@@ -52,8 +58,8 @@ WEAK_MAX_TRIES = 2
 CONFIRM_FACE_SIDE = 80
 # Parts of the hole still held by no face are searched again, their own regions, this many times.
 MAX_ROUNDS = 3
-# A region up to this area is searched upsampled even when its side exceeds UPSAMPLE_MAX_SIDE
-# (a group photo of small faces, ~900x560 px, is all one region).
+# A region up to this area is searched upsampled, last, even when its side exceeds
+# UPSAMPLE_MAX_SIDE (a group photo of small faces, ~900x560 px, is all one region).
 UPSAMPLE_MAX_AREA = 1024 * 640
 # A faceless part of the hole within this fraction of a face's side from a detected face's height
 # lies in its row (a group photo), and hides a face of that size.
@@ -332,20 +338,31 @@ def _search_region(filled: np.ndarray, rest: np.ndarray, region: tuple[int, int,
         weak += [b for b in near if b[4] < min_score]
         found = [(b, "detected") for b in near if b[4] >= min_score]
     # upsampling finds faces under HOG's 80 px; a region that large holds a larger face (and
-    # upsampling it costs ~1 s), unless the photo is small enough to be all region (a group
-    # photo of small faces: without its faces nothing tells a hidden face from background)
-    if not any(_touches(b, rest) for b, _ in found) and (
-            max(rw, rh) <= UPSAMPLE_MAX_SIDE or rw * rh <= UPSAMPLE_MAX_AREA):
+    # upsampling it costs ~1 s)
+    if not any(_touches(b, rest) for b, _ in found) and max(rw, rh) <= UPSAMPLE_MAX_SIDE:
         found = [(b, "detected-upsampled") for b in
                  _detect_in_region(filled, region, 1, max(min_score, 0.3))]
-    seen += [b for b, _ in found if not _touches(b, rest)
-             and all(_overlap(b, other) < 0.3 for other in seen)]
+    _note_seen(seen, found, rest)
     if not any(_touches(b, rest) for b, _ in found):
         found = _confirm_weak(filled, rest, weak, region)
     if not any(_touches(b, rest) for b, _ in found):
         found = [(b, "detected-cnn") for b in _detect_in_region(filled, region, 0, min_score,
                                                                  cnn=True)]
+    if (not any(_touches(b, rest) for b, _ in found) and max(rw, rh) > UPSAMPLE_MAX_SIDE
+            and rw * rh <= UPSAMPLE_MAX_AREA):
+        # nothing found in a photo small enough to be all region: it may be a group photo of
+        # faces too small for the passes so far, and only its faces tell a face that the hole
+        # hides from background (see _hidden_in_group)
+        found = [(b, "detected-upsampled") for b in
+                 _detect_in_region(filled, region, 1, max(min_score, 0.3))]
+        _note_seen(seen, found, rest)
     return [(b, p) for b, p in found if _touches(b, rest)]
+
+
+def _note_seen(seen: list, found: list, rest: np.ndarray) -> None:
+    """Add the faces of ``found`` that do not touch ``rest`` to ``seen`` (once each)."""
+    seen += [b for b, _ in found if not _touches(b, rest)
+             and all(_overlap(b, other) < 0.3 for other in seen)]
 
 
 def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame]:
