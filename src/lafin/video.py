@@ -1,12 +1,13 @@
 """Video restoration: photo-mode inpainting of each frame, faces followed from frame to frame.
 
 The face detectors run on key frames only: the first, every ``key_interval`` frames, and when a
-face is lost or the hole reaches where no followed face is. In between, each face's frame is
-aligned on the landmarks the predictor placed in the previous frames (smoothed over time with an
-exponential moving average, so the generated face neither jitters nor swims), and the predictor
-finds the face again in that crop. The generator takes ``batch`` frames at a time
-(:meth:`lafin.pipeline.LaFInModel.render_photos`, the photo path). Frames are read and written with the ffmpeg binary that ``imageio-ffmpeg`` ships;
-the input's audio is copied into the output when it has any.
+face is lost or the hole reaches where no followed face is. In between, each face's crop is
+aligned on the landmarks the predictor placed in the frames before (smoothed over time with a
+trend-following exponential average, so the generated face neither jitters nor swims nor lags),
+and the predictor finds the face again in that crop. The generator takes ``batch`` frames at a
+time through the photo path (:meth:`lafin.pipeline.LaFInModel.render_photos`). Frames are read
+and written with the ffmpeg binary that ``imageio-ffmpeg`` ships; the input's audio is copied
+into the output when it has any.
 """
 
 from __future__ import annotations
@@ -134,16 +135,13 @@ class FaceTracker:
         size: the model's crop side.
         alpha: landmark smoothing, the weight of each new frame (1 = none).
         key_interval: detect again after this many frames (new faces, faces gone).
-        detect: ``f(image, hole, filled) -> list[FaceFrame]`` (default :func:`lafin.photo.find_faces`).
     """
 
-    def __init__(self, size: int, alpha: float = 0.5, key_interval: int = 30,
-                 detect=None) -> None:
+    def __init__(self, size: int, alpha: float = 0.5, key_interval: int = 30) -> None:
         if not isinstance(key_interval, int) or key_interval < 1:
             raise InputError(f"key_interval must be a positive integer, not {key_interval!r}")
         self.size, self.key_interval = size, key_interval
         self.smoother = LandmarkSmoother(alpha=alpha)
-        self._detect = detect
         self.faces: dict[int, object] = {}  # track -> its last FaceFrame (landmarks: for alignment)
         self.since_detection: int | None = None
         self.unheld_at_detection = 0
@@ -182,8 +180,7 @@ class FaceTracker:
     def _key_frame(self, image, hole, filled) -> list:
         from lafin.photo import find_faces
 
-        found = (self._detect(image, hole, filled) if self._detect is not None
-                 else find_faces(image, hole, self.size, filled=filled))
+        found = find_faces(image, hole, self.size, filled=filled)
         self.detections += 1
         self.since_detection, self.lost = 1, False  # frames since the last detection, this one too
         tracks = self.smoother.assign([f.box for f in found])
