@@ -176,3 +176,22 @@ def test_faceless_parts_are_reported_one_by_one(tiny_model, drawn_detectors):
     assert sorted((r.box, r.pixels) for r in result.background_regions) == [
         ((30, 250, 70, 270), 800), ((250, 300, 290, 330), 1200)]
     assert result.background_pixels == 2000
+
+
+def test_cli_reports_each_faceless_part(tiny_weights, drawn_detectors, tmp_path, capsys):
+    from PIL import Image
+
+    from lafin.cli import main
+
+    photo, boxes = _group(1, 2, 80, 40)
+    photo = np.pad(photo, ((0, 300), (0, 200), (0, 0)), mode="edge")
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[_mouth(boxes[0])] = 1
+    hole[250:270, 30:70] = 1
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(hole * 255).save(tmp_path / "hole.png")
+    code = main(["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "hole.png"), "-o",
+                 str(tmp_path / "out.png"), "--weights", str(tiny_weights), "--mode", "photo"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "no face at (30, 250)-(70, 270): 800 hole pixels filled by OpenCV" in printed

@@ -219,3 +219,19 @@ def test_tracks_follow_faces_and_split_on_jumps():
     first = s.smooth(2, "p", np.zeros((68, 2)))
     second = s.smooth(2, "p", np.ones((68, 2)) * 10)
     assert np.allclose(first, 0) and np.allclose(second, 5)
+
+
+def test_cli_video_options_and_bad_batch(clip, tiny_weights, tmp_path, capsys):
+    from lafin.cli import main
+
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    out = tmp_path / "out.mp4"
+    code = main(["inpaint-video", str(path), str(tmp_path / "mask.png"), "-o", str(out),
+                 "--weights", str(tiny_weights), "--fast", "--batch", "3", "--key-interval", "4"])
+    assert code == 0 and out.is_file()
+    assert f"{len(frames)} frames" in capsys.readouterr().out
+    code = main(["inpaint-video", str(path), str(tmp_path / "mask.png"), "-o",
+                 str(tmp_path / "o2.mp4"), "--weights", str(tiny_weights), "--batch", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "batch" in err and err.strip().count("\n") == 0
