@@ -195,3 +195,17 @@ def test_cli_reports_each_faceless_part(tiny_weights, drawn_detectors, tmp_path,
     assert code == 0
     printed = capsys.readouterr().out
     assert "no face at (30, 250)-(70, 270): 800 hole pixels filled by OpenCV" in printed
+
+
+def test_a_faceless_hole_beside_a_single_face_stays_background(drawn_detectors):
+    """Beside one face, a hole at its height is as likely a wall as a head: no face is made up
+    there; with two faces in the row it is taken as a hidden face."""
+    from lafin.photo import find_faces
+
+    for faces, expected in ((2, []), (3, ["hole-surroundings"])):
+        photo, boxes = _group(1, faces, 60, 90)
+        hidden = boxes[-1]
+        hole = np.zeros(photo.shape[:2], np.uint8)
+        cx, cy = (hidden[0] + hidden[2]) // 2, (hidden[1] + hidden[3]) // 2 + 8
+        cv2.ellipse(hole, (cx, cy), (36, 30), 0, 0, 360, 1, -1)
+        assert [f.path for f in find_faces(photo, hole, 64)] == expected, faces

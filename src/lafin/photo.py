@@ -64,6 +64,9 @@ UPSAMPLE_MAX_AREA = 1024 * 640
 # A faceless part of the hole within this fraction of a face's side from a detected face's height
 # lies in its row (a group photo), and hides a face of that size.
 ROW_TOLERANCE = 0.75
+# ... when at least this many faces make the row (beside a single face, a faceless hole at its
+# height is as likely a wall as a head).
+ROW_MIN_FACES = 2
 # The canonical crop's side over dlib's face-box side.
 CROP_PER_BOX = 1.6
 
@@ -367,9 +370,9 @@ def _note_seen(seen: list, found: list, rest: np.ndarray) -> None:
 
 def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame]:
     """Frames for the parts of ``rest`` (hole that no face holds) that hide a face in a group
-    photo: a part lying in a row of detected ``faces`` (centre within ROW_TOLERANCE of a face's
-    side from their height) whose size fits theirs (a hole of 0.25 to 2 face sides), and not on
-    one of them. The frame is a face crop of their median size around the part; the landmark
+    photo: a part lying in a row of at least ROW_MIN_FACES detected ``faces`` (centre within
+    ROW_TOLERANCE of a face's side from their height) whose size fits theirs (a hole of 0.25 to 2
+    face sides), and not on one of them. The frame is a face crop of their median size around the part; the landmark
     pass then finds the face in it. Other parts are background."""
     frames = []
     for left, top, right, bottom in hole_regions(rest, grow=0.25, min_side=8):
@@ -386,7 +389,7 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame
             if (abs(cy - fy) <= ROW_TOLERANCE * side and abs(cx - fx) >= 0.75 * side
                     and 0.25 * side <= extent <= 2.0 * side):
                 sides.append(side)
-        if not sides:
+        if len(sides) < ROW_MIN_FACES:
             continue
         side = float(np.median(sides))
         guess = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
