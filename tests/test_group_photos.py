@@ -209,3 +209,20 @@ def test_a_faceless_hole_beside_a_single_face_stays_background(drawn_detectors):
         cx, cy = (hidden[0] + hidden[2]) // 2, (hidden[1] + hidden[3]) // 2 + 8
         cv2.ellipse(hole, (cx, cy), (36, 30), 0, 0, 360, 1, -1)
         assert [f.path for f in find_faces(photo, hole, 64)] == expected, faces
+
+
+def test_stroke_edges_past_a_found_face_are_not_searched(drawn_detectors, monkeypatch):
+    """A stroke over a face's mouth that reaches a little past its box: the face is found, and
+    the thin remnant beyond the box is not searched for another face (a CNN pass costs ~1 s)."""
+    import lafin.photo
+
+    photo, boxes = _group(1, 1, 120, 200)
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    left, top, right, bottom = boxes[0]
+    hole[top + 86:top + 90, left + 40:right + 40] = 1  # through the mouth, 40 px past the face
+    searches = []
+    original = lafin.photo._search_region
+    monkeypatch.setattr(lafin.photo, "_search_region",
+                        lambda *a, **k: searches.append(a[2]) or original(*a, **k))
+    frames = lafin.photo.find_faces(photo, hole, 64)
+    assert [f.path for f in frames] == ["detected"] and searches == []

@@ -58,6 +58,9 @@ WEAK_MAX_TRIES = 2
 CONFIRM_FACE_SIDE = 80
 # Parts of the hole still held by no face are searched again, their own regions, this many times.
 MAX_ROUNDS = 3
+# A part of the hole left beside the faces found, with fewer pixels than this share of the
+# smallest one's box, is a remnant, not searched (a hidden mouth has ~10% of its face's box).
+REMNANT_AREA = 0.03
 # A region up to this area is searched upsampled, last, even when its side exceeds
 # UPSAMPLE_MAX_SIDE (a group photo of small faces, ~900x560 px, is all one region).
 UPSAMPLE_MAX_AREA = 1024 * 640
@@ -287,7 +290,8 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
     rest = _unheld(hole, boxes)
     for _ in range(MAX_ROUNDS):
         # a region must hold the whole face even when the hole covers only its mouth or an eye
-        regions = [r for r in hole_regions(rest, grow=2.0, min_side=384) if r not in searched]
+        regions = [r for r in hole_regions(_without_remnants(rest, boxes), grow=2.0, min_side=384)
+                   if r not in searched]
         if not regions:
             break
         for region in regions:
@@ -316,6 +320,22 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
             frames += _hidden_in_group(rest, seen + [b for b, _ in boxes], size)
     log.info("faces for inpainting: %s", [f.path for f in frames])
     return frames
+
+
+def _without_remnants(rest: np.ndarray, boxes: list) -> np.ndarray:
+    """``rest`` without its remnants: parts narrower than a quarter of the smallest face found,
+    or with fewer pixels than REMNANT_AREA of its box. The edges of a stroke or scratch that reach
+    past a face's box (its crop holds most of them; the rest is left to OpenCV) are not worth a
+    search (the CNN pass costs ~1 s); a hidden neighbour's mouth or eyes are."""
+    if not boxes:
+        return rest
+    least = min(max(b[2] - b[0], b[3] - b[1]) for b, _ in boxes)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    small = [i for i in range(1, n) if max(stats[i, 2], stats[i, 3]) < 0.25 * least
+             or stats[i, 4] < REMNANT_AREA * least ** 2]
+    if not small:
+        return rest
+    return np.where(np.isin(labels, small), 0, rest).astype(np.uint8)
 
 
 def _unheld(hole: np.ndarray, boxes: list) -> np.ndarray:
