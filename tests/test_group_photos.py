@@ -226,3 +226,16 @@ def test_stroke_edges_past_a_found_face_are_not_searched(drawn_detectors, monkey
                         lambda *a, **k: searches.append(a[2]) or original(*a, **k))
     frames = lafin.photo.find_faces(photo, hole, 64)
     assert [f.path for f in frames] == ["detected"] and searches == []
+
+
+def test_a_scratch_past_a_face_in_a_row_is_not_taken_for_a_hidden_face(drawn_detectors):
+    """In a row of faces, a scratch through one face's mouth reaches past its box at the row's
+    height: the face is found and the scratch's end is not made a face of its own."""
+    from lafin.photo import find_faces
+
+    photo, boxes = _group(1, 4, 60, 90)
+    left, top, right, bottom = boxes[1]
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[top + 43:top + 47, left + 20:right + 45] = 1  # the mouth, then 45 px of backdrop
+    frames = find_faces(photo, hole, 64)
+    assert [f.path for f in frames] == ["detected-upsampled"]

@@ -180,6 +180,14 @@ def _overlap(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _shared(a, b) -> float:
+    """The share of box ``a``'s area that box ``b`` overlaps."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
 def _covers(box, hole: np.ndarray, region: tuple[int, int, int, int]) -> float:
     """The fraction of the hole's pixels inside ``region`` that lie inside ``box``."""
     left, top, right, bottom = region
@@ -317,7 +325,8 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
             frames += [_surroundings_frame(rest, region, size)
                        for region in hole_regions(rest, grow=2.0, min_side=384)]
         else:
-            frames += _hidden_in_group(rest, seen + [b for b, _ in boxes], size)
+            frames += _hidden_in_group(_without_remnants(rest, boxes),
+                                       seen + [b for b, _ in boxes], size)
     log.info("faces for inpainting: %s", [f.path for f in frames])
     return frames
 
@@ -392,7 +401,8 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame
     """Frames for the parts of ``rest`` (hole that no face holds) that hide a face in a group
     photo: a part lying in a row of at least ROW_MIN_FACES detected ``faces`` (centre within
     ROW_TOLERANCE of a face's side from their height) whose size fits theirs (a hole of 0.25 to 2
-    face sides), and not on one of them. The frame is a face crop of their median size around the part; the landmark
+    face sides, at least 0.2 of one wide, with a tenth of a face box's pixels), and not on one
+    of them. The frame is a face crop of their median size around the part; the landmark
     pass then finds the face in it. Other parts are background."""
     frames = []
     for left, top, right, bottom in hole_regions(rest, grow=0.25, min_side=8):
@@ -402,18 +412,22 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame
             continue
         x0, x1, y0, y1 = left + xs.min(), left + xs.max() + 1, top + ys.min(), top + ys.max() + 1
         cx, cy, extent = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+        width, pixels = min(x1 - x0, y1 - y0), len(xs)
         sides = []
         for f in faces:
             side = max(f[2] - f[0], f[3] - f[1])
             fx, fy = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2
+            # a hole that hides a face from every detector is a blob that covers a good part of
+            # one (a brush dab), not a scratch
             if (abs(cy - fy) <= ROW_TOLERANCE * side and abs(cx - fx) >= 0.75 * side
-                    and 0.25 * side <= extent <= 2.0 * side):
+                    and 0.25 * side <= extent <= 2.0 * side and width >= 0.2 * side
+                    and pixels >= 0.1 * side ** 2):
                 sides.append(side)
         if len(sides) < ROW_MIN_FACES:
             continue
         side = float(np.median(sides))
         guess = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-        if any(_overlap(guess, f) >= 0.3 for f in faces):
+        if any(_shared(guess, f) > 0.2 for f in faces):
             continue  # a detected face is there: this part lies on it, not on a hidden one
         # the canonical crop spans about 1.6 face-box sides; it must also hold the whole part
         crop_side = max(CROP_PER_BOX * side, 1.2 * extent)
