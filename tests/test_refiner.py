@@ -32,15 +32,16 @@ def test_a_new_refiner_returns_the_coarse_face_and_then_learns_changes():
     coarse = torch.rand(2, 3, 64, 64)
     mask = torch.zeros(2, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1
-    assert torch.equal(refiner(coarse, mask), coarse)
+    heat = torch.zeros(2, 1, 64, 64)
+    assert torch.equal(refiner(coarse, mask, heat), coarse)
     target = coarse.flip(-1)
     optim = torch.optim.Adam(refiner.parameters(), lr=1e-2)
     for _ in range(5):
-        loss = (refiner(coarse, mask) - target).abs().mean()
+        loss = (refiner(coarse, mask, heat) - target).abs().mean()
         optim.zero_grad()
         loss.backward()
         optim.step()
-    out = refiner(coarse, mask)
+    out = refiner(coarse, mask, heat)
     assert (out - target).abs().mean() < (coarse - target).abs().mean()
     assert out.min() >= 0 and out.max() <= 1
     assert (out - coarse).abs().max() <= Refiner.max_residual + 1e-6
@@ -50,11 +51,15 @@ def test_refiner_noise_varies_only_the_hole_input():
     torch.manual_seed(0)
     refiner = Refiner(RefinerConfig(output_size=32))
     nn.init.normal_(refiner.to_rgb.weight, std=0.1)
-    coarse, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    coarse, mask, heat = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
     # no hole: the noise is masked out, so two draws give the same face
-    assert torch.equal(refiner(coarse, mask), refiner(coarse, mask))
+    assert torch.equal(refiner(coarse, mask, heat), refiner(coarse, mask, heat))
     mask[..., 8:24, 8:24] = 1
-    assert not torch.equal(refiner(coarse, mask), refiner(coarse, mask))
+    assert not torch.equal(refiner(coarse, mask, heat), refiner(coarse, mask, heat))
+    # the landmarks steer it
+    fixed = torch.randn(1, 1, 32, 32)
+    heat2 = landmark_heatmap(torch.tensor([[[16.0, 16.0]]]), 32)
+    assert not torch.equal(refiner(coarse, mask, heat, fixed), refiner(coarse, mask, heat2, fixed))
 
 
 def test_refiner_config_validation_and_builder():
@@ -244,6 +249,14 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     assert loaded.networks == ("generator", "refiner")
     assert loaded.config.refiner.output_size == 128
     assert loaded.metadata["stage"] == "refine"
+    # the frozen generator keeps its own history, through a merge with a file that has it too
+    assert loaded.metadata["generator.step"] == "7" and loaded.metadata["refiner.step"] == "4"
+    from lafin.checkpoint import merge_weights
+
+    merge_weights([refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
+                  tmp_path / "merged.safetensors")
+    merged = load_weights(tmp_path / "merged.safetensors")
+    assert merged.metadata["generator.step"] == "7" and merged.metadata["refiner.stage"] == "refine"
 
 
 def test_refine_stage_resume_is_exact(refine_data, tmp_path):
@@ -354,9 +367,10 @@ def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
         coarse = torch.rand(batch, 3, 128, 128, generator=g)
         mask = (torch.rand(batch, 1, 128, 128, generator=g) > 0.5).float()
         noise = torch.randn(batch, 1, 128, 128, generator=g)
+        heat = torch.rand(batch, 1, 128, 128, generator=g)
         with torch.inference_mode():
-            want = refined_model.refiner(coarse, mask, noise)
-        got = runner(coarse, mask, noise)
+            want = refined_model.refiner(coarse, mask, heat, noise)
+        got = runner(coarse, mask, heat, noise)
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
         assert (got - coarse).abs().max() > 1e-2  # the refiner does change the face
     onnx_model = LaFInModel(weights=tmp_path / "onnx", backend="onnx")
@@ -366,3 +380,26 @@ def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
     hole[30:60, 30:70] = 1
     a, b = refined_model(image, hole, mode="crop").image, onnx_model(image, hole, mode="crop").image
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_a_loose_crop_is_aligned_before_generation(tiny_model):
+    """A face filling half of the crop and off-centre goes through the aligned path (one face
+    reported, crop mode kept); a face in the canonical framing does not."""
+    from lafin.pipeline import _is_loose
+
+    size = 160
+    image = face_like(size, size, seed=5)
+    canonical = canonical_landmarks(size)
+    loose = canonical * 0.5 + np.array([20.0, 60.0], np.float32)
+    assert _is_loose(rescale_points(loose, 64 / size), 64)
+    assert not _is_loose(rescale_points(canonical, 64 / size), 64)
+    hole = np.zeros((size, size), np.uint8)
+    lo, hi = loose[48:68].min(axis=0).astype(int), loose[48:68].max(axis=0).astype(int)
+    hole[lo[1] - 3:hi[1] + 3, lo[0] - 3:hi[0] + 3] = 1  # over the small face's mouth
+    result = tiny_model(image, hole, landmarks=loose, mode="crop")
+    assert result.mode == "crop" and len(result.faces) == 1 and result.landmarks_given
+    assert result.faces[0].hole_pixels == hole.sum()
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    np.testing.assert_allclose(result.landmarks, loose)
+    tight = tiny_model(image, hole, landmarks=canonical, mode="crop")
+    assert tight.faces == [] and np.array_equal(tight.image[hole == 0], image[hole == 0])

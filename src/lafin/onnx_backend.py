@@ -9,7 +9,7 @@ An exported folder is self-describing:
   landmark pixel), ``mask`` (B, 1, S, S) (1 = hole), output ``image`` (B, 3, S, S) float32 in
   [0, 1] (not composited);
 * ``refiner.onnx`` (weights with a refiner only): inputs ``coarse`` (B, 3, R, R), ``mask``
-  (B, 1, R, R), ``noise`` (B, 1, R, R), output ``image`` (B, 3, R, R) in [0, 1] (R: the
+  (B, 1, R, R), ``heatmap`` (B, 1, R, R), ``noise`` (B, 1, R, R), output ``image`` (B, 3, R, R) in [0, 1] (R: the
   refiner's ``output_size``; see :class:`lafin.networks.refiner.Refiner`);
 * ``lafin-onnx.json``: the format name and version, the :class:`~lafin.config.ModelConfig`
   (so the image size S and the preset are known without the weights file), the opset, the
@@ -197,19 +197,22 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
     (out / REFINER_NAME).unlink(missing_ok=True)  # a refiner of an earlier export is not ours
     if refiner is not None:
         r = config.refiner.output_size
-        names = ("coarse", "mask", "noise")
+        names = ("coarse", "mask", "heatmap", "noise")
         with torch.no_grad():
             torch.onnx.export(refiner, (torch.rand(_EXPORT_BATCH, 3, r, r), mask_like(r),
+                                        torch.rand(_EXPORT_BATCH, 1, r, r),
                                         torch.randn(_EXPORT_BATCH, 1, r, r)),
                               str(out / REFINER_NAME), dynamo=False, opset_version=opset,
                               input_names=list(names), output_names=["image"],
                               dynamic_axes={k: batch for k in names + ("image",)})
         metadata["networks"]["refiner"] = {
             "file": REFINER_NAME,
-            "inputs": {"coarse": ["B", 3, r, r], "mask": ["B", 1, r, r], "noise": ["B", 1, r, r]},
+            "inputs": {"coarse": ["B", 3, r, r], "mask": ["B", 1, r, r],
+                       "heatmap": ["B", 1, r, r], "noise": ["B", 1, r, r]},
             "outputs": {"image": ["B", 3, r, r]},
             "note": "coarse: the generator's face upsampled to R and composited with the known "
-                    "pixels; noise: standard normal; image: float32 in [0, 1]"}
+                    "pixels; heatmap: lafin.networks.refiner.landmark_heatmap of the landmarks "
+                    "at R; noise: standard normal; image: float32 in [0, 1]"}
         written.append(out / REFINER_NAME)
     (out / METADATA_NAME).write_text(json.dumps(metadata, indent=1))
     log.info("exported %s (%s preset, %d px) to %s", source, config.name, s, out)
@@ -274,9 +277,9 @@ class OnnxGenerator(OnnxNetwork):
 
 
 class OnnxRefiner(OnnxNetwork):
-    """``(coarse (B, 3, R, R), mask (B, 1, R, R), noise (B, 1, R, R))`` -> ``(B, 3, R, R)``."""
+    """``(coarse, mask, heatmap, noise)``, each (B, C, R, R) -> ``(B, 3, R, R)``."""
 
-    input_names = ("coarse", "mask", "noise")
+    input_names = ("coarse", "mask", "heatmap", "noise")
 
 
 def read_metadata(folder: PathLike) -> dict[str, Any]:

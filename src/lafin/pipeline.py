@@ -7,6 +7,8 @@ known pixel stays exactly the user's.
 The input is treated as a face crop (the face roughly centred and filling the frame, as in
 CelebA-style aligned data). It may have any size: it is padded to a square, resized to the
 model's resolution for the networks, and only the hole is replaced at the input's own resolution.
+A loose, off-centre or tilted crop (a face far from that framing, by its landmarks) is aligned
+to the canonical frame first, as photo mode aligns each face, and warped back.
 
 Speed on CPUs (measured with ``benchmarks/speed.py``, see docs/SPEED.md): the networks are built
 once per model; each call runs them under ``torch.inference_mode`` with one intra-op thread by
@@ -246,6 +248,19 @@ def _background_regions(rest: np.ndarray) -> list[BackgroundRegion]:
             regions.append(BackgroundRegion((left + x, top + y, left + x + w, top + y + h),
                                             int(rest[top:bottom, left:right].sum())))
     return sorted(regions, key=lambda r: -r.pixels)
+
+
+def _is_loose(points: np.ndarray, size: int) -> bool:
+    """Is the face of these (68, 2) landmarks (pixels of a ``size`` crop) far from the canonical
+    frame the generator was trained on? Aligned CelebA-style crops sit within 0.9-1.02 of its
+    scale, 3 degrees and 6% of the side (95% of the validation faces); a face at under 0.8 or
+    over 1.25 times that scale, turned by over 8 degrees or off by over 12% of the side is loose."""
+    matrix = similarity_transform(np.asarray(points, np.float64), canonical_landmarks(size))
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    angle = abs(float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
+    centre = np.full(2, (size - 1) / 2)
+    shift = float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre)))
+    return not (0.8 <= scale <= 1.25) or angle > 8 or shift > 0.12 * size
 
 
 class LaFInModel:
@@ -645,7 +660,9 @@ class LaFInModel:
         crop pixel being hole if the hole touches it at all (nothing under the hole leaks in).
         ``size`` (default: the generator's) is S, for a ``matrix`` that maps to an S crop."""
         s = size or self.image_size
-        crop = warp_to_crop(img, matrix, s, interpolation=cv2.INTER_CUBIC)
+        # the hole painted white first: the cubic kernel reaches past the pixels the hole touches
+        source = np.where(hole[..., None] > 0, np.uint8(255), img)
+        crop = warp_to_crop(source, matrix, s, interpolation=cv2.INTER_CUBIC)
         # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
         crop_hole = warp_to_crop(hole.astype(np.float32), matrix, s,
                                  border=cv2.BORDER_CONSTANT) > 0
@@ -722,18 +739,24 @@ class LaFInModel:
 
     @_cpu_call
     @torch.inference_mode()
-    def _refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray) -> np.ndarray:
+    def _refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray,
+                points: np.ndarray) -> np.ndarray:
         """The refiner on (B, 3, R, R) crops and (B, 1, R, R) holes at its size R, given the
-        generator's (B, S, S, 3) faces in [0, 1]; returns (B, R, R, 3) in [0, 1]."""
+        generator's (B, S, S, 3) faces in [0, 1] and the (B, 68, 2) landmarks they were
+        generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1]."""
+        from lafin.networks.refiner import landmark_heatmap
+
         assert self.refiner is not None
         size = self.output_size
+        points_r = rescale_points(np.asarray(points, np.float32), size / self.image_size)
+        heatmap = landmark_heatmap(torch.from_numpy(points_r).to(self.device), size)
         coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(self.device)
         coarse = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic",
                                                  align_corners=False).clamp(0, 1)
         coarse = coarse * holes + crops * (1 - holes)
         # the same noise for the same input: a result can be reproduced
         noise = torch.randn(holes.shape, generator=torch.Generator().manual_seed(self.seed))
-        inputs = [coarse, holes, noise.to(self.device)]
+        inputs = [coarse, holes, heatmap, noise.to(self.device)]
         if self._channels_last["refiner"]:
             inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
         out = self.refiner(*inputs)
@@ -798,13 +821,22 @@ class LaFInModel:
             points = self._locate(img, hole, frame, img_t, hole_t)
         else:
             points = frame.to_model(np.asarray(landmarks, np.float32))
+        if _is_loose(points, self.image_size):
+            # a loose, off-centre or tilted crop: the face is aligned to the canonical frame the
+            # generator knows on these landmarks, generated there and warped back (photo mode's
+            # path with the landmarks given); hole parts outside that face get OpenCV's fill
+            lm = frame.to_input(points).astype(np.float32)
+            result = self._inpaint_photo(img, hole, lm, stages)
+            result.mode, result.landmarks_given = "crop", landmarks is not None
+            result.landmarks = lm if landmarks is None else np.asarray(landmarks, np.float32)
+            return result
         stages.start("generate")
         generated = self._generate(img_t, hole_t, points[None])
         generated = self._mix_diffusion(img_t, hole_t, generated)
         if self.refiner is not None:
             stages.start("refine")
             frame = self._frame(img.shape[:2], self.output_size)
-            generated = self._refine(*self._to_model(img, hole, frame), generated)
+            generated = self._refine(*self._to_model(img, hole, frame), generated, points[None])
         stages.start("blend")
         out = self._paste(img, hole, generated[0], frame)
         timings = stages.stop()
@@ -954,7 +986,7 @@ class LaFInModel:
             crops_r = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2)
             holes_r = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
             generated = self._refine(crops_r.float().div(255).to(self.device),
-                                     holes_r.to(self.device), generated)
+                                     holes_r.to(self.device), generated, points)
         stages.start("blend")
         covered = [np.zeros(ph.hole.shape, bool) if ph.covered is None else ph.covered
                    for ph in photos]
@@ -1000,7 +1032,9 @@ class LaFInModel:
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
         region_hole = hole[top:bottom, left:right].astype(bool) & inside
         if region_hole.any():
-            fixed = harmonize(img[top:bottom, left:right], back, region_hole.astype(np.uint8))
+            # against ``content``, not the photo: where the hole runs on past this face's crop,
+            # the ring holds OpenCV's fill, never what lies under the hole
+            fixed = harmonize(content[top:bottom, left:right], back, region_hole.astype(np.uint8))
             if self.edge_blend:
                     # distances from the known pixels of the whole hole, not the footprint's edge
                 fixed = edge_blend(img[top:bottom, left:right], fixed,

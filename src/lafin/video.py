@@ -149,9 +149,9 @@ class FaceTracker:
         self.lost = False
         self._tracks: list[int] = []  # the tracks of the current frame's faces
 
-    def frames_for(self, image: np.ndarray, hole: np.ndarray, filled) -> list:
+    def frames_for(self, image: np.ndarray, hole: np.ndarray, filled: np.ndarray) -> list:
         """The face frames of this video frame (detecting on key frames). ``filled``: the frame
-        with the hole filled by OpenCV, or a function giving it (needed on key frames only)."""
+        with the hole filled by OpenCV (:func:`lafin.photo.fill_regions`)."""
         from lafin.pipeline import _hole_points, _inside_crop
 
         frames = [self._follow(f, hole, track) for track, f in self.faces.items()]
@@ -165,7 +165,7 @@ class FaceTracker:
         key = (self.since_detection is None or self.since_detection >= self.key_interval
                or self.lost or unheld > 1.2 * self.unheld_at_detection + 16)
         if key:
-            frames = self._key_frame(image, hole, filled() if callable(filled) else filled)
+            frames = self._key_frame(image, hole, filled)
             held[:] = False
             for f in frames:
                 held |= _inside_crop(points, f.matrix, self.size)
@@ -328,10 +328,6 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
         for item in pending:
             if isinstance(item, FramedPhoto):
                 found = next(reports)
-                if item.covered is not None:  # not pre-filled: OpenCV fills what no face took
-                    rest = item.hole.astype(bool) & ~item.covered
-                    if rest.any():
-                        item.content[:] = fill_regions(item.content, rest.astype(np.uint8))
                 writer.send(np.ascontiguousarray(item.content))
             else:
                 found = []
@@ -350,12 +346,12 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
             if not hole.any():
                 pending.append(frame)
             else:
-                filled: list[np.ndarray] = []  # the OpenCV fill, made on key frames only
-                frames = tracker.frames_for(
-                    frame, hole, lambda: filled.append(fill_regions(frame, hole)) or filled[0])
+                # the hole pre-filled by OpenCV: what background pixels keep, and what a face's
+                # seam is harmonised against (nothing under the hole is read)
+                content = fill_regions(frame, hole)
+                frames = tracker.frames_for(frame, hole, content)
                 frames = tracker.observe(frames, model.predict_face_landmarks(frame, hole, frames))
-                pending.append(FramedPhoto(frame, hole, filled[0] if filled else frame.copy(),
-                                           frames, None if filled else np.zeros((h, w), bool)))
+                pending.append(FramedPhoto(frame, hole, content, frames))
             if len(pending) == batch:
                 flush()
         flush()

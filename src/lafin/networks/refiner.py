@@ -3,10 +3,11 @@ detail at the refiner's resolution out (LaFIn's refinement step as a network of 
 
 The landmark-guided generator decides the structure at its own size (128 px for the compact
 model); this network works at ``output_size`` (256 px) and is trained adversarially for texture.
-It sees the coarse face composited with the known pixels at full resolution, the hole mask and a
+It sees the coarse face composited with the known pixels at full resolution, the hole mask, a
 noise channel inside the hole (texture is not determined by the input, so it needs a source of
-variation), and adds a bounded residual to the coarse face: where nothing needs changing it can
-return the coarse face unchanged.
+variation) and the landmarks as a heat map (where the lips, eyes and brows go: the coarse face is
+vague about them under a large hole), and adds a bounded residual to the coarse face: where
+nothing needs changing it can return the coarse face unchanged.
 
 Shape: a dense 3x3 stem at full size, a dense stride-2 convolution to 1/2 size (depthwise
 convolutions at full resolution are slow on CPUs), separable convolutions below, dilated residual
@@ -33,7 +34,7 @@ def _act() -> nn.Module:
 
 
 class Refiner(nn.Module):
-    """R(coarse, mask, noise) -> image at the refiner's size."""
+    """R(coarse, mask, landmark heat map, noise) -> image at the refiner's size."""
 
     #: largest change the refiner can make to a coarse pixel (images are in [0, 1])
     max_residual = 0.5
@@ -42,7 +43,7 @@ class Refiner(nn.Module):
         super().__init__()
         self.config = config
         c0, c1, c2, c3 = config.channels
-        self.stem = nn.Sequential(nn.Conv2d(5, c0, 3, padding=1), _act())
+        self.stem = nn.Sequential(nn.Conv2d(6, c0, 3, padding=1), _act())
         self.down1 = nn.Sequential(nn.Conv2d(c0, c1, 3, stride=2, padding=1), _act(),
                                    SeparableConv2d(c1, c1, 3), _act())
         self.down2 = nn.Sequential(SeparableConv2d(c1, c2, 3, stride=2), _act(),
@@ -59,13 +60,14 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
 
-    def forward(self, coarse: torch.Tensor, mask: torch.Tensor,
+    def forward(self, coarse: torch.Tensor, mask: torch.Tensor, heatmap: torch.Tensor,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         """
         Args:
             coarse: (B, 3, S, S) float in [0, 1]: the generator's face upsampled to S and
                 composited with the known pixels at S.
             mask: (B, 1, S, S) float, 1 = hole.
+            heatmap: (B, 1, S, S) the landmarks as :func:`landmark_heatmap` draws them.
             noise: (B, 1, S, S) standard normal noise (multiplied by the mask here); None draws it
                 from torch's global generator.
 
@@ -74,7 +76,7 @@ class Refiner(nn.Module):
         """
         if noise is None:
             noise = torch.randn_like(mask)
-        x0 = self.stem(torch.cat([coarse, mask, noise * mask], dim=1))
+        x0 = self.stem(torch.cat([coarse, mask, heatmap, noise * mask], dim=1))
         x1 = self.down1(x0)
         x2 = self.down2(x1)
         x = self.middle(self.down3(x2))

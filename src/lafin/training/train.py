@@ -159,6 +159,8 @@ class Trainer:
         for net in self.nets.values():
             net.to(self.device, memory_format=self.memory_format)
         self.steps_before: dict[str, int] = {}
+        # the step/stage/steps_before metadata of each network's starting weights
+        self.history: dict[str, dict[str, str]] = {}
         if config.init_from:
             self._init_from(config.init_from)
         # the network this stage trains; inference uses an exponential moving average of it
@@ -218,6 +220,9 @@ class Trainer:
                     # the steps the starting weights had already been trained for (their own
                     # ``steps_before`` included), so exported weights tell their whole history
                     meta = loaded.metadata
+                    self.history[name] = {key: meta[f"{name}.{key}"] if f"{name}.{key}" in meta
+                                          else meta[key] for key in ("step", "stage", "steps_before")
+                                          if f"{name}.{key}" in meta or key in meta}
                     before = int(meta.get(f"{name}.steps_before", meta.get("steps_before", 0)) or 0)
                     step = meta.get(f"{name}.step", meta.get("step"))
                     if step is not None and str(step).isdigit():
@@ -285,6 +290,9 @@ class Trainer:
         metadata = {"step": str(self.step), "stage": self.config.stage}
         if self.trained in self.steps_before:
             metadata["steps_before"] = str(self.steps_before[self.trained])
+        if refiner is not None:  # the frozen generator keeps the history it came with
+            metadata.update({f"generator.{k}": v for k, v in self.history.get("generator", {}).items()})
+            metadata.update({f"refiner.{k}": v for k, v in metadata.items() if "." not in k})
         save_weights(path, self.model_config, generator=generator, landmark_predictor=landmarks,
                      refiner=refiner, metadata=metadata)
 
@@ -408,9 +416,9 @@ class Trainer:
         refiner.train()
         disc.train()
         coarse = self.coarse_faces(batch)
-        output = refiner(coarse, batch.masks)
-        composite = output * batch.masks + batch.images * (1 - batch.masks)
         heatmap = landmark_heatmap(batch.landmarks, self.size)
+        output = refiner(coarse, batch.masks, heatmap)
+        composite = output * batch.masks + batch.images * (1 - batch.masks)
         logs: dict[str, float] = {}
 
         start = self.config.warmup_adversarial_steps
@@ -500,7 +508,8 @@ class Trainer:
         """The EMA network's composited output for a validation or sample batch."""
         if self.config.stage == "refine":
             noise = torch.randn(batch.masks.shape, generator=torch.Generator().manual_seed(0))
-            out = self.ema(self.coarse_faces(batch), batch.masks, noise.to(batch.masks))
+            out = self.ema(self.coarse_faces(batch), batch.masks,
+                           landmark_heatmap(batch.landmarks, self.size), noise.to(batch.masks))
         else:
             points = batch.landmarks
             if self.config.stage == "joint":
