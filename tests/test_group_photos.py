@@ -239,3 +239,15 @@ def test_a_scratch_past_a_face_in_a_row_is_not_taken_for_a_hidden_face(drawn_det
     hole[top + 43:top + 47, left + 20:right + 45] = 1  # the mouth, then 45 px of backdrop
     frames = find_faces(photo, hole, 64)
     assert [f.path for f in frames] == ["detected-upsampled"]
+
+
+def test_a_thick_stroke_running_on_from_a_face_in_a_row_is_background(drawn_detectors):
+    """A broad stroke over one face's chin that runs on into the gap beside it: the face is
+    found, and the rest of the stroke is that face's hole running on, not a hidden face."""
+    from lafin.photo import find_faces
+
+    photo, boxes = _group(1, 4, 60, 90)
+    left, top, right, bottom = boxes[1]
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[top + 47:top + 57, left + 15:right + 60] = 1  # 10 px thick, 60 px past the face
+    assert [f.path for f in find_faces(photo, hole, 64)] == ["detected-upsampled"]

@@ -329,8 +329,10 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
             frames += [_surroundings_frame(rest, region, size)
                        for region in hole_regions(rest, grow=2.0, min_side=384)]
         else:
-            frames += _hidden_in_group(_without_remnants(rest, boxes),
-                                       seen + [b for b, _ in boxes], size)
+            found = [b for b, _ in boxes]  # a face found twice (in two passes) counts once
+            faces = found + [b for b in seen if all(_overlap(b, f) < 0.3 for f in found)]
+            frames += _hidden_in_group(_without_remnants(rest, boxes), faces, size,
+                                       (hole > 0) & (rest == 0))
     log.info("faces for inpainting: %s", [f.path for f in frames])
     return frames
 
@@ -401,12 +403,14 @@ def _note_seen(seen: list, found: list, rest: np.ndarray) -> None:
              and all(_overlap(b, other) < 0.3 for other in seen)]
 
 
-def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame]:
+def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
+                     ) -> list[FaceFrame]:
     """Frames for the parts of ``rest`` (hole that no face holds) that hide a face in a group
     photo: a part lying in a row of at least ROW_MIN_FACES detected ``faces`` (centre within
     ROW_TOLERANCE of a face's side from their height) whose size fits theirs (a hole of 0.25 to 2
     face sides, at least 0.2 of one wide, with a tenth of a face box's pixels), and not on one
-    of them. The frame is a face crop of their median size around the part; the landmark
+    of them nor running on from the ``held`` hole pixels (a stroke over a found face that goes
+    on past it is that face's hole, not another face's). The frame is a face crop of their median size around the part; the landmark
     pass then finds the face in it. Other parts are background."""
     frames = []
     for left, top, right, bottom in hole_regions(rest, grow=0.25, min_side=8):
@@ -415,6 +419,10 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int) -> list[FaceFrame
         if len(xs) == 0:
             continue
         x0, x1, y0, y1 = left + xs.min(), left + xs.max() + 1, top + ys.min(), top + ys.max() + 1
+        l, t = max(0, left - 2), max(0, top - 2)
+        near = cv2.dilate(rest[t:bottom + 2, l:right + 2], np.ones((5, 5), np.uint8))
+        if (near.astype(bool) & held[t:bottom + 2, l:right + 2]).any():
+            continue
         cx, cy, extent = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
         width, pixels = min(x1 - x0, y1 - y0), len(xs)
         sides = []
