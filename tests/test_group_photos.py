@@ -249,5 +249,5 @@ def test_a_thick_stroke_running_on_from_a_face_in_a_row_is_background(drawn_dete
     photo, boxes = _group(1, 4, 60, 90)
     left, top, right, bottom = boxes[1]
     hole = np.zeros(photo.shape[:2], np.uint8)
-    hole[top + 47:top + 57, left + 15:right + 60] = 1  # 10 px thick, 60 px past the face
+    hole[top + 46:top + 60, left + 15:right + 70] = 1  # 14 px thick, 70 px past the face
     assert [f.path for f in find_faces(photo, hole, 64)] == ["detected-upsampled"]
