@@ -28,13 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from lafin.atomic import atomic_write
 
 from lafin.config import PRESETS, ModelConfig
 
@@ -152,21 +153,8 @@ def _write(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
             "config": json.dumps(config.to_dict()), **extra}
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a weights file is not
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | None = None,

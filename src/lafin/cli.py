@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,11 +57,20 @@ class _Stage:
 
 
 def _cmd_inpaint(args: argparse.Namespace) -> int:
+    from lafin.io import pixel_budget
+
+    budget = None if args.max_megapixels is None else max(64, int(args.max_megapixels * 1e6))
+    with pixel_budget(budget):
+        return _inpaint(args)
+
+
+def _inpaint(args: argparse.Namespace) -> int:
     if args.example:
         from lafin.examples import example_face, example_mask
 
         if args.image or args.mask:
             raise _UsageError("--example takes no IMAGE or MASK")
+        _check_file_outputs(args, inputs=[args.landmarks])
         return _inpaint_one(args, example_face(), example_mask(), Path(args.output), "example")
     if args.image is None or args.mask is None:
         raise _UsageError("inpaint needs IMAGE and MASK (files, or folders matched by name), "
@@ -67,10 +78,20 @@ def _cmd_inpaint(args: argparse.Namespace) -> int:
     image, mask = Path(args.image), Path(args.mask)
     if image.is_dir() or mask.is_dir():
         return _inpaint_folder(args, image, mask, Path(args.output))
-    out = Path(args.output)
-    if out.exists() and out.resolve() in (image.resolve(), mask.resolve()):
-        raise _UsageError(f"refusing to overwrite an input file: {out}")
-    return _inpaint_one(args, image, mask, out, image.name)
+    _check_file_outputs(args, inputs=[image, mask, args.landmarks])
+    return _inpaint_one(args, image, mask, Path(args.output), image.name)
+
+
+def _check_file_outputs(args: argparse.Namespace, inputs: list) -> None:
+    """Every output path of a one-image run, checked before anything is loaded or computed."""
+    from lafin.outputs import LANDMARK_SUFFIXES, Output, check_outputs
+
+    outputs = [Output("-o", args.output)]
+    if args.overlay:
+        outputs.append(Output("--overlay", args.overlay))
+    if args.landmarks_out:
+        outputs.append(Output("--landmarks-out", args.landmarks_out, LANDMARK_SUFFIXES))
+    check_outputs(outputs, inputs)
 
 
 def _load_model(args: argparse.Namespace):
@@ -81,15 +102,14 @@ def _load_model(args: argparse.Namespace):
 
 
 def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, model=None) -> int:
-    from PIL import Image
 
-    from lafin.io import load_image, load_mask
-    from lafin.landmarks import draw_landmarks, load_landmarks, save_landmarks
+    from lafin.io import check_landmarks, load_image, load_mask
+    from lafin.landmarks import draw_landmarks, save_landmarks
     from lafin.pipeline import STAGE_LABELS
 
     img = load_image(image)
     hole = load_mask(mask, shape=img.shape[:2])
-    given = load_landmarks(args.landmarks) if args.landmarks else None
+    given = check_landmarks(args.landmarks, img.shape[:2]) if args.landmarks else None
     model = model or _load_model(args)
     say = (lambda *a, **k: None) if args.quiet else print
     if not hole.any():
@@ -115,9 +135,10 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
             say(f"  no face at ({part.box[0]}, {part.box[1]})-({part.box[2]}, {part.box[3]}): "
                 f"{part.pixels} hole pixels filled by OpenCV")
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(result.image).save(out)
+    _save_image(result.image, out)
     written = [str(out)]
     if result.landmarks is not None and args.landmarks_out:
+        Path(args.landmarks_out).parent.mkdir(parents=True, exist_ok=True)
         save_landmarks(args.landmarks_out, result.landmarks)
         written.append(args.landmarks_out)
     if args.overlay:
@@ -126,15 +147,25 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
             overlay = draw_landmarks(overlay, face.landmarks)
         if not result.faces and result.landmarks is not None:
             overlay = draw_landmarks(overlay, result.landmarks)
-        Image.fromarray(overlay).save(args.overlay)
+        Path(args.overlay).parent.mkdir(parents=True, exist_ok=True)
+        _save_image(overlay, Path(args.overlay))
         written.append(args.overlay)
     say(f"Done! Wrote {', '.join(written)}")
     return 0
 
 
+def _save_image(image, path: Path) -> None:
+    """Write an RGB result all at once: a failed write leaves no partial file behind."""
+    from PIL import Image
+
+    from lafin.atomic import atomic_write
+
+    with atomic_write(path) as tmp:
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+
+
 def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Path) -> int:
     """Images and masks matched by file name (stem); bad pairs are reported, not fatal."""
-    from PIL import Image
     from tqdm import tqdm
 
     from lafin.data.prepare import IMAGE_SUFFIXES
@@ -142,33 +173,51 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
 
     if not (images.is_dir() and masks.is_dir()):
         raise _UsageError("for folders, give both IMAGE and MASK as folders")
-    if out.exists() and not out.is_dir():
-        raise _UsageError(f"with folders, -o must be a folder: {out}")
-    if out.resolve() in (images.resolve(), masks.resolve()):
-        raise _UsageError("refusing to write into an input folder; choose another -o folder")
-    mask_files = {p.stem: p for p in masks.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    from lafin.outputs import Output, check_outputs
+
+    for option in ("overlay", "landmarks_out", "landmarks"):
+        if getattr(args, option):
+            raise _UsageError(f"--{option.replace('_', '-')} works with one image, not folders")
+    check_outputs([Output("-o", out, folder=True)], [images, masks])
+    mask_files: dict[str, list[Path]] = {}
+    for p in sorted(masks.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            mask_files.setdefault(p.stem, []).append(p)
     image_files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not image_files:
         raise _UsageError(f"no images in {images}")
+    by_stem: dict[str, list[Path]] = {}
+    for p in image_files:
+        by_stem.setdefault(p.stem, []).append(p)
     model = _load_model(args)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[tuple[str, str]] = []
     done = 0
     for path in tqdm(image_files, desc="inpainting", disable=args.quiet):
+        # outputs are <stem>.png and masks are matched by stem: a shared stem is ambiguous
+        if len(by_stem[path.stem]) > 1:
+            others = ", ".join(p.name for p in by_stem[path.stem])
+            problems.append((path.name, f"several images named {path.stem!r} ({others}); rename "
+                             "them: outputs and masks are matched by name"))
+            continue
         if path.stem not in mask_files:
             problems.append((path.name, "no mask with this name"))
             continue
+        if len(mask_files[path.stem]) > 1:
+            problems.append((path.name, "several masks with this name ("
+                             + ", ".join(p.name for p in mask_files[path.stem]) + ")"))
+            continue
         try:
             img = load_image(path)
-            hole = load_mask(mask_files[path.stem], shape=img.shape[:2])
+            hole = load_mask(mask_files[path.stem][0], shape=img.shape[:2])
             result = model(img, hole, mode=args.mode)
         except InputError as exc:
             problems.append((path.name, str(exc)))
             continue
-        Image.fromarray(result.image).save(out / f"{path.stem}.png")
+        _save_image(result.image, out / f"{path.stem}.png")
         done += 1
-    for name in sorted(set(mask_files) - {p.stem for p in image_files}):
-        problems.append((mask_files[name].name, "mask without an image"))
+    for name in sorted(set(mask_files) - set(by_stem)):
+        problems.append((mask_files[name][0].name, "mask without an image"))
     if not args.quiet:
         print(f"Done! Inpainted {done} of {len(image_files)} images into {out}")
         for name, why in problems:
@@ -177,8 +226,10 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
 
 
 def _cmd_inpaint_video(args: argparse.Namespace) -> int:
+    from lafin.outputs import Output, check_outputs
     from lafin.video import inpaint_video
 
+    check_outputs([Output("-o", args.output, suffixes=None)], [args.video, args.mask])
     model = _load_model(args)
     if args.fast:
         model.flip_average = model.generator_flip_average = False
@@ -208,7 +259,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config.max_steps = args.max_steps
     if args.init_from:
         config.init_from = args.init_from
-    train(config, args.out, resume=args.resume, device=args.device)
+    if args.resume and args.overwrite:
+        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: "
+                          "give one of them")
+    train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
     return 0
 
 
@@ -273,6 +327,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise _UsageError("the web demo needs Gradio: pip install 'lafin[web]'")
     from lafin.webapp import serve
 
+    _check_port_free(args.host, args.port)
     model = _load_model(args)
     print(f"Web demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(host=args.host, port=args.port, model=model,
@@ -281,12 +336,81 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise _UsageError(f"--host {host}: unknown address ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise _UsageError(f"cannot listen on {host}:{port} ({exc.strerror}); is another "
+                              "server using it? Choose another --port") from None
+
+
 class _UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (and exit code 2), like lafin's own refusals."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {span}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _float_in(low: float, high: float | None = None, low_open: bool = False):
+    """An argparse type: a finite number in [low, high] ((low, high] with ``low_open``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or (
+                high is not None and value > high):
+            span = (f"{'above' if low_open else 'from'} {low:g}"
+                    + (f" to {high:g}" if high is not None else ""))
+            raise argparse.ArgumentTypeError(f"{text} is out of range: use a number {span}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def _device(text: str) -> str:
+    """An argparse type: a torch device that exists here (checked before any work)."""
+    if text != "cpu":
+        from lafin.devices import resolve_device
+        from lafin.errors import DeviceError
+
+        try:
+            resolve_device(text)
+        except DeviceError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lafin", description="Landmark-guided face inpainting (LaFIn).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"lafin {__version__}")
@@ -307,7 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmarks-out", help="write the landmarks used (.pts, .json or .npy)")
     p.add_argument("--overlay", help="write the result with the landmarks drawn")
     p.add_argument("--weights", help="weights file (default: the shipped model)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--device", default="cpu", type=_device,
+                   help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--max-megapixels", type=_float_in(0, low_open=True),
+                   help="largest image accepted (default 50, or LAFIN_MAX_MEGAPIXELS)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_inpaint)
 
@@ -315,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="input video (any format ffmpeg reads)")
     p.add_argument("mask", help="a mask image (same hole in every frame) or a mask video")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, ...)")
-    p.add_argument("--smoothing", type=float, default=0.5,
+    p.add_argument("--smoothing", type=_float_in(0, 1, low_open=True), default=0.5,
                    help="weight of each new frame's landmarks (1 = no smoothing; default 0.5)")
     p.add_argument("--lossless", action="store_true",
                    help="lossless H.264 (known pixels stay bit-identical; large files)")
@@ -328,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no mirror-image averaging in the landmark predictor and the generator "
                    "(about 40%% less time a frame, slightly lower quality)")
     p.add_argument("--weights", help="weights file (default: the shipped model)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=_device)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_inpaint_video)
 
@@ -339,21 +466,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="validation face cache (overrides the config)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, samples)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--max-steps", type=int)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out folder that holds one (its checkpoint and "
+                   "weights are replaced); without it or --resume such a folder is refused")
+    p.add_argument("--max-steps", type=_int_in(0))
     p.add_argument("--init-from", help="weights to start from, fresh optimiser and step counter "
                    "(overrides the config's init_from: one config serves every cycle)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=_device)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("prepare", help="detect, annotate and align face photos into a training set")
     p.add_argument("src", help="folder of photos (sub-folders included; .pts beside a photo is used)")
     p.add_argument("out", help="output folder (crops, landmarks, report.csv, training cache)")
-    p.add_argument("--size", type=int, default=128, help="side of the square crops (default 128)")
+    p.add_argument("--size", type=_int_in(16, 4096), default=128,
+                   help="side of the square crops, 16-4096 (default 128)")
     p.add_argument("--aligned", action="store_true",
                    help="the photos are already aligned square crops: resize only, never re-crop")
-    p.add_argument("--min-face", type=int, default=48, help="skip faces narrower than this (px)")
-    p.add_argument("--upsample", type=int, default=1, help="detector upsampling (finds small faces)")
-    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--min-face", type=_int_in(1), default=48,
+                   help="skip faces narrower than this (px)")
+    p.add_argument("--upsample", type=_int_in(0, 4), default=1,
+                   help="detector upsampling, 0-4 (finds small faces)")
+    p.add_argument("--workers", type=_int_in(1, 256), default=2, help="processes (default 2)")
     p.add_argument("--names", help="a text file of image file names to use (e.g. a split list)")
     p.add_argument("--landmarks-from", metavar="CACHE",
                    help="the faces of this cache, decoded from SRC (same file names, any square "
@@ -384,12 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the web demo (Gradio, offline). Needs the 'web' extra: "
                                    "pip install 'lafin[web]'.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=_int_in(1, 65535), default=7860)
     p.add_argument("--weights", help="weights file(s) (default: the shipped ones)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max-megapixels", type=float, default=40.0,
+    p.add_argument("--device", default="cpu", type=_device)
+    p.add_argument("--max-megapixels", type=_float_in(0, low_open=True), default=40.0,
                    help="largest photo accepted (default 40)")
-    p.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (default 50 MB)")
+    p.add_argument("--max-upload-mb", type=_int_in(1), default=50,
+                   help="largest upload (default 50 MB)")
     p.add_argument("-q", "--quiet", action="store_true", help="print less")
     p.set_defaults(func=_cmd_serve)
 
@@ -417,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("train", "prepare", "convert", "export-weights", "export"):
+        _stop_on_sigterm()
     return _guard(lambda: args.func(args))
 
 
@@ -431,12 +567,31 @@ def _guard(fn) -> int:
 
     try:
         return int(fn() or 0)
-    except (InputError, WeightsError, WeightsNotFoundError, _UsageError, FileNotFoundError) as exc:
-        print(f"lafin: error: {exc}", file=sys.stderr)
+    except (InputError, WeightsError, WeightsNotFoundError, _UsageError) as exc:
+        print(f"lafin: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the user named that cannot be read or written, a full disk
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"lafin: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lafin: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (kill, a job scheduler) stops the work like Ctrl+C: cleanup code runs (temporary
+    files removed, worker processes ended) instead of the process vanishing mid-write."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (main() called from a test's thread)
+        pass
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ def _dlib_cnn() -> object:
     return dlib.cnn_face_detection_model_v1(_model_path("mmod_human_face_detector.dat"))
 
 
+CNN_MIN_SIDE = 16
+
+
 def detect_faces_cnn(image: np.ndarray, upsample: int = 0, max_side: int = 640) -> list[FaceBox]:
     """Detect faces with dlib's CNN (MMOD) detector: slower than HOG (a few hundred ms per
     640-px image on a CPU) but it finds turned, tilted and partly hidden faces HOG misses.
@@ -92,6 +95,10 @@ def detect_faces_cnn(image: np.ndarray, upsample: int = 0, max_side: int = 640) 
     scale = min(1.0, max_side / max(image.shape[:2]))
     small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
                                                    interpolation=cv2.INTER_AREA)
+    if min(small.shape[:2]) < CNN_MIN_SIDE:
+        # dlib's CNN reads outside images narrower than ~12 px (a RuntimeError, or a corrupted
+        # heap); no face it could find fits in them anyway
+        return []
     found = _dlib_cnn()(np.ascontiguousarray(small), upsample)
     boxes = [FaceBox(d.rect.left() / scale, d.rect.top() / scale, d.rect.right() / scale,
                      d.rect.bottom() / scale, float(d.confidence)) for d in found]

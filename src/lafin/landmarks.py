@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lafin.errors import LandmarksError, OutputPathError
+
 NUM_POINTS = 68
 
 # Index of each point's mirror image under a horizontal flip (iBUG 300-W, 0-based).
@@ -85,14 +87,34 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def read_pts(path: str | Path) -> np.ndarray:
-    """Read an iBUG ``.pts`` file (1-based pixel coordinates) as 0-based (68, 2) float32."""
-    text = Path(path).read_text().split("{", 1)
+    """Read an iBUG ``.pts`` file (1-based pixel coordinates) as 0-based (68, 2) float32.
+
+    Raises :class:`~lafin.errors.LandmarksError` (a ``ValueError``) for a malformed file.
+    """
+    text = _read_text(path).split("{", 1)
     if len(text) != 2 or "}" not in text[1]:
-        raise ValueError(f"{path}: not an iBUG .pts file (no '{{ ... }}' block)")
-    values = np.array(text[1].split("}", 1)[0].split(), dtype=np.float32)
+        raise LandmarksError(f"{path}: not an iBUG .pts file (no '{{ ... }}' block)")
+    try:
+        values = np.array(text[1].split("}", 1)[0].split(), dtype=np.float32)
+    except ValueError:
+        raise LandmarksError(f"{path}: the .pts block holds something that is not a number") \
+            from None
     if values.size != 2 * NUM_POINTS:
-        raise ValueError(f"{path}: expected {NUM_POINTS} points, found {values.size / 2:g}")
+        raise LandmarksError(f"{path}: expected {NUM_POINTS} points, found {values.size / 2:g}")
     return values.reshape(NUM_POINTS, 2) - 1.0
+
+
+def _read_text(path: str | Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarksError(f"landmarks file not found: {path}" if not path.exists()
+                             else f"landmarks path is not a file: {path}")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise LandmarksError(f"{path}: not a text file") from None
+    except OSError as exc:
+        raise LandmarksError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def write_pts(path: str | Path, landmarks: np.ndarray) -> None:
@@ -117,24 +139,48 @@ def save_landmarks(path: str | Path, landmarks: np.ndarray) -> None:
     elif suffix == ".npy":
         np.save(path, np.asarray(landmarks, dtype=np.float32))
     else:
-        raise ValueError(f"{path}: unknown landmark format {suffix!r}; use .pts, .json or .npy")
+        raise OutputPathError(f"{path}: unknown landmark format {suffix!r}; use .pts, .json or .npy")
 
 
 def load_landmarks(path: str | Path) -> np.ndarray:
-    """Load (68, 2) float32 landmarks from ``.pts``, ``.json`` or ``.npy`` (see save_landmarks)."""
+    """Load (68, 2) float32 landmarks from ``.pts``, ``.json`` or ``.npy`` (see save_landmarks).
+
+    Raises :class:`~lafin.errors.LandmarksError` (a ``ValueError``) with a one-line reason for a
+    missing, malformed or non-finite file.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".pts":
         pts = read_pts(path)
     elif suffix == ".json":
-        data = json.loads(path.read_text())
-        pts = np.asarray(data["landmarks"] if isinstance(data, dict) else data, dtype=np.float32)
+        try:
+            data = json.loads(_read_text(path))
+        except json.JSONDecodeError as exc:
+            raise LandmarksError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if isinstance(data, dict) and "landmarks" not in data:
+            raise LandmarksError(f"{path}: a JSON object needs a 'landmarks' list of [x, y] pairs")
+        try:
+            with np.errstate(over="ignore"):  # 1e40 becomes inf, refused below
+                pts = np.asarray(data["landmarks"] if isinstance(data, dict) else data,
+                                 dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            raise LandmarksError(f"{path}: 'landmarks' must be 68 [x, y] number pairs") from None
     elif suffix == ".npy":
-        pts = np.load(path).astype(np.float32)
+        if not path.is_file():
+            _read_text(path)  # the same not-found / not-a-file message
+        try:
+            raw = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise LandmarksError(f"{path}: not a readable .npy array ({exc})") from None
+        if not isinstance(raw, np.ndarray) or not (np.issubdtype(raw.dtype, np.number)):
+            raise LandmarksError(f"{path}: the .npy file must hold a numeric (68, 2) array")
+        pts = raw.astype(np.float32)
     else:
-        raise ValueError(f"{path}: unknown landmark format {suffix!r}; use .pts, .json or .npy")
+        raise LandmarksError(f"{path}: unknown landmark format {suffix!r}; use .pts, .json or .npy")
     if pts.shape != (NUM_POINTS, 2):
-        raise ValueError(f"{path}: expected landmarks of shape (68, 2), got {pts.shape}")
+        raise LandmarksError(f"{path}: expected landmarks of shape (68, 2), got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise LandmarksError(f"{path}: landmarks contain NaN or infinite values")
     return pts
 
 

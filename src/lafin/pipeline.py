@@ -42,7 +42,9 @@ from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
                              warp_to_crop)
 from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
 from lafin.config import ModelConfig
-from lafin.io import ImageInput, InputError, load_image, load_mask
+from lafin.devices import resolve_device
+from lafin.errors import MaskError, OptionError
+from lafin.io import ImageInput, InputError, check_landmarks, load_image, load_mask
 from lafin.landmarks import FLIP_PERMUTATION, NUM_POINTS, landmark_map
 
 log = logging.getLogger(__name__)
@@ -305,10 +307,10 @@ class LaFInModel:
 
     def _setup(self, device: str | torch.device, backend: str, threads: int | None) -> None:
         if backend not in BACKENDS:
-            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+            raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive integer or None, not {threads!r}")
-        self.device = torch.device(device)
+            raise OptionError(f"threads must be a positive integer or None, not {threads!r}")
+        self.device = resolve_device(device)
         if backend == "onnx" and self.device.type != "cpu":
             raise InputError(f"the onnx backend runs on the CPU (ONNX Runtime), not on "
                              f"{self.device}; use backend='torch' for {self.device}")
@@ -458,20 +460,28 @@ class LaFInModel:
     # ------------------------------------------------------------------ input handling
 
     def check_inputs(self, image: ImageInput, mask: ImageInput,
-                     landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Load and validate; returns (HxWx3 uint8 image, HxW uint8 mask with 1 = hole)."""
+                     landmarks: np.ndarray | str | Path | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Load and validate; returns (HxWx3 uint8 image, HxW uint8 mask with 1 = hole).
+
+        ``landmarks`` (an array or a landmarks file) is checked too: use
+        :meth:`checked_inputs` to get the checked copy back.
+        """
+        img, hole, _ = self.checked_inputs(image, mask, landmarks)
+        return img, hole
+
+    def checked_inputs(self, image: ImageInput, mask: ImageInput,
+                       landmarks: np.ndarray | str | Path | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(image, mask, landmarks) through the input layer (:mod:`lafin.io`): the landmarks as
+        a new (68, 2) float32 array (loaded from a file if a path is given) or None."""
         img = load_image(image)
         hole = load_mask(mask, shape=img.shape[:2])
         if hole.all():
-            raise InputError("the mask covers the whole image: there is no face left to guide "
-                             "the inpainting")
-        if landmarks is not None:
-            lm = np.asarray(landmarks, dtype=np.float32)
-            if lm.shape != (NUM_POINTS, 2):
-                raise InputError(f"landmarks must have shape (68, 2) (x, y pixels), got {lm.shape}")
-            if not np.isfinite(lm).all():
-                raise InputError("landmarks contain NaN or infinite values")
-        return img, hole
+            raise MaskError("the mask covers the whole image: there is no face left to guide "
+                            "the inpainting")
+        lm = None if landmarks is None else check_landmarks(landmarks, img.shape[:2])
+        return img, hole, lm
 
     @property
     def landmark_size(self) -> int:
@@ -720,7 +730,7 @@ class LaFInModel:
         """Mix ``diffusion_mix`` of the Navier-Stokes fill into (B, S, S, 3) ``generated``."""
         weight = self.diffusion_mix
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-            raise InputError(f"diffusion_mix must be a number in [0, 1], not {weight!r}")
+            raise OptionError(f"diffusion_mix must be a number in [0, 1], not {weight!r}")
         if weight == 0:
             return generated
         # the masked crops (white hole, as the generator sees them): OpenCV's fill reads a little
@@ -801,8 +811,8 @@ class LaFInModel:
             progress: called with a stage name (keys of ``STAGE_LABELS``) as each stage starts.
         """
         if mode not in ("auto", "crop", "photo"):
-            raise InputError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
-        img, hole = self.check_inputs(image, mask, landmarks)
+            raise OptionError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
+        img, hole, landmarks = self.checked_inputs(image, mask, landmarks)
         if mode == "auto":
             mode = "crop" if max(img.shape[:2]) <= 2 * self.image_size else "photo"
         if not hole.any():
@@ -867,6 +877,12 @@ class LaFInModel:
         covered = np.zeros(hole.shape, bool)
         reports = self.render_faces(img, hole, content, frames, stages,
                                     given=landmarks is not None, covered=covered)
+        unfound = sum(r.path == "hole-surroundings" for r in reports)
+        if unfound:
+            # a landscape or a texture gets a face-like fill: say so rather than pass it off
+            log.warning("no face found near %d part(s) of the hole: filled from the surroundings "
+                        "by the face generator anyway (lafin is made for faces; the result may "
+                        "look wrong on other images)", unfound)
         timings = stages.stop()
         out = content  # outside the hole it is the input, bit for bit
         regions = _background_regions(hole.astype(bool) & ~covered)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lafin.alignment import rescale_points
+from lafin.workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
                                        shape=(len(names), size, size, 3))
     landmarks = np.zeros((len(names), 68, 2), np.float32)
     sources: list[str] = []
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         results = pool.map(_load_and_label, jobs, chunksize=64)
         for i, (image, lm, source) in enumerate(tqdm(results, total=len(jobs), desc="caching")):
             images[i] = image
@@ -158,7 +158,7 @@ def build_cache_like(reference: str | Path, root: str | Path, out: str | Path, s
     images = np.lib.format.open_memmap(out / "images.tmp.npy", mode="w+", dtype=np.uint8,
                                        shape=(len(ref), size, size, 3))
     jobs = [(str(by_stem[Path(n).stem]), size) for n in ref.names]
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         for i, image in enumerate(tqdm(pool.map(_load_resized, jobs, chunksize=64),
                                        total=len(jobs), desc="caching")):
             images[i] = image

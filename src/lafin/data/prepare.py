@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import csv
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from lafin.errors import InputError
+from lafin.workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class PrepareReport:
 
 def _list_images(src: Path) -> list[Path]:
     if not src.is_dir():
-        raise FileNotFoundError(f"source folder not found: {src}")
+        raise InputError(f"source folder not found: {src}")
     return sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -113,6 +115,9 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
     from lafin.data.cache import build_cache
 
     src, out = Path(src), Path(out)
+    if src.is_dir() and (out.resolve() == src.resolve() or src.resolve() in out.resolve().parents):
+        raise InputError(f"the output folder {out} is inside the photo folder {src}: the crops "
+                         "would be read back as photos; choose a folder outside it")
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     files = _list_images(src)
@@ -126,9 +131,10 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {src}")
     stems = [p.stem for p in files]
     if len(set(stems)) != len(stems):
-        raise ValueError(f"{src}: several images share a file name (e.g. in sub-folders); "
+        raise InputError(f"{src}: several images share a file name (e.g. in sub-folders); "
                          "names must be unique")
-    reported = _reported_names(out / "report.csv")
+    report_path = out / "report.csv"
+    reported = _reported_names(report_path)
     todo = [p for p in files
             if p.stem not in reported and not (images_dir / f"{p.stem}.pts").is_file()]
     done = len(files) - len(todo)
@@ -136,12 +142,25 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
         log.info("%d of %d images already prepared, skipping them", done, len(files))
     rows: list[tuple[str, str, str, int]] = []
     jobs = [(str(p), str(images_dir), options) for p in todo]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(tqdm(pool.map(_process, jobs, chunksize=8), total=len(jobs), desc="preparing"))
-    else:
-        rows = [_process(j) for j in tqdm(jobs, desc="preparing")]
-    _append_csv(out / "report.csv", [r for r in rows], ["name", "status", "detail", "faces"])
+    with _Report(report_path, ["name", "status", "detail", "faces"]) as report:
+        # crops an interrupted run wrote before it could report them
+        report.add([(p.stem, "ok", "prepared by an earlier run", "") for p in files
+                    if p.stem not in reported and (images_dir / f"{p.stem}.pts").is_file()])
+        # each row is on disk as soon as its photo is done: an interrupted run loses none
+        if workers > 1 and len(jobs) > 1:
+            pool = process_pool(workers)
+            try:
+                for row in tqdm(pool.map(_process, jobs, chunksize=8), total=len(jobs),
+                                desc="preparing"):
+                    report.add([row])
+                    rows.append(row)
+            finally:  # on Ctrl+C/SIGTERM: drop the queued photos instead of finishing them all
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            for job in tqdm(jobs, desc="preparing"):
+                row = _process(job)
+                report.add([row])
+                rows.append(row)
     skipped = [(r[0], r[2]) for r in rows if r[1] == "skip"]
     for name, reason in skipped:
         log.warning("skipped %s: %s", name, reason)
@@ -160,10 +179,30 @@ def _reported_names(path: Path) -> set[str]:
         return {row["name"] for row in csv.DictReader(f)}
 
 
-def _append_csv(path: Path, rows: list[tuple], header: list[str]) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        writer = csv.writer(f)
+class _Report:
+    """report.csv, appended to row by row (flushed), never rewritten: rows of earlier runs stay."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path, self.header = path, header
+
+    def __enter__(self) -> "_Report":
+        new = not self.path.is_file() or self.path.stat().st_size == 0
+        self.file = self.path.open("a", newline="")
+        if not new:
+            with self.path.open("rb") as f:  # a run killed mid-row left no line end
+                f.seek(-1, 2)
+                if f.read(1) not in (b"\n", b"\r"):
+                    self.file.write("\r\n")
+        self.writer = csv.writer(self.file)
         if new:
-            writer.writerow(header)
-        writer.writerows(rows)
+            self.writer.writerow(self.header)
+        self.file.flush()
+        return self
+
+    def add(self, rows: list[tuple]) -> None:
+        if rows:
+            self.writer.writerows(rows)
+            self.file.flush()
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()

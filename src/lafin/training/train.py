@@ -28,10 +28,13 @@ import torch.distributed as dist
 from torch import nn
 
 from lafin import losses
+from lafin.atomic import atomic_write
 from lafin.alignment import rescale_points
 from lafin.config import ModelConfig, get_preset
 from lafin.data.batches import Batch, GeometryAugment, old_photo_look, sample_batch
 from lafin.data.cache import FaceCache, load_cache
+from lafin.devices import resolve_device
+from lafin.errors import RunFolderError
 from lafin.landmarks import landmark_map
 from lafin.networks import (RefinerDiscriminator, build_discriminator, build_generator,
                             build_landmark_predictor, build_refiner)
@@ -41,6 +44,8 @@ from lafin.training.config import TrainConfig
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "lafin-train-checkpoint"
+# the files that make a folder a run: train() refuses to start a new run over them
+RUN_FILES = ("checkpoint.pt", "weights.safetensors")
 CHECKPOINT_VERSION = 1
 
 
@@ -99,11 +104,8 @@ def _unwrap(module: nn.Module) -> nn.Module:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -116,7 +118,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.rank, self.world = _distributed()
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if config.threads:
             torch.set_num_threads(config.threads)
         self.model_config = resolve_model_config(config.model)
@@ -246,21 +248,33 @@ class Trainer:
         }
 
     def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a lafin training checkpoint")
+        """Restore a checkpoint of this run; a damaged or foreign file is a RunFolderError."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # truncated, not a torch file, unpickling refused
+            raise RunFolderError(f"{path}: cannot be resumed, the checkpoint is damaged or not a "
+                                 f"lafin checkpoint ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:160]})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise RunFolderError(f"{path}: not a lafin training checkpoint")
         if len(state["numpy_rng"]) != self.world:
-            raise ValueError(f"{path}: saved with {len(state['numpy_rng'])} processes, "
-                             f"resumed with {self.world}; exact resume needs the same number")
-        for k, net in self.nets.items():
-            _unwrap(net).load_state_dict(state["nets"][k], strict=True)
-        if state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"], strict=True)
-        else:  # a checkpoint from before the landmark stage kept an average
-            self.ema.load_state_dict(_unwrap(self.nets[self.trained]).state_dict())
-            log.info("%s: no EMA weights in the checkpoint; the average starts here", path)
-        for k, opt in self.optims.items():
-            opt.load_state_dict(state["optims"][k])
+            raise RunFolderError(f"{path}: saved with {len(state['numpy_rng'])} processes, "
+                                 f"resumed with {self.world}; exact resume needs the same number")
+        try:
+            for k, net in self.nets.items():
+                _unwrap(net).load_state_dict(state["nets"][k], strict=True)
+            if state["ema"] is not None:
+                self.ema.load_state_dict(state["ema"], strict=True)
+            else:  # a checkpoint from before the landmark stage kept an average
+                self.ema.load_state_dict(_unwrap(self.nets[self.trained]).state_dict())
+                log.info("%s: no EMA weights in the checkpoint; the average starts here", path)
+            for k, opt in self.optims.items():
+                opt.load_state_dict(state["optims"][k])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise RunFolderError(
+                f"{path}: does not match this run's stage and model (saved: stage "
+                f"{state.get('train_config', {}).get('stage', '?')}; {type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:160]}); resume with the run's own config") from None
         self.rng.bit_generator.state = state["numpy_rng"][self.rank]
         torch.set_rng_state(state["torch_rng"][self.rank].cpu())
         self.step = int(state["step"])
@@ -632,9 +646,22 @@ class Trainer:
 
 
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device: str = "cpu",
-          max_steps: int | None = None) -> Trainer:
-    """Train (or resume) a run into ``out_dir``; returns the trainer for inspection."""
+          max_steps: int | None = None, overwrite: bool = False) -> Trainer:
+    """Train (or resume) a run into ``out_dir``; returns the trainer for inspection.
+
+    A folder that already holds a run (a checkpoint or weights) is refused unless ``resume``
+    (continue it) or ``overwrite`` (start afresh; its files are replaced as the new run writes
+    them) is given: a run is never replaced by accident.
+    """
+    resolve_device(device)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: is a file, not a run folder")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not (resume or overwrite):
+        raise RunFolderError(
+            f"--out {out} holds a run ({', '.join(existing)}): add --resume to continue it, "
+            "--overwrite to start again in it, or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, out, resume=resume, device=device)
     if trainer.rank == 0:
