@@ -100,17 +100,115 @@ def test_mask_video_and_refusal_to_overwrite(tiny_model, clip, tmp_path):
         inpaint_video(tiny_model, path, tmp_path / "mask.mp4", path, progress=False)
 
 
-def test_smoothing_reduces_landmark_jitter(tiny_model, clip, tmp_path):
+@pytest.fixture(scope="module")
+def clip_landmarks(clip):
+    """The clip's true landmarks per frame: dlib's on the first, moved as the clip rolls."""
+    from lafin.face import annotate_largest_face
+
+    _, frames = clip
+    first, _ = annotate_largest_face(frames[0])
+    return [first + np.array([i // 3, 0], np.float32) for i in range(len(frames))]
+
+
+def _predicting(model, monkeypatch, truths, noise=0.0, jump_at=None):
+    """The model's landmark predictor replaced by the truth (+ noise, + a 100-px jump from frame
+    ``jump_at`` on); returns the list of frame indices it was asked about."""
+    rng = np.random.default_rng(0)
+    asked: list[int] = []
+
+    def predict(img, hole, frames):
+        i = len(asked)
+        asked.append(i)
+        moved = truths[i] + (100 if jump_at is not None and i >= jump_at else 0)
+        return np.stack([moved + rng.normal(0, noise, moved.shape) for _ in frames]).astype(np.float32)
+
+    monkeypatch.setattr(model, "predict_face_landmarks", predict)
+    return asked
+
+
+def _counting_detections(monkeypatch):
+    import lafin.photo
+
+    calls: list[int] = []
+    original = lafin.photo.find_faces
+    monkeypatch.setattr(lafin.photo, "find_faces",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    return calls
+
+
+def test_smoothing_reduces_landmark_jitter(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
     path, _ = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
 
     def jitter(alpha):
+        _predicting(tiny_model, monkeypatch, clip_landmarks, noise=2.0)
         report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / f"o{alpha}.mp4",
                                smoothing=alpha, progress=False)
-        pts = np.stack([f[0] for f in report.landmarks])
-        return np.abs(np.diff(pts, axis=0)).mean()
+        errors = np.stack([f[0] - t for f, t in zip(report.landmarks, clip_landmarks)])
+        return np.abs(np.diff(errors, axis=0)).mean()
 
     assert jitter(0.3) < 0.7 * jitter(1.0)
+
+
+def test_detectors_run_on_key_frames_only(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    calls = _counting_detections(monkeypatch)
+    for interval, expected in ((30, 1), (3, 3), (1, len(frames))):
+        calls.clear()
+        _predicting(tiny_model, monkeypatch, clip_landmarks)
+        report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
+                               progress=False, key_interval=interval)
+        assert len(calls) == report.key_frames == expected, interval
+        assert report.faces_per_frame == [1] * len(frames)
+        # followed faces keep their landmarks: the truth (no smoothing error when none moves)
+        assert np.abs(report.landmarks[1][0] - clip_landmarks[1]).max() < 1.0
+
+
+def test_a_lost_face_is_detected_again(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    calls = _counting_detections(monkeypatch)
+    _predicting(tiny_model, monkeypatch, clip_landmarks, jump_at=4)
+    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
+                           progress=False)
+    assert report.key_frames == len(calls) >= 2  # the first frame, then after the jump
+
+
+def test_frames_go_through_the_generator_in_batches(tiny_model, clip, clip_landmarks, tmp_path,
+                                                    monkeypatch):
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    _predicting(tiny_model, monkeypatch, clip_landmarks)
+    sizes = []
+    original = tiny_model._generate
+    monkeypatch.setattr(tiny_model, "_generate",
+                        lambda img_t, *a: sizes.append(img_t.shape[0]) or original(img_t, *a))
+    out = tmp_path / "out.mp4"
+    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", out, progress=False, batch=3,
+                           lossless=True)
+    assert sizes == [3, 3, 2] and report.frames == len(frames)
+    hole = _hole().astype(bool)
+    for a, b in zip(frames, _read_video(out)):
+        assert np.array_equal(a[~hole], b[~hole])
+
+
+def test_trend_smoothing_follows_a_moving_face_without_lag():
+    """A face moving 3 px a frame: plain exponential smoothing lags v (1 - a) / a = 7 px behind
+    (a = 0.3); with the trend term the lag vanishes while noise is still averaged."""
+    rng = np.random.default_rng(0)
+    truth = [np.full((68, 2), 3.0 * i) for i in range(60)]
+    observed = [t + rng.normal(0, 1.0, t.shape) for t in truth]
+
+    def errors(trend):
+        s = LandmarkSmoother(alpha=0.3, trend=trend)
+        s.assign([(0, 0, 100, 100)])
+        return np.stack([s.smooth(0, "p", o) - t for o, t in zip(observed, truth)])[30:]
+
+    assert abs(errors(0.0).mean() + 7.0) < 0.5
+    with_trend = errors(0.3)
+    assert abs(with_trend.mean()) < 0.3
+    assert with_trend.std() < 0.8  # the raw observations' spread is 1
 
 
 def test_tracks_follow_faces_and_split_on_jumps():
@@ -121,3 +219,19 @@ def test_tracks_follow_faces_and_split_on_jumps():
     first = s.smooth(2, "p", np.zeros((68, 2)))
     second = s.smooth(2, "p", np.ones((68, 2)) * 10)
     assert np.allclose(first, 0) and np.allclose(second, 5)
+
+
+def test_cli_video_options_and_bad_batch(clip, tiny_weights, tmp_path, capsys):
+    from lafin.cli import main
+
+    path, frames = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    out = tmp_path / "out.mp4"
+    code = main(["inpaint-video", str(path), str(tmp_path / "mask.png"), "-o", str(out),
+                 "--weights", str(tiny_weights), "--fast", "--batch", "3", "--key-interval", "4"])
+    assert code == 0 and out.is_file()
+    assert f"{len(frames)} frames" in capsys.readouterr().out
+    code = main(["inpaint-video", str(path), str(tmp_path / "mask.png"), "-o",
+                 str(tmp_path / "o2.mp4"), "--weights", str(tiny_weights), "--batch", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "batch" in err and err.strip().count("\n") == 0

@@ -131,8 +131,9 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
         for face in result.faces:
             say(f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
                 f"{face.box[3]:.0f}): {face.path}, {face.hole_pixels} hole pixels")
-        if result.background_pixels:
-            say(f"  {result.background_pixels} hole pixels outside any face: filled by OpenCV")
+        for part in result.background_regions:
+            say(f"  no face at ({part.box[0]}, {part.box[1]})-({part.box[2]}, {part.box[3]}): "
+                f"{part.pixels} hole pixels filled by OpenCV")
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_image(result.image, out)
     written = [str(out)]
@@ -230,12 +231,16 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
 
     check_outputs([Output("-o", args.output, suffixes=None)], [args.video, args.mask])
     model = _load_model(args)
+    if args.fast:
+        model.flip_average = model.generator_flip_average = False
     report = inpaint_video(model, args.video, args.mask, args.output, smoothing=args.smoothing,
-                           lossless=args.lossless, progress=not args.quiet)
+                           lossless=args.lossless, progress=not args.quiet, batch=args.batch,
+                           key_interval=args.key_interval)
     if not args.quiet:
         with_faces = sum(1 for n in report.faces_per_frame if n)
         print(f"Done! Wrote {report.output}: {report.frames} frames at {report.fps:g} fps, "
-              f"faces inpainted in {with_faces}, audio {'kept' if report.audio else 'none'}")
+              f"faces inpainted in {with_faces} (detected on {report.key_frames} key frames), "
+              f"audio {'kept' if report.audio else 'none'}")
     return 0
 
 
@@ -441,6 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of each new frame's landmarks (1 = no smoothing; default 0.5)")
     p.add_argument("--lossless", action="store_true",
                    help="lossless H.264 (known pixels stay bit-identical; large files)")
+    p.add_argument("--batch", type=int, default=8,
+                   help="frames the generator takes at once (default 8)")
+    p.add_argument("--key-interval", type=int, default=30,
+                   help="run the face detectors again after this many frames (default 30; they "
+                   "also run when a face is lost or the hole moves beyond the faces followed)")
+    p.add_argument("--fast", action="store_true",
+                   help="no mirror-image averaging in the landmark predictor and the generator "
+                   "(about 40%% less time a frame, slightly lower quality)")
     p.add_argument("--weights", help="weights file (default: the shipped model)")
     p.add_argument("--device", default="cpu", type=_device)
     p.add_argument("-q", "--quiet", action="store_true")

@@ -12,7 +12,13 @@ five ways, and the way that worked is reported:
    weak HOG boxes are often not faces, so none is taken unconfirmed);
 4. ``detected-cnn``: dlib's CNN detector finds it (turned or partly hidden faces; slower);
 5. ``hole-surroundings``: no face found near a part of the hole; the square around that part
-   (grown to show context) is treated as the face crop.
+   (grown to show context) is treated as the face crop, when the photo has no face at all, or
+   when the part lies in a row of detected faces of a matching size (a group photo: the crop then
+   takes their size). Otherwise the part is background.
+
+Parts of the hole that the faces found so far do not hold are searched again on their own (in
+rounds), so a face found near one part never keeps another part's face from being searched for,
+however their search regions overlap or merge.
 
 Detected faces are annotated with dlib's 68 points on the filled photo; the similarity transform
 to the canonical crop is fitted on the points outside the hole only (points inside the hole are
@@ -50,6 +56,22 @@ WEAK_MIN_SCORE = -0.5
 WEAK_HOLE_COVER = 0.5
 WEAK_MAX_TRIES = 2
 CONFIRM_FACE_SIDE = 80
+# Parts of the hole still held by no face are searched again, their own regions, this many times.
+MAX_ROUNDS = 3
+# A part of the hole left beside the faces found, with fewer pixels than this share of the
+# smallest one's box, is a remnant, not searched (a hidden mouth has ~10% of its face's box).
+REMNANT_AREA = 0.03
+# A region up to this area is searched upsampled, last, even when its side exceeds
+# UPSAMPLE_MAX_SIDE (a group photo of small faces, ~900x560 px, is all one region).
+UPSAMPLE_MAX_AREA = 1024 * 640
+# A faceless part of the hole within this fraction of a face's side from a detected face's height
+# lies in its row (a group photo), and hides a face of that size.
+ROW_TOLERANCE = 0.75
+# ... when at least this many faces make the row (beside a single face, a faceless hole at its
+# height is as likely a wall as a head).
+ROW_MIN_FACES = 2
+# The canonical crop's side over dlib's face-box side.
+CROP_PER_BOX = 1.6
 
 
 @dataclass
@@ -158,6 +180,14 @@ def _overlap(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _shared(a, b) -> float:
+    """The share of box ``a``'s area that box ``b`` overlaps."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
 def _covers(box, hole: np.ndarray, region: tuple[int, int, int, int]) -> float:
     """The fraction of the hole's pixels inside ``region`` that lie inside ``box``."""
     left, top, right, bottom = region
@@ -232,6 +262,12 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
                filled: np.ndarray | None = None) -> list[FaceFrame]:
     """Frames of the faces that the hole touches (see the module docstring).
 
+    Every part of the hole that the faces found so far do not hold is searched on its own, in
+    rounds, so a face found near one part never hides another part's face (their search regions
+    may overlap or merge). A part where no detector finds a face is a hidden face's surroundings
+    when the photo has no face at all, or when it lies in a row of detected faces of a matching
+    size (a group photo: the frame then takes their size); otherwise it is background.
+
     Args:
         image: HxWx3 uint8 photo.
         hole: HxW uint8, 1 = hole.
@@ -259,40 +295,25 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         everywhere = _detect_in_region(filled, (0, 0, w, h), 0, weakest)
         weak += [b for b in everywhere if b[4] < min_score]
         everywhere = [b for b in everywhere if b[4] >= min_score]
+    seen = list(everywhere)  # every face detected anywhere: the scale of a group photo's faces
     boxes += [(b, "detected") for b in everywhere if _touches(b, hole)
               and all(_overlap(b, other) < 0.3 for other, _ in boxes)]
-    faceless: list[tuple[int, int, int, int]] = []
-    # a region must hold the whole face even when the hole covers only its mouth or an eye
-    for region in hole_regions(hole, grow=2.0, min_side=384):
-        if any(_inside(b, region) for b, _ in boxes):
-            continue  # a face found in the whole-photo pass already covers this part
-        found: list[tuple[tuple[float, float, float, float, float], str]] = []
-        rw, rh = region[2] - region[0], region[3] - region[1]
-        if max(rw, rh) * 2 < max(h, w):  # smaller than the photo: look closer
-            near = _detect_in_region(filled, region, 0, weakest)
-            weak += [b for b in near if b[4] < min_score]
-            found = [(b, "detected") for b in near if b[4] >= min_score]
-        # upsampling finds faces under HOG's 80 px; a region that large holds a larger face
-        # (and upsampling it costs ~1 s)
-        if not any(_touches(b, hole) for b, _ in found) and max(rw, rh) <= UPSAMPLE_MAX_SIDE:
-            found = [(b, "detected-upsampled") for b in
-                     _detect_in_region(filled, region, 1, max(min_score, 0.3))]
-        if not any(_touches(b, hole) for b, _ in found):
-            found = _confirm_weak(filled, hole, weak, region)
-        if not any(_touches(b, hole) for b, _ in found):
-            found = [(b, "detected-cnn") for b in _detect_in_region(filled, region, 0, min_score,
-                                                                     cnn=True)]
-        found = [(b, p) for b, p in found if _touches(b, hole)]
-        for b, p in found:
-            if all(_overlap(b, other) < 0.3 for other, _ in boxes):
-                boxes.append((b, p))
-        if not found:
-            faceless.append(region)
+    searched: list[tuple[int, int, int, int]] = []
+    rest = _unheld(hole, boxes)
+    for _ in range(MAX_ROUNDS):
+        # a region must hold the whole face even when the hole covers only its mouth or an eye
+        regions = [r for r in hole_regions(_without_remnants(rest, boxes), grow=2.0, min_side=384)
+                   if r not in searched]
+        if not regions:
+            break
+        for region in regions:
+            searched.append(region)
+            found = _search_region(filled, rest, region, weak, seen, min_score, weakest)
+            for b, p in found:
+                if all(_overlap(b, other) < 0.3 for other, _ in boxes):
+                    boxes.append((b, p))
+        rest = _unheld(hole, boxes)
     frames: list[FaceFrame] = []
-    if faceless and not boxes and not everywhere:
-        # No face anywhere: the hole probably hides the face, so its surroundings are the crop.
-        # (With faces elsewhere in the photo, a faceless part of the hole is background.)
-        frames += [_surroundings_frame(hole, region, size) for region in faceless]
     for (l, t, r, b, score), path in boxes:
         landmarks = annotate(filled, FaceBox(l, t, r, b, score))
         xy = np.round(landmarks).astype(int)
@@ -302,7 +323,132 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         matrix = robust_alignment(landmarks, visible, size)
         frames.append(FaceFrame(matrix, size, path, (float(l), float(t), float(r), float(b)),
                                 landmarks, [f"{int(visible.sum())} of 68 points visible"]))
+    if rest.any():
+        if not boxes and not seen:
+            # No face anywhere: the hole probably hides the face, so its surroundings are the crop.
+            frames += [_surroundings_frame(rest, region, size)
+                       for region in hole_regions(rest, grow=2.0, min_side=384)]
+        else:
+            found = [b for b, _ in boxes]  # a face found twice (in two passes) counts once
+            faces = found + [b for b in seen if all(_overlap(b, f) < 0.3 for f in found)]
+            frames += _hidden_in_group(_without_remnants(rest, boxes), faces, size,
+                                       (hole > 0) & (rest == 0))
     log.info("faces for inpainting: %s", [f.path for f in frames])
+    return frames
+
+
+def _without_remnants(rest: np.ndarray, boxes: list) -> np.ndarray:
+    """``rest`` without its remnants: parts narrower than a quarter of the smallest face found,
+    or with fewer pixels than REMNANT_AREA of its box. The edges of a stroke or scratch that reach
+    past a face's box (its crop holds most of them; the rest is left to OpenCV) are not worth a
+    search (the CNN pass costs ~1 s); a hidden neighbour's mouth or eyes are."""
+    if not boxes:
+        return rest
+    least = min(max(b[2] - b[0], b[3] - b[1]) for b, _ in boxes)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    small = [i for i in range(1, n) if max(stats[i, 2], stats[i, 3]) < 0.25 * least
+             or stats[i, 4] < REMNANT_AREA * least ** 2]
+    if not small:
+        return rest
+    return np.where(np.isin(labels, small), 0, rest).astype(np.uint8)
+
+
+def _unheld(hole: np.ndarray, boxes: list) -> np.ndarray:
+    """The hole's pixels that no face box (grown as in :func:`_holds_hole`) holds (uint8)."""
+    rest = hole.astype(np.uint8).copy()
+    for box, _ in boxes:
+        l, t, r, b = _grown(box, hole.shape, 0.2)
+        rest[t:b, l:r] = 0
+    return rest
+
+
+def _search_region(filled: np.ndarray, rest: np.ndarray, region: tuple[int, int, int, int],
+                   weak: list, seen: list, min_score: float, weakest: float
+                   ) -> list[tuple[tuple[float, float, float, float, float], str]]:
+    """The faces touching ``rest`` (the hole not yet held by a face) in ``region``, by the first
+    detector that finds one (module docstring, paths 1-4). Faces found that do not touch it are
+    added to ``seen``, weak HOG boxes to ``weak``."""
+    h, w = rest.shape
+    found: list[tuple[tuple[float, float, float, float, float], str]] = []
+    rw, rh = region[2] - region[0], region[3] - region[1]
+    if max(rw, rh) * 2 < max(h, w):  # smaller than the photo: look closer
+        near = _detect_in_region(filled, region, 0, weakest)
+        weak += [b for b in near if b[4] < min_score]
+        found = [(b, "detected") for b in near if b[4] >= min_score]
+    # upsampling finds faces under HOG's 80 px; a region that large holds a larger face (and
+    # upsampling it costs ~1 s)
+    if not any(_touches(b, rest) for b, _ in found) and max(rw, rh) <= UPSAMPLE_MAX_SIDE:
+        found = [(b, "detected-upsampled") for b in
+                 _detect_in_region(filled, region, 1, max(min_score, 0.3))]
+    _note_seen(seen, found, rest)
+    if not any(_touches(b, rest) for b, _ in found):
+        found = _confirm_weak(filled, rest, weak, region)
+    if not any(_touches(b, rest) for b, _ in found):
+        found = [(b, "detected-cnn") for b in _detect_in_region(filled, region, 0, min_score,
+                                                                 cnn=True)]
+    if (not any(_touches(b, rest) for b, _ in found) and max(rw, rh) > UPSAMPLE_MAX_SIDE
+            and rw * rh <= UPSAMPLE_MAX_AREA):
+        # nothing found in a photo small enough to be all region: it may be a group photo of
+        # faces too small for the passes so far, and only its faces tell a face that the hole
+        # hides from background (see _hidden_in_group)
+        found = [(b, "detected-upsampled") for b in
+                 _detect_in_region(filled, region, 1, max(min_score, 0.3))]
+        _note_seen(seen, found, rest)
+    return [(b, p) for b, p in found if _touches(b, rest)]
+
+
+def _note_seen(seen: list, found: list, rest: np.ndarray) -> None:
+    """Add the faces of ``found`` that do not touch ``rest`` to ``seen`` (once each)."""
+    seen += [b for b, _ in found if not _touches(b, rest)
+             and all(_overlap(b, other) < 0.3 for other in seen)]
+
+
+def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
+                     ) -> list[FaceFrame]:
+    """Frames for the parts of ``rest`` (hole that no face holds) that hide a face in a group
+    photo: a part lying in a row of at least ROW_MIN_FACES detected ``faces`` (centre within
+    ROW_TOLERANCE of a face's side from their height) whose size fits theirs (a hole of 0.25 to 2
+    face sides, at least 0.2 of one wide, with a tenth of a face box's pixels), and not on one
+    of them nor running on from the ``held`` hole pixels (a stroke over a found face that goes
+    on past it is that face's hole, not another face's). The frame is a face crop of their median size around the part; the landmark
+    pass then finds the face in it. Other parts are background."""
+    frames = []
+    for left, top, right, bottom in hole_regions(rest, grow=0.25, min_side=8):
+        part = rest[top:bottom, left:right]
+        ys, xs = np.nonzero(part)
+        if len(xs) == 0:
+            continue
+        x0, x1, y0, y1 = left + xs.min(), left + xs.max() + 1, top + ys.min(), top + ys.max() + 1
+        l, t = max(0, left - 2), max(0, top - 2)
+        near = cv2.dilate(rest[t:bottom + 2, l:right + 2], np.ones((5, 5), np.uint8))
+        if (near.astype(bool) & held[t:bottom + 2, l:right + 2]).any():
+            continue
+        cx, cy, extent = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+        width, pixels = min(x1 - x0, y1 - y0), len(xs)
+        sides = []
+        for f in faces:
+            side = max(f[2] - f[0], f[3] - f[1])
+            fx, fy = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2
+            # a hole that hides a face from every detector is a blob that covers a good part of
+            # one (a brush dab), not a scratch
+            if (abs(cy - fy) <= ROW_TOLERANCE * side and abs(cx - fx) >= 0.75 * side
+                    and 0.25 * side <= extent <= 2.0 * side and width >= 0.2 * side
+                    and pixels >= 0.1 * side ** 2):
+                sides.append(side)
+        if len(sides) < ROW_MIN_FACES:
+            continue
+        side = float(np.median(sides))
+        guess = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+        if any(_shared(guess, f) > 0.2 for f in faces):
+            continue  # a detected face is there: this part lies on it, not on a hidden one
+        # the canonical crop spans about 1.6 face-box sides; it must also hold the whole part
+        crop_side = max(CROP_PER_BOX * side, 1.2 * extent)
+        scale = size / crop_side
+        matrix = np.array([[scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
+                           [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale]])
+        frames.append(FaceFrame(matrix, size, "hole-surroundings", guess, None, [
+            f"no face found on this part of the hole; taken as a face the size of the "
+            f"{len(sides)} face(s) in its row"]))
     return frames
 
 

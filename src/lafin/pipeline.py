@@ -81,6 +81,8 @@ class InpaintResult:
         mode: ``crop`` (the input is a face crop) or ``photo`` (faces found and aligned).
         faces: per-face reports (photo mode).
         background_pixels: hole pixels outside every face, filled by OpenCV (photo mode).
+        background_regions: where those pixels are, one entry per separate part of the hole
+            that no face took (photo mode).
     """
 
     image: np.ndarray
@@ -91,6 +93,20 @@ class InpaintResult:
     mode: str = "crop"
     faces: list["FaceReport"] = field(default_factory=list)
     background_pixels: int = 0
+    background_regions: list["BackgroundRegion"] = field(default_factory=list)
+
+
+@dataclass
+class BackgroundRegion:
+    """A part of the hole that no face took, filled by OpenCV (photo mode).
+
+    Attributes:
+        box: (left, top, right, bottom) of the part in photo pixels (right, bottom exclusive).
+        pixels: its hole pixels.
+    """
+
+    box: tuple[int, int, int, int]
+    pixels: int
 
 
 @dataclass
@@ -110,6 +126,24 @@ class FaceReport:
     landmarks: np.ndarray
     hole_pixels: int
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FramedPhoto:
+    """A photo and the frames of its faces, for :meth:`LaFInModel.render_photos`.
+
+    Attributes:
+        image: HxWx3 uint8 photo; hole: HxW uint8 (1 = hole).
+        content: HxWx3 uint8, updated in place inside the hole (pre-filled by OpenCV).
+        frames: :class:`lafin.photo.FaceFrame` list.
+        covered: HxW bool, if given: set (in place) where a face's generated crop filled the hole.
+    """
+
+    image: np.ndarray
+    hole: np.ndarray
+    content: np.ndarray
+    frames: list
+    covered: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +227,29 @@ def _keeps_hole(hole_xy: np.ndarray, old: np.ndarray, new: np.ndarray, size: int
     (A re-framed face must not move away from the hole it is there to fill.)"""
     held = _inside_crop(hole_xy, old, size)
     return bool((_inside_crop(hole_xy, new, size) & held).sum() >= 0.99 * held.sum())
+
+
+def _per_view(value: np.ndarray | Sequence[np.ndarray], matrices: Sequence) -> list[np.ndarray]:
+    """One photo (or its hole) per view: ``value`` itself for every view, or the given list."""
+    if isinstance(value, np.ndarray):
+        return [value] * len(matrices)
+    if len(value) != len(matrices):
+        raise ValueError(f"{len(value)} photos for {len(matrices)} views")
+    return list(value)
+
+
+def _background_regions(rest: np.ndarray) -> list[BackgroundRegion]:
+    """The parts of the HxW bool ``rest`` (hole pixels no face took), nearby pieces together
+    (the slivers one brush stroke leaves around a face are one part), largest first."""
+    from lafin.photo import hole_regions
+
+    regions = []
+    for left, top, right, bottom in hole_regions(rest.astype(np.uint8), grow=0.25, min_side=8):
+        x, y, w, h = cv2.boundingRect(rest[top:bottom, left:right].astype(np.uint8))
+        if w and h:  # the pieces' own box, not the grown one they were grouped by
+            regions.append(BackgroundRegion((left + x, top + y, left + x + w, top + y + h),
+                                            int(rest[top:bottom, left:right].sum())))
+    return sorted(regions, key=lambda r: -r.pixels)
 
 
 def _is_loose(points: np.ndarray, size: int) -> bool:
@@ -485,12 +542,13 @@ class LaFInModel:
         mirrored[..., 0] = size - 1 - mirrored[..., 0]
         return ((out[0] + mirrored) / 2).cpu().numpy()
 
-    def _predict_in(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray],
+    def _predict_in(self, img: np.ndarray | Sequence[np.ndarray],
+                    hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray],
                     flip: bool | None = None, aligned: Sequence[bool] | None = None
                     ) -> np.ndarray:
         """Landmarks of the faces framed by ``matrices`` (photo pixels -> ``image_size`` crop),
         (B, 68, 2) float32 in those crops' pixels, predicted on crops resampled from the photo
-        at the predictor's own ``landmark_size``.
+        at the predictor's own ``landmark_size`` (``img``, ``hole``: one photo, or one per matrix).
 
         ``aligned`` (default: all) marks the frames that put a face on the canonical layout
         (found or given faces). The others are guesses around a hole where no face was found
@@ -506,12 +564,14 @@ class LaFInModel:
         centred = [True] * len(frames) if aligned is None else [bool(a) for a in aligned]
         guessed = [i for i, a in enumerate(centred) if not a]
         if guessed:
-            hole_xy = _hole_points(hole)
+            imgs, holes = _per_view(img, matrices), _per_view(hole, matrices)
             c = (s - 1) / 2  # twice the area around the crop's centre: p -> p / 2 + c / 2
             wide = [np.concatenate([frames[i][:, :2] / 2, frames[i][:, 2:] / 2 + c / 2], axis=1)
                     for i in guessed]
-            rough = self._predict_views(img, hole, wide, flip=False)
+            rough = self._predict_views([imgs[i] for i in guessed], [holes[i] for i in guessed],
+                                        wide, flip=False)
             for i, view, points in zip(guessed, wide, rough):
+                hole_xy = _hole_points(holes[i])
                 found = transform_points(points, invert_affine(view)).astype(np.float64)
                 # kept if its landmark box spans 10%-400% of the guessed crop and it keeps the
                 # hole (not a neighbour's face caught by the wide view)
@@ -526,7 +586,8 @@ class LaFInModel:
             points[i] = transform_points(photo, np.asarray(matrices[i], np.float64))
         return points
 
-    def _predict_views(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray],
+    def _predict_views(self, img: np.ndarray | Sequence[np.ndarray],
+                       hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray],
                        flip: bool | None = None, centred: Sequence[bool] | None = None
                        ) -> np.ndarray:
         """The predictor on the views of ``matrices`` (photo -> ``image_size`` crop) at its own
@@ -579,10 +640,12 @@ class LaFInModel:
         second = self._predict_in(img, hole, [matrix])[0]
         return frame.to_model(transform_points(second, invert_affine(matrix))).astype(np.float32)
 
-    def _landmark_view(self, img: np.ndarray, hole: np.ndarray, matrices: list[np.ndarray]
+    def _landmark_view(self, img: np.ndarray | Sequence[np.ndarray],
+                       hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray]
                        ) -> torch.Tensor:
         """(B, 3, L, L) masked crops of ``img`` by each photo -> crop matrix (L: the predictor's
-        ``landmark_size``), for the predictor.
+        ``landmark_size``), for the predictor. ``img`` and ``hole`` may also be one per matrix
+        (faces of several photos, e.g. video frames, in one batch).
 
         The hole is painted white before resampling, so nothing under it is read. A crop pixel
         is hole where the hole covers most of it (its white share is in the colour already):
@@ -590,11 +653,13 @@ class LaFInModel:
         predictor then loses points it could see.
         """
         s = self.landmark_size
-        source = np.where(hole[..., None] > 0, np.uint8(255), img)
+        sources: dict[int, np.ndarray] = {}
         crops = []
-        for matrix in matrices:
-            crop = warp_to_crop(source, matrix, s)
-            crop[warp_to_crop(hole.astype(np.float32), matrix, s,
+        for im, ho, matrix in zip(_per_view(img, matrices), _per_view(hole, matrices), matrices):
+            if id(im) not in sources:
+                sources[id(im)] = np.where(ho[..., None] > 0, np.uint8(255), im)
+            crop = warp_to_crop(sources[id(im)], matrix, s)
+            crop[warp_to_crop(ho.astype(np.float32), matrix, s,
                               border=cv2.BORDER_CONSTANT) > 0.5] = 255
             crops.append(crop)
         return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
@@ -809,8 +874,9 @@ class LaFInModel:
                                 (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), lm)]
         else:
             frames = find_faces(img, hole, s, filled=content)
+        covered = np.zeros(hole.shape, bool)
         reports = self.render_faces(img, hole, content, frames, stages,
-                                    given=landmarks is not None)
+                                    given=landmarks is not None, covered=covered)
         unfound = sum(r.path == "hole-surroundings" for r in reports)
         if unfound:
             # a landscape or a texture gets a face-like fill: say so rather than pass it off
@@ -819,18 +885,21 @@ class LaFInModel:
                         "look wrong on other images)", unfound)
         timings = stages.stop()
         out = content  # outside the hole it is the input, bit for bit
-        background = int(hole.astype(bool).sum()) - sum(r.hole_pixels for r in reports)
+        regions = _background_regions(hole.astype(bool) & ~covered)
+        background = sum(r.pixels for r in regions)
         if background:
-            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea)", background)
+            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea): %s",
+                     background, ", ".join(f"{r.pixels} px at {r.box[:2]}" for r in regions))
         main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
         return InpaintResult(out, None if main is None else main.landmarks, hole,
-                             landmarks is not None, timings, "photo", reports, background)
+                             landmarks is not None, timings, "photo", reports, background, regions)
 
     @_cpu_call
     def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,
                      frames: list, stages: _Stages | None = None, given: bool = False,
                      point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
-                     refine: bool | None = None) -> list[FaceReport]:
+                     refine: bool | None = None, covered: np.ndarray | None = None
+                     ) -> list[FaceReport]:
         """Generate the faces of ``frames`` as one batch and write them into ``content``.
 
         Args:
@@ -839,25 +908,55 @@ class LaFInModel:
             frames: :class:`lafin.photo.FaceFrame` list (alignment of each face).
             given: use each frame's ``landmarks`` for generation instead of predicting them.
             point_filter: ``f(index_in_frames, landmarks_in_photo_pixels) -> landmarks``, applied
-                to predicted landmarks before generation (video smooths them over time with it).
+                to predicted landmarks before generation.
             refine: re-align each face on a first landmark pass (default: ``landmark_refine``).
+            covered: HxW bool, if given: set (in place) where a face's generated crop filled
+                the hole.
 
         Returns:
             One report per face whose crop contains part of the hole; overlapping faces do not
             count a hole pixel twice.
         """
+        flt = None if point_filter is None else (lambda _, i, points: point_filter(i, points))
+        return self.render_photos([FramedPhoto(img, hole, content, frames, covered)], stages,
+                                  given, flt, refine)[0]
+
+    @_cpu_call
+    def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list
+                               ) -> np.ndarray:
+        """(B, 68, 2) float32 landmarks, in photo pixels, of the faces of ``frames`` (photo mode's
+        first pass: no re-alignment); e.g. to smooth them over a video's frames before
+        :meth:`render_photos` with ``given=True``."""
+        if not frames:
+            return np.zeros((0, NUM_POINTS, 2), np.float32)
+        points = self._predict_in(img, hole, [f.matrix for f in frames],
+                                  aligned=[f.path != "hole-surroundings" for f in frames])
+        return np.stack([transform_points(p, invert_affine(f.matrix))
+                         for p, f in zip(points, frames)]).astype(np.float32)
+
+    @_cpu_call
+    def render_photos(self, photos: Sequence["FramedPhoto"], stages: _Stages | None = None,
+                      given: bool = False,
+                      point_filter: Callable[[int, int, np.ndarray], np.ndarray] | None = None,
+                      refine: bool | None = None) -> list[list[FaceReport]]:
+        """:meth:`render_faces` for several photos (e.g. video frames): all their faces go through
+        the networks as one batch. ``point_filter(photo_index, face_index, landmarks)`` is called
+        in photo order, then face order (video smooths landmarks over time with it). Returns
+        each photo's reports."""
         stages = stages or _Stages(None)
         s = self.image_size
-        crops, holes, used, index = [], [], [], []
-        for i, f in enumerate(frames):
-            crop, crop_hole = self._face_view(img, hole, f.matrix)
-            if crop_hole.any():
-                crops.append(crop)
-                holes.append(crop_hole)
-                used.append(f)
-                index.append(i)
+        crops, holes, used, owner, index = [], [], [], [], []
+        for p, photo in enumerate(photos):
+            for i, f in enumerate(photo.frames):
+                crop, crop_hole = self._face_view(photo.image, photo.hole, f.matrix)
+                if crop_hole.any():
+                    crops.append(crop)
+                    holes.append(crop_hole)
+                    used.append(f)
+                    owner.append(p)
+                    index.append(i)
         if not used:
-            return []
+            return [[] for _ in photos]
         img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
         hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(self.device)
         stages.start("landmarks")
@@ -868,20 +967,28 @@ class LaFInModel:
             flip = False if refine else None
             points = (self._predict(img_t * (1 - hole_t) + hole_t, flip=flip)
                       if self.landmark_size == s  # the generator's crops serve the predictor too
-                      else self._predict_in(img, hole, [f.matrix for f in used], flip=flip,
+                      else self._predict_in([photos[p].image for p in owner],
+                                            [photos[p].hole for p in owner],
+                                            [f.matrix for f in used], flip=flip,
                                             aligned=[f.path != "hole-surroundings" for f in used]))
             if refine:
-                moved = used
-                used, points = self._refine_frames(img, hole, used, points)
+                moved = list(used)
+                for p in sorted(set(owner)):  # each photo's faces re-aligned on that photo
+                    mine = [j for j, o in enumerate(owner) if o == p]
+                    refined, second = self._refine_frames(photos[p].image, photos[p].hole,
+                                                          [used[j] for j in mine], points[mine])
+                    for j, f, q in zip(mine, refined, second):
+                        used[j], points[j] = f, q
                 for j, (f, before) in enumerate(zip(used, moved)):
                     if f is not before:  # the generator sees the re-aligned crop too
-                        crop, crop_hole = self._face_view(img, hole, f.matrix)
+                        crop, crop_hole = self._face_view(photos[owner[j]].image,
+                                                          photos[owner[j]].hole, f.matrix)
                         img_t[j] = torch.from_numpy(crop).permute(2, 0, 1).float().div(255)
                         hole_t[j, 0] = torch.from_numpy(crop_hole.astype(np.float32))
             if point_filter is not None:
                 points = np.stack([
-                    transform_points(point_filter(i, transform_points(p, invert_affine(f.matrix))),
-                                     f.matrix) for i, f, p in zip(index, used, points)])
+                    transform_points(point_filter(p, i, transform_points(q, invert_affine(f.matrix))),
+                                     f.matrix) for p, i, f, q in zip(owner, index, used, points)])
         points = points.astype(np.float32)
         stages.start("generate")
         generated = self._mix_diffusion(img_t, hole_t, self._generate(img_t, hole_t, points))
@@ -890,21 +997,24 @@ class LaFInModel:
             stages.start("refine")
             size = self.output_size
             matrices = [scale_crop_matrix(m, size / s) for m in matrices]
-            views = [self._face_view(img, hole, m, size) for m in matrices]
+            views = [self._face_view(photos[p].image, photos[p].hole, m, size)
+                     for p, m in zip(owner, matrices)]
             crops_r = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2)
             holes_r = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
             generated = self._refine(crops_r.float().div(255).to(self.device),
                                      holes_r.to(self.device), generated, points)
         stages.start("blend")
-        covered = np.zeros(hole.shape, bool)
-        reports: list[FaceReport] = []
-        for f, matrix, gen, pts in zip(used, matrices, generated, points):
-            face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
-                                        invert_affine, matrix) & ~covered
-            covered |= face_hole
-            reports.append(FaceReport(f.path, f.box,
-                                      transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
-                                      int(face_hole.sum()), list(f.notes)))
+        covered = [np.zeros(ph.hole.shape, bool) if ph.covered is None else ph.covered
+                   for ph in photos]
+        reports: list[list[FaceReport]] = [[] for _ in photos]
+        for p, f, matrix, gen, pts in zip(owner, used, matrices, generated, points):
+            ph = photos[p]
+            face_hole = self._warp_back(ph.image, ph.hole, ph.content, f, gen * 255.0, harmonize,
+                                        invert_affine, matrix) & ~covered[p]
+            covered[p] |= face_hole
+            reports[p].append(FaceReport(f.path, f.box,
+                                         transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
+                                         int(face_hole.sum()), list(f.notes)))
         return reports
 
     def _warp_back(self, img, hole, content, frame, generated, harmonize, invert_affine,

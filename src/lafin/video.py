@@ -1,10 +1,13 @@
-"""Video restoration: photo-mode inpainting frame by frame, with landmarks smoothed over time.
+"""Video restoration: photo-mode inpainting of each frame, faces followed from frame to frame.
 
-Faces are tracked from frame to frame (nearest box centre). Each track smooths, with an
-exponential moving average, both the detector's landmarks (which fix the alignment) and the
-predicted landmarks (which guide generation), so the generated face neither jitters nor swims.
-Frames are read and written with the ffmpeg binary that ``imageio-ffmpeg`` ships; the input's
-audio is copied into the output when it has any.
+The face detectors run on key frames only: the first, every ``key_interval`` frames, and when a
+face is lost or the hole reaches where no followed face is. In between, each face's crop is
+aligned on the landmarks the predictor placed in the frames before (smoothed over time with a
+trend-following exponential average, so the generated face neither jitters nor swims nor lags),
+and the predictor finds the face again in that crop. The generator takes ``batch`` frames at a
+time through the photo path (:meth:`lafin.pipeline.LaFInModel.render_photos`). Frames are read
+and written with the ffmpeg binary that ``imageio-ffmpeg`` ships; the input's audio is copied
+into the output when it has any.
 """
 
 from __future__ import annotations
@@ -40,18 +43,23 @@ class _Track:
 
 
 class LandmarkSmoother:
-    """Per-face exponential smoothing of landmark sets across frames.
+    """Per-face smoothing of landmark sets across frames: exponential smoothing with a trend
+    (Holt's linear method), so a moving face's smoothed landmarks do not lag behind it.
 
     Args:
         alpha: weight of the new frame's landmarks (1 = no smoothing, smaller = smoother).
         max_jump: a face whose box centre moved more than this fraction of its size starts a
             new track (a cut, or another person).
+        trend: weight of the newest change in the landmarks' velocity (0 = plain exponential
+            smoothing, which lags a face moving v px a frame by v (1 - alpha) / alpha px).
     """
 
-    def __init__(self, alpha: float = 0.5, max_jump: float = 0.5) -> None:
+    def __init__(self, alpha: float = 0.5, max_jump: float = 0.5, trend: float = 0.3) -> None:
         if not 0 < alpha <= 1:
             raise ValueError("smoothing alpha must be in (0, 1]")
-        self.alpha, self.max_jump = alpha, max_jump
+        if not 0 <= trend <= 1:
+            raise ValueError("smoothing trend must be in [0, 1]")
+        self.alpha, self.max_jump, self.trend = alpha, max_jump, trend
         self.tracks: list[_Track] = []
         self.frame = 0
 
@@ -78,11 +86,30 @@ class LandmarkSmoother:
         return out
 
     def smooth(self, track: int, key: str, points: np.ndarray) -> np.ndarray:
+        """The smoothed value of ``key`` for ``track`` after this frame's ``points``."""
         t = self.tracks[track]
         previous = t.values.get(key)
-        value = points if previous is None else self.alpha * points + (1 - self.alpha) * previous
-        t.values[key] = value.astype(np.float32)
+        if previous is None:
+            value, slope = np.asarray(points, np.float32), np.zeros_like(points, np.float32)
+        else:
+            slope = t.values[key + "/trend"]
+            value = self.alpha * points + (1 - self.alpha) * (previous + slope)
+            slope = self.trend * (value - previous) + (1 - self.trend) * slope
+        t.values[key], t.values[key + "/trend"] = value.astype(np.float32), slope.astype(np.float32)
         return t.values[key]
+
+    def forget(self, track: int, key: str) -> None:
+        """Drop the smoothed ``key`` of ``track`` (its next value starts afresh)."""
+        self.tracks[track].values.pop(key, None)
+        self.tracks[track].values.pop(key + "/trend", None)
+
+    def extrapolate(self, track: int, key: str, steps: int) -> np.ndarray | None:
+        """Where ``key`` of ``track`` will be ``steps`` frames after its last value (None if it
+        has none)."""
+        t = self.tracks[track]
+        if key not in t.values:
+            return None
+        return (t.values[key] + steps * t.values[key + "/trend"]).astype(np.float32)
 
 
 @dataclass
@@ -94,6 +121,132 @@ class VideoReport:
     audio: bool
     output: Path
     landmarks: list[list[np.ndarray]] = field(default_factory=list)  # per frame, per face
+    key_frames: int = 0  # frames on which the face detectors ran
+
+
+class FaceTracker:
+    """Follows the faces a video's hole touches, running the detectors on key frames only.
+
+    Each followed face carries landmarks in frame pixels: dlib's from its key frame at first,
+    then the smoothed predicted ones; the next frame is aligned on them, carried forward by
+    their trend (see :class:`LandmarkSmoother`).
+
+    Args:
+        size: the model's crop side.
+        alpha: landmark smoothing, the weight of each new frame (1 = none).
+        key_interval: detect again after this many frames (new faces, faces gone).
+    """
+
+    def __init__(self, size: int, alpha: float = 0.5, key_interval: int = 30) -> None:
+        if not isinstance(key_interval, int) or key_interval < 1:
+            raise InputError(f"key_interval must be a positive integer, not {key_interval!r}")
+        self.size, self.key_interval = size, key_interval
+        self.smoother = LandmarkSmoother(alpha=alpha)
+        self.faces: dict[int, object] = {}  # track -> its last FaceFrame (landmarks: for alignment)
+        self.since_detection: int | None = None
+        self.unheld_at_detection = 0
+        self.detections = 0
+        self.lost = False
+        self._tracks: list[int] = []  # the tracks of the current frame's faces
+
+    def frames_for(self, image: np.ndarray, hole: np.ndarray, filled: np.ndarray) -> list:
+        """The face frames of this video frame (detecting on key frames). ``filled``: the frame
+        with the hole filled by OpenCV (:func:`lafin.photo.fill_regions`)."""
+        from lafin.pipeline import _hole_points, _inside_crop
+
+        frames = [self._follow(f, hole, track) for track, f in self.faces.items()]
+        points = _hole_points(hole)
+        held = np.zeros(len(points), bool)
+        for f in frames:
+            held |= _inside_crop(points, f.matrix, self.size)
+        unheld = int((~held).sum())
+        # key frames: the first, every key_interval-th, after a face was lost, and when the hole
+        # reaches (noticeably) further beyond the faces followed than at the last detection
+        key = (self.since_detection is None or self.since_detection >= self.key_interval
+               or self.lost or unheld > 1.2 * self.unheld_at_detection + 16)
+        if key:
+            frames = self._key_frame(image, hole, filled)
+            held[:] = False
+            for f in frames:
+                held |= _inside_crop(points, f.matrix, self.size)
+            self.unheld_at_detection = int((~held).sum())
+        else:
+            self.since_detection += 1
+            tracks = self.smoother.assign([f.box for f in frames])
+            self.faces = dict(zip(tracks, frames))
+        self._tracks = list(self.faces)
+        return frames
+
+    def _key_frame(self, image, hole, filled) -> list:
+        from lafin.photo import find_faces
+
+        found = find_faces(image, hole, self.size, filled=filled)
+        self.detections += 1
+        self.since_detection, self.lost = 1, False  # frames since the last detection, this one too
+        tracks = self.smoother.assign([f.box for f in found])
+        faces = {}
+        for f, track in zip(found, tracks):
+            old = self.faces.get(track)
+            # a face followed already keeps its own (smoothed) alignment: no jump at key frames
+            faces[track] = (self._follow(old, hole, track)
+                            if old is not None and old.landmarks is not None else f)
+        self.faces = faces
+        return list(faces.values())
+
+    def _follow(self, frame, hole: np.ndarray, track: int):
+        """The frame of a followed face in this video frame: aligned on its landmarks, carried
+        forward by their trend."""
+        from dataclasses import replace
+
+        from lafin.face import box_from_landmarks
+        from lafin.photo import robust_alignment
+
+        if frame.landmarks is None:
+            return frame  # no landmarks yet (a hidden face's surroundings): the same crop
+        ahead = self.smoother.extrapolate(track, "points", 1)
+        lm = frame.landmarks if ahead is None else ahead
+        h, w = hole.shape
+        xy = np.round(lm).astype(int)
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+        visible = inside.copy()
+        visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
+        box = box_from_landmarks(lm)
+        path = frame.path if frame.path.endswith("tracked") else f"{frame.path}, tracked"
+        return replace(frame, matrix=robust_alignment(lm, visible, self.size), path=path,
+                       box=(box.left, box.top, box.right, box.bottom), notes=list(frame.notes))
+
+    def observe(self, frames: list, points: np.ndarray) -> list:
+        """Smooth the landmarks predicted (frame pixels) for ``frames`` (this video frame's, as
+        :meth:`frames_for` gave them); returns the frames with the smoothed landmarks, which also
+        align the faces' next frame when plausible. A face whose new landmarks would move its
+        crop implausibly far in one frame (scale, turn, shift) keeps its old alignment and the
+        next frame is a key frame."""
+        from dataclasses import replace
+
+        from lafin.alignment import canonical_landmarks, similarity_transform
+
+        out = []
+        for frame, track, lm in zip(frames, self._tracks, points):
+            smoothed = self.smoother.smooth(track, "points", lm)
+            matrix = similarity_transform(smoothed.astype(np.float64),
+                                          canonical_landmarks(self.size))
+            change = matrix[:, :2] @ np.linalg.inv(frame.matrix[:, :2])
+            scale = float(np.sqrt(abs(np.linalg.det(change))))
+            angle = float(np.degrees(np.arctan2(change[1, 0], change[0, 0])))
+            centre = np.full(2, (self.size - 1) / 2)
+            # where the old crop's centre goes in the new crop, in crop pixels
+            shift = float(np.linalg.norm(change @ centre + matrix[:, 2] - change @ frame.matrix[:, 2]
+                                         - centre))
+            if frame.landmarks is None or (  # a first guess is re-aligned freely by the predictor
+                    0.8 <= scale <= 1 / 0.8 and abs(angle) <= 20 and shift <= 0.25 * self.size):
+                self.faces[track] = replace(self.faces[track], landmarks=smoothed)
+            else:
+                log.debug("face %d lost (scale %.2f, turn %.0f deg, shift %.0f px)", track, scale,
+                          angle, shift)
+                self.smoother.forget(track, "points")  # its next frame: the last plausible ones
+                self.lost = True
+            out.append(replace(frame, landmarks=smoothed))
+        return out
 
 
 def _mask_source(mask: str | Path, size: tuple[int, int]):
@@ -110,7 +263,7 @@ def _mask_source(mask: str | Path, size: tuple[int, int]):
         raise InputError(f"mask video size {meta['size']} differs from the video's {size}")
     for raw in reader:
         frame = np.frombuffer(raw, np.uint8).reshape(size[1], size[0], 3)
-        yield (frame.max(axis=2) >= 128).astype(np.uint8)
+        yield (np.maximum(np.maximum(frame[..., 0], frame[..., 1]), frame[..., 2]) >= 128).astype(np.uint8)
 
 
 def _has_audio(path: Path) -> bool:
@@ -120,8 +273,8 @@ def _has_audio(path: Path) -> bool:
 
 
 def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path,
-                  smoothing: float = 0.5, lossless: bool = False, progress: bool = True
-                  ) -> VideoReport:
+                  smoothing: float = 0.5, lossless: bool = False, progress: bool = True,
+                  batch: int = 8, key_interval: int = 30) -> VideoReport:
     """Inpaint every frame of ``video`` (photo mode) and write ``output`` with the input's audio.
 
     Args:
@@ -130,11 +283,16 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
         smoothing: landmark smoothing, the weight of each new frame (1 = none).
         lossless: encode losslessly (libx264rgb, qp 0) so known pixels stay bit-identical;
             otherwise H.264 at high quality (crf 17), as players expect.
+        batch: frames that go through the networks together.
+        key_interval: run the face detectors again after this many frames (see module docstring).
     """
     from tqdm import tqdm
 
-    from lafin.photo import fill_regions, find_faces, robust_alignment
+    from lafin.photo import fill_regions
+    from lafin.pipeline import FramedPhoto
 
+    if not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be a positive integer, not {batch!r}")
     ff = _ffmpeg()
     video, output = Path(video), Path(output)
     if not video.is_file():
@@ -150,8 +308,7 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     fps = float(meta.get("fps") or 25.0)
     n_frames = int(round(meta.get("duration", 0) * fps)) or None
     masks = _mask_source(mask, (w, h))
-    smoother = LandmarkSmoother(alpha=smoothing)
-    s = model.image_size
+    tracker = FaceTracker(model.image_size, alpha=smoothing, key_interval=key_interval)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, silent = tempfile.mkstemp(suffix=output.suffix or ".mp4", dir=output.parent)
     os.close(fd)
@@ -162,6 +319,23 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     writer.send(None)
     faces_per_frame: list[int] = []
     landmarks: list[list[np.ndarray]] = []
+    pending: list[FramedPhoto | np.ndarray] = []  # a batch: frames with a hole, or plain frames
+
+    def flush() -> None:
+        photos = [p for p in pending if isinstance(p, FramedPhoto)]
+        # the landmarks are the tracker's (smoothed); the generator takes the batch at once
+        reports = iter(model.render_photos(photos, given=True))
+        for item in pending:
+            if isinstance(item, FramedPhoto):
+                found = next(reports)
+                writer.send(np.ascontiguousarray(item.content))
+            else:
+                found = []
+                writer.send(np.ascontiguousarray(item))
+            faces_per_frame.append(len(found))
+            landmarks.append([r.landmarks for r in found])
+        pending.clear()
+
     try:
         for raw in tqdm(reader, total=n_frames, desc="frames", disable=not progress, unit="frame"):
             frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
@@ -170,29 +344,20 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
             except StopIteration:
                 hole = np.zeros((h, w), np.uint8)  # the mask video ended: keep frames as they are
             if not hole.any():
-                writer.send(np.ascontiguousarray(frame))
-                faces_per_frame.append(0)
-                landmarks.append([])
-                continue
-            content = fill_regions(frame, hole)
-            frames = find_faces(frame, hole, s, filled=content)
-            tracks = smoother.assign([f.box for f in frames])
-            for f, track in zip(frames, tracks):
-                if f.landmarks is None:
-                    continue
-                f.landmarks = smoother.smooth(track, "align", f.landmarks)
-                xy = np.clip(np.round(f.landmarks).astype(int), 0, [w - 1, h - 1])
-                f.matrix = robust_alignment(f.landmarks, hole[xy[:, 1], xy[:, 0]] == 0, s)
-            # no re-alignment on each frame's own first landmark pass: the frames' alignment is
-            # smoothed over time above, and re-aligning every frame anew would make faces jitter
-            reports = model.render_faces(
-                frame, hole, content, frames,
-                point_filter=lambda i, pts: smoother.smooth(tracks[i], "points", pts), refine=False)
-            faces_per_frame.append(len(reports))
-            landmarks.append([r.landmarks for r in reports])
-            writer.send(np.ascontiguousarray(content))
+                pending.append(frame)
+            else:
+                # the hole pre-filled by OpenCV: what background pixels keep, and what a face's
+                # seam is harmonised against (nothing under the hole is read)
+                content = fill_regions(frame, hole)
+                frames = tracker.frames_for(frame, hole, content)
+                frames = tracker.observe(frames, model.predict_face_landmarks(frame, hole, frames))
+                pending.append(FramedPhoto(frame, hole, content, frames))
+            if len(pending) == batch:
+                flush()
+        flush()
     finally:
         writer.close()
+    log.info("faces detected on %d of %d frames", tracker.detections, len(faces_per_frame))
     audio = _has_audio(video)
     if audio:
         exe = ff.get_ffmpeg_exe()
@@ -209,4 +374,5 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
             os.unlink(silent)
     else:
         os.replace(silent, output)
-    return VideoReport(len(faces_per_frame), fps, (w, h), faces_per_frame, audio, output, landmarks)
+    return VideoReport(len(faces_per_frame), fps, (w, h), faces_per_frame, audio, output, landmarks,
+                       tracker.detections)
