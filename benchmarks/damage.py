@@ -11,6 +11,8 @@ Reported:
   (grown) detected mask; and lafin given the true mask (grown alike) for reference;
 * **false alarms**: the share of pixels flagged on clean modern faces (as they are) and on clean
   old ones (the held-out look and scan, hard negatives, no damage);
+* ``--sweep T1,T2,...``: only the mask scores and the clean old photos' flagged share per
+  threshold (on validation faces: how the default threshold was chosen);
 * **speed** (``--speed PHOTO``): detection and the whole restore of that photo scaled to 1024 px
   (median of ``--repeats``), and one restore of it at 3000 px with the process's peak memory.
 
@@ -130,6 +132,32 @@ def speed(model, photo: Path, repeats: int, threshold: float, dilate: int) -> di
     return results
 
 
+def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dict:
+    """Mask F1 (2-px tolerance) and the clean old photos' flagged share for each threshold, on
+    ``preset`` damage: for choosing the default threshold on validation faces."""
+    from lafin.damage import TRAINING
+    from lafin.restore import damage_detector_for, damage_probability
+
+    config = {"training": TRAINING, "held-out": HELD_OUT}[preset]
+    rng = np.random.default_rng(SEED + 3)
+    detector = damage_detector_for(model)
+    counts = {t: MaskCounts() for t in thresholds}
+    flagged: dict[float, list[float]] = {t: [] for t in thresholds}
+    for path in tqdm(paths, desc="threshold sweep"):
+        img = _load(path)
+        sample = make_damaged(img, rng, config)
+        clean = make_damaged(img, rng, CLEAN_OLD).damaged
+        with model._cpu_settings():
+            prob = damage_probability(detector, sample.damaged)
+            prob_clean = damage_probability(detector, clean)
+        for t in thresholds:
+            counts[t] += mask_counts(prob > t, sample.mask, tolerance=2)
+            flagged[t].append(float((prob_clean > t).mean()))
+    return {str(t): {"precision": counts[t].precision, "recall": counts[t].recall,
+                     "f1": counts[t].f1, "clean_old_flagged": _mean(flagged[t])}
+            for t in thresholds}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True, help="folder of held-out faces (256 px)")
@@ -144,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", help="a photo to time at 1024 and 3000 px (e.g. an AFW crop)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--sweep", help="only sweep these thresholds (comma-separated): mask F1 "
+                        "and clean old photos' flagged share (for choosing on validation faces)")
+    parser.add_argument("--preset", choices=["training", "held-out"], default="training",
+                        help="the damage preset of --sweep (default training)")
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
 
@@ -163,10 +195,13 @@ def main(argv: list[str] | None = None) -> int:
              else sorted(p.name for p in folder.iterdir()))
     paths = [folder / n for n in names[:args.limit]]
     report: dict = {"threshold": threshold, "dilate": dilate, "seed": SEED}
-    if not args.skip_synthetic:
+    if args.sweep:
+        report = {"sweep": sweep(model, paths, [float(t) for t in args.sweep.split(",")],
+                                 args.preset), "preset": args.preset}
+    elif not args.skip_synthetic:
         report["held_out"] = synthetic(model, paths, threshold, dilate)
         report["clean"] = false_alarms(model, paths[:args.clean_limit or args.limit], threshold)
-    if args.speed:
+    if args.speed and not args.sweep:
         report["speed"] = speed(model, Path(args.speed), args.repeats, threshold, dilate)
     json.dump(report, sys.stdout, indent=1)
     print()

@@ -23,6 +23,7 @@ examples:
   lafin inpaint photo.jpg scratches.png -o fixed.png --mode photo
   lafin inpaint photos/ masks/ -o restored/        # folders, matched by file name
   lafin inpaint-video clip.mp4 mask.png -o restored.mp4
+  lafin restore old-photo.jpg -o restored.png --damage-out damage.png
   lafin prepare photos/ data/faces --size 128
   lafin train --stage inpaint --config configs/compact-inpaint.yaml --out runs/inpaint
   lafin convert InpaintingModel_gen.pth landmark_detector.pth -o lafin-paper.safetensors
