@@ -1,6 +1,8 @@
 """Make the README's old-photo picture: a held-out face turned old with *synthetic* damage.
 
-    python docs/make_restore_figure.py /path/to/celeba256/<test face>.jpg [-o docs/images/restore.png]
+    python docs/make_restore_figure.py /path/to/celeba256/12408.jpg [-o docs/images/restore.png]
+
+(docs/images/restore.png: CelebA test face 12408.jpg, line 1000 of the test split, seed 3.)
 
 No real scanned old photos were available: the face (from a test split, never trained on) is
 given a sepia look and damage drawn with the benchmark's held-out settings (lafin.damage.HELD_OUT,
