@@ -446,7 +446,7 @@ def test_shipped_training_configs_parse_strictly(path):
     from lafin.training.train import resolve_model_config
 
     config = TrainConfig.from_yaml(path)
-    assert config.stage in ("landmarks", "inpaint", "joint")
+    assert config.stage in ("landmarks", "inpaint", "joint", "refine")
     assert resolve_model_config(config.model).image_size in (128, 256)
     assert config.max_steps > 0 and config.batch_size > 0
 

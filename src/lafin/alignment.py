@@ -150,3 +150,11 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
     """
     matrix = similarity_transform(landmarks, canonical_landmarks(size), weights)
     return warp_to_crop(image, matrix, size, interpolation=cv2.INTER_CUBIC), matrix
+
+
+def scale_crop_matrix(matrix: np.ndarray, factor: float) -> np.ndarray:
+    """The 2x3 photo -> crop matrix of the same crop at ``factor`` times its side (pixel centres
+    kept, as :func:`rescale_points`: crop pixel p becomes (p + 0.5) * factor - 0.5)."""
+    scaled = np.asarray(matrix, np.float64) * factor
+    scaled[:, 2] += 0.5 * (factor - 1)
+    return scaled

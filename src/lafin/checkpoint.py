@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_NAME = "lafin-weights"
 FORMAT_VERSION = 1
-NETWORKS = ("generator", "landmarks", "discriminator")
+NETWORKS = ("generator", "landmarks", "discriminator", "refiner")
 _RESERVED_METADATA = ("format", "format_version", "config")
 
 PathLike = str | os.PathLike
@@ -59,8 +59,9 @@ class LoadedWeights:
 
     Attributes:
         config: the model configuration the states belong to.
-        generator_state / landmarks_state / discriminator_state: name -> tensor (on the CPU), in
-            our modules' naming; None when the source did not contain that network.
+        generator_state / landmarks_state / discriminator_state / refiner_state: name -> tensor
+            (on the CPU), in our modules' naming; None when the source did not contain that
+            network.
         metadata: extra string metadata (e.g. ``step``; for the original release ``source`` and
             ``<network>_iteration``).
     """
@@ -70,6 +71,7 @@ class LoadedWeights:
     landmarks_state: StateDict | None = None
     discriminator_state: StateDict | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    refiner_state: StateDict | None = None
 
     def state(self, network: str) -> StateDict | None:
         """The state of ``network`` (one of :data:`NETWORKS`), or None."""
@@ -115,10 +117,11 @@ def _compare_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, tor
 
 
 def _builders() -> dict[str, Callable[[ModelConfig], nn.Module]]:
-    from lafin.networks import build_discriminator, build_generator, build_landmark_predictor
+    from lafin.networks import (build_discriminator, build_generator, build_landmark_predictor,
+                                build_refiner)
 
     return {"generator": build_generator, "landmarks": build_landmark_predictor,
-            "discriminator": build_discriminator}
+            "discriminator": build_discriminator, "refiner": build_refiner}
 
 
 def _expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -169,7 +172,8 @@ def _write(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str
 def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | None = None,
                  landmark_predictor: nn.Module | None = None,
                  discriminator: nn.Module | None = None,
-                 metadata: Mapping[str, Any] | None = None) -> None:
+                 metadata: Mapping[str, Any] | None = None,
+                 refiner: nn.Module | None = None) -> None:
     """Write the given networks and their config to one safetensors file, atomically.
 
     Args:
@@ -177,13 +181,14 @@ def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | Non
             written to a temporary file in the same directory and renamed into place, so readers
             never see a partial file.
         config: the configuration the networks were built from.
-        generator / landmark_predictor / discriminator: networks to store (at least one); their
-            ``state_dict()`` is saved on the CPU.
+        generator / landmark_predictor / discriminator / refiner: networks to store (at least
+            one); their ``state_dict()`` is saved on the CPU.
         metadata: extra entries, stored as strings (e.g. ``{"step": 1000}``); the keys
             ``format``, ``format_version`` and ``config`` are reserved.
     """
     states = {network: net.state_dict() for network, net in
-              zip(NETWORKS, (generator, landmark_predictor, discriminator)) if net is not None}
+              zip(NETWORKS, (generator, landmark_predictor, discriminator, refiner))
+              if net is not None}
     _write(path, config, states, metadata)
 
 
@@ -250,7 +255,7 @@ def load_weights(path: PathLike) -> LoadedWeights:
                            f"{_list_report('tensors', sorted(stray))}")
     extra = {k: v for k, v in meta.items() if k not in _RESERVED_METADATA}
     return LoadedWeights(config, states.get("generator"), states.get("landmarks"),
-                         states.get("discriminator"), extra)
+                         states.get("discriminator"), extra, refiner_state=states.get("refiner"))
 
 
 def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
@@ -289,6 +294,24 @@ def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
         load_state_strict(net, state, f"{what} ({loaded.config.name} preset)")
         built[network] = net.to(device).eval()
     return built["generator"], built["landmarks"]
+
+
+def build_refiner_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
+                               ) -> nn.Module | None:
+    """The refiner of loaded weights (strictly), in eval mode on ``device``; None without one.
+
+    Raises:
+        WeightsError: a refiner state without a refiner config, or one that does not match it.
+    """
+    state = loaded.state("refiner")
+    if state is None:
+        return None
+    if not loaded.config.refiner.enabled:
+        raise WeightsError("the file has refiner weights but its config has no refiner "
+                           "(refiner.output_size = 0)")
+    net = _builders()["refiner"](loaded.config)
+    load_state_strict(net, state, f"refiner weights ({loaded.config.name} preset)")
+    return net.to(device).eval()
 
 
 def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:

@@ -211,6 +211,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from lafin.data.prepare import PrepareOptions, prepare
 
+    if args.landmarks_from:
+        from lafin.data.cache import build_cache_like
+
+        cache = build_cache_like(args.landmarks_from, args.src, args.out, args.size,
+                                 workers=args.workers)
+        print(f"Cached {len(cache)} faces of {args.landmarks_from} at {args.size} px into {args.out}")
+        return 0
     options = PrepareOptions(size=args.size, aligned=args.aligned, min_face=args.min_face,
                              upsample=args.upsample)
     names = Path(args.names).read_text().split() if args.names else None
@@ -336,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upsample", type=int, default=1, help="detector upsampling (finds small faces)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--names", help="a text file of image file names to use (e.g. a split list)")
+    p.add_argument("--landmarks-from", metavar="CACHE",
+                   help="the faces of this cache, decoded from SRC (same file names, any square "
+                        "size) at --size, with its landmarks rescaled: no detection, no labelling")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("convert", help="convert the original LaFIn .pth files to lafin weights")

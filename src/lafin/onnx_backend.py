@@ -8,6 +8,9 @@ An exported folder is self-describing:
 * ``generator.onnx``: inputs ``masked`` (B, 3, S, S), ``landmark_map`` (B, 1, S, S) (1 at each
   landmark pixel), ``mask`` (B, 1, S, S) (1 = hole), output ``image`` (B, 3, S, S) float32 in
   [0, 1] (not composited);
+* ``refiner.onnx`` (weights with a refiner only): inputs ``coarse`` (B, 3, R, R), ``mask``
+  (B, 1, R, R), ``heatmap`` (B, 1, R, R), ``noise`` (B, 1, R, R), output ``image`` (B, 3, R, R) in [0, 1] (R: the
+  refiner's ``output_size``; see :class:`lafin.networks.refiner.Refiner`);
 * ``lafin-onnx.json``: the format name and version, the :class:`~lafin.config.ModelConfig`
   (so the image size S and the preset are known without the weights file), the opset, the
   tensor names and shapes, and where the weights came from.
@@ -59,6 +62,7 @@ FORMAT_VERSION = 1
 METADATA_NAME = "lafin-onnx.json"
 LANDMARKS_NAME = "landmarks.onnx"
 GENERATOR_NAME = "generator.onnx"
+REFINER_NAME = "refiner.onnx"
 OPSET = 17
 _EXPORT_BATCH = 2  # traced with two images so that nothing specialises to a batch of one
 
@@ -112,27 +116,31 @@ def _exportable() -> Iterator[None]:
 
 
 def _networks(weights_or_model: "WeightsSource | LaFInModel"
-              ) -> tuple[ModelConfig, nn.Module, nn.Module, str]:
-    """(config, generator, landmark predictor, source description), as fresh float32 CPU copies."""
+              ) -> tuple[ModelConfig, nn.Module, nn.Module, nn.Module | None, str]:
+    """(config, generator, landmark predictor, refiner or None, source description), as fresh
+    float32 CPU copies."""
     # a LaFInModel, recognised by what it holds (this module sits below lafin.pipeline)
     if hasattr(weights_or_model, "landmark_predictor") and hasattr(weights_or_model, "backend"):
         if weights_or_model.backend != "torch":
             raise OnnxError("export needs a model with the torch backend (this one runs ONNX)")
         config = weights_or_model.config
-        nets = [copy.deepcopy(n).cpu().float().to(memory_format=torch.contiguous_format)
-                for n in (weights_or_model.generator, weights_or_model.landmark_predictor)]
-        return config, nets[0].eval(), nets[1].eval(), "in-memory LaFInModel"
-    from lafin.checkpoint import build_from_weights, load_any
+        nets = [None if n is None else
+                copy.deepcopy(n).cpu().float().to(memory_format=torch.contiguous_format).eval()
+                for n in (weights_or_model.generator, weights_or_model.landmark_predictor,
+                          getattr(weights_or_model, "refiner", None))]
+        return config, nets[0], nets[1], nets[2], "in-memory LaFInModel"
+    from lafin.checkpoint import build_from_weights, build_refiner_from_weights, load_any
 
     loaded = load_any(weights_or_model)
     generator, predictor = build_from_weights(loaded, device="cpu")
+    refiner = build_refiner_from_weights(loaded, device="cpu")
     if generator is None or predictor is None:
         missing = "generator" if generator is None else "landmark predictor"
         raise OnnxError(f"{weights_or_model}: the weights have no {missing}; the ONNX export "
                         "needs both networks")
     sources = ([weights_or_model] if isinstance(weights_or_model, (str, os.PathLike))
                else list(weights_or_model))
-    return loaded.config, generator, predictor, ", ".join(Path(p).name for p in sources)
+    return loaded.config, generator, predictor, refiner, ", ".join(Path(p).name for p in sources)
 
 
 def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLike,
@@ -146,9 +154,10 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
         opset: ONNX opset (default 17).
 
     Returns:
-        The paths written: ``landmarks.onnx``, ``generator.onnx``, ``lafin-onnx.json``.
+        The paths written: ``landmarks.onnx``, ``generator.onnx``, ``refiner.onnx`` (when the
+        weights have a refiner), ``lafin-onnx.json``.
     """
-    config, generator, predictor, source = _networks(weights_or_model)
+    config, generator, predictor, refiner, source = _networks(weights_or_model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     s, ls = config.image_size, config.landmark_size  # the predictor may have its own input size
@@ -184,9 +193,37 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
                                   " image: float32 in [0, 1], to be composited into the hole"},
         },
     }
+    written = [out / LANDMARKS_NAME, out / GENERATOR_NAME]
+    (out / REFINER_NAME).unlink(missing_ok=True)  # a refiner of an earlier export is not ours
+    if refiner is not None:
+        r = config.refiner.output_size
+        names = ("coarse", "mask", "heatmap", "noise")
+        with torch.no_grad():
+            torch.onnx.export(refiner, (torch.rand(_EXPORT_BATCH, 3, r, r), mask_like(r),
+                                        torch.rand(_EXPORT_BATCH, 1, r, r),
+                                        torch.randn(_EXPORT_BATCH, 1, r, r)),
+                              str(out / REFINER_NAME), dynamo=False, opset_version=opset,
+                              input_names=list(names), output_names=["image"],
+                              dynamic_axes={k: batch for k in names + ("image",)})
+        metadata["networks"]["refiner"] = {
+            "file": REFINER_NAME,
+            "inputs": {"coarse": ["B", 3, r, r], "mask": ["B", 1, r, r],
+                       "heatmap": ["B", 1, r, r], "noise": ["B", 1, r, r]},
+            "outputs": {"image": ["B", 3, r, r]},
+            "note": "coarse: the generator's face upsampled to R and composited with the known "
+                    "pixels; heatmap: lafin.networks.refiner.landmark_heatmap of the landmarks "
+                    "at R; noise: standard normal; image: float32 in [0, 1]"}
+        written.append(out / REFINER_NAME)
     (out / METADATA_NAME).write_text(json.dumps(metadata, indent=1))
     log.info("exported %s (%s preset, %d px) to %s", source, config.name, s, out)
-    return [out / LANDMARKS_NAME, out / GENERATOR_NAME, out / METADATA_NAME]
+    return written + [out / METADATA_NAME]
+
+
+def mask_like(size: int) -> torch.Tensor:
+    """An export-time hole: the central half of a (batch, 1, size, size) mask."""
+    mask = torch.zeros(_EXPORT_BATCH, 1, size, size)
+    mask[:, :, size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+    return mask
 
 
 # ---------------------------------------------------------------------------------- runners
@@ -237,6 +274,12 @@ class OnnxGenerator(OnnxNetwork):
     """``(masked (B, 3, S, S), landmark_map (B, 1, S, S), mask (B, 1, S, S))`` -> ``(B, 3, S, S)``."""
 
     input_names = ("masked", "landmark_map", "mask")
+
+
+class OnnxRefiner(OnnxNetwork):
+    """``(coarse, mask, heatmap, noise)``, each (B, C, R, R) -> ``(B, 3, R, R)``."""
+
+    input_names = ("coarse", "mask", "heatmap", "noise")
 
 
 def read_metadata(folder: PathLike) -> dict[str, Any]:
@@ -325,13 +368,29 @@ def cached_export(weights: WeightsSource, opset: int = OPSET) -> Path:
     return folder
 
 
-def load_onnx_networks(weights: WeightsSource, threads: int | None = None
-                       ) -> tuple[ModelConfig, OnnxGenerator, OnnxLandmarkPredictor]:
-    """Runners for an exported folder, or for weights file(s) exported on the fly (cached)."""
+def onnx_folder(weights: WeightsSource) -> Path:
+    """The exported folder for ``weights``: the folder itself (or an ``.onnx`` file's folder),
+    or the cached export of weights file(s), made on first use."""
     _require_onnxruntime()
     single = isinstance(weights, (str, os.PathLike))
     if single and Path(weights).is_dir():
-        return load_onnx_folder(weights, threads)
+        return Path(weights)
     if single and Path(weights).suffix == ".onnx":
-        return load_onnx_folder(Path(weights).parent, threads)
-    return load_onnx_folder(cached_export(weights), threads)
+        return Path(weights).parent
+    return cached_export(weights)
+
+
+def load_onnx_networks(weights: WeightsSource, threads: int | None = None
+                       ) -> tuple[ModelConfig, OnnxGenerator, OnnxLandmarkPredictor]:
+    """Runners for an exported folder, or for weights file(s) exported on the fly (cached)."""
+    return load_onnx_folder(onnx_folder(weights), threads)
+
+
+def load_onnx_refiner(folder: PathLike, threads: int | None = None) -> OnnxRefiner | None:
+    """The refiner runner of an exported folder, or None when the model has no refiner."""
+    meta = read_metadata(folder)
+    if not ModelConfig.from_dict(meta["config"]).refiner.enabled:
+        return None
+    if not (Path(folder) / REFINER_NAME).is_file():
+        raise OnnxError(f"{folder}: the model has a refiner but {REFINER_NAME} is missing")
+    return OnnxRefiner(Path(folder) / REFINER_NAME, threads)

@@ -7,6 +7,8 @@ known pixel stays exactly the user's.
 The input is treated as a face crop (the face roughly centred and filling the frame, as in
 CelebA-style aligned data). It may have any size: it is padded to a square, resized to the
 model's resolution for the networks, and only the hole is replaced at the input's own resolution.
+A loose, off-centre or tilted crop (a face far from that framing, by its landmarks) is aligned
+to the canonical frame first, as photo mode aligns each face, and warped back.
 
 Speed on CPUs (measured with ``benchmarks/speed.py``, see docs/SPEED.md): the networks are built
 once per model; each call runs them under ``torch.inference_mode`` with one intra-op thread by
@@ -36,7 +38,8 @@ import numpy as np
 import torch
 
 from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
-                             similarity_transform, transform_points, warp_to_crop)
+                             scale_crop_matrix, similarity_transform, transform_points,
+                             warp_to_crop)
 from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
 from lafin.config import ModelConfig
 from lafin.io import ImageInput, InputError, load_image, load_mask
@@ -146,7 +149,7 @@ def _cpu_call(method: Callable) -> Callable:
 
 STAGE_LABELS = {"prepare": "Preparing", "background": "Filling background",
                 "detect": "Detecting faces", "landmarks": "Predicting landmarks",
-                "generate": "Generating face", "blend": "Blending"}
+                "generate": "Generating face", "refine": "Refining detail", "blend": "Blending"}
 
 
 class _Stages:
@@ -188,6 +191,19 @@ def _keeps_hole(hole_xy: np.ndarray, old: np.ndarray, new: np.ndarray, size: int
     (A re-framed face must not move away from the hole it is there to fill.)"""
     held = _inside_crop(hole_xy, old, size)
     return bool((_inside_crop(hole_xy, new, size) & held).sum() >= 0.99 * held.sum())
+
+
+def _is_loose(points: np.ndarray, size: int) -> bool:
+    """Is the face of these (68, 2) landmarks (pixels of a ``size`` crop) far from the canonical
+    frame the generator was trained on? Aligned CelebA-style crops sit within 0.9-1.02 of its
+    scale, 3 degrees and 6% of the side (95% of the validation faces); a face at under 0.8 or
+    over 1.25 times that scale, turned by over 8 degrees or off by over 12% of the side is loose."""
+    matrix = similarity_transform(np.asarray(points, np.float64), canonical_landmarks(size))
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    angle = abs(float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
+    centre = np.full(2, (size - 1) / 2)
+    shift = float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre)))
+    return not (0.8 <= scale <= 1.25) or angle > 8 or shift > 0.12 * size
 
 
 class LaFInModel:
@@ -265,36 +281,51 @@ class LaFInModel:
         self.config: ModelConfig | None = None
         self.generator: torch.nn.Module | None = None
         self.landmark_predictor: torch.nn.Module | None = None
-        self._channels_last = {"generator": False, "landmarks": False}
+        # the texture refiner (lafin.networks.refiner), when the weights have one: the generator's
+        # face is refined at the refiner's size; the refiner seeds its noise from ``seed``
+        self.refiner: torch.nn.Module | None = None
+        self.seed = 0
+        self._channels_last = {"generator": False, "landmarks": False, "refiner": False}
         self._local = threading.local()
 
     @classmethod
     def from_networks(cls, config: ModelConfig, generator: torch.nn.Module | None,
                       landmark_predictor: torch.nn.Module, device: str | torch.device = "cpu",
-                      threads: int | None = None) -> "LaFInModel":
+                      threads: int | None = None,
+                      refiner: torch.nn.Module | None = None) -> "LaFInModel":
         """Wrap networks built in memory (e.g. during training or in tests).
 
         The networks are put in eval mode on ``device``; their memory format is left as it is
         (they belong to the caller). Without a generator only :meth:`predict_landmarks` works.
+        A ``refiner`` turns the mirror averaging and the diffusion mix off, as loading does.
         """
         model = cls.__new__(cls)
         model._setup(device, "torch", threads)
         model.config = config
         model.generator = None if generator is None else generator.to(model.device).eval()
         model.landmark_predictor = landmark_predictor.to(model.device).eval()
+        if refiner is not None:
+            model.refiner = refiner.to(model.device).eval()
+            model.generator_flip_average = False
+            model.diffusion_mix = 0.0
         return model
 
     def load_weights(self, weights: str | Path | Sequence[str | Path]) -> None:
         """Load weights (replacing the current networks); both networks must be present."""
         if self.backend == "onnx":
-            from lafin.onnx_backend import load_onnx_networks
+            from lafin.onnx_backend import load_onnx_folder, load_onnx_refiner, onnx_folder
 
-            self.config, self.generator, self.landmark_predictor = load_onnx_networks(
-                weights, threads=self.threads)
+            folder = onnx_folder(weights)
+            self.config, self.generator, self.landmark_predictor = load_onnx_folder(
+                folder, threads=self.threads)
+            self.refiner = load_onnx_refiner(folder, threads=self.threads)
+            if self.refiner is not None:  # as for the torch networks (below)
+                self.generator_flip_average = False
+                self.diffusion_mix = 0.0
             log.info("loaded %s as ONNX (%s preset, %d px)", weights, self.config.name,
                      self.config.image_size)
             return
-        from lafin.checkpoint import build_from_weights, load_any
+        from lafin.checkpoint import build_from_weights, build_refiner_from_weights, load_any
 
         loaded = load_any(weights)
         generator, predictor = build_from_weights(loaded, device=self.device)
@@ -303,6 +334,12 @@ class LaFInModel:
             raise InputError(f"{weights}: the file has no {missing}; inpainting needs both "
                              "(for the original release pass both .pth files)")
         self.config, self.generator, self.landmark_predictor = loaded.config, generator, predictor
+        self.refiner = build_refiner_from_weights(loaded, device=self.device)
+        if self.refiner is not None:
+            # the refiner learnt on the bare generator's faces: averaging the generator with its
+            # mirror pass and mixing in a diffusion fill would hand it smoother faces than that
+            self.generator_flip_average = False
+            self.diffusion_mix = 0.0
         self._choose_memory_format()
         log.info("loaded %s weights (%s preset, %d px)", weights, loaded.config.name,
                  loaded.config.image_size)
@@ -311,13 +348,14 @@ class LaFInModel:
         """Channels-last where it measured faster on the CPU (benchmarks/speed.py, torch 2.13):
         the MobileNetV2 landmark predictor (8 -> 6 ms at 128 px) and the compact generator
         (19 -> 12 ms); not the original generator (1.1 -> 1.5 s at 256 px)."""
-        from lafin.networks import CompactGenerator, LandmarkPredictor
+        from lafin.networks import CompactGenerator, LandmarkPredictor, Refiner
 
-        self._channels_last = {"generator": False, "landmarks": False}
+        self._channels_last = {"generator": False, "landmarks": False, "refiner": False}
         if self.device.type != "cpu":
             return
         for name, net, kind in (("generator", self.generator, CompactGenerator),
-                                ("landmarks", self.landmark_predictor, LandmarkPredictor)):
+                                ("landmarks", self.landmark_predictor, LandmarkPredictor),
+                                ("refiner", self.refiner, Refiner)):
             if isinstance(net, kind):
                 net.to(memory_format=torch.channels_last)
                 self._channels_last[name] = True
@@ -551,11 +589,12 @@ class LaFInModel:
             crops.append(crop)
         return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.device)
 
-    def _face_view(self, img: np.ndarray, hole: np.ndarray, matrix: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def _face_view(self, img: np.ndarray, hole: np.ndarray, matrix: np.ndarray,
+                   size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The generator's view of a photo face: (S, S, 3) uint8 crop and (S, S) bool hole, a
-        crop pixel being hole if the hole touches it at all (nothing under the hole leaks in)."""
-        s = self.image_size
+        crop pixel being hole if the hole touches it at all (nothing under the hole leaks in).
+        ``size`` (default: the generator's) is S, for a ``matrix`` that maps to an S crop."""
+        s = size or self.image_size
         crop = warp_to_crop(img, matrix, s, interpolation=cv2.INTER_CUBIC)
         # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
         crop_hole = warp_to_crop(hole.astype(np.float32), matrix, s,
@@ -625,15 +664,46 @@ class LaFInModel:
         return np.stack([diffusion_mix(c, g * 255.0, h, float(weight)) / 255.0
                          for c, g, h in zip(crops, generated, holes)]).astype(np.float32)
 
+    @property
+    def output_size(self) -> int:
+        """Side of the face crops the model returns: the refiner's size, else ``image_size``."""
+        assert self.config is not None
+        return self.config.refiner.output_size if self.refiner is not None else self.image_size
+
+    @_cpu_call
+    @torch.inference_mode()
+    def _refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray,
+                points: np.ndarray) -> np.ndarray:
+        """The refiner on (B, 3, R, R) crops and (B, 1, R, R) holes at its size R, given the
+        generator's (B, S, S, 3) faces in [0, 1] and the (B, 68, 2) landmarks they were
+        generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1]."""
+        from lafin.networks.refiner import landmark_heatmap
+
+        assert self.refiner is not None
+        size = self.output_size
+        points_r = rescale_points(np.asarray(points, np.float32), size / self.image_size)
+        heatmap = landmark_heatmap(torch.from_numpy(points_r).to(self.device), size)
+        coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(self.device)
+        coarse = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic",
+                                                 align_corners=False).clamp(0, 1)
+        coarse = coarse * holes + crops * (1 - holes)
+        # the same noise for the same input: a result can be reproduced
+        noise = torch.randn(holes.shape, generator=torch.Generator().manual_seed(self.seed))
+        inputs = [coarse, holes, heatmap, noise.to(self.device)]
+        if self._channels_last["refiner"]:
+            inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+        out = self.refiner(*inputs)
+        return out.permute(0, 2, 3, 1).float().cpu().numpy()
+
     def _paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray,
                frame: _Frame) -> np.ndarray:
         """Resize the generated square back and replace only the hole's pixels."""
         up = cv2.resize(generated, (frame.side, frame.side),
-                        interpolation=cv2.INTER_CUBIC if frame.side > self.image_size else cv2.INTER_AREA)
+                        interpolation=cv2.INTER_CUBIC if frame.side > frame.size else cv2.INTER_AREA)
         h, w = hole.shape
         up = up[frame.pad_top:frame.pad_top + h, frame.pad_left:frame.pad_left + w] * 255.0
         if self.edge_blend:
-            up = edge_blend(image, up, hole, scale=frame.side / self.image_size)
+            up = edge_blend(image, up, hole, scale=frame.side / frame.size)
         out = image.copy()
         sel = hole.astype(bool)
         out[sel] = np.round(up[sel]).clip(0, 255).astype(np.uint8)
@@ -684,11 +754,24 @@ class LaFInModel:
             points = self._locate(img, hole, frame, img_t, hole_t)
         else:
             points = frame.to_model(np.asarray(landmarks, np.float32))
+        if _is_loose(points, self.image_size):
+            # a loose, off-centre or tilted crop: the face is aligned to the canonical frame the
+            # generator knows on these landmarks, generated there and warped back (photo mode's
+            # path with the landmarks given); hole parts outside that face get OpenCV's fill
+            lm = frame.to_input(points).astype(np.float32)
+            result = self._inpaint_photo(img, hole, lm, stages)
+            result.mode, result.landmarks_given = "crop", landmarks is not None
+            result.landmarks = lm if landmarks is None else np.asarray(landmarks, np.float32)
+            return result
         stages.start("generate")
         generated = self._generate(img_t, hole_t, points[None])
+        generated = self._mix_diffusion(img_t, hole_t, generated)
+        if self.refiner is not None:
+            stages.start("refine")
+            frame = self._frame(img.shape[:2], self.output_size)
+            generated = self._refine(*self._to_model(img, hole, frame), generated, points[None])
         stages.start("blend")
-        generated = self._mix_diffusion(img_t, hole_t, generated)[0]
-        out = self._paste(img, hole, generated, frame)
+        out = self._paste(img, hole, generated[0], frame)
         timings = stages.stop()
         lm_out = (np.asarray(landmarks, np.float32) if landmarks is not None
                   else frame.to_input(points).astype(np.float32))
@@ -783,25 +866,37 @@ class LaFInModel:
                                      f.matrix) for i, f, p in zip(index, used, points)])
         points = points.astype(np.float32)
         stages.start("generate")
-        generated = self._generate(img_t, hole_t, points)
+        generated = self._mix_diffusion(img_t, hole_t, self._generate(img_t, hole_t, points))
+        matrices = [f.matrix for f in used]
+        if self.refiner is not None:
+            stages.start("refine")
+            size = self.output_size
+            matrices = [scale_crop_matrix(m, size / s) for m in matrices]
+            views = [self._face_view(img, hole, m, size) for m in matrices]
+            crops_r = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2)
+            holes_r = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
+            generated = self._refine(crops_r.float().div(255).to(self.device),
+                                     holes_r.to(self.device), generated, points)
         stages.start("blend")
-        generated = self._mix_diffusion(img_t, hole_t, generated)
         covered = np.zeros(hole.shape, bool)
         reports: list[FaceReport] = []
-        for f, gen, pts in zip(used, generated, points):
+        for f, matrix, gen, pts in zip(used, matrices, generated, points):
             face_hole = self._warp_back(img, hole, content, f, gen * 255.0, harmonize,
-                                        invert_affine) & ~covered
+                                        invert_affine, matrix) & ~covered
             covered |= face_hole
             reports.append(FaceReport(f.path, f.box,
                                       transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
                                       int(face_hole.sum()), list(f.notes)))
         return reports
 
-    def _warp_back(self, img, hole, content, frame, generated, harmonize, invert_affine) -> np.ndarray:
+    def _warp_back(self, img, hole, content, frame, generated, harmonize, invert_affine,
+                   matrix: np.ndarray | None = None) -> np.ndarray:
         """Warp one generated crop back into ``content`` (in place) over the face's footprint;
-        returns the hole pixels it covered."""
-        s = self.image_size
-        inv = invert_affine(frame.matrix)
+        returns the hole pixels it covered. ``matrix`` (default: the frame's) maps the photo to
+        the generated crop, whatever its size."""
+        s = generated.shape[0]
+        matrix = frame.matrix if matrix is None else matrix
+        inv = invert_affine(matrix)
         corners = np.array([[0, 0], [s - 1, 0], [0, s - 1], [s - 1, s - 1]], np.float64) @ inv[:, :2].T + inv[:, 2]
         h, w = hole.shape
         left, top = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
@@ -830,7 +925,7 @@ class LaFInModel:
                     # distances from the known pixels of the whole hole, not the footprint's edge
                 fixed = edge_blend(img[top:bottom, left:right], fixed,
                                    hole[top:bottom, left:right],
-                                   scale=1.0 / float(np.hypot(*frame.matrix[0, :2])))
+                                   scale=1.0 / float(np.hypot(*matrix[0, :2])))
             view = content[top:bottom, left:right]
             view[region_hole] = np.clip(np.round(fixed[region_hole]), 0, 255).astype(np.uint8)
         face_hole = np.zeros(hole.shape, bool)

@@ -97,3 +97,21 @@ def sample_batch(cache: FaceCache, batch_size: int, rng: np.random.Generator,
         points[j] = lm
     return Batch(torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255),
                  torch.from_numpy(masks).unsqueeze(1), torch.from_numpy(points))
+
+
+# Sepia toning (the common RGB matrix of photo editors), applied to the luminance of a grey print
+_SEPIA_TINT = torch.tensor([1.0, 0.85, 0.62])
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def old_photo_look(images: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
+    """Per image: 0 keeps the colours, 1 makes it grey (three equal channels), 2 sepia.
+
+    Args:
+        images: (B, 3, H, W) float in [0, 1].
+        looks: (B,) integer codes as above.
+    """
+    grey = torch.einsum("bchw,c->bhw", images, _LUMA.to(images)).unsqueeze(1)
+    sepia = (grey * _SEPIA_TINT.to(images).view(1, 3, 1, 1)).clamp(0, 1)
+    looks = looks.to(images.device).view(-1, 1, 1, 1)
+    return torch.where(looks == 1, grey.expand_as(images), torch.where(looks == 2, sepia, images))

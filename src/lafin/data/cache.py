@@ -127,3 +127,47 @@ def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
                                                "sources": sources, "source_counts": counts}))
     log.info("cached %d images at %s (landmark sources: %s)", len(names), out, counts)
     return load_cache(out)
+
+
+def _load_resized(args: tuple[str, int]) -> np.ndarray:
+    path, size = args
+    image = Image.open(path).convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def build_cache_like(reference: str | Path, root: str | Path, out: str | Path, size: int,
+                     workers: int = 2) -> FaceCache:
+    """A cache of the same faces as ``reference`` at another size, decoded from ``root``.
+
+    ``root`` holds the reference's images under the same file names (any image extension), at
+    any square resolution (e.g. the 256-px originals of a 128-px cache); the reference's
+    landmarks are rescaled to ``size``, so no face is labelled twice and both caches share one
+    set of labels.
+    """
+    ref = load_cache(reference)
+    root, out = Path(root), Path(out)
+    by_stem = {p.stem: p for p in root.iterdir() if p.suffix.lower() in
+               {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}}
+    missing = [n for n in ref.names if Path(n).stem not in by_stem]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of the reference's {len(ref)} images are not in "
+                                f"{root} (e.g. {missing[0]})")
+    out.mkdir(parents=True, exist_ok=True)
+    images = np.lib.format.open_memmap(out / "images.tmp.npy", mode="w+", dtype=np.uint8,
+                                       shape=(len(ref), size, size, 3))
+    jobs = [(str(by_stem[Path(n).stem]), size) for n in ref.names]
+    with ProcessPoolExecutor(workers) as pool:
+        for i, image in enumerate(tqdm(pool.map(_load_resized, jobs, chunksize=64),
+                                       total=len(jobs), desc="caching")):
+            images[i] = image
+    images.flush()
+    del images
+    os.replace(out / "images.tmp.npy", out / "images.npy")
+    np.save(out / "landmarks.npy", rescale_points(ref.landmarks, size / ref.size).astype(np.float32))
+    (out / "meta.json").write_text(json.dumps({
+        "root": str(root), "size": size, "names": ref.names, "sources": ref.sources,
+        "landmarks_from": str(reference)}))
+    log.info("cached %d images at %s with the landmarks of %s", len(ref), out, reference)
+    return load_cache(out)

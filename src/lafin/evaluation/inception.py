@@ -238,15 +238,24 @@ class InceptionFeatures:
             raise ValueError(f"expected (N, H, W, 3) images, got {batch.shape}")
         out = []
         for start in range(0, len(batch), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(batch[start:start + self.batch_size]))
-            x = x.to(self.device).permute(0, 3, 1, 2).float() / 255.0
-            if self.kind == "torchscript":
-                x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear",
-                                  align_corners=False)
-                x = x * (255.0 / 128.0) - 1.0  # TensorFlow's x / 128 - 1
-            f = self.network(x)
-            out.append(f.reshape(f.shape[0], -1).double().cpu().numpy())
-        features = np.concatenate(out) if out else np.zeros((0, 2048))
+            x = torch.from_numpy(np.array(batch[start:start + self.batch_size]))  # a writable copy
+            out.append(self.tensor_features(x.permute(0, 3, 1, 2).float() / 255.0))
+        return np.concatenate(out) if out else np.zeros((0, 2048))
+
+    @torch.inference_mode()
+    def tensor_features(self, images: torch.Tensor) -> np.ndarray:
+        """Features of a torch batch: (B, 3, H, W) RGB in [0, 1] (any device, any size) ->
+        (B, 2048) float64 numpy array. One forward pass: the caller chooses the batch size
+        (e.g. a validation batch; collect the rows for :func:`lafin.evaluation.realism.kid`)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
+        x = images.to(self.device, torch.float32)
+        if self.kind == "torchscript":
+            x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear",
+                              align_corners=False)
+            x = x * (255.0 / 128.0) - 1.0  # TensorFlow's x / 128 - 1
+        f = self.network(x)
+        features = f.reshape(f.shape[0], -1).double().cpu().numpy()
         if features.shape[1] != 2048:
             raise ValueError(f"{self.path}: the network gives {features.shape[1]} features, "
                              "FID expects 2048 (Inception pool3)")

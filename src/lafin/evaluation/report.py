@@ -17,10 +17,16 @@ from typing import Any
 import numpy as np
 
 from lafin.evaluation import metrics as M
+from lafin.landmarks import EXPRESSION_NAMES
 
 log = logging.getLogger(__name__)
 
 CENTRE = "centre"  # the centre block's bin label (runner.py's other bins are hole ratios)
+
+
+def fidelity_key(expression: str | None) -> str:
+    """The results key of landmark fidelity with the true landmarks (None) or an edit of them."""
+    return "lm_fidelity" if expression is None else "lm_fidelity_" + expression.replace(" ", "_")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,14 @@ class Metric:
     higher_is_better: bool
     scale: float = 1.0
     per_case: bool = True
+    stat: str = "mean"  # the aggregate shown: "mean" or "median" (of the per-case values)
+    target: float | None = None  # the ideal value, when neither higher nor lower is better
+    show_std: bool = False  # show "value ± std" (KID: the spread over its subsets)
+
+    def better(self) -> str:
+        if self.target is not None:
+            return f"closest to {self.target:g} is best"
+        return f"{'higher' if self.higher_is_better else 'lower'} is better"
 
 
 METRICS = [
@@ -41,12 +55,16 @@ METRICS = [
     Metric("l1_hole", "L1 hole (%)", 2, False, 100.0),
     Metric("lpips", "LPIPS", 4, False),
     Metric("fid", "FID", 2, False, per_case=False),
+    Metric("kid", "KID ×10³", 2, False, 1000.0, per_case=False, show_std=True),
+    Metric("detail_ratio", "Detail ratio (median)", 3, True, stat="median", target=1.0),
     Metric("nme", "NME (%)", 2, False, 100.0),
     Metric("nme_failure", "NME fail@8% (%)", 1, False, 100.0, per_case=False),
     Metric("landmark_consistency", "LM consistency (%)", 2, False, 100.0),
     Metric("identity", "ID distance", 3, False),
     Metric("identity_lost", "ID lost (%)", 1, False, 100.0, per_case=False),
-]
+    Metric("lm_fidelity", "LM fidelity (%)", 2, False, 100.0),
+] + [Metric(fidelity_key(name), f"LM fidelity {name} (%)", 2, False, 100.0)
+     for name in EXPRESSION_NAMES]
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
@@ -63,13 +81,16 @@ def _summary(values: list[float]) -> dict[str, Any]:
     if finite:
         out["mean"] = float(np.mean(finite))
         out["std"] = float(np.std(finite))
+        out["median"] = float(np.median(finite))
     if len(finite) != len(values):
         out["n_not_finite"] = len(values) - len(finite)
     return out
 
 
 def aggregate(cases: list[dict], bins: list[str], methods: list[str],
-              fid: dict[tuple[str, str], float | None]) -> dict[str, dict[str, dict]]:
+              fid: dict[tuple[str, str], float | None],
+              kid: dict[tuple[str, str], dict[str, Any] | None] | None = None
+              ) -> dict[str, dict[str, dict]]:
     result: dict[str, dict[str, dict]] = {}
     for b in bins:
         result[b] = {}
@@ -94,15 +115,34 @@ def aggregate(cases: list[dict], bins: list[str], methods: list[str],
             value = fid.get((b, m))
             if value is not None:
                 entry["fid"] = {"mean": value, "n": len(rows)}
+            kid_value = (kid or {}).get((b, m))
+            if kid_value is not None:
+                entry["kid"] = kid_value
             result[b][m] = entry
     return result
 
 
+def shown_value(entry: dict, metric: Metric) -> float | None:
+    """The aggregate a table or plot shows for one bin and method (None when absent)."""
+    value = entry.get(metric.key, {}).get(metric.stat)
+    return None if value is None else float(value)
+
+
 def _cell(entry: dict, metric: Metric) -> str:
-    stats = entry.get(metric.key)
-    if not stats or "mean" not in stats:
+    value = shown_value(entry, metric)
+    if value is None:
         return "—"
-    return f"{stats['mean'] * metric.scale:.{metric.digits}f}"
+    text = f"{value * metric.scale:.{metric.digits}f}"
+    std = entry[metric.key].get("std")
+    if metric.show_std and std is not None:
+        text += f" ± {std * metric.scale:.{metric.digits}f}"
+    return text
+
+
+def _best(values: list[float], metric: Metric) -> float:
+    if metric.target is not None:
+        return min(values, key=lambda v: abs(v - metric.target))
+    return max(values) if metric.higher_is_better else min(values)
 
 
 def tables(agg: dict, bins: list[str], methods: list[str], shown: list[Metric]) -> dict[str, str]:
@@ -113,16 +153,14 @@ def tables(agg: dict, bins: list[str], methods: list[str], shown: list[Metric]) 
         lines = [header, "|---|" + "---:|" * len(shown)]
         best: dict[str, float] = {}
         for metric in shown:
-            vals = [agg[b][m][metric.key]["mean"] for m in methods
-                    if "mean" in agg[b][m].get(metric.key, {})]
+            vals = [v for m in methods if (v := shown_value(agg[b][m], metric)) is not None]
             if len(vals) > 1:
-                best[metric.key] = max(vals) if metric.higher_is_better else min(vals)
+                best[metric.key] = _best(vals, metric)
         for m in methods:
             cells = []
             for metric in shown:
                 text = _cell(agg[b][m], metric)
-                stats = agg[b][m].get(metric.key, {})
-                if metric.key in best and stats.get("mean") == best[metric.key]:
+                if metric.key in best and shown_value(agg[b][m], metric) == best[metric.key]:
                     text = f"**{text}**"
                 cells.append(text)
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -156,16 +194,17 @@ def plot_metrics(agg: dict, bins: list[str], methods: list[str], shown: list[Met
             color = f"C{k}"
             xs, ys = [], []
             for b in ratio_bins:
-                stats = agg[b][m].get(metric.key, {})
-                if "mean" in stats:
+                value = shown_value(agg[b][m], metric)
+                if value is not None:
                     xs.append(100 * agg[b][m]["hole_ratio"].get("mean", 0.0))
-                    ys.append(stats["mean"] * metric.scale)
+                    ys.append(value * metric.scale)
             if xs:
                 ax.plot(xs, ys, "o-", color=color, label=m)
                 drawn = True
-            if CENTRE in bins and "mean" in agg[CENTRE][m].get(metric.key, {}):
+            centre = shown_value(agg[CENTRE][m], metric) if CENTRE in bins else None
+            if centre is not None:
                 ax.plot([100 * agg[CENTRE][m]["hole_ratio"]["mean"]],
-                        [agg[CENTRE][m][metric.key]["mean"] * metric.scale], "s", color=color,
+                        [centre * metric.scale], "s", color=color,
                         markerfacecolor="none", markersize=9,
                         label=f"{m} (centre block)" if not xs else None)
                 drawn = True
@@ -173,7 +212,8 @@ def plot_metrics(agg: dict, bins: list[str], methods: list[str], shown: list[Met
             plt.close(fig)
             continue
         ax.set_xlabel("hole ratio (%)  [□ = centre block]")
-        ax.set_ylabel(metric.header + ("  ↑" if metric.higher_is_better else "  ↓"))
+        ax.set_ylabel(metric.header + (f"  → {metric.target:g}" if metric.target is not None
+                                       else "  ↑" if metric.higher_is_better else "  ↓"))
         ax.set_title(f"{metric.header} by hole ratio")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -304,8 +344,7 @@ def write_report(results: dict, out_dir: Path,
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     lines += ["", "## Metrics", ""]
     for metric in shown:
-        lines.append(f"- {metric.header}: {_DEFINITIONS[metric.key]} "
-                     f"({'higher' if metric.higher_is_better else 'lower'} is better)")
+        lines.append(f"- {metric.header}: {_definition(metric.key)} ({metric.better()})")
     if results["unavailable"]:
         lines += ["", "Unavailable:"]
         for key, why in results["unavailable"].items():
@@ -314,7 +353,8 @@ def write_report(results: dict, out_dir: Path,
     for note in results["notes"]:
         lines += ["", f"Note: {note}"]
     lines += ["", "## Results by hole ratio", "",
-              "Means over the images of each bin; best value of each column in bold."]
+              "Means over the images of each bin (the detail ratio: the median); best value of "
+              "each column in bold."]
     for b, table in tables(agg, bins, names, shown).items():
         ratio = np.mean([agg[b][m]["hole_ratio"].get("mean", 0.0) for m in names])
         title = "centre block" if b == CENTRE else f"{b} hole"
@@ -353,7 +393,25 @@ _DEFINITIONS = {
     "identity": "Euclidean distance of dlib face descriptors (ResNet v1) of output and truth, "
                 "both aligned by the truth's landmarks",
     "identity_lost": "share of outputs whose descriptor distance exceeds 0.6 (dlib's threshold)",
+    "kid": "Bińkowski et al. 2018: unbiased MMD² of Inception pool3 features of the bin's "
+           "outputs and of the ground truth, kernel (x·y/2048 + 1)³, mean ± std over random "
+           "subsets (x1000)",
+    "detail_ratio": "variance of the Laplacian of grey (0.299R+0.587G+0.114B) inside the hole "
+                    "eroded by 3 px, output / truth; median over the images (1 = as detailed as "
+                    "the truth, below 1 = smoother)",
+    "lm_fidelity": "the output generated from the true landmarks (the judge predictor's points "
+                   "on the unmasked truth): NME of the judge's points on the output against "
+                   "them (do the generated features sit where they were asked to?)",
 }
+
+
+def _definition(key: str) -> str:
+    if key in _DEFINITIONS:
+        return _DEFINITIONS[key]
+    name = next(n for n in EXPRESSION_NAMES if fidelity_key(n) == key)
+    return (f"as LM fidelity, but the true landmarks edited by '{name}' "
+            "(lafin.landmarks.edit_expression) are given to the generator and are the reference "
+            "(a method without landmarks shows what ignoring the edit scores)")
 
 
 def print_tables(results: dict) -> None:

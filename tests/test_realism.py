@@ -1,0 +1,322 @@
+"""``lafin.evaluation.realism``: KID, the hole-detail ratio (numpy and torch) and landmark
+fidelity on constructed cases."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import box_mask, face_like
+from lafin.evaluation import realism as R
+
+# ------------------------------------------------------------------------ KID
+
+
+def _direct_kid(a: np.ndarray, b: np.ndarray) -> float:
+    """The unbiased MMD² written out with loops over pairs (tiny sets only)."""
+    d, m = a.shape[1], len(a)
+    k = lambda x, y: (x @ y / d + 1.0) ** 3  # noqa: E731
+    xx = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(b[i], b[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(a[i], b[j]) for i in range(m) for j in range(m)) / (m * m)
+    return xx + yy - 2 * xy
+
+
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(12, 5)), rng.normal(0.3, 1.0, size=(12, 5))
+    mean, std = R.kid(a, b, num_subsets=3)  # subsets = the whole sets: all equal
+    assert mean == pytest.approx(_direct_kid(a, b), rel=1e-10)
+    assert std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kid_of_identical_sets_is_near_zero_and_of_shifted_sets_clearly_positive():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(200, 64))
+    same, _ = R.kid(a, a, subset_size=100)
+    shifted, spread = R.kid(a, a + 0.5, subset_size=100)
+    # the same set: only the O(1/m) term of the kernel's diagonal, small beside a real shift
+    assert abs(same) < shifted / 10
+    assert shifted > 0.5 and shifted > 10 * spread > 0
+    assert abs(R.kid(a[:100], a[:100])[0]) > abs(R.kid(a, a)[0])  # and shrinking with m
+
+
+def test_kid_is_unbiased_for_two_samples_of_one_distribution():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(300, 64)), rng.normal(size=(300, 64))
+    mean, _ = R.kid(a, b, subset_size=100)
+    k = lambda x, y: (x @ y.T / x.shape[1] + 1.0) ** 3  # noqa: E731
+    biased = k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean()  # the V-statistic
+    assert biased > 0.03  # the biased estimate's offset at this size
+    assert abs(mean) < 0.02  # the unbiased one has none
+    assert R.kid(a, b + 0.2, subset_size=100)[0] > 5 * abs(mean)
+
+
+def test_kid_is_seeded_and_torch_features_work_and_large_sets_agree():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(60, 8)), rng.normal(0.1, 1.0, size=(60, 8))
+    first = R.kid(a, b, num_subsets=20, subset_size=20, seed=5)
+    assert R.kid(torch.from_numpy(a), torch.from_numpy(b), num_subsets=20, subset_size=20,
+                 seed=5) == pytest.approx(first)
+    assert R.kid(a, b, num_subsets=20, subset_size=20, seed=6) != pytest.approx(first)
+    limit = R._GRAM_LIMIT
+    try:  # the per-subset path for large sets gives the same numbers as the Gram path
+        R._GRAM_LIMIT = 10
+        assert R.kid(a, b, num_subsets=20, subset_size=20, seed=5) == pytest.approx(first)
+    finally:
+        R._GRAM_LIMIT = limit
+
+
+def test_kid_rejects_bad_input():
+    with pytest.raises(ValueError, match="same d"):
+        R.kid(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="at least 2"):
+        R.kid(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+# ------------------------------------------------------------------------ detail ratio
+
+
+def _textured(size: int = 64, seed: int = 0) -> np.ndarray:
+    img = face_like(size, size, seed).astype(np.float64)
+    img += np.random.default_rng(seed).normal(0, 12, img.shape)  # skin-like fine texture
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def test_detail_ratio_of_the_truth_is_one_and_of_a_blurred_copy_below_one():
+    truth = _textured()
+    mask = box_mask(64, 64)
+    assert R.hole_detail_ratio(truth, truth, mask) == pytest.approx(1.0)
+    blurred = cv2.GaussianBlur(truth, (0, 0), 1.5)
+    ratio = R.hole_detail_ratio(blurred, truth, mask)
+    assert 0 < ratio < 0.3
+    noisier = np.clip(truth + np.random.default_rng(9).normal(0, 20, truth.shape), 0, 255)
+    assert R.hole_detail_ratio(noisier.astype(np.uint8), truth, mask) > 1.2
+
+
+def test_detail_ratio_ignores_the_seam_and_the_known_pixels():
+    truth = _textured(seed=1)
+    mask = box_mask(64, 64)
+    out = truth.copy()
+    out[mask == 0] = 0  # known pixels changed: not counted
+    rows, cols = np.nonzero(mask)
+    # a 2-px ring just inside the hole's edge: eroding by 3 leaves pixels whose Laplacian
+    # reads pixels 2 px or more inside the edge
+    ring = np.zeros_like(mask)
+    ring[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = 1
+    ring[rows.min() + 2:rows.max() - 1, cols.min() + 2:cols.max() - 1] = 0
+    out[ring > 0] = 255
+    assert R.hole_detail_ratio(out, truth, mask, erode=3) == pytest.approx(1.0, abs=1e-9)
+    assert R.hole_detail_ratio(out, truth, mask, erode=0) > 2
+
+
+def test_detail_ratio_is_nan_for_an_empty_eroded_hole_or_a_flat_truth():
+    truth = _textured()
+    thin = np.zeros((64, 64), np.uint8)
+    thin[10:50, 30:34] = 1  # 4 px wide: nothing is left after eroding by 3
+    assert math.isnan(R.hole_detail_ratio(truth, truth, thin))
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    assert math.isnan(R.hole_detail_ratio(truth, flat, box_mask(64, 64)))
+    with pytest.raises(ValueError, match="shape"):
+        R.hole_detail_ratio(truth, truth[:32], box_mask(64, 64))
+
+
+def test_detail_ratio_batch_matches_the_numpy_definition():
+    truths = [_textured(seed=s) for s in range(3)]
+    outputs = [cv2.GaussianBlur(truths[0], (0, 0), 1.0), truths[1],
+               cv2.GaussianBlur(truths[2], (0, 0), 0.7)]
+    masks = [box_mask(64, 64), box_mask(64, 64, 0.0, 0.0, 0.5, 0.6), np.zeros((64, 64), np.uint8)]
+    masks[2][5:60, 20:23] = 1  # too thin: NaN
+    expected = [R.hole_detail_ratio(o, t, m) for o, t, m in zip(outputs, truths, masks)]
+    to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    got = R.hole_detail_ratio_batch(to_t(outputs), to_t(truths),
+                                    torch.from_numpy(np.stack(masks)).float()[:, None])
+    assert got.shape == (3,)
+    # float32 inputs round to about 1e-7 of 255: the ratio agrees to well below 1e-4
+    np.testing.assert_allclose(got[:2].numpy(), expected[:2], rtol=1e-4)
+    assert math.isnan(got[2]) and math.isnan(expected[2])
+    assert R.median_ratio(got) == pytest.approx(np.median(expected[:2]), rel=1e-4)
+    assert math.isnan(R.median_ratio([float("nan")]))
+
+
+# ------------------------------------------------------------------------ landmark fidelity
+
+
+class _Predictor:
+    def __init__(self, points: np.ndarray) -> None:
+        self.points, self.masks = points, []
+
+    def predict_landmarks(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.masks.append(mask)
+        return self.points
+
+
+def test_landmark_fidelity_is_the_nme_of_the_predictor_on_the_unmasked_output():
+    from lafin.landmarks import OUTER_EYE_CORNERS
+
+    guide = np.random.default_rng(0).uniform(20, 100, (68, 2))
+    a, b = OUTER_EYE_CORNERS
+    eye = np.linalg.norm(guide[a] - guide[b])
+    found = guide + [3.0, 4.0]  # every point 5 px off
+    predictor = _Predictor(found)
+    value = R.landmark_fidelity(predictor, face_like(128, 128), guide)
+    assert value == pytest.approx(5.0 / eye)
+    assert not predictor.masks[0].any()  # nothing hidden from the predictor
+    assert R.landmark_fidelity(_Predictor(guide), face_like(128, 128), guide) == 0.0
+
+
+def test_landmark_fidelity_with_a_real_model(tiny_model):
+    image = face_like(64, 64)
+    guide = tiny_model.predict_landmarks(image)
+    assert R.landmark_fidelity(tiny_model, image, guide) == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------------ Inception features
+
+
+class _TinyInception(torch.nn.Module):
+    """A stand-in with the TorchScript Inception's interface: (B, 3, 299, 299) -> (B, 2048)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_inception_features_of_a_torch_batch_match_the_image_path(tmp_path):
+    from lafin.evaluation.inception import load_inception
+
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(_TinyInception()), str(path))
+    extractor = load_inception(path)
+    images = np.stack([face_like(24, 24, seed=s) for s in range(3)])
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    feats = extractor.tensor_features(batch)
+    assert feats.shape == (3, 2048) and feats.dtype == np.float64
+    np.testing.assert_allclose(feats, extractor(images), rtol=1e-6)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        extractor.tensor_features(batch[:, :1])
+
+
+# ------------------------------------------------------------------------ lafin evaluate
+
+
+@pytest.fixture
+def faces(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(_textured(80, seed=i)).save(folder / f"face{i}.png")
+    return folder
+
+
+def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_weights, tmp_path,
+                                                                  monkeypatch):
+    import json
+
+    from lafin.evaluation import metrics as M
+    from lafin.evaluation.runner import main as evaluate_main
+
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
+    # a 2048-d matrix square root per FID takes a minute: FID on 8 of the dimensions
+    monkeypatch.setattr(M, "fid_from_features", lambda a, b: M.frechet_distance(
+        *M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])))
+    out = tmp_path / "report"
+    assert evaluate_main(["--images", str(faces), "--size", "64", "--masks", "block", "--bins",
+                          "3", "--methods", "lafin,telea", "--weights", str(tiny_weights),
+                          "--no-identity", "--fid-weights", str(scripted), "--kid-subset-size",
+                          "3", "--landmark-fidelity", "--grid", "0", "--out", str(out), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    for method in ("lafin", "telea"):
+        entry = res["aggregate"]["30-40%"][method]
+        assert entry["kid"]["subset_size"] == 3 and entry["kid"]["subsets"] == 100
+        assert math.isfinite(entry["kid"]["mean"]) and entry["kid"]["std"] > 0
+        ratios = [c["detail_ratio"] for c in res["cases"] if c["method"] == method]
+        assert entry["detail_ratio"]["median"] == pytest.approx(np.median(ratios))
+        assert entry["lm_fidelity"]["n"] == 4 and entry["lm_fidelity"]["mean"] >= 0
+        assert entry["lm_fidelity_open_mouth"]["n"] == entry["lm_fidelity_smile"]["n"] == 4
+    # telea ignores the landmarks: its output is scored against the edited ones as they are
+    for case in (c for c in res["cases"] if c["method"] == "telea"):
+        assert case["lm_fidelity_open_mouth"] > case["lm_fidelity"]
+    assert res["settings"]["landmark_fidelity"] == {"judge": "lafin",
+                                                    "landmarks": ["true", "open mouth", "smile"]}
+    assert "kid" not in res["unavailable"]
+    report = (out / "report.md").read_text()
+    assert "KID ×10³" in report and "Detail ratio (median)" in report
+    assert "LM fidelity open mouth (%)" in report and " ± " in report
+    assert (out / "plots" / "detail_ratio.png").stat().st_size > 1000
+
+
+def test_evaluate_detail_ratio_without_fid_and_fidelity_errors(faces, tmp_path, capsys):
+    import json
+
+    from lafin.cli import main as cli_main
+    from lafin.evaluation.runner import main as evaluate_main
+
+    out = tmp_path / "report"
+    assert evaluate_main(["--images", str(faces), "--size", "64", "--bins", "4", "--methods",
+                          "telea,ns", "--no-identity", "--out", str(out), "-q"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["unavailable"]["kid"] == "no --fid-weights given"
+    for method in ("telea", "ns"):
+        entry = res["aggregate"]["40-50%"][method]
+        assert 0 < entry["detail_ratio"]["median"] < 1  # diffusion fills are smooth
+        assert "lm_fidelity" not in entry
+    for extra, message in ((["--landmark-fidelity"], "needs a LaFIn method"),
+                           (["--landmark-fidelity", "wink"], "unknown entry 'wink'")):
+        assert cli_main(["evaluate", "--images", str(faces), "--methods", "telea", *extra]) == 2
+        assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ benchmarks/realism.py
+
+
+def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkeypatch, capsys):
+    """Two weights files (the same tiny one twice: equal numbers), NS, generated masks, a tiny
+    Inception stand-in; every column is printed and written."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from lafin.evaluation import metrics as M
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("realism_bench", root / "benchmarks" / "realism.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
+    monkeypatch.setattr(M, "fid_from_features", lambda a, b: M.frechet_distance(
+        *M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])))
+    second = tmp_path / "again.safetensors"
+    second.write_bytes(tiny_weights.read_bytes())
+    (tmp_path / "names.txt").write_text("face0.png face1.png face2.png face3.png missing.png")
+    out = tmp_path / "realism.json"
+    assert bench.main(["--weights", str(tiny_weights), str(second), "--images", str(faces),
+                       "--names", str(tmp_path / "names.txt"), "--masks", "irregular",
+                       "--faces", "3", "--size", "64", "--fid-weights", str(scripted),
+                       "--kid-subset-size", "2", "--kid-subsets", "5", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "holes 30-40%" in printed and "holes 50-60%" in printed and "opencv-ns" in printed
+    res = json.loads(out.read_text())
+    assert res["faces"] == 3 and res["judge"] == "tiny" and res["kid_subset_size"] == 2
+    for b in ("30-40%", "50-60%"):
+        tiny, again, ns = (res["results"][b][m] for m in ("tiny", "again", "opencv-ns"))
+        assert tiny == again  # the same weights: the same numbers
+        for key in ("kid", "fid", "detail_ratio_median", "psnr", "ssim", "lm_fidelity_true",
+                    "lm_fidelity_open_mouth", "lm_fidelity_smile"):
+            assert key in tiny
+        # NS ignores the landmarks: scored against the edited ones as they are
+        assert ns["lm_fidelity_open_mouth"] > ns["lm_fidelity_true"]
+        assert 0 < ns["detail_ratio_median"] < 1
+    with pytest.raises(SystemExit, match="not overwriting"):
+        bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])

