@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 PHOTO_SIDE = 1024
-STAGES = ("prepare", "background", "detect", "landmarks", "generate", "blend")
+STAGES = ("prepare", "background", "detect", "landmarks", "generate", "refine", "blend")
 
 
 # ---------------------------------------------------------------------------------- inputs
@@ -360,11 +360,14 @@ def main(argv: list[str] | None = None) -> int:
         for backend in backends:
             model = load_model(weights, backend, tmp)
             size = model.image_size
-            crop, crop_mask = crop_case(size)
             info = {"preset": model.config.name, "size": size, "weights": source, "backend": backend}
             print(f"timing {preset} / {backend} ...", file=sys.stderr, flush=True)
-            latency.append({**info, "input": f"aligned crop {size}x{size}",
-                            **time_calls(model, crop, crop_mask, "crop", args.repeats, args.warmup)})
+            # a crop at the generator's size, and at the refiner's when the model has one
+            for side in sorted({size, model.output_size}):
+                crop, crop_mask = crop_case(side)
+                latency.append({**info, "input": f"aligned crop {side}x{side}",
+                                **time_calls(model, crop, crop_mask, "crop", args.repeats,
+                                             args.warmup)})
             row = time_calls(model, photo, photo_mask, "photo", args.repeats, args.warmup)
             if not row.get("faces"):
                 notes.append(f"{preset}/{backend}: no face was found in the photo")

@@ -293,3 +293,15 @@ def test_photo_refine_realigns_on_the_first_pass_and_keeps_implausible_frames(ti
     expected[:, 2] -= [2, -1]  # the face moves to where the canonical crop wants it
     assert np.allclose(frames[0].matrix, expected, atol=1e-6) and frames[0] is not frame
     assert frames[1] is frame and frames[2] is frame and frames[3] is surroundings
+
+
+def test_nothing_under_the_hole_reaches_the_photo_result(tiny_model, astronaut):
+    """A hole from the mouth far past the face: the face's seam harmonisation, its crop and the
+    OpenCV fill beyond it read only known pixels (the pixels under the hole are inverted here)."""
+    hole = _hole(astronaut.shape, (slice(135, 160), slice(200, 420)))
+    other = astronaut.copy()
+    other[hole > 0] = 255 - other[hole > 0]
+    a = tiny_model(astronaut, hole, mode="photo")
+    b = tiny_model(other, hole, mode="photo")
+    assert len(a.faces) == 1 and a.background_pixels > 0
+    assert np.array_equal(a.image[hole > 0], b.image[hole > 0])

@@ -215,11 +215,15 @@ def robust_alignment(landmarks: np.ndarray, visible: np.ndarray, size: int,
 
 def fill_regions(image: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
     """OpenCV (Telea) fill of the hole, computed only around the hole's parts (fast on big
-    photos). Returns a new HxWx3 uint8 image; pixels outside the hole are unchanged."""
+    photos). Returns a new HxWx3 uint8 image; pixels outside the hole are unchanged.
+
+    The hole is painted white first: OpenCV's fill reads a little of what lies under the hole
+    (its first ring), and nothing of that may reach the result."""
     out = image.copy()
+    source = np.where(hole[..., None] > 0, np.uint8(255), image)
     for left, top, right, bottom in hole_regions(hole, grow=0.25, min_side=4 * radius):
         roi_hole = hole[top:bottom, left:right].astype(np.uint8)
-        out[top:bottom, left:right] = cv2.inpaint(image[top:bottom, left:right], roi_hole, radius,
+        out[top:bottom, left:right] = cv2.inpaint(source[top:bottom, left:right], roi_hole, radius,
                                                   cv2.INPAINT_TELEA)
     return out
 

@@ -595,7 +595,9 @@ class LaFInModel:
         crop pixel being hole if the hole touches it at all (nothing under the hole leaks in).
         ``size`` (default: the generator's) is S, for a ``matrix`` that maps to an S crop."""
         s = size or self.image_size
-        crop = warp_to_crop(img, matrix, s, interpolation=cv2.INTER_CUBIC)
+        # the hole painted white first: the cubic kernel reaches past the pixels the hole touches
+        source = np.where(hole[..., None] > 0, np.uint8(255), img)
+        crop = warp_to_crop(source, matrix, s, interpolation=cv2.INTER_CUBIC)
         # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
         crop_hole = warp_to_crop(hole.astype(np.float32), matrix, s,
                                  border=cv2.BORDER_CONSTANT) > 0
@@ -920,7 +922,9 @@ class LaFInModel:
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
         region_hole = hole[top:bottom, left:right].astype(bool) & inside
         if region_hole.any():
-            fixed = harmonize(img[top:bottom, left:right], back, region_hole.astype(np.uint8))
+            # against ``content``, not the photo: where the hole runs on past this face's crop,
+            # the ring holds OpenCV's fill, never what lies under the hole
+            fixed = harmonize(content[top:bottom, left:right], back, region_hole.astype(np.uint8))
             if self.edge_blend:
                     # distances from the known pixels of the whole hole, not the footprint's edge
                 fixed = edge_blend(img[top:bottom, left:right], fixed,
