@@ -11,7 +11,7 @@ Reported:
   (grown) detected mask; and lafin given the true mask (grown alike) for reference;
 * **false alarms**: the share of pixels flagged on clean modern faces (as they are) and on clean
   old ones (the held-out look and scan, hard negatives, no damage);
-* ``--sweep T1,T2,...``: only the mask scores and the clean old photos' flagged share per
+* ``--sweep T1,T2,...``: only the mask scores and the clean photos' flagged shares per
   threshold (on validation faces: how the default threshold was chosen);
 * **speed** (``--speed PHOTO``): detection and the whole restore of that photo scaled to 1024 px
   (median of ``--repeats``), and one restore of it at 3000 px with the process's peak memory.
@@ -133,7 +133,8 @@ def speed(model, photo: Path, repeats: int, threshold: float, dilate: int) -> di
 
 
 def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dict:
-    """Mask F1 (2-px tolerance) and the clean old photos' flagged share for each threshold, on
+    """Mask F1 (2-px tolerance) and the clean old and modern photos' flagged shares for each
+    threshold, on
     ``preset`` damage: for choosing the default threshold on validation faces."""
     from lafin.damage import TRAINING
     from lafin.restore import damage_detector_for, damage_probability
@@ -143,6 +144,7 @@ def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dic
     detector = damage_detector_for(model)
     counts = {t: MaskCounts() for t in thresholds}
     flagged: dict[float, list[float]] = {t: [] for t in thresholds}
+    modern: dict[float, list[float]] = {t: [] for t in thresholds}
     for path in tqdm(paths, desc="threshold sweep"):
         img = _load(path)
         sample = make_damaged(img, rng, config)
@@ -150,11 +152,14 @@ def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dic
         with model._cpu_settings():
             prob = damage_probability(detector, sample.damaged)
             prob_clean = damage_probability(detector, clean)
+            prob_modern = damage_probability(detector, img)
         for t in thresholds:
+            modern[t].append(float((prob_modern > t).mean()))
             counts[t] += mask_counts(prob > t, sample.mask, tolerance=2)
             flagged[t].append(float((prob_clean > t).mean()))
     return {str(t): {"precision": counts[t].precision, "recall": counts[t].recall,
-                     "f1": counts[t].f1, "clean_old_flagged": _mean(flagged[t])}
+                     "f1": counts[t].f1, "clean_old_flagged": _mean(flagged[t]),
+                     "clean_modern_flagged": _mean(modern[t])}
             for t in thresholds}
 
 
