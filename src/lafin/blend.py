@@ -50,8 +50,15 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
     else:
         dist = cv2.distanceTransform(hole_u8, cv2.DIST_L2, 3)
         weight = np.clip(1.0 - dist / max(1.0, fade * float(dist.max())), 0.0, 1.0)
-    # everything but the ring is unknown, so only ring values spread into the hole
-    unknown = (1 - ring_mask).astype(np.uint8)
+    # only ring values may spread into the hole, so the ring is all Telea may read; the rest is
+    # unknown as far as a hole pixel's fill can reach (a few radii): beyond that it is left out
+    # (marked known with a zero difference, which no hole pixel reads), since filling it cost
+    # seconds for scattered scratches across a whole face (lafin.restore)
+    # (twice the Telea radius ring + 2, plus a margin: as exact as filling everything on scratch
+    # masks, tests/test_restore.py)
+    far = 2 * (ring + 2) + 2
+    reach = cv2.dilate(hole_u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * far + 1,) * 2))
+    unknown = (reach & (1 - ring_mask)).astype(np.uint8)
     for c in range(3):
         channel = np.where(known_or_ring, diff[..., c], 0).astype(np.float32)
         filled = cv2.inpaint(channel, unknown, ring + 2, cv2.INPAINT_TELEA)

@@ -1075,3 +1075,18 @@ class LaFInModel:
             mode: ``auto``, ``crop`` or ``photo`` (see :meth:`__call__`).
         """
         return self(image, mask, landmarks, mode=mode).image
+
+    # ------------------------------------------------------------------ old photos (lafin.restore)
+
+    def detect_damage(self, image: ImageInput, threshold: float | None = None) -> np.ndarray:
+        """HxW uint8 mask of scratches, cracks, dust and tears, 255 = damage (lafin.restore)."""
+        from lafin.restore import DEFAULT_THRESHOLD, detect_damage
+
+        return detect_damage(self, image, DEFAULT_THRESHOLD if threshold is None else threshold)
+
+    def restore(self, image: ImageInput, **options):
+        """Detect the damage, grow it, inpaint it, keep a grey or sepia photo's tone: a
+        :class:`lafin.restore.RestoreResult` (options: see :func:`lafin.restore.restore`)."""
+        from lafin.restore import restore
+
+        return restore(self, image, **options)

@@ -1,0 +1,152 @@
+"""The damage detector: a small fully convolutional U-Net giving each pixel a damage logit.
+
+Built for a CPU and for whole photos at their own resolution: a thin full-resolution path
+(1-px scratches must be seen where they are), three cheaper coarser levels for context (a
+scratch is a long, sharp, thin line across content; a hair strand follows the hair), and skips
+back to full resolution. Any input size works (padded to a multiple of 8 inside); large photos are
+run in tiles by :func:`lafin.restore.damage_probability`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DAMAGE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DamageDetectorConfig:
+    """Widths of the four levels (full, 1/2, 1/4, 1/8 resolution)."""
+
+    widths: tuple[int, int, int, int] = (8, 16, 24, 32)
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 4 or any(not isinstance(w, int) or w < 1 for w in self.widths):
+            raise ValueError(f"widths must be four positive integers, not {self.widths!r}")
+
+    def to_dict(self) -> dict:
+        return {"widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DamageDetectorConfig":
+        unknown = set(data) - {"widths"}
+        if unknown:
+            raise ValueError(f"unknown damage detector config keys: {sorted(unknown)}")
+        return cls(widths=tuple(int(w) for w in data.get("widths", cls.widths)))
+
+
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DamageDetector(nn.Module):
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) damage logits."""
+
+    def __init__(self, config: DamageDetectorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DamageDetectorConfig()
+        c1, c2, c4, c8 = self.config.widths
+        self.stem = _conv(3, c1)
+        self.down2 = nn.Sequential(_conv(c1, c2, stride=2), _conv(c2, c2))
+        self.down4 = nn.Sequential(_conv(c2, c4, stride=2), _conv(c4, c4))
+        self.down8 = nn.Sequential(_conv(c4, c8, stride=2), _conv(c8, c8, dilation=2),
+                                   _conv(c8, c8, dilation=4))
+        self.up4 = _conv(c8 + c4, c4)
+        self.up2 = _conv(c4 + c2, c2)
+        self.up1 = _conv(c2 + c1, c1)
+        self.head = nn.Conv2d(c1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 8, (-w) % 8
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        # centre the input on 0 (no learned normalisation needed at inference)
+        f1 = self.stem(x - 0.5)
+        f2 = self.down2(f1)
+        f4 = self.down4(f2)
+        f8 = self.down8(f4)
+        u = self.up4(torch.cat([F.interpolate(f8, scale_factor=2.0, mode="nearest"), f4], 1))
+        u = self.up2(torch.cat([F.interpolate(u, scale_factor=2.0, mode="nearest"), f2], 1))
+        u = self.up1(torch.cat([F.interpolate(u, scale_factor=2.0, mode="nearest"), f1], 1))
+        return self.head(u)[..., :h, :w]
+
+    def fuse(self) -> "DamageDetector":
+        """Fold every batch norm into its convolution (inference only; in place, returns self)."""
+        for module in self.modules():
+            if isinstance(module, nn.Sequential) and len(module) == 3 and isinstance(
+                    module[1], nn.BatchNorm2d):
+                conv, bn = module[0], module[1]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                with torch.no_grad():
+                    conv.weight.mul_(scale[:, None, None, None])
+                    conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
+                module[1] = nn.Identity()
+        return self
+
+
+DAMAGE_FORMAT_NAME = "lafin-damage-detector"
+
+
+class DamageWeightsError(ValueError):
+    """A damage detector weights file that cannot be loaded (the message says why)."""
+
+
+def save_damage_detector(path, model: DamageDetector, metadata: dict | None = None) -> None:
+    """Write the detector (batch norms folded in) as safetensors with its config and format
+    version in the metadata; written to a temporary file first, then renamed."""
+    import copy
+    import json
+    import os
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    fused = copy.deepcopy(model).cpu().eval().fuse()
+    tensors = {k: v.detach().contiguous().float() for k, v in fused.state_dict().items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update({"format": DAMAGE_FORMAT_NAME, "format_version": str(DAMAGE_FORMAT_VERSION),
+                 "config": json.dumps(model.config.to_dict())})
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_damage_detector(path, device: str | torch.device = "cpu"
+                         ) -> tuple[DamageDetector, dict[str, str]]:
+    """Build the (fused, eval-mode) detector of a file written by :func:`save_damage_detector`;
+    strict: a missing, extra or misshapen tensor is an error. Returns (model, metadata)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        tensors = load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise DamageWeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if meta.get("format") != DAMAGE_FORMAT_NAME:
+        raise DamageWeightsError(f"{path}: not a lafin damage detector file "
+                                 f"(format={meta.get('format')!r})")
+    version = int(meta.get("format_version", "0"))
+    if version > DAMAGE_FORMAT_VERSION:
+        raise DamageWeightsError(f"{path}: format version {version} is newer than this lafin "
+                                 f"reads ({DAMAGE_FORMAT_VERSION}); upgrade lafin")
+    config = DamageDetectorConfig.from_dict(json.loads(meta["config"]))
+    model = DamageDetector(config).fuse()
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise DamageWeightsError(f"{path}: the tensors do not match the stored config ({exc})"
+                                 ) from exc
+    return model.to(device).eval(), meta
