@@ -403,3 +403,34 @@ def test_a_loose_crop_is_aligned_before_generation(tiny_model):
     np.testing.assert_allclose(result.landmarks, loose)
     tight = tiny_model(image, hole, landmarks=canonical, mode="crop")
     assert tight.faces == [] and np.array_equal(tight.image[hole == 0], image[hole == 0])
+
+
+@pytest.mark.parametrize("mode", ["crop", "photo"])
+def test_a_grey_photo_gets_a_grey_fill_and_a_sepia_one_its_tint(refined_model, mode):
+    from skimage import data
+
+    from lafin.blend import photo_tone
+
+    colour = data.astronaut() if mode == "photo" else face_like(96, 96, seed=2)
+    hole = np.zeros(colour.shape[:2], np.uint8)
+    if mode == "photo":
+        hole[135:160, 200:250] = 1
+    else:
+        hole[40:70, 25:60] = 1
+    grey = np.repeat(colour.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    # crop mode: landmarks in the canonical framing, so the crop path itself runs (not the
+    # aligned path of loose crops)
+    given = canonical_landmarks(96) if mode == "crop" else None
+    result = refined_model(grey, hole, landmarks=given, mode=mode)
+    assert (result.faces == []) == (mode == "crop")
+    assert result.tone == "grey"
+    filled = result.image[hole > 0].astype(int)
+    assert (filled.max(axis=1) - filled.min(axis=1)).max() <= 2  # the 2/255
+    assert np.array_equal(result.image[hole == 0], grey[hole == 0])
+    lum = colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    sepia = np.clip(lum[..., None] * np.array([1.0, 0.85, 0.62]) + [10, 5, 0], 0, 255).round()
+    sepia = sepia.astype(np.uint8)
+    toned = refined_model(sepia, hole, landmarks=given, mode=mode)
+    assert toned.tone == "tinted"
+    assert photo_tone(toned.image)[0] == "tinted"  # the fill did not bring colour in
+    assert refined_model(colour, hole, mode=mode).tone == "colour"

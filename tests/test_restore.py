@@ -91,8 +91,8 @@ def test_restore_keeps_known_pixels(tiny_model, tiny_detector_weights, monkeypat
     hole = result.mask > 0
     assert np.array_equal(result.image[~hole], img[~hole])
     assert (result.damage > 0).sum() < hole.sum()  # grown
-    assert stages[0] == "damage" and stages[-1] == "tone" and "generate" in stages
-    assert {"damage", "generate", "tone"} <= set(result.timings)
+    assert stages[0] == "damage" and stages[-1] == "blend" and "generate" in stages
+    assert {"damage", "generate", "blend"} <= set(result.timings)
     assert result.mode == "crop"
 
 

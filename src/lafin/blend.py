@@ -142,3 +142,55 @@ def paste(photo: np.ndarray, content: np.ndarray, hole: np.ndarray) -> np.ndarra
     sel = hole > 0
     out[sel] = np.clip(np.round(content[sel]), 0, 255).astype(np.uint8)
     return out
+
+
+# a photo whose channels differ by at most this (0-255) on average is grey (JPEG noise allowed)
+GREY_TOLERANCE = 1.0
+# a photo whose channels each fit a linear function of luminance to this RMS error (0-255) is a
+# tinted monochrome (sepia); colour photos fit far worse
+TINT_TOLERANCE = 4.0
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def photo_tone(image: np.ndarray, known: np.ndarray | None = None
+               ) -> tuple[str, np.ndarray | None]:
+    """(``grey``/``tinted``/``colour``, tint) of an HxWx3 uint8 photo, judged on ``known`` pixels.
+
+    ``tint`` is (2, 3): per channel, the slope and offset of the channel against luminance
+    (tinted photos only).
+    """
+    pixels = image.reshape(-1, 3).astype(np.float32)
+    if known is not None:
+        pixels = pixels[known.reshape(-1)]
+    if len(pixels) == 0:
+        return "colour", None
+    spread = np.abs(pixels - pixels.mean(axis=1, keepdims=True)).mean()
+    if spread <= GREY_TOLERANCE:
+        return "grey", None
+    lum = pixels @ _LUMA
+    design = np.stack([lum, np.ones_like(lum)], 1)
+    coef, *_ = np.linalg.lstsq(design, pixels, rcond=None)
+    rms = float(np.sqrt(np.mean((design @ coef - pixels) ** 2)))
+    if rms <= TINT_TOLERANCE:
+        return "tinted", coef.astype(np.float32)
+    return "colour", None
+
+
+def keep_tone(original: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, str]:
+    """Make the filled hole of ``filled`` grey or tinted like ``original``'s known pixels;
+    pixels outside ``hole`` are returned unchanged."""
+    sel = hole > 0
+    tone, tint = photo_tone(original, ~sel)
+    if tone == "colour" or not sel.any():
+        return filled, tone
+    lum = filled[sel].astype(np.float32) @ _LUMA
+    if tone == "grey":
+        # the fill takes the photo's own grey relation (channels equal, up to JPEG noise)
+        values = np.repeat(lum[:, None], 3, axis=1)
+        if (original[..., 0] == original[..., 1]).all() and (original[..., 1] == original[..., 2]).all():
+            values = np.repeat(np.round(lum)[:, None], 3, axis=1)  # exactly grey in, exactly grey out
+    else:
+        values = lum[:, None] * tint[0] + tint[1]
+    out = filled.copy()
+    out[sel] = np.clip(np.round(values), 0, 255).astype(np.uint8)
+    return out, tone

@@ -40,7 +40,7 @@ import torch
 from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
                              scale_crop_matrix, similarity_transform, transform_points,
                              warp_to_crop)
-from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize
+from lafin.blend import DIFFUSION_MIX, diffusion_mix, edge_blend, harmonize, keep_tone
 from lafin.config import ModelConfig
 from lafin.devices import resolve_device
 from lafin.errors import MaskError, OptionError
@@ -83,6 +83,9 @@ class InpaintResult:
         background_pixels: hole pixels outside every face, filled by OpenCV (photo mode).
         background_regions: where those pixels are, one entry per separate part of the hole
             that no face took (photo mode).
+        tone: ``grey``, ``tinted`` (e.g. sepia) or ``colour``: the photo's tone, judged on its
+            known pixels; the fill of a grey or tinted photo is given that tone
+            (:func:`lafin.blend.keep_tone`).
     """
 
     image: np.ndarray
@@ -94,6 +97,7 @@ class InpaintResult:
     faces: list["FaceReport"] = field(default_factory=list)
     background_pixels: int = 0
     background_regions: list["BackgroundRegion"] = field(default_factory=list)
+    tone: str = "colour"
 
 
 @dataclass
@@ -850,11 +854,11 @@ class LaFInModel:
             frame = self._frame(img.shape[:2], self.output_size)
             generated = self._refine(*self._to_model(img, hole, frame), generated, points[None])
         stages.start("blend")
-        out = self._paste(img, hole, generated[0], frame)
+        out, tone = keep_tone(img, self._paste(img, hole, generated[0], frame), hole)
         timings = stages.stop()
         lm_out = (np.asarray(landmarks, np.float32) if landmarks is not None
                   else frame.to_input(points).astype(np.float32))
-        return InpaintResult(out, lm_out, hole, landmarks is not None, timings, "crop")
+        return InpaintResult(out, lm_out, hole, landmarks is not None, timings, "crop", tone=tone)
 
     def _inpaint_photo(self, img: np.ndarray, hole: np.ndarray, landmarks: np.ndarray | None,
                        stages: _Stages) -> InpaintResult:
@@ -885,8 +889,9 @@ class LaFInModel:
             log.warning("no face found near %d part(s) of the hole: filled from the surroundings "
                         "by the face generator anyway (lafin is made for faces; the result may "
                         "look wrong on other images)", unfound)
+        stages.start("blend")  # the photo's tone (grey, sepia) kept in the fill
+        out, tone = keep_tone(img, content, hole)  # outside the hole: the input, bit for bit
         timings = stages.stop()
-        out = content  # outside the hole it is the input, bit for bit
         regions = _background_regions(hole.astype(bool) & ~covered)
         background = sum(r.pixels for r in regions)
         if background:
@@ -894,7 +899,8 @@ class LaFInModel:
                      background, ", ".join(f"{r.pixels} px at {r.box[:2]}" for r in regions))
         main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
         return InpaintResult(out, None if main is None else main.landmarks, hole,
-                             landmarks is not None, timings, "photo", reports, background, regions)
+                             landmarks is not None, timings, "photo", reports, background, regions,
+                             tone)
 
     @_cpu_call
     def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from lafin.blend import keep_tone, photo_tone  # noqa: F401 - keep_tone: the restore API's own
 from lafin.io import ImageInput, InputError, load_image
 
 if TYPE_CHECKING:
@@ -44,14 +45,8 @@ DEFAULT_DILATE = 2
 # size overlapping by TILE_OVERLAP (each tile's border pixels, which see less context, dropped)
 TILE = 1024
 TILE_OVERLAP = 32
-# a photo whose channels differ by at most this (0-255) on average is grey (JPEG noise allowed)
-GREY_TOLERANCE = 1.0
-# a photo whose channels each fit a linear function of luminance to this RMS error (0-255) is a
-# tinted monochrome (sepia); colour photos fit far worse
-TINT_TOLERANCE = 4.0
 
-RESTORE_STAGE_LABELS = {"damage": "Detecting damage", "tone": "Keeping the photo's tone"}
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+RESTORE_STAGE_LABELS = {"damage": "Detecting damage"}
 
 
 @dataclass
@@ -163,50 +158,6 @@ def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
     return on * 255
 
 
-def photo_tone(image: np.ndarray, known: np.ndarray | None = None
-               ) -> tuple[str, np.ndarray | None]:
-    """(``grey``/``tinted``/``colour``, tint) of an HxWx3 uint8 photo, judged on ``known`` pixels.
-
-    ``tint`` is (2, 3): per channel, the slope and offset of the channel against luminance
-    (tinted photos only).
-    """
-    pixels = image.reshape(-1, 3).astype(np.float32)
-    if known is not None:
-        pixels = pixels[known.reshape(-1)]
-    if len(pixels) == 0:
-        return "colour", None
-    spread = np.abs(pixels - pixels.mean(axis=1, keepdims=True)).mean()
-    if spread <= GREY_TOLERANCE:
-        return "grey", None
-    lum = pixels @ _LUMA
-    design = np.stack([lum, np.ones_like(lum)], 1)
-    coef, *_ = np.linalg.lstsq(design, pixels, rcond=None)
-    rms = float(np.sqrt(np.mean((design @ coef - pixels) ** 2)))
-    if rms <= TINT_TOLERANCE:
-        return "tinted", coef.astype(np.float32)
-    return "colour", None
-
-
-def keep_tone(original: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, str]:
-    """Make the filled hole of ``filled`` grey or tinted like ``original``'s known pixels;
-    pixels outside ``hole`` are returned unchanged."""
-    sel = hole > 0
-    tone, tint = photo_tone(original, ~sel)
-    if tone == "colour" or not sel.any():
-        return filled, tone
-    lum = filled[sel].astype(np.float32) @ _LUMA
-    if tone == "grey":
-        # the fill takes the photo's own grey relation (channels equal, up to JPEG noise)
-        values = np.repeat(lum[:, None], 3, axis=1)
-        if (original[..., 0] == original[..., 1]).all() and (original[..., 1] == original[..., 2]).all():
-            values = np.repeat(np.round(lum)[:, None], 3, axis=1)  # exactly grey in, exactly grey out
-    else:
-        values = lum[:, None] * tint[0] + tint[1]
-    out = filled.copy()
-    out[sel] = np.clip(np.round(values), 0, 255).astype(np.uint8)
-    return out, tone
-
-
 def restore(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_THRESHOLD,
             dilate: int = DEFAULT_DILATE, mode: str = "auto",
             progress: Callable[[str], None] | None = None,
@@ -214,7 +165,8 @@ def restore(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_T
     """Detect the damage of ``image``, grow it by ``dilate`` px, inpaint it, keep the tone.
 
     ``progress`` is called with each stage's name as it starts (``damage``, then the
-    inpainting's stages, then ``tone``; labels in :data:`RESTORE_STAGE_LABELS` and
+    inpainting's stages, whose blending keeps the photo's tone; labels in
+    :data:`RESTORE_STAGE_LABELS` and
     :data:`lafin.pipeline.STAGE_LABELS`).
     """
     import time
@@ -239,11 +191,8 @@ def restore(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_T
     if grown.all():
         raise InputError("the whole photo was taken for damage: nothing is left to restore "
                          "from (try a higher --threshold)")
+    # the inpainting keeps a grey or tinted photo's tone in the fill (lafin.blend.keep_tone)
     result = model(img, grown, mode=mode, progress=progress)
     timings.update(result.timings)
-    if progress:
-        progress("tone")
-    t = time.perf_counter()
-    out, tone = keep_tone(img, result.image, grown)
-    timings["tone"] = time.perf_counter() - t
-    return RestoreResult(out, grown, damage, result.faces, timings, tone, result.mode)
+    return RestoreResult(result.image, grown, damage, result.faces, timings, result.tone,
+                         result.mode)
