@@ -6,7 +6,7 @@ events): load the example, inpaint it, then close the tab (end the heartbeat). R
 server's resident memory at start, after the first session and after all of them, then sends
 SIGTERM and lists what is left in its temporary folder.
 
-    python benchmarks/web_sessions.py --sessions 80 [--weights W]
+    python benchmarks/web_sessions.py --sessions=80 [--weights W]
 
 Done when (issue #26): memory within 200 MB of the start after the sessions end, and an empty
 temporary folder after SIGTERM.

@@ -69,10 +69,10 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
 # Band of edge_blend, in pixels of the model's crop: weight 1/2 on the Navier-Stokes fill for the
 # hole pixels next to the known region, 0 from 2 px on. DIFFUSION_MIX: the fill's share in the
 # rest of the hole. Both chosen by benchmarks/edge_blend.py on 150 CelebA *validation* faces with
-# lafin's own hole shapes (session 7, shipped weights): band 1 beat band 3 in every hole bin
+# lafin's own hole shapes (with the weights shipped then): band 1 beat band 3 in every hole bin
 # (30-40%: +1.95 against +1.77 dB over NS), and a mix of 0.15 added 0.04-0.12 dB in every bin
 # (0.1 and 0.2 within 0.05 dB of it). With that mix, band 0 did as well as band 1 (within 0.01 dB
-# in every bin), so LaFInModel leaves edge_blend off by default (session 8).
+# in every bin), so LaFInModel leaves edge_blend off by default .
 EDGE_BLEND_PX = 1.0
 DIFFUSION_MIX = 0.15
 _NS_RADIUS = 5

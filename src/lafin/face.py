@@ -174,7 +174,7 @@ def annotate_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
 # Offsets (left, top, right, bottom) of dlib's HOG detector box from the landmarks' extent, as
 # fractions of that extent: medians over the 387 of 400 human-annotated HELEN training crops
 # (256 px) where the detector found the face. dlib's predictor in this box: 2.6% NME there, as in
-# the detector's own box. (Until session 6 the constants were wrong, (-0.23, -0.149, -0.156,
+# the detector's own box. (Earlier versions had wrong constants, (-0.23, -0.149, -0.156,
 # -0.089): a box shifted left by a fifth of the face, 19-29% NME.)
 _BOX_FIT = (-0.019, -0.088, 0.019, -0.059)
 
