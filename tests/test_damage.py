@@ -183,3 +183,13 @@ def test_training_config_rejects_unknown_keys(tmp_path: Path):
     path.write_text("crop: 64\nlearning_rate: 1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         DamageTrainConfig.from_yaml(path)
+
+
+def test_the_shipped_damage_training_config_parses():
+    from pathlib import Path
+
+    from lafin.training.damage import DamageTrainConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "damage-detector.yaml"
+    config = DamageTrainConfig.from_yaml(path)  # unknown keys are an error
+    assert config.steps > 0 and config.batch > 0 and len(config.widths) == 4

@@ -72,7 +72,7 @@ BRUSH_COLOR = "#ff00ff"
 POINT_PARTS: list[str] = [name for name, (a, b) in sorted(PARTS.items(), key=lambda kv: kv[1][0])
                           for _ in range(a, b)]
 
-_STAGE_ORDER = ("prepare", "background", "detect", "landmarks", "generate", "blend")
+_STAGE_ORDER = ("prepare", "background", "detect", "landmarks", "generate", "refine", "blend")
 
 
 class DemoError(ValueError):
