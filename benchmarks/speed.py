@@ -256,15 +256,15 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"> {report['load_note']}")
     lines.append("")
     lines.append("| preset | weights | backend | input | prepare / fill | detect | landmarks | "
-                 "generate | blend | **total** |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "generate | refine | blend | **total** |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in report["latency"]:
         st = row["stages"]
         prep = st.get("prepare") or st.get("background")
         lines.append(f"| {row['preset']} {row['size']} px | {row['weights']} | {row['backend']} | "
                      f"{row['input']} | {_ms(prep)} | {_ms(st.get('detect'))} | "
                      f"{_ms(st.get('landmarks'))} | {_ms(st.get('generate'))} | "
-                     f"{_ms(st.get('blend'))} | **{_ms(row['total'])}** |")
+                     f"{_ms(st.get('refine'))} | {_ms(st.get('blend'))} | **{_ms(row['total'])}** |")
     if report["batch"]:
         lines.append("")
         lines.append("| preset | backend | batch of 8 aligned crops, landmarks + generator (ms) | "
