@@ -42,9 +42,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from lafin.alignment import rescale_points  # noqa: E402
 from lafin.io import InputError, load_image, load_mask  # noqa: E402
 from lafin.landmarks import (  # noqa: E402
+    EXPRESSION_NAMES,
     NUM_POINTS,
     PARTS,
     draw_landmarks,
+    edit_expression,
     load_landmarks,
     save_landmarks,
 )
@@ -81,117 +83,16 @@ class DemoError(ValueError):
 
 # ---------------------------------------------------------------------------- expressions
 
-
-def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The face's own axes: unit ``right`` (from the image-left eye to the other), unit ``down``
-    (perpendicular, towards the chin) and the inter-ocular distance in pixels."""
-    right_eye, left_eye = landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
-    across = left_eye - right_eye
-    iod = float(np.hypot(*across))
-    if not np.isfinite(iod) or iod < 1e-3:
-        raise DemoError("the landmarks are degenerate (both eyes at the same place): an "
-                        "expression cannot be applied; reset or edit them first")
-    right = across / iod
-    down = np.array([-right[1], right[0]])
-    return right, down, iod
-
-
-def _move(points: np.ndarray, weights: dict[int, float], vector: np.ndarray) -> None:
-    for i, w in weights.items():
-        points[i] += w * vector
-
-
-# how far each point follows the lower lip when the mouth opens (jaw drops with it)
-_OPEN_MOUTH = {66: 1.0, 65: 0.9, 67: 0.9, 57: 1.0, 56: 0.95, 58: 0.95, 55: 0.7, 59: 0.7,
-               60: 0.3, 64: 0.3, 48: 0.25, 54: 0.25, 61: -0.05, 62: -0.05, 63: -0.05,
-               8: 1.0, 7: 0.85, 9: 0.85, 6: 0.6, 10: 0.6, 5: 0.35, 11: 0.35, 4: 0.15, 12: 0.15}
-_INNER_TOP, _INNER_BOTTOM = (61, 62, 63), (67, 66, 65)
-_LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))  # (upper, lower) eyelid points
-
-
-def _open_mouth(p: np.ndarray, s: float) -> None:
-    _, down, iod = _face_axes(p)
-    _move(p, _OPEN_MOUTH, 0.30 * iod * s * down)
-
-
-def _close_mouth(p: np.ndarray, s: float) -> None:
-    _, down, _ = _face_axes(p)
-    gap = float((p[list(_INNER_BOTTOM)] - p[list(_INNER_TOP)]).mean(axis=0) @ down)
-    if gap <= 0:
-        return
-    # the inner lips move towards each other by (mean bottom weight - top weight) per unit
-    closing = np.mean([_OPEN_MOUTH[i] for i in _INNER_BOTTOM]) - _OPEN_MOUTH[62]
-    _move(p, _OPEN_MOUTH, -gap * min(s, 1.0) / closing * down)
-
-
-def _smile(p: np.ndarray, s: float) -> None:
-    right, down, iod = _face_axes(p)
-    out, up = 0.10 * iod * s, -0.10 * iod * s
-    for weight, left_pts, right_pts in ((1.0, (48,), (54,)), (0.8, (60,), (64,)),
-                                        (0.45, (49, 59), (53, 55)), (0.2, (61, 67), (63, 65))):
-        for i in left_pts:
-            p[i] += weight * (-out * right + up * down)
-        for i in right_pts:
-            p[i] += weight * (out * right + up * down)
-    _move(p, {40: 1.0, 41: 1.0, 46: 1.0, 47: 1.0}, -0.02 * iod * s * down)  # cheeks lift the lids
-
-
-def _raise_eyebrows(p: np.ndarray, s: float) -> None:
-    _, down, iod = _face_axes(p)
-    brows = {i: 1.0 for i in range(17, 27)} | {17: 0.8, 26: 0.8, 18: 0.9, 25: 0.9}
-    _move(p, brows, -0.12 * iod * s * down)
-    _move(p, {37: 1.0, 38: 1.0, 43: 1.0, 44: 1.0}, -0.03 * iod * s * down)
-
-
-def _frown(p: np.ndarray, s: float) -> None:
-    right, down, iod = _face_axes(p)
-    _move(p, {17: 0.4, 18: 0.6, 19: 0.8, 20: 1.0, 21: 1.0, 22: 1.0, 23: 1.0, 24: 0.8, 25: 0.6,
-              26: 0.4}, 0.08 * iod * s * down)
-    _move(p, {20: 0.5, 21: 1.0}, 0.05 * iod * s * right)   # inner ends knit together
-    _move(p, {22: 1.0, 23: 0.5}, -0.05 * iod * s * right)
-
-
-def _close_eyes(p: np.ndarray, s: float) -> None:
-    s = min(max(s, 0.0), 1.0)
-    for upper, lower in _LID_PAIRS:  # the upper lid does most of the closing
-        gap = p[lower] - p[upper]
-        p[upper] += 0.8 * s * gap
-        p[lower] -= 0.2 * s * gap
-
-
-def _widen_eyes(p: np.ndarray, s: float) -> None:
-    _, down, iod = _face_axes(p)
-    _move(p, {37: 1.0, 38: 1.0, 43: 1.0, 44: 1.0}, -0.06 * iod * s * down)
-    _move(p, {40: 1.0, 41: 1.0, 46: 1.0, 47: 1.0}, 0.02 * iod * s * down)
-
-
-EXPRESSIONS: dict[str, Callable[[np.ndarray, float], None]] = {
-    "open mouth": _open_mouth, "close mouth": _close_mouth, "smile": _smile,
-    "raise eyebrows": _raise_eyebrows, "frown": _frown, "close eyes": _close_eyes,
-    "widen eyes": _widen_eyes,
-}
+# the expression buttons: the geometry is lafin.landmarks.edit_expression's
+EXPRESSIONS: tuple[str, ...] = EXPRESSION_NAMES
 
 
 def apply_expression(landmarks: np.ndarray, expression: str, strength: float = 1.0) -> np.ndarray:
-    """Move the iBUG-68 point groups of one expression; returns a new (68, 2) float32 array.
-
-    The moves are in the face's own frame (its eye line gives "right" and "down") and scale with
-    the inter-ocular distance, so they work for any face size and in-plane rotation.
-
-    Args:
-        landmarks: (68, 2) x, y pixels.
-        expression: a key of :data:`EXPRESSIONS` (``open mouth``, ``close mouth``, ``smile``,
-            ``raise eyebrows``, ``frown``, ``close eyes``, ``widen eyes``).
-        strength: 1 is a moderate change; 0 changes nothing; "close" expressions stop at closed.
-    """
-    if expression not in EXPRESSIONS:
-        raise DemoError(f"unknown expression {expression!r}; choose one of "
-                        f"{', '.join(EXPRESSIONS)}")
-    points = np.array(landmarks, dtype=np.float64)
-    if points.shape != (NUM_POINTS, 2):
-        raise DemoError(f"landmarks must have shape (68, 2), got {points.shape}")
-    EXPRESSIONS[expression](points, float(strength))
-    return points.astype(np.float32)
+    """:func:`lafin.landmarks.edit_expression` with its refusals as the demo's messages."""
+    try:
+        return edit_expression(landmarks, expression, strength)
+    except ValueError as exc:
+        raise DemoError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------- table <-> array
