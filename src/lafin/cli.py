@@ -57,6 +57,24 @@ class _Stage:
         return _Ctx()
 
 
+
+class _StageReporter:
+    """``progress(stage)`` for the pipeline: prints each stage's label as it starts and its time
+    when the next one starts (or at ``finish()``)."""
+
+    def __init__(self, say, labels: dict[str, str]) -> None:
+        self.say, self.labels, self.started = say, labels, 0.0
+
+    def __call__(self, stage: str) -> None:
+        self.finish()
+        self.say(f"{self.labels.get(stage, stage)}...", end=" ", flush=True)
+        self.started = time.perf_counter()
+
+    def finish(self) -> None:
+        if self.started:
+            self.say(f"done ({time.perf_counter() - self.started:.2f} s)")
+            self.started = 0.0
+
 def _cmd_inpaint(args: argparse.Namespace) -> int:
     from lafin.io import pixel_budget
 
@@ -117,17 +135,9 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
         say("The mask is empty (no hole): writing the image unchanged.")
     else:
         say(f"Hole: {100 * hole.mean():.1f}% of {img.shape[1]}x{img.shape[0]} pixels")
-    state = {"t": 0.0}
-
-    def progress(stage: str) -> None:
-        if state["t"]:
-            say(f"done ({time.perf_counter() - state['t']:.2f} s)")
-        say(f"{STAGE_LABELS.get(stage, stage)}...", end=" ", flush=True)
-        state["t"] = time.perf_counter()
-
+    progress = _StageReporter(say, STAGE_LABELS)
     result = model(img, hole, landmarks=given, mode=args.mode, progress=progress)
-    if state["t"]:
-        say(f"done ({time.perf_counter() - state['t']:.2f} s)")
+    progress.finish()
     if result.mode == "photo":
         for face in result.faces:
             say(f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
@@ -651,14 +661,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     problems: list[tuple[str, str]] = []
     done = 0
     for photo, out, mask_out in tqdm(jobs, desc="restoring", disable=args.quiet or not batch):
-        state = {"t": 0.0}
-
-        def progress(stage: str) -> None:
-            if state["t"]:
-                say(f"done ({time.perf_counter() - state['t']:.2f} s)")
-            say(f"{labels.get(stage, stage)}...", end=" ", flush=True)
-            state["t"] = time.perf_counter()
-
+        progress = _StageReporter(say, labels)
         try:
             img = load_image(photo)
             result = restore(model, img, threshold=threshold, dilate=dilate, mode=args.mode,
@@ -668,8 +671,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
                 raise
             problems.append((photo.name, str(exc)))
             continue
-        if state["t"]:
-            say(f"done ({time.perf_counter() - state['t']:.2f} s)")
+        progress.finish()
         share = 100 * float((result.mask > 0).mean())
         say(f"Damage: {share:.2f}% of {img.shape[1]}x{img.shape[0]} pixels"
             + (f" ({result.tone} photo)" if result.tone != "colour" else ""))
