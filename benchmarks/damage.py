@@ -105,7 +105,7 @@ def speed(model, photo: Path, repeats: int, threshold: float, dilate: int) -> di
         detect, total, stages = [], [], []
         for i in range(repeats + 1):
             t = time.perf_counter()
-            with model._cpu_settings():
+            with model.cpu_settings():
                 damage_probability(detector, damaged)
             t1 = time.perf_counter()
             result = model.restore(damaged, threshold=threshold, dilate=dilate)
@@ -149,7 +149,7 @@ def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dic
         img = _load(path)
         sample = make_damaged(img, rng, config)
         clean = make_damaged(img, rng, CLEAN_OLD).damaged
-        with model._cpu_settings():
+        with model.cpu_settings():
             prob = damage_probability(detector, sample.damaged)
             prob_clean = damage_probability(detector, clean)
             prob_modern = damage_probability(detector, img)

@@ -30,9 +30,10 @@ from lafin.masks import MaskFolder, center_block_mask
 BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block"]
 # The bar of issue 4: minimum gain over NS in PSNR (dB) and SSIM for these rows.
 BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
-# pipeline steps that --ablate can switch off: LaFInModel attribute per name
-ABLATIONS = {"edge-blend": "edge_blend", "diffusion-mix": "diffusion_mix",
-             "generator-flip": "generator_flip_average", "landmark-flip": "flip_average"}
+# pipeline steps that --ablate can switch off: the InferenceOptions change per name
+ABLATIONS = {"diffusion-mix": {"diffusion_mix": 0.0},
+             "generator-flip": {"generator_flip_average": False},
+             "landmark-flip": {"landmark_flip_average": False}}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,15 +52,12 @@ def opencv(method: int):
     return run
 
 
-def _without(model, attribute: str):
-    """lafin's crop mode with one pipeline step switched off for the call."""
+def _without(model, changes: dict):
+    """lafin's crop mode with one pipeline step switched off."""
+    other = model.with_options(**changes)
+
     def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        kept = getattr(model, attribute)
-        setattr(model, attribute, False if isinstance(kept, bool) else 0.0)
-        try:
-            return model.inpaint(image, hole, mode="crop")
-        finally:
-            setattr(model, attribute, kept)
+        return other.inpaint(image, hole, mode="crop")
     return run
 
 
@@ -72,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", default=",".join(BINS), help="comma-separated rows to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
-    parser.add_argument("--crop-refine", action="store_true",
-                        help="lafin with the crop-mode second landmark pass (off by default)")
     parser.add_argument("--ablate", action="append", default=[], choices=sorted(ABLATIONS),
                         help="also run lafin without this step (a column 'lafin -STEP', same "
                         "faces and holes); repeatable")
@@ -82,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     from lafin.pipeline import LaFInModel
 
     model = LaFInModel(weights=args.weights)
-    model.crop_landmark_refine = args.crop_refine
     size = model.image_size
     names = Path(args.data, "test.txt").read_text().split()[: args.faces]
     methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS),

@@ -8,8 +8,7 @@ over the distance between the ground-truth outer eye corners (points 37 and 46, 
 failure rate is the share of faces above 8%.
 
 lafin's points are those of ``LaFInModel.predict_landmarks`` (what the pipeline uses in crop
-mode): one mirror-averaged pass; ``--refine`` adds a second pass on the face re-aligned by a
-first (``crop_landmark_refine``), ``--raw`` is the predictor alone (one pass, no mirror).
+mode): one mirror-averaged pass; ``--raw`` is the predictor alone (one pass, no mirror).
 ``--bias`` also reports each method's mean *signed* error (x along the ground truth's eye line,
 y across it) and, where the faces folder's parent holds the iBUG ``manifest.csv``, that shift in
 the source photo's pixels: a shift that is constant there, whatever the face's size, comes from
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from lafin.checkpoint import build_from_weights, load_any
 from lafin.landmarks import nme, read_pts
 from lafin.masks import MaskFolder, part_mask
+from lafin.options import InferenceOptions
 from lafin.pipeline import LaFInModel, default_weights_path
 
 
@@ -131,8 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces")
     parser.add_argument("--names", help="file listing the faces to use (default: all)")
     parser.add_argument("--no-dlib", action="store_true", help="skip the dlib baseline")
-    parser.add_argument("--refine", action="store_true",
-                        help="a second pass on the re-aligned face (crop_landmark_refine = True)")
     parser.add_argument("--raw", action="store_true",
                         help="the predictor alone: one pass, no mirror average")
     parser.add_argument("--crop-size", type=int, default=0,
@@ -149,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     generator, predictor = build_from_weights(loaded)
     if predictor is None:
         sys.exit(f"{args.weights}: no landmark predictor in this file")
-    model = LaFInModel.from_networks(loaded.config, generator, predictor)
-    model.crop_landmark_refine = args.refine and not args.raw
-    model.flip_average = not args.raw
+    model = LaFInModel.from_networks(loaded.config, generator, predictor,
+                                     options=InferenceOptions(landmark_flip_average=not args.raw))
     size = loaded.config.image_size
     # lafin's crop at its predictor's own input size (landmarks.input_size; the generator's
     # size when that is 0): the pipeline gives the predictor the input's pixels at that size

@@ -43,17 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", help="file listing the faces to use (default: all)")
     parser.add_argument("--no-refine", action="store_true",
                         help="photo mode without its second, re-aligned landmark pass")
-    parser.add_argument("--crop-refine", action="store_true",
-                        help="the second landmark pass in crop mode too (crop_landmark_refine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
 
     from lafin.pipeline import LaFInModel
 
-    model = LaFInModel(weights=args.weights)
-    model.landmark_refine = not args.no_refine
-    model.crop_landmark_refine = args.crop_refine
+    from lafin.options import InferenceOptions
+
+    model = LaFInModel(weights=args.weights,
+                       options=InferenceOptions(landmark_refine=not args.no_refine))
     rng = np.random.default_rng(args.seed)
     files = []
     for folder in args.faces:

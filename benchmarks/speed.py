@@ -123,8 +123,8 @@ def time_batch(model: Any, size: int, batch: int, repeats: int, warmup: int) -> 
     lm_masked = (lm_t * (1 - lm_hole) + lm_hole).contiguous()
 
     def run() -> None:
-        points = model._predict(lm_masked)
-        model._generate(img_t, hole_t, (points + 0.5) * (size / side) - 0.5)
+        points = model.locator.predict(lm_masked)
+        model.generation.generate(img_t, hole_t, (points + 0.5) * (size / side) - 0.5)
 
     for _ in range(warmup):
         run()

@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     face = cv2.cvtColor(cv2.imread(str(args.faces / f"{args.face}.jpg")), cv2.COLOR_BGR2RGB)
     points = read_pts(args.faces / f"{args.face}.pts") - 1.0  # .pts is 1-based
     frames, holes, truths = make_clip(face, points, args.frames)
-    model = LaFInModel(weights=args.weights, backend=args.backend)
-    model.flip_average = not args.no_landmark_flip
-    model.generator_flip_average = not args.no_generator_flip
+    model = LaFInModel(weights=args.weights, backend=args.backend).with_options(
+        landmark_flip_average=not args.no_landmark_flip,
+        generator_flip_average=not args.no_generator_flip)
     model(frames[0], holes[0], mode="photo")  # warm-up: models loaded, first calls done
     load = os.getloadavg()
     results = {}

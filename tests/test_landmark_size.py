@@ -15,6 +15,7 @@ from lafin.checkpoint import load_any, save_weights
 from lafin.config import LandmarkConfig, ModelConfig, get_preset
 from lafin.networks import build_generator, build_landmark_predictor
 from lafin.pipeline import LaFInModel
+from lafin.options import InferenceOptions
 
 
 def _tiny(input_size: int, head: str = "pooled") -> ModelConfig:
@@ -83,8 +84,8 @@ def test_crop_mode_points_land_where_the_face_is(input_size, shape, flip):
     """Whatever the predictor's input size (the generator's, larger or smaller) and the input's
     shape, a predictor that finds a blob puts the points on the blob, in the input's pixels."""
     predictor = _BlobPredictor()
-    model = LaFInModel.from_networks(_tiny(input_size), None, predictor)
-    model.flip_average = flip
+    model = LaFInModel.from_networks(_tiny(input_size), None, predictor,
+                                     options=InferenceOptions(landmark_flip_average=flip))
     h, w = shape
     x, y = 0.37 * w, 0.61 * h
     points = model.predict_landmarks(_blob_image(h, w, x, y, sigma=0.06 * max(h, w)))
@@ -104,7 +105,7 @@ def test_photo_mode_view_maps_points_into_the_face_crop(input_size):
     angle, scale = np.radians(12), 0.55
     c, s = scale * np.cos(angle), scale * np.sin(angle)
     matrix = np.array([[c, -s, 32 - (c * x - s * y) + 5], [s, c, 32 - (s * x + c * y) - 3]])
-    got = model._predict_in(photo, np.zeros(photo.shape[:2], np.uint8), [matrix])
+    got = model.locator.predict_in(photo, np.zeros(photo.shape[:2], np.uint8), [matrix])
     want = transform_points(np.array([[x, y]]), matrix)[0]
     assert got.shape == (1, 68, 2)
     assert np.abs(got[0] - want).max() < 0.05
@@ -121,8 +122,8 @@ def test_photo_mode_view_centres_an_aligned_face(input_size):
     predictor = _BlobPredictor()
     answers: list[torch.Tensor] = []
     predictor.register_forward_hook(lambda m, i, out: answers.append(out.reshape(-1, 68, 2)[:, 0]))
-    model = LaFInModel.from_networks(_tiny(input_size), None, predictor)
-    model.flip_average = False
+    model = LaFInModel.from_networks(_tiny(input_size), None, predictor,
+                                     options=InferenceOptions(landmark_flip_average=False))
     s = model.image_size
     box = canonical_landmarks(s)
     box_centre = (box.min(axis=0) + box.max(axis=0)) / 2
@@ -132,7 +133,7 @@ def test_photo_mode_view_centres_an_aligned_face(input_size):
     hole = np.zeros(photo.shape[:2], np.uint8)
     for aligned in (True, False):
         answers.clear()
-        got = model._predict_in(photo, hole, [matrix], aligned=[aligned])
+        got = model.locator.predict_in(photo, hole, [matrix], aligned=[aligned])
         assert np.abs(got[0] - box_centre).max() < 0.05  # crop pixels either way
         seen = answers[-1][0].numpy() * input_size  # where the predictor saw the blob
         view_centre = (input_size - 1) / 2
@@ -181,10 +182,10 @@ def test_a_guessed_frame_finds_the_face_first(input_size):
     nose: a crop that shows neither eye nor the mouth). The predictor first looks at twice that
     area, the face is aligned on what it finds, and the points come from that view."""
     from lafin.alignment import CANONICAL_LANDMARKS, similarity_transform
-    from lafin.photo import _surroundings_frame
+    from lafin.photo import surroundings_frame
 
-    model = LaFInModel.from_networks(_tiny(input_size), None, _ThreeBlobFace())
-    model.flip_average = False
+    model = LaFInModel.from_networks(_tiny(input_size), None, _ThreeBlobFace(),
+                                     options=InferenceOptions(landmark_flip_average=False))
     angle, scale, centre = np.radians(10), 150.0, np.array([150.0, 140.0])
     rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     truth = (CANONICAL_LANDMARKS - 0.5) @ rot.T + centre  # the face in photo pixels
@@ -198,12 +199,12 @@ def test_a_guessed_frame_finds_the_face_first(input_size):
     nose = truth[29:36]
     (x0, y0), (x1, y1) = nose.min(0).astype(int), nose.max(0).astype(int)
     hole[y0 - 2:y1 + 3, x0 - 2:x1 + 3] = 1
-    guess = _surroundings_frame(hole, (0, 0, 300, 300), model.image_size)
-    got = model._predict_in(photo, hole, [guess.matrix], aligned=[False])[0]
+    guess = surroundings_frame(hole, (0, 0, 300, 300), model.image_size)
+    got = model.locator.predict_in(photo, hole, [guess.matrix], aligned=[False])[0]
     found = transform_points(got, np.linalg.inv(np.vstack([guess.matrix, [0, 0, 1]]))[:2])
     assert np.abs(found - truth).max() < 1.5
     # the guess alone shows no face: the predictor's answer there is nowhere near it
-    blind = model._predict_views(photo, hole, [guess.matrix])[0]
+    blind = model.locator.predict_views(photo, hole, [guess.matrix])[0]
     blind = transform_points(blind, np.linalg.inv(np.vstack([guess.matrix, [0, 0, 1]]))[:2])
     assert np.abs(blind - truth).max() > 20
     assert np.abs(similarity_transform(found, truth)[:, :2] - np.eye(2)).max() < 0.02
@@ -255,4 +256,4 @@ def test_predictor_crops_of_another_size_are_refused():
     by mistake is an error, not a silently rescaled guess."""
     model = LaFInModel.from_networks(_tiny(128), None, _BlobPredictor())
     with pytest.raises(ValueError, match="128x128"):
-        model._predict(torch.rand(1, 3, 64, 64))
+        model.locator.predict(torch.rand(1, 3, 64, 64))

@@ -156,29 +156,6 @@ def test_weak_false_face_over_a_background_hole_is_not_taken(astronaut):
     assert find_faces(photo, hole, 128) == []
 
 
-def test_edge_blend_takes_diffusion_at_the_edge_and_the_generator_inside():
-    from lafin.blend import edge_blend
-
-    # a smooth ramp: diffusion recovers a thin scratch almost exactly, a flat wrong fill does not
-    ramp = np.tile(np.linspace(40, 200, 64, dtype=np.float32)[None, :, None], (64, 1, 3))
-    photo = ramp.astype(np.uint8)
-    hole = np.zeros((64, 64), np.uint8)
-    hole[10, 5:60] = 1              # a 1-px scratch
-    hole[24:56, 16:48] = 1          # a 32-px block
-    generated = np.full((64, 64, 3), 128, np.float32)
-    out = edge_blend(photo, generated, hole, width=3)  # the shipped band is 1 px (half weight)
-    scratch = (slice(10, 11), slice(5, 60))
-    assert np.abs(out[scratch] - ramp[scratch]).max() < 4
-    assert np.abs(generated[scratch] - ramp[scratch]).max() > 50
-    assert np.array_equal(out[30:50, 22:42], generated[30:50, 22:42])   # deep inside: untouched
-    assert np.array_equal(out[hole == 0], generated[hole == 0])         # outside: untouched
-    # the band scales with the photo's resolution, and width 0 turns it off
-    wide = edge_blend(photo, generated, hole, scale=3.0, width=3)
-    assert (wide[24:56, 16:48] != generated[24:56, 16:48]).any(axis=2).sum() > \
-        (out[24:56, 16:48] != generated[24:56, 16:48]).any(axis=2).sum()
-    assert edge_blend(photo, generated, hole, width=0) is generated
-
-
 def test_diffusion_mix_is_the_stated_share_of_the_fill_inside_the_hole_only():
     import cv2
 
@@ -206,45 +183,24 @@ def test_diffusion_mix_in_the_pipeline_changes_only_the_hole(tiny_model):
     from lafin.examples import example_face
     from lafin.io import InputError
     from lafin.masks import blob_mask
+    from lafin.options import InferenceOptions
 
     # ragged holes: OpenCV's fill of them reads some of the pixels under the hole
     image, hole = example_face(64), blob_mask(64, np.random.default_rng(0), hole_ratio=(0.3, 0.4))
-    assert 0 < tiny_model.diffusion_mix < 1
+    assert 0 < tiny_model.options.diffusion_mix < 1
     mixed = tiny_model.inpaint(image, hole, mode="crop")
-    kept = tiny_model.diffusion_mix
-    try:
-        tiny_model.diffusion_mix = 0.0
-        plain = tiny_model.inpaint(image, hole, mode="crop")
-        # what lies under the hole never reaches the result, also not through OpenCV's fill
-        other = image.copy()
-        other[hole > 0] = 255 - other[hole > 0]
-        tiny_model.diffusion_mix = kept
-        assert np.array_equal(tiny_model.inpaint(other, hole, mode="crop"), np.where(
-            hole[..., None] > 0, mixed, other))
-        tiny_model.diffusion_mix = 2.0
-        with pytest.raises(InputError, match="diffusion_mix"):
-            tiny_model.inpaint(image, hole, mode="crop")
-    finally:
-        tiny_model.diffusion_mix = kept
+    plain = tiny_model.with_options(diffusion_mix=0.0).inpaint(image, hole, mode="crop")
+    # what lies under the hole never reaches the result, also not through OpenCV's fill
+    other = image.copy()
+    other[hole > 0] = 255 - other[hole > 0]
+    assert np.array_equal(tiny_model.inpaint(other, hole, mode="crop"), np.where(
+        hole[..., None] > 0, mixed, other))
+    with pytest.raises(InputError, match="diffusion_mix"):
+        tiny_model.with_options(diffusion_mix=2.0)
+    with pytest.raises(InputError, match="diffusion_mix"):
+        InferenceOptions(diffusion_mix=True)
     assert np.array_equal(mixed[hole == 0], image[hole == 0])
     changed = (mixed != plain).any(axis=2)
-    assert changed.any() and not changed[hole == 0].any()
-
-
-def test_edge_blend_in_the_pipeline_keeps_known_pixels(tiny_model):
-    from lafin.examples import example_face, example_mask
-
-    image, hole = example_face(64), example_mask(64)
-    hole[5, 3:60] = 1
-    assert not tiny_model.edge_blend  # off by default (adds nothing on top of diffusion_mix)
-    plain = tiny_model.inpaint(image, hole, mode="crop")
-    tiny_model.edge_blend = True
-    try:
-        blended = tiny_model.inpaint(image, hole, mode="crop")
-    finally:
-        tiny_model.edge_blend = False
-    assert np.array_equal(blended[hole == 0], image[hole == 0])
-    changed = (blended != plain).any(axis=2)
     assert changed.any() and not changed[hole == 0].any()
 
 
@@ -286,8 +242,8 @@ def test_photo_refine_realigns_on_the_first_pass_and_keeps_implausible_frames(ti
                        centre + (canonical - centre) * 1.6,       # a third smaller: implausible
                        centre + (canonical - centre) @ rotation.T])  # 30 degrees: implausible
     surroundings = FaceFrame(frame.matrix, s, "hole-surroundings", frame.box)
-    frames, points = tiny_model._refine_frames(image, hole, [frame, frame, frame, surroundings],
-                                               np.concatenate([firsts, firsts[:1]]))
+    frames, points = tiny_model.locator.refine_frames(image, hole, [frame, frame, frame, surroundings],
+                                                   np.concatenate([firsts, firsts[:1]]))
     assert points.shape == (4, 68, 2)
     expected = frame.matrix.copy()
     expected[:, 2] -= [2, -1]  # the face moves to where the canonical crop wants it

@@ -12,7 +12,9 @@ from PIL import Image
 
 from conftest import box_mask, face_like
 from lafin.io import InputError, load_image, load_mask
-from lafin.pipeline import InpaintResult, LaFInModel, WeightsNotFoundError, _Frame
+from lafin.crop_frame import CropFrame
+from lafin.options import InferenceOptions
+from lafin.pipeline import InpaintResult, LaFInModel, WeightsNotFoundError
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (37, 53), (120, 200), (301, 97)])
@@ -79,7 +81,7 @@ def test_given_landmarks_are_used_and_change_the_output(tiny_model):
 
 
 def test_frame_mapping_round_trip():
-    frame = _Frame(pad_top=10, pad_left=0, side=200, size=64)
+    frame = CropFrame(pad_top=10, pad_left=0, side=200, size=64)
     pts = np.random.default_rng(0).uniform(0, 180, (68, 2)).astype(np.float32)
     np.testing.assert_allclose(frame.to_input(frame.to_model(pts)), pts, atol=1e-4)
 
@@ -156,15 +158,11 @@ def test_landmarks_are_mirror_symmetric(tiny_weights):
     from lafin.pipeline import LaFInModel
 
     model = LaFInModel(weights=tiny_weights)
-    # crop mode's refining pass (off by default) is framed by a single unmirrored pass, so only
-    # the plain mirror average is exactly symmetric
-    assert not model.crop_landmark_refine
     image = face_like(64, 64, seed=4)
     points = model.predict_landmarks(image)
     mirrored = model.predict_landmarks(np.ascontiguousarray(image[:, ::-1]))
     assert np.allclose(flip_landmarks(points, 64), mirrored, atol=1e-3)
-    model.flip_average = False
-    single = model.predict_landmarks(image)
+    single = model.with_options(landmark_flip_average=False).predict_landmarks(image)
     assert not np.allclose(single, points, atol=1e-3)
 
 
@@ -196,31 +194,15 @@ class _CentroidPredictor(_CanonicalPredictor):
         return (self.points[None] + (centre[:, None] - 0.5)).reshape(b, -1)
 
 
-@pytest.mark.parametrize("shape", [(64, 64), (90, 120), (200, 150)])
-def test_landmark_refine_maps_the_second_pass_back_to_the_input(tiny_config, shape):
-    """The refining pass re-aligns the face to the canonical crop by the first pass's points and
-    maps its points back: a predictor that always answers 'the canonical face, centred' must
-    then give the first pass's points again, in the input's pixels, for any input size and aspect."""
-    model = LaFInModel.from_networks(tiny_config, None, _CanonicalPredictor(tiny_config.image_size))
-    model.flip_average = False
-    image, hole = face_like(*shape), box_mask(*shape)
-    first = model.predict_landmarks(image, hole)
-    model.crop_landmark_refine = True
-    refined = model.predict_landmarks(image, hole)
-    assert refined.shape == (68, 2) and refined.dtype == np.float32
-    assert np.abs(refined - first).max() < 1e-3
-
-
-def test_landmark_refine_reads_nothing_under_the_hole(tiny_config):
-    """The second pass resamples the input itself (here 3x the model's size): what lies under
-    the hole must not reach the points, while what lies outside does."""
+def test_landmarks_read_nothing_under_the_hole(tiny_config):
+    """Crop mode resamples the input itself (here 3x the model's size): what lies under the hole
+    must not reach the points, while what lies outside does."""
     tiny_model = LaFInModel.from_networks(tiny_config, None, _CentroidPredictor(tiny_config.image_size))
     rng = np.random.default_rng(3)
     image = face_like(192, 192, seed=5)
     hole = np.zeros((192, 192), np.uint8)
     hole[60:130, 40:150] = 1
     hole[rng.random((192, 192)) < 0.05] = 1  # ragged specks: many hole edges to resample
-    tiny_model.crop_landmark_refine = True
     points = tiny_model.predict_landmarks(image, hole)
     other = image.copy()
     other[hole > 0] = rng.integers(0, 256, (int(hole.sum()), 3), dtype=np.uint8)
@@ -247,15 +229,38 @@ def test_generator_flip_average_is_mirror_symmetric(tiny_weights):
     mirrored = flip_landmarks(points[0], 64)[None]
 
     def outputs() -> tuple[np.ndarray, np.ndarray]:
-        out = model._generate(crop, hole, points)
-        out_mirror = model._generate(crop.flip(3), hole.flip(3), mirrored)
+        out = model.generation.generate(crop, hole, points)
+        out_mirror = model.generation.generate(crop.flip(3), hole.flip(3), mirrored)
         return out, out_mirror[:, :, ::-1]
 
-    assert model.generator_flip_average
+    assert model.options.generator_flip_average
     out, back = outputs()
     assert np.allclose(out, back, atol=1e-5)
-    model.generator_flip_average = False
+    model = model.with_options(generator_flip_average=False)
     single, single_back = outputs()
     assert not np.allclose(single, single_back, atol=1e-3)
     # the average is the mean of the single pass and the mirrored single pass
     assert np.allclose(out, (single + single_back) / 2, atol=1e-5)
+
+
+def test_options_are_checked_and_fixed_at_construction(tiny_config, tiny_model):
+    """Switches are constructor options: a bad value is refused when made, a former attribute
+    cannot be set behind the model's back, and with_options shares the networks."""
+    with pytest.raises(InputError, match="landmark_refine"):
+        InferenceOptions(landmark_refine="yes")
+    with pytest.raises(InputError, match="seed"):
+        InferenceOptions(seed=-1)
+    with pytest.raises(InputError, match="options"):
+        LaFInModel.from_networks(tiny_config, None, tiny_model.landmark_predictor,
+                                 options={"landmark_refine": False})
+    with pytest.raises(InputError, match="with_options"):
+        tiny_model.flip_average = False
+    with pytest.raises(InputError, match="removed"):
+        tiny_model.edge_blend = True
+    with pytest.raises(InputError, match="unknown option"):
+        tiny_model.with_options(edge_blend=True)
+    other = tiny_model.with_options(landmark_refine=False, seed=3)
+    assert other.generator is tiny_model.generator and other.photos.landmark_refine is False
+    assert tiny_model.options.landmark_refine and tiny_model.options.seed == 0
+    # no refiner: the generator's mirror average and the diffusion mix are on by default
+    assert tiny_model.options.generator_flip_average and tiny_model.options.diffusion_mix > 0

@@ -313,15 +313,17 @@ def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_m
     assert refined_model.output_size == 128
     # the same input gives the same result (seeded noise); another seed another texture
     assert np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
-    refined_model.seed = 1
-    assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
+    other_seed = refined_model.with_options(seed=1)
+    assert not np.array_equal(other_seed(image, hole, mode="crop").image, result.image)
     # the refiner's output, not the generator's, reaches the hole
-    plain = refined_model.refiner
-    refined_model.refiner = None
-    try:
-        assert not np.array_equal(refined_model(image, hole, mode="crop").image, result.image)
-    finally:
-        refined_model.refiner = plain
+    from lafin.options import InferenceOptions
+    from lafin.pipeline import LaFInModel
+
+    plain = LaFInModel.from_networks(
+        refined_model.config, refined_model.generator, refined_model.landmark_predictor,
+        options=InferenceOptions(generator_flip_average=False, diffusion_mix=0))
+    assert plain.refiner is None
+    assert not np.array_equal(plain(image, hole, mode="crop").image, result.image)
 
 
 def test_photo_mode_refines_each_face_and_keeps_known_pixels(refined_model):
@@ -347,7 +349,7 @@ def test_weights_with_a_refiner_load_strictly(tmp_path):
                  landmark_predictor=build_landmark_predictor(config), refiner=build_refiner(config))
     model = LaFInModel(weights=tmp_path / "w.safetensors")
     assert model.refiner is not None and model.output_size == 128
-    assert not model.generator_flip_average and model.diffusion_mix == 0
+    assert not model.options.generator_flip_average and model.options.diffusion_mix == 0
     loaded = load_weights(tmp_path / "w.safetensors")
     loaded.refiner_state = {k: v for k, v in loaded.refiner_state.items() if "stem" not in k}
     with pytest.raises(WeightsError, match="missing"):
@@ -385,14 +387,14 @@ def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
 def test_a_loose_crop_is_aligned_before_generation(tiny_model):
     """A face filling half of the crop and off-centre goes through the aligned path (one face
     reported, crop mode kept); a face in the canonical framing does not."""
-    from lafin.pipeline import _is_loose
+    from lafin.crop_frame import is_loose
 
     size = 160
     image = face_like(size, size, seed=5)
     canonical = canonical_landmarks(size)
     loose = canonical * 0.5 + np.array([20.0, 60.0], np.float32)
-    assert _is_loose(rescale_points(loose, 64 / size), 64)
-    assert not _is_loose(rescale_points(canonical, 64 / size), 64)
+    assert is_loose(rescale_points(loose, 64 / size), 64)
+    assert not is_loose(rescale_points(canonical, 64 / size), 64)
     hole = np.zeros((size, size), np.uint8)
     lo, hi = loose[48:68].min(axis=0).astype(int), loose[48:68].max(axis=0).astype(int)
     hole[lo[1] - 3:hi[1] + 3, lo[0] - 3:hi[0] + 3] = 1  # over the small face's mouth

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import box_mask, face_like
-from lafin.pipeline import LaFInModel, _flush_denormal_enabled
+from lafin.pipeline import LaFInModel
+from lafin.runtime import flush_denormal_enabled
 
 
 def test_threads_and_denormals_set_during_a_call_and_restored(tiny_model, monkeypatch):
@@ -21,18 +22,18 @@ def test_threads_and_denormals_set_during_a_call_and_restored(tiny_model, monkey
     original_forward = predictor.forward
 
     def spy(x):
-        seen["threads"], seen["flush"] = torch.get_num_threads(), _flush_denormal_enabled()
+        seen["threads"], seen["flush"] = torch.get_num_threads(), flush_denormal_enabled()
         return original_forward(x)
 
     monkeypatch.setattr(predictor, "forward", spy)
     try:
         tiny_model(face_like(64, 64), box_mask(64, 64))
         assert seen == {"threads": 1, "flush": True}
-        assert torch.get_num_threads() == 2 and not _flush_denormal_enabled()
-        tiny_model.threads = 2  # an explicit choice is used as given
-        tiny_model(face_like(64, 64), box_mask(64, 64))
+        assert torch.get_num_threads() == 2 and not flush_denormal_enabled()
+        two = LaFInModel.from_networks(tiny_model.config, tiny_model.generator, predictor,
+                                       threads=2)  # an explicit choice is used as given
+        two(face_like(64, 64), box_mask(64, 64))
         assert seen["threads"] == 2
-        tiny_model.threads = None
         monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's environment wins
         tiny_model(face_like(64, 64), box_mask(64, 64))
         assert seen["threads"] == 2
@@ -44,7 +45,7 @@ def test_a_callers_denormal_setting_is_kept(tiny_model):
     torch.set_flush_denormal(True)
     try:
         tiny_model(face_like(64, 64), box_mask(64, 64))
-        assert _flush_denormal_enabled()
+        assert flush_denormal_enabled()
     finally:
         torch.set_flush_denormal(False)
 

@@ -77,8 +77,8 @@ def test_video_keeps_the_smoothed_alignment(tiny_model, clip, tmp_path, monkeypa
     path, frames = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     calls = []
-    original = tiny_model._refine_frames
-    monkeypatch.setattr(tiny_model, "_refine_frames",
+    original = tiny_model.locator.refine_frames
+    monkeypatch.setattr(tiny_model.locator, "refine_frames",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4", progress=False)
     assert calls == []
@@ -181,8 +181,8 @@ def test_frames_go_through_the_generator_in_batches(tiny_model, clip, clip_landm
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     _predicting(tiny_model, monkeypatch, clip_landmarks)
     sizes = []
-    original = tiny_model._generate
-    monkeypatch.setattr(tiny_model, "_generate",
+    original = tiny_model.generation.generate
+    monkeypatch.setattr(tiny_model.generation, "generate",
                         lambda img_t, *a: sizes.append(img_t.shape[0]) or original(img_t, *a))
     out = tmp_path / "out.mp4"
     report = inpaint_video(tiny_model, path, tmp_path / "mask.png", out, progress=False, batch=3,

@@ -1,10 +1,8 @@
 """Putting generated content back into a photo: only hole pixels change, without a seam.
 
-Within a pixel or two of the known region, diffusion (OpenCV's Navier-Stokes fill) predicts the
-missing pixels better than the generator does, and thin scratches are nothing but such pixels;
-deeper inside, the generator is far better. :func:`edge_blend` takes each where it is better.
-Even deep inside, the two err differently, so a small share of the fill mixed into the generated
-content (:func:`diffusion_mix`, a two-member ensemble) lowers the error further.
+Diffusion (OpenCV's Navier-Stokes fill) and the generator err differently, so a small share of
+the fill mixed into the generated content (:func:`diffusion_mix`, a two-member ensemble) lowers
+the error of a bare generator.
 
 The generator's colours can drift slightly from the photo's at the hole's edge (different
 resolution, compression, lighting). :func:`harmonize` measures the difference between photo and
@@ -66,45 +64,10 @@ def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: 
     return out
 
 
-# Band of edge_blend, in pixels of the model's crop: weight 1/2 on the Navier-Stokes fill for the
-# hole pixels next to the known region, 0 from 2 px on. DIFFUSION_MIX: the fill's share in the
-# rest of the hole. Both chosen by benchmarks/edge_blend.py on 150 CelebA *validation* faces with
-# lafin's own hole shapes (with the weights shipped then): band 1 beat band 3 in every hole bin
-# (30-40%: +1.95 against +1.77 dB over NS), and a mix of 0.15 added 0.04-0.12 dB in every bin
-# (0.1 and 0.2 within 0.05 dB of it). With that mix, band 0 did as well as band 1 (within 0.01 dB
-# in every bin), so LaFInModel leaves edge_blend off by default .
-EDGE_BLEND_PX = 1.0
+# The fill's share in the generated hole (for weights without a refiner), chosen by
+# benchmarks/diffusion_mix.py on CelebA validation faces (docs/MODEL_CARD.md).
 DIFFUSION_MIX = 0.15
 _NS_RADIUS = 5
-
-
-def edge_blend(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, scale: float = 1.0,
-               width: float = EDGE_BLEND_PX) -> np.ndarray:
-    """Mix OpenCV's Navier-Stokes fill into ``generated`` near the hole's edge.
-
-    Args:
-        photo: HxWx3 uint8, the known content (values inside the hole are ignored).
-        generated: HxWx3 float32 in [0, 255], content for the hole.
-        hole: HxW uint8/bool, 1 = hole.
-        scale: photo pixels per model pixel (the band is ``width`` model pixels wide).
-        width: band width in model pixels (0 turns the blend off).
-
-    Returns:
-        HxWx3 float32: ``generated`` with the edge band mixed (unchanged elsewhere).
-    """
-    hole_u8 = (hole > 0).astype(np.uint8)
-    if width <= 0 or not hole_u8.any() or hole_u8.all():
-        return generated
-    dist = cv2.distanceTransform(hole_u8, cv2.DIST_L2, 3) / max(scale, 1e-6)
-    weight = np.where(hole_u8 > 0, np.clip((width + 1 - dist) / 2, 0, 1), 0).astype(np.float32)
-    # Only the band is filled: a pixel of the fill depends on pixels within _NS_RADIUS that are
-    # nearer the edge, so the band's values are those of a fill of the whole hole, at a fraction
-    # of the cost on large holes (the rest of the hole is marked known, and is out of reach).
-    band = (hole_u8 > 0) & (dist * scale <= (width + 1) * scale + _NS_RADIUS + 3)
-    filler = np.where(hole_u8[..., None] > 0, np.clip(generated, 0, 255), photo).astype(np.uint8)
-    diffused = cv2.inpaint(filler, band.astype(np.uint8), _NS_RADIUS, cv2.INPAINT_NS)
-    w = weight[..., None]
-    return np.where(w > 0, w * diffused.astype(np.float32) + (1 - w) * generated, generated)
 
 
 def diffusion_mix(known: np.ndarray, generated: np.ndarray, hole: np.ndarray,

@@ -243,7 +243,7 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
     check_outputs([Output("-o", args.output, suffixes=None)], [args.video, args.mask])
     model = _load_model(args)
     if args.fast:
-        model.flip_average = model.generator_flip_average = False
+        model = model.with_options(landmark_flip_average=False, generator_flip_average=False)
     report = inpaint_video(model, args.video, args.mask, args.output, smoothing=args.smoothing,
                            lossless=args.lossless, progress=not args.quiet, batch=args.batch,
                            key_interval=args.key_interval)

@@ -326,7 +326,7 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
     if rest.any():
         if not boxes and not seen:
             # No face anywhere: the hole probably hides the face, so its surroundings are the crop.
-            frames += [_surroundings_frame(rest, region, size)
+            frames += [surroundings_frame(rest, region, size)
                        for region in hole_regions(rest, grow=2.0, min_side=384)]
         else:
             found = [b for b, _ in boxes]  # a face found twice (in two passes) counts once
@@ -457,7 +457,7 @@ def _inside(box, region) -> bool:
     return box[0] < region[2] and region[0] < box[2] and box[1] < region[3] and region[1] < box[3]
 
 
-def _surroundings_frame(hole: np.ndarray, region: tuple[int, int, int, int], size: int) -> FaceFrame:
+def surroundings_frame(hole: np.ndarray, region: tuple[int, int, int, int], size: int) -> FaceFrame:
     """Treat the square around a part of the hole as the face crop (no face was found)."""
     sub = hole[region[1]:region[3], region[0]:region[2]]
     ys, xs = np.nonzero(sub)

@@ -77,24 +77,24 @@ def default_damage_weights_path() -> Path:
 
 
 def damage_detector_for(model: "LaFInModel", weights: str | Path | None = None):
-    """The damage detector of ``model`` (loaded once on the model's device, then cached)."""
+    """The damage detector of ``model`` (loaded once on the model's device, then kept)."""
+    return model.damage_detector(weights)
+
+
+def load_damage_detector_on(device: torch.device, weights: str | Path | None = None):
+    """The damage detector of ``weights`` (default: the shipped file) on ``device``."""
     from lafin.networks.damage_detector import DamageWeightsError, load_damage_detector
 
-    cached = model.__dict__.get("_damage_detector")
-    key = str(weights) if weights is not None else None
-    if cached is not None and cached[0] == key:
-        return cached[1]
     path = Path(weights) if weights is not None else default_damage_weights_path()
     if not path.is_file():
         raise InputError(f"damage detector weights not found: {path}")
     try:
-        detector, meta = load_damage_detector(path, device=model.device)
+        detector, meta = load_damage_detector(path, device=device)
     except DamageWeightsError as exc:
         raise InputError(str(exc)) from exc
-    if model.device.type == "cpu":
+    if device.type == "cpu":
         detector.to(memory_format=torch.channels_last)  # measured faster on the CPU
     log.info("loaded the damage detector %s (step %s)", path, meta.get("step", "?"))
-    model.__dict__["_damage_detector"] = (key, detector)
     return detector
 
 
@@ -142,7 +142,7 @@ def detect_damage(model: "LaFInModel", image: ImageInput, threshold: float = DEF
     threshold = _check_threshold(threshold)
     img = load_image(image)
     detector = damage_detector_for(model, weights)
-    with model._cpu_settings():
+    with model.cpu_settings():
         prob = damage_probability(detector, img)
     return ((prob > threshold) * 255).astype(np.uint8)
 
@@ -180,7 +180,7 @@ def restore(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_T
         progress("damage")
     t = time.perf_counter()
     detector = damage_detector_for(model, weights)
-    with model._cpu_settings():
+    with model.cpu_settings():
         prob = damage_probability(detector, img)
     damage = ((prob > threshold) * 255).astype(np.uint8)
     timings = {"damage": time.perf_counter() - t}

@@ -152,7 +152,7 @@ class FaceTracker:
     def frames_for(self, image: np.ndarray, hole: np.ndarray, filled: np.ndarray) -> list:
         """The face frames of this video frame (detecting on key frames). ``filled``: the frame
         with the hole filled by OpenCV (:func:`lafin.photo.fill_regions`)."""
-        from lafin.pipeline import _hole_points, _inside_crop
+        from lafin.landmark_locator import hole_points as _hole_points, inside_crop as _inside_crop
 
         frames = [self._follow(f, hole, track) for track, f in self.faces.items()]
         points = _hole_points(hole)

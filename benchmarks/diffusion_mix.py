@@ -1,18 +1,16 @@
-"""How to mix OpenCV's Navier-Stokes fill into the generated hole: the edge band's width and the
-share mixed in everywhere else (``lafin.blend.EDGE_BLEND_PX`` and ``DIFFUSION_MIX``).
+"""How much of OpenCV's Navier-Stokes fill to mix into the generated hole
+(``lafin.blend.DIFFUSION_MIX``, the ``diffusion_mix`` option of weights without a refiner).
 
-The model's output with both switched off (``LaFInModel.edge_blend = False``,
-``diffusion_mix = 0``) is mixed with the fill at every ``--mixes`` share
-(:func:`lafin.blend.diffusion_mix`) and then every ``--widths`` band (:func:`lafin.blend.edge_blend`;
-0 = no band), in the pipeline's order. Printed: the gain of each pair over NS by hole bin, PSNR dB /
-SSIM, whole image, known pixels kept.
+The model's output without the mix (``InferenceOptions(diffusion_mix=0)``) is mixed with the
+fill at every ``--mixes`` share (:func:`lafin.blend.diffusion_mix`). Printed: the gain of each
+share over NS by hole bin, PSNR dB / SSIM, whole image, known pixels kept.
 
 By default the choice is made where it may be made, on held-out *validation* data: faces from
 CelebA ``val.txt`` (a fixed random 150) with lafin's own hole shapes (brush strokes and ragged
 blobs alternating, drawn to each bin's hole ratio; the centre block). ``--split test`` runs the
 bar's faces and NVIDIA masks instead (``inpainting_bar.py``'s, seed 0), for reporting only.
 
-    python benchmarks/edge_blend.py --data ../shared/data/celeba \\
+    python benchmarks/diffusion_mix.py --data ../shared/data/celeba \\
         [--split test --masks ../shared/data/masks/irregular-256]
 """
 
@@ -28,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from inpainting_bar import BINS, psnr, ssim
-from lafin.blend import diffusion_mix, edge_blend
+from lafin.blend import diffusion_mix
 from lafin.masks import MaskFolder, blob_mask, center_block_mask, irregular_mask
 
 
@@ -52,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", help="NVIDIA irregular masks folder (--split test)")
     parser.add_argument("--weights")
     parser.add_argument("--faces", type=int, default=150)
-    parser.add_argument("--widths", default="0,1,2,3", help="band widths in model pixels")
     parser.add_argument("--mixes", default="0,0.1,0.15,0.2,0.3", help="shares of the fill")
     parser.add_argument("--seed", type=int, default=None,
                         help="default: 1 for val (face choice and holes), 0 for test")
@@ -60,13 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.split == "test" and not args.masks:
         parser.error("--split test needs --masks")
 
+    from lafin.options import InferenceOptions
     from lafin.pipeline import LaFInModel
 
-    model = LaFInModel(weights=args.weights)
-    model.edge_blend = False
-    model.diffusion_mix = 0.0
+    model = LaFInModel(weights=args.weights, options=InferenceOptions(diffusion_mix=0.0))
     size = model.image_size
-    widths = [float(w) for w in args.widths.split(",")]
     mixes = [float(m) for m in args.mixes.split(",")]
     names = Path(args.data, f"{args.split}.txt").read_text().split()
     seed = args.seed if args.seed is not None else (1 if args.split == "val" else 0)
@@ -75,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [names[i] for i in order]
     names = names[: args.faces]
     hole_for = _holes(args.split, args.masks, size, seed)
-    pairs = [(m, w) for m in mixes for w in widths]
-    gains = {row: {p: [] for p in pairs} for row in BINS}
+    gains = {row: {m: [] for m in mixes} for row in BINS}
     for k, name in enumerate(tqdm(names, desc="faces")):
         image = np.asarray(Image.open(Path(args.data, "128", name)).convert("RGB"))
         if image.shape[0] != size:
@@ -87,21 +81,20 @@ def main(argv: list[str] | None = None) -> int:
             ns = cv2.inpaint(masked, hole, 5, cv2.INPAINT_NS)
             p_ns, s_ns = psnr(ns, image), ssim(ns, image)
             generated = model.inpaint(masked, hole, mode="crop").astype(np.float32)
-            for m, w in pairs:
-                mixed = edge_blend(masked, diffusion_mix(masked, generated, hole, m), hole, width=w)
+            for m in mixes:
+                mixed = diffusion_mix(masked, generated, hole, m)
                 out = np.where(hole[..., None] > 0, np.clip(np.round(mixed), 0, 255), image)
                 out = out.astype(np.uint8)
                 # a perfect fill of a tiny hole would give +inf: cap both sides at 60 dB
-                gains[row][(m, w)].append((min(psnr(out, image), 60) - min(p_ns, 60),
+                gains[row][m].append((min(psnr(out, image), 60) - min(p_ns, 60),
                                            ssim(out, image) - s_ns))
-    print(f"\ngain over NS (PSNR dB / SSIM), {len(names)} {args.split} faces, by diffusion mix "
-          f"and edge band width (model px)\n")
-    print("| mix | band | " + " | ".join(BINS) + " |")
-    print("|---|---|" + "---|" * len(BINS))
-    for m, w in pairs:
-        cells = [f"{np.mean([g[0] for g in gains[row][(m, w)]]):+.2f} / "
-                 f"{np.mean([g[1] for g in gains[row][(m, w)]]):+.3f}" for row in BINS]
-        print(f"| {m:g} | {w:g} | " + " | ".join(cells) + " |")
+    print(f"\ngain over NS (PSNR dB / SSIM), {len(names)} {args.split} faces, by diffusion mix\n")
+    print("| mix | " + " | ".join(BINS) + " |")
+    print("|---|" + "---|" * len(BINS))
+    for m in mixes:
+        cells = [f"{np.mean([g[0] for g in gains[row][m]]):+.2f} / "
+                 f"{np.mean([g[1] for g in gains[row][m]]):+.3f}" for row in BINS]
+        print(f"| {m:g} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -1,0 +1,146 @@
+"""Geometry between the user's image and the networks' squares, both ways: a face crop padded
+and resized (:class:`CropFrame`), a photo's face warped by its alignment (:func:`face_view`,
+:func:`warp_back`). Only hole pixels ever change on the way back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
+                             similarity_transform, warp_to_crop)
+from lafin.blend import harmonize, paste
+
+# Hole pixels are harmonised inside the hole's bounding box grown by this margin (px): wider than
+# harmonize()'s ring plus its Telea radius, so the result is the same as over the whole face.
+HARMONIZE_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class CropFrame:
+    """How an input image maps to the model's square: pad to a square, then scale to ``size``."""
+
+    pad_top: int
+    pad_left: int
+    side: int
+    size: int
+
+    @classmethod
+    def around(cls, shape: tuple[int, int], size: int) -> "CropFrame":
+        """The frame of an HxW image centred on a square, scaled to ``size``."""
+        h, w = shape
+        side = max(h, w)
+        return cls((side - h) // 2, (side - w) // 2, side, size)
+
+    @property
+    def scale(self) -> float:
+        return self.size / self.side
+
+    def to_model(self, points: np.ndarray) -> np.ndarray:
+        """Input pixel coordinates -> model pixel coordinates (pixel centres preserved)."""
+        shifted = points + np.array([self.pad_left, self.pad_top], dtype=np.float32)
+        return rescale_points(shifted, self.scale)
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """Model pixel coordinates -> input pixel coordinates."""
+        shifted = rescale_points(points, 1 / self.scale)
+        return shifted - np.array([self.pad_left, self.pad_top], dtype=np.float32)
+
+    def tensors(self, image: np.ndarray, hole: np.ndarray, device: torch.device | str = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, 3, S, S) image in [0, 1] and (1, 1, S, S) hole (1 = hole) at the frame's size; a
+        model pixel is hole if any input pixel under it is, so nothing of the hole leaks in."""
+        h, w = hole.shape
+        pads = ((self.pad_top, self.side - h - self.pad_top),
+                (self.pad_left, self.side - w - self.pad_left))
+        square = np.pad(image, pads + ((0, 0),), mode="edge")
+        square_hole = np.pad(hole, pads, mode="constant").astype(np.float32)
+        s = self.size
+        interp = cv2.INTER_AREA if self.side > s else cv2.INTER_CUBIC
+        small = cv2.resize(square, (s, s), interpolation=interp)
+        small_hole = (cv2.resize(square_hole, (s, s), interpolation=interp if self.side > s
+                                 else cv2.INTER_LINEAR) > 0).astype(np.float32)
+        img_t = torch.from_numpy(small).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        hole_t = torch.from_numpy(small_hole)[None, None]
+        return img_t.to(device), hole_t.to(device)
+
+    def paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray) -> np.ndarray:
+        """``image`` with its hole pixels taken from the generated (S, S, 3) square in [0, 1],
+        resized back to the input; every other pixel is the input's."""
+        up = cv2.resize(generated, (self.side, self.side),
+                        interpolation=cv2.INTER_CUBIC if self.side > self.size else cv2.INTER_AREA)
+        h, w = hole.shape
+        up = up[self.pad_top:self.pad_top + h, self.pad_left:self.pad_left + w] * 255.0
+        return paste(image, up, hole)
+
+
+def is_loose(points: np.ndarray, size: int) -> bool:
+    """Is the face of these (68, 2) landmarks (pixels of a ``size`` crop) far from the canonical
+    frame the generator was trained on: at under 0.75 or over 1.4 times its scale, turned by
+    over 18 degrees or off-centre by over 15% of the side? (Predicted landmarks on CelebA's
+    aligned crops under large holes stay well inside these limits, docs/MODEL_CARD.md; aligning
+    a crop that is not loose costs, as the parts of the hole outside the aligned face get
+    OpenCV's fill.)"""
+    matrix = similarity_transform(np.asarray(points, np.float64), canonical_landmarks(size))
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    angle = abs(float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
+    centre = np.full(2, (size - 1) / 2)
+    shift = float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre)))
+    return not (0.75 <= scale <= 1.4) or angle > 18 or shift > 0.15 * size
+
+
+def face_view(img: np.ndarray, hole: np.ndarray, matrix: np.ndarray, size: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's view of a photo face: (S, S, 3) uint8 crop and (S, S) bool hole for a
+    ``matrix`` mapping the photo to an S = ``size`` crop, a crop pixel being hole if the hole
+    touches it at all (nothing under the hole leaks in)."""
+    # the hole painted white first: the cubic kernel reaches past the pixels the hole touches
+    source = np.where(hole[..., None] > 0, np.uint8(255), img)
+    crop = warp_to_crop(source, matrix, size, interpolation=cv2.INTER_CUBIC)
+    # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
+    crop_hole = warp_to_crop(hole.astype(np.float32), matrix, size,
+                             border=cv2.BORDER_CONSTANT) > 0
+    return crop, crop_hole
+
+
+def warp_back(hole: np.ndarray, content: np.ndarray, generated: np.ndarray,
+              matrix: np.ndarray) -> np.ndarray:
+    """Warp one generated (S, S, 3) crop (0-255) back into ``content`` (HxWx3 uint8, in place)
+    over the face's footprint, harmonised with ``content`` at the hole's edge; ``matrix`` maps
+    the photo to the crop. Returns the HxW bool hole pixels it covered."""
+    s = generated.shape[0]
+    inv = invert_affine(matrix)
+    corners = np.array([[0, 0], [s - 1, 0], [0, s - 1], [s - 1, s - 1]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    h, w = hole.shape
+    left, top = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
+    right, bottom = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
+    if right <= left or bottom <= top:
+        return np.zeros(hole.shape, bool)
+    # work only around the hole's part inside the footprint: warping and harmonising the whole
+    # face of a large photo costs far more than the hole's surroundings
+    x, y, bw, bh = cv2.boundingRect(hole[top:bottom, left:right].astype(np.uint8))
+    if bw == 0 or bh == 0:
+        return np.zeros(hole.shape, bool)
+    m = HARMONIZE_MARGIN
+    left, top, right, bottom = (max(left, left + x - m), max(top, top + y - m),
+                                min(right, left + x + bw + m), min(bottom, top + y + bh + m))
+    shifted = inv.copy()
+    shifted[:, 2] -= (left, top)
+    size = (right - left, bottom - top)
+    back = cv2.warpAffine(generated.astype(np.float32), shifted, size, flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(np.ones((s, s), np.float32), shifted, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
+    region_hole = hole[top:bottom, left:right].astype(bool) & inside
+    if region_hole.any():
+        # against ``content``, not the photo: where the hole runs on past this face's crop, the
+        # ring holds OpenCV's fill, never what lies under the hole
+        view = content[top:bottom, left:right]
+        fixed = harmonize(view, back, region_hole.astype(np.uint8))
+        view[...] = paste(view, fixed, region_hole)
+    face_hole = np.zeros(hole.shape, bool)
+    face_hole[top:bottom, left:right] = region_hole
+    return face_hole

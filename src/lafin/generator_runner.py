@@ -1,0 +1,111 @@
+"""Painting the hole: the generator on masked crops and their landmarks (mirror-averaged and
+mixed with a diffusion fill when asked), then the texture refiner at its own size, if the
+weights have one."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lafin.alignment import rescale_points
+from lafin.blend import diffusion_mix
+from lafin.landmarks import landmark_map
+from lafin.runtime import Runtime, cpu_call
+
+
+class GeneratorRunner:
+    """The generator and the refiner of one set of weights.
+
+    Args:
+        generator: G(masked image, landmark map, hole) -> (B, 3, S, S) in [0, 1].
+        image_size: the generator's side S.
+        runtime: device and CPU settings.
+        refiner: the texture refiner (:mod:`lafin.networks.refiner`) or None.
+        output_size: the refiner's side R (``image_size`` without a refiner).
+        flip_average: also run the generator on the mirror image and average.
+        diffusion_mix: share of OpenCV's Navier-Stokes fill mixed into the hole (0: none).
+        seed: the refiner's noise seed.
+        channels_last: ``{"generator": bool, "refiner": bool}``, the networks' memory format.
+    """
+
+    def __init__(self, generator: torch.nn.Module | None, image_size: int, runtime: Runtime,
+                 refiner: torch.nn.Module | None = None, output_size: int | None = None,
+                 flip_average: bool = True, diffusion_mix: float = 0.0, seed: int = 0,
+                 channels_last: dict[str, bool] | None = None) -> None:
+        self.generator = generator
+        self.refiner = refiner
+        self.image_size = image_size
+        self.output_size = image_size if refiner is None else (output_size or image_size)
+        self.runtime = runtime
+        self.flip_average = flip_average
+        self.diffusion_mix = diffusion_mix
+        self.seed = seed
+        self.channels_last = {"generator": False, "refiner": False, **(channels_last or {})}
+
+    @cpu_call
+    @torch.inference_mode()
+    def generate(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) crops, (B, 1, S, S) holes, (B, 68, 2) landmarks -> (B, S, S, 3) in [0, 1]
+        (the bare generator, averaged with its mirror pass if ``flip_average``)."""
+        if self.generator is None:
+            raise ValueError("these networks have no generator (only landmarks can be predicted)")
+        device = self.runtime.device
+        masked = img_t * (1 - hole_t) + hole_t
+        lm_t = torch.from_numpy(np.asarray(points, np.float32)).to(device)
+        inputs = [masked, landmark_map(lm_t, self.image_size), hole_t]
+        n = masked.shape[0]
+        if self.flip_average:
+            # the mirror image too (its landmark map is the mirrored map), flipped back, averaged
+            inputs = [torch.cat([t, t.flip(3)]) for t in inputs]
+        if self.channels_last["generator"]:
+            inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+        out = self.generator(*inputs)
+        if self.flip_average:
+            out = (out[:n] + out[n:].flip(3)) / 2
+        return out.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy()
+
+    def mix_diffusion(self, img_t: torch.Tensor, hole_t: torch.Tensor,
+                      generated: np.ndarray) -> np.ndarray:
+        """Mix ``diffusion_mix`` of the Navier-Stokes fill into (B, S, S, 3) ``generated``."""
+        weight = self.diffusion_mix
+        if weight == 0:
+            return generated
+        # the masked crops (white hole, as the generator sees them): OpenCV's fill reads a little
+        # of what lies under the hole, and nothing of it may reach the result
+        masked = img_t * (1 - hole_t) + hole_t
+        crops = (masked.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
+        holes = hole_t[:, 0].float().cpu().numpy() > 0.5
+        return np.stack([diffusion_mix(c, g * 255.0, h, float(weight)) / 255.0
+                         for c, g, h in zip(crops, generated, holes)]).astype(np.float32)
+
+    def structure(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray
+                  ) -> np.ndarray:
+        """The generator's faces with the diffusion mix: (B, S, S, 3) in [0, 1]."""
+        return self.mix_diffusion(img_t, hole_t, self.generate(img_t, hole_t, points))
+
+    @cpu_call
+    @torch.inference_mode()
+    def refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray,
+               points: np.ndarray) -> np.ndarray:
+        """The refiner on (B, 3, R, R) crops and (B, 1, R, R) holes at its size R, given the
+        generator's (B, S, S, 3) faces in [0, 1] and the (B, 68, 2) landmarks they were
+        generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1]."""
+        from lafin.networks.refiner import landmark_heatmap
+
+        if self.refiner is None:
+            raise ValueError("these weights have no refiner")
+        device = self.runtime.device
+        size = self.output_size
+        points_r = rescale_points(np.asarray(points, np.float32), size / self.image_size)
+        heatmap = landmark_heatmap(torch.from_numpy(points_r).to(device), size)
+        coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(device)
+        coarse = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic",
+                                                 align_corners=False).clamp(0, 1)
+        coarse = coarse * holes + crops * (1 - holes)
+        # the same noise for the same input: a result can be reproduced
+        noise = torch.randn(holes.shape, generator=torch.Generator().manual_seed(self.seed))
+        inputs = [coarse, holes, heatmap, noise.to(device)]
+        if self.channels_last["refiner"]:
+            inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+        out = self.refiner(*inputs)
+        return out.permute(0, 2, 3, 1).float().cpu().numpy()

@@ -1,0 +1,62 @@
+"""The inference switches of :class:`lafin.pipeline.LaFInModel`, as one frozen, validated value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from lafin.blend import DIFFUSION_MIX
+from lafin.errors import OptionError
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a :class:`~lafin.pipeline.LaFInModel` runs its networks (checked when made).
+
+    Attributes:
+        landmark_flip_average: average the landmarks predicted on a crop and on its mirror image
+            (mirrored back): the result is exactly mirror-symmetric and cancels the predictor's
+            left/right bias.
+        landmark_refine: photo mode re-aligns each face on lafin's own first landmark pass (not
+            the detector's points), then predicts again and generates on that crop.
+        generator_flip_average: run the generator on the crop and on its mirror image and
+            average the two (flipped back). None: on, unless the weights have a refiner (the
+            refiner learnt on the bare generator's faces; the average blurs).
+        diffusion_mix: the share (0-1) of OpenCV's Navier-Stokes fill mixed into the generated
+            hole (:func:`lafin.blend.diffusion_mix`); 0 turns it off. None:
+            :data:`lafin.blend.DIFFUSION_MIX`, or 0 when the weights have a refiner.
+        seed: the seed of the refiner's noise, so that results reproduce.
+
+    For the bare networks: ``InferenceOptions(landmark_flip_average=False,
+    generator_flip_average=False, diffusion_mix=0)``.
+    """
+
+    landmark_flip_average: bool = True
+    landmark_refine: bool = True
+    generator_flip_average: bool | None = None
+    diffusion_mix: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("landmark_flip_average", "landmark_refine", "generator_flip_average"):
+            value = getattr(self, name)
+            if not (isinstance(value, bool) or (value is None and name == "generator_flip_average")):
+                raise OptionError(f"{name} must be True or False, not {value!r}")
+        mix = self.diffusion_mix
+        if mix is not None and (isinstance(mix, bool) or not isinstance(mix, (int, float))
+                                or not 0 <= mix <= 1):
+            raise OptionError(f"diffusion_mix must be a number in [0, 1], not {mix!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise OptionError(f"seed must be a whole number >= 0, not {self.seed!r}")
+
+    def resolved(self, has_refiner: bool) -> "InferenceOptions":
+        """These options with the automatic (None) choices made for weights with or without a
+        refiner."""
+        flip = self.generator_flip_average
+        mix = self.diffusion_mix
+        return replace(self, generator_flip_average=(not has_refiner) if flip is None else flip,
+                       diffusion_mix=float((0.0 if has_refiner else DIFFUSION_MIX)
+                                           if mix is None else mix))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
