@@ -35,8 +35,11 @@ def _cases(size: int) -> dict[str, np.ndarray]:
 
 
 def test_shipped_weights_load_and_are_small(model):
-    # the compact preset, or a grown variant of it (compact-wide: lafin.training.widen)
-    assert model.config.name.split("-")[0] == "compact" and model.image_size == 128
+    from lafin.config import get_preset
+
+    # the shipped file's config is a named preset, field for field
+    assert model.config == get_preset(model.config.name) == get_preset("compact-wide")
+    assert model.image_size == 128 and model.output_size == 256
     assert model.generator is not None and model.landmark_predictor is not None
     assert default_weights_path().stat().st_size < 25 * 2**20
 

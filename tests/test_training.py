@@ -562,3 +562,23 @@ def test_landmark_consistency_needs_a_predictor_and_edits_need_the_inpaint_stage
         _config(face_cache, "joint", data={"train": [str(face_cache)], "landmark_edit": 0.5})
     with pytest.raises(ValueError, match="discriminator"):
         _config(face_cache, "inpaint", loss={"discriminator": "stylegan"})
+
+
+def test_model_and_training_configs_share_one_parser(tmp_path):
+    """Model configs (checkpoints) and training configs (YAML) go through the same parser:
+    nested sections, tuples from lists, and an unknown key is an error naming it in both."""
+    from lafin.config import ModelConfig, from_mapping, get_preset
+    from lafin.training.config import DataConfig, TrainConfig
+
+    wide = get_preset("compact-wide")
+    assert ModelConfig.from_dict(wide.to_dict()) == wide
+    with pytest.raises(ValueError, match=r"model\.refiner: unknown key\(s\) \['size'\]"):
+        ModelConfig.from_dict({"refiner": {"size": 256}})
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: inpaint\ndata:\n  hole_ratio: [0.2, 0.3]\n  holes: 3\n")
+    with pytest.raises(ValueError, match=r"c\.yaml\.data: unknown key\(s\) \['holes'\]"):
+        TrainConfig.from_yaml(path)
+    data = from_mapping(DataConfig, {"hole_ratio": [0.2, 0.3], "box_fraction": [0.5, 0.9]}, "d")
+    assert data.hole_ratio == (0.2, 0.3) and data.box_fraction == (0.5, 0.9)
+    with pytest.raises(ValueError, match="expected a mapping"):
+        from_mapping(DataConfig, [1, 2], "d")

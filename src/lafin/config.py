@@ -1,15 +1,22 @@
-"""Typed model configuration and the named presets.
+"""Typed model configuration, the named presets, and the one parser of typed configs.
 
 A :class:`ModelConfig` fully describes the networks' sizes; it is stored inside every checkpoint so
-that inference rebuilds the model without any training configuration.
+that inference rebuilds the model without any training configuration. :func:`from_mapping` builds
+any config dataclass (this module's, the training configs') from a plain mapping; an unknown key
+is an error, never ignored.
 
 Presets
 -------
+``compact-wide``
+    The shipped weights (``src/lafin/weights/lafin-compact.safetensors``): the ``compact``
+    generator widened to 24-48-96 channels at its finest scales (``lafin.training.widen``), the
+    landmark predictor on its own 192-px input, and a 256-px texture refiner.
+``compact``
+    The CPU design the shipped model started from: 128 px, depthwise-separable generator
+    (16-32-64 channels at the finest scales), landmark input at 128 px, no refiner.
 ``paper``
     The original LaFIn networks at 256 px, with exactly the tensor shapes of the published
     checkpoints (see ``lafin.checkpoint.load_original``).
-``compact``
-    The CPU model that ships with the package: 128 px, depthwise-separable generator.
 ``tiny``
     A very small model used by the tests and for smoke runs.
 """
@@ -17,8 +24,10 @@ Presets
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 GeneratorArch = Literal["lafin", "compact"]
 
@@ -153,23 +162,34 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         """Build from a plain dict (as stored in checkpoints); unknown keys are an error."""
-        return _from_dict(cls, data, "model")
+        return from_mapping(cls, data, "model")
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+T = TypeVar("T")
+
+
+def _union_args(tp: Any) -> tuple:
+    return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+
+
+def from_mapping(cls: type[T], data: Any, where: str) -> T:
+    """Build the config dataclass ``cls`` from a plain mapping (YAML, JSON, a checkpoint's
+    metadata): nested config dataclasses from nested mappings, tuples from lists; ``where``
+    names the source in errors. An unknown key is a ``ValueError`` that lists the known ones."""
     if not isinstance(data, dict):
-        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        sub = {"generator": GeneratorConfig, "landmarks": LandmarkConfig,
-               "discriminator": DiscriminatorConfig, "refiner": RefinerConfig}.get(name) if cls is ModelConfig else None
-        if sub is not None:
-            value = _from_dict(sub, value, f"{where}.{name}")
-        elif isinstance(value, list):
+        options = _union_args(hints[name])
+        nested = next((t for t in options if dataclasses.is_dataclass(t)), None)
+        if nested is not None and isinstance(value, dict):
+            value = from_mapping(nested, value, f"{where}.{name}")
+        elif isinstance(value, list) and any(typing.get_origin(t) is tuple for t in options):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
@@ -185,6 +205,16 @@ PRESETS: dict[str, ModelConfig] = {
                                   mask_channel=True),
         landmarks=LandmarkConfig(width_mult=1.0, head="spatial"),
         discriminator=DiscriminatorConfig(base_channels=32, attention=False),
+    ),
+    "compact-wide": ModelConfig(
+        name="compact-wide",
+        image_size=128,
+        generator=GeneratorConfig(arch="compact", channels=(24, 48, 96, 128, 256),
+                                  num_residual_blocks=8, dilation=2, attention=True,
+                                  mask_channel=True),
+        landmarks=LandmarkConfig(width_mult=1.0, head="spatial", input_size=192),
+        discriminator=DiscriminatorConfig(base_channels=32, attention=False),
+        refiner=RefinerConfig(output_size=256, channels=(16, 32, 64, 128), num_residual_blocks=4),
     ),
     "tiny": ModelConfig(
         name="tiny",

@@ -326,3 +326,17 @@ def check_landmarks(landmarks, shape: tuple[int, int] | None = None) -> np.ndarr
                 f"{lm[:, 0].max():.4g}, y {lm[:, 1].min():.4g}..{lm[:, 1].max():.4g}); they are "
                 "x, y pixel coordinates of this image")
     return lm
+
+
+def load_inputs(image: ImageInput, mask: ImageInput,
+                landmarks: np.ndarray | str | Path | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """An inpainting call's inputs, checked: (HxWx3 uint8 image, HxW uint8 mask with 1 = hole,
+    (68, 2) float32 landmarks (loaded if a path is given) or None). A mask that covers the
+    whole image is refused: no face is left to guide the inpainting."""
+    img = load_image(image)
+    hole = load_mask(mask, shape=img.shape[:2])
+    if hole.all():
+        raise MaskError("the mask covers the whole image: there is no face left to guide "
+                        "the inpainting")
+    return img, hole, None if landmarks is None else check_landmarks(landmarks, img.shape[:2])

@@ -60,3 +60,21 @@ class InferenceOptions:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def check(cls, options: object) -> "InferenceOptions":
+        """``options`` itself if it is an :class:`InferenceOptions`; None gives the defaults."""
+        if options is None:
+            return cls()
+        if not isinstance(options, cls):
+            raise OptionError(f"options must be a lafin.options.InferenceOptions, not "
+                              f"{type(options).__name__}")
+        return options
+
+    def changed(self, **changes) -> "InferenceOptions":
+        """A copy with ``changes`` (option names) made; an unknown name is an error."""
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown:
+            raise OptionError(f"unknown option(s) {', '.join(unknown)}; options are "
+                              f"{', '.join(self.names())}")
+        return replace(self, **changes)

@@ -27,9 +27,9 @@ import torch
 from lafin.blend import keep_tone
 from lafin.config import ModelConfig
 from lafin.crop_frame import CropFrame, is_loose
-from lafin.errors import MaskError, OptionError
+from lafin.errors import OptionError
 from lafin.generator_runner import GeneratorRunner
-from lafin.io import ImageInput, InputError, check_landmarks, load_image, load_mask
+from lafin.io import ImageInput, InputError, load_image, load_inputs, load_mask
 from lafin.landmark_locator import LandmarkLocator
 from lafin.options import InferenceOptions
 from lafin.photo_inpainter import FramedPhoto, PhotoInpainter
@@ -58,6 +58,34 @@ class WeightsNotFoundError(FileNotFoundError):
 def default_weights_path() -> Path:
     """Path of the weights shipped inside the package (may not exist in a development build)."""
     return Path(str(resources.files("lafin") / "weights" / DEFAULT_WEIGHTS_NAME))
+
+
+def load_networks(weights: str | Path | Sequence[str | Path], backend: str, runtime: Runtime
+                  ) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module,
+                             torch.nn.Module | None, dict[str, bool]]:
+    """(config, generator, landmark predictor, refiner or None, channels-last per network) of
+    ``weights`` for ``backend`` on the runtime's device; both networks must be present."""
+    if backend == "onnx":
+        from lafin.onnx_backend import load_onnx_folder, load_onnx_refiner, onnx_folder
+
+        folder = onnx_folder(weights)
+        config, generator, predictor = load_onnx_folder(folder, threads=runtime.threads)
+        log.info("loaded %s as ONNX (%s preset, %d px)", weights, config.name, config.image_size)
+        return config, generator, predictor, load_onnx_refiner(folder, threads=runtime.threads), {}
+    from lafin.checkpoint import build_from_weights, build_refiner_from_weights, load_any
+
+    loaded = load_any(weights)
+    generator, predictor = build_from_weights(loaded, device=runtime.device)
+    if generator is None or predictor is None:
+        missing = "generator" if generator is None else "landmark predictor"
+        raise InputError(f"{weights}: the file has no {missing}; inpainting needs both "
+                         "(for the original release pass both .pth files)")
+    refiner = build_refiner_from_weights(loaded, device=runtime.device)
+    channels_last = {name: runtime.use_channels_last(net) for name, net in
+                     (("generator", generator), ("landmarks", predictor), ("refiner", refiner))}
+    log.info("loaded %s weights (%s preset, %d px)", weights, loaded.config.name,
+             loaded.config.image_size)
+    return loaded.config, generator, predictor, refiner, channels_last
 
 
 class LaFInModel:
@@ -110,15 +138,12 @@ class LaFInModel:
                options: InferenceOptions | None) -> None:
         if backend not in BACKENDS:
             raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        if options is not None and not isinstance(options, InferenceOptions):
-            raise OptionError(f"options must be a lafin.options.InferenceOptions, not "
-                              f"{type(options).__name__}")
+        self._requested = InferenceOptions.check(options)
         self.runtime = Runtime(device, threads)
         if backend == "onnx" and self.runtime.device.type != "cpu":
             raise InputError(f"the onnx backend runs on the CPU (ONNX Runtime), not on "
                              f"{self.runtime.device}; use backend='torch' for {self.runtime.device}")
         self.backend = backend
-        self._requested = options or InferenceOptions()
         self.config: ModelConfig | None = None
         self.generator: torch.nn.Module | None = None
         self.landmark_predictor: torch.nn.Module | None = None
@@ -157,30 +182,7 @@ class LaFInModel:
 
     def load_weights(self, weights: str | Path | Sequence[str | Path]) -> None:
         """Load weights (replacing the current networks); both networks must be present."""
-        if self.backend == "onnx":
-            from lafin.onnx_backend import load_onnx_folder, load_onnx_refiner, onnx_folder
-
-            folder = onnx_folder(weights)
-            config, generator, predictor = load_onnx_folder(folder, threads=self.threads)
-            self._attach(config, generator, predictor,
-                         load_onnx_refiner(folder, threads=self.threads))
-            log.info("loaded %s as ONNX (%s preset, %d px)", weights, config.name,
-                     config.image_size)
-            return
-        from lafin.checkpoint import build_from_weights, build_refiner_from_weights, load_any
-
-        loaded = load_any(weights)
-        generator, predictor = build_from_weights(loaded, device=self.device)
-        if generator is None or predictor is None:
-            missing = "generator" if generator is None else "landmark predictor"
-            raise InputError(f"{weights}: the file has no {missing}; inpainting needs both "
-                             "(for the original release pass both .pth files)")
-        refiner = build_refiner_from_weights(loaded, device=self.device)
-        channels_last = {name: self.runtime.use_channels_last(net) for name, net in
-                         (("generator", generator), ("landmarks", predictor), ("refiner", refiner))}
-        self._attach(loaded.config, generator, predictor, refiner, channels_last)
-        log.info("loaded %s weights (%s preset, %d px)", weights, loaded.config.name,
-                 loaded.config.image_size)
+        self._attach(*load_networks(weights, self.backend, self.runtime))
 
     def _attach(self, config: ModelConfig, generator, predictor, refiner,
                 channels_last: dict[str, bool] | None = None) -> None:
@@ -206,18 +208,10 @@ class LaFInModel:
     def with_options(self, options: InferenceOptions | None = None, **changes) -> "LaFInModel":
         """A model sharing these networks, with ``options`` or the current requested options
         changed by ``changes`` (names of :class:`~lafin.options.InferenceOptions`)."""
-        from dataclasses import replace
-
-        unknown = sorted(set(changes) - set(InferenceOptions.names()))
-        if unknown:
-            raise OptionError(f"unknown option(s) {', '.join(unknown)}; options are "
-                              f"{', '.join(InferenceOptions.names())}")
-        if options is not None and not isinstance(options, InferenceOptions):
-            raise OptionError(f"options must be a lafin.options.InferenceOptions, not "
-                              f"{type(options).__name__}")
         model = type(self).__new__(type(self))
         model.__dict__.update(self.__dict__)
-        model.__dict__["_requested"] = replace(options or self._requested, **changes)
+        requested = self._requested if options is None else InferenceOptions.check(options)
+        model.__dict__["_requested"] = requested.changed(**changes)
         model._attach(self.config, self.generator, self.landmark_predictor, self.refiner,
                       self._channels_last)
         return model
@@ -276,13 +270,7 @@ class LaFInModel:
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(image, mask, landmarks) through the input layer (:mod:`lafin.io`): the landmarks as
         a new (68, 2) float32 array (loaded from a file if a path is given) or None."""
-        img = load_image(image)
-        hole = load_mask(mask, shape=img.shape[:2])
-        if hole.all():
-            raise MaskError("the mask covers the whole image: there is no face left to guide "
-                            "the inpainting")
-        lm = None if landmarks is None else check_landmarks(landmarks, img.shape[:2])
-        return img, hole, lm
+        return load_inputs(image, mask, landmarks)
 
     # ------------------------------------------------------------------ public API
 

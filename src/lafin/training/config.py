@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from lafin.config import from_mapping
 
 Stage = Literal["landmarks", "inpaint", "joint", "refine"]
 
@@ -165,24 +167,8 @@ class TrainConfig:
         return _build(cls, data, str(path))
 
 
-_NESTED = {"data": DataConfig, "loss": LossConfig}
-
-
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        if cls is TrainConfig and key in _NESTED:
-            value = _build(_NESTED[key], value, f"{where}.{key}")
-        elif isinstance(value, list) and key in ("hole_ratio", "betas", "inception_layers"):
-            value = tuple(value)
-        kwargs[key] = value
-    config = cls(**kwargs)
+    config = from_mapping(cls, data, where)
     if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint", "refine"):
         raise ValueError(f"{where}: stage must be landmarks, inpaint, joint or refine, "
                          f"not {config.stage!r}")
@@ -195,9 +181,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         # the generator's feature matching needs the discriminator's pass of the same step
         raise ValueError(f"{where}: discriminator_head_start must be >= 0, "
                          f"not {config.discriminator_head_start}")
-    if cls is DataConfig and config.train_weights is not None and (
-            len(config.train_weights) != len(config.train) or min(config.train_weights) < 0
-            or sum(config.train_weights) <= 0):
-        raise ValueError(f"{where}: train_weights needs one non-negative weight per train cache "
-                         f"({len(config.train)}), not {config.train_weights}")
+    data_config = config.data if cls is TrainConfig else config
+    if isinstance(data_config, DataConfig) and data_config.train_weights is not None and (
+            len(data_config.train_weights) != len(data_config.train)
+            or min(data_config.train_weights) < 0 or sum(data_config.train_weights) <= 0):
+        raise ValueError(f"{where}: data.train_weights needs one non-negative weight per train "
+                         f"cache ({len(data_config.train)}), not {data_config.train_weights}")
     return config

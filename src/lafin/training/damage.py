@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -57,15 +57,10 @@ class DamageTrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None) -> "DamageTrainConfig":
+        from lafin.config import from_mapping
+
         data = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-        for key in ("widths", "scale"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return from_mapping(cls, data, str(path))
 
 
 def _read_list(images: Path, names: Path | None) -> list[Path]:
