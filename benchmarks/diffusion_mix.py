@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from inpainting_bar import BINS, psnr, ssim
+from inpainting_bar import BINS
+from lafin.evaluation.metrics import psnr, ssim
 from lafin.blend import diffusion_mix
 from lafin.masks import MaskFolder, blob_mask, center_block_mask, irregular_mask
 

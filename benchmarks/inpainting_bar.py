@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
+from lafin.evaluation.metrics import psnr, ssim
 from lafin.masks import MaskFolder, center_block_mask
 
 BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block"]
@@ -34,16 +34,6 @@ BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)
 ABLATIONS = {"diffusion-mix": {"diffusion_mix": 0.0},
              "generator-flip": {"generator_flip_average": False},
              "landmark-flip": {"landmark_flip_average": False}}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    return float(structural_similarity(a, b, channel_axis=2, data_range=255, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False))
 
 
 def opencv(method: int):

@@ -1,10 +1,11 @@
 """Landmark accuracy under occlusion: NME on iBUG 300-W faces, lafin's predictor against dlib's.
 
 The dlib baseline is dlib's 68-point predictor on a 256-px crop, in the face box its detector
-finds on the unoccluded crop. Faces are cropped loosely (the ground-truth landmark box grown by 30% per side, made square),
-resized to the landmark predictor's input size (``--crop-size`` to choose another), and hidden by: nothing; irregular holes of 30-40% (NVIDIA
-mask files 6000-7999); a block over both eyes, the nose or the mouth. NME is the mean point error
-over the distance between the ground-truth outer eye corners (points 37 and 46, counted from 1);
+finds on the unoccluded crop. Faces are cropped loosely (the ground-truth landmark box grown by
+30% per side, made square), resized to the landmark predictor's input size (``--crop-size`` to
+choose another), and hidden by: nothing; irregular holes of 30-40% (NVIDIA mask files
+6000-7999); a block over both eyes, the nose or the mouth. NME is the mean point error over the
+distance between the ground-truth outer eye corners (points 37 and 46, counted from 1);
 failure rate is the share of faces above 8%.
 
 lafin's points are those of ``LaFInModel.predict_landmarks`` (what the pipeline uses in crop

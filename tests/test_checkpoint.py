@@ -22,14 +22,12 @@ from lafin.checkpoint import (
     LoadedWeights,
     WeightsError,
     build_from_weights,
-    convert_original,
-    fold_spectral_norm,
     load_any,
-    load_original,
     load_weights,
-    merge_weights,
     save_weights,
 )
+from lafin.original_release import convert_original, fold_spectral_norm, load_original
+from lafin.weights_merge import merge_weights
 from lafin.config import PRESETS, get_preset
 from lafin.networks import build_discriminator, build_generator, build_landmark_predictor
 

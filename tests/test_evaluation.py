@@ -452,3 +452,18 @@ def test_reference_landmarks_are_dlibs_points_in_the_detected_box():
     reference = reference_face(face, None, with_descriptor=False)
     assert source == "detected" and reference.box_source == "detected"
     assert np.allclose(reference.landmarks, points)
+
+
+def test_batch_psnr_is_the_image_psnr_of_each_rounded_output():
+    """The trainer's validation PSNR is lafin.evaluation's, per image of the batch."""
+    import torch
+
+    from lafin.evaluation.metrics import psnr, psnr_of_batch
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    output = np.clip(truth + rng.normal(0, 8, truth.shape), 0, 255)
+    got = psnr_of_batch(torch.from_numpy(output / 255).permute(0, 3, 1, 2),
+                        torch.from_numpy(truth / 255).permute(0, 3, 1, 2))
+    assert got == pytest.approx([psnr(np.round(o), t) for o, t in zip(output, truth)], abs=1e-6)
+    assert 25 < got[0] < 35

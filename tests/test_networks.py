@@ -205,8 +205,9 @@ def test_spatial_landmark_head_sees_where_features_are():
     assert get_preset("compact").landmarks.head == "spatial"
     assert get_preset("paper").landmarks.head == "pooled"
     torch.manual_seed(0)
-    net = build_landmark_predictor(ModelConfig(name="t", image_size=64,
-                                               landmarks=LandmarkConfig(width_mult=0.25, head="spatial"))).eval()
+    config = ModelConfig(name="t", image_size=64,
+                         landmarks=LandmarkConfig(width_mult=0.25, head="spatial"))
+    net = build_landmark_predictor(config).eval()
     assert net.fc_landmark.in_features == 128 + 128 + 32 * 16
     with torch.no_grad():
         assert net(torch.rand(2, 3, 64, 64)).shape == (2, 136)

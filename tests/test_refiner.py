@@ -105,7 +105,8 @@ def test_nonsaturating_losses_known_values():
     weight = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     expected = math.log(2) + math.log1p(math.exp(3.0))
     assert losses.nonsaturating_discriminator_loss(zero, fake, weight).item() == pytest.approx(expected)
-    assert losses.nonsaturating_generator_loss(fake, weight).item() == pytest.approx(math.log1p(math.exp(-3.0)))
+    assert losses.nonsaturating_generator_loss(fake, weight).item() == pytest.approx(
+        math.log1p(math.exp(-3.0)))
     assert losses.discriminator_loss(zero, zero, "nonsaturating").item() == pytest.approx(2 * math.log(2))
 
 
@@ -269,7 +270,7 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     assert loaded.metadata["stage"] == "refine"
     # the frozen generator keeps its own history, through a merge with a file that has it too
     assert loaded.metadata["generator.step"] == "7" and loaded.metadata["refiner.step"] == "4"
-    from lafin.checkpoint import merge_weights
+    from lafin.weights_merge import merge_weights
 
     merge_weights([refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
                   tmp_path / "merged.safetensors")

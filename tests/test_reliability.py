@@ -228,7 +228,7 @@ def test_every_malformed_landmarks_file_is_one_line(pair, tmp_path, capsys, no_m
     bad = _bad_landmark_files(tmp_path)
     huge = tmp_path / "far.json"
     huge.write_text(json.dumps([[1e30, 1.0]] * 68))
-    for name, path in [*bad.items(), ("1e30", huge)]:
+    for _name, path in [*bad.items(), ("1e30", huge)]:
         _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"),
                           "--landmarks", str(path)], "")
 

@@ -331,7 +331,8 @@ def test_ssim_term_trains_and_is_validated(face_cache, tmp_path):
 
 
 def test_weights_trained_on_from_others_record_the_steps_before(face_cache, tmp_path):
-    from lafin.checkpoint import load_weights, merge_weights
+    from lafin.checkpoint import load_weights
+    from lafin.weights_merge import merge_weights
 
     first = train(_config(face_cache, "inpaint", max_steps=3, checkpoint_every=3), tmp_path / "a")
     assert "steps_before" not in load_weights(tmp_path / "a" / "weights.safetensors").metadata

@@ -1,4 +1,5 @@
-"""Weights files: our safetensors format, and the original LaFIn release's ``.pth`` files.
+"""Our weights file format: one safetensors file with the model config, read and written
+strictly; :func:`load_any` also takes the original LaFIn release's ``.pth`` files.
 
 Our format
 ----------
@@ -13,14 +14,8 @@ One ``.safetensors`` file. Tensor names are prefixed by network: ``generator.``,
 Building networks from a file is strict: a missing, unexpected or mis-shaped tensor is a
 :class:`WeightsError` that names it.
 
-The original release
---------------------
-``InpaintingModel_gen.pth`` (dict key ``generator``), ``InpaintingModel_dis.pth``
-(``discriminator``) and ``landmark_detector.pth`` (``detector``) map onto the ``paper`` preset.
-Files are recognised by the dict key they hold, not by their names; ``module.`` prefixes
-(DataParallel) are removed. Modules that the original registers twice are checked to be equal and
-the duplicate is dropped; the spectral-normalised convolutions of the generator's attention are
-folded into plain weights exactly as PyTorch computes them in eval mode.
+Merging files: :mod:`lafin.weights_merge`; the original release's ``.pth`` files:
+:mod:`lafin.original_release`.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,8 +31,7 @@ import torch
 from torch import nn
 
 from lafin.atomic import atomic_write
-
-from lafin.config import PRESETS, ModelConfig
+from lafin.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +88,20 @@ class LoadedWeights:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _list_report(label: str, items: Sequence[str], limit: int = 10) -> str:
+def list_report(label: str, items: Sequence[str], limit: int = 10) -> str:
     more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
     return f"{len(items)} {label}: {', '.join(items[:limit])}{more}"
 
 
-def _mismatch_report(missing: Sequence[str], unexpected: Sequence[str],
+def mismatch_report(missing: Sequence[str], unexpected: Sequence[str],
                      shapes: Sequence[str]) -> str:
-    parts = [_list_report(label, items) for label, items in
+    parts = [list_report(label, items) for label, items in
              (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", shapes))
              if items]
     return "; ".join(parts)
 
 
-def _compare_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+def compare_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
                    ) -> tuple[list[str], list[str], list[str]]:
     """(missing keys, unexpected keys, shape descriptions) of ``state`` against ``expected``."""
     missing = [k for k in expected if k not in state]
@@ -125,7 +119,7 @@ def _builders() -> dict[str, Callable[[ModelConfig], nn.Module]]:
             "discriminator": build_discriminator, "refiner": build_refiner}
 
 
-def _expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor]:
+def expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The state dict (names and shapes only, on the meta device) of ``network`` for ``config``."""
     with torch.device("meta"):
         return _builders()[network](config).state_dict()
@@ -134,7 +128,7 @@ def _expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor
 # ----------------------------------------------------------------------------- our format
 
 
-def _write(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str, torch.Tensor]],
+def write_weights(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str, torch.Tensor]],
            metadata: Mapping[str, Any] | None) -> None:
     """Write per-network states as one of our files, atomically (temp file + os.replace)."""
     from safetensors.torch import save_file
@@ -177,10 +171,10 @@ def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | Non
     states = {network: net.state_dict() for network, net in
               zip(NETWORKS, (generator, landmark_predictor, discriminator, refiner))
               if net is not None}
-    _write(path, config, states, metadata)
+    write_weights(path, config, states, metadata)
 
 
-def _check_file(path: PathLike) -> Path:
+def check_weights_file(path: PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
@@ -201,7 +195,7 @@ def load_weights(path: PathLike) -> LoadedWeights:
     """
     from safetensors import SafetensorError, safe_open
 
-    path = _check_file(path)
+    path = check_weights_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
@@ -240,7 +234,7 @@ def load_weights(path: PathLike) -> LoadedWeights:
             stray.append(key)
     if stray:
         raise WeightsError(f"{path}: tensors that belong to no network {NETWORKS}: "
-                           f"{_list_report('tensors', sorted(stray))}")
+                           f"{list_report('tensors', sorted(stray))}")
     extra = {k: v for k, v in meta.items() if k not in _RESERVED_METADATA}
     return LoadedWeights(config, states.get("generator"), states.get("landmarks"),
                          states.get("discriminator"), extra, refiner_state=states.get("refiner"))
@@ -253,10 +247,10 @@ def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: s
         WeightsError: naming (the first 10 of, and the count of) the missing, unexpected and
             mis-shaped tensors.
     """
-    missing, unexpected, shapes = _compare_state(net.state_dict(), state)
+    missing, unexpected, shapes = compare_state(net.state_dict(), state)
     if missing or unexpected or shapes:
         raise WeightsError(f"{what} do not match the model: "
-                           f"{_mismatch_report(missing, unexpected, shapes)}")
+                           f"{mismatch_report(missing, unexpected, shapes)}")
     net.load_state_dict(state, strict=True)
 
 
@@ -302,300 +296,13 @@ def build_refiner_from_weights(loaded: LoadedWeights, device: str | torch.device
     return net.to(device).eval()
 
 
-def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
-    """Combine several of our weights files into one; later files win per network.
-
-    The inputs must work at the same image size; each network keeps the sizes of the file it
-    comes from (e.g. a widened generator beside the landmark predictor it was trained with), and
-    the preset name is the generator's. ``half=True`` stores floating-point tensors as
-    float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
-    float32 parameters, so nothing else changes.
-    """
-    merged = _merge([(Path(p), load_weights(p)) for p in inputs])
-    states = {n: merged.state(n) for n in merged.networks}
-    if half:
-        states = {n: {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-                  for n, state in states.items()}  # type: ignore[union-attr]
-    _write(output, merged.config, states, merged.metadata)  # type: ignore[arg-type]
-
-
-def _merge(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
-    if not items:
-        raise ValueError("nothing to merge: give at least one weights file")
-    first_path, first = items[0]
-    merged = LoadedWeights(first.config, metadata=dict(first.metadata))
-    for path, loaded in items:
-        if loaded.config.image_size != merged.config.image_size:
-            raise WeightsError(f"{path}: model config ({loaded.config.name} preset, "
-                               f"{loaded.config.image_size} px) differs from that of {first_path} "
-                               f"({merged.config.name} preset, {merged.config.image_size} px); "
-                               "cannot merge networks of different image sizes")
-        # each network brings its own section of the config (its sizes)
-        sections = {n: getattr(loaded.config, n) for n in loaded.networks}
-        if "generator" in loaded.networks:
-            sections["name"] = loaded.config.name
-        merged.config = replace(merged.config, **sections)
-        for network in loaded.networks:
-            merged.set_state(network, loaded.state(network))
-        # a file's per-network history ("landmarks.step") belongs to networks it carries; the
-        # top-level keys describe its last training run, which may not be that network's
-        merged.metadata.update({k: v for k, v in loaded.metadata.items()
-                                if k.split(".")[0] not in NETWORKS
-                                or k.split(".")[0] in loaded.networks})
-        for network in loaded.networks:  # where each network came from survives the merge
-            for key in ("step", "stage", "steps_before"):
-                value = loaded.metadata.get(f"{network}.{key}", loaded.metadata.get(key))
-                if value is not None:
-                    merged.metadata[f"{network}.{key}"] = value
-                else:
-                    merged.metadata.pop(f"{network}.{key}", None)
-    return merged
-
-
-# ----------------------------------------------------------------------------- the original release
-
-@dataclass(frozen=True)
-class _OriginalLayout:
-    """How one original network's names map onto ours.
-
-    Attributes:
-        network: our network name.
-        renames: (original prefix, our prefix) pairs; a key takes the first that matches.
-        aliases: (duplicate prefix, canonical prefix): modules registered twice in the original.
-        folded: original module prefixes whose spectral norm is folded into a plain ``weight``.
-    """
-
-    network: str
-    renames: tuple[tuple[str, str], ...]
-    aliases: tuple[tuple[str, str], ...] = ()
-    folded: tuple[str, ...] = ()
-
-
-_ATTENTION_ALIASES = (("auto_attn.model.model.1.", "auto_attn.model.conv1."),
-                      ("auto_attn.model.model.3.", "auto_attn.model.conv2."),
-                      ("auto_attn.model.shortcut.0.", "auto_attn.model.bypass."))
-_ATTENTION_FOLDED = ("auto_attn.model.conv1.", "auto_attn.model.conv2.", "auto_attn.model.bypass.")
-_ATTENTION_RENAMES = (("auto_attn.model.", "attention.fuse."), ("auto_attn.", "attention."))
-
-_LAYOUTS: dict[str, _OriginalLayout] = {
-    "generator": _OriginalLayout(
-        network="generator",
-        renames=(("encoder1.1.", "encoders.0.1."), ("encoder2.0.", "encoders.1.0."),
-                 ("encoder3.0.", "encoders.2.0."), ("middle.", "middle."),
-                 ("decoder1.0.", "decoders.0.0."), ("decoder2.0.", "decoders.1.0."),
-                 ("fushion1.0.", "fusions.0.0."), ("fushion2.0.", "fusions.1.0."),
-                 ("decoder3.1.", "to_rgb.1.")) + _ATTENTION_RENAMES,
-        aliases=_ATTENTION_ALIASES,
-        folded=_ATTENTION_FOLDED,
-    ),
-    "discriminator": _OriginalLayout(
-        network="discriminator",
-        renames=tuple((f"conv{i + 1}.0.", f"convs.{i}.") for i in range(5)) + _ATTENTION_RENAMES,
-        aliases=(("features.0.", "conv1.0."),) + _ATTENTION_ALIASES,
-        folded=_ATTENTION_FOLDED,
-    ),
-    "detector": _OriginalLayout(network="landmarks", renames=(("", ""),)),
-}
-_SN_SUFFIXES = ("weight_orig", "weight_u", "weight_v")
-
-
-def fold_spectral_norm(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor
-                       ) -> torch.Tensor:
-    """The weight that ``torch.nn.utils.spectral_norm`` uses in eval mode (no power iteration).
-
-    Args:
-        weight_orig: (out, ...) the unnormalised weight of a convolution or linear layer.
-        u: (out,) and v: (prod(...),) the stored singular-vector estimates.
-
-    Returns:
-        ``weight_orig / sigma`` with ``sigma = u . (W v)``, ``W = weight_orig.reshape(out, -1)``.
-    """
-    sigma = torch.dot(u, torch.mv(weight_orig.reshape(weight_orig.shape[0], -1), v))
-    return weight_orig / sigma
-
-
-def _original_name(our_key: str, layout: _OriginalLayout) -> str:
-    """The original name(s) that an our-side key comes from (for error messages)."""
-    for old, new in layout.renames:
-        if our_key.startswith(new):
-            key = old + our_key[len(new):]
-            module, _, leaf = key.rpartition(".")
-            if leaf == "weight" and module + "." in layout.folded:
-                return "/".join(f"{module}.{s}" for s in _SN_SUFFIXES)
-            return key
-    return our_key
-
-
-def _map_original(state: Mapping[str, Any], layout: _OriginalLayout, config: ModelConfig,
-                  where: str) -> StateDict:
-    """Map an original state dict onto our names, checking names and shapes against our model."""
-    # 1. DataParallel prefixes
-    work: dict[str, torch.Tensor] = {}
-    bad_values: list[str] = []
-    for key, value in state.items():
-        name = key[len("module."):] if key.startswith("module.") else key
-        if not isinstance(value, torch.Tensor):
-            bad_values.append(f"{key} ({type(value).__name__})")
-            continue
-        if name in work:
-            raise WeightsError(f"{where}: tensor {name!r} appears both with and without the "
-                               "'module.' prefix")
-        work[name] = value
-    if bad_values:
-        raise WeightsError(f"{where}: entries that are not tensors: "
-                           f"{_list_report('entries', bad_values)}")
-
-    # 2. modules registered twice: the copies must be equal; keep one
-    for alias, canonical in layout.aliases:
-        for key in [k for k in work if k.startswith(alias)]:
-            twin = canonical + key[len(alias):]
-            value = work.pop(key)
-            if twin not in work:
-                work[twin] = value  # only the duplicate was stored: use it
-            elif (work[twin].shape != value.shape or not torch.equal(work[twin], value)):
-                raise WeightsError(f"{where}: {key} and {twin} are the same module in the original "
-                                   "and must hold equal tensors, but they differ")
-
-    # 3. spectral norm folded into plain weights
-    missing_original: list[str] = []
-    for module in layout.folded:
-        present = [s for s in _SN_SUFFIXES if module + s in work]
-        if not present:
-            continue  # a plain ``weight`` (or nothing, reported below)
-        if len(present) < len(_SN_SUFFIXES):
-            missing_original += [module + s for s in _SN_SUFFIXES if s not in present]
-            for s in present:  # reported through the missing part; not also as unexpected
-                del work[module + s]
-            continue
-        weight, u, v = (work.pop(module + s) for s in _SN_SUFFIXES)
-        if u.shape != (weight.shape[0],) or v.shape != (weight[0].numel(),):
-            raise WeightsError(f"{where}: spectral-norm vectors of {module}weight_orig "
-                               f"{tuple(weight.shape)} have shapes u {tuple(u.shape)}, "
-                               f"v {tuple(v.shape)}; expected ({weight.shape[0]},) and "
-                               f"({weight[0].numel()},)")
-        if module + "weight" in work:
-            raise WeightsError(f"{where}: {module}weight is stored both plain and spectral-"
-                               "normalised")
-        work[module + "weight"] = fold_spectral_norm(weight.float(), u.float(), v.float()
-                                                     ).to(weight.dtype)
-
-    # 4. renames
-    out: StateDict = {}
-    unexpected: list[str] = []
-    for key, value in work.items():
-        for old, new in layout.renames:
-            if key.startswith(old):
-                out[new + key[len(old):]] = value
-                break
-        else:
-            unexpected.append(key)
-
-    # 5. names and shapes against our network
-    expected = _expected_state(layout.network, config)
-    missing, extra, shapes = _compare_state(expected, out)
-    unexpected += [_original_name(k, layout) for k in extra]
-    missing_names = list(missing_original)
-    for k in missing:
-        original = _original_name(k, layout)
-        if not any(m in original.split("/") for m in missing_original):
-            missing_names.append(original if original == k else f"{original} (our {k})")
-    if missing_names or unexpected or shapes:
-        raise WeightsError(f"{where}: does not match the original LaFIn layout: "
-                           f"{_mismatch_report(missing_names, sorted(unexpected), shapes)}")
-    return out
-
-
-_TRAIN_CHECKPOINT_FORMAT = "lafin-train-checkpoint"
-
-
-def _read_torch(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds (pickle, zip, EOF, ...) for foreign files
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise WeightsError(f"{path}: not a readable PyTorch weights file "
-                           f"({type(exc).__name__}: {first})") from None
-
-
-def load_original(paths: PathLike | Sequence[PathLike]) -> LoadedWeights:
-    """Load files of the original LaFIn release onto the ``paper`` preset.
-
-    Args:
-        paths: one or more of ``InpaintingModel_gen.pth``, ``landmark_detector.pth`` and
-            ``InpaintingModel_dis.pth`` (any names: a file is recognised by its dict key
-            ``generator``, ``detector`` or ``discriminator``).
-
-    Returns:
-        LoadedWeights with ``config = PRESETS["paper"]``, states in our naming (checked against
-        our networks' names and shapes), and metadata ``source`` and ``<network>_iteration``.
-
-    Raises:
-        WeightsError: unreadable file, a file that is no original checkpoint (the message lists
-            the keys found), a network given twice, or tensors that are missing, unexpected,
-            mis-shaped or (for registered-twice modules) inconsistent.
-    """
-    path_list = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    if not path_list:
-        raise WeightsError("no weights files given")
-    config = PRESETS["paper"]
-    loaded = LoadedWeights(config, metadata={"source": "original LaFIn release"})
-    origin: dict[str, Path] = {}
-    for raw in path_list:
-        path = _check_file(raw)
-        data = _read_torch(path)
-        if not isinstance(data, dict):
-            raise WeightsError(f"{path}: expected a dict of state dicts, found "
-                               f"{type(data).__name__}; not an original LaFIn checkpoint")
-        if data.get("format") == _TRAIN_CHECKPOINT_FORMAT:
-            raise WeightsError(f"{path}: a lafin training checkpoint (optimiser and RNG state), "
-                               "not a weights file; use the weights.safetensors written next to "
-                               "it")
-        keys = [k for k in _LAYOUTS if k in data]
-        if not keys:
-            found = ", ".join(sorted(map(str, data))[:10]) or "nothing"
-            raise WeightsError(f"{path}: not an original LaFIn checkpoint: expected a dict with "
-                               f"one of {sorted(_LAYOUTS)}; found keys: {found}")
-        for key in keys:
-            layout = _LAYOUTS[key]
-            where = f"{path} [{key!r}]"
-            if layout.network in origin:
-                raise WeightsError(f"{where}: the {layout.network} network was already read "
-                                   f"from {origin[layout.network]}; give each network once")
-            if not isinstance(data[key], Mapping):
-                raise WeightsError(f"{where}: expected a state dict, found "
-                                   f"{type(data[key]).__name__}")
-            loaded.set_state(layout.network, _map_original(data[key], layout, config, where))
-            origin[layout.network] = path
-            if "iteration" in data:
-                try:
-                    loaded.metadata[f"{layout.network}_iteration"] = str(int(data["iteration"]))
-                except (TypeError, ValueError):
-                    log.warning("%s: ignoring non-integer iteration %r", path, data["iteration"])
-        log.info("read original LaFIn %s from %s", "+".join(keys), path)
-    return loaded
-
-
-def convert_original(inputs: PathLike | Sequence[PathLike], output: PathLike,
-                     metadata: Mapping[str, Any] | None = None) -> LoadedWeights:
-    """Convert original release files into one of our weights files (``paper`` preset).
-
-    Names and shapes are checked strictly (see :func:`load_original`); the output is written
-    atomically. Returns what was written.
-    """
-    loaded = load_original(inputs)
-    loaded.metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    _write(output, loaded.config, {n: loaded.state(n) for n in loaded.networks},  # type: ignore[misc]
-           loaded.metadata)
-    return loaded
-
-
 # ----------------------------------------------------------------------------- by content
 
 
 def sniff_weights(path: PathLike) -> str:
     """What a file looks like: ``"safetensors"``, ``"torch"`` (zip or legacy pickle) or
     ``"unknown"``. Only the first bytes are read."""
-    path = _check_file(path)
+    path = check_weights_file(path)
     with path.open("rb") as f:
         head = f.read(9)
     # safetensors: little-endian u64 header length, then the JSON header. Checked first: the
@@ -621,7 +328,7 @@ def load_any(source: PathLike | Sequence[PathLike]) -> LoadedWeights:
         raise WeightsError("no weights files given")
     kinds: dict[str, list[Path]] = {"safetensors": [], "torch": []}
     for raw in sources:
-        path = _check_file(raw)
+        path = check_weights_file(raw)
         kind = sniff_weights(path)
         if kind == "unknown":
             with path.open("rb") as f:
@@ -634,8 +341,12 @@ def load_any(source: PathLike | Sequence[PathLike]) -> LoadedWeights:
                            f"with original .pth files ({', '.join(map(str, kinds['torch']))}); "
                            "convert the originals first with 'lafin convert'")
     if kinds["torch"]:
+        from lafin.original_release import load_original
+
         return load_original(kinds["torch"])
     paths = kinds["safetensors"]
     if len(paths) == 1:
         return load_weights(paths[0])
-    return _merge([(p, load_weights(p)) for p in paths])
+    from lafin.weights_merge import merge_loaded
+
+    return merge_loaded([(p, load_weights(p)) for p in paths])

@@ -301,7 +301,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from lafin.checkpoint import convert_original
+    from lafin.original_release import convert_original
 
     convert_original(args.inputs, args.output)
     print(f"Wrote {args.output}")
@@ -309,7 +309,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_weights(args: argparse.Namespace) -> int:
-    from lafin.checkpoint import merge_weights
+    from lafin.weights_merge import merge_weights
 
     merge_weights(args.inputs, args.output, half=args.half)
     print(f"Wrote {args.output}")

@@ -16,7 +16,7 @@ Presets
     (16-32-64 channels at the finest scales), landmark input at 128 px, no refiner.
 ``paper``
     The original LaFIn networks at 256 px, with exactly the tensor shapes of the published
-    checkpoints (see ``lafin.checkpoint.load_original``).
+    checkpoints (see ``lafin.original_release.load_original``).
 ``tiny``
     A very small model used by the tests and for smoke runs.
 """

@@ -113,10 +113,12 @@ def warp_back(hole: np.ndarray, content: np.ndarray, generated: np.ndarray,
     the photo to the crop. Returns the HxW bool hole pixels it covered."""
     s = generated.shape[0]
     inv = invert_affine(matrix)
-    corners = np.array([[0, 0], [s - 1, 0], [0, s - 1], [s - 1, s - 1]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    corners = np.array([[0, 0], [s - 1, 0], [0, s - 1], [s - 1, s - 1]], np.float64)
+    corners = corners @ inv[:, :2].T + inv[:, 2]
     h, w = hole.shape
-    left, top = max(0, int(np.floor(corners[:, 0].min()))), max(0, int(np.floor(corners[:, 1].min())))
-    right, bottom = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
+    lo, hi = np.floor(corners.min(axis=0)).astype(int), np.ceil(corners.max(axis=0)).astype(int)
+    left, top = max(0, int(lo[0])), max(0, int(lo[1]))
+    right, bottom = min(w, int(hi[0]) + 1), min(h, int(hi[1]) + 1)
     if right <= left or bottom <= top:
         return np.zeros(hole.shape, bool)
     # work only around the hole's part inside the footprint: warping and harmonising the whole

@@ -9,8 +9,8 @@ An exported folder is self-describing:
   landmark pixel), ``mask`` (B, 1, S, S) (1 = hole), output ``image`` (B, 3, S, S) float32 in
   [0, 1] (not composited);
 * ``refiner.onnx`` (weights with a refiner only): inputs ``coarse`` (B, 3, R, R), ``mask``
-  (B, 1, R, R), ``heatmap`` (B, 1, R, R), ``noise`` (B, 1, R, R), output ``image`` (B, 3, R, R) in [0, 1] (R: the
-  refiner's ``output_size``; see :class:`lafin.networks.refiner.Refiner`);
+  (B, 1, R, R), ``heatmap`` (B, 1, R, R), ``noise`` (B, 1, R, R), output ``image`` (B, 3, R, R)
+  in [0, 1] (R: the refiner's ``output_size``; see :class:`lafin.networks.refiner.Refiner`);
 * ``lafin-onnx.json``: the format name and version, the :class:`~lafin.config.ModelConfig`
   (so the image size S and the preset are known without the weights file), the opset, the
   tensor names and shapes, and where the weights came from.
@@ -168,7 +168,8 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
     mask[:, :, s // 4:3 * s // 4, s // 4:3 * s // 4] = 1
     batch = {0: "batch"}
     with _exportable(), torch.no_grad():
-        torch.onnx.export(predictor, (torch.rand(_EXPORT_BATCH, 3, ls, ls),), str(out / LANDMARKS_NAME), dynamo=False,
+        torch.onnx.export(predictor, (torch.rand(_EXPORT_BATCH, 3, ls, ls),),
+                          str(out / LANDMARKS_NAME), dynamo=False,
                           opset_version=opset, input_names=["masked"],
                           output_names=["landmarks"],
                           dynamic_axes={"masked": batch, "landmarks": batch})

@@ -410,8 +410,8 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
     ROW_TOLERANCE of a face's side from their height) whose size fits theirs (a hole of 0.25 to 2
     face sides, at least 0.2 of one wide, with a tenth of a face box's pixels), and not on one
     of them nor running on from the ``held`` hole pixels (a stroke over a found face that goes
-    on past it is that face's hole, not another face's). The frame is a face crop of their median size around the part; the landmark
-    pass then finds the face in it. Other parts are background."""
+    on past it is that face's hole, not another face's). The frame is a face crop of their median
+    size around the part; the landmark pass then finds the face in it. Other parts are background."""
     frames = []
     for left, top, right, bottom in hole_regions(rest, grow=0.25, min_side=8):
         part = rest[top:bottom, left:right]

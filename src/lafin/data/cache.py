@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lafin.alignment import rescale_points
+from lafin.atomic import atomic_write
 from lafin.workers import process_pool
 
 log = logging.getLogger(__name__)
@@ -108,19 +108,18 @@ def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
         jobs.append((str(root / name), size, prior_box, str(pts) if pts.is_file() else None))
     if prior_box is None and any(j[3] is None for j in jobs):
         raise ValueError("prior_box is required when some images have no .pts landmarks")
-    images = np.lib.format.open_memmap(out / "images.tmp.npy", mode="w+", dtype=np.uint8,
-                                       shape=(len(names), size, size, 3))
     landmarks = np.zeros((len(names), 68, 2), np.float32)
     sources: list[str] = []
-    with process_pool(workers) as pool:
+    with atomic_write(out / "images.npy") as tmp, process_pool(workers) as pool:
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                           shape=(len(names), size, size, 3))
         results = pool.map(_load_and_label, jobs, chunksize=64)
         for i, (image, lm, source) in enumerate(tqdm(results, total=len(jobs), desc="caching")):
             images[i] = image
             landmarks[i] = lm
             sources.append(source)
-    images.flush()
-    del images
-    os.replace(out / "images.tmp.npy", out / "images.npy")
+        images.flush()
+        del images
     np.save(out / "landmarks.npy", landmarks)
     counts = {s: sources.count(s) for s in sorted(set(sources))}
     (out / "meta.json").write_text(json.dumps({"root": str(root), "size": size, "names": names,
@@ -155,16 +154,15 @@ def build_cache_like(reference: str | Path, root: str | Path, out: str | Path, s
         raise FileNotFoundError(f"{len(missing)} of the reference's {len(ref)} images are not in "
                                 f"{root} (e.g. {missing[0]})")
     out.mkdir(parents=True, exist_ok=True)
-    images = np.lib.format.open_memmap(out / "images.tmp.npy", mode="w+", dtype=np.uint8,
-                                       shape=(len(ref), size, size, 3))
     jobs = [(str(by_stem[Path(n).stem]), size) for n in ref.names]
-    with process_pool(workers) as pool:
+    with atomic_write(out / "images.npy") as tmp, process_pool(workers) as pool:
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                           shape=(len(ref), size, size, 3))
         for i, image in enumerate(tqdm(pool.map(_load_resized, jobs, chunksize=64),
                                        total=len(jobs), desc="caching")):
             images[i] = image
-    images.flush()
-    del images
-    os.replace(out / "images.tmp.npy", out / "images.npy")
+        images.flush()
+        del images
     np.save(out / "landmarks.npy", rescale_points(ref.landmarks, size / ref.size).astype(np.float32))
     (out / "meta.json").write_text(json.dumps({
         "root": str(root), "size": size, "names": ref.names, "sources": ref.sources,

@@ -67,6 +67,14 @@ def psnr(output: np.ndarray, truth: np.ndarray, peak: float = 255.0) -> float:
     return float("inf") if mse == 0 else float(10.0 * np.log10(peak * peak / mse))
 
 
+def psnr_of_batch(outputs: torch.Tensor, truths: torch.Tensor) -> list[float]:
+    """:func:`psnr` of each image of a batch: (B, 3, H, W) tensors in [0, 1], the outputs
+    rounded to 8 bits as they would be saved (the truths are 8-bit images already)."""
+    out = (outputs.detach().float() * 255).round().permute(0, 2, 3, 1).cpu().numpy()
+    ref = (truths.detach().float() * 255).round().permute(0, 2, 3, 1).cpu().numpy()
+    return [psnr(o, t) for o, t in zip(out, ref)]
+
+
 def ssim(output: np.ndarray, truth: np.ndarray) -> float:
     """Structural similarity as Wang et al. 2004 define it, on RGB, averaged over channels.
 

@@ -670,7 +670,7 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
         pool = None
         results_iter = (_evaluate_image(ctx, i, p) for i, p in jobs)
     try:
-        for (index, path), res in zip(jobs, results_iter):
+        for (_index, path), res in zip(jobs, results_iter):
             bar.update(1)
             if res.skipped is not None:
                 log.warning("skipping %s: %s", path.name, res.skipped)

@@ -15,7 +15,7 @@ from torch import nn
 class FusionResBlock(nn.Module):
     """Pre-activation residual block ``2C -> C`` that fuses the two attention streams.
 
-    The original wraps these convolutions in spectral norm; ``lafin.checkpoint`` folds the
+    The original wraps these convolutions in spectral norm; ``lafin.original_release`` folds the
     normalisation into the plain weights when it imports an original checkpoint.
     """
 

@@ -102,20 +102,18 @@ def save_damage_detector(path, model: DamageDetector, metadata: dict | None = No
     version in the metadata; written to a temporary file first, then renamed."""
     import copy
     import json
-    import os
-    from pathlib import Path
 
     from safetensors.torch import save_file
+
+    from lafin.atomic import atomic_write
 
     fused = copy.deepcopy(model).cpu().eval().fuse()
     tensors = {k: v.detach().contiguous().float() for k, v in fused.state_dict().items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta.update({"format": DAMAGE_FORMAT_NAME, "format_version": str(DAMAGE_FORMAT_VERSION),
                  "config": json.dumps(model.config.to_dict())})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_damage_detector(path, device: str | torch.device = "cpu"

@@ -1,7 +1,7 @@
 """The original LaFIn inpainting generator (Yang et al., 2019), with configurable sizes.
 
 With the ``paper`` preset (channels 64/128/256, 7 residual blocks) every tensor has the shape of
-the published ``InpaintingModel_gen.pth``; ``lafin.checkpoint.load_original`` maps the names.
+the published ``InpaintingModel_gen.pth``; ``lafin.original_release.load_original`` maps the names.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from lafin.atomic import atomic_write
 from lafin.damage import TRAINING, make_damaged
 from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
 from lafin.networks.damage_detector import (DamageDetector, DamageDetectorConfig,
@@ -190,10 +191,9 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
             if scores["f1"] > best["f1"]:
                 best = scores
                 save_damage_detector(out / "best.safetensors", model, meta)
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best, "minutes": minutes},
-                       out / "state.tmp")
-            (out / "state.tmp").replace(state_path)
+            with atomic_write(state_path) as tmp:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                            "step": step, "best": best, "minutes": minutes}, tmp)
         if out_of_time:
             log.info("stopping at step %d: max_minutes reached", step)
             break

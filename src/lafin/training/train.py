@@ -559,6 +559,7 @@ class Trainer:
         output (and, with a landmark predictor, the NME of its points on the output against the
         landmarks given: landmark fidelity), or landmark NME for the landmark stage."""
         assert self.val is not None
+        from lafin.evaluation.metrics import psnr_of_batch
         from lafin.landmarks import nme
 
         rng = np.random.default_rng(12345)
@@ -574,8 +575,7 @@ class Trainer:
                 results.setdefault("val/nme", []).extend(err.tolist())
                 continue
             comp = self._val_composite(batch)
-            mse = ((comp * 255).round() - batch.images * 255).pow(2).mean(dim=(1, 2, 3))
-            results.setdefault("val/psnr", []).extend((10 * torch.log10(255**2 / mse.clamp_min(1e-8))).tolist())
+            results.setdefault("val/psnr", []).extend(psnr_of_batch(comp, batch.images))
             results.setdefault("val/ssim", []).extend(
                 losses.ssim((comp * 255).round() / 255, batch.images).tolist())
             results.setdefault("val/l1_hole", []).append(

@@ -1,0 +1,63 @@
+"""Combining several of our weights files into one (e.g. a predictor and a generator trained
+apart); each network keeps its own section of the config and its training history."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from lafin.checkpoint import (NETWORKS, LoadedWeights, PathLike, WeightsError, load_weights,
+                              write_weights)
+
+
+def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
+    """Combine several of our weights files into one; later files win per network.
+
+    The inputs must work at the same image size; each network keeps the sizes of the file it
+    comes from (e.g. a widened generator beside the landmark predictor it was trained with), and
+    the preset name is the generator's. ``half=True`` stores floating-point tensors as
+    float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
+    float32 parameters, so nothing else changes.
+    """
+    merged = merge_loaded([(Path(p), load_weights(p)) for p in inputs])
+    states = {n: merged.state(n) for n in merged.networks}
+    if half:
+        states = {n: {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+                  for n, state in states.items()}  # type: ignore[union-attr]
+    write_weights(output, merged.config, states, merged.metadata)  # type: ignore[arg-type]
+
+
+def merge_loaded(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
+    """The networks of several loaded files as one (later files win per network); each
+    network keeps its file's section of the config and its per-network history."""
+    if not items:
+        raise ValueError("nothing to merge: give at least one weights file")
+    first_path, first = items[0]
+    merged = LoadedWeights(first.config, metadata=dict(first.metadata))
+    for path, loaded in items:
+        if loaded.config.image_size != merged.config.image_size:
+            raise WeightsError(f"{path}: model config ({loaded.config.name} preset, "
+                               f"{loaded.config.image_size} px) differs from that of {first_path} "
+                               f"({merged.config.name} preset, {merged.config.image_size} px); "
+                               "cannot merge networks of different image sizes")
+        # each network brings its own section of the config (its sizes)
+        sections = {n: getattr(loaded.config, n) for n in loaded.networks}
+        if "generator" in loaded.networks:
+            sections["name"] = loaded.config.name
+        merged.config = replace(merged.config, **sections)
+        for network in loaded.networks:
+            merged.set_state(network, loaded.state(network))
+        # a file's per-network history ("landmarks.step") belongs to networks it carries; the
+        # top-level keys describe its last training run, which may not be that network's
+        merged.metadata.update({k: v for k, v in loaded.metadata.items()
+                                if k.split(".")[0] not in NETWORKS
+                                or k.split(".")[0] in loaded.networks})
+        for network in loaded.networks:  # where each network came from survives the merge
+            for key in ("step", "stage", "steps_before"):
+                value = loaded.metadata.get(f"{network}.{key}", loaded.metadata.get(key))
+                if value is not None:
+                    merged.metadata[f"{network}.{key}"] = value
+                else:
+                    merged.metadata.pop(f"{network}.{key}", None)
+    return merged
