@@ -467,3 +467,19 @@ def test_batch_psnr_is_the_image_psnr_of_each_rounded_output():
                         torch.from_numpy(truth / 255).permute(0, 3, 1, 2))
     assert got == pytest.approx([psnr(np.round(o), t) for o, t in zip(output, truth)], abs=1e-6)
     assert 25 < got[0] < 35
+
+
+def test_evaluation_config_is_the_commands_options_with_their_defaults():
+    """The library takes a typed EvaluationConfig; the command's parser fills every field and
+    nothing else, with the same defaults."""
+    from dataclasses import asdict
+
+    from lafin.evaluation.runner import EvaluationConfig, build_parser
+
+    parsed = build_parser().parse_args(["--images", "faces"])
+    config = EvaluationConfig.from_args(parsed)
+    assert set(vars(parsed)) == set(asdict(config))
+    assert config == EvaluationConfig(images="faces")
+    given = EvaluationConfig.from_args(build_parser().parse_args(
+        ["--images", "f", "--lpips-weights", "a.pth", "b.pth", "--size", "64"]))
+    assert given.lpips_weights == ("a.pth", "b.pth") and given.size == 64

@@ -21,7 +21,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,6 +111,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no tables")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     return p
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What one evaluation runs: the options of ``lafin evaluate`` (``--help`` describes each;
+    :func:`build_parser` is their command-line form), with the same defaults."""
+
+    images: str
+    masks: str = "irregular"
+    methods: str = "lafin,telea,ns"
+    weights: str | None = None
+    limit: int | None = None
+    names: str | None = None
+    size: int = 128
+    bins: str = "all"
+    seed: int = 0
+    out: str | None = None
+    fid_weights: str | None = None
+    kid_subset_size: int = R.KID_SUBSET_SIZE
+    kid_subsets: int = R.KID_SUBSETS
+    landmark_fidelity: str | None = None
+    lpips_weights: tuple[str, ...] | None = None
+    landmarks: str | None = None
+    no_identity: bool = False
+    device: str = "cpu"
+    threads: int | None = None
+    workers: int = 0
+    grid: int = 4
+    quiet: bool = False
+    verbose: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "EvaluationConfig":
+        """From :func:`build_parser`'s parsed arguments."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        if values["lpips_weights"] is not None:
+            values["lpips_weights"] = tuple(values["lpips_weights"])
+        return cls(**values)
 
 
 def parse_fidelity(spec: str | None) -> list[str | None]:
@@ -378,7 +416,7 @@ def _versions() -> dict[str, str]:
 class _Context:
     """Everything one image's evaluation needs (built once per process)."""
 
-    args: argparse.Namespace
+    config: EvaluationConfig
     bins: list[str]
     masks: MaskSource
     methods: list[Method]
@@ -392,30 +430,30 @@ class _Context:
     judge: Method | None = None  # whose landmark predictor scores landmark fidelity
 
 
-def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict[str, str]]:
+def _build_context(config: EvaluationConfig) -> tuple[_Context, list[Path], dict[str, str]]:
     """Validate the arguments and load everything; returns (context, image files, metrics
     that are unavailable and why). Bad inputs raise :class:`InputError`."""
-    if args.size < 32:
+    if config.size < 32:
         raise InputError("--size must be at least 32 pixels")
-    if args.workers is not None and args.workers < 0:
+    if config.workers is not None and config.workers < 0:
         raise InputError("--workers must be 0 (automatic) or more")
-    files = list_images(Path(args.images), args.names, args.limit, args.seed)
-    bins = parse_bins(args.bins, args.masks)
-    masks = MaskSource(args.masks, args.size, bins, args.seed)
-    landmarks_dir = Path(args.landmarks) if args.landmarks else None
+    files = list_images(Path(config.images), config.names, config.limit, config.seed)
+    bins = parse_bins(config.bins, config.masks)
+    masks = MaskSource(config.masks, config.size, bins, config.seed)
+    landmarks_dir = Path(config.landmarks) if config.landmarks else None
     if landmarks_dir is not None and not landmarks_dir.is_dir():
         raise InputError(f"--landmarks: folder not found: {landmarks_dir}")
-    if args.kid_subset_size < 2 or args.kid_subsets < 1:
+    if config.kid_subset_size < 2 or config.kid_subsets < 1:
         raise InputError("--kid-subset-size must be at least 2 and --kid-subsets at least 1")
-    fidelity = parse_fidelity(args.landmark_fidelity)
-    methods = build_methods(args.methods, args.weights, args.device)
+    fidelity = parse_fidelity(config.landmark_fidelity)
+    methods = build_methods(config.methods, config.weights, config.device)
     judge = next((m for m in methods if m.kind == "lafin"), None)
     if fidelity and judge is None:
         raise InputError("--landmark-fidelity needs a LaFIn method (its landmark predictor "
                          "judges, and only LaFIn generates from landmarks)")
     unavailable: dict[str, str] = {}
     fid_net = lpips_net = None
-    if args.fid_weights:
+    if config.fid_weights:
         try:
             import scipy  # noqa: F401
         except ImportError:
@@ -423,21 +461,21 @@ def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict
         from lafin.evaluation.inception import load_inception
 
         try:
-            fid_net = load_inception(args.fid_weights, args.device)
+            fid_net = load_inception(config.fid_weights, config.device)
         except ValueError as exc:
             raise InputError(f"--fid-weights: {exc}") from None
     else:
         unavailable["fid"] = unavailable["kid"] = "no --fid-weights given"
-    if args.lpips_weights:
+    if config.lpips_weights:
         from lafin.evaluation.perceptual import load_lpips
 
         try:
-            lpips_net = load_lpips(args.lpips_weights, args.device)
+            lpips_net = load_lpips(config.lpips_weights, config.device)
         except ValueError as exc:
             raise InputError(f"--lpips-weights: {exc}") from None
     else:
         unavailable["lpips"] = "no --lpips-weights given"
-    identity = not args.no_identity
+    identity = not config.no_identity
     if not identity:
         for key in ("identity", "identity_lost", "landmark_consistency"):
             unavailable[key] = "--no-identity given"
@@ -447,7 +485,7 @@ def _build_context(args: argparse.Namespace) -> tuple[_Context, list[Path], dict
             "no method with a landmark predictor (telea and ns predict none)"
     names = [m.name for m in methods]
     grid_method = next((m.name for m in methods if m.kind == "lafin"), names[0])
-    ctx = _Context(args, bins, masks, methods, landmarks_dir, fid_net, lpips_net, identity,
+    ctx = _Context(config, bins, masks, methods, landmarks_dir, fid_net, lpips_net, identity,
                    nme_possible, grid_method, fidelity, judge if fidelity else None)
     return ctx, files, unavailable
 
@@ -478,7 +516,7 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
         res.skipped = str(exc)
         return res
     res.non_square = raw.shape[0] != raw.shape[1]
-    truth, scale, (left, top) = to_square(raw, ctx.args.size)
+    truth, scale, (left, top) = to_square(raw, ctx.config.size)
     given = None
     if ctx.landmarks_dir is not None:
         lm_file = find_landmarks(ctx.landmarks_dir, path.stem)
@@ -568,13 +606,13 @@ def _fidelity(judge: Method | None, output: np.ndarray, guide: np.ndarray) -> fl
 _WORKER: _Context | None = None
 
 
-def _worker_init(args: argparse.Namespace, level: int) -> None:
+def _worker_init(config: EvaluationConfig, level: int) -> None:
     import torch
 
     global _WORKER
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    _WORKER = _build_context(args)[0]
+    _WORKER = _build_context(config)[0]
 
 
 def _worker_task(job: tuple[int, Path]) -> _ImageResult:
@@ -582,11 +620,11 @@ def _worker_task(job: tuple[int, Path]) -> _ImageResult:
     return _evaluate_image(_WORKER, *job)
 
 
-def _worker_count(args: argparse.Namespace, n_images: int) -> int:
+def _worker_count(config: EvaluationConfig, n_images: int) -> int:
     import os
 
-    if args.workers:
-        return max(1, min(args.workers, n_images))
+    if config.workers:
+        return max(1, min(config.workers, n_images))
     if n_images < 16:  # starting processes costs more than it saves
         return 1
     return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -612,7 +650,7 @@ def select_grid_cases(ctx: _Context, cases: list[dict], agg: dict,
         index, path = jobs[name]
         from lafin.io import load_image
 
-        truth = to_square(load_image(path), ctx.args.size)[0]
+        truth = to_square(load_image(path), ctx.config.size)[0]
         mask = ctx.masks(b, index)
         hole = mask > 0
         output = np.where(hole[..., None], method.run(truth, mask)[0], truth).astype(np.uint8)
@@ -622,8 +660,8 @@ def select_grid_cases(ctx: _Context, cases: list[dict], agg: dict,
     return out
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[GridCase]]:
-    """Run the evaluation described by parsed arguments.
+def run(config: EvaluationConfig) -> tuple[dict[str, Any], list[GridCase]]:
+    """Run the evaluation ``config`` describes.
 
     Returns:
         The results dictionary (what results.json holds) and the worst and best cases of the
@@ -635,21 +673,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[GridCase]]:
     threads_before = torch.get_num_threads()
     # One thread by default: the networks are small at these sizes, and several threads of
     # one process fight each other (and any other job) for the cores; --workers parallelises.
-    torch.set_num_threads(args.threads or 1)
+    torch.set_num_threads(config.threads or 1)
     try:
-        return _run(args, started)
+        return _run(config, started)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list[GridCase]]:
+def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list[GridCase]]:
     import multiprocessing
 
     from tqdm import tqdm
 
-    ctx, files, unavailable = _build_context(args)
+    ctx, files, unavailable = _build_context(config)
     names = [m.name for m in ctx.methods]
-    workers = _worker_count(args, len(files))
+    workers = _worker_count(config, len(files))
     cases: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     truth_sources: dict[str, int] = {}
@@ -659,12 +697,12 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
     seconds = {m: 0.0 for m in names}
     warned_square = False
     jobs = list(enumerate(files))
-    bar = tqdm(total=len(files), desc="evaluating", unit="image", disable=args.quiet)
+    bar = tqdm(total=len(files), desc="evaluating", unit="image", disable=config.quiet)
     if workers > 1:
         log.info("evaluating with %d worker processes", workers)
         pool = multiprocessing.get_context("spawn").Pool(
             workers, initializer=_worker_init,
-            initargs=(args, logging.getLogger().getEffectiveLevel()))
+            initargs=(config, logging.getLogger().getEffectiveLevel()))
         results_iter = pool.imap(_worker_task, jobs)
     else:
         pool = None
@@ -698,14 +736,14 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
             pool.join()
 
     if not cases:
-        raise InputError(f"nothing was evaluated: every image in {args.images} was skipped")
+        raise InputError(f"nothing was evaluated: every image in {config.images} was skipped")
 
     fid_values: dict[tuple[str, str], float | None] = {}
     kid_values: dict[tuple[str, str], dict[str, Any] | None] = {}
     notes: list[str] = []
     if ctx.fid_net is not None:
         reference_feats = np.stack(truth_features)
-        for key, feats in tqdm(sorted(features.items()), desc="FID", disable=args.quiet):
+        for key, feats in tqdm(sorted(features.items()), desc="FID", disable=config.quiet):
             if len(feats) < 2 or len(reference_feats) < 2:
                 fid_values[key] = None
                 continue
@@ -726,14 +764,14 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
             if len(feats) < 2 or len(reference_feats) < 2:
                 kid_values[key] = None
                 continue
-            mean, std = R.kid(np.stack(feats), reference_feats, args.kid_subsets,
-                              args.kid_subset_size, seed=args.seed)
-            subset = min(args.kid_subset_size, len(feats), n)
+            mean, std = R.kid(np.stack(feats), reference_feats, config.kid_subsets,
+                              config.kid_subset_size, seed=config.seed)
+            subset = min(config.kid_subset_size, len(feats), n)
             kid_values[key] = {"mean": mean, "std": std, "n": len(feats), "subset_size": subset,
-                               "subsets": args.kid_subsets}
+                               "subsets": config.kid_subsets}
         if subset:
             notes.append(
-                f"KID averages {args.kid_subsets} random subsets of {subset} outputs and {subset} "
+                f"KID averages {config.kid_subsets} random subsets of {subset} outputs and {subset} "
                 "ground-truth images; the ± is the spread over the subsets"
                 + (" (0 here: every subset holds all the images; --kid-subset-size smaller than "
                    "the number of images gives a spread)" if subset >= n else "") + ".")
@@ -749,9 +787,9 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
     from lafin.evaluation.inception import sha256_of
 
     settings = {
-        "images": str(args.images), "names": args.names, "images_evaluated": len(evaluated),
-        "image_names": evaluated, "limit": args.limit, "size": args.size, "seed": args.seed,
-        "masks": {"source": args.masks, "kind": ctx.masks.kind,
+        "images": str(config.images), "names": config.names, "images_evaluated": len(evaluated),
+        "image_names": evaluated, "limit": config.limit, "size": config.size, "seed": config.seed,
+        "masks": {"source": config.masks, "kind": ctx.masks.kind,
                   "description": ctx.masks.description},
         "bins": ctx.bins,
         "methods": {m.name: {"kind": m.kind, "weights": m.weights, **m.info}
@@ -760,8 +798,8 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
             "weights": str(ctx.fid_net.path), "sha256": ctx.fid_net.sha256,
             "kind": ctx.fid_net.kind, "label": ctx.fid_net.label},
         "lpips": None if ctx.lpips_net is None else {
-            "weights": [str(p) for p in args.lpips_weights],
-            "sha256": [sha256_of(p) for p in args.lpips_weights],
+            "weights": [str(p) for p in config.lpips_weights],
+            "sha256": [sha256_of(p) for p in config.lpips_weights],
             "backbone": ctx.lpips_net.backbone.name},
         "landmarks": str(ctx.landmarks_dir) if ctx.landmarks_dir else None,
         "landmark_truth": truth_sources, "face_box": box_sources,
@@ -772,7 +810,7 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
         "psnr": "RGB, whole image, peak 255",
         "l1_hole": "mean |out - truth| / 255 over hole pixels",
         "kid": None if ctx.fid_net is None else {
-            "subset_size": args.kid_subset_size, "subsets": args.kid_subsets, "seed": args.seed,
+            "subset_size": config.kid_subset_size, "subsets": config.kid_subsets, "seed": config.seed,
             "kernel": "(x.y / d + 1)^3", "estimate": "unbiased MMD^2"},
         "detail_ratio": {"erode": R.DETAIL_ERODE, "grey": list(R.GREY_WEIGHTS),
                          "laplacian": "3x3 4-neighbour, BORDER_REFLECT_101",
@@ -780,7 +818,7 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
         "landmark_fidelity": None if not ctx.fidelity else {
             "judge": ctx.judge.name if ctx.judge else None,
             "landmarks": ["true" if f is None else f for f in ctx.fidelity]},
-        "device": args.device,
+        "device": config.device,
     }
     n_outputs = {m: sum(1 for c in cases if c["method"] == m) for m in names}
     results = {
@@ -797,7 +835,7 @@ def _run(args: argparse.Namespace, started: float) -> tuple[dict[str, Any], list
                 "ms_per_output": {m: round(1000 * seconds[m] / max(1, n_outputs[m]), 2)
                                   for m in names}},
     }
-    grid = select_grid_cases(ctx, cases, agg, {p.name: (i, p) for i, p in jobs}, args.grid)
+    grid = select_grid_cases(ctx, cases, agg, {p.name: (i, p) for i, p in jobs}, config.grid)
     return results, grid
 
 
@@ -807,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    results, grid = run(args)
+    results, grid = run(EvaluationConfig.from_args(args))
     if not args.quiet:
         print_tables(results)
     if args.out:
