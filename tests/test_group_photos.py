@@ -221,8 +221,8 @@ def test_stroke_edges_past_a_found_face_are_not_searched(drawn_detectors, monkey
     left, top, right, bottom = boxes[0]
     hole[top + 86:top + 90, left + 40:right + 40] = 1  # through the mouth, 40 px past the face
     searches = []
-    original = lafin.photo._search_region
-    monkeypatch.setattr(lafin.photo, "_search_region",
+    original = lafin.photo.search_region
+    monkeypatch.setattr(lafin.photo, "search_region",
                         lambda *a, **k: searches.append(a[2]) or original(*a, **k))
     frames = lafin.photo.find_faces(photo, hole, 64)
     assert [f.path for f in frames] == ["detected"] and searches == []

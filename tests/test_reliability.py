@@ -401,7 +401,7 @@ def test_prepare_report_keeps_every_row_after_an_interrupted_run(tmp_path, monke
     for i in range(4):
         Image.fromarray(face_like(64, 64, seed=i)).save(src / f"p{i}.png")
     out = tmp_path / "set"
-    real = prep._process
+    real = prep.process_photo
     calls = {"n": 0}
 
     def interrupted(job):
@@ -410,14 +410,14 @@ def test_prepare_report_keeps_every_row_after_an_interrupted_run(tmp_path, monke
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(prep, "_process", interrupted)
+    monkeypatch.setattr(prep, "process_photo", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prep.prepare(src, out, prep.PrepareOptions(size=64, aligned=True), workers=1)
     with (out / "report.csv").open() as f:
         first = [row["name"] for row in csv.DictReader(f)]
     assert first == ["p0", "p1"]  # what was done before the interruption is on record
     # a crop written whose row never was (killed between the two): recorded on resume
-    monkeypatch.setattr(prep, "_process", real)
+    monkeypatch.setattr(prep, "process_photo", real)
     real((str(src / "p2.png"), str(out / "images"), prep.PrepareOptions(size=64, aligned=True)))
     prep.prepare(src, out, prep.PrepareOptions(size=64, aligned=True), workers=1)
     with (out / "report.csv").open() as f:

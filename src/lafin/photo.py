@@ -308,7 +308,7 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
             break
         for region in regions:
             searched.append(region)
-            found = _search_region(filled, rest, region, weak, seen, min_score, weakest)
+            found = search_region(filled, rest, region, weak, seen, min_score, weakest)
             for b, p in found:
                 if all(_overlap(b, other) < 0.3 for other, _ in boxes):
                     boxes.append((b, p))
@@ -362,9 +362,9 @@ def _unheld(hole: np.ndarray, boxes: list) -> np.ndarray:
     return rest
 
 
-def _search_region(filled: np.ndarray, rest: np.ndarray, region: tuple[int, int, int, int],
-                   weak: list, seen: list, min_score: float, weakest: float
-                   ) -> list[tuple[tuple[float, float, float, float, float], str]]:
+def search_region(filled: np.ndarray, rest: np.ndarray, region: tuple[int, int, int, int],
+                  weak: list, seen: list, min_score: float, weakest: float
+                  ) -> list[tuple[tuple[float, float, float, float, float], str]]:
     """The faces touching ``rest`` (the hole not yet held by a face) in ``region``, by the first
     detector that finds one (module docstring, paths 1-4). Faces found that do not touch it are
     added to ``seen``, weak HOG boxes to ``weak``."""

@@ -56,7 +56,7 @@ def _list_images(src: Path) -> list[Path]:
     return sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _process(args: tuple[str, str, PrepareOptions]) -> tuple[str, str, str, int]:
+def process_photo(args: tuple[str, str, PrepareOptions]) -> tuple[str, str, str, int]:
     """Prepare one photo. Returns (name, status, detail, faces found); status is ok or skip."""
     from lafin.alignment import align_face, rescale_points, transform_points
     from lafin.face import FaceBox, annotate, annotate_aligned, detect_faces
@@ -150,7 +150,7 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
         if workers > 1 and len(jobs) > 1:
             pool = process_pool(workers)
             try:
-                for row in tqdm(pool.map(_process, jobs, chunksize=8), total=len(jobs),
+                for row in tqdm(pool.map(process_photo, jobs, chunksize=8), total=len(jobs),
                                 desc="preparing"):
                     report.add([row])
                     rows.append(row)
@@ -158,7 +158,7 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
                 pool.shutdown(wait=True, cancel_futures=True)
         else:
             for job in tqdm(jobs, desc="preparing"):
-                row = _process(job)
+                row = process_photo(job)
                 report.add([row])
                 rows.append(row)
     skipped = [(r[0], r[2]) for r in rows if r[1] == "skip"]
