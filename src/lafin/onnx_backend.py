@@ -1,4 +1,4 @@
-"""ONNX export of the two networks and ONNX Runtime runners that stand in for them.
+"""ONNX export of the networks and ONNX Runtime runners that stand in for them.
 
 An exported folder is self-describing:
 
