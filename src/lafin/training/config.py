@@ -78,7 +78,8 @@ class LossConfig:
     loss on the patches touching the hole; lazy R1), which sees whether a face matches the
     landmarks it was drawn for; ``landmark_consistency`` weighs the error (``landmark_norm``)
     between the points the frozen landmark predictor (from ``init_from``) finds on the composite
-    and the landmarks the generator was given: the face must follow its landmarks."""
+    and those it finds on the true face, moved by any edit of the landmarks (joint stage: the
+    landmarks the generator was given): the face must follow its landmarks."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
