@@ -509,7 +509,7 @@ def test_joint_stage_gives_a_larger_predictor_its_own_size(face_cache, tmp_path)
     seen = []
     hook = trainer.nets["landmarks"].register_forward_pre_hook(
         lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
-    points = trainer._predict_points(_fixed_batch(trainer).masked)
+    points = trainer.predict_points(_fixed_batch(trainer).masked)
     hook.remove()
     assert seen == [(96, 96)]
     assert torch.allclose(points, torch.full_like(points, (0.25 * 96 + 0.5) * 64 / 96 - 0.5))

@@ -922,8 +922,8 @@ _HEAD = """
     box.dataset.ready = "1";
     const canvas = box.querySelector("canvas");
     canvas.width = +box.dataset.w; canvas.height = +box.dataset.h;
-    Object.assign(P, { box, canvas, ctx: canvas.getContext("2d", { willReadFrequently: true }), brush: +box.dataset.brush,
-                       strokes: [], painted: !!box.dataset.mask });
+    Object.assign(P, { box, canvas, ctx: canvas.getContext("2d", { willReadFrequently: true }),
+                       brush: +box.dataset.brush, strokes: [], painted: !!box.dataset.mask });
     if (box.dataset.mask) {
       const m = new Image(); m.onload = () => P.ctx.drawImage(m, 0, 0); m.src = box.dataset.mask;
     }
@@ -1318,7 +1318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log each run's time in the handler (inputs, model, outputs)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     from lafin.checkpoint import WeightsError
     from lafin.pipeline import WeightsNotFoundError
 

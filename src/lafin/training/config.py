@@ -69,8 +69,8 @@ class LossConfig:
     distance of the composite and the truth after ``structure_pool`` x ``structure_pool``
     average pooling (colour and shape, not texture, are tied to the truth, as LaMa leaves
     the hole free of a pixel loss); ``inception_style`` the L1 distance of the same
-    activations' Gram matrices (texture statistics, LaFIn's style loss); ``r1`` the R1 gradient penalty on real images, applied
-    every ``r1_every`` steps (lazy regularisation, scaled up by that factor).
+    activations' Gram matrices (texture statistics, LaFIn's style loss); ``r1`` the R1 gradient
+    penalty on real images, applied every ``r1_every`` steps (lazy regularisation, scaled up by that factor).
 
     The generator stages (inpaint, joint) can use the same terms, and two more:
     ``discriminator: patch`` replaces LaFIn's discriminator (image + landmark map,

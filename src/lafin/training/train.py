@@ -335,7 +335,7 @@ class Trainer:
             batch = edit_expressions(batch, self.config.data.landmark_edit, self.rng)
         return batch.to(self.device, self.memory_format)
 
-    def _predict_points(self, masked: torch.Tensor) -> torch.Tensor:
+    def predict_points(self, masked: torch.Tensor) -> torch.Tensor:
         """The frozen predictor's points (B, 68, 2) in pixels of the generator's crop (joint
         stage); a predictor with its own input size sees the crop resampled to that size."""
         side = self.model_config.landmark_size
@@ -364,7 +364,7 @@ class Trainer:
         disc.train()
         if self.config.stage == "joint":
             with torch.no_grad():
-                points = self._predict_points(batch.masked)
+                points = self.predict_points(batch.masked)
         else:
             points = batch.target_landmarks
         lmap = landmark_map(points, self.size)
@@ -439,8 +439,8 @@ class Trainer:
                 # the predictor's own reading of the true face, moved as the landmarks were
                 # edited: its disagreement with the labels (~9% NME on CelebA) cancels out
                 with torch.no_grad():
-                    target = self._predict_points(batch.images) + (points - batch.landmarks)
-            found = self._predict_points(composite)  # gradients reach the generator's pixels
+                    target = self.predict_points(batch.images) + (points - batch.landmarks)
+            found = self.predict_points(composite)  # gradients reach the generator's pixels
             terms["landmark_consistency"] = cfg.landmark_consistency * losses.landmark_error(
                 found, target, self.size, cfg.landmark_norm)
         g_loss = sum(terms.values())
@@ -589,8 +589,8 @@ class Trainer:
             if "landmarks" in self.nets and self.config.stage != "refine":
                 # landmark fidelity: the frozen predictor's points on the output against those it
                 # finds on the true face (the benchmarks' definition, free of label noise)
-                found = self._predict_points(comp).cpu().numpy()
-                truth = self._predict_points(batch.images).cpu().numpy()
+                found = self.predict_points(comp).cpu().numpy()
+                truth = self.predict_points(batch.images).cpu().numpy()
                 results.setdefault("val/landmark_fidelity", []).extend(nme(found, truth).tolist())
         return {k: float(np.mean(v)) for k, v in results.items()}
 
@@ -603,7 +603,7 @@ class Trainer:
         else:
             points = batch.landmarks
             if self.config.stage == "joint":
-                points = self._predict_points(batch.masked)
+                points = self.predict_points(batch.masked)
             out = self.ema(batch.masked, landmark_map(points, self.size), batch.masks)
         return out * batch.masks + batch.images * (1 - batch.masks)
 
@@ -631,7 +631,7 @@ class Trainer:
         else:
             points = batch.landmarks[:k]
             if self.config.stage == "joint":
-                points = self._predict_points(batch.masked[:k])
+                points = self.predict_points(batch.masked[:k])
             comp = to_np(self._val_composite(Batch(batch.images[:k], batch.masks[:k], points)))
             for i in range(k):
                 rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], points[i].cpu().numpy()),
