@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from lafin.landmarks import OUTER_EYE_CORNERS
+from lafin.landmarks import nme as landmark_nme
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,9 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray | float:
     if p.shape != t.shape or p.shape[-2:] != (68, 2):
         raise ValueError(f"landmarks must both be (..., 68, 2), got {p.shape} and {t.shape}")
     a, b = OUTER_EYE_CORNERS
-    ocular = np.linalg.norm(t[..., a, :] - t[..., b, :], axis=-1)
-    if np.any(ocular <= 0):
+    if np.any(np.linalg.norm(t[..., a, :] - t[..., b, :], axis=-1) <= 0):
         raise ValueError("ground-truth outer eye corners coincide: NME is undefined")
-    value = np.linalg.norm(p - t, axis=-1).mean(axis=-1) / ocular
+    value = landmark_nme(p, t)  # the one formula (lafin.landmarks.nme), checked and in float64
     return float(value) if np.ndim(value) == 0 else value
 
 
