@@ -455,6 +455,31 @@ def test_shipped_training_configs_parse_strictly(path):
     assert config.max_steps > 0 and config.batch_size > 0
 
 
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_each_recipe_says_how_to_launch_it_and_its_start_is_made_by_a_documented_command(path):
+    """A recipe's header holds its launch command, and weights it starts from (``init_from``)
+    are written by a command of a recipe header or of TRAINING.md (a run's ``--out`` folder,
+    ``-o`` of an export, a copy, or a widening): a reproduction needs no unexplained file."""
+    import re
+
+    text = path.read_text()
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    assert f"--config configs/{path.name}" in header
+    init = yaml.safe_load(text).get("init_from")
+    documented = "\n".join([(ROOT / "docs" / "TRAINING.md").read_text()] + [
+        "\n".join(line.lstrip("# ") for line in p.read_text().splitlines() if line.startswith("#"))
+        for p in RECIPES])
+    documented = documented.replace("\\\n", " ")  # commands continued over lines
+    for start in [init] if isinstance(init, str) else init or []:
+        made = (re.search(rf"--out {re.escape(str(Path(start).parent))}(\s|$)", documented)
+                or re.search(rf"(cp \S+|-o|widen \S+)\s+{re.escape(start)}(\s|$)", documented))
+        assert made, f"{path.name}: nothing documented writes its init_from {start}"
+
+
 def test_cli_init_from_overrides_the_config(face_cache, tmp_path):
     """``lafin train --init-from`` starts the config's recipe from other weights, so a further
     training cycle needs no copy of the config."""
