@@ -106,11 +106,8 @@ class LaFInModel:
         options: the inference switches (:class:`lafin.options.InferenceOptions`); see also
             :meth:`with_options`.
 
-    Parts (public, rebuilt when weights are loaded): ``locator``
-    (:class:`~lafin.landmark_locator.LandmarkLocator`), ``generation``
-    (:class:`~lafin.generator_runner.GeneratorRunner`), ``photos``
-    (:class:`~lafin.photo_inpainter.PhotoInpainter`), ``runtime``
-    (:class:`~lafin.runtime.Runtime`).
+    Parts (public, rebuilt when weights are loaded): ``locator`` (a LandmarkLocator),
+    ``generation`` (a GeneratorRunner), ``photos`` (a PhotoInpainter), ``runtime`` (a Runtime).
 
     Example::
 
@@ -257,13 +254,8 @@ class LaFInModel:
     def check_inputs(self, image: ImageInput, mask: ImageInput,
                      landmarks: np.ndarray | str | Path | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Load and validate; returns (HxWx3 uint8 image, HxW uint8 mask with 1 = hole).
-
-        ``landmarks`` (an array or a landmarks file) is checked too: use
-        :meth:`checked_inputs` to get the checked copy back.
-        """
-        img, hole, _ = self.checked_inputs(image, mask, landmarks)
-        return img, hole
+        """(HxWx3 uint8 image, HxW uint8 mask, 1 = hole), checked (landmarks too, if given)."""
+        return load_inputs(image, mask, landmarks)[:2]
 
     def checked_inputs(self, image: ImageInput, mask: ImageInput,
                        landmarks: np.ndarray | str | Path | None = None
