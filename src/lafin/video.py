@@ -149,6 +149,11 @@ class StageClock:
         self._name: str | None = None
         self._wall = self._cpu = 0.0
 
+    @property
+    def running(self) -> str | None:
+        """The stage being timed now."""
+        return self._name
+
     def start(self, name: str) -> None:
         self.stop()
         self._name, self._wall, self._cpu = name, time.perf_counter(), time.thread_time()
@@ -320,8 +325,11 @@ class _LazyFill:
         from lafin.photo import fill_regions
 
         if self.filled is None:
+            running = self.clock.running
             self.clock.start("fill")
             self.filled = fill_regions(self.frame, self.hole)
+            if running is not None:
+                self.clock.start(running)
         return self.filled
 
 
@@ -437,6 +445,7 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     bar = tqdm(total=n_frames, desc="frames", disable=not progress, unit="frame")
     # one worker: batches are rendered and written in the order they were handed over
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lafin-video")
+    done = False
     try:
         while True:
             reader_clock.start("decode")
@@ -477,10 +486,13 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
             bar.update(batch)
         render(pending)
         bar.update(len(pending))
+        done = True
     finally:
         worker.shutdown(wait=True)
         bar.close()
         writer.close()
+        if not done:  # an error (raised on): no half-written file left beside the output
+            Path(silent).unlink(missing_ok=True)
     log.info("faces detected on %d of %d frames", tracker.detections, len(faces_per_frame))
     audio = _has_audio(video)
     if audio:
