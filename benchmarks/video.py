@@ -38,8 +38,8 @@ Done-when check of issue 27 (>= 8 frames/s on the 2-core machine), one command::
 
     python benchmarks/video.py --faces /work/shared/data/ibug300w/afw
 
-Options: ``--frames 75 --repeats 3 --settings 8:30 1:1 --lossless --no-landmark-flip
---backend onnx --json out.json``.
+Options: ``--frames 75 --repeats 3 --settings 8:30 1:1 --lossless --smoothing 0.5
+--no-landmark-flip --backend onnx --json out.json``.
 """
 
 from __future__ import annotations
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="+", default=["8:30"],
                         help="batch:key_interval pairs to time (default: the CLI's, 8:30)")
     parser.add_argument("--lossless", action="store_true", help="lossless output (CLI --lossless)")
+    parser.add_argument("--smoothing", type=float, default=0.5,
+                        help="landmark smoothing, the weight of each new frame (CLI --smoothing)")
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
     parser.add_argument("--no-landmark-flip", action="store_true",
                         help="predict landmarks on the crop only, not also on its mirror image "
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tmp) / f"out-{batch}-{key}.mp4"
                 t, cpu = time.perf_counter(), _cpu_seconds()
                 report = inpaint_video(model, clip, mask, out, lossless=args.lossless,
-                                       progress=False, batch=batch, key_interval=key)
+                                       progress=False, batch=batch, key_interval=key,
+                                       smoothing=args.smoothing)
                 seconds = time.perf_counter() - t
                 own, ffmpeg = (now - then for now, then in zip(_cpu_seconds(), cpu))
                 runs.append((report.frames / seconds, seconds, own, ffmpeg, report))
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
           f"load average before the runs {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; backend "
           f"{args.backend}, landmark mirror averaging {'off' if args.no_landmark_flip else 'on'}, "
-          f"{'lossless' if args.lossless else 'crf 17'} output")
+          f"smoothing {args.smoothing}, {'lossless' if args.lossless else 'crf 17'} output")
     if args.json:
         Path(args.json).write_text(json.dumps({"load": load, "results": results}, indent=2))
     return 0

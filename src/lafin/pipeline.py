@@ -55,10 +55,11 @@ BACKENDS = ("torch", "onnx")
 # harmonize()'s ring plus its Telea radius, so the result is the same as over the whole face.
 _HARMONIZE_MARGIN = 16
 # The refiner runs on each face's hole grown by this margin (px at its size), not on the whole
-# crop: beyond it the crop no longer changes the hole's pixels (the shipped refiner on the mouth
-# holes of benchmarks/video.py's clip: at most 0.02 of a grey level from the whole crop's), and a
-# mouth's window took 3.4 times less time than whole crops in batches of 8 (torch 2.13, 1 thread).
-_REFINE_MARGIN = 48
+# crop: further out the crop hardly changes the hole's pixels. benchmarks/refine_window.py (the
+# shipped refiner, the mouth holes of benchmarks/video.py's clip, torch 2.13, one thread, a busy
+# machine): at most 0.08 of a grey level from the whole crop's (48 px: 0.02), 23.5 ms of CPU a
+# face against 85 ms for whole crops in batches of 8 (the cache thrashes) and 45 ms one at a time.
+_REFINE_MARGIN = 40
 # Environment variables by which a user sets the CPU threads of torch (then lafin keeps them).
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
