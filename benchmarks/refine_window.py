@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from video import _write, make_clip  # noqa: E402
+from video import _write, make_clip
 
-from lafin.landmarks import read_pts  # noqa: E402
+from lafin.landmarks import read_pts
 
 
 def _cpu(run, repeats: int) -> float:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    import lafin.pipeline as pipeline
+    from lafin import pipeline
     from lafin.pipeline import LaFInModel
     from lafin.video import inpaint_video
 

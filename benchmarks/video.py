@@ -45,6 +45,7 @@ Options: ``--frames 75 --repeats 3 --settings 8:30 1:1 --lossless --smoothing 0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -150,6 +151,12 @@ def _read(path: Path) -> list[np.ndarray]:
     return [np.frombuffer(raw, np.uint8).reshape(h, w, 3) for raw in reader]
 
 
+def _per_frame(runs: list, key: str, n: int) -> dict[str, float]:
+    """Each stage's median (over ``runs``) ms a frame of the report's ``key`` times."""
+    return {s: round(1000 * statistics.median(getattr(r[4], key, {}).get(s, 0.0) for r in runs) / n, 1)
+            for s in STAGES}
+
+
 STAGES = ("decode", "mask", "detect/track", "fill", "landmarks", "generate", "refine", "blend",
           "encode")
 
@@ -210,13 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             errors = [None if f is None else (f - tr) / e for f, tr, e in zip(found, truths, eyes)]
             nme = [float(np.linalg.norm(e, axis=1).mean()) for e in errors if e is not None]
             jitter = [float(np.linalg.norm(b - a, axis=1).mean())
-                      for a, b in zip(errors, errors[1:]) if a is not None and b is not None]
+                      for a, b in itertools.pairwise(errors) if a is not None and b is not None]
             written = _read(out)
             med = statistics.median
-
-            def per_frame(key: str) -> dict[str, float]:
-                return {s: round(1000 * med(getattr(r[4], key, {}).get(s, 0.0) for r in runs) / n, 1)
-                        for s in STAGES}
 
             results[setting] = {
                 "frames": n, "repeats": len(runs),
@@ -225,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(med(r[1] for r in runs), 2),
                 "cpu_ms_per_frame": round(1000 * med(r[2] for r in runs) / n, 1),
                 "ffmpeg_cpu_ms_per_frame": round(1000 * med(r[3] for r in runs) / n, 1),
-                "stage_ms_per_frame": per_frame("stage_seconds"),
-                "stage_cpu_ms_per_frame": per_frame("stage_cpu_seconds"),
+                "stage_ms_per_frame": _per_frame(runs, "stage_seconds", n),
+                "stage_cpu_ms_per_frame": _per_frame(runs, "stage_cpu_seconds", n),
                 "key_frames": report.key_frames,
                 "opencv_fills": getattr(report, "opencv_fills", None),
                 "frames_with_a_face": sum(1 for k in report.faces_per_frame if k),

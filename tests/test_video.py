@@ -264,7 +264,7 @@ def test_nothing_under_the_hole_reaches_the_output(tiny_model, clip, clip_landma
 
 
 def test_video_reports_its_stages(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
-    path, frames = clip
+    path, _ = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     _predicting(tiny_model, monkeypatch, clip_landmarks)
     report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",

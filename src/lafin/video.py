@@ -21,10 +21,10 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -165,7 +165,7 @@ class StageClock:
             self._name = None
         return self.wall
 
-    def add(self, other: "StageClock") -> None:
+    def add(self, other: StageClock) -> None:
         for mine, theirs in ((self.wall, other.wall), (self.cpu, other.cpu)):
             for name, seconds in theirs.items():
                 mine[name] = mine.get(name, 0.0) + seconds
