@@ -4,6 +4,8 @@ weights have one."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -11,6 +13,30 @@ from lafin.alignment import rescale_points
 from lafin.blend import diffusion_mix
 from lafin.landmarks import landmark_map
 from lafin.runtime import Runtime, cpu_call
+
+# The refiner runs on each face's hole grown by this margin (px at its size), not on the whole
+# crop: further out the crop hardly changes the hole's pixels (benchmarks/refine_window.py
+# measures the window against the whole crop; figures in docs/SPEED.md).
+REFINE_MARGIN = 40
+
+
+def hole_windows(holes: torch.Tensor, margin: int, step: int = 8
+                 ) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) of each (B, 1, R, R) crop's hole grown by ``margin``, on the
+    ``step`` grid (the refiner's 1/8 scale: a window then sees the same grid as the whole crop)
+    and within the crop; an empty window where a crop has no hole."""
+    size_y, size_x = holes.shape[-2:]
+    windows = []
+    for hole in holes[:, 0] > 0.5:
+        rows, cols = torch.nonzero(hole.any(dim=1)), torch.nonzero(hole.any(dim=0))
+        if not len(rows):
+            windows.append((0, 0, 0, 0))
+            continue
+        top, bottom = int(rows[0]) - margin, int(rows[-1]) + 1 + margin
+        left, right = int(cols[0]) - margin, int(cols[-1]) + 1 + margin
+        windows.append((max(0, top // step * step), min(size_y, -(-bottom // step) * step),
+                        max(0, left // step * step), min(size_x, -(-right // step) * step)))
+    return windows
 
 
 class GeneratorRunner:
@@ -86,26 +112,44 @@ class GeneratorRunner:
     @cpu_call
     @torch.inference_mode()
     def refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray,
-               points: np.ndarray) -> np.ndarray:
+               points: np.ndarray, faces: Sequence[int] | None = None) -> np.ndarray:
         """The refiner on (B, 3, R, R) crops and (B, 1, R, R) holes at its size R, given the
         generator's (B, S, S, 3) faces in [0, 1] and the (B, 68, 2) landmarks they were
-        generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1]."""
+        generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1].
+
+        ``faces`` (default 0, 1, ...): which slice of the seeded noise each face gets (a video
+        frame's face gets its place in the frame, so its texture stays from frame to frame).
+        A PyTorch refiner runs on each face's hole and ``REFINE_MARGIN`` around it only (the
+        rest of the crop is returned as the coarse face: nothing outside the hole is pasted)."""
         from lafin.networks.refiner import landmark_heatmap
 
         if self.refiner is None:
             raise ValueError("these weights have no refiner")
         device = self.runtime.device
         size = self.output_size
-        points_r = rescale_points(np.asarray(points, np.float32), size / self.image_size)
-        heatmap = landmark_heatmap(torch.from_numpy(points_r).to(device), size)
+        points_r = torch.from_numpy(
+            rescale_points(np.asarray(points, np.float32), size / self.image_size)).to(device)
         coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(device)
         coarse = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic",
                                                  align_corners=False).clamp(0, 1)
         coarse = coarse * holes + crops * (1 - holes)
         # the same noise for the same input: a result can be reproduced
-        noise = torch.randn(holes.shape, generator=torch.Generator().manual_seed(self.seed))
-        inputs = [coarse, holes, heatmap, noise.to(device)]
-        if self.channels_last["refiner"]:
-            inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
-        out = self.refiner(*inputs)
+        faces = list(range(holes.shape[0])) if faces is None else [int(i) for i in faces]
+        noise = torch.randn((max(faces) + 1, 1, size, size),
+                            generator=torch.Generator().manual_seed(self.seed))[faces]
+        noise = noise.to(device)
+        if not isinstance(self.refiner, torch.nn.Module):  # ONNX: the exported size, in one go
+            inputs = [coarse, holes, landmark_heatmap(points_r, size), noise]
+            return self.refiner(*inputs).permute(0, 2, 3, 1).float().cpu().numpy()
+        out = coarse.clone()
+        for i, (top, bottom, left, right) in enumerate(hole_windows(holes, REFINE_MARGIN)):
+            if bottom <= top:
+                continue  # no hole in this crop: nothing to refine
+            view = (slice(i, i + 1), slice(None), slice(top, bottom), slice(left, right))
+            inputs = [coarse[view], holes[view],
+                      landmark_heatmap(points_r[i:i + 1], (bottom - top, right - left),
+                                       origin=(left, top)), noise[view]]
+            if self.channels_last["refiner"]:
+                inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
+            out[view] = self.refiner(*inputs)
         return out.permute(0, 2, 3, 1).float().cpu().numpy()

@@ -205,7 +205,7 @@ class PhotoInpainter:
             crops_r = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2)
             holes_r = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
             generated = self.runner.refine(crops_r.float().div(255).to(device),
-                                           holes_r.to(device), generated, points)
+                                           holes_r.to(device), generated, points, faces=index)
         stages.start("blend")
         covered = [np.zeros(ph.hole.shape, bool) if ph.covered is None else ph.covered
                    for ph in photos]
