@@ -287,7 +287,7 @@ def test_an_error_while_rendering_is_raised_and_leaves_no_file(tiny_model, clip,
     def broken(*args, **kwargs):
         raise RuntimeError("generator failed")
 
-    monkeypatch.setattr(tiny_model, "_generate", broken)
+    monkeypatch.setattr(tiny_model.generation, "generate", broken)
     with pytest.raises(RuntimeError, match="generator failed"):
         inpaint_video(tiny_model, path, tmp_path / "mask.png", out_dir / "out.mp4",
                       progress=False, batch=2)
