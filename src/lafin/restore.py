@@ -78,7 +78,8 @@ def default_damage_weights_path() -> Path:
 
 def damage_detector_for(model: "LaFInModel", weights: str | Path | None = None):
     """The damage detector of ``model`` (loaded once on the model's device, then cached)."""
-    from lafin.networks.damage_detector import DamageWeightsError, load_damage_detector
+    from lafin.networks.damage_detector import (DamageWeightsError, inference_detector,
+                                                load_damage_detector)
 
     cached = model.__dict__.get("_damage_detector")
     key = str(weights) if weights is not None else None
@@ -91,6 +92,7 @@ def damage_detector_for(model: "LaFInModel", weights: str | Path | None = None):
         detector, meta = load_damage_detector(path, device=model.device)
     except DamageWeightsError as exc:
         raise InputError(str(exc)) from exc
+    detector = inference_detector(detector)
     if model.device.type == "cpu":
         detector.to(memory_format=torch.channels_last)  # measured faster on the CPU
     log.info("loaded the damage detector %s (step %s)", path, meta.get("step", "?"))
