@@ -10,6 +10,8 @@ scaled to a square of 1024 px and of 3000 px and damaged with the benchmark's ge
   (``damage_probability``: the detector, tiled above ``lafin.restore.TILE``) and of the whole
   ``LaFInModel.restore`` over ``--repeats`` calls after one warm-up call, with its stages'
   medians. The issue's bar: restore <= 1.5 s, detection <= 0.5 s on the 2-core machine.
+  Beside it, alternated with it, the detection by the plain network (``detect_plain_s``:
+  ``DamageDetector`` as trained, without the faster inference form ``restore`` runs).
 * **3000 px**: one restore in a fresh child process per size (1024 and 3000), each reporting its
   resident memory after loading the model and the photo, its peak resident memory
   (``VmHWM``: what the restore added on top is the difference) and its time. The detector
@@ -88,12 +90,21 @@ def _model(threads: int | None):
 
 
 def time_1024(photo: np.ndarray, repeats: int, threads: int | None) -> dict:
-    from lafin.restore import damage_detector_for, damage_probability
+    import torch
+
+    from lafin.networks.damage_detector import load_damage_detector
+    from lafin.restore import damage_detector_for, damage_probability, default_damage_weights_path
 
     model = _model(threads)
     detector = damage_detector_for(model)
-    detect, detect_cpu, total, total_cpu, stages = [], [], [], [], []
+    plain = load_damage_detector(default_damage_weights_path())[0].to(
+        memory_format=torch.channels_last)
+    detect, detect_cpu, plain_s, plain_cpu_s, total, total_cpu, stages = ([] for _ in range(7))
     for i in range(repeats + 1):
+        t, c = time.perf_counter(), time.process_time()
+        with model._cpu_settings():
+            damage_probability(plain, photo)
+        plain_time, plain_cpu = time.perf_counter() - t, time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
         with model._cpu_settings():
             damage_probability(detector, photo)
@@ -101,12 +112,16 @@ def time_1024(photo: np.ndarray, repeats: int, threads: int | None) -> dict:
         result = model.restore(photo)
         t2, c2 = time.perf_counter(), time.process_time()
         if i:  # the first call warms up
+            plain_s.append(plain_time)
+            plain_cpu_s.append(plain_cpu)
             detect.append(t1 - t)
             detect_cpu.append(c1 - c)
             total.append(t2 - t1)
             total_cpu.append(c2 - c1)
             stages.append(result.timings)
     return {"detect_s": float(np.median(detect)), "detect_cpu_s": float(np.median(detect_cpu)),
+            "detect_plain_s": float(np.median(plain_s)),
+            "detect_plain_cpu_s": float(np.median(plain_cpu_s)),
             "restore_s": float(np.median(total)), "restore_cpu_s": float(np.median(total_cpu)),
             "stages_s": {k: float(np.median([s.get(k, 0.0) for s in stages]))
                          for k in stages[0]},
