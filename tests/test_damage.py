@@ -230,8 +230,11 @@ def test_fine_tuning_starts_from_a_weights_file_and_resumes(tmp_path: Path):
         assert torch.allclose(tuned(x), load_damage_detector(start)[0](x), atol=1e-6)
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert len(history) == 2 and all(0 <= h["modern_flagged"] <= 1 for h in history)
-    assert main([*args, "--resume", "--steps", "3"]) == 0  # continues the folded network
-    assert (out / "history.jsonl").read_text().count("\n") == 3
+    # resuming continues the folded network, with or without --init, and keeps its origin
+    assert main([*args[:-2], "--resume", "--steps", "3"]) == 0
+    assert main([*args, "--resume", "--steps", "4"]) == 0
+    assert (out / "history.jsonl").read_text().count("\n") == 4
+    assert load_damage_detector(out / "last.safetensors")[1]["init_step"] == "11"
     wider = tmp_path / "wide.yaml"
     wider.write_text(config.read_text().replace("[2, 3, 4, 4]", "[2, 3, 4, 5]"))
     with pytest.raises(ValueError, match="widths"):

@@ -5,14 +5,15 @@
         --images /path/to/celeba256 --names /path/to/celeba/train.txt \\
         --val-images /path/to/celeba256 --val-names /path/to/celeba/val.txt
 
-(also ``python -m lafin.training.damage ...``; ``--init WEIGHTS`` fine-tunes a shipped detector
-file instead of starting from random weights). Each step draws random crops of randomly
-rescaled photos, turns them old and damaged with :func:`lafin.damage.make_damaged` (the
-``training`` preset, with ``modern_share`` of the photos left modern) and fits per-pixel logits to the drawn mask (binary cross-entropy with a
-positive-class weight plus a soft-Dice term). Validation: the 2-px-tolerant F1 at threshold 0.5
-on fixed damaged validation photos, and the share of pixels flagged on the clean validation photos
-as they are (``modern_flagged``, the false alarms on modern photos); the best step is written to ``best.safetensors``, the last
-to ``last.safetensors``, and ``state.pt`` lets ``--resume`` continue the run.
+(also ``python -m lafin.training.damage ...``; ``--init WEIGHTS`` fine-tunes a detector file
+instead of starting from random weights). Each step draws random crops of randomly rescaled
+photos, turns them old and damaged with :func:`lafin.damage.make_damaged` (the ``training``
+preset, ``modern_share`` of the photos left modern) and fits per-pixel logits to the drawn mask
+(binary cross-entropy with a positive-class weight plus a soft-Dice term). Validation: the
+2-px-tolerant F1 at threshold 0.5 on fixed damaged validation photos, and the share of pixels
+flagged on the clean validation photos as they are (``modern_flagged``: false alarms on modern
+photos); the best step is written to ``best.safetensors``, the last to ``last.safetensors``, and
+``state.pt`` lets ``--resume`` continue the run.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def detector_loss(logits: torch.Tensor, target: torch.Tensor, config: DamageTrai
     return bce + config.dice * dice
 
 
-def make_validation(paths: list[Path], count: int, seed: int,
-                    damage: DamageConfig = TRAINING) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def make_validation(paths: list[Path], count: int, seed: int, damage: DamageConfig = TRAINING
+                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Fixed validation photos: (damaged, its mask, the clean photo as it is) each."""
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in rng.choice(len(paths), min(count, len(paths)), replace=False)]
@@ -173,23 +174,31 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
     """Train (or, from ``init``, a detector weights file, fine-tune) the detector into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    if init is not None:
+    state_path = out / "state.pt"
+    state = (torch.load(state_path, weights_only=False)
+             if resume and state_path.is_file() else None)
+    started_from = state.get("init") if state else None  # a fine-tune being resumed
+    if started_from:  # its state holds the folded network (the --init file is not read again)
+        model = DamageDetector(DamageDetectorConfig(config.widths)).fuse().train()
+    elif init is not None:
         # a shipped file has its batch norms folded in: the fine-tune trains the folded network
         model, meta = load_damage_detector(init)
         if model.config.widths != tuple(config.widths):
             raise ValueError(f"{init}: widths {model.config.widths} differ from the config's "
                              f"{tuple(config.widths)}")
         model.train()
-        init_step = meta.get("step", "?")
-        log.info("fine-tuning %s (step %s)", init, init_step)
+        started_from = {"name": Path(init).name, "step": str(meta.get("step", "?"))}
+        log.info("fine-tuning %s (step %s)", init, started_from["step"])
     else:
         model = DamageDetector(DamageDetectorConfig(config.widths))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, best, spent = 0, {"f1": -1.0}, 0.0
-    state_path = out / "state.pt"
-    if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ValueError(f"{state_path} does not fit this network (a run from scratch "
+                             f"resumed with --init, or other widths?): {exc}") from exc
         opt.load_state_dict(state["opt"])
         step, best, spent = state["step"], state["best"], state["minutes"]
         log.info("resumed at step %d", step)
@@ -227,14 +236,14 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
             with history.open("a") as f:
                 f.write(json.dumps(scores) + "\n")
             meta = {"step": step, "val_f1": f"{scores['f1']:.4f}"}
-            if init is not None:
-                meta.update(init=Path(init).name, init_step=init_step)
+            if started_from:
+                meta.update(init=started_from["name"], init_step=started_from["step"])
             save_damage_detector(out / "last.safetensors", model, meta)
             if scores["f1"] > best["f1"]:
                 best = scores
                 save_damage_detector(out / "best.safetensors", model, meta)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best, "minutes": minutes},
+                        "step": step, "best": best, "minutes": minutes, "init": started_from},
                        out / "state.tmp")
             (out / "state.tmp").replace(state_path)
         if out_of_time:
@@ -261,8 +270,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override the config's steps")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--init", help="fine-tune this detector weights file (e.g. the shipped "
-                   "lafin/weights/damage-detector.safetensors; give it again with --resume)")
+    p.add_argument("--init", help="fine-tune this detector weights file (e.g. a copy of the "
+                   "shipped lafin/weights/damage-detector.safetensors)")
 
 
 def run(args: argparse.Namespace) -> int:
