@@ -5,6 +5,7 @@ SIGTERM its temporary folder must be empty.
 - One user: example -> Inpaint -> paint on the result -> Inpaint again -> Ctrl+Z (undo), with the
   brush-size key and an expression on the way.
 - A group photo (two synthetic faces, one hole over both mouths): both faces are reported.
+- An old photo: Detect damage puts the detector's mask (scratches) in the painter, Inpaint fills it.
 - Refused uploads (a text file, a truncated JPEG) give their message on the page and no traceback
   in the server's log.
 - Two browser contexts are two users: one opens a photo and a mask file, the other opens a photo
@@ -247,6 +248,34 @@ def test_group_photo_reports_both_faces(server, browser):
     result = _result(page, ctx)
     assert np.array_equal(result[hole == 0], photo[hole == 0])
     assert not np.array_equal(result[hole == 1], photo[hole == 1])
+    ctx.close()
+
+
+def test_detect_damage_then_inpaint(server, browser):
+    """An old photo: Detect damage paints the scratches in the painter, Inpaint fills them."""
+    import cv2
+
+    from lafin.examples import example_face
+
+    url, folder = server
+    clean = example_face(256)
+    scratched = clean.copy()
+    cv2.line(scratched, (20, 30), (200, 150), (245, 245, 245), 2)
+    cv2.line(scratched, (150, 10), (60, 190), (20, 20, 20), 2)
+    drawn = np.any(scratched != clean, axis=2)
+    Image.fromarray(scratched).save(folder / "old.png")
+    ctx, page = _open_page(browser, url, set())
+    _upload_photo(page, folder / "old.png")
+    page.click("#lafin-detect")
+    _status(page, "Detected damage")
+    page.wait_for_selector("#lafin-painter .lafin-paint[data-ready][data-mask]")
+    page.click("#lafin-inpaint")
+    _status(page, "predicted landmarks")
+    hole = _download(page, ctx, "lafin-mask.png")[..., 0] > 0
+    assert (hole & drawn).sum() > 0.8 * drawn.sum()  # the shipped detector finds the scratches
+    assert hole.mean() < 0.25
+    result = _result(page, ctx)
+    assert np.array_equal(result[~hole], scratched[~hole])
     ctx.close()
 
 

@@ -185,6 +185,9 @@ class Session:
         preview_scale: editor pixels per photo pixel (<= 1: the editor shows a reduced copy).
         brush_size: the editor's brush radius in editor pixels.
         last_mask: the hole of the last run (Re-run applies it again to the shown image).
+        proposed: the detected damage (HxW uint8, 1 = damage, full resolution) now in the
+            painter's stroke layer, or None; Inpaint keeps its full-resolution outline where
+            the user left the reduced copy in the painter as it was.
         saved: the saved result file of each photo name (folder mode).
         out_dir: this session's folder for result files.
     """
@@ -200,6 +203,7 @@ class Session:
     preview_scale: float = 1.0
     brush_size: int = 8
     last_mask: np.ndarray | None = None
+    proposed: np.ndarray | None = None
     saved: dict[str, str] = field(default_factory=dict)
     out_dir: str | None = None
 
@@ -400,6 +404,7 @@ class DemoHandlers:
     def _start(self, session: Session, image: np.ndarray, name: str) -> None:
         session.history, session.position = [Step(image=image)], 0
         session.landmarks, session.selected, session.last_mask = None, None, None
+        session.proposed = None
         session.name = name
         _, session.preview_scale = _preview(image, self.preview_side)
         h, w = image.shape[:2]
@@ -458,9 +463,20 @@ class DemoHandlers:
                          "the opened photo: reload the page and open the photo again.")
         if strokes.shape == shape:
             return strokes
-        # smooth edges at full size: the painted outline is interpolated, then cut at half
-        big = cv2.resize(strokes * 255, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-        return (big >= 128).astype(np.uint8)
+        proposed = session.proposed
+        if proposed is not None and proposed.shape == shape:
+            # detected damage: its full-resolution outline where the painter's reduced copy of
+            # it was left as it was; what the user erased goes, what they added comes in
+            shown = _reduce_mask(proposed, expected)
+            added = strokes.astype(bool) & ~shown
+            erased = shown & ~strokes.astype(bool)
+            hole = proposed.astype(bool)
+            if erased.any():
+                hole &= ~_enlarge(erased, shape, smooth=False)
+            if added.any():
+                hole |= _enlarge(added, shape)
+            return hole.astype(np.uint8)
+        return _enlarge(strokes, shape).astype(np.uint8)
 
     def _mask_file(self, path: str, shape: tuple[int, int]) -> np.ndarray:
         name = Path(path).name
@@ -613,6 +629,50 @@ class DemoHandlers:
         result = self._run(session.image, step.mask, landmarks, mode, progress)
         return self._finish(session, result, step.predicted, replace=True).outputs()
 
+    def detect_damage(self, threshold: float, session: Session,
+                      progress: Callable[..., Any] | None = None) -> tuple[str, None, str, Session]:
+        """Detect damage button: the damage detector's mask of the image in the editor (scratches,
+        cracks, dust, tears), grown by :data:`lafin.restore.DEFAULT_DILATE` px as ``lafin
+        restore`` grows it, put in the painter's stroke layer (replacing what was painted) for
+        the user to correct with the brush and the eraser before Inpaint.
+
+        Returns (painter, mask file (cleared: the painting is used), status, session).
+        """
+        from lafin.restore import DEFAULT_DILATE, grow_mask
+
+        image = session.current
+        if image is None:
+            raise _error("Open a photo first (or click 'Load example'): there is nothing to "
+                         "look for damage in yet.")
+        if progress is not None:
+            progress(0.0, desc="Detecting damage")
+        started = time.perf_counter()
+        try:
+            damage = self.model.detect_damage(image, threshold=float(threshold))
+        except InputError as exc:
+            raise _error(f"Cannot detect damage: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the page must get a message, not a dead spinner
+            log.exception("damage detection failed")  # a server fault: its traceback is wanted
+            raise _error(f"Damage detection failed ({type(exc).__name__}: {exc}).") from None
+        seconds = time.perf_counter() - started
+        hole = (grow_mask(damage, DEFAULT_DILATE) > 0).astype(np.uint8)
+        found = (damage > 0).mean()
+        # a mask of the whole photo leaves nothing to inpaint from: it is not proposed
+        session.proposed = hole if hole.any() and not hole.all() else None
+        editor = self._editor_value(session, session.proposed)
+        if not hole.any():
+            status = (f"No damage found at threshold {threshold:g} ({seconds:.2f} s): lower the "
+                      "threshold to propose more, or paint the hole yourself.")
+        elif hole.all():
+            status = (f"The whole photo was taken for damage at threshold {threshold:g}: raise "
+                      "the threshold and detect again.")
+        else:
+            status = (f"Detected damage on {100 * found:.2f}% of the photo (threshold "
+                      f"{threshold:g}, grown by {DEFAULT_DILATE} px; {seconds:.2f} s), shown "
+                      "in the painter. Correct it (brush adds, eraser **E** removes), then click "
+                      "*Inpaint*.")
+        return editor, None, status, session
+
     def undo(self, session: Session) -> tuple[Any, ...]:
         """Back to the image before the last run (Ctrl+Z)."""
         if not session.history or session.position == 0:
@@ -660,7 +720,7 @@ class DemoHandlers:
         step = session.step
         assert step is not None
         session.landmarks = None if step.landmarks is None else step.landmarks.copy()
-        session.selected = None
+        session.selected, session.proposed = None, None
         compare = None
         view = None
         if step.mask is not None:
@@ -829,10 +889,30 @@ def _in_hole(hole: np.ndarray, *points: np.ndarray) -> bool:
     return False
 
 
+def _enlarge(strokes: np.ndarray, shape: tuple[int, int], smooth: bool = True) -> np.ndarray:
+    """A painted layer (nonzero = painted) at the photo's ``shape``, bool; ``smooth``: the
+    outline is interpolated and cut at half (smooth edges), else each pixel is repeated."""
+    size = (shape[1], shape[0])
+    if not smooth:
+        return cv2.resize(strokes.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    big = cv2.resize((strokes > 0).astype(np.uint8) * 255, size, interpolation=cv2.INTER_LINEAR)
+    return big >= 128
+
+
 def _preview_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     if scale >= 1.0:
         return tuple(shape)  # type: ignore[return-value]
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _reduce_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` (nonzero = hole) at ``shape`` (h, w), bool: a reduced pixel is hole when any
+    part of it is, so a 1-px scratch stays visible (and stays in the hole) in a reduced copy."""
+    on = (np.asarray(mask) > 0).astype(np.float32)
+    if on.shape == tuple(shape):
+        return on > 0
+    interp = cv2.INTER_AREA if on.shape[0] >= shape[0] else cv2.INTER_NEAREST
+    return cv2.resize(on, (shape[1], shape[0]), interpolation=interp) > 0
 
 
 def _png_data_url(image: np.ndarray) -> str:
@@ -848,7 +928,7 @@ def painter_html(jpeg: bytes, w: int, h: int, brush_size: int,
     pre-paints it."""
     mask_attr = ""
     if painted is not None:
-        hole = cv2.resize(painted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        hole = _reduce_mask(painted, (h, w))
         layer = np.zeros((h, w, 4), np.uint8)
         layer[hole] = (255, 0, 255, 255)  # BGRA magenta, the brush's colour
         mask_attr = f' data-mask="{_png_data_url(layer)}"'
@@ -887,6 +967,8 @@ _INTRO = """\
 2. Click **Inpaint** (Ctrl+Enter). The result replaces the photo in the editor: paint again and
    Inpaint to fix another spot. **Undo**/**Redo** (Ctrl+Z / Ctrl+Y) step through the results;
    drag the slider on the result to compare before and after.
+   **Old photo?** *Detect damage* paints the scratches, cracks, dust and tears it finds (the
+   threshold sets how much): correct them with the brush and the eraser, then Inpaint.
 3. **Change the structure**: an expression button, the table, or click a point on the landmark
    view and then click where it should go. Click **Regenerate**.
 
@@ -1050,6 +1132,8 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
     os.environ["GRADIO_TEMP_DIR"] = str(gradio_cache)
     import gradio as gr
 
+    from lafin.restore import DEFAULT_THRESHOLD
+
     handlers = DemoHandlers(model, max_upload_pixels, work_dir=root)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         session = gr.State(Session(), time_to_live=session_ttl,
@@ -1090,6 +1174,13 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
                                 info="crop: one face crop; photo: find the faces; auto: crop for "
                                      "small images, photo for large ones")
                 example_btn = gr.Button("Load example", elem_id="lafin-example")
+                with gr.Group():
+                    detect_btn = gr.Button("Detect damage", elem_id="lafin-detect")
+                    threshold = gr.Slider(0.05, 0.95, value=DEFAULT_THRESHOLD, step=0.05,
+                                          label="Damage threshold",
+                                          info="lower: more is proposed as damage (scratches, "
+                                               "cracks, dust, tears of old photos)",
+                                          elem_id="lafin-threshold")
                 inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="lafin-inpaint")
         status = gr.Markdown(elem_id="lafin-status")
         with gr.Row():
@@ -1131,6 +1222,9 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
 
         def on_inpaint(editor_value, mask_path, mode_value, state, progress=gr.Progress()):
             return handlers.inpaint(editor_value, mask_path, mode_value, state, progress=progress)
+
+        def on_detect(threshold_value, state, progress=gr.Progress()):
+            return handlers.detect_damage(threshold_value, state, progress=progress)
 
         def on_rerun(mode_value, state, progress=gr.Progress()):
             return handlers.rerun(mode_value, state, progress=progress)
@@ -1176,6 +1270,8 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
                                      **model_queue)]
         for run in runs:
             run.success(handlers.write_downloads, [session], [downloads], **light_queue)
+        detect_btn.click(on_detect, [threshold, session], [editor, mask_file, status, session],
+                         **model_queue)
         undo_btn.click(handlers.undo, [session], page_outputs, **light_queue)
         redo_btn.click(handlers.redo, [session], page_outputs, **light_queue)
         photos.upload(on_open, [photos, session], page_outputs + [photos, photo_list],
