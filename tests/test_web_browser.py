@@ -6,8 +6,8 @@ SIGTERM its temporary folder must be empty.
   brush-size key and an expression on the way.
 - A group photo (two synthetic faces, one hole over both mouths): both faces are reported.
 - An old photo: Detect damage puts the detector's mask (scratches) in the painter, Inpaint fills it.
-- Refused uploads (a text file, a truncated JPEG) give their message on the page and no traceback
-  in the server's log.
+- Refused uploads (a text file dropped on the painter, a truncated JPEG) give their message on
+  the page and no traceback in the server's log.
 - Two browser contexts are two users: one opens a photo and a mask file, the other opens a photo
   and paints the hole; both click Inpaint at once and each must get its own result, filled inside
   its hole and bit-identical outside.
@@ -281,12 +281,15 @@ def test_detect_damage_then_inpaint(server, browser):
 
 def test_refused_uploads_give_a_message_and_no_traceback(server, browser):
     url, folder = server
-    (folder / "notes.txt").write_text("not a photo")
     Image.fromarray(face_like(120, 100)).save(folder / "cut.jpg", "JPEG")
     data = (folder / "cut.jpg").read_bytes()
     (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
     ctx, page = _open_page(browser, url, set())
-    page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "notes.txt"))
+    # a text file dropped on the painter is answered, not silently ignored
+    dropped = page.evaluate_handle(
+        "() => { const d = new DataTransfer(); d.items.add(new File(['not a photo'], "
+        "'notes.txt', { type: 'text/plain' })); return d; }")
+    page.dispatch_event("#lafin-painter", "drop", {"dataTransfer": dropped})
     page.get_by_text("notes.txt is not an image").first.wait_for()
     page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "cut.jpg"))
     page.get_by_text("cut.jpg is damaged or truncated").first.wait_for()

@@ -558,6 +558,9 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
     slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None)
                   == "lafin-threshold")
     assert slider.value == DEFAULT_THRESHOLD  # the detector's own default
+    # no Share button (it only says "Must be on Spaces to share" off Hugging Face)
+    images = [b for b in demo.blocks.values() if isinstance(b, (gr.Image, gr.ImageSlider))]
+    assert images and all(b.buttons is not None and "share" not in b.buttons for b in images)
 
 
 def test_a_closed_tab_frees_its_session_at_once(tiny_model, tmp_path, face):
