@@ -248,13 +248,18 @@ def _error(message: str) -> Exception:
 
 
 def _preview(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """A copy whose longer side is at most ``side`` (INTER_AREA), and its scale."""
+    """A copy whose longer side is at most ``side``, and its scale. Halved with a Gaussian
+    (``pyrDown``) while it is over twice the size, then bilinear: no aliasing, and ~10x faster
+    than INTER_AREA at the ratios of a 1500-px photo (it runs on every result)."""
     h, w = image.shape[:2]
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
         return image, 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+    small = image
+    while min(small.shape[0] / size[1], small.shape[1] / size[0]) >= 2:
+        small = cv2.pyrDown(small)
+    return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR), scale
 
 
 @dataclass
@@ -568,7 +573,8 @@ class DemoHandlers:
 
     def _status(self, result: "InpaintResult") -> str:
         h, w = result.mask.shape
-        parts = [f"**{result.mode} mode**", f"hole {100 * result.mask.mean():.1f}% of {w}x{h} px",
+        share = np.count_nonzero(result.mask) / result.mask.size
+        parts = [f"**{result.mode} mode**", f"hole {100 * share:.1f}% of {w}x{h} px",
                  "your landmarks" if result.landmarks_given else "predicted landmarks",
                  f"{sum(result.timings.values()):.2f} s"]
         text = " · ".join(parts)
@@ -734,11 +740,11 @@ class DemoHandlers:
         if step.mask is not None:
             before = self._step_preview(session, session.history[max(session.position - 1, 0)])
             compare = (before[3], self._step_preview(session, step)[3])
-            # a PNG written here at low compression: ~10x faster than Gradio's default
-            handle, view = tempfile.mkstemp(".png", "view-", self._session_dir(session))
+            # a JPEG written here: a few ms, where a PNG of the same view took 10-50x longer
+            handle, view = tempfile.mkstemp(".jpg", "view-", self._session_dir(session))
             os.close(handle)
             cv2.imwrite(view, cv2.cvtColor(self.render_view(session), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
         others = [p for name, p in sorted(session.saved.items())
                   if name != session.name and os.path.exists(p)]
         files = [f for f in step.files if os.path.exists(f)] + others
@@ -1238,7 +1244,7 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
         with gr.Row():
             view = gr.Image(label="What the model sees: the hole in white, the 68 landmarks "
                             "(click a point, then where it should go)", type="numpy",
-                            format="png", interactive=False, height=440, elem_id="lafin-view",
+                            format="jpeg", interactive=False, height=440, elem_id="lafin-view",
                             buttons=["fullscreen"])
             compare = gr.ImageSlider(label="Before / after (drag the slider)", type="filepath",
                                      interactive=False, height=440, elem_id="lafin-result",
