@@ -277,6 +277,20 @@ def test_large_photo_is_painted_on_a_preview_and_filled_at_full_size(tiny_model,
     assert np.array_equal(session.current[session.mask == 0], image[session.mask == 0])
 
 
+def test_previews_are_reduced_without_aliasing():
+    from lafin.webapp import _preview
+
+    stripes = np.zeros((1500, 1200, 3), np.uint8)
+    stripes[::2] = 255  # 1-px lines: any aliasing shows as bands
+    for side in (1024, 300):
+        small, scale = _preview(stripes, side)
+        assert max(small.shape[:2]) == side and scale == pytest.approx(side / 1500)
+        area = cv2.resize(stripes, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert small.std() <= area.std() + 1 and abs(small.mean() - 127.5) < 3
+    image = face_like(96, 80)
+    assert _preview(image, 128)[0] is image  # small enough: not copied
+
+
 def test_view_of_a_large_photo_shows_the_face_and_maps_clicks_back(handlers):
     image = np.zeros((1500, 2000, 3), np.uint8)
     hole = np.zeros((1500, 2000), np.uint8)
@@ -596,3 +610,23 @@ def test_serve_without_weights_is_one_line(monkeypatch, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("lafin: error:") and "no default weights" in err
         assert "\n" not in err and "Traceback" not in err
+
+
+def test_lafin_serve_passes_its_limits(monkeypatch):
+    import socket
+
+    import lafin.cli
+    import lafin.webapp
+
+    seen = {}
+    monkeypatch.setattr(lafin.cli, "_load_model", lambda args: "model")
+    monkeypatch.setattr(lafin.webapp, "serve", lambda **kwargs: seen.update(kwargs))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert lafin.cli.main(["serve", "--port", str(port), "--session-ttl", "60",
+                           "--max-megapixels", "2", "--max-upload-mb", "5"]) == 0
+    assert seen["session_ttl"] == 60 and seen["max_upload_pixels"] == 2_000_000
+    assert seen["max_file_size"] == "5mb" and seen["model"] == "model"
+    with pytest.raises(SystemExit):
+        lafin.cli.main(["serve", "--session-ttl", "0"])

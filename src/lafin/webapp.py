@@ -249,8 +249,9 @@ def _error(message: str) -> Exception:
 
 def _preview(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     """A copy whose longer side is at most ``side``, and its scale. Halved with a Gaussian
-    (``pyrDown``) while it is over twice the size, then bilinear: no aliasing, and ~10x faster
-    than INTER_AREA at the ratios of a 1500-px photo (it runs on every result)."""
+    (``pyrDown``) while it is over twice the size, then a light Gaussian and bilinear: less
+    aliasing than INTER_AREA (1-px stripes) at a third of its time for a 1500-px photo (it runs
+    on every result)."""
     h, w = image.shape[:2]
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
@@ -259,6 +260,9 @@ def _preview(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     small = image
     while min(small.shape[0] / size[1], small.shape[1] / size[0]) >= 2:
         small = cv2.pyrDown(small)
+    left = size[0] / small.shape[1]  # the reduction still to do, 0.5..1
+    if left < 0.95:
+        small = cv2.GaussianBlur(small, (0, 0), 0.4 / left)
     return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR), scale
 
 
