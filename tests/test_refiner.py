@@ -172,6 +172,24 @@ def test_inception_perceptual_loss(scripted_inception):
         losses.InceptionPerceptual(scripted_inception, ("mixed_9",))
 
 
+def test_inception_style_loss_is_the_l1_of_gram_matrices(scripted_inception):
+    loss = losses.InceptionPerceptual(scripted_inception, ("conv_4", "mixed_2"), size=32)
+    a = torch.rand(2, 3, 32, 32)
+    perceptual, style = loss.perceptual_and_style(a, a)
+    assert perceptual.item() == 0.0 and style.item() == 0.0
+    # the known answer: the mean over the layers of the Gram matrices' L1 distance
+    b = torch.rand(2, 3, 32, 32)
+    fa, fb = loss.features(a), loss.features(b)
+    expected = sum((losses.gram(x) - losses.gram(y)).abs().mean() for x, y in zip(fb, fa)) / 2
+    perceptual, style = loss.perceptual_and_style(b, a)
+    assert style.item() == pytest.approx(expected.item(), rel=1e-6) and style.item() > 0
+    assert loss.perceptual_and_style(b, a, style=False)[1] is None
+    assert perceptual.item() == pytest.approx(loss(b, a).item(), rel=1e-6)
+    # a Gram matrix ignores where features are: a feature map and its mirror image agree
+    x = torch.rand(1, 4, 6, 6)
+    assert torch.allclose(losses.gram(x), losses.gram(x.flip(-1)), atol=1e-6)
+
+
 def test_old_photo_look():
     images = torch.rand(3, 3, 8, 8)
     out = old_photo_look(images, torch.tensor([0, 1, 2]))
@@ -274,6 +292,11 @@ def test_refine_stage_with_the_inception_loss(refine_data, scripted_inception, t
     trainer = Trainer(config, tmp_path)
     logs = trainer.refine_step(trainer.next_batch())
     assert logs["loss/inception_perceptual"] > 0 and "loss/adversarial" in logs
+    config = _refine_config(refine_data, max_steps=2, loss={
+        "adversarial": 0.5, "inception_perceptual": 1.0, "inception_style": 100.0,
+        "inception_weights": str(scripted_inception), "inception_size": 32})
+    logs = Trainer(config, tmp_path / "style").refine_step(trainer.next_batch())
+    assert logs["loss/inception_style"] > 0
 
 
 def test_refine_stage_needs_its_generator(refine_data, tmp_path):

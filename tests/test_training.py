@@ -514,3 +514,51 @@ def test_joint_stage_gives_a_larger_predictor_its_own_size(face_cache, tmp_path)
     assert torch.allclose(points, torch.full_like(points, (0.25 * 96 + 0.5) * 64 / 96 - 0.5))
     trainer.run()
     assert trainer.step == 2
+
+
+def test_realism_terms_train_the_generator_to_follow_edited_landmarks(face_cache, tmp_path):
+    """The generator stage with the patch discriminator, landmark consistency and edited
+    expressions: runs, keeps the predictor frozen, feeds edited landmarks to the generator and
+    the discriminator's fake side, and validates landmark fidelity."""
+    first = train(_config(face_cache, "inpaint", max_steps=2), tmp_path / "inpaint")
+    second = train(_config(face_cache, "landmarks", max_steps=2), tmp_path / "landmarks")
+    assert first.step == 2 and second.step == 2
+    init = [str(tmp_path / "inpaint" / "weights.safetensors"),
+            str(tmp_path / "landmarks" / "weights.safetensors")]
+    config = _config(face_cache, "inpaint", max_steps=3, init_from=init, checkpoint_every=1000,
+                     loss={"l1_hole": 1.0, "adversarial": 0.5, "discriminator": "patch",
+                           "r1": 0.01, "r1_every": 2, "landmark_consistency": 5.0,
+                           "structure_l1": 1.0},
+                     data={"train": [str(face_cache)], "val": str(face_cache),
+                           "mask_mix": {"irregular": 0.5, "block": 0.5}, "landmark_edit": 1.0})
+    trainer = Trainer(config, tmp_path / "realism")
+    frozen = {k: v.clone() for k, v in trainer.nets["landmarks"].state_dict().items()}
+    batch = trainer.next_batch()
+    assert batch.edited is not None and batch.edited.sum() > 0
+    edited = batch.edited > 0.5
+    moved = (batch.guide - batch.landmarks).norm(dim=-1).amax(dim=1)
+    assert (moved[edited] > 0.5).all() and (moved[~edited] == 0).all()
+    # every moved point, old and new position, lies in the hole
+    for i in edited.nonzero().flatten().tolist():
+        pts = torch.cat([batch.landmarks[i], batch.guide[i]])[
+            torch.cat([(batch.guide[i] - batch.landmarks[i]).norm(dim=-1) > 0.5] * 2)]
+        x = pts[:, 0].long().clamp(0, trainer.size - 1)
+        y = pts[:, 1].long().clamp(0, trainer.size - 1)
+        assert (batch.masks[i, 0, y, x] == 1).all()
+    logs = trainer.inpaint_step(batch)
+    assert {"loss/adversarial", "loss/landmark_consistency", "loss/discriminator"} <= logs.keys()
+    assert all(np.isfinite(v) for v in logs.values())
+    trainer.run()
+    for k, v in trainer.nets["landmarks"].state_dict().items():
+        assert torch.equal(v, frozen[k]), f"the frozen predictor changed: {k}"
+    metrics = trainer.validate()
+    assert 0 < metrics["val/landmark_fidelity"] < 10 and np.isfinite(metrics["val/psnr"])
+
+
+def test_landmark_consistency_needs_a_predictor_and_edits_need_the_inpaint_stage(face_cache, tmp_path):
+    with pytest.raises(ValueError, match="landmark predictor"):
+        Trainer(_config(face_cache, "inpaint", loss={"landmark_consistency": 1.0}), tmp_path / "a")
+    with pytest.raises(ValueError, match="landmark_edit"):
+        _config(face_cache, "joint", data={"train": [str(face_cache)], "landmark_edit": 0.5})
+    with pytest.raises(ValueError, match="discriminator"):
+        _config(face_cache, "inpaint", loss={"discriminator": "stylegan"})

@@ -246,10 +246,23 @@ class InceptionPerceptual(nn.Module):
         return out
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.perceptual_and_style(output, target, style=False)[0]
+
+    def perceptual_and_style(self, output: torch.Tensor, target: torch.Tensor,
+                             style: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The perceptual loss and (with ``style``) the style loss: the mean L1 distance of the
+        layers' Gram matrices (texture statistics regardless of position, LaFIn's style term on
+        this network), from one pass through the network."""
         with torch.no_grad():
             target_features = self.features(target)
-        return sum(F.l1_loss(a, b) for a, b in zip(self.features(output), target_features)) \
+        output_features = self.features(output)
+        perceptual = sum(F.l1_loss(a, b) for a, b in zip(output_features, target_features)) \
             / len(self.layers)
+        if not style:
+            return perceptual, None
+        style_loss = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(output_features, target_features)) \
+            / len(self.layers)
+        return perceptual, style_loss
 
 
 def nonsaturating_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,

@@ -15,23 +15,37 @@ import torch
 
 from lafin.alignment import rescale_points
 from lafin.data.cache import FaceCache
-from lafin.landmarks import flip_landmarks
+from lafin.landmarks import EXPRESSION_NAMES, edit_expression, flip_landmarks
 
 
 @dataclass
 class Batch:
     """images (B, 3, S, S) float in [0, 1]; masks (B, 1, S, S) float, 1 = hole;
-    landmarks (B, 68, 2) float pixels of the S x S crop."""
+    landmarks (B, 68, 2) float pixels of the S x S crop (the truth).
+
+    ``guide`` (B, 68, 2), when set, holds the landmarks the generator is asked to follow where
+    they differ from the truth (an edited expression, see :func:`edit_expressions`); ``edited``
+    (B,) float marks those faces (1 = edited): their true image shows another expression, so no
+    pixel loss may compare them with it."""
 
     images: torch.Tensor
     masks: torch.Tensor
     landmarks: torch.Tensor
+    guide: torch.Tensor | None = None
+    edited: torch.Tensor | None = None
 
     def to(self, device: torch.device | str,
            memory_format: torch.memory_format = torch.contiguous_format) -> "Batch":
         """The batch on ``device``; images and masks in ``memory_format`` (NCHW or NHWC)."""
+        move = lambda t: None if t is None else t.to(device)
         return Batch(self.images.to(device, memory_format=memory_format),
-                     self.masks.to(device, memory_format=memory_format), self.landmarks.to(device))
+                     self.masks.to(device, memory_format=memory_format), self.landmarks.to(device),
+                     move(self.guide), move(self.edited))
+
+    @property
+    def target_landmarks(self) -> torch.Tensor:
+        """The landmarks the generator is given: ``guide`` where set, else the truth."""
+        return self.landmarks if self.guide is None else self.guide
 
     @property
     def masked(self) -> torch.Tensor:
@@ -115,3 +129,40 @@ def old_photo_look(images: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
     sepia = (grey * _SEPIA_TINT.to(images).view(1, 3, 1, 1)).clamp(0, 1)
     looks = looks.to(images.device).view(-1, 1, 1, 1)
     return torch.where(looks == 1, grey.expand_as(images), torch.where(looks == 2, sepia, images))
+
+
+def edit_expressions(batch: Batch, share: float, rng: np.random.Generator,
+                     amount: tuple[float, float] = (0.3, 1.2), margin: float = 0.25) -> Batch:
+    """Give a ``share`` of the faces an edited expression to follow.
+
+    Each chosen face gets one of :data:`lafin.landmarks.EXPRESSION_NAMES` at a random amount as
+    its ``guide``, and a hole over every point the edit moved (a box around their old and new
+    positions, grown by ``margin`` of its size and at least 4% of the side) joined to its own, so
+    the generator can draw the new expression. The truth stays in ``landmarks`` (the
+    discriminator's real images are paired with it). Returns a new batch; the others are unedited.
+    """
+    size = batch.images.shape[-1]
+    chosen = rng.random(len(batch.images)) < share
+    guide = batch.landmarks.clone()
+    masks = batch.masks.clone()
+    for i in np.flatnonzero(chosen):
+        truth = batch.landmarks[i].numpy()
+        name = EXPRESSION_NAMES[int(rng.integers(len(EXPRESSION_NAMES)))]
+        try:
+            moved_to = edit_expression(truth, name, float(rng.uniform(*amount)))
+        except ValueError:  # degenerate landmarks: leave this face unedited
+            chosen[i] = False
+            continue
+        moved = np.linalg.norm(moved_to - truth, axis=1) > 0.5
+        if not moved.any():  # e.g. "close mouth" on a closed mouth
+            chosen[i] = False
+            continue
+        pts = np.concatenate([truth[moved], moved_to[moved]])
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        mx, my = max(margin * (x1 - x0), 0.04 * size), max(margin * (y1 - y0), 0.04 * size)
+        top, bottom = int(np.clip(np.floor(y0 - my), 0, size)), int(np.clip(np.ceil(y1 + my), 0, size))
+        left, right = int(np.clip(np.floor(x0 - mx), 0, size)), int(np.clip(np.ceil(x1 + mx), 0, size))
+        masks[i, :, top:bottom, left:right] = 1.0
+        guide[i] = torch.from_numpy(moved_to)
+    return Batch(batch.images, masks, batch.landmarks, guide,
+                 torch.from_numpy(chosen.astype(np.float32)))

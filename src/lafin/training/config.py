@@ -30,6 +30,10 @@ class DataConfig:
             the crop side (0.5 = loose, 1.0 = the box fills the crop).
         old_photo: the share of faces turned grey or sepia (half each), so that a grey or
             sepia photo learns to get a fill of its own colour.
+        landmark_edit: the share of faces (inpaint/joint stages) given an edited expression to
+            follow, with a hole over the moved points (see
+            :func:`lafin.data.batches.edit_expressions`): only the adversarial and
+            landmark-consistency terms see them, as there is no true image of the new expression.
     """
 
     train: list[str] = field(default_factory=list)
@@ -42,6 +46,7 @@ class DataConfig:
     geometry: bool = False
     box_fraction: tuple[float, float] = (0.55, 1.0)
     old_photo: float = 0.0
+    landmark_edit: float = 0.0
 
 
 @dataclass
@@ -61,8 +66,18 @@ class LossConfig:
     ``default_1.pt``; see :class:`lafin.losses.InceptionPerceptual`); ``structure_l1`` the L1
     distance of the composite and the truth after ``structure_pool`` x ``structure_pool``
     average pooling (colour and shape, not texture, are tied to the truth, as LaMa leaves
-    the hole free of a pixel loss); ``r1`` the R1 gradient penalty on real images, applied
-    every ``r1_every`` steps (lazy regularisation, scaled up by that factor)."""
+    the hole free of a pixel loss); ``inception_style`` the L1 distance of the same
+    activations' Gram matrices (texture statistics, LaFIn's style loss); ``r1`` the R1 gradient penalty on real images, applied
+    every ``r1_every`` steps (lazy regularisation, scaled up by that factor).
+
+    The generator stages (inpaint, joint) can use the same terms, and two more:
+    ``discriminator: patch`` replaces LaFIn's discriminator (image + landmark map,
+    ``adversarial_kind``) by the refine stage's (image + hole + landmark heat map; non-saturating
+    loss on the patches touching the hole; lazy R1), which sees whether a face matches the
+    landmarks it was drawn for; ``landmark_consistency`` weighs the error (``landmark_norm``)
+    between the points the frozen landmark predictor (from ``init_from``) finds on the composite
+    and those it finds on the true face, moved by any edit of the landmarks (joint stage: the
+    landmarks the generator was given): the face must follow its landmarks."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -80,12 +95,17 @@ class LossConfig:
     inception_weights: str | None = None
     inception_layers: tuple[str, ...] = ("conv_4", "mixed_2")
     inception_size: int = 128
+    inception_style: float = 0.0
     structure_l1: float = 0.0
     structure_pool: int = 4
     r1: float = 0.0
     r1_every: int = 4
+    discriminator: Literal["lafin", "patch"] = "lafin"
+    landmark_consistency: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.discriminator not in ("lafin", "patch"):
+            raise ValueError(f"loss.discriminator must be 'lafin' or 'patch', not {self.discriminator!r}")
         if self.landmark_norm not in ("side", "eyes"):
             raise ValueError(f"loss.landmark_norm must be 'side' or 'eyes', not {self.landmark_norm!r}")
         if self.landmark_wing is not None:
@@ -167,6 +187,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint", "refine"):
         raise ValueError(f"{where}: stage must be landmarks, inpaint, joint or refine, "
                          f"not {config.stage!r}")
+    if cls is TrainConfig and config.data.landmark_edit > 0 and config.stage != "inpaint":
+        raise ValueError(f"{where}: data.landmark_edit needs stage inpaint (the joint stage "
+                         "follows the predictor's landmarks, the others no landmarks of their own)")
     if cls is TrainConfig and config.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"{where}: lr_schedule must be constant or cosine, not {config.lr_schedule!r}")
     if cls is TrainConfig and config.discriminator_head_start < 0:
