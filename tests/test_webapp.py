@@ -318,6 +318,29 @@ def test_sessions_are_separate(handlers, tmp_path):
     assert a.history == []  # its images are dropped with it
 
 
+def test_uploads_are_deleted_when_the_last_session_using_them_ends(tiny_model, tmp_path, face):
+    image, hole = face
+    uploads = tmp_path / "cache"
+    handlers = DemoHandlers(tiny_model, work_dir=uploads, upload_dir=uploads)
+    (uploads / "h1").mkdir(parents=True)
+    (uploads / "h2").mkdir()
+    photo, mask = uploads / "h1" / "a.png", uploads / "h2" / "hole.png"
+    Image.fromarray(image).save(photo)
+    Image.fromarray(hole * 255).save(mask)
+    outside = tmp_path / "mine.png"  # not an upload: never deleted
+    Image.fromarray(image).save(outside)
+    first, second = Session(), Session()
+    handlers.open_photos([str(photo), str(outside)], first)
+    handlers.inpaint("", str(mask), "crop", first)
+    handlers.open_photos([str(photo)], second)  # the same upload in another tab
+    handlers.cleanup(first)
+    assert not mask.exists() and not mask.parent.exists()
+    assert photo.exists() and outside.exists()  # the other tab still uses the photo
+    handlers.cleanup(second)
+    assert not photo.exists() and outside.exists()
+    handlers.cleanup(second)  # twice: nothing happens
+
+
 def test_example_loads_with_its_hole_painted(handlers):
     from lafin.examples import example_face, example_mask
 

@@ -190,6 +190,7 @@ class Session:
             the user left the reduced copy in the painter as it was.
         saved: the saved result file of each photo name (folder mode).
         out_dir: this session's folder for result files.
+        uploads: the uploaded files this session used (deleted when no session uses them).
     """
 
     photos: list[tuple[str, str]] = field(default_factory=list)
@@ -206,6 +207,7 @@ class Session:
     proposed: np.ndarray | None = None
     saved: dict[str, str] = field(default_factory=dict)
     out_dir: str | None = None
+    uploads: set[str] = field(default_factory=set)
 
     @property
     def step(self) -> Step | None:
@@ -294,11 +296,14 @@ class DemoHandlers:
         preview_side: the longer side of the editor's and the result's previews; the photo is
             read once at full resolution and kept on the server, the page gets reduced copies.
         history_limit: results kept for Undo per session (the photo is always kept).
+        upload_dir: Gradio's upload folder: an uploaded file in it is deleted when the last
+            session that used it ends (None: uploads are left alone).
     """
 
     def __init__(self, model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
                  work_dir: str | Path | None = None, preview_side: int = PREVIEW_SIDE,
-                 history_limit: int = HISTORY_LIMIT) -> None:
+                 history_limit: int = HISTORY_LIMIT, upload_dir: str | Path | None = None
+                 ) -> None:
         if max_upload_pixels < 64 or preview_side < 64 or history_limit < 1:
             raise ValueError("max_upload_pixels and preview_side must be >= 64, "
                              "history_limit >= 1")
@@ -307,6 +312,40 @@ class DemoHandlers:
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="lafin-web-"))
         self.preview_side = int(preview_side)
         self.history_limit = int(history_limit)
+        self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
+        self._upload_users: dict[str, int] = {}  # uploaded file -> sessions using it
+        self._uploads_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ uploads
+
+    def _hold(self, session: Session, *paths: str) -> None:
+        """Count ``session`` among the users of these uploaded files (once each)."""
+        if self.upload_dir is None:
+            return
+        with self._uploads_lock:
+            for path in paths:
+                path = str(Path(path).resolve())
+                if path in session.uploads or self.upload_dir not in Path(path).parents:
+                    continue
+                session.uploads.add(path)
+                self._upload_users[path] = self._upload_users.get(path, 0) + 1
+
+    def _release(self, session: Session) -> None:
+        """``session`` ended: delete the uploads no other session uses (and their folders,
+        Gradio's one per upload, when empty)."""
+        with self._uploads_lock:
+            for path in session.uploads:
+                users = self._upload_users.get(path, 1) - 1
+                if users > 0:
+                    self._upload_users[path] = users
+                    continue
+                self._upload_users.pop(path, None)
+                Path(path).unlink(missing_ok=True)
+                try:
+                    Path(path).parent.rmdir()
+                except OSError:
+                    pass  # not empty
+            session.uploads.clear()
 
     # ------------------------------------------------------------------ photos
 
@@ -374,6 +413,7 @@ class DemoHandlers:
         paths = [str(p) for p in paths or [] if p]
         if not paths:
             raise _error("No file was uploaded.")
+        self._hold(session, *paths)
         photos, refused = [], []
         for path in sorted(paths, key=lambda p: Path(p).name.lower()):
             try:
@@ -462,6 +502,7 @@ class DemoHandlers:
                          "inpaint yet.")
         shape = current.shape[:2]
         if mask_file:
+            self._hold(session, str(mask_file))
             return self._mask_file(str(mask_file), shape)
         expected = _preview_shape(shape, session.preview_scale)
         strokes = decode_painting(painted)
@@ -841,6 +882,7 @@ class DemoHandlers:
         self._need_landmarks(session)
         if not path:
             raise _error("No landmarks file was uploaded.")
+        self._hold(session, str(path))
         name = Path(path).name
         try:
             session.landmarks = load_landmarks(path)
@@ -897,6 +939,7 @@ class DemoHandlers:
                 shutil.rmtree(session.out_dir, ignore_errors=True)
             session.history, session.last_mask, session.landmarks = [], None, None
             session.proposed = None
+            self._release(session)
 
 
 def _in_hole(hole: np.ndarray, *points: np.ndarray) -> bool:
@@ -1195,7 +1238,8 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
 
     # the result files live in Gradio's cache folder: served from where they are written (no
     # hashed copy per file, none left behind), and removed with their session
-    handlers = DemoHandlers(model, max_upload_pixels, work_dir=gradio_cache)
+    handlers = DemoHandlers(model, max_upload_pixels, work_dir=gradio_cache,
+                            upload_dir=gradio_cache)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         session = gr.State(Session(), time_to_live=session_ttl,
                            delete_callback=lambda value: (handlers.cleanup(value),
