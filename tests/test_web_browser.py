@@ -248,7 +248,14 @@ def test_group_photo_reports_both_faces(server, browser):
     result = _result(page, ctx)
     assert np.array_equal(result[hole == 0], photo[hole == 0])
     assert not np.array_equal(result[hole == 1], photo[hole == 1])
+    tmp = folder / "server-tmp"
+    assert list(tmp.rglob("group.png")) and list(tmp.rglob("sessions/*/run-*"))
     ctx.close()
+    # the closed tab's uploads and results leave the server's temporary folder at once
+    deadline = time.monotonic() + 60
+    while list(tmp.rglob("group*.png")) or list(tmp.rglob("sessions/*/run-*")):
+        assert time.monotonic() < deadline, sorted(map(str, tmp.rglob("*")))[:20]
+        time.sleep(0.5)
 
 
 def test_detect_damage_then_inpaint(server, browser):
