@@ -1323,7 +1323,10 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
 
         page_outputs = [editor, compare, view, table, downloads, status, session]
         edit_outputs = [view, table, edit_status, session]
-        model_queue = {"concurrency_id": "model", "concurrency_limit": 1}
+        # a run's progress (its stage) shows in the status line alone: redrawing a progress
+        # overlay on every output at each stage kept the browser busy on large photos
+        model_queue = {"concurrency_id": "model", "concurrency_limit": 1,
+                       "show_progress_on": [status]}
         light_queue = {"concurrency_id": "edit", "concurrency_limit": 2}
 
         def on_inpaint(editor_value, mask_path, mode_value, state, progress=gr.Progress()):
