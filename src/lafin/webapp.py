@@ -1181,8 +1181,8 @@ SERVER_MALLOC_ARENAS = 2
 def release_memory() -> None:
     """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere
     nothing). A session's photos, previews and the model's buffers are freed when it ends, but
-    glibc keeps freed heap memory for reuse: measured over browser sessions, the server grew by
-    ~13 MB per session of which ~10 MB came back with a trim."""
+    glibc keeps freed heap memory for reuse: without the trim the server grew with every browser
+    session (``benchmarks/web_sessions.py``)."""
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
