@@ -457,3 +457,57 @@ def test_a_grey_photo_gets_a_grey_fill_and_a_sepia_one_its_tint(refined_model, m
     assert toned.tone == "tinted"
     assert photo_tone(toned.image)[0] == "tinted"  # the fill did not bring colour in
     assert refined_model(colour, hole, mode=mode).tone == "colour"
+
+
+def test_refiner_runs_on_the_holes_window_only_with_the_whole_crops_result(refined_model,
+                                                                           monkeypatch):
+    """The refiner sees each face's hole and _REFINE_MARGIN around it: inside the hole the
+    result is the whole crop's (up to the far context the margin leaves out), outside the
+    window the coarse face is returned, and the faces' noise is that of their place."""
+    import lafin.pipeline as pipeline
+
+    g = torch.Generator().manual_seed(0)
+    crops = torch.rand(2, 3, 128, 128, generator=g)
+    holes = torch.zeros(2, 1, 128, 128)
+    holes[0, :, 70:90, 40:80] = 1
+    holes[1, :, 10:20, 100:120] = 1
+    generated = torch.rand(2, 64, 64, 3, generator=g).numpy()
+    points = (torch.rand(2, 68, 2, generator=g) * 64).numpy()
+    windowed = refined_model._refine(crops, holes, generated, points)
+    monkeypatch.setattr(pipeline, "_REFINE_MARGIN", 1000)  # every window the whole crop
+    whole = refined_model._refine(crops, holes, generated, points)
+    inside = holes[:, 0].numpy() > 0
+    assert np.abs(windowed - whole)[inside].max() < 0.5 / 255
+    windows = pipeline._hole_windows(holes, 48)
+    assert windows == [(16, 128, 0, 128), (0, 72, 48, 128)]  # on the 8-px grid, in the crop
+    top, bottom, left, right = windows[1]
+    outside = np.ones((128, 128), bool)
+    outside[top:bottom, left:right] = False
+    known = crops[1].permute(1, 2, 0).numpy()  # no hole there: the known pixels
+    np.testing.assert_allclose(windowed[1][outside], known[outside], atol=1e-6)
+    # each face the noise of its place: a face given place 0 twice gets the same texture
+    twice = refined_model._refine(crops[:1].repeat(2, 1, 1, 1), holes[:1].repeat(2, 1, 1, 1),
+                                  np.repeat(generated[:1], 2, axis=0), np.repeat(points[:1], 2, axis=0),
+                                  faces=[0, 0])
+    assert np.array_equal(twice[0], twice[1])
+    assert np.array_equal(twice[0], whole[0])
+    assert pipeline._hole_windows(torch.zeros(1, 1, 32, 32), 8) == [(0, 0, 0, 0)]
+
+
+def test_photos_rendered_together_keep_each_faces_noise(refined_model):
+    """render_photos (video frames) gives a face the noise of its place in its own photo, not
+    in the batch: the same frame twice in one batch is refined the same."""
+    from skimage import data
+
+    from lafin.photo import fill_regions, find_faces
+    from lafin.pipeline import FramedPhoto
+
+    photo = data.astronaut()
+    hole = np.zeros(photo.shape[:2], np.uint8)
+    hole[135:160, 200:250] = 1
+    filled = fill_regions(photo, hole)
+    frames = find_faces(photo, hole, refined_model.image_size, filled=filled)
+    photos = [FramedPhoto(photo, hole, filled.copy(), frames) for _ in range(2)]
+    refined_model.render_photos(photos)
+    assert np.array_equal(photos[0].content, photos[1].content)
+    assert not np.array_equal(photos[0].content[hole > 0], filled[hole > 0])

@@ -553,6 +553,14 @@ def test_realism_terms_train_the_generator_to_follow_edited_landmarks(face_cache
         assert torch.equal(v, frozen[k]), f"the frozen predictor changed: {k}"
     metrics = trainer.validate()
     assert 0 < metrics["val/landmark_fidelity"] < 10 and np.isfinite(metrics["val/psnr"])
+    # the exported weights carry the frozen predictor with its own history
+    from lafin.checkpoint import load_weights
+
+    trainer.save_checkpoint()
+    meta = load_weights(tmp_path / "realism" / "weights.safetensors").metadata
+    assert (meta["landmarks.stage"], meta["landmarks.step"]) == ("landmarks", "2")
+    assert (meta["generator.stage"], meta["generator.step"], meta["generator.steps_before"]) == (
+        "inpaint", "3", "2")
 
 
 def test_landmark_consistency_needs_a_predictor_and_edits_need_the_inpaint_stage(face_cache, tmp_path):

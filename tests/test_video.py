@@ -235,3 +235,60 @@ def test_cli_video_options_and_bad_batch(clip, tiny_weights, tmp_path, capsys):
                  str(tmp_path / "o2.mp4"), "--weights", str(tiny_weights), "--batch", "0"])
     err = capsys.readouterr().err
     assert code == 2 and "batch" in err and err.strip().count("\n") == 0
+
+
+def test_nothing_under_the_hole_reaches_the_output(tiny_model, clip, clip_landmarks, tmp_path,
+                                                   monkeypatch):
+    """Frames that differ only under the hole give the same video, both where one followed face
+    holds the hole (no OpenCV fill made) and on key frames (filled first)."""
+    path, frames = clip
+    hole = _hole()
+    Image.fromarray(hole * 255).save(tmp_path / "mask.png")
+    rng = np.random.default_rng(1)
+    other = [f.copy() for f in frames]
+    for f in other:
+        f[hole > 0] = rng.integers(0, 256, (int(hole.sum()), 3))
+    _write_video(tmp_path / "other.mp4", other)
+    outputs, reports = [], []
+    for i, clip_path in enumerate((path, tmp_path / "other.mp4")):
+        _predicting(tiny_model, monkeypatch, clip_landmarks)
+        reports.append(inpaint_video(tiny_model, clip_path, tmp_path / "mask.png",
+                                     tmp_path / f"out{i}.mp4", lossless=True, progress=False,
+                                     batch=3))
+        outputs.append(_read_video(tmp_path / f"out{i}.mp4"))
+    for a, b in zip(*outputs):
+        assert np.array_equal(a, b)
+    # only the key frame was filled by OpenCV first: the followed face held the hole after it
+    assert reports[0].opencv_fills == reports[0].key_frames == 1
+    assert reports[0].faces_per_frame == [1] * len(frames)
+
+
+def test_video_reports_its_stages(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
+    path, _ = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    _predicting(tiny_model, monkeypatch, clip_landmarks)
+    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
+                           progress=False, batch=3)
+    stages = {"decode", "mask", "detect/track", "fill", "landmarks", "generate", "blend", "encode"}
+    assert stages <= set(report.stage_seconds) and set(report.stage_cpu_seconds) == set(
+        report.stage_seconds)
+    assert all(v >= 0 for v in report.stage_seconds.values())
+    assert report.stage_seconds["generate"] > 0 and report.stage_cpu_seconds["generate"] > 0
+
+
+def test_an_error_while_rendering_is_raised_and_leaves_no_file(tiny_model, clip, tmp_path,
+                                                               monkeypatch):
+    """The networks run in a second thread: what goes wrong there reaches the caller, and no
+    half-written video stays behind."""
+    path, _ = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    out_dir = tmp_path / "out"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("generator failed")
+
+    monkeypatch.setattr(tiny_model, "_generate", broken)
+    with pytest.raises(RuntimeError, match="generator failed"):
+        inpaint_video(tiny_model, path, tmp_path / "mask.png", out_dir / "out.mp4",
+                      progress=False, batch=2)
+    assert list(out_dir.iterdir()) == []

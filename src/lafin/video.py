@@ -4,10 +4,14 @@ The face detectors run on key frames only: the first, every ``key_interval`` fra
 face is lost or the hole reaches where no followed face is. In between, each face's crop is
 aligned on the landmarks the predictor placed in the frames before (smoothed over time with a
 trend-following exponential average, so the generated face neither jitters nor swims nor lags),
-and the predictor finds the face again in that crop. The generator takes ``batch`` frames at a
-time through the photo path (:meth:`lafin.pipeline.LaFInModel.render_photos`). Frames are read
-and written with the ffmpeg binary that ``imageio-ffmpeg`` ships; the input's audio is copied
-into the output when it has any.
+and the predictor finds the face again in that crop. The generator and the refiner take
+``batch`` frames at a time through the photo path
+(:meth:`lafin.pipeline.LaFInModel.render_photos`), in a second thread while the first reads,
+follows and places the landmarks of the next batch (the two overlap on a multi-core CPU). A
+face keeps the refiner's noise of its place in the frame, so its texture does not flicker. When
+one followed face holds the whole hole, nothing is filled by OpenCV first (the face covers it
+all). Frames are read and written with the ffmpeg binary that ``imageio-ffmpeg`` ships; the
+input's audio is copied into the output when it has any.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from lafin.io import InputError, load_mask
@@ -122,6 +130,45 @@ class VideoReport:
     output: Path
     landmarks: list[list[np.ndarray]] = field(default_factory=list)  # per frame, per face
     key_frames: int = 0  # frames on which the face detectors ran
+    # per stage (see StageClock), summed over the frames: wall-clock and CPU seconds of the
+    # thread that ran it (the two threads overlap, so the wall-clock times add up to more than
+    # the call took)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    opencv_fills: int = 0  # frames whose hole OpenCV filled first (not one face holding it all)
+
+
+class StageClock:
+    """Wall-clock and CPU time (of the calling thread) per named stage, summed over calls;
+    ``start(name)`` ends the running stage and starts the next, as
+    :meth:`lafin.pipeline.LaFInModel.render_photos` expects of its ``stages``."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._name: str | None = None
+        self._wall = self._cpu = 0.0
+
+    @property
+    def running(self) -> str | None:
+        """The stage being timed now."""
+        return self._name
+
+    def start(self, name: str) -> None:
+        self.stop()
+        self._name, self._wall, self._cpu = name, time.perf_counter(), time.thread_time()
+
+    def stop(self) -> dict[str, float]:
+        if self._name is not None:
+            self.wall[self._name] = self.wall.get(self._name, 0.0) + time.perf_counter() - self._wall
+            self.cpu[self._name] = self.cpu.get(self._name, 0.0) + time.thread_time() - self._cpu
+            self._name = None
+        return self.wall
+
+    def add(self, other: StageClock) -> None:
+        for mine, theirs in ((self.wall, other.wall), (self.cpu, other.cpu)):
+            for name, seconds in theirs.items():
+                mine[name] = mine.get(name, 0.0) + seconds
 
 
 class FaceTracker:
@@ -147,11 +194,15 @@ class FaceTracker:
         self.unheld_at_detection = 0
         self.detections = 0
         self.lost = False
+        # whether one face's crop holds the current frame's whole hole (see _one_face_holds)
+        self.holds_hole = False
         self._tracks: list[int] = []  # the tracks of the current frame's faces
 
-    def frames_for(self, image: np.ndarray, hole: np.ndarray, filled: np.ndarray) -> list:
+    def frames_for(self, image: np.ndarray, hole: np.ndarray,
+                   filled: np.ndarray | Callable[[], np.ndarray]) -> list:
         """The face frames of this video frame (detecting on key frames). ``filled``: the frame
-        with the hole filled by OpenCV (:func:`lafin.photo.fill_regions`)."""
+        with the hole filled by OpenCV (:func:`lafin.photo.fill_regions`), or a function that
+        makes it (called on key frames only)."""
         from lafin.pipeline import _hole_points, _inside_crop
 
         frames = [self._follow(f, hole, track) for track, f in self.faces.items()]
@@ -165,7 +216,7 @@ class FaceTracker:
         key = (self.since_detection is None or self.since_detection >= self.key_interval
                or self.lost or unheld > 1.2 * self.unheld_at_detection + 16)
         if key:
-            frames = self._key_frame(image, hole, filled)
+            frames = self._key_frame(image, hole, filled() if callable(filled) else filled)
             held[:] = False
             for f in frames:
                 held |= _inside_crop(points, f.matrix, self.size)
@@ -175,7 +226,21 @@ class FaceTracker:
             tracks = self.smoother.assign([f.box for f in frames])
             self.faces = dict(zip(tracks, frames))
         self._tracks = list(self.faces)
+        self.holds_hole = self._one_face_holds(points, frames)
         return frames
+
+    def _one_face_holds(self, points: np.ndarray, frames: list) -> bool:
+        """Does one face's crop hold every hole pixel (``points``), 4 crop pixels inside its
+        edge, and no other face's crop any? Then that face's generated crop covers the whole
+        hole and its seam sees only known pixels: the hole needs no OpenCV fill first."""
+        from lafin.pipeline import _inside_crop
+
+        touching = [f for f in frames if _inside_crop(points, f.matrix, self.size).any()]
+        if len(touching) != 1 or not len(points):
+            return False
+        matrix = np.asarray(touching[0].matrix, np.float64)
+        q = points @ matrix[:, :2].T + matrix[:, 2]
+        return bool(((q >= 4) & (q <= self.size - 5)).all())
 
     def _key_frame(self, image, hole, filled) -> list:
         from lafin.photo import find_faces
@@ -249,6 +314,35 @@ class FaceTracker:
         return out
 
 
+class _LazyFill:
+    """A video frame's OpenCV fill (:func:`lafin.photo.fill_regions`), made on the first call."""
+
+    def __init__(self, frame: np.ndarray, hole: np.ndarray, clock: StageClock) -> None:
+        self.frame, self.hole, self.clock = frame, hole, clock
+        self.filled: np.ndarray | None = None
+
+    def __call__(self) -> np.ndarray:
+        from lafin.photo import fill_regions
+
+        if self.filled is None:
+            running = self.clock.running
+            self.clock.start("fill")
+            self.filled = fill_regions(self.frame, self.hole)
+            if running is not None:
+                self.clock.start(running)
+        return self.filled
+
+
+def _hidden_copy(frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """A writable copy of ``frame`` with its hole grey: what lay under the hole is never kept
+    where a face's crop is to cover it."""
+    content = frame.copy()
+    x, y, bw, bh = cv2.boundingRect(hole)
+    box = content[y:y + bh, x:x + bw]
+    box[hole[y:y + bh, x:x + bw] > 0] = 128
+    return content
+
+
 def _mask_source(mask: str | Path, size: tuple[int, int]):
     """Yield one HxW mask per frame: a still mask forever, or the frames of a mask video."""
     path = Path(mask)
@@ -319,26 +413,47 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     writer.send(None)
     faces_per_frame: list[int] = []
     landmarks: list[list[np.ndarray]] = []
-    pending: list[FramedPhoto | np.ndarray] = []  # a batch: frames with a hole, or plain frames
+    reader_clock, render_clock = StageClock(), StageClock()  # one per thread
+    opencv_fills = 0
 
-    def flush() -> None:
-        photos = [p for p in pending if isinstance(p, FramedPhoto)]
-        # the landmarks are the tracker's (smoothed); the generator takes the batch at once
-        reports = iter(model.render_photos(photos, given=True))
-        for item in pending:
+    def render(batch_items: list) -> None:
+        """The networks and the paste for a batch, then its frames to the encoder (in order)."""
+        photos = [p for p in batch_items if isinstance(p, FramedPhoto)]
+        # the landmarks are the tracker's (smoothed); the networks take the batch at once
+        reports = iter(model.render_photos(photos, stages=render_clock, given=True)
+                       if photos else [])
+        for item in batch_items:
             if isinstance(item, FramedPhoto):
                 found = next(reports)
-                writer.send(np.ascontiguousarray(item.content))
+                if item.covered is not None:  # no OpenCV fill was made: did the face cover it all?
+                    rest = (item.hole > 0) & ~item.covered
+                    if rest.any():
+                        render_clock.start("fill")
+                        item.content[rest] = fill_regions(item.image, item.hole)[rest]
+                image = item.content
             else:
-                found = []
-                writer.send(np.ascontiguousarray(item))
+                found, image = [], item
+            render_clock.start("encode")
+            writer.send(np.ascontiguousarray(image))
             faces_per_frame.append(len(found))
             landmarks.append([r.landmarks for r in found])
-        pending.clear()
+        render_clock.stop()
 
+    pending: list[FramedPhoto | np.ndarray] = []  # a batch: frames with a hole, or plain frames
+    running: Future | None = None
+    frames_in = iter(reader)
+    bar = tqdm(total=n_frames, desc="frames", disable=not progress, unit="frame")
+    # one worker: batches are rendered and written in the order they were handed over
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lafin-video")
+    done = False
     try:
-        for raw in tqdm(reader, total=n_frames, desc="frames", disable=not progress, unit="frame"):
+        while True:
+            reader_clock.start("decode")
+            raw = next(frames_in, None)
+            if raw is None:
+                break
             frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+            reader_clock.start("mask")
             try:
                 hole = next(masks)
             except StopIteration:
@@ -347,16 +462,37 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
                 pending.append(frame)
             else:
                 # the hole pre-filled by OpenCV: what background pixels keep, and what a face's
-                # seam is harmonised against (nothing under the hole is read)
-                content = fill_regions(frame, hole)
-                frames = tracker.frames_for(frame, hole, content)
+                # seam is harmonised against (nothing under the hole is read); made only when
+                # needed (key frames; a hole that no single face holds)
+                fill = _LazyFill(frame, hole, reader_clock)
+                reader_clock.start("detect/track")
+                frames = tracker.frames_for(frame, hole, fill)
+                if tracker.holds_hole and fill.filled is None:
+                    content, covered = _hidden_copy(frame, hole), np.zeros((h, w), bool)
+                else:
+                    content, covered = fill(), None
+                    opencv_fills += 1
+                reader_clock.start("landmarks")
                 frames = tracker.observe(frames, model.predict_face_landmarks(frame, hole, frames))
-                pending.append(FramedPhoto(frame, hole, content, frames))
+                pending.append(FramedPhoto(frame, hole, content, frames, covered))
+            reader_clock.stop()
             if len(pending) == batch:
-                flush()
-        flush()
+                if running is not None:
+                    running.result()  # one batch rendering while the next is prepared
+                    bar.update(batch)
+                running, pending = worker.submit(render, pending), []
+        if running is not None:
+            running.result()
+            bar.update(batch)
+        render(pending)
+        bar.update(len(pending))
+        done = True
     finally:
+        worker.shutdown(wait=True)
+        bar.close()
         writer.close()
+        if not done:  # an error (raised on): no half-written file left beside the output
+            Path(silent).unlink(missing_ok=True)
     log.info("faces detected on %d of %d frames", tracker.detections, len(faces_per_frame))
     audio = _has_audio(video)
     if audio:
@@ -374,5 +510,6 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
             os.unlink(silent)
     else:
         os.replace(silent, output)
+    reader_clock.add(render_clock)
     return VideoReport(len(faces_per_frame), fps, (w, h), faces_per_frame, audio, output, landmarks,
-                       tracker.detections)
+                       tracker.detections, reader_clock.wall, reader_clock.cpu, opencv_fills)

@@ -110,9 +110,15 @@ class RefinerDiscriminator(nn.Module):
         return self.head(x), features
 
 
-def landmark_heatmap(points: torch.Tensor, size: int, sigma: float = 2.0) -> torch.Tensor:
-    """(B, 68, 2) pixel points -> (B, 1, size, size): the maximum of one Gaussian per point."""
-    coords = torch.arange(size, dtype=points.dtype, device=points.device)
-    gx = torch.exp(-((coords[None, None, :] - points[..., 0:1]) ** 2) / (2 * sigma**2))  # B,N,W
-    gy = torch.exp(-((coords[None, None, :] - points[..., 1:2]) ** 2) / (2 * sigma**2))  # B,N,H
+def landmark_heatmap(points: torch.Tensor, size: int | tuple[int, int], sigma: float = 2.0,
+                     origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """(B, 68, 2) pixel points -> (B, 1, size, size): the maximum of one Gaussian per point.
+
+    ``size`` may also be (H, W), and ``origin`` (x, y) the pixel the map's top-left corner
+    shows: a window of the full map, drawn without drawing the rest."""
+    h, w = (size, size) if isinstance(size, int) else size
+    xs = torch.arange(origin[0], origin[0] + w, dtype=points.dtype, device=points.device)
+    ys = torch.arange(origin[1], origin[1] + h, dtype=points.dtype, device=points.device)
+    gx = torch.exp(-((xs[None, None, :] - points[..., 0:1]) ** 2) / (2 * sigma**2))  # B,N,W
+    gy = torch.exp(-((ys[None, None, :] - points[..., 1:2]) ** 2) / (2 * sigma**2))  # B,N,H
     return torch.einsum("bnh,bnw->bnhw", gy, gx).amax(dim=1, keepdim=True)

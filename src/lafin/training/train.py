@@ -314,9 +314,16 @@ class Trainer:
         metadata = {"step": str(self.step), "stage": self.config.stage}
         if self.trained in self.steps_before:
             metadata["steps_before"] = str(self.steps_before[self.trained])
-        if refiner is not None:  # the frozen generator keeps the history it came with
-            metadata.update({f"generator.{k}": v for k, v in self.history.get("generator", {}).items()})
+        # a frozen network keeps the history it came with (the refine stage's generator, the
+        # generator stages' landmark predictor); the trained one gets this run's
+        frozen = [name for name, net in (("generator", generator), ("landmarks", landmarks))
+                  if net is not None and name != self.trained and name in self.history]
+        for name in frozen:
+            metadata.update({f"{name}.{k}": v for k, v in self.history[name].items()})
+        if refiner is not None:
             metadata.update({f"refiner.{k}": v for k, v in metadata.items() if "." not in k})
+        elif frozen:
+            metadata.update({f"{self.trained}.{k}": v for k, v in metadata.items() if "." not in k})
         save_weights(path, self.model_config, generator=generator, landmark_predictor=landmarks,
                      refiner=refiner, metadata=metadata)
 
