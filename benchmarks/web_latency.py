@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
+    shutil.rmtree(folder, ignore_errors=True)  # the photo and the server's log
     totals, models, handlers = np.array(rows).T
     overhead = totals - models
     print(f"{args.side}-px photo: opened in {opened:.2f} s; click-to-result median "
