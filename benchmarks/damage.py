@@ -12,22 +12,19 @@ Reported:
 * **false alarms**: the share of pixels flagged on clean modern faces (as they are) and on clean
   old ones (the held-out look and scan, hard negatives, no damage);
 * ``--sweep T1,T2,...``: only the mask scores and the clean photos' flagged shares per
-  threshold (on validation faces: how the default threshold was chosen);
-* **speed** (``--speed PHOTO``): detection and the whole restore of that photo scaled to 1024 px
-  (median of ``--repeats``), and one restore of it at 3000 px with the process's peak memory.
+  threshold (on validation faces: how the default threshold was chosen).
+
+Speed and memory: ``benchmarks/restore_speed.py``.
 
     python benchmarks/damage.py --images /path/to/celeba256 --names /path/to/celeba/test.txt \\
-        --limit 200 --speed /path/to/afw/<name>.jpg --json damage.json
+        --limit 200 --json damage.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -92,46 +89,6 @@ def false_alarms(model, paths: list[Path], threshold: float) -> dict:
             "photos": len(paths)}
 
 
-def speed(model, photo: Path, repeats: int, threshold: float, dilate: int) -> dict:
-    from lafin.restore import damage_detector_for, damage_probability
-
-    rng = np.random.default_rng(SEED + 2)
-    base = _load(photo)
-    results: dict = {"photo": photo.name}
-    for side in (1024,):
-        img = cv2.resize(base, (side, side), interpolation=cv2.INTER_CUBIC)
-        damaged = make_damaged(img, rng, HELD_OUT).damaged
-        detector = damage_detector_for(model)
-        detect, total, stages = [], [], []
-        for i in range(repeats + 1):
-            t = time.perf_counter()
-            with model.cpu_settings():
-                damage_probability(detector, damaged)
-            t1 = time.perf_counter()
-            result = model.restore(damaged, threshold=threshold, dilate=dilate)
-            t2 = time.perf_counter()
-            if i:  # the first call warms up
-                detect.append(t1 - t)
-                total.append(t2 - t1)
-                stages.append(result.timings)
-        results[f"detect_{side}_s"] = float(np.median(detect))
-        results[f"restore_{side}_s"] = float(np.median(total))
-        results[f"restore_{side}_stages_s"] = {k: float(np.median([s.get(k, 0) for s in stages]))
-                                               for k in stages[0]}
-        results[f"restore_{side}_mode"] = result.mode
-        results[f"restore_{side}_damage_share"] = float((result.mask > 0).mean())
-    big = make_damaged(cv2.resize(base, (3000, 3000), interpolation=cv2.INTER_CUBIC), rng,
-                       HELD_OUT).damaged
-    t = time.perf_counter()
-    result = model.restore(big, threshold=threshold, dilate=dilate)
-    results["restore_3000_s"] = time.perf_counter() - t
-    results["restore_3000_mode"] = result.mode
-    # ru_maxrss is in KiB on Linux: the process's peak so far (all of the benchmark)
-    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results["load_average"] = os.getloadavg()
-    return results
-
-
 def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dict:
     """Mask F1 (2-px tolerance) and the clean old and modern photos' flagged shares for each
     threshold, on
@@ -174,9 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--damage-weights", help="detector weights (default: the shipped ones)")
     parser.add_argument("--threshold", type=float, help="default: lafin.restore's")
     parser.add_argument("--dilate", type=int, help="default: lafin.restore's")
-    parser.add_argument("--speed", help="a photo to time at 1024 and 3000 px (e.g. an AFW crop)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--sweep", help="only sweep these thresholds (comma-separated): mask F1 "
                         "and clean old photos' flagged share (for choosing on validation faces)")
     parser.add_argument("--preset", choices=["training", "held-out"], default="training",
@@ -203,11 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         report = {"sweep": sweep(model, paths, [float(t) for t in args.sweep.split(",")],
                                  args.preset), "preset": args.preset}
-    elif not args.skip_synthetic:
+    else:
         report["held_out"] = synthetic(model, paths, threshold, dilate)
         report["clean"] = false_alarms(model, paths[:args.clean_limit or args.limit], threshold)
-    if args.speed and not args.sweep:
-        report["speed"] = speed(model, Path(args.speed), args.repeats, threshold, dilate)
     json.dump(report, sys.stdout, indent=1)
     print()
     if args.json:

@@ -1,12 +1,14 @@
 """Web demo memory and cleanup: open and close many browser sessions, then stop the server.
 
-Starts ``python -m lafin.webapp`` with its own TMPDIR, and for each session does what a visitor
-does over HTTP (the page's protocol: a heartbeat stream while the tab is open, then queued
-events): load the example, inpaint it, then close the tab (end the heartbeat). Reports the
-server's resident memory at start, after the first session and after all of them, then sends
-SIGTERM and lists what is left in its temporary folder.
+Starts ``python -m lafin.webapp`` with its own TMPDIR; each session is a visitor: a new tab in
+Debian's headless Chromium (Playwright; ``--client http`` speaks the page's protocol directly
+instead: a heartbeat stream while the tab is open, then queued events), which loads the page,
+loads the example, inpaints it, waits for the downloads and closes the tab. Reports the
+server's resident memory at start, after the first session, its peak (sampled every 0.2 s) and
+after all sessions ended, and what is left of the sessions in its temporary folder; then sends
+SIGTERM and lists what is left there.
 
-    python benchmarks/web_sessions.py --sessions=80 [--weights W]
+    python benchmarks/web_sessions.py --sessions=80 [--client browser|http] [--weights W]
 
 Done when (issue #26): memory within 200 MB of the start after the sessions end, and an empty
 temporary folder after SIGTERM.
@@ -98,6 +100,92 @@ class Visitor:
         self.http.close()
 
 
+class RssSampler(threading.Thread):
+    """The server's resident memory every ``period`` seconds; ``peak`` is the largest seen."""
+
+    def __init__(self, pid: int, period: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period, self.peak = pid, period, 0.0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period):
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except (OSError, RuntimeError):
+                return
+
+
+class BrowserVisitors:
+    """Visitors as tabs of one headless Chromium: each opens the page, loads the example,
+    inpaints it, waits for its downloads and closes the tab (ending its heartbeat). Each tab
+    is a session of its own on the server; the tabs share the browser's cache (the page's
+    scripts are fetched once), which keeps the benchmark about the sessions, not the
+    browser."""
+
+    def __init__(self, url: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.url = url
+        self._playwright = sync_playwright().start()
+        self.browser = self._playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 1400})
+
+    def visit(self) -> None:
+        page = self.context.new_page()
+        try:
+            page.set_default_timeout(300_000)
+            page.goto(self.url)
+            page.click("#lafin-example")
+            page.wait_for_selector("#lafin-painter .lafin-paint[data-ready][data-mask]")
+            page.click("#lafin-inpaint")
+            page.locator("#lafin-status").get_by_text("predicted landmarks").first.wait_for()
+            page.locator('#lafin-downloads a[download="lafin-result.png"]').wait_for()
+        finally:
+            page.close()
+
+    def close(self) -> None:
+        self.context.close()
+        self.browser.close()
+        self._playwright.stop()
+
+
+class HttpVisitors:
+    """Visitors over HTTP: the page's protocol without a browser (no page load, no file
+    fetches)."""
+
+    def __init__(self, url: str) -> None:
+        from lafin.examples import example_mask
+
+        self.url, self.fns = url, function_indices(url)
+        self.painted = painting_of(example_mask(256))
+
+    def visit(self) -> None:
+        visitor = Visitor(self.url, self.fns)
+        try:
+            visitor.run("lafin-example", [None])
+            visitor.run("lafin-inpaint", [self.painted, None, "crop", None])
+        finally:
+            visitor.close()
+
+    def close(self) -> None:
+        pass
+
+
+def session_files(tmp: Path) -> tuple[int, int]:
+    """(per-session folders, files in Gradio's cache) in the server's temporary folder."""
+    root = next(tmp.glob("lafin-web-*"), None)
+    if root is None:
+        return 0, 0
+    cache = root / "gradio"  # the sessions' folders are in it, in "sessions"
+    sessions = cache / "sessions"
+    folders = len(list(sessions.iterdir())) if sessions.is_dir() else 0
+    files = sum(1 for p in cache.rglob("*") if p.is_file() and sessions not in p.parents)
+    return folders, files
+
+
 def function_indices(url: str) -> dict[str, int]:
     config = requests.get(f"{url}config", timeout=30).json()
     elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
@@ -112,11 +200,10 @@ def function_indices(url: str) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=80)
+    parser.add_argument("--client", choices=("browser", "http"), default="browser",
+                        help="visitors as Chromium tabs (default) or raw HTTP")
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
     args = parser.parse_args(argv)
-    from lafin.examples import example_mask
-
-    painted = painting_of(example_mask(256))
     tmp = Path(tempfile.mkdtemp(prefix="lafin-web-bench-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -126,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False")
     log = open(tmp.parent / f"{tmp.name}.log", "w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    start = end = folders = None
     try:
         for _ in range(1200):
             if server.poll() is not None:
@@ -137,33 +225,43 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
         else:
             raise RuntimeError("the server did not start")
-        fns = function_indices(url)
         start = rss_mb(server.pid)
         print(f"server RSS at start: {start:.0f} MB", flush=True)
+        sampler = RssSampler(server.pid)
+        sampler.start()
+        visitors = BrowserVisitors(url) if args.client == "browser" else HttpVisitors(url)
         times = []
         after_first = None
-        for n in range(args.sessions):
-            visitor = Visitor(url, fns)
-            t = time.perf_counter()
-            visitor.run("lafin-example", [None])
-            visitor.run("lafin-inpaint", [painted, None, "crop", None])
-            times.append(time.perf_counter() - t)
-            visitor.close()
-            if n == 0:
-                time.sleep(2)
-                after_first = rss_mb(server.pid)
-            if (n + 1) % 20 == 0:
-                print(f"{n + 1} sessions: RSS {rss_mb(server.pid):.0f} MB", flush=True)
-        time.sleep(5)  # the last tabs' unload events
+        try:
+            for n in range(args.sessions):
+                t = time.perf_counter()
+                visitors.visit()
+                times.append(time.perf_counter() - t)
+                if n == 0:
+                    time.sleep(2)
+                    after_first = rss_mb(server.pid)
+                if (n + 1) % 10 == 0:
+                    folders, cached = session_files(tmp)
+                    print(f"{n + 1} sessions: RSS {rss_mb(server.pid):.0f} MB, "
+                          f"{folders} session folders, {cached} files in Gradio's cache",
+                          flush=True)
+        finally:
+            visitors.close()
+        # the last tabs' unload events: wait until their folders are gone (at most 30 s)
+        for _ in range(60):
+            if session_files(tmp)[0] == 0:
+                break
+            time.sleep(0.5)
+        time.sleep(2)
         end = rss_mb(server.pid)
-        sessions_dir = next(tmp.glob("lafin-web-*"), None)
-        left = list((sessions_dir / "sessions").iterdir()) if sessions_dir and (
-            sessions_dir / "sessions").is_dir() else []
+        sampler.stopped.set()
+        folders, cached = session_files(tmp)
         print(f"server RSS: start {start:.0f} MB, after the first session {after_first:.0f} MB, "
-              f"after {args.sessions} closed sessions {end:.0f} MB "
-              f"(+{end - start:.0f} MB from start, +{end - after_first:.0f} MB from the first)")
-        print(f"session folders left while serving: {len(left)}")
-        print(f"example + inpaint per session: median {np.median(times):.2f} s")
+              f"peak {max(sampler.peak, end):.0f} MB, after {args.sessions} closed sessions "
+              f"{end:.0f} MB (+{end - start:.0f} MB from start, +{end - after_first:.0f} MB "
+              f"from the first)")
+        print(f"left while serving: {folders} session folders, {cached} files in Gradio's cache")
+        print(f"one session ({args.client}): median {np.median(times):.2f} s")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -175,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     leftovers = [str(p.relative_to(tmp)) for p in tmp.rglob("*")]
     print(f"after SIGTERM: exit {code}, {len(leftovers)} entries left in its TMPDIR"
           + (f": {leftovers[:10]}" if leftovers else ""))
-    ok = not leftovers and end - start <= 200
+    ok = not leftovers and end is not None and end - start <= 200 and folders == 0
     if not leftovers:
         tmp.rmdir()
     return 0 if ok else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from conftest import face_like
 from lafin.damage import CLEAN_OLD, HELD_OUT, TRAINING, draw_damage, draw_negatives, make_damaged
 from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
 from lafin.networks.damage_detector import (DamageDetector, DamageDetectorConfig,
-                                            DamageWeightsError, load_damage_detector,
-                                            save_damage_detector)
+                                            DamageWeightsError, inference_detector,
+                                            load_damage_detector, save_damage_detector)
 
 NO_SCAN = replace(TRAINING, scan=False, clean_share=0.0)
 
@@ -74,6 +75,20 @@ def test_generator_is_deterministic_and_the_presets_differ():
     assert HELD_OUT != TRAINING and HELD_OUT.clean_share == 0.0
 
 
+def test_modern_photos_keep_their_look_and_still_get_damage():
+    img = face_like(96, 96, 2)
+    modern = replace(NO_SCAN, modern_share=1.0, negatives=(0, 0), scan=True)
+    for seed in range(3):
+        sample = make_damaged(img, np.random.default_rng(seed), modern)
+        on = sample.mask > 0
+        # no old look and no scan: the clean target is the photo itself, colour and all
+        assert np.array_equal(sample.clean, img) and on.any()
+        assert np.array_equal(sample.damaged[~on], img[~on])
+    # without modern photos every photo gets the old look (here: always grey)
+    grey = make_damaged(img, np.random.default_rng(0), replace(NO_SCAN, grey_share=1.0)).clean
+    assert np.array_equal(grey[..., 0], grey[..., 2]) and not np.array_equal(img[..., 0], img[..., 2])
+
+
 def test_make_damaged_rejects_bad_images():
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         make_damaged(np.zeros((8, 8), np.uint8), np.random.default_rng(0))
@@ -111,6 +126,20 @@ def _tiny_detector() -> DamageDetector:
 def test_detector_keeps_any_size(shape):
     out = _tiny_detector()(torch.rand(2, 3, *shape))
     assert out.shape == (2, 1, *shape)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (64, 64), (8, 9)])
+def test_inference_form_computes_the_same_logits(shape):
+    model = _tiny_detector()
+    x = torch.rand(2, 3, *shape)
+    with torch.no_grad():
+        want = model(x)
+        # from the batch-norm model (folded into a copy) and from a folded one
+        for fast in (inference_detector(model), inference_detector(model.fuse())):
+            assert torch.allclose(fast(x), want, atol=1e-5)
+            fast_cl = fast.to(memory_format=torch.channels_last)
+            assert torch.allclose(fast_cl(x.contiguous(memory_format=torch.channels_last)), want,
+                                  atol=1e-5)
 
 
 def test_detector_weights_round_trip(tmp_path: Path):
@@ -176,6 +205,42 @@ def test_training_runs_and_writes_loadable_weights(tmp_path: Path):
                  "--out", str(out), "--resume"]) == 0
 
 
+def test_fine_tuning_starts_from_a_weights_file_and_resumes(tmp_path: Path):
+    from lafin.training.damage import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(face_like(64, 64, i)).save(photos / f"{i}.png")
+    start = tmp_path / "start.safetensors"
+    save_damage_detector(start, _tiny_detector(), {"step": 11})
+    config = tmp_path / "c.yaml"
+    config.write_text("widths: [2, 3, 4, 4]\ncrop: 48\nbatch: 2\nsteps: 2\nval_images: 2\n"
+                      "val_every: 1\nscale: [0.8, 1.0]\nlr: 0.0\nweight_decay: 0.0\n"
+                      "modern_share: 0.5\n")
+    out = tmp_path / "run"
+    args = ["--config", str(config), "--images", str(photos), "--val-images", str(photos),
+            "--out", str(out), "--init", str(start)]
+    assert main(args) == 0
+    tuned, meta = load_damage_detector(out / "last.safetensors")
+    assert meta["init"] == "start.safetensors" and meta["init_step"] == "11"
+    # learning rate 0: the fine-tuned file is the starting one
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.allclose(tuned(x), load_damage_detector(start)[0](x), atol=1e-6)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and all(0 <= h["modern_flagged"] <= 1 for h in history)
+    # resuming continues the folded network, with or without --init, and keeps its origin
+    assert main([*args[:-2], "--resume", "--steps", "3"]) == 0
+    assert main([*args, "--resume", "--steps", "4"]) == 0
+    assert (out / "history.jsonl").read_text().count("\n") == 4
+    assert load_damage_detector(out / "last.safetensors")[1]["init_step"] == "11"
+    wider = tmp_path / "wide.yaml"
+    wider.write_text(config.read_text().replace("[2, 3, 4, 4]", "[2, 3, 4, 5]"))
+    with pytest.raises(ValueError, match="widths"):
+        main(["--config", str(wider), *args[2:7], str(tmp_path / "run2"), *args[8:]])
+
+
 def test_training_config_rejects_unknown_keys(tmp_path: Path):
     from lafin.training.damage import DamageTrainConfig
 
@@ -190,6 +255,10 @@ def test_the_shipped_damage_training_config_parses():
 
     from lafin.training.damage import DamageTrainConfig
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "damage-detector.yaml"
-    config = DamageTrainConfig.from_yaml(path)  # unknown keys are an error
-    assert config.steps > 0 and config.batch > 0 and len(config.widths) == 4
+    for name in ("damage-detector.yaml", "damage-detector-modern.yaml"):
+        path = Path(__file__).resolve().parents[1] / "configs" / name
+        config = DamageTrainConfig.from_yaml(path)  # unknown keys are an error
+        assert config.steps > 0 and config.batch > 0 and len(config.widths) == 4
+    assert config.modern_share > 0 and config.damage.modern_share == config.modern_share
+    with pytest.raises(ValueError, match="modern_share"):
+        DamageTrainConfig(modern_share=1.5)

@@ -278,6 +278,22 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     assert merged.metadata["generator.step"] == "7" and merged.metadata["refiner.stage"] == "refine"
 
 
+def test_refine_stage_starts_from_a_refiner_in_init_from(refine_data, tmp_path):
+    """A file with a refiner (e.g. a new generator merged with the shipped refiner) starts the
+    refine stage from that refiner, and the exported weights count its earlier steps."""
+    train(_refine_config(refine_data, max_steps=2), tmp_path / "first")
+    first = load_weights(tmp_path / "first" / "weights.safetensors")
+    trainer = Trainer(_refine_config(refine_data, max_steps=3, checkpoint_every=3,
+                                     init_from=str(tmp_path / "first" / "weights.safetensors")),
+                      tmp_path / "second")
+    for net in (trainer.nets["refiner"], trainer.ema):
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, first.refiner_state[k]), k
+    trainer.run()
+    meta = load_weights(tmp_path / "second" / "weights.safetensors").metadata
+    assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
+
+
 def test_refine_stage_resume_is_exact(refine_data, tmp_path):
     straight = train(_refine_config(refine_data, max_steps=4), tmp_path / "a")
     train(_refine_config(refine_data, max_steps=2), tmp_path / "b")

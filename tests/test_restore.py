@@ -56,6 +56,19 @@ def test_tiles_cover_every_pixel_once():
         damage_probability(_Identity(), img, tile=10, overlap=6)
 
 
+def test_restore_runs_the_faster_inference_form_of_the_file(tiny_model, tiny_detector_weights):
+    from lafin.networks.damage_detector import InferenceDamageDetector, load_damage_detector
+
+    detector = restore_module.damage_detector_for(tiny_model, tiny_detector_weights)
+    assert isinstance(detector, InferenceDamageDetector)
+    assert restore_module.damage_detector_for(tiny_model, tiny_detector_weights) is detector
+    img = face_like(45, 61)
+    reference, _ = load_damage_detector(tiny_detector_weights)
+    with torch.no_grad():
+        want = torch.sigmoid(reference(torch.from_numpy(img).permute(2, 0, 1)[None] / 255.0))
+    np.testing.assert_allclose(damage_probability(detector, img), want[0, 0].numpy(), atol=1e-5)
+
+
 def test_detect_damage_on_the_model(tiny_model, tiny_detector_weights):
     img = face_like(45, 61)
     mask = restore_module.detect_damage(tiny_model, img, threshold=0.5,

@@ -5,8 +5,9 @@ SIGTERM its temporary folder must be empty.
 - One user: example -> Inpaint -> paint on the result -> Inpaint again -> Ctrl+Z (undo), with the
   brush-size key and an expression on the way.
 - A group photo (two synthetic faces, one hole over both mouths): both faces are reported.
-- Refused uploads (a text file, a truncated JPEG) give their message on the page and no traceback
-  in the server's log.
+- An old photo: Detect damage puts the detector's mask (scratches) in the painter, Inpaint fills it.
+- Refused uploads (a text file dropped on the painter, a truncated JPEG) give their message on
+  the page and no traceback in the server's log.
 - Two browser contexts are two users: one opens a photo and a mask file, the other opens a photo
   and paints the hole; both click Inpaint at once and each must get its own result, filled inside
   its hole and bit-identical outside.
@@ -247,17 +248,55 @@ def test_group_photo_reports_both_faces(server, browser):
     result = _result(page, ctx)
     assert np.array_equal(result[hole == 0], photo[hole == 0])
     assert not np.array_equal(result[hole == 1], photo[hole == 1])
+    tmp = folder / "server-tmp"
+    assert list(tmp.rglob("group.png")) and list(tmp.rglob("sessions/*/run-*"))
+    ctx.close()
+    # the closed tab's uploads and results leave the server's temporary folder at once
+    deadline = time.monotonic() + 60
+    while list(tmp.rglob("group*.png")) or list(tmp.rglob("sessions/*/run-*")):
+        assert time.monotonic() < deadline, sorted(map(str, tmp.rglob("*")))[:20]
+        time.sleep(0.5)
+
+
+def test_detect_damage_then_inpaint(server, browser):
+    """An old photo: Detect damage paints the scratches in the painter, Inpaint fills them."""
+    import cv2
+
+    from lafin.examples import example_face
+
+    url, folder = server
+    clean = example_face(256)
+    scratched = clean.copy()
+    cv2.line(scratched, (20, 30), (200, 150), (245, 245, 245), 2)
+    cv2.line(scratched, (150, 10), (60, 190), (20, 20, 20), 2)
+    drawn = np.any(scratched != clean, axis=2)
+    Image.fromarray(scratched).save(folder / "old.png")
+    ctx, page = _open_page(browser, url, set())
+    _upload_photo(page, folder / "old.png")
+    page.click("#lafin-detect")
+    _status(page, "Detected damage")
+    page.wait_for_selector("#lafin-painter .lafin-paint[data-ready][data-mask]")
+    page.click("#lafin-inpaint")
+    _status(page, "predicted landmarks")
+    hole = _download(page, ctx, "lafin-mask.png")[..., 0] > 0
+    assert (hole & drawn).sum() > 0.8 * drawn.sum()  # the shipped detector finds the scratches
+    assert hole.mean() < 0.25
+    result = _result(page, ctx)
+    assert np.array_equal(result[~hole], scratched[~hole])
     ctx.close()
 
 
 def test_refused_uploads_give_a_message_and_no_traceback(server, browser):
     url, folder = server
-    (folder / "notes.txt").write_text("not a photo")
     Image.fromarray(face_like(120, 100)).save(folder / "cut.jpg", "JPEG")
     data = (folder / "cut.jpg").read_bytes()
     (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
     ctx, page = _open_page(browser, url, set())
-    page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "notes.txt"))
+    # a text file dropped on the painter is answered, not silently ignored
+    dropped = page.evaluate_handle(
+        "() => { const d = new DataTransfer(); d.items.add(new File(['not a photo'], "
+        "'notes.txt', { type: 'text/plain' })); return d; }")
+    page.dispatch_event("#lafin-painter", "drop", {"dataTransfer": dropped})
     page.get_by_text("notes.txt is not an image").first.wait_for()
     page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "cut.jpg"))
     page.get_by_text("cut.jpg is damaged or truncated").first.wait_for()

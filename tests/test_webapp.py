@@ -277,6 +277,20 @@ def test_large_photo_is_painted_on_a_preview_and_filled_at_full_size(tiny_model,
     assert np.array_equal(session.current[session.mask == 0], image[session.mask == 0])
 
 
+def test_previews_are_reduced_without_aliasing():
+    from lafin.webapp import _preview
+
+    stripes = np.zeros((1500, 1200, 3), np.uint8)
+    stripes[::2] = 255  # 1-px lines: any aliasing shows as bands
+    for side in (1024, 300):
+        small, scale = _preview(stripes, side)
+        assert max(small.shape[:2]) == side and scale == pytest.approx(side / 1500)
+        area = cv2.resize(stripes, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert small.std() <= area.std() + 1 and abs(small.mean() - 127.5) < 3
+    image = face_like(96, 80)
+    assert _preview(image, 128)[0] is image  # small enough: not copied
+
+
 def test_view_of_a_large_photo_shows_the_face_and_maps_clicks_back(handlers):
     image = np.zeros((1500, 2000, 3), np.uint8)
     hole = np.zeros((1500, 2000), np.uint8)
@@ -304,6 +318,29 @@ def test_sessions_are_separate(handlers, tmp_path):
     assert a.history == []  # its images are dropped with it
 
 
+def test_uploads_are_deleted_when_the_last_session_using_them_ends(tiny_model, tmp_path, face):
+    image, hole = face
+    uploads = tmp_path / "cache"
+    handlers = DemoHandlers(tiny_model, work_dir=uploads, upload_dir=uploads)
+    (uploads / "h1").mkdir(parents=True)
+    (uploads / "h2").mkdir()
+    photo, mask = uploads / "h1" / "a.png", uploads / "h2" / "hole.png"
+    Image.fromarray(image).save(photo)
+    Image.fromarray(hole * 255).save(mask)
+    outside = tmp_path / "mine.png"  # not an upload: never deleted
+    Image.fromarray(image).save(outside)
+    first, second = Session(), Session()
+    handlers.open_photos([str(photo), str(outside)], first)
+    handlers.inpaint("", str(mask), "crop", first)
+    handlers.open_photos([str(photo)], second)  # the same upload in another tab
+    handlers.cleanup(first)
+    assert not mask.exists() and not mask.parent.exists()
+    assert photo.exists() and outside.exists()  # the other tab still uses the photo
+    handlers.cleanup(second)
+    assert not photo.exists() and outside.exists()
+    handlers.cleanup(second)  # twice: nothing happens
+
+
 def test_example_loads_with_its_hole_painted(handlers):
     from lafin.examples import example_face, example_mask
 
@@ -313,6 +350,68 @@ def test_example_loads_with_its_hole_painted(handlers):
     assert 'data-mask="data:image/png;base64,' in out[0]
     url = out[0].split('data-mask="', 1)[1].split('"', 1)[0]
     np.testing.assert_array_equal(decode_painting(url), example_mask(256))
+
+
+# ---------------------------------------------------------------------------- old photos
+
+
+def _painter_mask(painter: str) -> np.ndarray | None:
+    """The stroke layer a painter's HTML pre-paints (1 = painted), None if it has none."""
+    if 'data-mask="' not in painter:
+        return None
+    return decode_painting(painter.split('data-mask="', 1)[1].split('"', 1)[0])
+
+
+def test_detect_damage_proposes_a_mask_the_user_corrects_before_inpaint(tiny_model, tmp_path,
+                                                                          monkeypatch):
+    from lafin import restore as restore_module
+
+    def fake_probability(detector, image, **kwargs):  # the detector "finds" two scratches
+        prob = np.zeros(image.shape[:2], np.float32)
+        prob[30, 10:150] = 0.9  # a 1-px scratch, found at the default threshold
+        prob[120, 10:150] = 0.5  # a faint one, found only below 0.5
+        return prob
+
+    monkeypatch.setattr(restore_module, "damage_probability", fake_probability)
+    handlers = DemoHandlers(tiny_model, work_dir=tmp_path / "w", preview_side=112)
+    with pytest.raises(gr.Error, match="Open a photo first"):
+        handlers.detect_damage(0.7, Session())
+    image = face_like(168, 160, seed=5)
+    session = opened(handlers, image, tmp_path)
+    assert session.preview_scale == pytest.approx(112 / 168)
+
+    painter, mask_file, status, session = handlers.detect_damage(0.7, session)
+    assert mask_file is None and "Detected damage" in status and "grown by 2 px" in status
+    expected = np.zeros((168, 160), np.uint8)
+    expected[30, 10:150] = 1
+    expected = (restore_module.grow_mask(expected, 2) > 0).astype(np.uint8)  # as restore grows it
+    assert expected[28:33, 10:150].all() and expected.sum() < 5 * 144
+    assert np.array_equal(session.proposed, expected)
+    shown = _painter_mask(painter)
+    assert shown.shape == (112, 107) and shown[18:22].any(axis=0)[8:100].all()
+    assert not shown[:17].any() and not shown[23:].any()
+
+    # the user erases the scratch's right half and paints a spot; Inpaint fills exactly the
+    # detected outline at full size where it was left as it was
+    corrected = shown.copy()
+    corrected[:, 60:] = 0
+    corrected[70:80, 40:50] = 1
+    out = handlers.inpaint(painting(corrected), None, "crop", session)
+    hole = out[-1].mask
+    assert np.array_equal(hole[:60, :85], expected[:60, :85])  # not blurred by the preview
+    assert not hole[:60, 92:].any()  # erased
+    assert hole[107:118, 62:73].all() and hole.sum() < expected.sum()  # the painted spot
+    assert np.array_equal(out[-1].current[hole == 0], image[hole == 0])
+    assert session.proposed is None and _painter_mask(out[0]) is None  # the result: no proposal
+
+    # a lower threshold proposes the faint scratch too; a high one finds nothing
+    painter, _, status, session = handlers.detect_damage(0.4, session)
+    assert session.proposed[118:123, 20:140].all() and session.proposed[28:33, 20:140].all()
+    painter, _, status, session = handlers.detect_damage(0.95, session)
+    assert "No damage found" in status and _painter_mask(painter) is None
+    assert session.proposed is None
+    with pytest.raises(gr.Error, match="Cannot detect damage: threshold"):
+        handlers.detect_damage(1.0, session)
 
 
 # ---------------------------------------------------------------------------- landmark editing
@@ -489,6 +588,16 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
     assert len(model_runs) == 2
     assert {f.concurrency_id for f in model_runs} == {"model"}
     assert all(f.concurrency_limit == 1 for f in model_runs)
+    detect = next(f for f in demo.fns.values() if f.name == "on_detect")
+    assert detect.concurrency_id == "model"
+    from lafin.restore import DEFAULT_THRESHOLD
+
+    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None)
+                  == "lafin-threshold")
+    assert slider.value == DEFAULT_THRESHOLD  # the detector's own default
+    # no Share button (it only says "Must be on Spaces to share" off Hugging Face)
+    images = [b for b in demo.blocks.values() if isinstance(b, (gr.Image, gr.ImageSlider))]
+    assert images and all(b.buttons is not None and "share" not in b.buttons for b in images)
 
 
 def test_a_closed_tab_frees_its_session_at_once(tiny_model, tmp_path, face):
@@ -524,3 +633,23 @@ def test_serve_without_weights_is_one_line(monkeypatch, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("lafin: error:") and "no default weights" in err
         assert "\n" not in err and "Traceback" not in err
+
+
+def test_lafin_serve_passes_its_limits(monkeypatch):
+    import socket
+
+    import lafin.cli
+    import lafin.webapp
+
+    seen = {}
+    monkeypatch.setattr(lafin.cli, "_load_model", lambda args: "model")
+    monkeypatch.setattr(lafin.webapp, "serve", lambda **kwargs: seen.update(kwargs))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert lafin.cli.main(["serve", "--port", str(port), "--session-ttl", "60",
+                           "--max-megapixels", "2", "--max-upload-mb", "5"]) == 0
+    assert seen["session_ttl"] == 60 and seen["max_upload_pixels"] == 2_000_000
+    assert seen["max_file_size"] == "5mb" and seen["model"] == "model"
+    with pytest.raises(SystemExit):
+        lafin.cli.main(["serve", "--session-ttl", "0"])

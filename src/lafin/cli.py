@@ -343,7 +343,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     print(f"Web demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     serve(host=args.host, port=args.port, model=model,
           max_upload_pixels=int(args.max_megapixels * 1e6),
-          max_file_size=f"{args.max_upload_mb}mb")
+          max_file_size=f"{args.max_upload_mb}mb", session_ttl=args.session_ttl)
     return 0
 
 
@@ -536,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest photo accepted (default 40)")
     p.add_argument("--max-upload-mb", type=_int_in(1), default=50,
                    help="largest upload (default 50 MB)")
+    p.add_argument("--session-ttl", type=_float_in(0, low_open=True), default=7200.0,
+                   help="seconds a browser session's work is kept after its last change "
+                        "(default 7200; a closed tab's is freed at once)")
     p.add_argument("-q", "--quiet", action="store_true", help="print less")
     p.set_defaults(func=_cmd_serve)
 

@@ -17,6 +17,8 @@ and without the scan stage (``config.scan=False``) they are bit-identical there.
 
 Two presets: :data:`TRAINING` (the detector's training distribution) and :data:`HELD_OUT` (the
 benchmark's: other ranges, so the benchmark measures more than memorisation of one generator).
+With ``modern_share`` a share of the photos skips the look and the scan (modern photos, damaged
+or not: the detector must leave their content alone too).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class DamageConfig:
     scan_blur: tuple[float, float] = (0.0, 0.5)
     grain: tuple[float, float] = (0.0, 7.0)
     jpeg_quality: tuple[int, int] = (55, 100)
+    # share of photos kept modern: no old look and no scan, the damage drawn on the photo as it
+    # is (saturated colours, specular highlights, crisp contours are not damage either)
+    modern_share: float = 0.0
 
 
 TRAINING = DamageConfig()
@@ -443,9 +448,11 @@ def make_damaged(clean: np.ndarray, rng: np.random.Generator,
     """
     if clean.ndim != 3 or clean.shape[2] != 3 or clean.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got {clean.shape} {clean.dtype}")
+    # drawn only when asked for, so that the presets without modern photos keep their streams
+    modern = bool(config.modern_share) and rng.random() < config.modern_share
     content = draw_negatives(clean, rng, _n(rng, config.negatives), scale)
-    old = old_look(content, rng, config, scale)
+    old = content if modern else old_look(content, rng, config, scale)
     damaged, mask = draw_damage(old, rng, config, scale)
-    if config.scan:
+    if config.scan and not modern:
         old, damaged = scan([old, damaged], rng, config, scale)
     return Damaged(old, damaged, mask)

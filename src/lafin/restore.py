@@ -82,8 +82,10 @@ def damage_detector_for(model: "LaFInModel", weights: str | Path | None = None):
 
 
 def load_damage_detector_on(device: torch.device, weights: str | Path | None = None):
-    """The damage detector of ``weights`` (default: the shipped file) on ``device``."""
-    from lafin.networks.damage_detector import DamageWeightsError, load_damage_detector
+    """The damage detector of ``weights`` (default: the shipped file) on ``device``, ready for
+    inference."""
+    from lafin.networks.damage_detector import (DamageWeightsError, inference_detector,
+                                                load_damage_detector)
 
     path = Path(weights) if weights is not None else default_damage_weights_path()
     if not path.is_file():
@@ -92,6 +94,7 @@ def load_damage_detector_on(device: torch.device, weights: str | Path | None = N
         detector, meta = load_damage_detector(path, device=device)
     except DamageWeightsError as exc:
         raise InputError(str(exc)) from exc
+    detector = inference_detector(detector)
     if device.type == "cpu":
         detector.to(memory_format=torch.channels_last)  # measured faster on the CPU
     log.info("loaded the damage detector %s (step %s)", path, meta.get("step", "?"))

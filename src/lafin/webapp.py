@@ -185,8 +185,12 @@ class Session:
         preview_scale: editor pixels per photo pixel (<= 1: the editor shows a reduced copy).
         brush_size: the editor's brush radius in editor pixels.
         last_mask: the hole of the last run (Re-run applies it again to the shown image).
+        proposed: the detected damage (HxW uint8, 1 = damage, full resolution) now in the
+            painter's stroke layer, or None; Inpaint keeps its full-resolution outline where
+            the user left the reduced copy in the painter as it was.
         saved: the saved result file of each photo name (folder mode).
         out_dir: this session's folder for result files.
+        uploads: the uploaded files this session used (deleted when no session uses them).
     """
 
     photos: list[tuple[str, str]] = field(default_factory=list)
@@ -200,8 +204,10 @@ class Session:
     preview_scale: float = 1.0
     brush_size: int = 8
     last_mask: np.ndarray | None = None
+    proposed: np.ndarray | None = None
     saved: dict[str, str] = field(default_factory=dict)
     out_dir: str | None = None
+    uploads: set[str] = field(default_factory=set)
 
     @property
     def step(self) -> Step | None:
@@ -244,13 +250,22 @@ def _error(message: str) -> Exception:
 
 
 def _preview(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """A copy whose longer side is at most ``side`` (INTER_AREA), and its scale."""
+    """A copy whose longer side is at most ``side``, and its scale. Halved with a Gaussian
+    (``pyrDown``) while it is over twice the size, then a light Gaussian and bilinear: less
+    aliasing than INTER_AREA (1-px stripes) at a third of its time for a 1500-px photo (it runs
+    on every result)."""
     h, w = image.shape[:2]
     scale = min(1.0, side / max(h, w))
     if scale >= 1.0:
         return image, 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+    small = image
+    while min(small.shape[0] / size[1], small.shape[1] / size[0]) >= 2:
+        small = cv2.pyrDown(small)
+    left = size[0] / small.shape[1]  # the reduction still to do, 0.5..1
+    if left < 0.95:
+        small = cv2.GaussianBlur(small, (0, 0), 0.4 / left)
+    return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR), scale
 
 
 @dataclass
@@ -281,11 +296,14 @@ class DemoHandlers:
         preview_side: the longer side of the editor's and the result's previews; the photo is
             read once at full resolution and kept on the server, the page gets reduced copies.
         history_limit: results kept for Undo per session (the photo is always kept).
+        upload_dir: Gradio's upload folder: an uploaded file in it is deleted when the last
+            session that used it ends (None: uploads are left alone).
     """
 
     def __init__(self, model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
                  work_dir: str | Path | None = None, preview_side: int = PREVIEW_SIDE,
-                 history_limit: int = HISTORY_LIMIT) -> None:
+                 history_limit: int = HISTORY_LIMIT, upload_dir: str | Path | None = None
+                 ) -> None:
         if max_upload_pixels < 64 or preview_side < 64 or history_limit < 1:
             raise ValueError("max_upload_pixels and preview_side must be >= 64, "
                              "history_limit >= 1")
@@ -294,6 +312,40 @@ class DemoHandlers:
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="lafin-web-"))
         self.preview_side = int(preview_side)
         self.history_limit = int(history_limit)
+        self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
+        self._upload_users: dict[str, int] = {}  # uploaded file -> sessions using it
+        self._uploads_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ uploads
+
+    def _hold(self, session: Session, *paths: str) -> None:
+        """Count ``session`` among the users of these uploaded files (once each)."""
+        if self.upload_dir is None:
+            return
+        with self._uploads_lock:
+            for path in paths:
+                path = str(Path(path).resolve())
+                if path in session.uploads or self.upload_dir not in Path(path).parents:
+                    continue
+                session.uploads.add(path)
+                self._upload_users[path] = self._upload_users.get(path, 0) + 1
+
+    def _release(self, session: Session) -> None:
+        """``session`` ended: delete the uploads no other session uses (and their folders,
+        Gradio's one per upload, when empty)."""
+        with self._uploads_lock:
+            for path in session.uploads:
+                users = self._upload_users.get(path, 1) - 1
+                if users > 0:
+                    self._upload_users[path] = users
+                    continue
+                self._upload_users.pop(path, None)
+                Path(path).unlink(missing_ok=True)
+                try:
+                    Path(path).parent.rmdir()
+                except OSError:
+                    pass  # not empty
+            session.uploads.clear()
 
     # ------------------------------------------------------------------ photos
 
@@ -361,6 +413,7 @@ class DemoHandlers:
         paths = [str(p) for p in paths or [] if p]
         if not paths:
             raise _error("No file was uploaded.")
+        self._hold(session, *paths)
         photos, refused = [], []
         for path in sorted(paths, key=lambda p: Path(p).name.lower()):
             try:
@@ -400,6 +453,7 @@ class DemoHandlers:
     def _start(self, session: Session, image: np.ndarray, name: str) -> None:
         session.history, session.position = [Step(image=image)], 0
         session.landmarks, session.selected, session.last_mask = None, None, None
+        session.proposed = None
         session.name = name
         _, session.preview_scale = _preview(image, self.preview_side)
         h, w = image.shape[:2]
@@ -448,6 +502,7 @@ class DemoHandlers:
                          "inpaint yet.")
         shape = current.shape[:2]
         if mask_file:
+            self._hold(session, str(mask_file))
             return self._mask_file(str(mask_file), shape)
         expected = _preview_shape(shape, session.preview_scale)
         strokes = decode_painting(painted)
@@ -458,9 +513,20 @@ class DemoHandlers:
                          "the opened photo: reload the page and open the photo again.")
         if strokes.shape == shape:
             return strokes
-        # smooth edges at full size: the painted outline is interpolated, then cut at half
-        big = cv2.resize(strokes * 255, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-        return (big >= 128).astype(np.uint8)
+        proposed = session.proposed
+        if proposed is not None and proposed.shape == shape:
+            # detected damage: its full-resolution outline where the painter's reduced copy of
+            # it was left as it was; what the user erased goes, what they added comes in
+            shown = _reduce_mask(proposed, expected)
+            added = strokes.astype(bool) & ~shown
+            erased = shown & ~strokes.astype(bool)
+            hole = proposed.astype(bool)
+            if erased.any():
+                hole &= ~_enlarge(erased, shape, smooth=False)
+            if added.any():
+                hole |= _enlarge(added, shape)
+            return hole.astype(np.uint8)
+        return _enlarge(strokes, shape).astype(np.uint8)
 
     def _mask_file(self, path: str, shape: tuple[int, int]) -> np.ndarray:
         name = Path(path).name
@@ -510,7 +576,7 @@ class DemoHandlers:
         step = session.step
         if step is None or step.mask is None:
             return []
-        if not step.files:
+        if not step.files or not all(os.path.exists(f) for f in step.files):
             out = Path(tempfile.mkdtemp(prefix="run-", dir=self._session_dir(session)))
             files = [out / "lafin-result.png", out / "lafin-mask.png"]
             # compress_level 1: ~3x faster than the default, a few % larger
@@ -527,7 +593,8 @@ class DemoHandlers:
                 shutil.copyfile(files[0], saved)
             step.files = [str(f) for f in files]
             session.saved[session.name] = str(saved)
-        others = [p for name, p in sorted(session.saved.items()) if name != session.name]
+        others = [p for name, p in sorted(session.saved.items())
+                  if name != session.name and os.path.exists(p)]
         return list(step.files) + others
 
     def _push(self, session: Session, step: Step, replace: bool) -> None:
@@ -551,7 +618,8 @@ class DemoHandlers:
 
     def _status(self, result: "InpaintResult") -> str:
         h, w = result.mask.shape
-        parts = [f"**{result.mode} mode**", f"hole {100 * result.mask.mean():.1f}% of {w}x{h} px",
+        share = np.count_nonzero(result.mask) / result.mask.size
+        parts = [f"**{result.mode} mode**", f"hole {100 * share:.1f}% of {w}x{h} px",
                  "your landmarks" if result.landmarks_given else "predicted landmarks",
                  f"{sum(result.timings.values()):.2f} s"]
         text = " · ".join(parts)
@@ -613,6 +681,50 @@ class DemoHandlers:
         result = self._run(session.image, step.mask, landmarks, mode, progress)
         return self._finish(session, result, step.predicted, replace=True).outputs()
 
+    def detect_damage(self, threshold: float, session: Session,
+                      progress: Callable[..., Any] | None = None) -> tuple[str, None, str, Session]:
+        """Detect damage button: the damage detector's mask of the image in the editor (scratches,
+        cracks, dust, tears), grown by :data:`lafin.restore.DEFAULT_DILATE` px as ``lafin
+        restore`` grows it, put in the painter's stroke layer (replacing what was painted) for
+        the user to correct with the brush and the eraser before Inpaint.
+
+        Returns (painter, mask file (cleared: the painting is used), status, session).
+        """
+        from lafin.restore import DEFAULT_DILATE, grow_mask
+
+        image = session.current
+        if image is None:
+            raise _error("Open a photo first (or click 'Load example'): there is nothing to "
+                         "look for damage in yet.")
+        if progress is not None:
+            progress(0.0, desc="Detecting damage")
+        started = time.perf_counter()
+        try:
+            damage = self.model.detect_damage(image, threshold=float(threshold))
+        except InputError as exc:
+            raise _error(f"Cannot detect damage: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the page must get a message, not a dead spinner
+            log.exception("damage detection failed")  # a server fault: its traceback is wanted
+            raise _error(f"Damage detection failed ({type(exc).__name__}: {exc}).") from None
+        seconds = time.perf_counter() - started
+        hole = (grow_mask(damage, DEFAULT_DILATE) > 0).astype(np.uint8)
+        found = (damage > 0).mean()
+        # a mask of the whole photo leaves nothing to inpaint from: it is not proposed
+        session.proposed = hole if hole.any() and not hole.all() else None
+        editor = self._editor_value(session, session.proposed)
+        if not hole.any():
+            status = (f"No damage found at threshold {threshold:g} ({seconds:.2f} s): lower the "
+                      "threshold to propose more, or paint the hole yourself.")
+        elif hole.all():
+            status = (f"The whole photo was taken for damage at threshold {threshold:g}: raise "
+                      "the threshold and detect again.")
+        else:
+            status = (f"Detected damage on {100 * found:.2f}% of the photo (threshold "
+                      f"{threshold:g}, grown by {DEFAULT_DILATE} px; {seconds:.2f} s), shown "
+                      "in the painter. Correct it (brush adds, eraser **E** removes), then click "
+                      "*Inpaint*.")
+        return editor, None, status, session
+
     def undo(self, session: Session) -> tuple[Any, ...]:
         """Back to the image before the last run (Ctrl+Z)."""
         if not session.history or session.position == 0:
@@ -645,6 +757,13 @@ class DemoHandlers:
     def _step_preview(self, session: Session, step: Step) -> tuple[bytes, int, int, str]:
         """The step's reduced copy as JPEG (bytes, width, height, file), made once: the painter
         and the before/after slider of this run and the next one all show it."""
+        if step.preview is not None and not os.path.exists(step.preview[3]):
+            # a long-open session's file, removed by Gradio's cache clean-up: write it again
+            data, width, height, _ = step.preview
+            handle, path = tempfile.mkstemp(".jpg", "preview-", self._session_dir(session))
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            step.preview = (data, width, height, path)
         if step.preview is None:
             small = _preview(step.image, self.preview_side)[0]
             ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
@@ -660,19 +779,20 @@ class DemoHandlers:
         step = session.step
         assert step is not None
         session.landmarks = None if step.landmarks is None else step.landmarks.copy()
-        session.selected = None
+        session.selected, session.proposed = None, None
         compare = None
         view = None
         if step.mask is not None:
             before = self._step_preview(session, session.history[max(session.position - 1, 0)])
             compare = (before[3], self._step_preview(session, step)[3])
-            # a PNG written here at low compression: ~10x faster than Gradio's default
-            handle, view = tempfile.mkstemp(".png", "view-", self._session_dir(session))
+            # a JPEG written here: a few ms, where a PNG of the same view took 10-50x longer
+            handle, view = tempfile.mkstemp(".jpg", "view-", self._session_dir(session))
             os.close(handle)
             cv2.imwrite(view, cv2.cvtColor(self.render_view(session), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        others = [p for name, p in sorted(session.saved.items()) if name != session.name]
-        files = list(step.files) + others if step.files else others
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+        others = [p for name, p in sorted(session.saved.items())
+                  if name != session.name and os.path.exists(p)]
+        files = [f for f in step.files if os.path.exists(f)] + others
         return Page(self._editor_value(session), compare, view,
                     landmarks_to_table(session.landmarks), files, status, session)
 
@@ -762,6 +882,7 @@ class DemoHandlers:
         self._need_landmarks(session)
         if not path:
             raise _error("No landmarks file was uploaded.")
+        self._hold(session, str(path))
         name = Path(path).name
         try:
             session.landmarks = load_landmarks(path)
@@ -817,6 +938,8 @@ class DemoHandlers:
             if session.out_dir:
                 shutil.rmtree(session.out_dir, ignore_errors=True)
             session.history, session.last_mask, session.landmarks = [], None, None
+            session.proposed = None
+            self._release(session)
 
 
 def _in_hole(hole: np.ndarray, *points: np.ndarray) -> bool:
@@ -829,10 +952,30 @@ def _in_hole(hole: np.ndarray, *points: np.ndarray) -> bool:
     return False
 
 
+def _enlarge(strokes: np.ndarray, shape: tuple[int, int], smooth: bool = True) -> np.ndarray:
+    """A painted layer (nonzero = painted) at the photo's ``shape``, bool; ``smooth``: the
+    outline is interpolated and cut at half (smooth edges), else each pixel is repeated."""
+    size = (shape[1], shape[0])
+    if not smooth:
+        return cv2.resize(strokes.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    big = cv2.resize((strokes > 0).astype(np.uint8) * 255, size, interpolation=cv2.INTER_LINEAR)
+    return big >= 128
+
+
 def _preview_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
     if scale >= 1.0:
         return tuple(shape)  # type: ignore[return-value]
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _reduce_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` (nonzero = hole) at ``shape`` (h, w), bool: a reduced pixel is hole when any
+    part of it is, so a 1-px scratch stays visible (and stays in the hole) in a reduced copy."""
+    on = (np.asarray(mask) > 0).astype(np.float32)
+    if on.shape == tuple(shape):
+        return on > 0
+    interp = cv2.INTER_AREA if on.shape[0] >= shape[0] else cv2.INTER_NEAREST
+    return cv2.resize(on, (shape[1], shape[0]), interpolation=interp) > 0
 
 
 def _png_data_url(image: np.ndarray) -> str:
@@ -848,7 +991,7 @@ def painter_html(jpeg: bytes, w: int, h: int, brush_size: int,
     pre-paints it."""
     mask_attr = ""
     if painted is not None:
-        hole = cv2.resize(painted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        hole = _reduce_mask(painted, (h, w))
         layer = np.zeros((h, w, 4), np.uint8)
         layer[hole] = (255, 0, 255, 255)  # BGRA magenta, the brush's colour
         mask_attr = f' data-mask="{_png_data_url(layer)}"'
@@ -887,6 +1030,8 @@ _INTRO = """\
 2. Click **Inpaint** (Ctrl+Enter). The result replaces the photo in the editor: paint again and
    Inpaint to fix another spot. **Undo**/**Redo** (Ctrl+Z / Ctrl+Y) step through the results;
    drag the slider on the result to compare before and after.
+   **Old photo?** *Detect damage* paints the scratches, cracks, dust and tears it finds (the
+   threshold sets how much): correct them with the brush and the eraser, then Inpaint.
 3. **Change the structure**: an expression button, the table, or click a point on the landmark
    view and then click where it should go. Click **Regenerate**.
 
@@ -1014,6 +1159,43 @@ def _owned_temp_dir(work_dir: str | Path | None) -> Path:
     return path
 
 
+def _glibc() -> Any:
+    """The C library when it is glibc (``malloc_trim``, ``mallopt``), else None."""
+    global _GLIBC
+    if _GLIBC is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            _GLIBC = libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else False
+        except OSError:
+            _GLIBC = False
+    return _GLIBC or None
+
+
+_GLIBC: Any = None
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+SERVER_MALLOC_ARENAS = 2
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere
+    nothing). A session's photos, previews and the model's buffers are freed when it ends, but
+    glibc keeps freed heap memory for reuse: without the trim the server grew with every browser
+    session (``benchmarks/web_sessions.py``)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _limit_malloc_arenas() -> None:
+    """At most :data:`SERVER_MALLOC_ARENAS` glibc heaps: each of the server's worker threads
+    would otherwise get a heap of its own (up to 8 per core), each keeping freed memory."""
+    libc = _glibc()
+    if libc is not None and not os.environ.get("MALLOC_ARENA_MAX"):
+        libc.mallopt(M_ARENA_MAX, SERVER_MALLOC_ARENAS)
+
+
 def _forget_session(demo: "gr.Blocks", handlers: DemoHandlers, session_hash: str | None) -> None:
     """A browser tab closed: delete its files and images now. Gradio alone would keep a closed
     session's state for an hour and its per-session copy of the page's config until 10,000
@@ -1028,6 +1210,8 @@ def _forget_session(demo: "gr.Blocks", handlers: DemoHandlers, session_hash: str
         for value in data.state_data.values():
             handlers.cleanup(value)
         data.state_data.clear()
+        del data
+        release_memory()
 
 
 def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS, *,
@@ -1050,10 +1234,16 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
     os.environ["GRADIO_TEMP_DIR"] = str(gradio_cache)
     import gradio as gr
 
-    handlers = DemoHandlers(model, max_upload_pixels, work_dir=root)
+    from lafin.restore import DEFAULT_THRESHOLD
+
+    # the result files live in Gradio's cache folder: served from where they are written (no
+    # hashed copy per file, none left behind), and removed with their session
+    handlers = DemoHandlers(model, max_upload_pixels, work_dir=gradio_cache,
+                            upload_dir=gradio_cache)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         session = gr.State(Session(), time_to_live=session_ttl,
-                           delete_callback=handlers.cleanup)
+                           delete_callback=lambda value: (handlers.cleanup(value),
+                                                          release_memory()))
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column(scale=3):
@@ -1090,12 +1280,19 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
                                 info="crop: one face crop; photo: find the faces; auto: crop for "
                                      "small images, photo for large ones")
                 example_btn = gr.Button("Load example", elem_id="lafin-example")
+                with gr.Group():
+                    detect_btn = gr.Button("Detect damage", elem_id="lafin-detect")
+                    threshold = gr.Slider(0.05, 0.95, value=DEFAULT_THRESHOLD, step=0.05,
+                                          label="Damage threshold",
+                                          info="lower: more is proposed as damage (scratches, "
+                                               "cracks, dust, tears of old photos)",
+                                          elem_id="lafin-threshold")
                 inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="lafin-inpaint")
         status = gr.Markdown(elem_id="lafin-status")
         with gr.Row():
             view = gr.Image(label="What the model sees: the hole in white, the 68 landmarks "
                             "(click a point, then where it should go)", type="numpy",
-                            format="png", interactive=False, height=440, elem_id="lafin-view",
+                            format="jpeg", interactive=False, height=440, elem_id="lafin-view",
                             buttons=["fullscreen"])
             compare = gr.ImageSlider(label="Before / after (drag the slider)", type="filepath",
                                      interactive=False, height=440, elem_id="lafin-result",
@@ -1126,11 +1323,17 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
 
         page_outputs = [editor, compare, view, table, downloads, status, session]
         edit_outputs = [view, table, edit_status, session]
-        model_queue = {"concurrency_id": "model", "concurrency_limit": 1}
+        # a run's progress (its stage) shows in the status line alone: redrawing a progress
+        # overlay on every output at each stage kept the browser busy on large photos
+        model_queue = {"concurrency_id": "model", "concurrency_limit": 1,
+                       "show_progress_on": [status]}
         light_queue = {"concurrency_id": "edit", "concurrency_limit": 2}
 
         def on_inpaint(editor_value, mask_path, mode_value, state, progress=gr.Progress()):
             return handlers.inpaint(editor_value, mask_path, mode_value, state, progress=progress)
+
+        def on_detect(threshold_value, state, progress=gr.Progress()):
+            return handlers.detect_damage(threshold_value, state, progress=progress)
 
         def on_rerun(mode_value, state, progress=gr.Progress()):
             return handlers.rerun(mode_value, state, progress=progress)
@@ -1176,6 +1379,8 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
                                      **model_queue)]
         for run in runs:
             run.success(handlers.write_downloads, [session], [downloads], **light_queue)
+        detect_btn.click(on_detect, [threshold, session], [editor, mask_file, status, session],
+                         **model_queue)
         undo_btn.click(handlers.undo, [session], page_outputs, **light_queue)
         redo_btn.click(handlers.redo, [session], page_outputs, **light_queue)
         photos.upload(on_open, [photos, session], page_outputs + [photos, photo_list],
@@ -1260,6 +1465,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
         session_ttl: seconds a session's work is kept after its last change.
         max_sessions: sessions kept in memory at once (the least recently used goes first).
     """
+    if block:
+        _limit_malloc_arenas()  # before the model and the server's threads allocate
     if model is None:
         from lafin.pipeline import LaFInModel
 

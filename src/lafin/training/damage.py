@@ -5,12 +5,15 @@
         --images /path/to/celeba256 --names /path/to/celeba/train.txt \\
         --val-images /path/to/celeba256 --val-names /path/to/celeba/val.txt
 
-(also ``python -m lafin.training.damage ...``). Each step draws random crops of randomly
-rescaled photos, turns them old and damaged with :func:`lafin.damage.make_damaged` (the
-``training`` preset) and fits per-pixel logits to the drawn mask (binary cross-entropy with a
-positive-class weight plus a soft-Dice term). Validation: the 2-px-tolerant F1 at threshold 0.5
-on fixed damaged validation photos; the best step is written to ``best.safetensors``, the last
-to ``last.safetensors``, and ``state.pt`` lets ``--resume`` continue the run.
+(also ``python -m lafin.training.damage ...``; ``--init WEIGHTS`` fine-tunes a detector file
+instead of starting from random weights). Each step draws random crops of randomly rescaled
+photos, turns them old and damaged with :func:`lafin.damage.make_damaged` (the ``training``
+preset, ``modern_share`` of the photos left modern) and fits per-pixel logits to the drawn mask
+(binary cross-entropy with a positive-class weight plus a soft-Dice term). Validation: the
+2-px-tolerant F1 at threshold 0.5 on fixed damaged validation photos, and the share of pixels
+flagged on the clean validation photos as they are (``modern_flagged``: false alarms on modern
+photos); the best step is written to ``best.safetensors``, the last to ``last.safetensors``, and
+``state.pt`` lets ``--resume`` continue the run.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import torch.nn.functional as F
 import yaml
 
 from lafin.atomic import atomic_write
-from lafin.damage import TRAINING, make_damaged
+from lafin.damage import TRAINING, DamageConfig, make_damaged
 from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
 from lafin.networks.damage_detector import (DamageDetector, DamageDetectorConfig,
-                                            save_damage_detector)
+                                            load_damage_detector, save_damage_detector)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,17 @@ class DamageTrainConfig:
     val_every: int = 250
     seed: int = 0
     max_minutes: float = 55.0
+    # share of the photos kept modern (no old look, no scan): lafin.damage.DamageConfig
+    modern_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.modern_share <= 1:
+            raise ValueError(f"modern_share must be in [0, 1], not {self.modern_share}")
+
+    @property
+    def damage(self) -> DamageConfig:
+        """The generator's settings: the ``training`` preset with this run's modern share."""
+        return dataclasses.replace(TRAINING, modern_share=self.modern_share)
 
     @classmethod
     def from_yaml(cls, path: str | Path | None) -> "DamageTrainConfig":
@@ -98,7 +112,7 @@ def sample_batch(sources: list[list[Path]], config: DamageTrainConfig, rng: np.r
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
         y, x = rng.integers(nh - c + 1), rng.integers(nw - c + 1)
         crop = np.ascontiguousarray(img[y:y + c, x:x + c])
-        sample = make_damaged(crop, rng, TRAINING, scale=nh / 256)
+        sample = make_damaged(crop, rng, config.damage, scale=nh / 256)
         images.append(sample.damaged)
         masks.append(sample.mask)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255)
@@ -118,43 +132,74 @@ def detector_loss(logits: torch.Tensor, target: torch.Tensor, config: DamageTrai
     return bce + config.dice * dice
 
 
-def make_validation(paths: list[Path], count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_validation(paths: list[Path], count: int, seed: int, damage: DamageConfig = TRAINING
+                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Fixed validation photos: (damaged, its mask, the clean photo as it is) each."""
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in rng.choice(len(paths), min(count, len(paths)), replace=False)]
-    return [make_damaged(_load(p), rng, TRAINING)[1:] for p in chosen]
+    out = []
+    for path in chosen:
+        photo = _load(path)
+        out.append((*make_damaged(photo, rng, damage)[1:], photo))
+    return out
 
 
 @torch.no_grad()
-def validate(model: DamageDetector, val: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def validate(model: DamageDetector, val: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+             ) -> dict[str, float]:
     model.eval()
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255)
+        return torch.sigmoid(model(x))[0, 0].numpy() > 0.5
+
     counts = MaskCounts()
-    flagged = []
-    for damaged, mask in val:
-        x = torch.from_numpy(damaged).permute(2, 0, 1)[None].float().div(255)
-        pred = torch.sigmoid(model(x))[0, 0].numpy() > 0.5
+    flagged, modern = [], []
+    for damaged, mask, photo in val:
+        pred = predict(damaged)
         counts += mask_counts(pred, mask, tolerance=2)
         flagged.append(pred.mean())
+        modern.append(predict(photo).mean())
     model.train()
     return {"precision": counts.precision, "recall": counts.recall, "f1": counts.f1,
-            "flagged": float(np.mean(flagged))}
+            "flagged": float(np.mean(flagged)), "modern_flagged": float(np.mean(modern))}
 
 
 def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[Path],
-          out: Path, resume: bool = False) -> dict[str, float]:
+          out: Path, resume: bool = False, init: Path | None = None) -> dict[str, float]:
+    """Train (or, from ``init``, a detector weights file, fine-tune) the detector into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    model = DamageDetector(DamageDetectorConfig(config.widths))
+    state_path = out / "state.pt"
+    state = (torch.load(state_path, weights_only=False)
+             if resume and state_path.is_file() else None)
+    started_from = state.get("init") if state else None  # a fine-tune being resumed
+    if started_from:  # its state holds the folded network (the --init file is not read again)
+        model = DamageDetector(DamageDetectorConfig(config.widths)).fuse().train()
+    elif init is not None:
+        # a shipped file has its batch norms folded in: the fine-tune trains the folded network
+        model, meta = load_damage_detector(init)
+        if model.config.widths != tuple(config.widths):
+            raise ValueError(f"{init}: widths {model.config.widths} differ from the config's "
+                             f"{tuple(config.widths)}")
+        model.train()
+        started_from = {"name": Path(init).name, "step": str(meta.get("step", "?"))}
+        log.info("fine-tuning %s (step %s)", init, started_from["step"])
+    else:
+        model = DamageDetector(DamageDetectorConfig(config.widths))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, best, spent = 0, {"f1": -1.0}, 0.0
-    state_path = out / "state.pt"
-    if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ValueError(f"{state_path} does not fit this network (a run from scratch "
+                             f"resumed with --init, or other widths?): {exc}") from exc
         opt.load_state_dict(state["opt"])
         step, best, spent = state["step"], state["best"], state["minutes"]
         log.info("resumed at step %d", step)
     rng = np.random.default_rng([config.seed, step])
-    val = make_validation(val_paths, config.val_images, config.seed + 1)
+    val = make_validation(val_paths, config.val_images, config.seed + 1, config.damage)
     (out / "config.yaml").write_text(yaml.safe_dump(
         {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}))
     history = out / "history.jsonl"
@@ -187,13 +232,15 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
             with history.open("a") as f:
                 f.write(json.dumps(scores) + "\n")
             meta = {"step": step, "val_f1": f"{scores['f1']:.4f}"}
+            if started_from:
+                meta.update(init=started_from["name"], init_step=started_from["step"])
             save_damage_detector(out / "last.safetensors", model, meta)
             if scores["f1"] > best["f1"]:
                 best = scores
                 save_damage_detector(out / "best.safetensors", model, meta)
             with atomic_write(state_path) as tmp:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                            "step": step, "best": best, "minutes": minutes}, tmp)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                            "best": best, "minutes": minutes, "init": started_from}, tmp)
         if out_of_time:
             log.info("stopping at step %d: max_minutes reached", step)
             break
@@ -218,6 +265,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override the config's steps")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--init", help="fine-tune this detector weights file (e.g. a copy of the "
+                   "shipped lafin/weights/damage-detector.safetensors)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
     val_paths = _read_list(Path(args.val_images), Path(args.val_names) if args.val_names else None)
     log.info("sources: %s images; %d validation photos",
              [len(s) for s in sources], len(val_paths))
-    best = train(config, sources, val_paths, Path(args.out), resume=args.resume)
+    best = train(config, sources, val_paths, Path(args.out), resume=args.resume,
+                 init=Path(args.init) if args.init else None)
     log.info("best: %s", json.dumps(best))
     return 0
 

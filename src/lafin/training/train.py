@@ -223,8 +223,10 @@ class Trainer:
 
         for path in [paths] if isinstance(paths, str) else paths:
             loaded = load_any(path)
+            # a refiner in the file starts the refine stage from it (e.g. to adapt a shipped
+            # refiner to a new generator: both from one exported file)
             states = {"generator": loaded.generator_state, "landmarks": loaded.landmarks_state,
-                      "discriminator": loaded.discriminator_state}
+                      "discriminator": loaded.discriminator_state, "refiner": loaded.refiner_state}
             for name, state in states.items():
                 if state is not None and name in self.nets:
                     self.nets[name].load_state_dict(state, strict=True)
