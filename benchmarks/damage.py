@@ -54,20 +54,34 @@ def synthetic(model, paths: list[Path], threshold: float, dilate: int) -> dict:
 
     rng = np.random.default_rng(SEED)
     counts = MaskCounts()
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "psnr_damaged", "ssim_damaged", "psnr_lafin", "ssim_lafin", "psnr_ns", "ssim_ns",
-        "psnr_lafin_true_mask", "ssim_lafin_true_mask", "damage_share")}
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "psnr_damaged",
+            "ssim_damaged",
+            "psnr_lafin",
+            "ssim_lafin",
+            "psnr_ns",
+            "ssim_ns",
+            "psnr_lafin_true_mask",
+            "ssim_lafin_true_mask",
+            "damage_share",
+        )
+    }
     for path in tqdm(paths, desc="held-out faces"):
         sample = make_damaged(_load(path), rng, HELD_OUT)
         result = model.restore(sample.damaged, threshold=threshold, dilate=dilate)
         counts += mask_counts(result.damage, sample.mask, tolerance=2)
         hole = (result.mask > 0).astype(np.uint8)
-        ns = (cv2.inpaint(sample.damaged, hole, 3, cv2.INPAINT_NS) if hole.any()
-              else sample.damaged)
+        ns = cv2.inpaint(sample.damaged, hole, 3, cv2.INPAINT_NS) if hole.any() else sample.damaged
         true_hole = grow_mask(sample.mask, dilate)
         with_true = model.inpaint(sample.damaged, true_hole)
-        for name, image in (("damaged", sample.damaged), ("lafin", result.image), ("ns", ns),
-                            ("lafin_true_mask", with_true)):
+        for name, image in (
+            ("damaged", sample.damaged),
+            ("lafin", result.image),
+            ("ns", ns),
+            ("lafin_true_mask", with_true),
+        ):
             rows[f"psnr_{name}"].append(psnr(image, sample.clean))
             rows[f"ssim_{name}"].append(ssim(image, sample.clean))
         rows["damage_share"].append(float((sample.mask > 0).mean()))
@@ -84,9 +98,13 @@ def false_alarms(model, paths: list[Path], threshold: float) -> dict:
         modern.append(float((model.detect_damage(img, threshold) > 0).mean()))
         aged = make_damaged(img, rng, CLEAN_OLD).damaged
         old.append(float((model.detect_damage(aged, threshold) > 0).mean()))
-    return {"clean_modern_flagged": _mean(modern), "clean_old_flagged": _mean(old),
-            "clean_modern_max": float(np.max(modern)), "clean_old_max": float(np.max(old)),
-            "photos": len(paths)}
+    return {
+        "clean_modern_flagged": _mean(modern),
+        "clean_old_flagged": _mean(old),
+        "clean_modern_max": float(np.max(modern)),
+        "clean_old_max": float(np.max(old)),
+        "photos": len(paths),
+    }
 
 
 def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dict:
@@ -114,10 +132,16 @@ def sweep(model, paths: list[Path], thresholds: list[float], preset: str) -> dic
             modern[t].append(float((prob_modern > t).mean()))
             counts[t] += mask_counts(prob > t, sample.mask, tolerance=2)
             flagged[t].append(float((prob_clean > t).mean()))
-    return {str(t): {"precision": counts[t].precision, "recall": counts[t].recall,
-                     "f1": counts[t].f1, "clean_old_flagged": _mean(flagged[t]),
-                     "clean_modern_flagged": _mean(modern[t])}
-            for t in thresholds}
+    return {
+        str(t): {
+            "precision": counts[t].precision,
+            "recall": counts[t].recall,
+            "f1": counts[t].f1,
+            "clean_old_flagged": _mean(flagged[t]),
+            "clean_modern_flagged": _mean(modern[t]),
+        }
+        for t in thresholds
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,16 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", required=True, help="folder of held-out faces (256 px)")
     parser.add_argument("--names", help="file of names to use (e.g. CelebA's test.txt)")
     parser.add_argument("--limit", type=int, default=200, help="first N names (default 200)")
-    parser.add_argument("--clean-limit", type=int, default=0,
-                        help="faces for the false-alarm rows (default: --limit)")
+    parser.add_argument(
+        "--clean-limit", type=int, default=0, help="faces for the false-alarm rows (default: --limit)"
+    )
     parser.add_argument("--weights", help="inpainting weights (default: the shipped ones)")
     parser.add_argument("--damage-weights", help="detector weights (default: the shipped ones)")
     parser.add_argument("--threshold", type=float, help="default: lafin.restore's")
     parser.add_argument("--dilate", type=int, help="default: lafin.restore's")
-    parser.add_argument("--sweep", help="only sweep these thresholds (comma-separated): mask F1 "
-                        "and clean old photos' flagged share (for choosing on validation faces)")
-    parser.add_argument("--preset", choices=["training", "held-out"], default="training",
-                        help="the damage preset of --sweep (default training)")
+    parser.add_argument(
+        "--sweep",
+        help="only sweep these thresholds (comma-separated): mask F1 "
+        "and clean old photos' flagged share (for choosing on validation faces)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["training", "held-out"],
+        default="training",
+        help="the damage preset of --sweep (default training)",
+    )
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
 
@@ -150,16 +182,17 @@ def main(argv: list[str] | None = None) -> int:
         restore_module.default_damage_weights_path = lambda: Path(args.damage_weights)
     damage_detector_for(model)
     folder = Path(args.images)
-    names = (Path(args.names).read_text().split() if args.names
-             else sorted(p.name for p in folder.iterdir()))
-    paths = [folder / n for n in names[:args.limit]]
+    names = Path(args.names).read_text().split() if args.names else sorted(p.name for p in folder.iterdir())
+    paths = [folder / n for n in names[: args.limit]]
     report: dict = {"threshold": threshold, "dilate": dilate, "seed": SEED}
     if args.sweep:
-        report = {"sweep": sweep(model, paths, [float(t) for t in args.sweep.split(",")],
-                                 args.preset), "preset": args.preset}
+        report = {
+            "sweep": sweep(model, paths, [float(t) for t in args.sweep.split(",")], args.preset),
+            "preset": args.preset,
+        }
     else:
         report["held_out"] = synthetic(model, paths, threshold, dilate)
-        report["clean"] = false_alarms(model, paths[:args.clean_limit or args.limit], threshold)
+        report["clean"] = false_alarms(model, paths[: args.clean_limit or args.limit], threshold)
     json.dump(report, sys.stdout, indent=1)
     print()
     if args.json:

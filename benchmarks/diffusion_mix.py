@@ -41,6 +41,7 @@ def _holes(split: str, masks: str | None, size: int, seed: int):
     def own(k: int, i: int) -> np.ndarray:
         draw = irregular_mask if k % 2 else blob_mask
         return draw(size, rng, hole_ratio=(0.1 * i + 0.01, 0.1 * i + 0.1))
+
     return own
 
 
@@ -52,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights")
     parser.add_argument("--faces", type=int, default=150)
     parser.add_argument("--mixes", default="0,0.1,0.15,0.2,0.3", help="shares of the fill")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="default: 1 for val (face choice and holes), 0 for test")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="default: 1 for val (face choice and holes), 0 for test"
+    )
     args = parser.parse_args(argv)
     if args.split == "test" and not args.masks:
         parser.error("--split test needs --masks")
@@ -87,14 +89,15 @@ def main(argv: list[str] | None = None) -> int:
                 out = np.where(hole[..., None] > 0, np.clip(np.round(mixed), 0, 255), image)
                 out = out.astype(np.uint8)
                 # a perfect fill of a tiny hole would give +inf: cap both sides at 60 dB
-                gains[row][m].append((min(psnr(out, image), 60) - min(p_ns, 60),
-                                           ssim(out, image) - s_ns))
+                gains[row][m].append((min(psnr(out, image), 60) - min(p_ns, 60), ssim(out, image) - s_ns))
     print(f"\ngain over NS (PSNR dB / SSIM), {len(names)} {args.split} faces, by diffusion mix\n")
     print("| mix | " + " | ".join(BINS) + " |")
     print("|---|" + "---|" * len(BINS))
     for m in mixes:
-        cells = [f"{np.mean([g[0] for g in gains[row][m]]):+.2f} / "
-                 f"{np.mean([g[1] for g in gains[row][m]]):+.3f}" for row in BINS]
+        cells = [
+            f"{np.mean([g[0] for g in gains[row][m]]):+.2f} / {np.mean([g[1] for g in gains[row][m]]):+.3f}"
+            for row in BINS
+        ]
         print(f"| {m:g} | " + " | ".join(cells) + " |")
     return 0
 

@@ -42,16 +42,17 @@ def _background(h: int, w: int, seed: int) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
-def _paste(canvas: np.ndarray, crop: np.ndarray, points: np.ndarray, side: int,
-           centre: tuple[int, int]) -> np.ndarray:
+def _paste(
+    canvas: np.ndarray, crop: np.ndarray, points: np.ndarray, side: int, centre: tuple[int, int]
+) -> np.ndarray:
     """Paste ``crop`` resized to ``side`` px centred at ``centre`` with a feathered elliptical
     edge; returns its landmarks in canvas pixels."""
     scale = side / crop.shape[0]
     big = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     yy, xx = (np.mgrid[0:side, 0:side] + 0.5) / side - 0.5
-    alpha = np.clip((0.5 - np.sqrt(xx ** 2 + yy ** 2)) / 0.08, 0, 1)[..., None]
+    alpha = np.clip((0.5 - np.sqrt(xx**2 + yy**2)) / 0.08, 0, 1)[..., None]
     left, top = centre[0] - side // 2, centre[1] - side // 2
-    view = canvas[top:top + side, left:left + side]
+    view = canvas[top : top + side, left : left + side]
     view[:] = (alpha * big + (1 - alpha) * view).round().astype(np.uint8)
     return (points + 0.5) * scale - 0.5 + np.array([left, top], np.float64)
 
@@ -64,8 +65,9 @@ def _detectable(files: list[Path], side: int, count: int) -> list[tuple[np.ndarr
         crop = cv2.cvtColor(cv2.imread(str(pts_file.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
         probe = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
         pad = side // 2  # the pasted face has the backdrop around it, not a tight border
-        if detect_faces(np.pad(probe, ((pad, pad), (pad, pad), (0, 0)), mode="edge"),
-                        upsample=1 if side < 200 else 0):
+        if detect_faces(
+            np.pad(probe, ((pad, pad), (pad, pad), (0, 0)), mode="edge"), upsample=1 if side < 200 else 0
+        ):
             chosen.append((crop, read_pts(pts_file) - 1.0))  # .pts coordinates are 1-based
         if len(chosen) == count:
             return chosen
@@ -79,14 +81,15 @@ def _mouth(shape: tuple[int, int], points: np.ndarray, side: int) -> np.ndarray:
     (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
     mx, my = max(0.25 * (x1 - x0), 0.04 * side), max(0.25 * (y1 - y0), 0.04 * side)
     hole = np.zeros(shape, np.uint8)
-    hole[int(np.floor(y0 - my)):int(np.ceil(y1 + my)), int(np.floor(x0 - mx)):int(np.ceil(x1 + mx))] = 1
+    hole[int(np.floor(y0 - my)) : int(np.ceil(y1 + my)), int(np.floor(x0 - mx)) : int(np.ceil(x1 + mx))] = 1
     return hole
 
 
 def _dab(shape: tuple[int, int], centre: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     hole = np.zeros(shape, np.uint8)
-    cv2.ellipse(hole, (int(round(centre[0])), int(round(centre[1]))),
-                (size[0] // 2, size[1] // 2), 0, 0, 360, 1, -1)
+    cv2.ellipse(
+        hole, (int(round(centre[0])), int(round(centre[1]))), (size[0] // 2, size[1] // 2), 0, 0, 360, 1, -1
+    )
     return hole
 
 
@@ -110,8 +113,10 @@ def build_cases(folder: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.n
 
     photo = _background(560, 900, seed + 2)
     faces = _detectable(files[80:], 140, 15)
-    points = [_paste(photo, c, p, 140, (130 + 160 * (i % 5), 100 + 180 * (i // 5)))
-              for i, (c, p) in enumerate(faces)]
+    points = [
+        _paste(photo, c, p, 140, (130 + 160 * (i % 5), 100 + 180 * (i // 5)))
+        for i, (c, p) in enumerate(faces)
+    ]
     hidden = points[7]
     hole = _dab(photo.shape[:2], hidden[mouth].mean(axis=0), (84, 69))
     cases["fifteen-faces"] = (photo, hole, [hidden])
@@ -134,25 +139,37 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         result = model(photo, hole, mode="photo")
         seconds = time.perf_counter() - t
-        generated = [any(f.box[0] <= p[:, 0].mean() <= f.box[2] and f.box[1] <= p[:, 1].mean() <= f.box[3]
-                         and f.hole_pixels > 0 for f in result.faces) for p in hidden]
+        generated = [
+            any(
+                f.box[0] <= p[:, 0].mean() <= f.box[2]
+                and f.box[1] <= p[:, 1].mean() <= f.box[3]
+                and f.hole_pixels > 0
+                for f in result.faces
+            )
+            for p in hidden
+        ]
         report[name] = {
             "photo": f"{photo.shape[1]}x{photo.shape[0]}",
             "hole_pixels": int(hole.sum()),
             "hidden_faces": len(hidden),
             "hidden_faces_generated": int(sum(generated)),
-            "faces": [{"path": f.path, "box": [round(v) for v in f.box], "hole_pixels": f.hole_pixels}
-                      for f in result.faces],
+            "faces": [
+                {"path": f.path, "box": [round(v) for v in f.box], "hole_pixels": f.hole_pixels}
+                for f in result.faces
+            ],
             "pixels_left_to_opencv": result.background_pixels,
             "no_face_regions": [{"box": list(r.box), "pixels": r.pixels} for r in result.background_regions],
             "seconds": round(seconds, 2),
         }
-        print(f"{name}: {report[name]['photo']}, {len(hidden)} hidden, "
-              f"{sum(generated)} generated; faces "
-              + "; ".join(f"{f.path} at ({f.box[0]:.0f}, {f.box[1]:.0f}) {f.hole_pixels} px"
-                          for f in result.faces)
-              + f"; {result.background_pixels} px to OpenCV; no-face regions "
-              f"{report[name]['no_face_regions']}; {seconds:.1f} s")
+        print(
+            f"{name}: {report[name]['photo']}, {len(hidden)} hidden, "
+            f"{sum(generated)} generated; faces "
+            + "; ".join(
+                f"{f.path} at ({f.box[0]:.0f}, {f.box[1]:.0f}) {f.hole_pixels} px" for f in result.faces
+            )
+            + f"; {result.background_pixels} px to OpenCV; no-face regions "
+            f"{report[name]['no_face_regions']}; {seconds:.1f} s"
+        )
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             for kind, img in (("photo", photo), ("hole", hole * 255), ("result", result.image)):

@@ -31,14 +31,17 @@ BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block
 # The bar of issue 4: minimum gain over NS in PSNR (dB) and SSIM for these rows.
 BAR = {"30-40%": (1.5, 0.03), "50-60%": (1.5, 0.03), "centre block": (2.0, None)}
 # pipeline steps that --ablate can switch off: the InferenceOptions change per name
-ABLATIONS = {"diffusion-mix": {"diffusion_mix": 0.0},
-             "generator-flip": {"generator_flip_average": False},
-             "landmark-flip": {"landmark_flip_average": False}}
+ABLATIONS = {
+    "diffusion-mix": {"diffusion_mix": 0.0},
+    "generator-flip": {"generator_flip_average": False},
+    "landmark-flip": {"landmark_flip_average": False},
+}
 
 
 def opencv(method: int):
     def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
         return cv2.inpaint(image, hole, 5, method)
+
     return run
 
 
@@ -48,6 +51,7 @@ def _without(model, changes: dict):
 
     def run(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
         return other.inpaint(image, hole, mode="crop")
+
     return run
 
 
@@ -60,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bins", default=",".join(BINS), help="comma-separated rows to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
-    parser.add_argument("--ablate", action="append", default=[], choices=sorted(ABLATIONS),
-                        help="also run lafin without this step (a column 'lafin -STEP', same "
-                        "faces and holes); repeatable")
+    parser.add_argument(
+        "--ablate",
+        action="append",
+        default=[],
+        choices=sorted(ABLATIONS),
+        help="also run lafin without this step (a column 'lafin -STEP', same faces and holes); repeatable",
+    )
     args = parser.parse_args(argv)
 
     from lafin.pipeline import LaFInModel
@@ -70,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     model = LaFInModel(weights=args.weights)
     size = model.image_size
     names = Path(args.data, "test.txt").read_text().split()[: args.faces]
-    methods = {"telea": opencv(cv2.INPAINT_TELEA), "ns": opencv(cv2.INPAINT_NS),
-               "lafin": lambda img, hole: model.inpaint(img, hole, mode="crop")}
+    methods = {
+        "telea": opencv(cv2.INPAINT_TELEA),
+        "ns": opencv(cv2.INPAINT_NS),
+        "lafin": lambda img, hole: model.inpaint(img, hole, mode="crop"),
+    }
     for step in args.ablate:
         methods[f"lafin -{step}"] = _without(model, ABLATIONS[step])
     rows = [b for b in BINS if b in args.bins.split(",")]
@@ -112,20 +123,32 @@ def main(argv: list[str] | None = None) -> int:
         if bar:
             ok = dp >= bar[0] and (bar[1] is None or ds >= bar[1])
             passed &= ok
-            verdict = (f"+{bar[0]} dB" + (f", +{bar[1]}" if bar[1] else "") +
-                       (": met" if ok else ": not met"))
+            verdict = f"+{bar[0]} dB" + (f", +{bar[1]}" if bar[1] else "") + (": met" if ok else ": not met")
         cells = [f"{p:.2f} / {s:.3f}" for p, s in means.values()]
         print(f"| {row} | " + " | ".join(cells) + f" | {dp:+.2f} dB / {ds:+.3f} | {verdict} |")
-        summary[row] = {m: {"psnr": float(p), "ssim": float(s), "n": len(scores[row][m]["psnr"])}
-                        for m, (p, s) in means.items()}
-    per_image = {m: 1000 * t / max(1, sum(len(scores[r][m]["psnr"]) for r in rows))
-                 for m, t in seconds.items()}
+        summary[row] = {
+            m: {"psnr": float(p), "ssim": float(s), "n": len(scores[row][m]["psnr"])}
+            for m, (p, s) in means.items()
+        }
+    per_image = {
+        m: 1000 * t / max(1, sum(len(scores[r][m]["psnr"]) for r in rows)) for m, t in seconds.items()
+    }
     print("\nmean time per image (ms): " + ", ".join(f"{m} {v:.1f}" for m, v in per_image.items()))
     print(f"bar {'met' if passed else 'NOT met'} on the rows run")
     if args.json:
-        Path(args.json).write_text(json.dumps({"faces": len(names), "size": size, "seed": args.seed,
-                                               "results": summary, "ms_per_image": per_image,
-                                               "bar_met": bool(passed)}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "faces": len(names),
+                    "size": size,
+                    "seed": args.seed,
+                    "results": summary,
+                    "ms_per_image": per_image,
+                    "bar_met": bool(passed),
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -41,17 +41,18 @@ from lafin.pipeline import LaFInModel, default_weights_path
 DLIB_SIZE = 256
 
 
-def loose_crop(image: np.ndarray, points: np.ndarray, size: int, grow: float = 0.3
-               ) -> tuple[np.ndarray, np.ndarray]:
+def loose_crop(
+    image: np.ndarray, points: np.ndarray, size: int, grow: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
     """Square crop around the landmark box grown by ``grow`` of its size on each side."""
     lo, hi = points.min(axis=0), points.max(axis=0)
     side = float((hi - lo).max()) * (1 + 2 * grow)
     centre = (lo + hi) / 2
     scale = size / side
-    matrix = np.array([[scale, 0, size / 2 - centre[0] * scale],
-                       [0, scale, size / 2 - centre[1] * scale]])
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REFLECT_101)
+    matrix = np.array([[scale, 0, size / 2 - centre[0] * scale], [0, scale, size / 2 - centre[1] * scale]])
+    crop = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT_101
+    )
     return crop, points @ matrix[:, :2].T + matrix[:, 2]
 
 
@@ -84,8 +85,7 @@ def read_scales(faces: Path) -> dict[str, float]:
     import csv
 
     with manifest.open() as f:
-        return {row["name"]: float(row["scale"]) for row in csv.DictReader(f)
-                if row["split"] == faces.name}
+        return {row["name"]: float(row["scale"]) for row in csv.DictReader(f) if row["split"] == faces.name}
 
 
 def dlib_points(masked: np.ndarray, unmasked: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -97,8 +97,14 @@ def dlib_points(masked: np.ndarray, unmasked: np.ndarray, truth: np.ndarray) -> 
     return annotate(masked, boxes[0] if boxes else box_from_landmarks(truth))
 
 
-def fused_points(ours: np.ndarray, masked: np.ndarray, hole: np.ndarray, weight: float = 0.7,
-                 agree: float = 0.08, max_covered: float = 0.02) -> np.ndarray:
+def fused_points(
+    ours: np.ndarray,
+    masked: np.ndarray,
+    hole: np.ndarray,
+    weight: float = 0.7,
+    agree: float = 0.08,
+    max_covered: float = 0.02,
+) -> np.ndarray:
     """lafin's points averaged with dlib's where the hole leaves the face alone (an experiment,
     not part of the pipeline: dlib's model was trained on 300-W, AFW and HELEN included).
 
@@ -132,14 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces")
     parser.add_argument("--names", help="file listing the faces to use (default: all)")
     parser.add_argument("--no-dlib", action="store_true", help="skip the dlib baseline")
-    parser.add_argument("--raw", action="store_true",
-                        help="the predictor alone: one pass, no mirror average")
-    parser.add_argument("--crop-size", type=int, default=0,
-                        help="side of the loose crop given to lafin (default: its predictor's input size)")
-    parser.add_argument("--fuse-dlib", action="store_true",
-                        help="also report lafin's points fused with dlib's (fused_points)")
-    parser.add_argument("--bias", action="store_true",
-                        help="also report the mean signed error (face frame; source pixels)")
+    parser.add_argument("--raw", action="store_true", help="the predictor alone: one pass, no mirror average")
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        default=0,
+        help="side of the loose crop given to lafin (default: its predictor's input size)",
+    )
+    parser.add_argument(
+        "--fuse-dlib", action="store_true", help="also report lafin's points fused with dlib's (fused_points)"
+    )
+    parser.add_argument(
+        "--bias", action="store_true", help="also report the mean signed error (face frame; source pixels)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -148,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     generator, predictor = build_from_weights(loaded)
     if predictor is None:
         sys.exit(f"{args.weights}: no landmark predictor in this file")
-    model = LaFInModel.from_networks(loaded.config, generator, predictor,
-                                     options=InferenceOptions(landmark_flip_average=not args.raw))
+    model = LaFInModel.from_networks(
+        loaded.config, generator, predictor, options=InferenceOptions(landmark_flip_average=not args.raw)
+    )
     size = loaded.config.image_size
     # lafin's crop at its predictor's own input size (landmarks.input_size; the generator's
     # size when that is 0): the pipeline gives the predictor the input's pixels at that size
@@ -164,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         files = files[: args.limit]
     rng = np.random.default_rng(args.seed)
     conditions = ["none", "irregular 30-40%", "block: eyes", "block: nose", "block: mouth"]
-    errors: dict[str, dict[str, list[float]]] = {c: {"lafin": [], "dlib": [], "fused": []}
-                                                 for c in conditions}
+    errors: dict[str, dict[str, list[float]]] = {
+        c: {"lafin": [], "dlib": [], "fused": []} for c in conditions
+    }
     # signed errors for --bias: (face-frame x, y in eye distances, image x, y in source pixels)
-    shifts: dict[str, dict[str, list[np.ndarray]]] = {c: {"lafin": [], "dlib": [], "fused": []}
-                                                      for c in conditions}
+    shifts: dict[str, dict[str, list[np.ndarray]]] = {
+        c: {"lafin": [], "dlib": [], "fused": []} for c in conditions
+    }
     scales = read_scales(Path(args.faces))
     to_sources: list[float] = []
     unoccluded: list[np.ndarray] = []  # lafin's (68, 2) errors in face-frame eye distances
@@ -178,18 +192,25 @@ def main(argv: list[str] | None = None) -> int:
         points_in_file = read_pts(pts_file)
         big, truth_big = loose_crop(image, points_in_file, DLIB_SIZE)
         # source-photo pixels per model-crop pixel: the loose crop, then the dataset's own resize
-        to_source = (DLIB_SIZE / size) / (loose_scale(points_in_file, DLIB_SIZE)
-                                          * scales.get(pts_file.stem, np.nan))
+        to_source = (DLIB_SIZE / size) / (
+            loose_scale(points_in_file, DLIB_SIZE) * scales.get(pts_file.stem, np.nan)
+        )
         to_sources.append(to_source)
         crop = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
         truth = (truth_big + 0.5) * size / DLIB_SIZE - 0.5
         irregular = holes[int(rng.integers(len(holes)))]
-        masks = {"none": np.zeros((size, size), np.uint8), "irregular 30-40%": irregular,
-                 "block: eyes": part_mask(size, truth, "eyes"),
-                 "block: nose": part_mask(size, truth, "nose"),
-                 "block: mouth": part_mask(size, truth, "mouth")}
-        given = big if crop_size == DLIB_SIZE else cv2.resize(
-            big, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
+        masks = {
+            "none": np.zeros((size, size), np.uint8),
+            "irregular 30-40%": irregular,
+            "block: eyes": part_mask(size, truth, "eyes"),
+            "block: nose": part_mask(size, truth, "nose"),
+            "block: mouth": part_mask(size, truth, "mouth"),
+        }
+        given = (
+            big
+            if crop_size == DLIB_SIZE
+            else cv2.resize(big, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
+        )
         for cond, hole in masks.items():
             big_hole = cv2.resize(hole, (DLIB_SIZE, DLIB_SIZE), interpolation=cv2.INTER_NEAREST)
             if crop_size == size:
@@ -200,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             errors[cond]["lafin"].append(float(nme(pred, truth)))
             if cond == "none":
                 unoccluded.append(face_frame_errors(pred, truth))
-            shifts[cond]["lafin"].append(np.concatenate([face_frame_error(pred, truth),
-                                                         (pred - truth).mean(axis=0) * to_source]))
+            shifts[cond]["lafin"].append(
+                np.concatenate([face_frame_error(pred, truth), (pred - truth).mean(axis=0) * to_source])
+            )
             big_masked = np.where(big_hole[..., None] > 0, 255, big).astype(np.uint8)
             if args.fuse_dlib:
                 ours_big = (pred + 0.5) * DLIB_SIZE / size - 0.5
@@ -210,13 +232,20 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_dlib:
                 points = dlib_points(big_masked, big, truth_big)
                 errors[cond]["dlib"].append(float(nme(points, truth_big)))
-                shifts[cond]["dlib"].append(np.concatenate([
-                    face_frame_error(points, truth_big),
-                    (points - truth_big).mean(axis=0) * to_source * size / DLIB_SIZE]))
+                shifts[cond]["dlib"].append(
+                    np.concatenate(
+                        [
+                            face_frame_error(points, truth_big),
+                            (points - truth_big).mean(axis=0) * to_source * size / DLIB_SIZE,
+                        ]
+                    )
+                )
 
     methods = ["lafin"] + ([] if args.no_dlib else ["dlib"]) + (["fused"] if args.fuse_dlib else [])
-    print(f"\nNME (% of outer-eye distance) on {len(files)} faces of {args.faces}, "
-          f"{crop_size}-px loose crops for lafin, {DLIB_SIZE}-px for dlib\n")
+    print(
+        f"\nNME (% of outer-eye distance) on {len(files)} faces of {args.faces}, "
+        f"{crop_size}-px loose crops for lafin, {DLIB_SIZE}-px for dlib\n"
+    )
     print("| occlusion | " + " | ".join(f"{m} NME | {m} fail@8%" for m in methods) + " |")
     print("|---|" + "---|---|" * len(methods))
     summary = {}
@@ -228,11 +257,15 @@ def main(argv: list[str] | None = None) -> int:
             row += [f"{100 * e.mean():.2f}", f"{100 * (e > 0.08).mean():.1f}%"]
         print(f"| {cond} | " + " | ".join(row) + " |")
     blocks = {m: np.mean([errors[c][m] for c in conditions if c.startswith("block")]) for m in methods}
-    print("\nblocks (eyes, nose, mouth together): " +
-          ", ".join(f"{m} {100 * v:.2f}%" for m, v in blocks.items()))
+    print(
+        "\nblocks (eyes, nose, mouth together): "
+        + ", ".join(f"{m} {100 * v:.2f}%" for m, v in blocks.items())
+    )
     if args.bias:
-        print("\nmean signed error: face frame (% of outer-eye distance, x towards point 46, y "
-              "towards the chin); source photo pixels (x, y)\n")
+        print(
+            "\nmean signed error: face frame (% of outer-eye distance, x towards point 46, y "
+            "towards the chin); source photo pixels (x, y)\n"
+        )
         print("| occlusion | method | face x | face y | source px x | source px y |")
         print("|---|---|---|---|---|---|")
         for cond in conditions:
@@ -241,31 +274,40 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 mean = np.nanmean(np.array(shifts[cond][m]), axis=0)
                 summary[f"{cond}/{m}"]["shift"] = [float(v) for v in mean]
-                print(f"| {cond} | {m} | {100 * mean[0]:.2f} | {100 * mean[1]:.2f} | "
-                      f"{mean[2]:.2f} | {mean[3]:.2f} |")
+                print(
+                    f"| {cond} | {m} | {100 * mean[0]:.2f} | {100 * mean[1]:.2f} | "
+                    f"{mean[2]:.2f} | {mean[3]:.2f} |"
+                )
         each = np.array(unoccluded)
         distance = np.linalg.norm(each, axis=2)
         residual = np.linalg.norm(each - each.mean(axis=0), axis=2)
-        print(f"\nunoccluded lafin NME: jaw (points 1-17) {100 * distance[:, :17].mean():.2f}%, "
-              f"the other 51 points {100 * distance[:, 17:].mean():.2f}%; with each point's mean "
-              f"offset over these faces removed (an oracle) {100 * residual.mean():.2f}%")
+        print(
+            f"\nunoccluded lafin NME: jaw (points 1-17) {100 * distance[:, :17].mean():.2f}%, "
+            f"the other 51 points {100 * distance[:, 17:].mean():.2f}%; with each point's mean "
+            f"offset over these faces removed (an oracle) {100 * residual.mean():.2f}%"
+        )
         # the same shift by how much the source was shrunk: constant in source pixels across
         # these thirds means an annotation/crop convention; constant in the crop, the predictor's
         sources = np.array(to_sources)
         if np.isfinite(sources).all():
             print("\nunoccluded, by source pixels per model-crop pixel (thirds of the faces):\n")
-            print("| source px per crop px | faces | lafin source px x | lafin source px y "
-                  "| lafin crop px x | lafin crop px y |")
+            print(
+                "| source px per crop px | faces | lafin source px x | lafin source px y "
+                "| lafin crop px x | lafin crop px y |"
+            )
             print("|---|---|---|---|---|---|")
             lafin = np.array(shifts["none"]["lafin"])[:, 2:]
             for part in np.array_split(np.argsort(sources), 3):
                 sx, sy = lafin[part].mean(axis=0)
                 cx, cy = (lafin[part] / sources[part, None]).mean(axis=0)
-                print(f"| {sources[part].min():.2f}-{sources[part].max():.2f} | {len(part)} | "
-                      f"{sx:.2f} | {sy:.2f} | {cx:.2f} | {cy:.2f} |")
+                print(
+                    f"| {sources[part].min():.2f}-{sources[part].max():.2f} | {len(part)} | "
+                    f"{sx:.2f} | {sy:.2f} | {cx:.2f} | {cy:.2f} |"
+                )
     if args.json:
-        Path(args.json).write_text(json.dumps({"faces": len(files), "size": size,
-                                               "results": summary}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"faces": len(files), "size": size, "results": summary}, indent=1)
+        )
     return 0
 
 

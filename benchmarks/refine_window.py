@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         _write(Path(tmp) / "clip.mp4", frames)
         _write(Path(tmp) / "mask.mp4", [np.repeat(h[..., None] * 255, 3, axis=2) for h in holes])
-        inpaint_video(model, Path(tmp) / "clip.mp4", Path(tmp) / "mask.mp4",
-                      Path(tmp) / "out.mp4", progress=False)
+        inpaint_video(
+            model, Path(tmp) / "clip.mp4", Path(tmp) / "mask.mp4", Path(tmp) / "out.mp4", progress=False
+        )
     runner.refine = refine
     faces = sum(a[1].shape[0] for a, _ in captured)
     inside = [a[1][:, 0].numpy() > 0 for a, _ in captured]
@@ -79,22 +80,32 @@ def main(argv: list[str] | None = None) -> int:
     one_at_a_time = _cpu(run_all, args.repeats) / faces
     refiner = runner.refiner
     # not a torch module to refine: the whole crops of a batch in one call (as before windows)
-    runner.refiner = lambda *inputs: refiner(*[t.contiguous(memory_format=torch.channels_last)
-                                               for t in inputs])
+    runner.refiner = lambda *inputs: refiner(
+        *[t.contiguous(memory_format=torch.channels_last) for t in inputs]
+    )
     batched = _cpu(run_all, args.repeats) / faces
     runner.refiner = refiner
-    print(f"{faces} faces ({len(captured)} batches); refiner CPU a face: whole crops batched "
-          f"{1000 * batched:.1f} ms, whole crops one at a time {1000 * one_at_a_time:.1f} ms")
+    print(
+        f"{faces} faces ({len(captured)} batches); refiner CPU a face: whole crops batched "
+        f"{1000 * batched:.1f} ms, whole crops one at a time {1000 * one_at_a_time:.1f} ms"
+    )
     for margin in args.margins:
         generator_runner.REFINE_MARGIN = margin
         out = run_all()
         diff = np.concatenate([np.abs(o - w)[m].ravel() * 255 for o, w, m in zip(out, whole, inside)])
-        area = np.mean([(b - t) * (r - l) / (a[1].shape[-1] * a[1].shape[-2])
-                        for a, _ in captured for t, b, l, r in generator_runner.hole_windows(a[1], margin)])
+        area = np.mean(
+            [
+                (b - t) * (r - l) / (a[1].shape[-1] * a[1].shape[-2])
+                for a, _ in captured
+                for t, b, l, r in generator_runner.hole_windows(a[1], margin)
+            ]
+        )
         seconds = _cpu(run_all, args.repeats) / faces
-        print(f"margin {margin}: inside the hole max {diff.max():.3f}, mean {diff.mean():.4f} grey "
-              f"levels from the whole crop; window {100 * area:.0f}% of the crop; "
-              f"{1000 * seconds:.1f} ms a face")
+        print(
+            f"margin {margin}: inside the hole max {diff.max():.3f}, mean {diff.mean():.4f} grey "
+            f"levels from the whole crop; window {100 * area:.0f}% of the crop; "
+            f"{1000 * seconds:.1f} ms a face"
+        )
     return 0
 
 

@@ -97,8 +97,7 @@ def time_1024(photo: np.ndarray, repeats: int, threads: int | None) -> dict:
 
     model = _model(threads)
     detector = damage_detector_for(model)
-    plain = load_damage_detector(default_damage_weights_path())[0].to(
-        memory_format=torch.channels_last)
+    plain = load_damage_detector(default_damage_weights_path())[0].to(memory_format=torch.channels_last)
     detect, detect_cpu, plain_s, plain_cpu_s, total, total_cpu, stages = ([] for _ in range(7))
     for i in range(repeats + 1):
         t, c = time.perf_counter(), time.process_time()
@@ -119,14 +118,19 @@ def time_1024(photo: np.ndarray, repeats: int, threads: int | None) -> dict:
             total.append(t2 - t1)
             total_cpu.append(c2 - c1)
             stages.append(result.timings)
-    return {"detect_s": float(np.median(detect)), "detect_cpu_s": float(np.median(detect_cpu)),
-            "detect_plain_s": float(np.median(plain_s)),
-            "detect_plain_cpu_s": float(np.median(plain_cpu_s)),
-            "restore_s": float(np.median(total)), "restore_cpu_s": float(np.median(total_cpu)),
-            "stages_s": {k: float(np.median([s.get(k, 0.0) for s in stages]))
-                         for k in stages[0]},
-            "mode": result.mode, "faces": len(result.faces),
-            "filled_share": float((result.mask > 0).mean()), "repeats": repeats}
+    return {
+        "detect_s": float(np.median(detect)),
+        "detect_cpu_s": float(np.median(detect_cpu)),
+        "detect_plain_s": float(np.median(plain_s)),
+        "detect_plain_cpu_s": float(np.median(plain_cpu_s)),
+        "restore_s": float(np.median(total)),
+        "restore_cpu_s": float(np.median(total_cpu)),
+        "stages_s": {k: float(np.median([s.get(k, 0.0) for s in stages])) for k in stages[0]},
+        "mode": result.mode,
+        "faces": len(result.faces),
+        "filled_share": float((result.mask > 0).mean()),
+        "repeats": repeats,
+    }
 
 
 def child(path: str, threads: int | None) -> dict:
@@ -137,11 +141,18 @@ def child(path: str, threads: int | None) -> dict:
     peak_before = _peak_rss_mib()
     t, c = time.perf_counter(), time.process_time()
     result = model.restore(img)
-    return {"side": img.shape[0], "restore_s": time.perf_counter() - t,
-            "restore_cpu_s": time.process_time() - c, "rss_before_mib": before,
-            "peak_rss_before_mib": peak_before, "peak_rss_mib": _peak_rss_mib(),
-            "stages_s": result.timings, "mode": result.mode, "faces": len(result.faces),
-            "filled_share": float((result.mask > 0).mean())}
+    return {
+        "side": img.shape[0],
+        "restore_s": time.perf_counter() - t,
+        "restore_cpu_s": time.process_time() - c,
+        "rss_before_mib": before,
+        "peak_rss_before_mib": peak_before,
+        "peak_rss_mib": _peak_rss_mib(),
+        "stages_s": result.timings,
+        "mode": result.mode,
+        "faces": len(result.faces),
+        "filled_share": float((result.mask > 0).mean()),
+    }
 
 
 def memory(base: np.ndarray, threads: int | None) -> dict:
@@ -177,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     base = _photo(args.photo)
-    report: dict = {"photo": args.photo or "skimage astronaut", "threads": args.threads,
-                    "time_1024": time_1024(damaged_photo(base, 1024), args.repeats, args.threads)}
+    report: dict = {
+        "photo": args.photo or "skimage astronaut",
+        "threads": args.threads,
+        "time_1024": time_1024(damaged_photo(base, 1024), args.repeats, args.threads),
+    }
     if not args.skip_memory:
         report["memory"] = memory(base, args.threads)
     report["load_average"] = os.getloadavg()

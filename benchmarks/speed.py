@@ -47,6 +47,7 @@ STAGES = ("prepare", "background", "detect", "landmarks", "generate", "refine", 
 
 # ---------------------------------------------------------------------------------- inputs
 
+
 def crop_case(size: int) -> tuple[np.ndarray, np.ndarray]:
     """The built-in example face at ``size`` px and its hole over the nose and mouth."""
     from lafin.examples import example_face, example_mask
@@ -54,8 +55,7 @@ def crop_case(size: int) -> tuple[np.ndarray, np.ndarray]:
     return example_face(size), example_mask(size)
 
 
-def photo_case(side: int = PHOTO_SIDE, hole: str = "nose and mouth"
-               ) -> tuple[np.ndarray, np.ndarray]:
+def photo_case(side: int = PHOTO_SIDE, hole: str = "nose and mouth") -> tuple[np.ndarray, np.ndarray]:
     """A ``side`` x ``side`` photo with one face: skimage's astronaut (512 px) upscaled to 7/8 of
     ``side`` and padded with its edge; a hole over the nose and mouth (as the example's: it hides
     enough of the face that dlib's HOG detector scores it below its threshold, and the weak box is
@@ -74,20 +74,22 @@ def photo_case(side: int = PHOTO_SIDE, hole: str = "nose and mouth"
     x, y = x + pad, y + pad
     mask = np.zeros((side, side), np.uint8)
     if hole == "cheek":
-        mask[round(y + 0.45 * s):round(y + 0.65 * s), round(x + 0.12 * s):round(x + 0.30 * s)] = 1
+        mask[round(y + 0.45 * s) : round(y + 0.65 * s), round(x + 0.12 * s) : round(x + 0.30 * s)] = 1
     else:
-        mask[round(y + 0.45 * s):round(y + 0.85 * s), round(x + 0.28 * s):round(x + 0.72 * s)] = 1
+        mask[round(y + 0.45 * s) : round(y + 0.85 * s), round(x + 0.28 * s) : round(x + 0.72 * s)] = 1
     return photo, mask
 
 
 # ---------------------------------------------------------------------------------- timing
 
+
 def _stats(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def time_calls(model: Any, image: np.ndarray, mask: np.ndarray, mode: str, repeats: int,
-               warmup: int) -> dict[str, Any]:
+def time_calls(
+    model: Any, image: np.ndarray, mask: np.ndarray, mode: str, repeats: int, warmup: int
+) -> dict[str, Any]:
     """Per-stage and total latency (seconds) of ``model(image, mask, mode=mode)``."""
     for _ in range(warmup):
         model(image, mask, mode=mode)
@@ -101,8 +103,7 @@ def time_calls(model: Any, image: np.ndarray, mask: np.ndarray, mode: str, repea
         for name, seconds in result.timings.items():
             stages.setdefault(name, []).append(seconds)
         faces = len(result.faces)
-    out = {"total": _stats(totals), "stages": {k: _stats(v) for k, v in stages.items()},
-           "mode": result.mode}
+    out = {"total": _stats(totals), "stages": {k: _stats(v) for k, v in stages.items()}, "mode": result.mode}
     if mode == "photo":
         out["faces"] = faces
         out["face_paths"] = [f.path for f in result.faces]
@@ -159,14 +160,18 @@ def peak_rss_mb(weights: Path, image: Path, mask: Path, out: Path, backend: str)
     ``os.wait4`` is used, which may include the parent's size at fork. None if the child failed.
     """
     if backend == "torch":
-        code = ("import sys; from lafin.cli import main; "
-                "rc = main(['inpaint', sys.argv[2], sys.argv[3], '-o', sys.argv[4], '--weights', "
-                "sys.argv[1], '--mode', 'photo', '-q'])\n")
+        code = (
+            "import sys; from lafin.cli import main; "
+            "rc = main(['inpaint', sys.argv[2], sys.argv[3], '-o', sys.argv[4], '--weights', "
+            "sys.argv[1], '--mode', 'photo', '-q'])\n"
+        )
     else:
-        code = ("import sys; from lafin.pipeline import LaFInModel; from PIL import Image; "
-                "m = LaFInModel(weights=sys.argv[1], backend='onnx'); "
-                "Image.fromarray(m.inpaint(sys.argv[2], sys.argv[3], mode='photo')).save(sys.argv[4]); "
-                "rc = 0\n")
+        code = (
+            "import sys; from lafin.pipeline import LaFInModel; from PIL import Image; "
+            "m = LaFInModel(weights=sys.argv[1], backend='onnx'); "
+            "Image.fromarray(m.inpaint(sys.argv[2], sys.argv[3], mode='photo')).save(sys.argv[4]); "
+            "rc = 0\n"
+        )
     code += _CHILD_TAIL + "sys.exit(rc)\n"
     cmd = [sys.executable, "-c", code, str(weights), str(image), str(mask), str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -186,6 +191,7 @@ def peak_rss_mb(weights: Path, image: Path, mask: Path, out: Path, backend: str)
 
 
 # ---------------------------------------------------------------------------------- models
+
 
 def weights_for(preset: str, given: Path | None, tmp: Path) -> tuple[Path, str]:
     """A weights file for ``preset`` and where it came from (given, shipped or random)."""
@@ -208,8 +214,9 @@ def weights_for(preset: str, given: Path | None, tmp: Path) -> tuple[Path, str]:
     config = get_preset(preset)
     torch.manual_seed(0)
     path = tmp / f"random-{preset}.safetensors"
-    save_weights(path, config, generator=build_generator(config),
-                 landmark_predictor=build_landmark_predictor(config))
+    save_weights(
+        path, config, generator=build_generator(config), landmark_predictor=build_landmark_predictor(config)
+    )
     return path, "random"
 
 
@@ -239,6 +246,7 @@ def onnx_available() -> str | None:
 
 # ---------------------------------------------------------------------------------- report
 
+
 def _ms(stats: dict[str, float] | None) -> str:
     if not stats:
         return "-"
@@ -248,31 +256,38 @@ def _ms(stats: dict[str, float] | None) -> str:
 def markdown(report: dict[str, Any]) -> str:
     lines = []
     env = report["environment"]
-    lines.append(f"lafin speed: {env['cpu']}, {env['cores']} cores, torch {env['torch']} "
-                 f"({env['torch_threads']} threads), onnxruntime {env['onnxruntime'] or 'not installed'}; "
-                 f"median (min-max) of {report['repeats']} calls after {report['warmup']} warm-up, ms")
+    lines.append(
+        f"lafin speed: {env['cpu']}, {env['cores']} cores, torch {env['torch']} "
+        f"({env['torch_threads']} threads), onnxruntime {env['onnxruntime'] or 'not installed'}; "
+        f"median (min-max) of {report['repeats']} calls after {report['warmup']} warm-up, ms"
+    )
     if report.get("load_note"):
         lines.append("")
         lines.append(f"> {report['load_note']}")
     lines.append("")
-    lines.append("| preset | weights | backend | input | prepare / fill | detect | landmarks | "
-                 "generate | refine | blend | **total** |")
+    lines.append(
+        "| preset | weights | backend | input | prepare / fill | detect | landmarks | "
+        "generate | refine | blend | **total** |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in report["latency"]:
         st = row["stages"]
         prep = st.get("prepare") or st.get("background")
-        lines.append(f"| {row['preset']} {row['size']} px | {row['weights']} | {row['backend']} | "
-                     f"{row['input']} | {_ms(prep)} | {_ms(st.get('detect'))} | "
-                     f"{_ms(st.get('landmarks'))} | {_ms(st.get('generate'))} | "
-                     f"{_ms(st.get('refine'))} | {_ms(st.get('blend'))} | **{_ms(row['total'])}** |")
+        lines.append(
+            f"| {row['preset']} {row['size']} px | {row['weights']} | {row['backend']} | "
+            f"{row['input']} | {_ms(prep)} | {_ms(st.get('detect'))} | "
+            f"{_ms(st.get('landmarks'))} | {_ms(st.get('generate'))} | "
+            f"{_ms(st.get('refine'))} | {_ms(st.get('blend'))} | **{_ms(row['total'])}** |"
+        )
     if report["batch"]:
         lines.append("")
-        lines.append("| preset | backend | batch of 8 aligned crops, landmarks + generator (ms) | "
-                     "images/s |")
+        lines.append("| preset | backend | batch of 8 aligned crops, landmarks + generator (ms) | images/s |")
         lines.append("|---|---|---|---|")
         for row in report["batch"]:
-            lines.append(f"| {row['preset']} {row['size']} px | {row['backend']} | "
-                         f"{_ms(row['seconds'])} | {row['images_per_s']:.1f} |")
+            lines.append(
+                f"| {row['preset']} {row['size']} px | {row['backend']} | "
+                f"{_ms(row['seconds'])} | {row['images_per_s']:.1f} |"
+            )
     if report["memory"]:
         lines.append("")
         lines.append("| preset | backend | peak RSS of one `lafin inpaint` of the 1024-px photo (MiB) |")
@@ -302,29 +317,36 @@ def load_note(cores: int) -> str | None:
     except OSError:
         return None
     if max(one, five) > 0.5 * cores:
-        return (f"The machine was busy (load average {one:.2f} over 1 min, {five:.2f} over 5 min "
-                f"on {cores} cores): other processes shared the CPU, so these numbers are slower "
-                "than on an idle machine.")
+        return (
+            f"The machine was busy (load average {one:.2f} over 1 min, {five:.2f} over 5 min "
+            f"on {cores} cores): other processes shared the CPU, so these numbers are slower "
+            "than on an idle machine."
+        )
     return None
 
 
 # ---------------------------------------------------------------------------------- main
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path,
-                        help="weights file (default: the shipped weights if present, else random)")
-    parser.add_argument("--presets", default="compact,paper",
-                        help="comma-separated presets (default compact,paper)")
+    parser.add_argument(
+        "--weights", type=Path, help="weights file (default: the shipped weights if present, else random)"
+    )
+    parser.add_argument(
+        "--presets", default="compact,paper", help="comma-separated presets (default compact,paper)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--batch", type=int, default=8, help="crops per batch (default 8)")
     parser.add_argument("--batch-repeats", type=int, default=3, help="timed batches")
-    parser.add_argument("--backends", default="torch,onnx",
-                        help="torch, onnx or both (onnx is skipped when onnxruntime is missing)")
+    parser.add_argument(
+        "--backends",
+        default="torch,onnx",
+        help="torch, onnx or both (onnx is skipped when onnxruntime is missing)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads (0: lafin's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: lafin's default)")
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -355,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         weights, source = weights_for(preset, args.weights, tmp)
         if source == "random":
-            notes.append(f"{preset}: random weights (no {preset}-preset weights given or shipped); "
-                         "speed does not depend on the values.")
+            notes.append(
+                f"{preset}: random weights (no {preset}-preset weights given or shipped); "
+                "speed does not depend on the values."
+            )
         for backend in backends:
             model = load_model(weights, backend, tmp)
             size = model.image_size
@@ -365,38 +389,58 @@ def main(argv: list[str] | None = None) -> int:
             # a crop at the generator's size, and at the refiner's when the model has one
             for side in sorted({size, model.output_size}):
                 crop, crop_mask = crop_case(side)
-                latency.append({**info, "input": f"aligned crop {side}x{side}",
-                                **time_calls(model, crop, crop_mask, "crop", args.repeats,
-                                             args.warmup)})
+                latency.append(
+                    {
+                        **info,
+                        "input": f"aligned crop {side}x{side}",
+                        **time_calls(model, crop, crop_mask, "crop", args.repeats, args.warmup),
+                    }
+                )
             row = time_calls(model, photo, photo_mask, "photo", args.repeats, args.warmup)
             if not row.get("faces"):
                 notes.append(f"{preset}/{backend}: no face was found in the photo")
-            latency.append({**info, "input": f"photo {PHOTO_SIDE}x{PHOTO_SIDE}, 1 face, hole over "
-                                             "nose and mouth", **row})
+            latency.append(
+                {**info, "input": f"photo {PHOTO_SIDE}x{PHOTO_SIDE}, 1 face, hole over nose and mouth", **row}
+            )
             cheek, cheek_mask = photo_case(hole="cheek")
-            latency.append({**info, "input": f"photo {PHOTO_SIDE}x{PHOTO_SIDE}, 1 face, hole on a "
-                                             "cheek", **time_calls(model, cheek, cheek_mask, "photo",
-                                                                   args.repeats, args.warmup)})
-            batch.append({**info, **time_batch(model, size, args.batch, args.batch_repeats,
-                                               min(args.warmup, 1))})
+            latency.append(
+                {
+                    **info,
+                    "input": f"photo {PHOTO_SIDE}x{PHOTO_SIDE}, 1 face, hole on a cheek",
+                    **time_calls(model, cheek, cheek_mask, "photo", args.repeats, args.warmup),
+                }
+            )
+            batch.append(
+                {**info, **time_batch(model, size, args.batch, args.batch_repeats, min(args.warmup, 1))}
+            )
             del model
             if not args.no_memory:
                 # the ONNX child loads the folder exported above: an export on the fly would
                 # count the exporter's memory and write into the user's cache
                 child_weights = weights if backend == "torch" else tmp / f"onnx-{weights.stem}"
-                mb = peak_rss_mb(child_weights, tmp / "photo.png", tmp / "photo-mask.png",
-                                 tmp / "out.png", backend)
+                mb = peak_rss_mb(
+                    child_weights, tmp / "photo.png", tmp / "photo-mask.png", tmp / "out.png", backend
+                )
                 memory.append({**info, "peak_rss_mb": mb})
 
     note_after = load_note(cores)
     report = {
-        "environment": {"cpu": _cpu_name(), "cores": cores, "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "onnxruntime": ort_version,
-                        "python": platform.python_version(),
-                        "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
-        "repeats": args.repeats, "warmup": args.warmup,
+        "environment": {
+            "cpu": _cpu_name(),
+            "cores": cores,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "onnxruntime": ort_version,
+            "python": platform.python_version(),
+            "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        },
+        "repeats": args.repeats,
+        "warmup": args.warmup,
         "load_note": note_after or note_before,
-        "latency": latency, "batch": batch, "memory": memory, "notes": notes,
+        "latency": latency,
+        "batch": batch,
+        "memory": memory,
+        "notes": notes,
     }
     print(markdown(report))
     if args.json:

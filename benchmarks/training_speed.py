@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--data", help="a face cache (default: synthetic faces)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="train NHWC (the config's channels_last: true)")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="train NHWC (the config's channels_last: true)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,12 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     def trainer(stage: str) -> Trainer:
-        config = TrainConfig.from_dict({
-            "stage": stage, "model": args.preset, "batch_size": args.batch,
-            "data": {"train": [data], "geometry": stage == "landmarks"},
-            "warmup_adversarial_steps": 0, "sample_every": 0, "val_every": 0,
-            "checkpoint_every": 10**9, "threads": args.threads,
-            "channels_last": args.channels_last})
+        config = TrainConfig.from_dict(
+            {
+                "stage": stage,
+                "model": args.preset,
+                "batch_size": args.batch,
+                "data": {"train": [data], "geometry": stage == "landmarks"},
+                "warmup_adversarial_steps": 0,
+                "sample_every": 0,
+                "val_every": 0,
+                "checkpoint_every": 10**9,
+                "threads": args.threads,
+                "channels_last": args.channels_last,
+            }
+        )
         return Trainer(config, tmp / stage)
 
     t = trainer("inpaint")
@@ -97,15 +106,25 @@ def main(argv: list[str] | None = None) -> int:
         t.optims["generator"].step()
 
     rows.append(("generator forward + backward + Adam, L1 only", _time(l1_step, args.steps)))
-    rows.append(("inpaint stage, full step (G + D, all losses, EMA)",
-                 _time(lambda: t.inpaint_step(t.next_batch()), args.steps)))
+    rows.append(
+        (
+            "inpaint stage, full step (G + D, all losses, EMA)",
+            _time(lambda: t.inpaint_step(t.next_batch()), args.steps),
+        )
+    )
     lt = trainer("landmarks")
-    rows.append(("landmarks stage, full step (with geometry augmentation)",
-                 _time(lambda: lt.landmark_step(lt.next_batch()), args.steps)))
+    rows.append(
+        (
+            "landmarks stage, full step (with geometry augmentation)",
+            _time(lambda: lt.landmark_step(lt.next_batch()), args.steps),
+        )
+    )
 
     layout = "NHWC (channels_last)" if args.channels_last else "NCHW"
-    print(f"\n{args.preset} preset, {size} px, batch {args.batch}, {layout}, torch threads "
-          f"{torch.get_num_threads()}, median of {args.steps} steps\n")
+    print(
+        f"\n{args.preset} preset, {size} px, batch {args.batch}, {layout}, torch threads "
+        f"{torch.get_num_threads()}, median of {args.steps} steps\n"
+    )
     print("| what | ms per batch | images/s |")
     print("|---|---|---|")
     for name, seconds in rows:

@@ -69,13 +69,14 @@ def _backdrop(h: int, w: int) -> np.ndarray:
     return (img + rng.normal(0, 3, img.shape)).clip(0, 255).astype(np.uint8)
 
 
-def make_clip(face: np.ndarray, points: np.ndarray, n: int, size=(640, 480)
-              ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def make_clip(
+    face: np.ndarray, points: np.ndarray, n: int, size=(640, 480)
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """(frames, holes, true landmarks, face -> frame matrices) of the moving face."""
     w, h = size
     backdrop = _backdrop(h, w)
-    yy, xx = np.mgrid[0:face.shape[0], 0:face.shape[1]] / face.shape[0] - 0.5
-    feather = np.clip((0.5 - np.sqrt(xx ** 2 + yy ** 2)) / 0.08, 0, 1).astype(np.float32)
+    yy, xx = np.mgrid[0 : face.shape[0], 0 : face.shape[1]] / face.shape[0] - 0.5
+    feather = np.clip((0.5 - np.sqrt(xx**2 + yy**2)) / 0.08, 0, 1).astype(np.float32)
     frames, holes, truths, matrices = [], [], [], []
     for i in range(n):
         t = 2 * np.pi * i / 100  # a figure-eight every 4 s at 25 frames/s
@@ -93,13 +94,18 @@ def make_clip(face: np.ndarray, points: np.ndarray, n: int, size=(640, 480)
         (x0, y0), (x1, y1) = mouth.min(axis=0), mouth.max(axis=0)
         mx, my = 0.25 * (x1 - x0) + 4, 0.25 * (y1 - y0) + 4
         hole = np.zeros((h, w), np.uint8)
-        hole[int(y0 - my):int(y1 + my), int(x0 - mx):int(x1 + mx)] = 1
+        hole[int(y0 - my) : int(y1 + my), int(x0 - mx) : int(x1 + mx)] = 1
         holes.append(hole)
     return frames, holes, truths, matrices
 
 
-def hole_flicker(frames: list[np.ndarray], holes: list[np.ndarray], matrices: list[np.ndarray],
-                 face_shape: tuple[int, int], ring: bool = False) -> float:
+def hole_flicker(
+    frames: list[np.ndarray],
+    holes: list[np.ndarray],
+    matrices: list[np.ndarray],
+    face_shape: tuple[int, int],
+    ring: bool = False,
+) -> float:
     """Mean absolute change (grey levels) between consecutive ``frames`` mapped back onto the
     face image by the inverse of each frame's face -> frame matrix, inside both frames' hole
     (2 px in from its edge), or with ``ring`` in a band of known pixels 3-10 px outside it."""
@@ -134,8 +140,16 @@ def _write(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> None:
     import imageio_ffmpeg as ff
 
     h, w = frames[0].shape[:2]
-    writer = ff.write_frames(str(path), (w, h), fps=fps, codec="libx264rgb", pix_fmt_out="rgb24",
-                             output_params=["-qp", "0"], macro_block_size=1, quality=None)
+    writer = ff.write_frames(
+        str(path),
+        (w, h),
+        fps=fps,
+        codec="libx264rgb",
+        pix_fmt_out="rgb24",
+        output_params=["-qp", "0"],
+        macro_block_size=1,
+        quality=None,
+    )
     writer.send(None)
     for f in frames:
         writer.send(np.ascontiguousarray(f))
@@ -153,12 +167,13 @@ def _read(path: Path) -> list[np.ndarray]:
 
 def _per_frame(runs: list, key: str, n: int) -> dict[str, float]:
     """Each stage's median (over ``runs``) ms a frame of the report's ``key`` times."""
-    return {s: round(1000 * statistics.median(getattr(r[4], key, {}).get(s, 0.0) for r in runs) / n, 1)
-            for s in STAGES}
+    return {
+        s: round(1000 * statistics.median(getattr(r[4], key, {}).get(s, 0.0) for r in runs) / n, 1)
+        for s in STAGES
+    }
 
 
-STAGES = ("decode", "mask", "detect/track", "fill", "landmarks", "generate", "refine", "blend",
-          "encode")
+STAGES = ("decode", "mask", "detect/track", "fill", "landmarks", "generate", "refine", "blend", "encode")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,15 +182,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face", default="1051618982_1", help="the face crop to move")
     parser.add_argument("--frames", type=int, default=75)
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting (median)")
-    parser.add_argument("--settings", nargs="+", default=["8:30"],
-                        help="batch:key_interval pairs to time (default: the CLI's, 8:30)")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["8:30"],
+        help="batch:key_interval pairs to time (default: the CLI's, 8:30)",
+    )
     parser.add_argument("--lossless", action="store_true", help="lossless output (CLI --lossless)")
-    parser.add_argument("--smoothing", type=float, default=0.5,
-                        help="landmark smoothing, the weight of each new frame (CLI --smoothing)")
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.5,
+        help="landmark smoothing, the weight of each new frame (CLI --smoothing)",
+    )
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
-    parser.add_argument("--no-landmark-flip", action="store_true",
-                        help="predict landmarks on the crop only, not also on its mirror image "
-                        "(the CLI's --fast)")
+    parser.add_argument(
+        "--no-landmark-flip",
+        action="store_true",
+        help="predict landmarks on the crop only, not also on its mirror image (the CLI's --fast)",
+    )
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--json", help="write the numbers here too")
     args = parser.parse_args(argv)
@@ -205,9 +230,17 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeats):
                 out = Path(tmp) / f"out-{batch}-{key}.mp4"
                 t, cpu = time.perf_counter(), _cpu_seconds()
-                report = inpaint_video(model, clip, mask, out, lossless=args.lossless,
-                                       progress=False, batch=batch, key_interval=key,
-                                       smoothing=args.smoothing)
+                report = inpaint_video(
+                    model,
+                    clip,
+                    mask,
+                    out,
+                    lossless=args.lossless,
+                    progress=False,
+                    batch=batch,
+                    key_interval=key,
+                    smoothing=args.smoothing,
+                )
                 seconds = time.perf_counter() - t
                 own, ffmpeg = (now - then for now, then in zip(_cpu_seconds(), cpu))
                 runs.append((report.frames / seconds, seconds, own, ffmpeg, report))
@@ -216,13 +249,17 @@ def main(argv: list[str] | None = None) -> int:
             eyes = [np.linalg.norm(tr[36] - tr[45]) for tr in truths]
             errors = [None if f is None else (f - tr) / e for f, tr, e in zip(found, truths, eyes)]
             nme = [float(np.linalg.norm(e, axis=1).mean()) for e in errors if e is not None]
-            jitter = [float(np.linalg.norm(b - a, axis=1).mean())
-                      for a, b in itertools.pairwise(errors) if a is not None and b is not None]
+            jitter = [
+                float(np.linalg.norm(b - a, axis=1).mean())
+                for a, b in itertools.pairwise(errors)
+                if a is not None and b is not None
+            ]
             written = _read(out)
             med = statistics.median
 
             results[setting] = {
-                "frames": n, "repeats": len(runs),
+                "frames": n,
+                "repeats": len(runs),
                 "frames_per_s": round(med(r[0] for r in runs), 2),
                 "frames_per_s_runs": [round(r[0], 2) for r in runs],
                 "seconds": round(med(r[1] for r in runs), 2),
@@ -237,25 +274,35 @@ def main(argv: list[str] | None = None) -> int:
                 "jitter_percent": round(100 * float(np.mean(jitter)), 2) if jitter else None,
                 "hole_flicker": round(hole_flicker(written, holes, matrices, face.shape[:2]), 2),
                 "true_hole_flicker": round(truth_flicker, 2),
-                "known_ring_flicker": round(hole_flicker(written, holes, matrices,
-                                                         face.shape[:2], ring=True), 2),
+                "known_ring_flicker": round(
+                    hole_flicker(written, holes, matrices, face.shape[:2], ring=True), 2
+                ),
             }
             r = results[setting]
-            print(f"batch {batch}, key frames every {key}: {r['frames']} frames, median of "
-                  f"{r['repeats']}: {r['frames_per_s']} frames/s (runs {r['frames_per_s_runs']}); "
-                  f"CPU {r['cpu_ms_per_frame']} ms a frame, ffmpeg's {r['ffmpeg_cpu_ms_per_frame']}"
-                  f" ms; detectors on {r['key_frames']} frames; OpenCV fill on "
-                  f"{r['opencv_fills']}; face in {r['frames_with_a_face']}")
-            print("  stage ms a frame (wall / CPU): " + ", ".join(
-                f"{s} {r['stage_ms_per_frame'][s]} / {r['stage_cpu_ms_per_frame'][s]}"
-                for s in STAGES))
-            print(f"  landmarks: NME {r['nme_percent']}%, jitter {r['jitter_percent']}%; hole "
-                  f"flicker {r['hole_flicker']} grey levels (true frames {r['true_hole_flicker']},"
-                  f" known ring of the output {r['known_ring_flicker']})")
-    print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-          f"load average before the runs {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; backend "
-          f"{args.backend}, landmark mirror averaging {'off' if args.no_landmark_flip else 'on'}, "
-          f"smoothing {args.smoothing}, {'lossless' if args.lossless else 'crf 17'} output")
+            print(
+                f"batch {batch}, key frames every {key}: {r['frames']} frames, median of "
+                f"{r['repeats']}: {r['frames_per_s']} frames/s (runs {r['frames_per_s_runs']}); "
+                f"CPU {r['cpu_ms_per_frame']} ms a frame, ffmpeg's {r['ffmpeg_cpu_ms_per_frame']}"
+                f" ms; detectors on {r['key_frames']} frames; OpenCV fill on "
+                f"{r['opencv_fills']}; face in {r['frames_with_a_face']}"
+            )
+            print(
+                "  stage ms a frame (wall / CPU): "
+                + ", ".join(
+                    f"{s} {r['stage_ms_per_frame'][s]} / {r['stage_cpu_ms_per_frame'][s]}" for s in STAGES
+                )
+            )
+            print(
+                f"  landmarks: NME {r['nme_percent']}%, jitter {r['jitter_percent']}%; hole "
+                f"flicker {r['hole_flicker']} grey levels (true frames {r['true_hole_flicker']},"
+                f" known ring of the output {r['known_ring_flicker']})"
+            )
+    print(
+        f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"load average before the runs {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; backend "
+        f"{args.backend}, landmark mirror averaging {'off' if args.no_landmark_flip else 'on'}, "
+        f"smoothing {args.smoothing}, {'lossless' if args.lossless else 'crf 17'} output"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"load": load, "results": results}, indent=2))
     return 0

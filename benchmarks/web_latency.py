@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights:
         cmd += ["--weights", args.weights]
     log = open(folder / "server.log", "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    server = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    )
     url = f"http://127.0.0.1:{port}/"
     rows = []
     try:
@@ -89,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
             page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
             page.set_default_timeout(300_000)
             page.goto(url)
@@ -122,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                 # the handler's own work: all of its time that is not the model's
                 handler_overhead = sum(handler) - model
                 rows.append((total, model, handler_overhead))
-                print(f"run {run + 1}: click-to-result {total:.2f} s, model {model:.2f} s, "
-                      f"overhead {total - model:.2f} s (handler {handler_overhead:.2f} s: "
-                      f"inputs {handler[0]:.2f} s, outputs {handler[2]:.2f} s)", flush=True)
+                print(
+                    f"run {run + 1}: click-to-result {total:.2f} s, model {model:.2f} s, "
+                    f"overhead {total - model:.2f} s (handler {handler_overhead:.2f} s: "
+                    f"inputs {handler[0]:.2f} s, outputs {handler[2]:.2f} s)",
+                    flush=True,
+                )
             browser.close()
     finally:
         server.send_signal(signal.SIGTERM)
@@ -133,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(folder, ignore_errors=True)  # the photo and the server's log
     totals, models, handlers = np.array(rows).T
     overhead = totals - models
-    print(f"{args.side}-px photo: opened in {opened:.2f} s; click-to-result median "
-          f"{np.median(totals):.2f} s, model median {np.median(models):.2f} s, overhead median "
-          f"{np.median(overhead):.2f} s (max {overhead.max():.2f} s; in the handler "
-          f"{np.median(handlers):.2f} s, page + Gradio {np.median(overhead - handlers):.2f} s)")
+    print(
+        f"{args.side}-px photo: opened in {opened:.2f} s; click-to-result median "
+        f"{np.median(totals):.2f} s, model median {np.median(models):.2f} s, overhead median "
+        f"{np.median(overhead):.2f} s (max {overhead.max():.2f} s; in the handler "
+        f"{np.median(handlers):.2f} s, page + Gradio {np.median(overhead - handlers):.2f} s)"
+    )
     return 0 if np.median(overhead) <= 1.0 else 1
 
 

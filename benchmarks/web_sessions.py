@@ -65,8 +65,7 @@ class Visitor:
         self.url, self.fns = url, fns
         self.session_hash = uuid.uuid4().hex[:11]
         self.http = requests.Session()
-        self._heart = self.http.get(f"{url}gradio_api/heartbeat/{self.session_hash}",
-                                    stream=True, timeout=30)
+        self._heart = self.http.get(f"{url}gradio_api/heartbeat/{self.session_hash}", stream=True, timeout=30)
         self._beat = threading.Thread(target=self._drain, daemon=True)
         self._beat.start()
 
@@ -78,13 +77,21 @@ class Visitor:
             pass
 
     def run(self, name: str, data: list) -> list:
-        body = {"data": data, "fn_index": self.fns[name], "session_hash": self.session_hash,
-                "event_data": None, "trigger_id": None}
+        body = {
+            "data": data,
+            "fn_index": self.fns[name],
+            "session_hash": self.session_hash,
+            "event_data": None,
+            "trigger_id": None,
+        }
         r = self.http.post(f"{self.url}gradio_api/queue/join", json=body, timeout=300)
         r.raise_for_status()
-        with self.http.get(f"{self.url}gradio_api/queue/data",
-                           params={"session_hash": self.session_hash}, stream=True,
-                           timeout=300) as stream:
+        with self.http.get(
+            f"{self.url}gradio_api/queue/data",
+            params={"session_hash": self.session_hash},
+            stream=True,
+            timeout=300,
+        ) as stream:
             for line in stream.iter_lines():
                 if not line.startswith(b"data:"):
                     continue
@@ -130,7 +137,8 @@ class BrowserVisitors:
         self._playwright = sync_playwright().start()
         self.browser = self._playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 1400})
 
     def visit(self) -> None:
@@ -200,8 +208,12 @@ def function_indices(url: str) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=80)
-    parser.add_argument("--client", choices=("browser", "http"), default="browser",
-                        help="visitors as Chromium tabs (default) or raw HTTP")
+    parser.add_argument(
+        "--client",
+        choices=("browser", "http"),
+        default="browser",
+        help="visitors as Chromium tabs (default) or raw HTTP",
+    )
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="lafin-web-bench-"))
@@ -242,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
                     after_first = rss_mb(server.pid)
                 if (n + 1) % 10 == 0:
                     folders, cached = session_files(tmp)
-                    print(f"{n + 1} sessions: RSS {rss_mb(server.pid):.0f} MB, "
-                          f"{folders} session folders, {cached} files in Gradio's cache",
-                          flush=True)
+                    print(
+                        f"{n + 1} sessions: RSS {rss_mb(server.pid):.0f} MB, "
+                        f"{folders} session folders, {cached} files in Gradio's cache",
+                        flush=True,
+                    )
         finally:
             visitors.close()
         # the last tabs' unload events: wait until their folders are gone (at most 30 s)
@@ -256,10 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         end = rss_mb(server.pid)
         sampler.stopped.set()
         folders, cached = session_files(tmp)
-        print(f"server RSS: start {start:.0f} MB, after the first session {after_first:.0f} MB, "
-              f"peak {max(sampler.peak, end):.0f} MB, after {args.sessions} closed sessions "
-              f"{end:.0f} MB (+{end - start:.0f} MB from start, +{end - after_first:.0f} MB "
-              f"from the first)")
+        print(
+            f"server RSS: start {start:.0f} MB, after the first session {after_first:.0f} MB, "
+            f"peak {max(sampler.peak, end):.0f} MB, after {args.sessions} closed sessions "
+            f"{end:.0f} MB (+{end - start:.0f} MB from start, +{end - after_first:.0f} MB "
+            f"from the first)"
+        )
         print(f"left while serving: {folders} session folders, {cached} files in Gradio's cache")
         print(f"one session ({args.client}): median {np.median(times):.2f} s")
     finally:
@@ -271,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             code = "killed after 30 s"
         log.close()
     leftovers = [str(p.relative_to(tmp)) for p in tmp.rglob("*")]
-    print(f"after SIGTERM: exit {code}, {len(leftovers)} entries left in its TMPDIR"
-          + (f": {leftovers[:10]}" if leftovers else ""))
+    print(
+        f"after SIGTERM: exit {code}, {len(leftovers)} entries left in its TMPDIR"
+        + (f": {leftovers[:10]}" if leftovers else "")
+    )
     ok = not leftovers and end is not None and end - start <= 200 and folders == 0
     if not leftovers:
         tmp.rmdir()

@@ -29,9 +29,12 @@ from lafin.pipeline import LaFInModel
 
 
 def _row(panels: list[np.ndarray], scale: float) -> np.ndarray:
-    panels = [cv2.resize(p, None, fx=scale, fy=scale,
-                         interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA)
-              for p in panels]
+    panels = [
+        cv2.resize(
+            p, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA
+        )
+        for p in panels
+    ]
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
 
@@ -44,11 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights")
     parser.add_argument("--before", help="weights whose results go beside --weights' (pairs)")
-    parser.add_argument("--pairs", nargs="+", metavar="IMAGE:MASK",
-                        help="images and their masks, one row each")
+    parser.add_argument(
+        "--pairs", nargs="+", metavar="IMAGE:MASK", help="images and their masks, one row each"
+    )
     parser.add_argument("-o", "--output", default=str(Path(__file__).parent / "images" / "example.png"))
-    parser.add_argument("--scale", type=float, default=None,
-                        help="panel scale (default: 2 for the example, 1 for pairs)")
+    parser.add_argument(
+        "--scale", type=float, default=None, help="panel scale (default: 2 for the example, 1 for pairs)"
+    )
     args = parser.parse_args(argv)
 
     model = LaFInModel(weights=args.weights)
@@ -74,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         face, hole = example_face(size), example_mask(size)
         result = model(face, hole, mode="crop")
         masked = _masked(face, hole)
-        figure = _row([masked, draw_landmarks(masked, result.landmarks), result.image, face],
-                      args.scale or max(1, 256 // size))
+        figure = _row(
+            [masked, draw_landmarks(masked, result.landmarks), result.image, face],
+            args.scale or max(1, 256 // size),
+        )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(figure).save(out)

@@ -27,8 +27,7 @@ from lafin.pipeline import LaFInModel
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image", help="a held-out face photo")
-    parser.add_argument("-o", "--output",
-                        default=str(Path(__file__).parent / "images" / "restore.png"))
+    parser.add_argument("-o", "--output", default=str(Path(__file__).parent / "images" / "restore.png"))
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scale", type=int, default=2, help="enlarge panels for display")
     args = parser.parse_args(argv)
@@ -41,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     shown[result.damage > 0] = (230, 30, 30)
     panels = [sample.damaged, shown, result.image, sample.clean]
     s = args.scale
-    row = np.concatenate([cv2.resize(p, (p.shape[1] * s, p.shape[0] * s),
-                                     interpolation=cv2.INTER_NEAREST) for p in panels], axis=1)
+    row = np.concatenate(
+        [cv2.resize(p, (p.shape[1] * s, p.shape[0] * s), interpolation=cv2.INTER_NEAREST) for p in panels],
+        axis=1,
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(row).save(args.output, optimize=True)
     print(f"wrote {args.output}")

@@ -28,8 +28,9 @@ def tiny_model(tiny_config):
     from lafin.pipeline import LaFInModel
 
     torch.manual_seed(0)
-    return LaFInModel.from_networks(tiny_config, build_generator(tiny_config),
-                                    build_landmark_predictor(tiny_config))
+    return LaFInModel.from_networks(
+        tiny_config, build_generator(tiny_config), build_landmark_predictor(tiny_config)
+    )
 
 
 @pytest.fixture
@@ -39,8 +40,12 @@ def tiny_weights(tmp_path: Path, tiny_config) -> Path:
 
     torch.manual_seed(0)
     path = tmp_path / "tiny.safetensors"
-    save_weights(path, tiny_config, generator=build_generator(tiny_config),
-                 landmark_predictor=build_landmark_predictor(tiny_config))
+    save_weights(
+        path,
+        tiny_config,
+        generator=build_generator(tiny_config),
+        landmark_predictor=build_landmark_predictor(tiny_config),
+    )
     return path
 
 
@@ -58,8 +63,9 @@ def face_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
-def box_mask(h: int, w: int, top: float = 0.3, left: float = 0.3, bottom: float = 0.7,
-             right: float = 0.7) -> np.ndarray:
+def box_mask(
+    h: int, w: int, top: float = 0.3, left: float = 0.3, bottom: float = 0.7, right: float = 0.7
+) -> np.ndarray:
     mask = np.zeros((h, w), np.uint8)
-    mask[int(top * h):int(bottom * h), int(left * w):int(right * w)] = 1
+    mask[int(top * h) : int(bottom * h), int(left * w) : int(right * w)] = 1
     return mask

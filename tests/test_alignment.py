@@ -20,12 +20,14 @@ def test_shrinking_warp_keeps_the_geometry(scale, angle):
     """A smooth image (where aliasing cannot matter) comes out as cv2.warpAffine puts it."""
     size = 64
     yy, xx = np.mgrid[0:600, 0:500].astype(np.float32)
-    image = np.stack([np.sin(xx / 40) * 100 + 128, np.cos(yy / 55) * 100 + 128,
-                      (xx + yy) / 1100 * 255], axis=-1).astype(np.float32)
+    image = np.stack(
+        [np.sin(xx / 40) * 100 + 128, np.cos(yy / 55) * 100 + 128, (xx + yy) / 1100 * 255], axis=-1
+    ).astype(np.float32)
     m = _matrix(scale, angle, (260.0, 300.0), size)
     ours = warp_to_crop(image, m, size)
-    reference = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT_101)
+    reference = cv2.warpAffine(
+        image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
     assert ours.shape == (size, size, 3) and ours.dtype == np.float32
     # the area reduction averages a little; a misplaced frame would be off by tens of levels
     assert np.abs(ours - reference)[4:-4, 4:-4].mean() < 1.5
@@ -51,9 +53,8 @@ def test_thin_hole_in_a_large_photo_reaches_the_crop():
     m = _matrix(0.09, 0.0, (1000.0, 1000.0), size)
     ours = warp_to_crop(hole, m, size, border=cv2.BORDER_CONSTANT) > 0
     columns = ours[size // 2]
-    expected = {round(transform_points(np.array([[x, 1000.0]]), m)[0, 0])
-                for x in range(300, 1700, 97)}
-    found = {c for c in expected if columns[max(0, c - 1):c + 2].any()}
+    expected = {round(transform_points(np.array([[x, 1000.0]]), m)[0, 0]) for x in range(300, 1700, 97)}
+    found = {c for c in expected if columns[max(0, c - 1) : c + 2].any()}
     assert found == expected
     plain = cv2.warpAffine(hole, m, (size, size), flags=cv2.INTER_LINEAR) > 0
     assert plain[size // 2].sum() < len(expected)  # what point sampling loses
@@ -64,6 +65,5 @@ def test_enlarging_warp_is_warp_affine():
     pts = np.array([[5.0, 5.0], [30.0, 8.0], [18.0, 33.0]])
     m = similarity_transform(pts, pts * 2.5 + 3)
     ours = warp_to_crop(image, m, 100, interpolation=cv2.INTER_CUBIC)
-    reference = cv2.warpAffine(image, m, (100, 100), flags=cv2.INTER_CUBIC,
-                               borderMode=cv2.BORDER_REFLECT_101)
+    reference = cv2.warpAffine(image, m, (100, 100), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     np.testing.assert_array_equal(ours, reference)

@@ -15,8 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def landmarks_nme():
-    spec = importlib.util.spec_from_file_location("landmarks_nme",
-                                                  ROOT / "benchmarks" / "landmarks_nme.py")
+    spec = importlib.util.spec_from_file_location("landmarks_nme", ROOT / "benchmarks" / "landmarks_nme.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,7 +50,8 @@ def test_read_scales_reads_the_ibug_manifest_of_its_split(landmarks_nme, tmp_pat
     (tmp_path / "manifest.csv").write_text(
         "split,name,source_path_in_repo,orig_w,orig_h,crop_left,crop_top,crop_side,out_size,scale\n"
         "afw,a_1,afw/a.jpg,800,600,10,20,512,256,0.5\n"
-        "helen_trainset_partial,a_1,helen/a.jpg,800,600,10,20,1024,256,0.25\n")
+        "helen_trainset_partial,a_1,helen/a.jpg,800,600,10,20,1024,256,0.25\n"
+    )
     assert landmarks_nme.read_scales(tmp_path / "afw") == {"a_1": 0.5}
     assert landmarks_nme.read_scales(tmp_path / "missing" / "afw") == {}
 

@@ -35,9 +35,11 @@ SPEC_NAME = "lafin-original-checkpoints.json"
 
 
 def _spec_path() -> Path | None:
-    candidates = [Path(os.environ.get("LAFIN_ORIGINAL_SPEC", "")),
-                  Path(__file__).parent / "data" / SPEC_NAME,
-                  Path("/work/shared/reference") / SPEC_NAME]
+    candidates = [
+        Path(os.environ.get("LAFIN_ORIGINAL_SPEC", "")),
+        Path(__file__).parent / "data" / SPEC_NAME,
+        Path("/work/shared/reference") / SPEC_NAME,
+    ]
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -45,29 +47,43 @@ def _spec_path() -> Path | None:
 # Independent of lafin.checkpoint: what the original names become in our modules.
 
 GEN_RENAMES = {
-    "encoder1.1.": "encoders.0.1.", "encoder2.0.": "encoders.1.0.", "encoder3.0.": "encoders.2.0.",
-    "middle.": "middle.", "decoder1.0.": "decoders.0.0.", "decoder2.0.": "decoders.1.0.",
-    "fushion1.0.": "fusions.0.0.", "fushion2.0.": "fusions.1.0.", "decoder3.1.": "to_rgb.1.",
-    "auto_attn.model.conv1.": "attention.fuse.conv1.", "auto_attn.model.conv2.": "attention.fuse.conv2.",
-    "auto_attn.model.bypass.": "attention.fuse.bypass.", "auto_attn.": "attention.",
+    "encoder1.1.": "encoders.0.1.",
+    "encoder2.0.": "encoders.1.0.",
+    "encoder3.0.": "encoders.2.0.",
+    "middle.": "middle.",
+    "decoder1.0.": "decoders.0.0.",
+    "decoder2.0.": "decoders.1.0.",
+    "fushion1.0.": "fusions.0.0.",
+    "fushion2.0.": "fusions.1.0.",
+    "decoder3.1.": "to_rgb.1.",
+    "auto_attn.model.conv1.": "attention.fuse.conv1.",
+    "auto_attn.model.conv2.": "attention.fuse.conv2.",
+    "auto_attn.model.bypass.": "attention.fuse.bypass.",
+    "auto_attn.": "attention.",
 }
-DIS_RENAMES = {**{f"conv{i + 1}.0.": f"convs.{i}." for i in range(5)},
-               **{k: v for k, v in GEN_RENAMES.items() if k.startswith("auto_attn.")}}
+DIS_RENAMES = {
+    **{f"conv{i + 1}.0.": f"convs.{i}." for i in range(5)},
+    **{k: v for k, v in GEN_RENAMES.items() if k.startswith("auto_attn.")},
+}
 # duplicate registration -> the module it duplicates
-ATTN_ALIASES = {"auto_attn.model.model.1.": "auto_attn.model.conv1.",
-                "auto_attn.model.model.3.": "auto_attn.model.conv2.",
-                "auto_attn.model.shortcut.0.": "auto_attn.model.bypass."}
+ATTN_ALIASES = {
+    "auto_attn.model.model.1.": "auto_attn.model.conv1.",
+    "auto_attn.model.model.3.": "auto_attn.model.conv2.",
+    "auto_attn.model.shortcut.0.": "auto_attn.model.bypass.",
+}
 DIS_ALIASES = {"features.0.": "conv1.0.", **ATTN_ALIASES}
 FOLDED = ("auto_attn.model.conv1.", "auto_attn.model.conv2.", "auto_attn.model.bypass.")
-FILES = {"generator": ("InpaintingModel_gen.pth", GEN_RENAMES, ATTN_ALIASES),
-         "discriminator": ("InpaintingModel_dis.pth", DIS_RENAMES, DIS_ALIASES),
-         "detector": ("landmark_detector.pth", {"": ""}, {})}
+FILES = {
+    "generator": ("InpaintingModel_gen.pth", GEN_RENAMES, ATTN_ALIASES),
+    "discriminator": ("InpaintingModel_dis.pth", DIS_RENAMES, DIS_ALIASES),
+    "detector": ("landmark_detector.pth", {"": ""}, {}),
+}
 
 
 def _rename(name: str, renames: dict[str, str]) -> str:
     for old in sorted(renames, key=len, reverse=True):
         if name.startswith(old):
-            return renames[old] + name[len(old):]
+            return renames[old] + name[len(old) :]
     raise AssertionError(f"no rename for {name}")
 
 
@@ -82,8 +98,9 @@ def _torch_sn_weight(weight_orig: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     return conv.weight.detach().clone()
 
 
-def _synthetic_state(shapes: dict[str, list[int]], aliases: dict[str, str], seed: int,
-                     share_aliases: bool) -> dict[str, torch.Tensor]:
+def _synthetic_state(
+    shapes: dict[str, list[int]], aliases: dict[str, str], seed: int, share_aliases: bool
+) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
     for name, shape in shapes.items():
@@ -101,7 +118,7 @@ def _synthetic_state(shapes: dict[str, list[int]], aliases: dict[str, str], seed
     for name in state:
         for alias, canonical in aliases.items():
             if name.startswith(alias):
-                twin = state[canonical + name[len(alias):]]
+                twin = state[canonical + name[len(alias) :]]
                 # the real files store one shared tensor under both names
                 state[name] = twin if share_aliases else twin.clone()
     return state
@@ -126,14 +143,18 @@ def originals(spec, tmp_path_factory):
         state = _synthetic_state(spec[key], aliases, seed=i, share_aliases=key == "generator")
         prefix = "" if key == "detector" else "module."
         path = root / fname
-        torch.save({"iteration": 1000 + i, key: {prefix + k: v for k, v in state.items()}}, path,
-                   _use_new_zipfile_serialization=key != "detector")
+        torch.save(
+            {"iteration": 1000 + i, key: {prefix + k: v for k, v in state.items()}},
+            path,
+            _use_new_zipfile_serialization=key != "detector",
+        )
         states[key], paths[key] = state, path
     return states, paths
 
 
-def _expected_ours(key: str, spec_shapes: dict[str, list[int]], state: dict[str, torch.Tensor]
-                   ) -> dict[str, torch.Tensor]:
+def _expected_ours(
+    key: str, spec_shapes: dict[str, list[int]], state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Our state for an original one, from the rules alone; accounts for every tensor."""
     _, renames, aliases = FILES[key]
     out: dict[str, torch.Tensor] = {}
@@ -146,7 +167,8 @@ def _expected_ours(key: str, spec_shapes: dict[str, list[int]], state: dict[str,
             accounted += 1
             if leaf == "weight_orig":
                 out[_rename(module + ".weight", renames)] = _torch_sn_weight(
-                    state[name], state[module + ".weight_u"], state[module + ".weight_v"])
+                    state[name], state[module + ".weight_u"], state[module + ".weight_v"]
+                )
         else:
             accounted += 1
             out[_rename(name, renames)] = state[name]
@@ -163,16 +185,22 @@ def test_load_original_consumes_every_tensor(spec, originals):
     assert loaded.config == PRESETS["paper"]
     assert loaded.metadata["generator_iteration"] == "1000"
     assert loaded.metadata["landmarks_iteration"] == "1002"
-    for key, ours in (("generator", loaded.generator_state), ("detector", loaded.landmarks_state),
-                      ("discriminator", loaded.discriminator_state)):
+    for key, ours in (
+        ("generator", loaded.generator_state),
+        ("detector", loaded.landmarks_state),
+        ("discriminator", loaded.discriminator_state),
+    ):
         expected = _expected_ours(key, spec[key], states[key])
         assert ours is not None
         assert sorted(ours) == sorted(expected), key
         for name, value in expected.items():
             assert torch.equal(ours[name], value), f"{key}: {name} differs"
     # and the names are exactly those of our networks
-    build = {"generator": build_generator, "landmarks": build_landmark_predictor,
-             "discriminator": build_discriminator}
+    build = {
+        "generator": build_generator,
+        "landmarks": build_landmark_predictor,
+        "discriminator": build_discriminator,
+    }
     for network, builder in build.items():
         with torch.device("meta"):
             names = set(builder(PRESETS["paper"]).state_dict())
@@ -188,10 +216,12 @@ def test_spectral_norm_folding_equals_torch_eval():
         assert torch.equal(fold_spectral_norm(w, u, v), _torch_sn_weight(w, u, v))
 
 
-def _original_generator_forward(state: dict[str, torch.Tensor], masked: torch.Tensor,
-                                landmark_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _original_generator_forward(
+    state: dict[str, torch.Tensor], masked: torch.Tensor, landmark_map: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """The original generator's computation, written against the original's tensor names, with
     torch's own spectral-norm modules and the original's bilinear mask downsampling."""
+
     def conv(x, name, **kw):
         return F.conv2d(x, state[name + ".weight"], state[name + ".bias"], **kw)
 
@@ -199,16 +229,18 @@ def _original_generator_forward(state: dict[str, torch.Tensor], masked: torch.Te
         return F.conv_transpose2d(x, state[name + ".weight"], state[name + ".bias"], 2, 1)
 
     def sn_conv(x, name):
-        w = _torch_sn_weight(state[name + ".weight_orig"], state[name + ".weight_u"],
-                             state[name + ".weight_v"])
+        w = _torch_sn_weight(
+            state[name + ".weight_orig"], state[name + ".weight_u"], state[name + ".weight_v"]
+        )
         return F.conv2d(x, w, state[name + ".bias"], padding=w.shape[-1] // 2)
 
     def norm_relu(x):
         return F.relu(F.instance_norm(x))
 
     def down(m, factor):
-        return F.interpolate(m, size=(m.shape[2] // factor, m.shape[3] // factor),
-                             mode="bilinear", align_corners=True)
+        return F.interpolate(
+            m, size=(m.shape[2] // factor, m.shape[3] // factor), mode="bilinear", align_corners=True
+        )
 
     x = torch.cat([masked, landmark_map], 1)
     e1 = norm_relu(conv(F.pad(x, (3,) * 4, mode="reflect"), "encoder1.1"))
@@ -239,8 +271,7 @@ def _original_generator_forward(state: dict[str, torch.Tensor], masked: torch.Te
 
 def test_original_networks_build_and_run(originals):
     states, paths = originals
-    generator, predictor = build_from_weights(load_original([paths["generator"],
-                                                             paths["detector"]]))
+    generator, predictor = build_from_weights(load_original([paths["generator"], paths["detector"]]))
     assert generator is not None and predictor is not None
     assert not generator.training and not predictor.training
 
@@ -307,8 +338,9 @@ def test_original_missing_and_unexpected_tensors_are_named(originals, tmp_path):
     assert "1 unexpected: head.extra.weight" in msg and str(path) in msg
 
     # a module registered twice needs only one of its copies
-    dis = {"module." + k: v for k, v in states["discriminator"].items()
-           if k != "auto_attn.model.bypass.weight_u"}
+    dis = {
+        "module." + k: v for k, v in states["discriminator"].items() if k != "auto_attn.model.bypass.weight_u"
+    }
     path = tmp_path / "dis.pth"
     torch.save({"discriminator": dis}, path)
     assert load_original(path).discriminator_state is not None
@@ -333,9 +365,14 @@ def test_wrong_kind_of_file(tmp_path, originals):
     torch.save([torch.zeros(2)], a_list)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(paths["discriminator"].read_bytes()[:100_000])
-    for path, pattern in [(text, "not a readable PyTorch"), (foreign, "found keys: epoch, state_dict"),
-                          (a_list, "found list"), (truncated, "not a readable PyTorch"),
-                          (tmp_path / "absent.pth", "not found"), (tmp_path, "not a file")]:
+    for path, pattern in [
+        (text, "not a readable PyTorch"),
+        (foreign, "found keys: epoch, state_dict"),
+        (a_list, "found list"),
+        (truncated, "not a readable PyTorch"),
+        (tmp_path / "absent.pth", "not found"),
+        (tmp_path, "not a file"),
+    ]:
         with pytest.raises(WeightsError, match=pattern):
             load_original(path)
     with pytest.raises(WeightsError, match="neither safetensors nor a PyTorch"):
@@ -454,8 +491,10 @@ def test_format_errors(tmp_path):
         ({"format": FORMAT_NAME, "format_version": "2", "config": config_json}, "newer"),
         ({"format": FORMAT_NAME, "format_version": "one", "config": config_json}, "format_version"),
         ({"format": FORMAT_NAME, "format_version": "1", "config": "{not json"}, "bad model config"),
-        ({"format": FORMAT_NAME, "format_version": "1",
-          "config": json.dumps({"name": "x", "wings": 2})}, "bad model config.*wings"),
+        (
+            {"format": FORMAT_NAME, "format_version": "1", "config": json.dumps({"name": "x", "wings": 2})},
+            "bad model config.*wings",
+        ),
         ({"format": FORMAT_NAME, "format_version": "1"}, "no model config"),
         ({"something": "else"}, "without lafin metadata"),
         (None, "without lafin metadata"),
@@ -478,8 +517,9 @@ def test_format_errors(tmp_path):
     with pytest.raises(WeightsError, match="not a readable safetensors"):
         load_weights(text)
     with pytest.raises(ValueError, match="reserved"):
-        save_weights(good, get_preset("tiny"), generator=build_generator(get_preset("tiny")),
-                     metadata={"config": "x"})
+        save_weights(
+            good, get_preset("tiny"), generator=build_generator(get_preset("tiny")), metadata={"config": "x"}
+        )
 
 
 def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
@@ -513,8 +553,9 @@ def test_merge_weights(tmp_path):
     assert merged.metadata == {"stage": "inpaint", "generator.stage": "inpaint"}
     assert load_any([gen, lm]).networks == ("generator", "landmarks")
     other = tmp_path / "c.safetensors"
-    save_weights(other, get_preset("compact"),
-                 landmark_predictor=build_landmark_predictor(get_preset("compact")))
+    save_weights(
+        other, get_preset("compact"), landmark_predictor=build_landmark_predictor(get_preset("compact"))
+    )
     with pytest.raises(WeightsError, match="differs"):
         merge_weights([gen, other], tmp_path / "bad.safetensors")
 
@@ -524,19 +565,36 @@ def test_merge_keeps_each_networks_own_history(tmp_path):
     predictor keeps its own steps, not the combined file's top-level (generator) ones."""
     config = get_preset("tiny")
     both, gen = tmp_path / "both.safetensors", tmp_path / "g.safetensors"
-    save_weights(both, config, generator=build_generator(config),
-                 landmark_predictor=build_landmark_predictor(config),
-                 metadata={"stage": "inpaint", "step": "5500", "steps_before": "63400",
-                           "generator.step": "5500", "generator.steps_before": "63400",
-                           "landmarks.stage": "landmarks", "landmarks.step": "4800",
-                           "landmarks.steps_before": "21900"})
-    save_weights(gen, config, generator=build_generator(config),
-                 metadata={"stage": "inpaint", "step": "12000", "steps_before": "68900"})
+    save_weights(
+        both,
+        config,
+        generator=build_generator(config),
+        landmark_predictor=build_landmark_predictor(config),
+        metadata={
+            "stage": "inpaint",
+            "step": "5500",
+            "steps_before": "63400",
+            "generator.step": "5500",
+            "generator.steps_before": "63400",
+            "landmarks.stage": "landmarks",
+            "landmarks.step": "4800",
+            "landmarks.steps_before": "21900",
+        },
+    )
+    save_weights(
+        gen,
+        config,
+        generator=build_generator(config),
+        metadata={"stage": "inpaint", "step": "12000", "steps_before": "68900"},
+    )
     out = tmp_path / "out.safetensors"
     merge_weights([both, gen], out)
     meta = load_weights(out).metadata
-    assert (meta["landmarks.stage"], meta["landmarks.step"], meta["landmarks.steps_before"]) == \
-        ("landmarks", "4800", "21900")
+    assert (meta["landmarks.stage"], meta["landmarks.step"], meta["landmarks.steps_before"]) == (
+        "landmarks",
+        "4800",
+        "21900",
+    )
     assert (meta["generator.step"], meta["generator.steps_before"]) == ("12000", "68900")
     # a later file that carries a network without its history drops the earlier history
     bare = tmp_path / "bare.safetensors"
@@ -577,8 +635,7 @@ def test_half_precision_export_loads_as_float32_and_matches(tmp_path):
     half = tmp_path / "half.safetensors"
     assert main(["export-weights", str(full), "-o", str(half), "--half"]) == 0
     loaded = load_weights(half)
-    assert {v.dtype for v in loaded.landmarks_state.values() if v.is_floating_point()} == {
-        torch.float16}
+    assert {v.dtype for v in loaded.landmarks_state.values() if v.is_floating_point()} == {torch.float16}
     assert half.stat().st_size < 0.6 * full.stat().st_size
     _, rebuilt = build_from_weights(loaded)
     assert all(p.dtype == torch.float32 for p in rebuilt.parameters())

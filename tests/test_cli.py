@@ -27,8 +27,21 @@ def inputs(tmp_path):
 def test_inpaint_end_to_end(inputs, tiny_weights, tmp_path, capsys):
     face, hole, image, mask = inputs
     out = tmp_path / "out" / "result.png"
-    code = main(["inpaint", str(face), str(hole), "-o", str(out), "--weights", str(tiny_weights),
-                 "--landmarks-out", str(tmp_path / "lm.pts"), "--overlay", str(tmp_path / "ov.png")])
+    code = main(
+        [
+            "inpaint",
+            str(face),
+            str(hole),
+            "-o",
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--landmarks-out",
+            str(tmp_path / "lm.pts"),
+            "--overlay",
+            str(tmp_path / "ov.png"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for stage in ("Loading model...", "Predicting landmarks...", "Generating face...", "Done!"):
@@ -45,21 +58,37 @@ def test_landmarks_in_and_json_out(inputs, tiny_weights, tmp_path):
     face, hole, image, _ = inputs
     given = np.random.default_rng(0).uniform(5, 60, (68, 2)).astype(np.float32)
     np.save(tmp_path / "given.npy", given)
-    code = main(["inpaint", str(face), str(hole), "-o", str(tmp_path / "r.png"), "-q",
-                 "--weights", str(tiny_weights), "--landmarks", str(tmp_path / "given.npy"),
-                 "--landmarks-out", str(tmp_path / "lm.json")])
+    code = main(
+        [
+            "inpaint",
+            str(face),
+            str(hole),
+            "-o",
+            str(tmp_path / "r.png"),
+            "-q",
+            "--weights",
+            str(tiny_weights),
+            "--landmarks",
+            str(tmp_path / "given.npy"),
+            "--landmarks-out",
+            str(tmp_path / "lm.json"),
+        ]
+    )
     assert code == 0
     saved = np.array(json.loads((tmp_path / "lm.json").read_text())["landmarks"])
     np.testing.assert_allclose(saved, given, atol=1e-3)
 
 
-@pytest.mark.parametrize("problem,expected", [
-    ("size", "differs from image size"),
-    ("missing", "not found"),
-    ("garbage", "not an image"),
-    ("weights", "weights"),
-    ("full", "whole image"),
-])
+@pytest.mark.parametrize(
+    "problem,expected",
+    [
+        ("size", "differs from image size"),
+        ("missing", "not found"),
+        ("garbage", "not an image"),
+        ("weights", "weights"),
+        ("full", "whole image"),
+    ],
+)
 def test_bad_input_gives_one_line_error(inputs, tiny_weights, tmp_path, capsys, problem, expected):
     face, hole, image, _ = inputs
     weights = str(tiny_weights)
@@ -85,8 +114,9 @@ def test_bad_input_gives_one_line_error(inputs, tiny_weights, tmp_path, capsys, 
 def test_empty_mask_writes_image_unchanged(inputs, tiny_weights, tmp_path, capsys):
     face, hole, image, _ = inputs
     Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(hole)
-    code = main(["inpaint", str(face), str(hole), "-o", str(tmp_path / "o.png"), "--weights",
-                 str(tiny_weights)])
+    code = main(
+        ["inpaint", str(face), str(hole), "-o", str(tmp_path / "o.png"), "--weights", str(tiny_weights)]
+    )
     assert code == 0
     assert "empty" in capsys.readouterr().out
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), image)
@@ -131,6 +161,5 @@ def test_folders_are_matched_by_name_and_bad_pairs_skipped(tiny_weights, tmp_pat
     assert np.array_equal(result[~hole], faces["a"][~hole])
     assert {p: p.read_bytes() for p in [*images.iterdir(), *masks.iterdir()]} == before
     # writing into an input folder is refused
-    assert main(["inpaint", str(images), str(masks), "-o", str(images),
-                 "--weights", str(tiny_weights)]) == 2
+    assert main(["inpaint", str(images), str(masks), "-o", str(images), "--weights", str(tiny_weights)]) == 2
     assert "refusing" in capsys.readouterr().err

@@ -15,9 +15,14 @@ from PIL import Image
 from conftest import face_like
 from lafin.damage import CLEAN_OLD, HELD_OUT, TRAINING, draw_damage, draw_negatives, make_damaged
 from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
-from lafin.networks.damage_detector import (DamageDetector, DamageDetectorConfig,
-                                            DamageWeightsError, inference_detector,
-                                            load_damage_detector, save_damage_detector)
+from lafin.networks.damage_detector import (
+    DamageDetector,
+    DamageDetectorConfig,
+    DamageWeightsError,
+    inference_detector,
+    load_damage_detector,
+    save_damage_detector,
+)
 
 NO_SCAN = replace(TRAINING, scan=False, clean_share=0.0)
 
@@ -36,8 +41,7 @@ def test_mask_is_exactly_what_is_drawn(seed):
 
 @pytest.mark.parametrize("kind", ["scratches", "cracks", "dust", "folds", "tears", "patches"])
 def test_each_kind_of_damage_draws_into_the_mask(kind):
-    none = dict(scratches=(0, 0), cracks=(0, 0), dust=(0, 0), folds=(0, 0), tears=(0, 0),
-                patches=(0, 0))
+    none = dict(scratches=(0, 0), cracks=(0, 0), dust=(0, 0), folds=(0, 0), tears=(0, 0), patches=(0, 0))
     only = replace(NO_SCAN, **{**none, kind: (3, 3) if kind != "dust" else (30, 30)})
     img = face_like(128, 128)
     hits = 0
@@ -138,8 +142,7 @@ def test_inference_form_computes_the_same_logits(shape):
         for fast in (inference_detector(model), inference_detector(model.fuse())):
             assert torch.allclose(fast(x), want, atol=1e-5)
             fast_cl = fast.to(memory_format=torch.channels_last)
-            assert torch.allclose(fast_cl(x.contiguous(memory_format=torch.channels_last)), want,
-                                  atol=1e-5)
+            assert torch.allclose(fast_cl(x.contiguous(memory_format=torch.channels_last)), want, atol=1e-5)
 
 
 def test_detector_weights_round_trip(tmp_path: Path):
@@ -192,17 +195,36 @@ def test_training_runs_and_writes_loadable_weights(tmp_path: Path):
     for i in range(3):
         Image.fromarray(face_like(80, 80, i)).save(photos / f"{i}.png")
     config = tmp_path / "c.yaml"
-    config.write_text("widths: [2, 2, 2, 2]\ncrop: 48\nbatch: 2\nsteps: 2\nval_images: 2\n"
-                      "val_every: 1\nscale: [0.8, 1.0]\n")
+    config.write_text(
+        "widths: [2, 2, 2, 2]\ncrop: 48\nbatch: 2\nsteps: 2\nval_images: 2\nval_every: 1\nscale: [0.8, 1.0]\n"
+    )
     out = tmp_path / "run"
-    assert main(["--config", str(config), "--images", str(photos), "--val-images", str(photos),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["--config", str(config), "--images", str(photos), "--val-images", str(photos), "--out", str(out)]
+        )
+        == 0
+    )
     model, meta = load_damage_detector(out / "best.safetensors")
     assert model.config.widths == (2, 2, 2, 2)
     assert (out / "history.jsonl").read_text().count("\n") == 2
     # resuming a finished run does nothing more and keeps the state
-    assert main(["--config", str(config), "--images", str(photos), "--val-images", str(photos),
-                 "--out", str(out), "--resume"]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "--images",
+                str(photos),
+                "--val-images",
+                str(photos),
+                "--out",
+                str(out),
+                "--resume",
+            ]
+        )
+        == 0
+    )
 
 
 def test_fine_tuning_starts_from_a_weights_file_and_resumes(tmp_path: Path):
@@ -215,12 +237,24 @@ def test_fine_tuning_starts_from_a_weights_file_and_resumes(tmp_path: Path):
     start = tmp_path / "start.safetensors"
     save_damage_detector(start, _tiny_detector(), {"step": 11})
     config = tmp_path / "c.yaml"
-    config.write_text("widths: [2, 3, 4, 4]\ncrop: 48\nbatch: 2\nsteps: 2\nval_images: 2\n"
-                      "val_every: 1\nscale: [0.8, 1.0]\nlr: 0.0\nweight_decay: 0.0\n"
-                      "modern_share: 0.5\n")
+    config.write_text(
+        "widths: [2, 3, 4, 4]\ncrop: 48\nbatch: 2\nsteps: 2\nval_images: 2\n"
+        "val_every: 1\nscale: [0.8, 1.0]\nlr: 0.0\nweight_decay: 0.0\n"
+        "modern_share: 0.5\n"
+    )
     out = tmp_path / "run"
-    args = ["--config", str(config), "--images", str(photos), "--val-images", str(photos),
-            "--out", str(out), "--init", str(start)]
+    args = [
+        "--config",
+        str(config),
+        "--images",
+        str(photos),
+        "--val-images",
+        str(photos),
+        "--out",
+        str(out),
+        "--init",
+        str(start),
+    ]
     assert main(args) == 0
     tuned, meta = load_damage_detector(out / "last.safetensors")
     assert meta["init"] == "start.safetensors" and meta["init_step"] == "11"

@@ -14,7 +14,7 @@ def _dots(size: int, points: np.ndarray) -> np.ndarray:
     """An image with a distinct colour at each landmark pixel (index in the red channel)."""
     image = np.zeros((size, size, 3), np.uint8)
     for i, (x, y) in enumerate(np.round(points).astype(int)):
-        image[y - 1:y + 2, x - 1:x + 2] = (i + 1, 200, 0)
+        image[y - 1 : y + 2, x - 1 : x + 2] = (i + 1, 200, 0)
     return image
 
 
@@ -31,7 +31,7 @@ def test_geometry_augmentation_moves_landmarks_with_pixels():
         for i in (0, 8, 16, 30, 36, 45, 48, 54):  # jaw, nose, eye and mouth corners
             image = np.zeros((size, size, 3), np.uint8)
             x, y = np.round(points[i]).astype(int)
-            image[y - 1:y + 2, x - 1:x + 2] = 255  # one bright dot at point i only
+            image[y - 1 : y + 2, x - 1 : x + 2] = 255  # one bright dot at point i only
             out, moved = aug(image, points, 96, np.random.default_rng(seed))
             assert out.shape == (96, 96, 3)
             lo, hi = moved.min(axis=0), moved.max(axis=0)
@@ -42,8 +42,11 @@ def test_geometry_augmentation_moves_landmarks_with_pixels():
             # blobs: the dot, plus mirror copies where the border is reflected
             n, labels = cv2.connectedComponents((weight > 0).astype(np.uint8))
             ys, xs = np.mgrid[0:96, 0:96]
-            centres = [np.array([(xs * weight)[labels == k].sum(), (ys * weight)[labels == k].sum()])
-                       / weight[labels == k].sum() for k in range(1, n)]
+            centres = [
+                np.array([(xs * weight)[labels == k].sum(), (ys * weight)[labels == k].sum()])
+                / weight[labels == k].sum()
+                for k in range(1, n)
+            ]
             offset = np.array([x, y]) - points[i]  # the dot is centred on the rounded point
             nearest = min(np.linalg.norm(c - moved[i]) for c in centres)
             assert nearest < 1.5 + np.linalg.norm(offset)

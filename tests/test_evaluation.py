@@ -32,9 +32,9 @@ def test_identical_images_give_infinite_psnr_and_ssim_one():
 def test_psnr_of_a_known_mse():
     truth = np.zeros((8, 8, 3), np.uint8)
     out = np.full((8, 8, 3), 10, np.uint8)  # MSE = 100
-    assert M.psnr(out, truth) == pytest.approx(10 * np.log10(255.0 ** 2 / 100.0))
+    assert M.psnr(out, truth) == pytest.approx(10 * np.log10(255.0**2 / 100.0))
     out[..., 0] = 0  # one channel right: MSE = 200 / 3 over all RGB values
-    assert M.psnr(out, truth) == pytest.approx(10 * np.log10(255.0 ** 2 / (200.0 / 3)))
+    assert M.psnr(out, truth) == pytest.approx(10 * np.log10(255.0**2 / (200.0 / 3)))
 
 
 def test_ssim_drops_with_noise_and_is_rgb():
@@ -62,8 +62,8 @@ def _wang_ssim(a: np.ndarray, b: np.ndarray) -> float:
         x, y = a[..., ch].astype(np.float64), b[..., ch].astype(np.float64)
         g = lambda v: gaussian_filter(v, 1.5, truncate=3.5)  # noqa: E731
         mx, my = g(x), g(y)
-        vx, vy, cxy = g(x * x) - mx ** 2, g(y * y) - my ** 2, g(x * y) - mx * my
-        smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+        vx, vy, cxy = g(x * x) - mx**2, g(y * y) - my**2, g(x * y) - mx * my
+        smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
         values.append(smap[5:-5, 5:-5].mean())
     return float(np.mean(values))
 
@@ -80,8 +80,8 @@ def test_l1_counts_only_the_hole():
     out = truth.copy()
     mask = np.zeros((10, 10), np.uint8)
     mask[2:4, 2:6] = 1
-    out[mask > 0] = 51            # inside the hole: 51 / 255 = 0.2
-    out[8:, 8:] = 255             # outside the hole: ignored
+    out[mask > 0] = 51  # inside the hole: 51 / 255 = 0.2
+    out[8:, 8:] = 255  # outside the hole: ignored
     assert M.l1_hole(out, truth, mask) == pytest.approx(0.2)
     assert math.isnan(M.l1_hole(out, truth, np.zeros((10, 10))))
 
@@ -99,8 +99,7 @@ def test_nme_of_a_shifted_copy_is_shift_over_eye_distance():
     truth = _landmarks()
     assert M.nme(truth + np.array([3.0, 4.0]), truth) == pytest.approx(5.0 / 60.0)
     batch = np.stack([truth, truth])
-    np.testing.assert_allclose(M.nme(batch + [[[0.0, 6.0]], [[0.0, 12.0]]], batch),
-                               [0.1, 0.2])
+    np.testing.assert_allclose(M.nme(batch + [[[0.0, 6.0]], [[0.0, 12.0]]], batch), [0.1, 0.2])
 
 
 def test_nme_is_normalised_by_the_truth_not_the_prediction():
@@ -129,8 +128,7 @@ def _direct_fid(a: np.ndarray, b: np.ndarray) -> float:
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = linalg.sqrtm(s1 @ s2)
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
-                 - 2 * np.trace(np.real(root)))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(np.real(root)))
 
 
 def test_fid_matches_a_direct_scipy_computation():
@@ -151,8 +149,9 @@ def test_fid_of_a_set_with_itself_is_zero():
 
 def test_frechet_distance_of_known_gaussians():
     # 1-D: (0 - 3)^2 + 1 + 4 - 2 sqrt(1 * 4) = 10
-    assert M.frechet_distance(np.array([0.0]), np.array([[1.0]]), np.array([3.0]),
-                              np.array([[4.0]])) == pytest.approx(10.0)
+    assert M.frechet_distance(
+        np.array([0.0]), np.array([[1.0]]), np.array([3.0]), np.array([[4.0]])
+    ) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="covariances"):
         M.frechet_distance(np.zeros(2), np.eye(3), np.zeros(2), np.eye(3))
 
@@ -183,11 +182,12 @@ def _lpips_files(tmp_path: Path, kind: str = "alex") -> tuple[Path, Path]:
 
     torch.manual_seed(0)
     backbone = tmp_path / f"{kind}_backbone.pth"
-    torch.save({f"features.{k}": v for k, v in Backbone(kind).features.state_dict().items()},
-               backbone)
+    torch.save({f"features.{k}": v for k, v in Backbone(kind).features.state_dict().items()}, backbone)
     linear = tmp_path / f"{kind}_lin.pth"
-    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1)
-                for i, c in enumerate(BACKBONES[kind]["channels"])}, linear)
+    torch.save(
+        {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(BACKBONES[kind]["channels"])},
+        linear,
+    )
     return linear, backbone
 
 
@@ -216,9 +216,13 @@ def test_fid_inception_network_and_state_dict_loader(tmp_path):
     torch.manual_seed(0)
     net = FIDInceptionV3()
     keys = set(net.state_dict())
-    for key in ("Conv2d_1a_3x3.conv.weight", "Mixed_5b.branch5x5_2.bn.running_var",
-                "Mixed_7c.branch3x3dbl_3b.conv.weight", "Mixed_7c.branch_pool.bn.bias",
-                "fc.weight"):  # pytorch-fid's (torchvision's) parameter names
+    for key in (
+        "Conv2d_1a_3x3.conv.weight",
+        "Mixed_5b.branch5x5_2.bn.running_var",
+        "Mixed_7c.branch3x3dbl_3b.conv.weight",
+        "Mixed_7c.branch_pool.bn.bias",
+        "fc.weight",
+    ):  # pytorch-fid's (torchvision's) parameter names
         assert key in keys
     path = tmp_path / "inception.pth"
     torch.save(net.state_dict(), path)
@@ -282,8 +286,7 @@ def test_mask_source_is_deterministic_and_fills_the_bins():
         assert np.array_equal(mask, MaskSource("irregular", 64, ALL_BINS, seed=3)(b, 0))
         assert 0.1 * i - 0.02 <= mask.mean() <= 0.1 * (i + 1) + 0.02
     assert not np.array_equal(source("30-40%", 0), source("30-40%", 1))
-    assert not np.array_equal(source("30-40%", 0), MaskSource("irregular", 64, ALL_BINS, 4)(
-        "30-40%", 0))
+    assert not np.array_equal(source("30-40%", 0), MaskSource("irregular", 64, ALL_BINS, 4)("30-40%", 0))
     assert source(CENTRE, 0).mean() == pytest.approx(0.25)
 
 
@@ -304,17 +307,26 @@ def faces(tmp_path: Path) -> Path:
 
 
 def _evaluate(faces: Path, out: Path, *extra: str) -> dict:
-    code = evaluate_main(["--images", str(faces), "--size", "64", "--masks", "irregular",
-                          "--out", str(out), "-q", *extra])
+    code = evaluate_main(
+        ["--images", str(faces), "--size", "64", "--masks", "irregular", "--out", str(out), "-q", *extra]
+    )
     assert code == 0
     return json.loads((out / "results.json").read_text())
 
 
 def test_evaluate_end_to_end(faces, tiny_weights, tmp_path):
     out = tmp_path / "report"
-    res = _evaluate(faces, out, "--methods", f"lafin,telea,ns,other={tiny_weights}",
-                    "--weights", str(tiny_weights), "--no-identity",
-                    "--landmarks", str(tmp_path / "marks"))
+    res = _evaluate(
+        faces,
+        out,
+        "--methods",
+        f"lafin,telea,ns,other={tiny_weights}",
+        "--weights",
+        str(tiny_weights),
+        "--no-identity",
+        "--landmarks",
+        str(tmp_path / "marks"),
+    )
     names = ["lafin", "telea", "ns", "other"]
     assert res["settings"]["bins"] == ALL_BINS
     assert list(res["settings"]["methods"]) == names
@@ -364,11 +376,10 @@ def test_evaluate_identity_and_mask_folder(faces, tmp_path):
     masks.mkdir()
     for number, rows in ((1, 16), (2, 20), (2001, 38)):  # bins 0, 0 and 1 (6%, 8%, 15%)
         mask = np.zeros((256, 256), np.uint8)
-        mask[100:100 + rows, :] = 255
+        mask[100 : 100 + rows, :] = 255
         Image.fromarray(mask).save(masks / f"{number:05d}.png")
     out = tmp_path / "report"
-    res = _evaluate(faces, out, "--masks", str(masks), "--methods", "telea", "--bins", "0,1",
-                    "--limit", "1")
+    res = _evaluate(faces, out, "--masks", str(masks), "--methods", "telea", "--bins", "0,1", "--limit", "1")
     assert res["settings"]["bins"] == ["0-10%", "10-20%"]
     assert res["settings"]["images_evaluated"] == 1
     for b in ("0-10%", "10-20%"):
@@ -384,8 +395,22 @@ def test_evaluate_identity_and_mask_folder(faces, tmp_path):
 
 
 def test_cli_evaluate(faces, tmp_path, capsys):
-    code = cli_main(["evaluate", "--images", str(faces), "--size", "64", "--methods", "telea",
-                     "--bins", "1,centre", "--no-identity", "--limit", "2"])
+    code = cli_main(
+        [
+            "evaluate",
+            "--images",
+            str(faces),
+            "--size",
+            "64",
+            "--methods",
+            "telea",
+            "--bins",
+            "1,centre",
+            "--no-identity",
+            "--limit",
+            "2",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "hole 10-20%" in printed and "centre block" in printed and "| telea |" in printed
@@ -416,8 +441,20 @@ def test_evaluate_fid_and_lpips_columns(faces, tmp_path, monkeypatch):
 
     monkeypatch.setattr(M, "fid_from_features", small_fid)
     out = tmp_path / "report"
-    res = _evaluate(faces, out, "--methods", "telea,ns", "--bins", "2", "--no-identity",
-                    "--fid-weights", str(scripted), "--lpips-weights", str(linear), str(backbone))
+    res = _evaluate(
+        faces,
+        out,
+        "--methods",
+        "telea,ns",
+        "--bins",
+        "2",
+        "--no-identity",
+        "--fid-weights",
+        str(scripted),
+        "--lpips-weights",
+        str(linear),
+        str(backbone),
+    )
     assert seen == [((4, 2048), (4, 2048))] * 2  # per (bin, method): 4 outputs vs 4 truths
     for m in ("telea", "ns"):
         entry = res["aggregate"]["20-30%"][m]
@@ -463,8 +500,9 @@ def test_batch_psnr_is_the_image_psnr_of_each_rounded_output():
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     output = np.clip(truth + rng.normal(0, 8, truth.shape), 0, 255)
-    got = psnr_of_batch(torch.from_numpy(output / 255).permute(0, 3, 1, 2),
-                        torch.from_numpy(truth / 255).permute(0, 3, 1, 2))
+    got = psnr_of_batch(
+        torch.from_numpy(output / 255).permute(0, 3, 1, 2), torch.from_numpy(truth / 255).permute(0, 3, 1, 2)
+    )
     assert got == pytest.approx([psnr(np.round(o), t) for o, t in zip(output, truth)], abs=1e-6)
     assert 25 < got[0] < 35
 
@@ -480,6 +518,7 @@ def test_evaluation_config_is_the_commands_options_with_their_defaults():
     config = EvaluationConfig.from_args(parsed)
     assert set(vars(parsed)) == set(asdict(config))
     assert config == EvaluationConfig(images="faces")
-    given = EvaluationConfig.from_args(build_parser().parse_args(
-        ["--images", "f", "--lpips-weights", "a.pth", "b.pth", "--size", "64"]))
+    given = EvaluationConfig.from_args(
+        build_parser().parse_args(["--images", "f", "--lpips-weights", "a.pth", "b.pth", "--size", "64"])
+    )
     assert given.lpips_weights == ("a.pth", "b.pth") and given.size == 64

@@ -22,8 +22,7 @@ def _blobs(image: np.ndarray, colour: np.ndarray, min_area: int) -> list[tuple[f
     """(x, y, area) of the blobs of ``colour`` (the drawn eyes or mouths)."""
     near = (np.abs(image.astype(int) - colour).max(axis=2) < 30).astype(np.uint8)
     n, _, stats, centres = cv2.connectedComponentsWithStats(near)
-    return [(centres[i][0], centres[i][1], stats[i, 4]) for i in range(1, n)
-            if stats[i, 4] >= min_area]
+    return [(centres[i][0], centres[i][1], stats[i, 4]) for i in range(1, n) if stats[i, 4] >= min_area]
 
 
 def _drawn_faces(image: np.ndarray, need_mouth: bool, min_side: float) -> list[FaceBox]:
@@ -33,21 +32,25 @@ def _drawn_faces(image: np.ndarray, need_mouth: bool, min_side: float) -> list[F
     mouths = _blobs(image, MOUTH, 3)
     faces = []
     for i, (x1, y1, a1) in enumerate(eyes):
-        for x2, y2, a2 in eyes[i + 1:]:
+        for x2, y2, a2 in eyes[i + 1 :]:
             side = abs(x2 - x1) / 0.28
-            expected = 0.0077 * side ** 2
-            if (side < 12 or abs(y2 - y1) > 0.05 * side
-                    or not all(0.4 * expected < a < 2.5 * expected for a in (a1, a2))):
+            expected = 0.0077 * side**2
+            if (
+                side < 12
+                or abs(y2 - y1) > 0.05 * side
+                or not all(0.4 * expected < a < 2.5 * expected for a in (a1, a2))
+            ):
                 continue
             cx, top = (x1 + x2) / 2, (y1 + y2) / 2 - 0.4 * side
-            if need_mouth and not any(abs(mx - cx) < 0.1 * side and
-                                      abs(my - top - 0.72 * side) < 0.1 * side
-                                      for mx, my, _ in mouths):
+            if need_mouth and not any(
+                abs(mx - cx) < 0.1 * side and abs(my - top - 0.72 * side) < 0.1 * side for mx, my, _ in mouths
+            ):
                 continue
             if 0.7 * side < min_side:
                 continue
-            faces.append(FaceBox(cx - 0.35 * side, top + 0.05 * side, cx + 0.35 * side,
-                                 top + 0.95 * side, 1.0))
+            faces.append(
+                FaceBox(cx - 0.35 * side, top + 0.05 * side, cx + 0.35 * side, top + 0.95 * side, 1.0)
+            )
     return faces
 
 
@@ -56,22 +59,26 @@ def drawn_detectors(monkeypatch):
     import lafin.face
 
     # like dlib's: HOG's window is 80 px (40 upsampled once); the CNN finds smaller faces
-    monkeypatch.setattr(lafin.face, "detect_faces", lambda image, upsample=0, min_score=0.0:
-                        _drawn_faces(image, True, 80 / 2 ** upsample))
+    monkeypatch.setattr(
+        lafin.face,
+        "detect_faces",
+        lambda image, upsample=0, min_score=0.0: _drawn_faces(image, True, 80 / 2**upsample),
+    )
 
     def cnn(image, upsample=0, max_side=640):
         scale = min(1.0, max_side / max(image.shape[:2]))
         small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        return [FaceBox(f.left / scale, f.top / scale, f.right / scale, f.bottom / scale, 1.0)
-                for f in _drawn_faces(small, False, 40)]
+        return [
+            FaceBox(f.left / scale, f.top / scale, f.right / scale, f.bottom / scale, 1.0)
+            for f in _drawn_faces(small, False, 40)
+        ]
 
     monkeypatch.setattr(lafin.face, "detect_faces_cnn", cnn)
 
     def annotate(image, box):  # the mean face's points in the box
         lo, hi = CANONICAL_LANDMARKS.min(axis=0), CANONICAL_LANDMARKS.max(axis=0)
         unit = (CANONICAL_LANDMARKS - lo) / (hi - lo)
-        return (unit * [box.right - box.left, box.bottom - box.top]
-                + [box.left, box.top]).astype(np.float32)
+        return (unit * [box.right - box.left, box.bottom - box.top] + [box.left, box.top]).astype(np.float32)
 
     monkeypatch.setattr(lafin.face, "annotate", annotate)
 
@@ -84,7 +91,7 @@ def _group(rows: int, cols: int, side: int, gap: int, seed: int = 0):
     for r in range(rows):
         for c in range(cols):
             left, top = gap + c * (side + gap), gap + r * (side + gap)
-            photo[top:top + side, left:left + side] = face_like(side, side, seed=seed + r * cols + c)
+            photo[top : top + side, left : left + side] = face_like(side, side, seed=seed + r * cols + c)
             boxes.append((left, top, left + side, top + side))
     return photo, boxes
 
@@ -94,8 +101,7 @@ def _mouth(box, part: float = 1.0) -> tuple[slice, slice]:
     left, top, right, bottom = box
     w, h = right - left, bottom - top
     x0 = left + int(0.3 * w)
-    return (slice(top + int(0.62 * h), top + int(0.82 * h)),
-            slice(x0, x0 + int(part * 0.4 * w)))
+    return (slice(top + int(0.62 * h), top + int(0.82 * h)), slice(x0, x0 + int(part * 0.4 * w)))
 
 
 def _centre_in(frame, box) -> bool:
@@ -111,7 +117,7 @@ def test_a_face_found_near_one_part_of_the_hole_does_not_hide_the_next_face(draw
     photo, boxes = _group(1, 3, 120, 60)
     hole = np.zeros(photo.shape[:2], np.uint8)
     hole[_mouth(boxes[0], part=0.25)] = 1  # a corner of the mouth: "HOG" still sees the face
-    hole[_mouth(boxes[1])] = 1             # the whole mouth: only the "CNN" finds it
+    hole[_mouth(boxes[1])] = 1  # the whole mouth: only the "CNN" finds it
     assert len(hole_regions(hole, grow=2.0, min_side=384)) == 1  # the regions merge
     frames = find_faces(photo, hole, 64)
     assert len(frames) == 2
@@ -131,8 +137,7 @@ def test_both_hidden_faces_are_generated_and_no_hole_pixel_is_left(tiny_model, d
     assert np.array_equal(result.image[hole == 0], photo[hole == 0])
 
 
-def test_covered_face_in_a_group_is_generated_and_a_background_hole_is_not(tiny_model,
-                                                                          drawn_detectors):
+def test_covered_face_in_a_group_is_generated_and_a_background_hole_is_not(tiny_model, drawn_detectors):
     """15 small faces; a brush dab hides the middle face's eyes and mouth, so no detector finds
     it: lying in the row of the other faces, it is generated in a crop of their size (not the
     neighbours' faces). A hole on the backdrop below the rows stays background, reported."""
@@ -174,7 +179,9 @@ def test_faceless_parts_are_reported_one_by_one(tiny_model, drawn_detectors):
     result = tiny_model(photo, hole, mode="photo")
     assert len(result.faces) == 1 and result.faces[0].path.startswith("detected")
     assert sorted((r.box, r.pixels) for r in result.background_regions) == [
-        ((30, 250, 70, 270), 800), ((250, 300, 290, 330), 1200)]
+        ((30, 250, 70, 270), 800),
+        ((250, 300, 290, 330), 1200),
+    ]
     assert result.background_pixels == 2000
 
 
@@ -190,8 +197,19 @@ def test_cli_reports_each_faceless_part(tiny_weights, drawn_detectors, tmp_path,
     hole[250:270, 30:70] = 1
     Image.fromarray(photo).save(tmp_path / "photo.png")
     Image.fromarray(hole * 255).save(tmp_path / "hole.png")
-    code = main(["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "hole.png"), "-o",
-                 str(tmp_path / "out.png"), "--weights", str(tiny_weights), "--mode", "photo"])
+    code = main(
+        [
+            "inpaint",
+            str(tmp_path / "photo.png"),
+            str(tmp_path / "hole.png"),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--weights",
+            str(tiny_weights),
+            "--mode",
+            "photo",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "no face at (30, 250)-(70, 270): 800 hole pixels filled by OpenCV" in printed
@@ -219,11 +237,12 @@ def test_stroke_edges_past_a_found_face_are_not_searched(drawn_detectors, monkey
     photo, boxes = _group(1, 1, 120, 200)
     hole = np.zeros(photo.shape[:2], np.uint8)
     left, top, right, bottom = boxes[0]
-    hole[top + 86:top + 90, left + 40:right + 40] = 1  # through the mouth, 40 px past the face
+    hole[top + 86 : top + 90, left + 40 : right + 40] = 1  # through the mouth, 40 px past the face
     searches = []
     original = lafin.photo.search_region
-    monkeypatch.setattr(lafin.photo, "search_region",
-                        lambda *a, **k: searches.append(a[2]) or original(*a, **k))
+    monkeypatch.setattr(
+        lafin.photo, "search_region", lambda *a, **k: searches.append(a[2]) or original(*a, **k)
+    )
     frames = lafin.photo.find_faces(photo, hole, 64)
     assert [f.path for f in frames] == ["detected"] and searches == []
 
@@ -236,7 +255,7 @@ def test_a_scratch_past_a_face_in_a_row_is_not_taken_for_a_hidden_face(drawn_det
     photo, boxes = _group(1, 4, 60, 90)
     left, top, right, bottom = boxes[1]
     hole = np.zeros(photo.shape[:2], np.uint8)
-    hole[top + 43:top + 47, left + 20:right + 45] = 1  # the mouth, then 45 px of backdrop
+    hole[top + 43 : top + 47, left + 20 : right + 45] = 1  # the mouth, then 45 px of backdrop
     frames = find_faces(photo, hole, 64)
     assert [f.path for f in frames] == ["detected-upsampled"]
 
@@ -249,5 +268,5 @@ def test_a_thick_stroke_running_on_from_a_face_in_a_row_is_background(drawn_dete
     photo, boxes = _group(1, 4, 60, 90)
     left, top, right, bottom = boxes[1]
     hole = np.zeros(photo.shape[:2], np.uint8)
-    hole[top + 46:top + 60, left + 15:right + 70] = 1  # 14 px thick, 70 px past the face
+    hole[top + 46 : top + 60, left + 15 : right + 70] = 1  # 14 px thick, 70 px past the face
     assert [f.path for f in find_faces(photo, hole, 64)] == ["detected-upsampled"]

@@ -15,8 +15,15 @@ from PIL import Image
 
 from lafin import io as lio
 from lafin.devices import resolve_device
-from lafin.errors import (DeviceError, ImageFormatError, ImageReadError, ImageTooLargeError,
-                          InputError, LandmarksError, MaskError)
+from lafin.errors import (
+    DeviceError,
+    ImageFormatError,
+    ImageReadError,
+    ImageTooLargeError,
+    InputError,
+    LandmarksError,
+    MaskError,
+)
 from lafin.io import check_landmarks, load_image, load_mask
 from lafin.landmarks import load_landmarks, write_pts
 
@@ -26,19 +33,25 @@ from conftest import box_mask, face_like
 def png_header_only(path: Path, width: int, height: int, rows: int = 0) -> Path:
     """A grayscale PNG whose header claims width x height; ``rows`` rows of zeros are really
     stored (streamed through zlib, so a 12000x12000 one is a ~140 KB file)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     z = zlib.compressobj(9)
     row = b"\x00" * (width + 1)
     body = b"".join(z.compress(row) for _ in range(rows)) + z.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body)
-                     + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
     return path
 
 
 # ----------------------------------------------------------------------------- pixel budget
+
 
 def test_pixel_budget_refuses_a_small_file_that_decodes_huge_before_decoding(tmp_path, monkeypatch):
     path = png_header_only(tmp_path / "bomb.png", 12000, 12000, rows=12000)
@@ -96,6 +109,7 @@ def test_damaged_and_foreign_files_are_read_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- EXIF
 
+
 def _sideways(path: Path, upright: np.ndarray, orientation: int = 6) -> Path:
     """Store ``upright`` as a camera does: pixels rotated, EXIF tag saying how to show them."""
     stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # tag 6 undoes it
@@ -126,6 +140,7 @@ def test_exif_photo_inpaints_upright_with_the_hole_where_drawn(tmp_path, tiny_mo
 
 
 # ----------------------------------------------------------------------------- values
+
 
 def test_floats_must_be_in_unit_range_no_guessing():
     img = face_like(16, 16).astype(np.float64) / 255
@@ -158,8 +173,12 @@ def test_integer_rule_is_by_dtype_not_by_values():
 
 
 def test_array_shapes_and_sizes_are_format_errors():
-    for bad in (np.zeros((16,), np.uint8), np.zeros((16, 16, 2), np.uint8),
-                np.zeros((4, 16, 3), np.uint8), np.zeros((16, 16, 3, 1), np.uint8)):
+    for bad in (
+        np.zeros((16,), np.uint8),
+        np.zeros((16, 16, 2), np.uint8),
+        np.zeros((4, 16, 3), np.uint8),
+        np.zeros((16, 16, 3, 1), np.uint8),
+    ):
         with pytest.raises(ImageFormatError):
             load_image(bad)
     with pytest.raises(InputError, match="path, PIL image or numpy"):
@@ -176,6 +195,7 @@ def test_the_callers_array_is_never_returned():
 
 # ----------------------------------------------------------------------------- landmarks
 
+
 def _bad_landmark_files(tmp: Path) -> dict[str, Path]:
     def put(name: str, data) -> Path:
         p = tmp / name
@@ -184,6 +204,7 @@ def _bad_landmark_files(tmp: Path) -> dict[str, Path]:
         else:
             p.write_text(data)
         return p
+
     good = "\n".join(f"{i} {i}" for i in range(68))
     np.save(tmp / "short.npy", np.zeros((5, 2)))
     np.save(tmp / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -228,13 +249,15 @@ def test_landmarks_out_of_range_and_from_a_file(tmp_path, tiny_model):
     write_pts(tmp_path / "p.pts", points)
     by_path = tiny_model.inpaint(img, hole, landmarks=str(tmp_path / "p.pts"), mode="crop")
     # the same as the file's values given as an array (.pts keeps 3 decimals)
-    np.testing.assert_array_equal(by_path, tiny_model.inpaint(
-        img, hole, landmarks=load_landmarks(tmp_path / "p.pts"), mode="crop"))
+    np.testing.assert_array_equal(
+        by_path, tiny_model.inpaint(img, hole, landmarks=load_landmarks(tmp_path / "p.pts"), mode="crop")
+    )
     with pytest.raises(LandmarksError, match="not found"):
         tiny_model.inpaint(img, hole, landmarks="file.pts")
 
 
 # ----------------------------------------------------------------------------- devices
+
 
 @pytest.mark.parametrize("name", ["bogus", "cuda:x", "", "tpu"])
 def test_unknown_devices_are_device_errors(name):
@@ -248,6 +271,7 @@ def test_cuda_without_a_gpu_is_a_device_error(tiny_config):
     from lafin.pipeline import LaFInModel
 
     with pytest.raises(DeviceError, match="CUDA is not available"):
-        LaFInModel.from_networks(tiny_config, build_generator(tiny_config),
-                                 build_landmark_predictor(tiny_config), device="cuda")
+        LaFInModel.from_networks(
+            tiny_config, build_generator(tiny_config), build_landmark_predictor(tiny_config), device="cuda"
+        )
     assert resolve_device("cpu") == torch.device("cpu")

@@ -9,8 +9,7 @@ import pytest
 from lafin.alignment import CANONICAL_LANDMARKS
 from lafin.landmarks import EXPRESSION_NAMES, edit_expression
 
-MOUTH_AND_JAW = {48, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67,
-                 4, 5, 6, 7, 8, 9, 10, 11, 12}
+MOUTH_AND_JAW = {48, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 LOWER_LIDS, UPPER_LIDS = {40, 41, 46, 47}, {37, 38, 43, 44}
 MOVED = {
     "open mouth": MOUTH_AND_JAW,
@@ -50,13 +49,13 @@ def test_the_moves_go_the_intended_way():
     assert gap(opened) > gap(p) + 0.25 * iod and opened[8, 1] > p[8, 1] + 0.25 * iod
     assert abs(gap(edit_expression(opened, "close mouth"))) < 1e-3 * iod
     smile = edit_expression(p, "smile")
-    assert smile[48, 0] < p[48, 0] and smile[54, 0] > p[54, 0]      # corners outwards
-    assert smile[48, 1] < p[48, 1] and smile[54, 1] < p[54, 1]      # and up
+    assert smile[48, 0] < p[48, 0] and smile[54, 0] > p[54, 0]  # corners outwards
+    assert smile[48, 1] < p[48, 1] and smile[54, 1] < p[54, 1]  # and up
     brows = edit_expression(p, "raise eyebrows")
     assert (brows[17:27, 1] < p[17:27, 1]).all()
     frown = edit_expression(p, "frown")
     assert (frown[17:27, 1] > p[17:27, 1]).all()
-    assert frown[22, 0] - frown[21, 0] < p[22, 0] - p[21, 0]        # inner ends knit
+    assert frown[22, 0] - frown[21, 0] < p[22, 0] - p[21, 0]  # inner ends knit
     closed = edit_expression(p, "close eyes")
     for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
         np.testing.assert_allclose(closed[upper], closed[lower], atol=1e-4)
@@ -64,7 +63,8 @@ def test_the_moves_go_the_intended_way():
     assert (wide[[37, 38, 43, 44], 1] < p[[37, 38, 43, 44], 1]).all()
     assert (wide[[40, 41, 46, 47], 1] > p[[40, 41, 46, 47], 1]).all()
     assert edit_expression(p, "smile", 2.0)[54, 0] - p[54, 0] == pytest.approx(
-        2 * (smile[54, 0] - p[54, 0]), rel=1e-5)
+        2 * (smile[54, 0] - p[54, 0]), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", EXPRESSION_NAMES)
@@ -91,7 +91,8 @@ def test_the_web_demo_edits_with_these_moves_and_says_why_it_cannot():
     from lafin.webapp import EXPRESSIONS, DemoError, apply_expression
 
     assert EXPRESSIONS == EXPRESSION_NAMES
-    np.testing.assert_array_equal(apply_expression(face(), "smile", 0.5),
-                                  edit_expression(face(), "smile", 0.5))
+    np.testing.assert_array_equal(
+        apply_expression(face(), "smile", 0.5), edit_expression(face(), "smile", 0.5)
+    )
     with pytest.raises(DemoError, match="degenerate"):
         apply_expression(np.zeros((68, 2)), "smile")

@@ -20,8 +20,9 @@ from lafin.options import InferenceOptions
 
 def _tiny(input_size: int, head: str = "pooled") -> ModelConfig:
     tiny = get_preset("tiny")
-    return dataclasses.replace(tiny, landmarks=dataclasses.replace(
-        tiny.landmarks, input_size=input_size, head=head))
+    return dataclasses.replace(
+        tiny, landmarks=dataclasses.replace(tiny.landmarks, input_size=input_size, head=head)
+    )
 
 
 @pytest.mark.parametrize("shape", [(6, 6), (3, 3), (5, 7), (8, 8), (4, 4)])
@@ -33,8 +34,7 @@ def test_grid_pool_is_adaptive_average_pooling(shape):
     x = torch.randn(2, 3, *shape)
     want = torch.nn.functional.adaptive_avg_pool2d(x, 4)
     assert torch.allclose(grid_pool(x, 4), want, atol=1e-6)
-    assert torch.allclose(grid_pool(x.contiguous(memory_format=torch.channels_last), 4), want,
-                          atol=1e-6)
+    assert torch.allclose(grid_pool(x.contiguous(memory_format=torch.channels_last), 4), want, atol=1e-6)
 
 
 class _BlobPredictor(torch.nn.Module):
@@ -50,8 +50,9 @@ class _BlobPredictor(torch.nn.Module):
         b, _, h, w = x.shape
         self.sides.append(w)
         weight = torch.softmax(60 * x.mean(1).reshape(b, -1), dim=1).reshape(b, h, w)
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
-                                torch.arange(w, dtype=torch.float32), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         centre = torch.stack([(weight * xs).sum((1, 2)) / w, (weight * ys).sum((1, 2)) / h], 1)
         return centre[:, None].expand(b, 68, 2).reshape(b, -1)
 
@@ -84,8 +85,9 @@ def test_crop_mode_points_land_where_the_face_is(input_size, shape, flip):
     """Whatever the predictor's input size (the generator's, larger or smaller) and the input's
     shape, a predictor that finds a blob puts the points on the blob, in the input's pixels."""
     predictor = _BlobPredictor()
-    model = LaFInModel.from_networks(_tiny(input_size), None, predictor,
-                                     options=InferenceOptions(landmark_flip_average=flip))
+    model = LaFInModel.from_networks(
+        _tiny(input_size), None, predictor, options=InferenceOptions(landmark_flip_average=flip)
+    )
     h, w = shape
     x, y = 0.37 * w, 0.61 * h
     points = model.predict_landmarks(_blob_image(h, w, x, y, sigma=0.06 * max(h, w)))
@@ -122,8 +124,9 @@ def test_photo_mode_view_centres_an_aligned_face(input_size):
     predictor = _BlobPredictor()
     answers: list[torch.Tensor] = []
     predictor.register_forward_hook(lambda m, i, out: answers.append(out.reshape(-1, 68, 2)[:, 0]))
-    model = LaFInModel.from_networks(_tiny(input_size), None, predictor,
-                                     options=InferenceOptions(landmark_flip_average=False))
+    model = LaFInModel.from_networks(
+        _tiny(input_size), None, predictor, options=InferenceOptions(landmark_flip_average=False)
+    )
     s = model.image_size
     box = canonical_landmarks(s)
     box_centre = (box.min(axis=0) + box.max(axis=0)) / 2
@@ -184,8 +187,9 @@ def test_a_guessed_frame_finds_the_face_first(input_size):
     from lafin.alignment import CANONICAL_LANDMARKS, similarity_transform
     from lafin.photo import surroundings_frame
 
-    model = LaFInModel.from_networks(_tiny(input_size), None, _ThreeBlobFace(),
-                                     options=InferenceOptions(landmark_flip_average=False))
+    model = LaFInModel.from_networks(
+        _tiny(input_size), None, _ThreeBlobFace(), options=InferenceOptions(landmark_flip_average=False)
+    )
     angle, scale, centre = np.radians(10), 150.0, np.array([150.0, 140.0])
     rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     truth = (CANONICAL_LANDMARKS - 0.5) @ rot.T + centre  # the face in photo pixels
@@ -198,7 +202,7 @@ def test_a_guessed_frame_finds_the_face_first(input_size):
     hole = np.zeros((300, 300), np.uint8)
     nose = truth[29:36]
     (x0, y0), (x1, y1) = nose.min(0).astype(int), nose.max(0).astype(int)
-    hole[y0 - 2:y1 + 3, x0 - 2:x1 + 3] = 1
+    hole[y0 - 2 : y1 + 3, x0 - 2 : x1 + 3] = 1
     guess = surroundings_frame(hole, (0, 0, 300, 300), model.image_size)
     got = model.locator.predict_in(photo, hole, [guess.matrix], aligned=[False])[0]
     found = transform_points(got, np.linalg.inv(np.vstack([guess.matrix, [0, 0, 1]]))[:2])
@@ -215,8 +219,7 @@ def test_larger_input_runs_the_whole_pipeline():
     inpaint, keep the known pixels and report landmarks in the input's pixels."""
     torch.manual_seed(0)
     config = _tiny(128)
-    model = LaFInModel.from_networks(config, build_generator(config),
-                                     build_landmark_predictor(config))
+    model = LaFInModel.from_networks(config, build_generator(config), build_landmark_predictor(config))
     image, mask = face_like(100, 120), box_mask(100, 120)
     result = model(image, mask)
     assert result.landmarks.shape == (68, 2)
@@ -248,7 +251,9 @@ def test_onnx_export_uses_the_predictors_size(tmp_path):
     image = face_like(80, 80)
     np.testing.assert_allclose(
         LaFInModel(weights=tmp_path / "onnx", backend="onnx").predict_landmarks(image),
-        LaFInModel(weights=weights).predict_landmarks(image), atol=1e-2)
+        LaFInModel(weights=weights).predict_landmarks(image),
+        atol=1e-2,
+    )
 
 
 def test_predictor_crops_of_another_size_are_refused():

@@ -8,8 +8,17 @@ import pytest
 from PIL import Image
 
 from lafin.alignment import canonical_landmarks
-from lafin.masks import (MaskFolder, MaskSampler, block_mask, center_block_mask, hole_ratio,
-                         irregular_mask, lama_mask, part_mask, ratio_bin)
+from lafin.masks import (
+    MaskFolder,
+    MaskSampler,
+    block_mask,
+    center_block_mask,
+    hole_ratio,
+    irregular_mask,
+    lama_mask,
+    part_mask,
+    ratio_bin,
+)
 
 SEEDS = range(40)
 
@@ -30,11 +39,10 @@ def test_block_ratio_in_range(size):
         m = block_mask(size, np.random.default_rng(seed), (0.1, 0.5))
         assert 0.08 <= hole_ratio(m) <= 0.52  # rounding to whole pixels
         ys, xs = np.nonzero(m)
-        assert m[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()  # one rectangle
+        assert m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].all()  # one rectangle
 
 
-@pytest.mark.parametrize("kind,lo,hi", [("thin", 0.05, 0.3), ("medium", 0.1, 0.4),
-                                        ("thick", 0.2, 0.6)])
+@pytest.mark.parametrize("kind,lo,hi", [("thin", 0.05, 0.3), ("medium", 0.1, 0.4), ("thick", 0.2, 0.6)])
 def test_lama_sets_in_documented_ranges(kind, lo, hi):
     for seed in SEEDS:
         assert lo <= hole_ratio(lama_mask(96, np.random.default_rng(seed), kind)) <= hi
@@ -60,8 +68,9 @@ def test_ratio_bins():
     assert ratio_bin(m) == 6
 
 
-@pytest.mark.parametrize("part,indices", [("eyes", range(36, 48)), ("nose", range(27, 36)),
-                                          ("mouth", range(48, 68))])
+@pytest.mark.parametrize(
+    "part,indices", [("eyes", range(36, 48)), ("nose", range(27, 36)), ("mouth", range(48, 68))]
+)
 def test_part_masks_cover_their_landmarks_only(part, indices):
     lm = canonical_landmarks(128)
     m = part_mask(128, lm, part, rng=np.random.default_rng(0))
@@ -97,8 +106,9 @@ def test_mask_folder_bins_resize_and_errors(tmp_path):
 
 
 def test_mask_folder_sample_is_seeded(tmp_path):
-    folder = MaskFolder(_mask_folder(tmp_path, [(f"{i:05d}.png", 0.1 * i) for i in range(1, 6)]),
-                        augment=True)
+    folder = MaskFolder(
+        _mask_folder(tmp_path, [(f"{i:05d}.png", 0.1 * i) for i in range(1, 6)]), augment=True
+    )
     a = [folder.sample(np.random.default_rng(s)) for s in range(5)]
     b = [folder.sample(np.random.default_rng(s)) for s in range(5)]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -133,8 +143,8 @@ def test_blob_masks_are_ragged_patches_in_the_ratio_range():
         ratios.append(mask.mean())
         parts.append(cv2.connectedComponents(mask, connectivity=8)[0] - 1)
     assert all(0.1 <= r <= 0.5 for r in ratios)
-    assert np.std(ratios) > 0.05          # the target ratio varies
-    assert np.median(parts) >= 3           # fragmented: several separate pieces, not one stroke
+    assert np.std(ratios) > 0.05  # the target ratio varies
+    assert np.median(parts) >= 3  # fragmented: several separate pieces, not one stroke
     # reproducible from the seed, and a MaskSampler kind
     a = blob_mask(64, np.random.default_rng(5))
     assert np.array_equal(a, blob_mask(64, np.random.default_rng(5)))

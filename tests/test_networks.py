@@ -27,7 +27,7 @@ def _inputs(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, size, size, generator=g)
     mask = torch.zeros(batch, 1, size, size)
-    mask[..., size // 4: size // 2, size // 3: 3 * size // 4] = 1
+    mask[..., size // 4 : size // 2, size // 3 : 3 * size // 4] = 1
     masked = image * (1 - mask) + mask
     points = torch.rand(batch, 68, 2, generator=g) * (size - 1)
     return image, masked, landmark_map(points, size), mask
@@ -42,8 +42,7 @@ def test_network_shapes_and_ranges(preset):
     generator = build_generator(config).eval()
     predictor = build_landmark_predictor(config).eval()
     discriminator = build_discriminator(config).eval()
-    assert isinstance(generator, LaFInGenerator if config.generator.arch == "lafin"
-                      else CompactGenerator)
+    assert isinstance(generator, LaFInGenerator if config.generator.arch == "lafin" else CompactGenerator)
     with torch.no_grad():
         out = generator(masked, lmap, mask)
         coords = predictor(masked)
@@ -83,9 +82,11 @@ def test_compact_generator_is_smaller_than_the_paper_one():
     assert compact < paper / 4
 
 
-TINY_LAFIN = ModelConfig(name="tiny-lafin", image_size=64,
-                         generator=GeneratorConfig(arch="lafin", channels=(8, 16, 32),
-                                                   num_residual_blocks=2))
+TINY_LAFIN = ModelConfig(
+    name="tiny-lafin",
+    image_size=64,
+    generator=GeneratorConfig(arch="lafin", channels=(8, 16, 32), num_residual_blocks=2),
+)
 
 
 @pytest.mark.parametrize("config", [get_preset("tiny"), TINY_LAFIN], ids=["tiny", "tiny-lafin"])
@@ -103,8 +104,11 @@ def test_gradients_reach_every_generator_parameter(config):
     target = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     loss = (generator(masked, lmap, mask) - target).abs().mean()
     loss.backward()
-    dead = [name for name, p in generator.named_parameters()
-            if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    dead = [
+        name
+        for name, p in generator.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+    ]
     assert not dead, f"no gradient reaches {dead}"
 
 
@@ -133,8 +137,12 @@ def test_generator_ignores_hole_content_of_skips():
 
 
 def test_landmark_map_marks_rounded_pixels():
-    points = torch.tensor([[[3.4, 5.6], [10.0, 0.0], [-2.0, 70.0], [63.6, 12.2]],
-                           [[0.0, 0.0], [0.4, 0.4], [31.5, 31.49], [20.0, 40.0]]])
+    points = torch.tensor(
+        [
+            [[3.4, 5.6], [10.0, 0.0], [-2.0, 70.0], [63.6, 12.2]],
+            [[0.0, 0.0], [0.4, 0.4], [31.5, 31.49], [20.0, 40.0]],
+        ]
+    )
     m = landmark_map(points, 64)
     assert m.shape == (2, 1, 64, 64) and m.dtype == torch.float32
     assert set(m.unique().tolist()) == {0.0, 1.0}
@@ -175,9 +183,29 @@ def test_flip_landmarks_keeps_left_and_right_semantics():
     assert np.all(flipped[:, 1] == pts[:, 1])
 
     # mirror pairs of the iBUG 68-point scheme, independently of FLIP_PERMUTATION's layout
-    pairs = {0: 16, 1: 15, 7: 9, 17: 26, 21: 22, 31: 35, 32: 34, 36: 45, 37: 44, 38: 43,
-             39: 42, 40: 47, 41: 46, 48: 54, 49: 53, 50: 52, 55: 59, 56: 58, 60: 64, 61: 63,
-             65: 67}
+    pairs = {
+        0: 16,
+        1: 15,
+        7: 9,
+        17: 26,
+        21: 22,
+        31: 35,
+        32: 34,
+        36: 45,
+        37: 44,
+        38: 43,
+        39: 42,
+        40: 47,
+        41: 46,
+        48: 54,
+        49: 53,
+        50: 52,
+        55: 59,
+        56: 58,
+        60: 64,
+        61: 63,
+        65: 67,
+    }
     fixed = [8, 27, 28, 29, 30, 33, 51, 57, 62, 66]
     coded = np.stack([np.arange(68, dtype=np.float32), np.zeros(68, np.float32)], axis=1)
     source = width - 1 - flip_landmarks(coded, width)[:, 0]  # which point each one came from
@@ -205,8 +233,7 @@ def test_spatial_landmark_head_sees_where_features_are():
     assert get_preset("compact").landmarks.head == "spatial"
     assert get_preset("paper").landmarks.head == "pooled"
     torch.manual_seed(0)
-    config = ModelConfig(name="t", image_size=64,
-                         landmarks=LandmarkConfig(width_mult=0.25, head="spatial"))
+    config = ModelConfig(name="t", image_size=64, landmarks=LandmarkConfig(width_mult=0.25, head="spatial"))
     net = build_landmark_predictor(config).eval()
     assert net.fc_landmark.in_features == 128 + 128 + 32 * 16
     with torch.no_grad():

@@ -17,16 +17,24 @@ from lafin.checkpoint import save_weights  # noqa: E402
 from lafin.cli import main  # noqa: E402
 from lafin.config import GeneratorConfig, LandmarkConfig, ModelConfig, get_preset  # noqa: E402
 from lafin.networks import build_generator, build_landmark_predictor  # noqa: E402
-from lafin.onnx_backend import (GENERATOR_NAME, LANDMARKS_NAME, METADATA_NAME, OnnxError,  # noqa: E402
-                                export_onnx, load_onnx_folder)
+from lafin.onnx_backend import (
+    GENERATOR_NAME,
+    LANDMARKS_NAME,
+    METADATA_NAME,
+    OnnxError,  # noqa: E402
+    export_onnx,
+    load_onnx_folder,
+)
 from lafin.pipeline import LaFInModel  # noqa: E402
 
 # The original generator's structure (reflection padding, instance norm, transposed convolutions,
 # bilinear mask resizing, attention) at test size: the paper preset's ops, small.
-PAPER_LIKE = ModelConfig(name="paper-like", image_size=64,
-                         generator=GeneratorConfig(arch="lafin", channels=(8, 16, 32),
-                                                   num_residual_blocks=1, attention=True),
-                         landmarks=LandmarkConfig(width_mult=0.25))
+PAPER_LIKE = ModelConfig(
+    name="paper-like",
+    image_size=64,
+    generator=GeneratorConfig(arch="lafin", channels=(8, 16, 32), num_residual_blocks=1, attention=True),
+    landmarks=LandmarkConfig(width_mult=0.25),
+)
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +66,7 @@ def _inputs(size: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     masked = torch.rand(batch, 3, size, size, generator=g)
     mask = torch.zeros(batch, 1, size, size)
-    mask[:, :, size // 3:2 * size // 3, size // 4:3 * size // 4] = 1
+    mask[:, :, size // 3 : 2 * size // 3, size // 4 : 3 * size // 4] = 1
     masked = masked * (1 - mask) + mask
     lmap = torch.zeros(batch, 1, size, size)
     idx = torch.randint(0, size, (batch, 68, 2), generator=g)
@@ -67,8 +75,9 @@ def _inputs(size: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return masked, lmap, mask
 
 
-@pytest.mark.parametrize("config", [get_preset("tiny"), PAPER_LIKE, get_preset("compact")],
-                         ids=["tiny", "paper-like", "compact"])
+@pytest.mark.parametrize(
+    "config", [get_preset("tiny"), PAPER_LIKE, get_preset("compact")], ids=["tiny", "paper-like", "compact"]
+)
 def test_export_matches_torch_for_any_batch(tmp_path, config):
     weights = _weights(tmp_path / "w.safetensors", config)
     written = export_onnx(weights, tmp_path / "onnx")

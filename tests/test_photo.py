@@ -193,8 +193,9 @@ def test_diffusion_mix_in_the_pipeline_changes_only_the_hole(tiny_model):
     # what lies under the hole never reaches the result, also not through OpenCV's fill
     other = image.copy()
     other[hole > 0] = 255 - other[hole > 0]
-    assert np.array_equal(tiny_model.inpaint(other, hole, mode="crop"), np.where(
-        hole[..., None] > 0, mixed, other))
+    assert np.array_equal(
+        tiny_model.inpaint(other, hole, mode="crop"), np.where(hole[..., None] > 0, mixed, other)
+    )
     with pytest.raises(InputError, match="diffusion_mix"):
         tiny_model.with_options(diffusion_mix=2.0)
     with pytest.raises(InputError, match="diffusion_mix"):
@@ -238,12 +239,17 @@ def test_photo_refine_realigns_on_the_first_pass_and_keeps_implausible_frames(ti
     centre = canonical.mean(axis=0)
     turn = np.radians(30)
     rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
-    firsts = np.stack([canonical + [2, -1],                       # plausible: a small shift
-                       centre + (canonical - centre) * 1.6,       # a third smaller: implausible
-                       centre + (canonical - centre) @ rotation.T])  # 30 degrees: implausible
+    firsts = np.stack(
+        [
+            canonical + [2, -1],  # plausible: a small shift
+            centre + (canonical - centre) * 1.6,  # a third smaller: implausible
+            centre + (canonical - centre) @ rotation.T,
+        ]
+    )  # 30 degrees: implausible
     surroundings = FaceFrame(frame.matrix, s, "hole-surroundings", frame.box)
-    frames, points = tiny_model.locator.refine_frames(image, hole, [frame, frame, frame, surroundings],
-                                                   np.concatenate([firsts, firsts[:1]]))
+    frames, points = tiny_model.locator.refine_frames(
+        image, hole, [frame, frame, frame, surroundings], np.concatenate([firsts, firsts[:1]])
+    )
     assert points.shape == (4, 68, 2)
     expected = frame.matrix.copy()
     expected[:, 2] -= [2, -1]  # the face moves to where the canonical crop wants it

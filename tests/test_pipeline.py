@@ -50,7 +50,7 @@ def test_grayscale_rgba_and_16bit_inputs(tiny_model, tmp_path):
     rgba = np.dstack([rgb, np.full((64, 64), 255, np.uint8)])
     assert np.array_equal(tiny_model.inpaint(rgba, box_mask(64, 64))[0, 0], rgb[0, 0])
 
-    sixteen = (gray.astype(np.uint16) * 257)
+    sixteen = gray.astype(np.uint16) * 257
     Image.fromarray(sixteen).save(tmp_path / "g16.png")
     loaded = load_image(tmp_path / "g16.png")
     assert loaded.dtype == np.uint8 and np.array_equal(loaded[..., 0], gray)
@@ -250,8 +250,9 @@ def test_options_are_checked_and_fixed_at_construction(tiny_config, tiny_model):
     with pytest.raises(InputError, match="seed"):
         InferenceOptions(seed=-1)
     with pytest.raises(InputError, match="options"):
-        LaFInModel.from_networks(tiny_config, None, tiny_model.landmark_predictor,
-                                 options={"landmark_refine": False})
+        LaFInModel.from_networks(
+            tiny_config, None, tiny_model.landmark_predictor, options={"landmark_refine": False}
+        )
     with pytest.raises(InputError, match="with_options"):
         tiny_model.flip_average = False
     with pytest.raises(InputError, match="removed"):

@@ -24,11 +24,12 @@ def photos(tmp_path_factory):
     Image.fromarray(face).save(src / "astronaut.png")
     rot = cv2.getRotationMatrix2D((223.0, 115.0), -12, 0.8)
     Image.fromarray(cv2.warpAffine(face, rot, (512, 512), borderMode=cv2.BORDER_REFLECT)).save(
-        src / "tilted.jpg")
+        src / "tilted.jpg"
+    )
     Image.fromarray(np.concatenate([face, face], axis=1)).save(src / "two_faces.png")
-    Image.fromarray(data.coffee()).save(src / "coffee.png")             # no face
+    Image.fromarray(data.coffee()).save(src / "coffee.png")  # no face
     Image.fromarray(cv2.resize(face, (64, 64))).save(src / "tiny.png")  # face too small
-    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")       # unreadable
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")  # unreadable
     return src
 
 

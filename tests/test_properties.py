@@ -31,15 +31,15 @@ def image_arrays(draw, max_side: int = 40, min_side: int = 4, bad_values: bool =
     if dtype == "bool":
         arr = rng.random(shape) > 0.5
     elif dtype.startswith("float"):
-        ranges = [(0.0, 1.0), (0.0, 1.0)] + ([(-0.1, 1.0), (0.0, 1.05), (0.0, 255.0)]
-                                             if bad_values else [])
+        ranges = [(0.0, 1.0), (0.0, 1.0)] + ([(-0.1, 1.0), (0.0, 1.05), (0.0, 255.0)] if bad_values else [])
         lo, hi = draw(st.sampled_from(ranges))
         arr = rng.uniform(lo, hi, shape).astype(dtype)
         if bad_values and draw(st.booleans()) and draw(st.booleans()):
             arr.flat[0] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
     else:
         top = {"uint8": 255, "uint16": 65535}.get(
-            dtype, draw(st.sampled_from([255, 1000] if bad_values else [255])))
+            dtype, draw(st.sampled_from([255, 1000] if bad_values else [255]))
+        )
         lo = -5 if bad_values and dtype in ("int16", "int64") and draw(st.booleans()) else 0
         arr = rng.integers(lo, top + 1, shape).astype(dtype)
     return arr
@@ -53,7 +53,7 @@ def masks_for(draw, h: int, w: int):
     hole = np.zeros((h, w), bool)
     if kind == "box":
         y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
-        hole[y0:y0 + draw(st.integers(1, h)), x0:x0 + draw(st.integers(1, w))] = True
+        hole[y0 : y0 + draw(st.integers(1, h)), x0 : x0 + draw(st.integers(1, w))] = True
     elif kind == "noise":
         hole = rng.random((h, w)) < draw(st.floats(0.01, 0.9))
     elif kind == "full":
@@ -96,18 +96,24 @@ def tiny_module_model():
 
     config = get_preset("tiny")
     torch.manual_seed(0)
-    return LaFInModel.from_networks(config, build_generator(config),
-                                    build_landmark_predictor(config))
+    return LaFInModel.from_networks(config, build_generator(config), build_landmark_predictor(config))
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_inpaint_keeps_shape_and_known_pixels_or_refuses_clearly(tiny_module_model, data):
     torch.set_num_threads(1)
     # mostly usable inputs (the refusals are covered above), so that the model really runs
-    image = data.draw(image_arrays(max_side=48, min_side=8, bad_values=data.draw(
-        st.sampled_from([False, False, False, True]))), label="image")
+    image = data.draw(
+        image_arrays(
+            max_side=48, min_side=8, bad_values=data.draw(st.sampled_from([False, False, False, True]))
+        ),
+        label="image",
+    )
     h, w = image.shape[:2]
     mask = data.draw(masks_for(h, w), label="mask")
     mode = data.draw(st.sampled_from(["crop", "auto", "photo"]), label="mode")

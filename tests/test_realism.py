@@ -60,8 +60,9 @@ def test_kid_is_seeded_and_torch_features_work_and_large_sets_agree():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(60, 8)), rng.normal(0.1, 1.0, size=(60, 8))
     first = R.kid(a, b, num_subsets=20, subset_size=20, seed=5)
-    assert R.kid(torch.from_numpy(a), torch.from_numpy(b), num_subsets=20, subset_size=20,
-                 seed=5) == pytest.approx(first)
+    assert R.kid(
+        torch.from_numpy(a), torch.from_numpy(b), num_subsets=20, subset_size=20, seed=5
+    ) == pytest.approx(first)
     assert R.kid(a, b, num_subsets=20, subset_size=20, seed=6) != pytest.approx(first)
     limit = R._GRAM_LIMIT
     try:  # the per-subset path for large sets gives the same numbers as the Gram path
@@ -107,8 +108,8 @@ def test_detail_ratio_ignores_the_seam_and_the_known_pixels():
     # a 2-px ring just inside the hole's edge: eroding by 3 leaves pixels whose Laplacian
     # reads pixels 2 px or more inside the edge
     ring = np.zeros_like(mask)
-    ring[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = 1
-    ring[rows.min() + 2:rows.max() - 1, cols.min() + 2:cols.max() - 1] = 0
+    ring[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = 1
+    ring[rows.min() + 2 : rows.max() - 1, cols.min() + 2 : cols.max() - 1] = 0
     out[ring > 0] = 255
     assert R.hole_detail_ratio(out, truth, mask, erode=3) == pytest.approx(1.0, abs=1e-9)
     assert R.hole_detail_ratio(out, truth, mask, erode=0) > 2
@@ -127,14 +128,14 @@ def test_detail_ratio_is_nan_for_an_empty_eroded_hole_or_a_flat_truth():
 
 def test_detail_ratio_batch_matches_the_numpy_definition():
     truths = [_textured(seed=s) for s in range(3)]
-    outputs = [cv2.GaussianBlur(truths[0], (0, 0), 1.0), truths[1],
-               cv2.GaussianBlur(truths[2], (0, 0), 0.7)]
+    outputs = [cv2.GaussianBlur(truths[0], (0, 0), 1.0), truths[1], cv2.GaussianBlur(truths[2], (0, 0), 0.7)]
     masks = [box_mask(64, 64), box_mask(64, 64, 0.0, 0.0, 0.5, 0.6), np.zeros((64, 64), np.uint8)]
     masks[2][5:60, 20:23] = 1  # too thin: NaN
     expected = [R.hole_detail_ratio(o, t, m) for o, t, m in zip(outputs, truths, masks)]
     to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    got = R.hole_detail_ratio_batch(to_t(outputs), to_t(truths),
-                                    torch.from_numpy(np.stack(masks)).float()[:, None])
+    got = R.hole_detail_ratio_batch(
+        to_t(outputs), to_t(truths), torch.from_numpy(np.stack(masks)).float()[:, None]
+    )
     assert got.shape == (3,)
     # float32 inputs round to about 1e-7 of 255: the ratio agrees to well below 1e-4
     np.testing.assert_allclose(got[:2].numpy(), expected[:2], rtol=1e-4)
@@ -218,8 +219,7 @@ def faces(tmp_path):
     return folder
 
 
-def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_weights, tmp_path,
-                                                                  monkeypatch):
+def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_weights, tmp_path, monkeypatch):
     import json
 
     from lafin.evaluation import metrics as M
@@ -228,13 +228,42 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
     scripted = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
     # a 2048-d matrix square root per FID takes a minute: FID on 8 of the dimensions
-    monkeypatch.setattr(M, "fid_from_features", lambda a, b: M.frechet_distance(
-        *M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])))
+    monkeypatch.setattr(
+        M,
+        "fid_from_features",
+        lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
+    )
     out = tmp_path / "report"
-    assert evaluate_main(["--images", str(faces), "--size", "64", "--masks", "block", "--bins",
-                          "3", "--methods", "lafin,telea", "--weights", str(tiny_weights),
-                          "--no-identity", "--fid-weights", str(scripted), "--kid-subset-size",
-                          "3", "--landmark-fidelity", "--grid", "0", "--out", str(out), "-q"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--images",
+                str(faces),
+                "--size",
+                "64",
+                "--masks",
+                "block",
+                "--bins",
+                "3",
+                "--methods",
+                "lafin,telea",
+                "--weights",
+                str(tiny_weights),
+                "--no-identity",
+                "--fid-weights",
+                str(scripted),
+                "--kid-subset-size",
+                "3",
+                "--landmark-fidelity",
+                "--grid",
+                "0",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     for method in ("lafin", "telea"):
         entry = res["aggregate"]["30-40%"][method]
@@ -247,8 +276,10 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
     # telea ignores the landmarks: its output is scored against the edited ones as they are
     for case in (c for c in res["cases"] if c["method"] == "telea"):
         assert case["lm_fidelity_open_mouth"] > case["lm_fidelity"]
-    assert res["settings"]["landmark_fidelity"] == {"judge": "lafin",
-                                                    "landmarks": ["true", "open mouth", "smile"]}
+    assert res["settings"]["landmark_fidelity"] == {
+        "judge": "lafin",
+        "landmarks": ["true", "open mouth", "smile"],
+    }
     assert "kid" not in res["unavailable"]
     report = (out / "report.md").read_text()
     assert "KID ×10³" in report and "Detail ratio (median)" in report
@@ -263,16 +294,35 @@ def test_evaluate_detail_ratio_without_fid_and_fidelity_errors(faces, tmp_path, 
     from lafin.evaluation.runner import main as evaluate_main
 
     out = tmp_path / "report"
-    assert evaluate_main(["--images", str(faces), "--size", "64", "--bins", "4", "--methods",
-                          "telea,ns", "--no-identity", "--out", str(out), "-q"]) == 0
+    assert (
+        evaluate_main(
+            [
+                "--images",
+                str(faces),
+                "--size",
+                "64",
+                "--bins",
+                "4",
+                "--methods",
+                "telea,ns",
+                "--no-identity",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     assert res["unavailable"]["kid"] == "no --fid-weights given"
     for method in ("telea", "ns"):
         entry = res["aggregate"]["40-50%"][method]
         assert 0 < entry["detail_ratio"]["median"] < 1  # diffusion fills are smooth
         assert "lm_fidelity" not in entry
-    for extra, message in ((["--landmark-fidelity"], "needs a LaFIn method"),
-                           (["--landmark-fidelity", "wink"], "unknown entry 'wink'")):
+    for extra, message in (
+        (["--landmark-fidelity"], "needs a LaFIn method"),
+        (["--landmark-fidelity", "wink"], "unknown entry 'wink'"),
+    ):
         assert cli_main(["evaluate", "--images", str(faces), "--methods", "telea", *extra]) == 2
         assert message in capsys.readouterr().err
 
@@ -295,16 +345,43 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
     spec.loader.exec_module(bench)
     scripted = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
-    monkeypatch.setattr(M, "fid_from_features", lambda a, b: M.frechet_distance(
-        *M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])))
+    monkeypatch.setattr(
+        M,
+        "fid_from_features",
+        lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
+    )
     second = tmp_path / "again.safetensors"
     second.write_bytes(tiny_weights.read_bytes())
     (tmp_path / "names.txt").write_text("face0.png face1.png face2.png face3.png missing.png")
     out = tmp_path / "realism.json"
-    assert bench.main(["--weights", str(tiny_weights), str(second), "--images", str(faces),
-                       "--names", str(tmp_path / "names.txt"), "--masks", "irregular",
-                       "--faces", "3", "--size", "64", "--fid-weights", str(scripted),
-                       "--kid-subset-size", "2", "--kid-subsets", "5", "--json", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--weights",
+                str(tiny_weights),
+                str(second),
+                "--images",
+                str(faces),
+                "--names",
+                str(tmp_path / "names.txt"),
+                "--masks",
+                "irregular",
+                "--faces",
+                "3",
+                "--size",
+                "64",
+                "--fid-weights",
+                str(scripted),
+                "--kid-subset-size",
+                "2",
+                "--kid-subsets",
+                "5",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "holes 30-40%" in printed and "holes 50-60%" in printed and "opencv-ns" in printed
     res = json.loads(out.read_text())
@@ -312,8 +389,16 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
     for b in ("30-40%", "50-60%"):
         tiny, again, ns = (res["results"][b][m] for m in ("tiny", "again", "opencv-ns"))
         assert tiny == again  # the same weights: the same numbers
-        for key in ("kid", "fid", "detail_ratio_median", "psnr", "ssim", "lm_fidelity_true",
-                    "lm_fidelity_open_mouth", "lm_fidelity_smile"):
+        for key in (
+            "kid",
+            "fid",
+            "detail_ratio_median",
+            "psnr",
+            "ssim",
+            "lm_fidelity_true",
+            "lm_fidelity_open_mouth",
+            "lm_fidelity_smile",
+        ):
             assert key in tiny
         # NS ignores the landmarks: scored against the edited ones as they are
         assert ns["lm_fidelity_open_mouth"] > ns["lm_fidelity_true"]

@@ -69,8 +69,7 @@ def test_refiner_config_validation_and_builder():
         RefinerConfig(output_size=64, channels=(8, 16))
     with pytest.raises(ValueError, match="no refiner"):
         build_refiner(get_preset("tiny"))
-    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(),
-                                    "refiner": {"output_size": 128}})
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": {"output_size": 128}})
     assert isinstance(build_refiner(config), Refiner)
     # files written before the refiner existed have no "refiner" section: disabled
     old = get_preset("tiny").to_dict()
@@ -88,8 +87,7 @@ def test_landmark_heatmap_peaks_at_the_points():
 
 def test_discriminator_gives_patch_logits_and_features():
     disc = RefinerDiscriminator(8)
-    logits, features = disc(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64),
-                            torch.zeros(2, 1, 64, 64))
+    logits, features = disc(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64), torch.zeros(2, 1, 64, 64))
     assert logits.shape == (2, 1, 8, 8) and len(features) == 4
 
 
@@ -106,7 +104,8 @@ def test_nonsaturating_losses_known_values():
     expected = math.log(2) + math.log1p(math.exp(3.0))
     assert losses.nonsaturating_discriminator_loss(zero, fake, weight).item() == pytest.approx(expected)
     assert losses.nonsaturating_generator_loss(fake, weight).item() == pytest.approx(
-        math.log1p(math.exp(-3.0)))
+        math.log1p(math.exp(-3.0))
+    )
     assert losses.discriminator_loss(zero, zero, "nonsaturating").item() == pytest.approx(2 * math.log(2))
 
 
@@ -206,8 +205,12 @@ def test_old_photo_look():
 def test_build_cache_like_rescales_the_references_landmarks(tmp_path):
     base = canonical_landmarks(32)
     small = np.stack([face_like(32, 32, seed=i) for i in range(3)])
-    write_cache(tmp_path / "small", small, np.stack([base] * 3).astype(np.float32),
-                names=[f"{i:05d}.png" for i in range(3)])
+    write_cache(
+        tmp_path / "small",
+        small,
+        np.stack([base] * 3).astype(np.float32),
+        names=[f"{i:05d}.png" for i in range(3)],
+    )
     root = tmp_path / "big"
     root.mkdir()
     for i in range(3):  # the originals at 64 px, saved as JPEG under the same stems
@@ -232,22 +235,39 @@ def refine_data(tmp_path_factory):
     write_cache(root / "faces", images, landmarks)
     torch.manual_seed(0)
     config = get_preset("tiny")
-    save_weights(root / "generator.safetensors", config, generator=build_generator(config),
-                 metadata={"step": 7})
+    save_weights(
+        root / "generator.safetensors", config, generator=build_generator(config), metadata={"step": 7}
+    )
     return root
 
 
 def _refine_config(root: Path, **overrides) -> TrainConfig:
-    model = {**get_preset("tiny").to_dict(), "refiner": {"output_size": 128,
-                                                          "channels": [4, 8, 8, 8],
-                                                          "num_residual_blocks": 1}}
-    raw = {"stage": "refine", "model": model, "init_from": str(root / "generator.safetensors"),
-           "data": {"train": [str(root / "faces")], "val": str(root / "faces"),
-                    "mask_mix": {"irregular": 0.5, "block": 0.5}, "old_photo": 0.5},
-           "batch_size": 2, "lr": 2e-3, "max_steps": 4, "log_every": 2, "sample_every": 2,
-           "checkpoint_every": 2, "val_every": 2, "val_batches": 1, "threads": 1,
-           "betas": [0.5, 0.9], "loss": {"adversarial": 0.5, "structure_l1": 10.0,
-                                         "r1": 0.01, "r1_every": 2}}
+    model = {
+        **get_preset("tiny").to_dict(),
+        "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+    }
+    raw = {
+        "stage": "refine",
+        "model": model,
+        "init_from": str(root / "generator.safetensors"),
+        "data": {
+            "train": [str(root / "faces")],
+            "val": str(root / "faces"),
+            "mask_mix": {"irregular": 0.5, "block": 0.5},
+            "old_photo": 0.5,
+        },
+        "batch_size": 2,
+        "lr": 2e-3,
+        "max_steps": 4,
+        "log_every": 2,
+        "sample_every": 2,
+        "checkpoint_every": 2,
+        "val_every": 2,
+        "val_batches": 1,
+        "threads": 1,
+        "betas": [0.5, 0.9],
+        "loss": {"adversarial": 0.5, "structure_l1": 10.0, "r1": 0.01, "r1_every": 2},
+    }
     raw.update(overrides)
     return TrainConfig.from_dict(raw)
 
@@ -259,8 +279,7 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     trainer.run()
     for k, v in trainer.nets["generator"].state_dict().items():
         assert torch.equal(v, generator_before[k]), f"the frozen generator changed: {k}"
-    assert any(not torch.equal(v, refiner_before[k])
-               for k, v in trainer.nets["refiner"].state_dict().items())
+    assert any(not torch.equal(v, refiner_before[k]) for k, v in trainer.nets["refiner"].state_dict().items())
     assert (tmp_path / "samples" / "0000004.png").is_file()
     metrics = trainer.validate()
     assert 0 < metrics["val/psnr"] < 100
@@ -272,8 +291,10 @@ def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, 
     assert loaded.metadata["generator.step"] == "7" and loaded.metadata["refiner.step"] == "4"
     from lafin.weights_merge import merge_weights
 
-    merge_weights([refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
-                  tmp_path / "merged.safetensors")
+    merge_weights(
+        [refine_data / "generator.safetensors", tmp_path / "weights.safetensors"],
+        tmp_path / "merged.safetensors",
+    )
     merged = load_weights(tmp_path / "merged.safetensors")
     assert merged.metadata["generator.step"] == "7" and merged.metadata["refiner.stage"] == "refine"
 
@@ -283,9 +304,15 @@ def test_refine_stage_starts_from_a_refiner_in_init_from(refine_data, tmp_path):
     refine stage from that refiner, and the exported weights count its earlier steps."""
     train(_refine_config(refine_data, max_steps=2), tmp_path / "first")
     first = load_weights(tmp_path / "first" / "weights.safetensors")
-    trainer = Trainer(_refine_config(refine_data, max_steps=3, checkpoint_every=3,
-                                     init_from=str(tmp_path / "first" / "weights.safetensors")),
-                      tmp_path / "second")
+    trainer = Trainer(
+        _refine_config(
+            refine_data,
+            max_steps=3,
+            checkpoint_every=3,
+            init_from=str(tmp_path / "first" / "weights.safetensors"),
+        ),
+        tmp_path / "second",
+    )
     for net in (trainer.nets["refiner"], trainer.ema):
         for k, v in net.state_dict().items():
             assert torch.equal(v, first.refiner_state[k]), k
@@ -303,15 +330,31 @@ def test_refine_stage_resume_is_exact(refine_data, tmp_path):
 
 
 def test_refine_stage_with_the_inception_loss(refine_data, scripted_inception, tmp_path):
-    config = _refine_config(refine_data, max_steps=2, loss={
-        "adversarial": 0.5, "structure_l1": 1.0, "inception_perceptual": 1.0,
-        "inception_weights": str(scripted_inception), "inception_size": 32})
+    config = _refine_config(
+        refine_data,
+        max_steps=2,
+        loss={
+            "adversarial": 0.5,
+            "structure_l1": 1.0,
+            "inception_perceptual": 1.0,
+            "inception_weights": str(scripted_inception),
+            "inception_size": 32,
+        },
+    )
     trainer = Trainer(config, tmp_path)
     logs = trainer.refine_step(trainer.next_batch())
     assert logs["loss/inception_perceptual"] > 0 and "loss/adversarial" in logs
-    config = _refine_config(refine_data, max_steps=2, loss={
-        "adversarial": 0.5, "inception_perceptual": 1.0, "inception_style": 100.0,
-        "inception_weights": str(scripted_inception), "inception_size": 32})
+    config = _refine_config(
+        refine_data,
+        max_steps=2,
+        loss={
+            "adversarial": 0.5,
+            "inception_perceptual": 1.0,
+            "inception_style": 100.0,
+            "inception_weights": str(scripted_inception),
+            "inception_size": 32,
+        },
+    )
     logs = Trainer(config, tmp_path / "style").refine_step(trainer.next_batch())
     assert logs["loss/inception_style"] > 0
 
@@ -333,13 +376,17 @@ def refined_model():
     from lafin.pipeline import LaFInModel
 
     torch.manual_seed(0)
-    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(),
-                                    "refiner": {"output_size": 128, "channels": [4, 8, 8, 8],
-                                                "num_residual_blocks": 1}})
+    config = ModelConfig.from_dict(
+        {
+            **get_preset("tiny").to_dict(),
+            "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+        }
+    )
     refiner = build_refiner(config)
     nn.init.normal_(refiner.to_rgb.weight, std=0.5)
-    return LaFInModel.from_networks(config, build_generator(config),
-                                    build_landmark_predictor(config), refiner=refiner)
+    return LaFInModel.from_networks(
+        config, build_generator(config), build_landmark_predictor(config), refiner=refiner
+    )
 
 
 def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_model):
@@ -360,8 +407,11 @@ def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_m
     from lafin.pipeline import LaFInModel
 
     plain = LaFInModel.from_networks(
-        refined_model.config, refined_model.generator, refined_model.landmark_predictor,
-        options=InferenceOptions(generator_flip_average=False, diffusion_mix=0))
+        refined_model.config,
+        refined_model.generator,
+        refined_model.landmark_predictor,
+        options=InferenceOptions(generator_flip_average=False, diffusion_mix=0),
+    )
     assert plain.refiner is None
     assert not np.array_equal(plain(image, hole, mode="crop").image, result.image)
 
@@ -385,8 +435,13 @@ def test_weights_with_a_refiner_load_strictly(tmp_path):
 
     config = ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": {"output_size": 128}})
     torch.manual_seed(0)
-    save_weights(tmp_path / "w.safetensors", config, generator=build_generator(config),
-                 landmark_predictor=build_landmark_predictor(config), refiner=build_refiner(config))
+    save_weights(
+        tmp_path / "w.safetensors",
+        config,
+        generator=build_generator(config),
+        landmark_predictor=build_landmark_predictor(config),
+        refiner=build_refiner(config),
+    )
     model = LaFInModel(weights=tmp_path / "w.safetensors")
     assert model.refiner is not None and model.output_size == 128
     assert not model.options.generator_flip_average and model.options.diffusion_mix == 0
@@ -437,7 +492,7 @@ def test_a_loose_crop_is_aligned_before_generation(tiny_model):
     assert not is_loose(rescale_points(canonical, 64 / size), 64)
     hole = np.zeros((size, size), np.uint8)
     lo, hi = loose[48:68].min(axis=0).astype(int), loose[48:68].max(axis=0).astype(int)
-    hole[lo[1] - 3:hi[1] + 3, lo[0] - 3:hi[0] + 3] = 1  # over the small face's mouth
+    hole[lo[1] - 3 : hi[1] + 3, lo[0] - 3 : hi[0] + 3] = 1  # over the small face's mouth
     result = tiny_model(image, hole, landmarks=loose, mode="crop")
     assert result.mode == "crop" and len(result.faces) == 1 and result.landmarks_given
     assert result.faces[0].hole_pixels == hole.sum()
@@ -478,8 +533,7 @@ def test_a_grey_photo_gets_a_grey_fill_and_a_sepia_one_its_tint(refined_model, m
     assert refined_model(colour, hole, mode=mode).tone == "colour"
 
 
-def test_refiner_runs_on_the_holes_window_only_with_the_whole_crops_result(refined_model,
-                                                                           monkeypatch):
+def test_refiner_runs_on_the_holes_window_only_with_the_whole_crops_result(refined_model, monkeypatch):
     """The refiner sees each face's hole and REFINE_MARGIN around it: inside the hole the
     result is the whole crop's (up to the far context the margin leaves out), outside the
     window the coarse face is returned, and the faces' noise is that of their place."""
@@ -506,8 +560,12 @@ def test_refiner_runs_on_the_holes_window_only_with_the_whole_crops_result(refin
     np.testing.assert_allclose(windowed[1][outside], known[outside], atol=1e-6)
     # each face the noise of its place: a face given place 0 twice gets the same texture
     twice = refined_model.generation.refine(
-        crops[:1].repeat(2, 1, 1, 1), holes[:1].repeat(2, 1, 1, 1),
-        np.repeat(generated[:1], 2, axis=0), np.repeat(points[:1], 2, axis=0), faces=[0, 0])
+        crops[:1].repeat(2, 1, 1, 1),
+        holes[:1].repeat(2, 1, 1, 1),
+        np.repeat(generated[:1], 2, axis=0),
+        np.repeat(points[:1], 2, axis=0),
+        faces=[0, 0],
+    )
     assert np.array_equal(twice[0], twice[1])
     assert np.array_equal(twice[0], whole[0])
     assert runner.hole_windows(torch.zeros(1, 1, 32, 32), 8) == [(0, 0, 0, 0)]

@@ -57,16 +57,32 @@ def _digest(path: Path) -> bytes:
 
 # ----------------------------------------------------------------------------- item 1: overlay
 
+
 def test_overlay_never_overwrites_an_input_or_the_result(pair, tmp_path, capsys, no_model):
     a, m = pair
     before = _digest(a), _digest(m)
     out = tmp_path / "out" / "o.png"
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(out), "--overlay", str(a)],
-             "refusing to overwrite an input")
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(out), "--overlay", str(out)],
-             "name the same file")
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(out), "--landmarks-out",
-                      str(tmp_path / "a.pts"), "--overlay", str(m)], "refusing to overwrite")
+    _refused(
+        capsys,
+        ["inpaint", str(a), str(m), "-o", str(out), "--overlay", str(a)],
+        "refusing to overwrite an input",
+    )
+    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(out), "--overlay", str(out)], "name the same file")
+    _refused(
+        capsys,
+        [
+            "inpaint",
+            str(a),
+            str(m),
+            "-o",
+            str(out),
+            "--landmarks-out",
+            str(tmp_path / "a.pts"),
+            "--overlay",
+            str(m),
+        ],
+        "refusing to overwrite",
+    )
     assert (_digest(a), _digest(m)) == before and not out.exists()
 
 
@@ -77,31 +93,49 @@ def test_a_hard_link_of_an_input_is_not_overwritten(pair, tmp_path, capsys, no_m
     before = _digest(a)
     _refused(capsys, ["inpaint", str(a), str(m), "-o", str(link)], "refusing to overwrite")
     os.symlink(m, tmp_path / "soft.png")
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "x.png"), "--overlay",
-                      str(tmp_path / "soft.png")], "refusing to overwrite")
+    _refused(
+        capsys,
+        ["inpaint", str(a), str(m), "-o", str(tmp_path / "x.png"), "--overlay", str(tmp_path / "soft.png")],
+        "refusing to overwrite",
+    )
     assert _digest(a) == before
 
 
-def test_landmarks_out_may_not_overwrite_the_given_landmarks(pair, tmp_path, capsys, no_model,
-                                                             tiny_model):
+def test_landmarks_out_may_not_overwrite_the_given_landmarks(pair, tmp_path, capsys, no_model, tiny_model):
     from lafin.landmarks import write_pts
 
     a, m = pair
     write_pts(tmp_path / "given.pts", tiny_model.predict_landmarks(np.asarray(Image.open(a))))
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"), "--landmarks",
-                      str(tmp_path / "given.pts"), "--landmarks-out", str(tmp_path / "given.pts")],
-             "refusing to overwrite")
+    _refused(
+        capsys,
+        [
+            "inpaint",
+            str(a),
+            str(m),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--landmarks",
+            str(tmp_path / "given.pts"),
+            "--landmarks-out",
+            str(tmp_path / "given.pts"),
+        ],
+        "refusing to overwrite",
+    )
 
 
 # ----------------------------------------------------------------------------- output paths
 
-@pytest.mark.parametrize("output,match", [
-    ("x.xyz", "cannot write '.xyz' files"),
-    ("x", "no file extension"),
-    ("existing_dir", "is a folder"),
-    ("new_dir/", "is a folder"),
-    ("afile.png/o.png", "is a file, not a folder"),
-])
+
+@pytest.mark.parametrize(
+    "output,match",
+    [
+        ("x.xyz", "cannot write '.xyz' files"),
+        ("x", "no file extension"),
+        ("existing_dir", "is a folder"),
+        ("new_dir/", "is a folder"),
+        ("afile.png/o.png", "is a file, not a folder"),
+    ],
+)
 def test_bad_outputs_refused_before_inference(pair, tmp_path, capsys, no_model, output, match):
     a, m = pair
     (tmp_path / "existing_dir").mkdir()
@@ -109,11 +143,21 @@ def test_bad_outputs_refused_before_inference(pair, tmp_path, capsys, no_model, 
     _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path) + "/" + output], match)
 
 
-def test_landmarks_out_extension_checked_before_the_result_is_written(pair, tmp_path, capsys,
-                                                                        no_model):
+def test_landmarks_out_extension_checked_before_the_result_is_written(pair, tmp_path, capsys, no_model):
     a, m = pair
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"),
-                      "--landmarks-out", str(tmp_path / "x.png")], "cannot write '.png'")
+    _refused(
+        capsys,
+        [
+            "inpaint",
+            str(a),
+            str(m),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--landmarks-out",
+            str(tmp_path / "x.png"),
+        ],
+        "cannot write '.png'",
+    )
     assert not (tmp_path / "o.png").exists()
 
 
@@ -124,14 +168,14 @@ def test_unwritable_output_folder(pair, tmp_path, capsys, no_model):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        _refused(capsys, ["inpaint", str(a), str(m), "-o", str(locked / "sub" / "o.png")],
-                 "permission denied")
+        _refused(
+            capsys, ["inpaint", str(a), str(m), "-o", str(locked / "sub" / "o.png")], "permission denied"
+        )
     finally:
         locked.chmod(0o700)
 
 
-def test_unwritable_output_folder_as_the_os_reports_it(pair, tmp_path, capsys, no_model,
-                                                       monkeypatch):
+def test_unwritable_output_folder_as_the_os_reports_it(pair, tmp_path, capsys, no_model, monkeypatch):
     # the same refusal where the test runs as root (root may write anywhere): os.access says no
     a, m = pair
     locked = tmp_path / "locked"
@@ -146,20 +190,37 @@ def test_unwritable_output_folder_as_the_os_reports_it(pair, tmp_path, capsys, n
 
 # ----------------------------------------------------------------------------- item 3: EXIF
 
+
 def test_cli_returns_an_exif_photo_upright_with_the_hole_where_drawn(tmp_path, tiny_weights):
     upright = face_like(72, 56)
     photo = _sideways(tmp_path / "phone.png", upright)
     hole = box_mask(72, 56, 0.5, 0.3, 0.8, 0.7)  # drawn on the upright view: 56 wide, 72 high
     Image.fromarray(hole * 255).save(tmp_path / "hole.png")
     out = tmp_path / "out.png"
-    assert main(["inpaint", str(photo), str(tmp_path / "hole.png"), "-o", str(out), "-q",
-                 "--weights", str(tiny_weights), "--mode", "crop"]) == 0
+    assert (
+        main(
+            [
+                "inpaint",
+                str(photo),
+                str(tmp_path / "hole.png"),
+                "-o",
+                str(out),
+                "-q",
+                "--weights",
+                str(tiny_weights),
+                "--mode",
+                "crop",
+            ]
+        )
+        == 0
+    )
     result = np.asarray(Image.open(out))
     assert result.shape == upright.shape
     np.testing.assert_array_equal(result[hole == 0], upright[hole == 0])
 
 
 # ----------------------------------------------------------------------------- item 5: folders
+
 
 def test_folder_mode_refuses_shared_stems_and_counts_right(tmp_path, tiny_weights, capsys):
     images, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
@@ -169,8 +230,7 @@ def test_folder_mode_refuses_shared_stems_and_counts_right(tmp_path, tiny_weight
         Image.fromarray(face_like(40, 40)).save(images / name)
     for stem in ("dup", "solo"):
         Image.fromarray(box_mask(40, 40) * 255).save(masks / f"{stem}.png")
-    assert main(["inpaint", str(images), str(masks), "-o", str(out), "--weights",
-                 str(tiny_weights)]) == 0
+    assert main(["inpaint", str(images), str(masks), "-o", str(out), "--weights", str(tiny_weights)]) == 0
     printed = capsys.readouterr().out
     assert "Inpainted 1 of 3 images" in printed
     assert "skipped dup.jpg: several images named 'dup'" in printed
@@ -185,21 +245,28 @@ def test_folder_mode_survives_a_decompression_bomb(tmp_path, tiny_weights, capsy
     Image.fromarray(face_like(40, 40)).save(images / "good.png")
     for stem in ("bomb", "good"):
         Image.fromarray(box_mask(40, 40) * 255).save(masks / f"{stem}.png")
-    assert main(["inpaint", str(images), str(masks), "-o", str(tmp_path / "out"), "--weights",
-                 str(tiny_weights)]) == 0
+    assert (
+        main(
+            ["inpaint", str(images), str(masks), "-o", str(tmp_path / "out"), "--weights", str(tiny_weights)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "Inpainted 1 of 2" in printed and "skipped bomb.png: image bomb.png is 12000x12000" \
-        in printed
+    assert "Inpainted 1 of 2" in printed and "skipped bomb.png: image bomb.png is 12000x12000" in printed
 
 
 def test_folder_output_may_not_be_an_input_folder(tmp_path, capsys, no_model):
     (tmp_path / "in").mkdir()
     (tmp_path / "masks").mkdir()
-    _refused(capsys, ["inpaint", str(tmp_path / "in"), str(tmp_path / "masks"), "-o",
-                      str(tmp_path / "in")], "refusing to overwrite an input")
+    _refused(
+        capsys,
+        ["inpaint", str(tmp_path / "in"), str(tmp_path / "masks"), "-o", str(tmp_path / "in")],
+        "refusing to overwrite an input",
+    )
 
 
 # ----------------------------------------------------------------------------- item 6: non-faces
+
 
 def test_photo_mode_warns_when_no_face_is_found(tiny_model, caplog):
     rng = np.random.default_rng(0)
@@ -213,14 +280,21 @@ def test_photo_mode_warns_when_no_face_is_found(tiny_model, caplog):
 
 # ----------------------------------------------------------------------------- one line, exit 2
 
+
 def test_pixel_budget_and_bombs_are_one_line(tmp_path, capsys, pair, no_model):
     _, m = pair
     bomb = png_header_only(tmp_path / "bomb.png", 12000, 12000, rows=12000)
-    _refused(capsys, ["inpaint", str(bomb), str(m), "-o", str(tmp_path / "o.png")],
-             "over the limit of 50 megapixels")
+    _refused(
+        capsys,
+        ["inpaint", str(bomb), str(m), "-o", str(tmp_path / "o.png")],
+        "over the limit of 50 megapixels",
+    )
     a, _ = pair
-    _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"),
-                      "--max-megapixels", "0.001"], "over the limit of 0.001 megapixels")
+    _refused(
+        capsys,
+        ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"), "--max-megapixels", "0.001"],
+        "over the limit of 0.001 megapixels",
+    )
 
 
 def test_every_malformed_landmarks_file_is_one_line(pair, tmp_path, capsys, no_model):
@@ -229,25 +303,29 @@ def test_every_malformed_landmarks_file_is_one_line(pair, tmp_path, capsys, no_m
     huge = tmp_path / "far.json"
     huge.write_text(json.dumps([[1e30, 1.0]] * 68))
     for _name, path in [*bad.items(), ("1e30", huge)]:
-        _refused(capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"),
-                          "--landmarks", str(path)], "")
+        _refused(
+            capsys, ["inpaint", str(a), str(m), "-o", str(tmp_path / "o.png"), "--landmarks", str(path)], ""
+        )
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["prepare", "s", "o", "--size", "0"], "--size: 0 is out of range"),
-    (["prepare", "s", "o", "--size", "-5"], "--size: -5 is out of range"),
-    (["prepare", "s", "o", "--size", "100000"], "out of range"),
-    (["prepare", "s", "o", "--workers", "0"], "--workers: 0 is out of range"),
-    (["prepare", "s", "o", "--upsample", "-1"], "--upsample"),
-    (["prepare", "s", "o", "--size", "ten"], "not an integer"),
-    (["serve", "--port", "-1"], "--port"),
-    (["serve", "--port", "99999"], "--port"),
-    (["serve", "--max-megapixels", "0"], "--max-megapixels"),
-    (["inpaint", "a", "b", "-o", "c.png", "--max-megapixels", "nan"], "--max-megapixels"),
-    (["inpaint-video", "v.mp4", "m.png", "-o", "o.mp4", "--smoothing", "0"], "--smoothing"),
-    (["train", "--out", "r", "--max-steps", "-3"], "--max-steps"),
-    (["inpaint", "a", "b", "-o", "c.png", "--device", "bogus"], "unknown device"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["prepare", "s", "o", "--size", "0"], "--size: 0 is out of range"),
+        (["prepare", "s", "o", "--size", "-5"], "--size: -5 is out of range"),
+        (["prepare", "s", "o", "--size", "100000"], "out of range"),
+        (["prepare", "s", "o", "--workers", "0"], "--workers: 0 is out of range"),
+        (["prepare", "s", "o", "--upsample", "-1"], "--upsample"),
+        (["prepare", "s", "o", "--size", "ten"], "not an integer"),
+        (["serve", "--port", "-1"], "--port"),
+        (["serve", "--port", "99999"], "--port"),
+        (["serve", "--max-megapixels", "0"], "--max-megapixels"),
+        (["inpaint", "a", "b", "-o", "c.png", "--max-megapixels", "nan"], "--max-megapixels"),
+        (["inpaint-video", "v.mp4", "m.png", "-o", "o.mp4", "--smoothing", "0"], "--smoothing"),
+        (["train", "--out", "r", "--max-steps", "-3"], "--max-steps"),
+        (["inpaint", "a", "b", "-o", "c.png", "--device", "bogus"], "unknown device"),
+    ],
+)
 def test_absurd_option_values_are_one_line(argv, match, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -278,6 +356,7 @@ def test_a_port_in_use_is_refused_before_loading(capsys, no_model):
 
 # ----------------------------------------------------------------------------- item 2: training
 
+
 @pytest.fixture
 def run_config(tmp_path):
     from lafin.alignment import canonical_landmarks
@@ -286,10 +365,19 @@ def run_config(tmp_path):
     images = np.stack([face_like(64, 64, seed=i) for i in range(8)])
     marks = np.stack([canonical_landmarks(64)] * 8).astype(np.float32)
     write_cache(tmp_path / "cache", images, marks)
-    config = {"stage": "inpaint", "model": "tiny", "batch_size": 2, "max_steps": 2,
-              "log_every": 1, "sample_every": 0, "checkpoint_every": 2, "val_every": 0,
-              "warmup_adversarial_steps": 0, "threads": 1,
-              "data": {"train": [str(tmp_path / "cache")], "mask_mix": {"block": 1.0}}}
+    config = {
+        "stage": "inpaint",
+        "model": "tiny",
+        "batch_size": 2,
+        "max_steps": 2,
+        "log_every": 1,
+        "sample_every": 0,
+        "checkpoint_every": 2,
+        "val_every": 0,
+        "warmup_adversarial_steps": 0,
+        "threads": 1,
+        "data": {"train": [str(tmp_path / "cache")], "mask_mix": {"block": 1.0}},
+    }
     path = tmp_path / "config.yaml"
     import yaml
 
@@ -302,13 +390,19 @@ def test_train_never_replaces_a_run_without_resume_or_overwrite(run_config, tmp_
     assert main(["train", "--config", str(run_config), "--out", str(run)]) == 0
     capsys.readouterr()
     checkpoint = (run / "checkpoint.pt").read_bytes()
-    _refused(capsys, ["train", "--config", str(run_config), "--out", str(run), "--max-steps", "1"],
-             "holds a run")
+    _refused(
+        capsys, ["train", "--config", str(run_config), "--out", str(run), "--max-steps", "1"], "holds a run"
+    )
     assert (run / "checkpoint.pt").read_bytes() == checkpoint
-    _refused(capsys, ["train", "--config", str(run_config), "--out", str(run), "--resume",
-                      "--overwrite"], "give one of them")
-    assert main(["train", "--config", str(run_config), "--out", str(run), "--overwrite",
-                 "--max-steps", "1"]) == 0
+    _refused(
+        capsys,
+        ["train", "--config", str(run_config), "--out", str(run), "--resume", "--overwrite"],
+        "give one of them",
+    )
+    assert (
+        main(["train", "--config", str(run_config), "--out", str(run), "--overwrite", "--max-steps", "1"])
+        == 0
+    )
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 1
 
 
@@ -318,17 +412,25 @@ def test_resume_from_a_damaged_or_foreign_checkpoint_is_one_line(run_config, tmp
     capsys.readouterr()
     good = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(good[: len(good) // 2])
-    _refused(capsys, ["train", "--config", str(run_config), "--out", str(run), "--resume"],
-             "cannot be resumed")
+    _refused(
+        capsys, ["train", "--config", str(run_config), "--out", str(run), "--resume"], "cannot be resumed"
+    )
     torch.save({"weights": torch.zeros(3)}, run / "checkpoint.pt")
-    _refused(capsys, ["train", "--config", str(run_config), "--out", str(run), "--resume"],
-             "not a lafin training checkpoint")
+    _refused(
+        capsys,
+        ["train", "--config", str(run_config), "--out", str(run), "--resume"],
+        "not a lafin training checkpoint",
+    )
     (run / "checkpoint.pt").write_bytes(good)
-    _refused(capsys, ["train", "--config", str(run_config), "--out", str(run), "--resume",
-                      "--stage", "landmarks"], "does not match this run")
+    _refused(
+        capsys,
+        ["train", "--config", str(run_config), "--out", str(run), "--resume", "--stage", "landmarks"],
+        "does not match this run",
+    )
 
 
 # ----------------------------------------------------------------------------- weights *.tmp
+
 
 def test_interrupted_weights_writes_leave_no_temporary_files(tmp_path, tiny_config):
     from lafin.atomic import atomic_write
@@ -337,8 +439,9 @@ def test_interrupted_weights_writes_leave_no_temporary_files(tmp_path, tiny_conf
 
     target = tmp_path / "w.safetensors"
     # a writer killed with kill -9 (its process id no longer exists) left its temporary file
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     stale = tmp_path / f".w.safetensors.{dead}.abc123.tmp"
     stale.write_bytes(b"partial")
     with pytest.raises(KeyboardInterrupt):  # Ctrl+C (or SIGTERM through the CLI) mid-write
@@ -351,6 +454,7 @@ def test_interrupted_weights_writes_leave_no_temporary_files(tmp_path, tiny_conf
 
 
 # ----------------------------------------------------------------------------- prepare
+
 
 def test_prepare_workers_end_when_the_parent_is_killed(tmp_path):
     pids = tmp_path / "pids"
@@ -428,11 +532,15 @@ def test_prepare_report_keeps_every_row_after_an_interrupted_run(tmp_path, monke
 
 def test_prepare_refuses_an_output_inside_the_photos(tmp_path, capsys):
     (tmp_path / "photos").mkdir()
-    _refused(capsys, ["prepare", str(tmp_path / "photos"), str(tmp_path / "photos" / "set")],
-             "inside the photo folder")
+    _refused(
+        capsys,
+        ["prepare", str(tmp_path / "photos"), str(tmp_path / "photos" / "set")],
+        "inside the photo folder",
+    )
 
 
 # ----------------------------------------------------------------------------- evaluate
+
 
 def test_evaluate_skips_a_bad_file_with_a_warning(tmp_path, caplog):
     from lafin.evaluation.runner import main as evaluate_main
@@ -444,8 +552,22 @@ def test_evaluate_skips_a_bad_file_with_a_warning(tmp_path, caplog):
     png_header_only(faces / "bomb.png", 12000, 12000, rows=12000)
     (faces / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with caplog.at_level("WARNING"):
-        code = evaluate_main(["--images", str(faces), "--size", "64", "--methods", "telea",
-                              "--bins", "1", "--no-identity", "--out", str(tmp_path / "r"), "-q"])
+        code = evaluate_main(
+            [
+                "--images",
+                str(faces),
+                "--size",
+                "64",
+                "--methods",
+                "telea",
+                "--bins",
+                "1",
+                "--no-identity",
+                "--out",
+                str(tmp_path / "r"),
+                "-q",
+            ]
+        )
     assert code == 0
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert sorted(s["image"] for s in results["skipped"]) == ["bomb.png", "broken.png"]
@@ -470,6 +592,9 @@ def test_video_output_may_not_be_a_link_of_the_input(tmp_path, capsys, no_model)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"not really a video")
     os.link(video, tmp_path / "same.mp4")
-    _refused(capsys, ["inpaint-video", str(video), str(video), "-o", str(tmp_path / "same.mp4")],
-             "refusing to overwrite an input")
+    _refused(
+        capsys,
+        ["inpaint-video", str(video), str(video), "-o", str(tmp_path / "same.mp4")],
+        "refusing to overwrite an input",
+    )
     assert video.read_bytes() == b"not really a video"

@@ -12,8 +12,7 @@ from PIL import Image
 from conftest import face_like
 from lafin import restore as restore_module
 from lafin.io import InputError
-from lafin.networks.damage_detector import (DamageDetector, DamageDetectorConfig,
-                                            save_damage_detector)
+from lafin.networks.damage_detector import DamageDetector, DamageDetectorConfig, save_damage_detector
 from lafin.restore import damage_probability, grow_mask, keep_tone, photo_tone
 
 
@@ -28,11 +27,13 @@ def tiny_detector_weights(tmp_path: Path) -> Path:
 def _line_damage(monkeypatch, rows=(20,)):
     """Make the detector 'find' horizontal scratches at ``rows`` (the restore logic under test,
     not the random tiny network's guesses)."""
+
     def fake(detector, image, **kwargs):
         prob = np.zeros(image.shape[:2], np.float32)
         for r in rows:
             prob[r, 5:-5] = 0.9
         return prob
+
     monkeypatch.setattr(restore_module, "damage_probability", fake)
 
 
@@ -71,22 +72,18 @@ def test_restore_runs_the_faster_inference_form_of_the_file(tiny_model, tiny_det
 
 def test_detect_damage_on_the_model(tiny_model, tiny_detector_weights):
     img = face_like(45, 61)
-    mask = restore_module.detect_damage(tiny_model, img, threshold=0.5,
-                                        weights=tiny_detector_weights)
+    mask = restore_module.detect_damage(tiny_model, img, threshold=0.5, weights=tiny_detector_weights)
     assert mask.shape == (45, 61) and mask.dtype == np.uint8
     assert set(np.unique(mask)) <= {0, 255}
-    low = restore_module.detect_damage(tiny_model, img, threshold=1e-6,
-                                       weights=tiny_detector_weights)
+    low = restore_module.detect_damage(tiny_model, img, threshold=1e-6, weights=tiny_detector_weights)
     assert (low >= mask).all() and low.all()
     for bad in (0, 1, 1.5, "0.5", True):
         with pytest.raises(InputError, match="threshold"):
-            restore_module.detect_damage(tiny_model, img, threshold=bad,
-                                         weights=tiny_detector_weights)
+            restore_module.detect_damage(tiny_model, img, threshold=bad, weights=tiny_detector_weights)
 
 
 def test_model_methods_delegate(tiny_model, tiny_detector_weights, monkeypatch):
-    monkeypatch.setattr(restore_module, "default_damage_weights_path",
-                        lambda: tiny_detector_weights)
+    monkeypatch.setattr(restore_module, "default_damage_weights_path", lambda: tiny_detector_weights)
     img = face_like(40, 40)
     mask = tiny_model.detect_damage(img, threshold=1e-6)
     assert mask.shape == (40, 40) and mask.all()
@@ -99,8 +96,9 @@ def test_restore_keeps_known_pixels(tiny_model, tiny_detector_weights, monkeypat
     _line_damage(monkeypatch, rows=(12, 30))
     img = face_like(48, 48, seed=2)
     stages = []
-    result = restore_module.restore(tiny_model, img, dilate=2, progress=stages.append,
-                                    weights=tiny_detector_weights)
+    result = restore_module.restore(
+        tiny_model, img, dilate=2, progress=stages.append, weights=tiny_detector_weights
+    )
     hole = result.mask > 0
     assert np.array_equal(result.image[~hole], img[~hole])
     assert (result.damage > 0).sum() < hole.sum()  # grown
@@ -178,6 +176,7 @@ def test_grow_mask():
 
 # ---------------------------------------------------------------------- CLI
 
+
 def _run(argv) -> int:
     from lafin.cli import main
 
@@ -189,8 +188,25 @@ def test_cli_restore_one_photo(tmp_path, tiny_weights, tiny_detector_weights, mo
     photo = tmp_path / "old.png"
     Image.fromarray(face_like(48, 48)).save(photo)
     out, mask = tmp_path / "fixed.png", tmp_path / "mask.png"
-    assert _run(["restore", photo, "-o", out, "--damage-out", mask, "--weights", tiny_weights,
-                 "--damage-weights", tiny_detector_weights, "--dilate", "1"]) == 0
+    assert (
+        _run(
+            [
+                "restore",
+                photo,
+                "-o",
+                out,
+                "--damage-out",
+                mask,
+                "--weights",
+                tiny_weights,
+                "--damage-weights",
+                tiny_detector_weights,
+                "--dilate",
+                "1",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "Detecting damage..." in text and "Done! Wrote" in text
     written = np.asarray(Image.open(mask))
@@ -206,25 +222,41 @@ def test_cli_restore_folders(tmp_path, tiny_weights, tiny_detector_weights, monk
         Image.fromarray(face_like(40, 40, i)).save(photos / f"p{i}.png")
     (photos / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "out"
-    assert _run(["restore", photos, "-o", out, "--damage-out", tmp_path / "masks", "--weights",
-                 tiny_weights, "--damage-weights", tiny_detector_weights, "-q"]) == 0
+    assert (
+        _run(
+            [
+                "restore",
+                photos,
+                "-o",
+                out,
+                "--damage-out",
+                tmp_path / "masks",
+                "--weights",
+                tiny_weights,
+                "--damage-weights",
+                tiny_detector_weights,
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png"]
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["p0.png", "p1.png"]
 
 
 @pytest.mark.parametrize("case", ["overwrite", "threshold", "dilate", "missing", "into-input"])
-def test_cli_restore_bad_input_is_one_line(tmp_path, tiny_weights, tiny_detector_weights, case,
-                                          capsys):
+def test_cli_restore_bad_input_is_one_line(tmp_path, tiny_weights, tiny_detector_weights, case, capsys):
     photo = tmp_path / "old.png"
     Image.fromarray(face_like(32, 32)).save(photo)
     before = photo.read_bytes()
-    args = {"overwrite": [photo, "-o", photo],
-            "threshold": [photo, "-o", tmp_path / "o.png", "--threshold", "1.5"],
-            "dilate": [photo, "-o", tmp_path / "o.png", "--dilate", "-2"],
-            "missing": [tmp_path / "nope.png", "-o", tmp_path / "o.png"],
-            "into-input": [tmp_path, "-o", tmp_path]}[case]
-    code = _run(["restore", *args, "--weights", tiny_weights, "--damage-weights",
-                 tiny_detector_weights])
+    args = {
+        "overwrite": [photo, "-o", photo],
+        "threshold": [photo, "-o", tmp_path / "o.png", "--threshold", "1.5"],
+        "dilate": [photo, "-o", tmp_path / "o.png", "--dilate", "-2"],
+        "missing": [tmp_path / "nope.png", "-o", tmp_path / "o.png"],
+        "into-input": [tmp_path, "-o", tmp_path],
+    }[case]
+    code = _run(["restore", *args, "--weights", tiny_weights, "--damage-weights", tiny_detector_weights])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("lafin: error:") and err.count("\n") == 1
     assert photo.read_bytes() == before
@@ -245,7 +277,6 @@ def test_harmonize_fill_near_the_hole_equals_the_fill_of_everything():
     expected = generated.copy()
     for c in range(3):
         channel = np.where(ring > 0, diff[..., c], 0).astype(np.float32)
-        expected[..., c] += np.where(hole > 0, cv2.inpaint(channel, 1 - ring, 5,
-                                                           cv2.INPAINT_TELEA), 0)
+        expected[..., c] += np.where(hole > 0, cv2.inpaint(channel, 1 - ring, 5, cv2.INPAINT_TELEA), 0)
     got = harmonize(sample.damaged, generated, hole)
     assert np.abs(got - expected).max() < 1e-3

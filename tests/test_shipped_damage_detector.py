@@ -17,8 +17,10 @@ from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
 from lafin.examples import example_face
 from lafin.restore import default_damage_weights_path
 
-pytestmark = pytest.mark.skipif(not default_damage_weights_path().is_file(),
-                                reason=f"no shipped detector at {default_damage_weights_path()}")
+pytestmark = pytest.mark.skipif(
+    not default_damage_weights_path().is_file(),
+    reason=f"no shipped detector at {default_damage_weights_path()}",
+)
 
 
 def test_shipped_detector_file():

@@ -14,8 +14,9 @@ from lafin.examples import example_face, example_mask
 from lafin.masks import block_mask, center_block_mask, irregular_mask
 from lafin.pipeline import LaFInModel, default_weights_path
 
-pytestmark = pytest.mark.skipif(not default_weights_path().is_file(),
-                                reason=f"no shipped weights at {default_weights_path()}")
+pytestmark = pytest.mark.skipif(
+    not default_weights_path().is_file(), reason=f"no shipped weights at {default_weights_path()}"
+)
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,9 @@ def test_threads_and_denormals_set_during_a_call_and_restored(tiny_model, monkey
         tiny_model(face_like(64, 64), box_mask(64, 64))
         assert seen == {"threads": 1, "flush": True}
         assert torch.get_num_threads() == 2 and not flush_denormal_enabled()
-        two = LaFInModel.from_networks(tiny_model.config, tiny_model.generator, predictor,
-                                       threads=2)  # an explicit choice is used as given
+        two = LaFInModel.from_networks(
+            tiny_model.config, tiny_model.generator, predictor, threads=2
+        )  # an explicit choice is used as given
         two(face_like(64, 64), box_mask(64, 64))
         assert seen["threads"] == 2
         monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's environment wins
@@ -57,8 +58,7 @@ def test_bad_threads_is_an_error(tiny_weights):
 
 def test_channels_last_networks_give_the_same_result(tiny_weights):
     loaded = LaFInModel(weights=tiny_weights)  # compact architecture: channels-last on the CPU
-    assert loaded.landmark_predictor.features[0][0].weight.is_contiguous(
-        memory_format=torch.channels_last)
+    assert loaded.landmark_predictor.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
     plain = LaFInModel.from_networks(loaded.config, *_fresh_networks(tiny_weights))
     image, mask = face_like(70, 90, seed=4), box_mask(70, 90)
     a, b = loaded(image, mask), plain(image, mask)
@@ -84,8 +84,15 @@ def test_faces_batched_together_equal_faces_one_by_one(tiny_model):
     frames = []
     for dx in (0, 200):
         pts = canonical_landmarks(180) + [10 + dx, 10]
-        frames.append(FaceFrame(similarity_transform(pts, canonical_landmarks(64)), 64,
-                                "given-landmarks", (dx, 0, dx + 200, 200), pts))
+        frames.append(
+            FaceFrame(
+                similarity_transform(pts, canonical_landmarks(64)),
+                64,
+                "given-landmarks",
+                (dx, 0, dx + 200, 200),
+                pts,
+            )
+        )
     together = image.copy()
     tiny_model.render_faces(image, hole, together, frames, given=True)
     apart = image.copy()

@@ -38,20 +38,37 @@ def face_cache(tmp_path_factory) -> Path:
 
 
 def _config(face_cache: Path, stage: str, **overrides) -> TrainConfig:
-    data = {"train": [str(face_cache)], "val": str(face_cache),
-            "mask_mix": {"irregular": 0.5, "block": 0.5}, "geometry": stage == "landmarks"}
-    raw = {"stage": stage, "model": "tiny", "data": data, "batch_size": 4, "lr": 2e-3,
-           "max_steps": 4, "log_every": 2, "sample_every": 0, "checkpoint_every": 2,
-           "val_every": 0, "val_batches": 1, "warmup_adversarial_steps": 0, "threads": 1,
-           "betas": [0.5, 0.9]}
+    data = {
+        "train": [str(face_cache)],
+        "val": str(face_cache),
+        "mask_mix": {"irregular": 0.5, "block": 0.5},
+        "geometry": stage == "landmarks",
+    }
+    raw = {
+        "stage": stage,
+        "model": "tiny",
+        "data": data,
+        "batch_size": 4,
+        "lr": 2e-3,
+        "max_steps": 4,
+        "log_every": 2,
+        "sample_every": 0,
+        "checkpoint_every": 2,
+        "val_every": 0,
+        "val_batches": 1,
+        "warmup_adversarial_steps": 0,
+        "threads": 1,
+        "betas": [0.5, 0.9],
+    }
     raw.update(overrides)
     return TrainConfig.from_dict(raw)
 
 
 def _fixed_batch(trainer: Trainer):
     rng = np.random.default_rng(99)
-    return sample_batch(trainer.data.caches[0], 8, rng, trainer.mask_fn, size=trainer.size,
-                        flip=False, indices=np.arange(8))
+    return sample_batch(
+        trainer.data.caches[0], 8, rng, trainer.mask_fn, size=trainer.size, flip=False, indices=np.arange(8)
+    )
 
 
 def _inpaint_loss(trainer: Trainer, batch) -> float:
@@ -77,8 +94,9 @@ def test_inpaint_stage_lowers_the_loss(face_cache, tmp_path):
 
 
 def test_landmark_stage_lowers_the_loss(face_cache, tmp_path):
-    trainer = Trainer(_config(face_cache, "landmarks", max_steps=40, checkpoint_every=1000,
-                              batch_size=8), tmp_path)
+    trainer = Trainer(
+        _config(face_cache, "landmarks", max_steps=40, checkpoint_every=1000, batch_size=8), tmp_path
+    )
     batch = _fixed_batch(trainer)
     before = _landmark_loss(trainer, batch)
     trainer.run()
@@ -89,10 +107,13 @@ def test_joint_stage_uses_the_predictor_and_learns(face_cache, tmp_path):
     first = train(_config(face_cache, "inpaint", max_steps=2), tmp_path / "inpaint")
     second = train(_config(face_cache, "landmarks", max_steps=2), tmp_path / "landmarks")
     assert first.step == 2 and second.step == 2
-    init = [str(tmp_path / "inpaint" / "weights.safetensors"),
-            str(tmp_path / "landmarks" / "weights.safetensors")]
-    trainer = Trainer(_config(face_cache, "joint", max_steps=30, checkpoint_every=1000,
-                              init_from=init), tmp_path / "joint")
+    init = [
+        str(tmp_path / "inpaint" / "weights.safetensors"),
+        str(tmp_path / "landmarks" / "weights.safetensors"),
+    ]
+    trainer = Trainer(
+        _config(face_cache, "joint", max_steps=30, checkpoint_every=1000, init_from=init), tmp_path / "joint"
+    )
     frozen = {k: v.clone() for k, v in trainer.nets["landmarks"].state_dict().items()}
     batch = _fixed_batch(trainer)
     before = _inpaint_loss(trainer, batch)
@@ -104,8 +125,9 @@ def test_joint_stage_uses_the_predictor_and_learns(face_cache, tmp_path):
 
 def _weights(trainer_or_state) -> dict[str, torch.Tensor]:
     if isinstance(trainer_or_state, Trainer):
-        return {f"{n}.{k}": v for n, net in trainer_or_state.nets.items()
-                for k, v in net.state_dict().items()}
+        return {
+            f"{n}.{k}": v for n, net in trainer_or_state.nets.items() for k, v in net.state_dict().items()
+        }
     return {f"{n}.{k}": v for n, sd in trainer_or_state["nets"].items() for k, v in sd.items()}
 
 
@@ -119,8 +141,7 @@ def _assert_same(a: dict, b: dict) -> None:
 def test_resume_is_exact(face_cache, tmp_path, stage):
     straight = train(_config(face_cache, stage, max_steps=6, checkpoint_every=3), tmp_path / "a")
     train(_config(face_cache, stage, max_steps=3, checkpoint_every=3), tmp_path / "b")
-    resumed = train(_config(face_cache, stage, max_steps=6, checkpoint_every=3), tmp_path / "b",
-                    resume=True)
+    resumed = train(_config(face_cache, stage, max_steps=6, checkpoint_every=3), tmp_path / "b", resume=True)
     assert resumed.step == 6
     _assert_same(_weights(straight), _weights(resumed))
     if stage == "inpaint":
@@ -133,23 +154,35 @@ def test_resume_after_kill_9(face_cache, tmp_path):
     with exactly the weights of an uninterrupted run."""
     config = _config(face_cache, "inpaint", max_steps=400, checkpoint_every=2)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
-    cmd = [sys.executable, "-m", "lafin.cli", "train", "--config", str(tmp_path / "c.yaml"),
-           "--out", str(tmp_path / "killed"), "--resume"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lafin.cli",
+        "train",
+        "--config",
+        str(tmp_path / "c.yaml"),
+        "--out",
+        str(tmp_path / "killed"),
+        "--resume",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.time() + 120
-    while time.time() < deadline and not (ckpt.is_file() and
-                                          torch.load(ckpt, weights_only=True)["step"] >= 4):
+    while time.time() < deadline and not (
+        ckpt.is_file() and torch.load(ckpt, weights_only=True)["step"] >= 4
+    ):
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     step = torch.load(ckpt, weights_only=True)["step"]
     assert 4 <= step < 400
     target = step + 4
-    resumed = train(_config(face_cache, "inpaint", max_steps=target, checkpoint_every=2),
-                    tmp_path / "killed", resume=True)
-    straight = train(_config(face_cache, "inpaint", max_steps=target, checkpoint_every=2),
-                     tmp_path / "straight")
+    resumed = train(
+        _config(face_cache, "inpaint", max_steps=target, checkpoint_every=2), tmp_path / "killed", resume=True
+    )
+    straight = train(
+        _config(face_cache, "inpaint", max_steps=target, checkpoint_every=2), tmp_path / "straight"
+    )
     _assert_same(_weights(straight), _weights(resumed))
 
 
@@ -157,19 +190,34 @@ def test_ddp_two_processes_hold_identical_weights(face_cache, tmp_path):
     script = tmp_path / "ddp_run.py"
     config = _config(face_cache, "inpaint", max_steps=3, checkpoint_every=3)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import torch, torch.distributed as dist
         from lafin.training.config import TrainConfig
         from lafin.training.train import train
-        t = train(TrainConfig.from_yaml({str(tmp_path / 'c.yaml')!r}), {str(tmp_path / 'run')!r})
+        t = train(TrainConfig.from_yaml({str(tmp_path / "c.yaml")!r}), {str(tmp_path / "run")!r})
         state = {{k: v for n, net in t.nets.items() for k, v in net.module.state_dict().items()
                  if hasattr(net, 'module')}}
         torch.save(state, {str(tmp_path)!r} + f"/rank{{dist.get_rank()}}.pt")
         dist.destroy_process_group()
-    """))
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29533", str(script)], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """)
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -217,8 +265,9 @@ def test_feature_matching_without_vgg_and_perceptual_with_vgg(face_cache, tmp_pa
 def test_discriminator_head_start(face_cache, tmp_path):
     """Before ``warmup_adversarial_steps`` the generator gets no adversarial terms; the
     discriminator learns only in the ``discriminator_head_start`` steps before it."""
-    trainer = Trainer(_config(face_cache, "inpaint", warmup_adversarial_steps=3,
-                              discriminator_head_start=1), tmp_path)
+    trainer = Trainer(
+        _config(face_cache, "inpaint", warmup_adversarial_steps=3, discriminator_head_start=1), tmp_path
+    )
     disc = trainer.nets["discriminator"]
     seen = []
     for step in range(4):
@@ -226,10 +275,15 @@ def test_discriminator_head_start(face_cache, tmp_path):
         before = [p.detach().clone() for p in disc.parameters()]
         logs = trainer.inpaint_step(trainer.next_batch())
         moved = any(not torch.equal(a, b) for a, b in zip(before, disc.parameters()))
-        seen.append((moved, "loss/discriminator" in logs, "loss/adversarial" in logs,
-                     "loss/feature_matching" in logs))
-    assert seen == [(False, False, False, False), (False, False, False, False),
-                    (True, True, False, False), (True, True, True, True)]
+        seen.append(
+            (moved, "loss/discriminator" in logs, "loss/adversarial" in logs, "loss/feature_matching" in logs)
+        )
+    assert seen == [
+        (False, False, False, False),
+        (False, False, False, False),
+        (True, True, False, False),
+        (True, True, True, True),
+    ]
     with pytest.raises(ValueError, match="discriminator_head_start"):
         _config(face_cache, "inpaint", discriminator_head_start=-1)
 
@@ -241,8 +295,7 @@ def test_wrong_vgg_file_is_rejected(tmp_path):
 
 
 def test_sample_grid_and_validation(face_cache, tmp_path):
-    trainer = Trainer(_config(face_cache, "inpaint", sample_every=2, val_every=2, max_steps=2),
-                      tmp_path)
+    trainer = Trainer(_config(face_cache, "inpaint", sample_every=2, val_every=2, max_steps=2), tmp_path)
     trainer.run()
     assert list((tmp_path / "samples").glob("*.png"))
     metrics = trainer.validate()
@@ -250,15 +303,20 @@ def test_sample_grid_and_validation(face_cache, tmp_path):
 
 
 def test_cosine_schedule_sets_every_optimizer(face_cache, tmp_path):
-    config = _config(face_cache, "inpaint", lr_schedule="cosine", lr_min_ratio=0.1, max_steps=10,
-                     d_lr_ratio=0.5)
+    config = _config(
+        face_cache, "inpaint", lr_schedule="cosine", lr_min_ratio=0.1, max_steps=10, d_lr_ratio=0.5
+    )
     trainer = Trainer(config, tmp_path)
     rates = []
     for step in (0, 5, 10):
         trainer.step = step
         trainer.set_learning_rates()
-        rates.append((trainer.optims["generator"].param_groups[0]["lr"],
-                      trainer.optims["discriminator"].param_groups[0]["lr"]))
+        rates.append(
+            (
+                trainer.optims["generator"].param_groups[0]["lr"],
+                trainer.optims["discriminator"].param_groups[0]["lr"],
+            )
+        )
     assert rates[0] == pytest.approx((2e-3, 1e-3))
     assert rates[1][0] == pytest.approx(2e-3 * 0.55)  # halfway: the mean of 1 and 0.1
     assert rates[2] == pytest.approx((2e-4, 1e-4))
@@ -274,9 +332,16 @@ def test_constant_schedule_applies_a_changed_lr_on_resume(face_cache, tmp_path):
 
 
 def test_train_weights_set_how_often_each_cache_is_drawn(face_cache, tmp_path):
-    config = _config(face_cache, "landmarks", data={
-        "train": [str(face_cache), str(face_cache)], "train_weights": [3, 1], "geometry": True,
-        "mask_mix": {"none": 1.0}})
+    config = _config(
+        face_cache,
+        "landmarks",
+        data={
+            "train": [str(face_cache), str(face_cache)],
+            "train_weights": [3, 1],
+            "geometry": True,
+            "mask_mix": {"none": 1.0},
+        },
+    )
     trainer = Trainer(config, tmp_path)
     rng = np.random.default_rng(0)
     first = sum(trainer.data.pick(rng) is trainer.data.caches[0] for _ in range(4000))
@@ -309,8 +374,15 @@ def test_ssim_loss_is_the_benchmarks_ssim_and_differentiable():
     rng = np.random.default_rng(3)
     truth = face_like(48, 48, seed=5)
     noisy = np.clip(truth.astype(int) + rng.integers(-30, 30, truth.shape), 0, 255).astype(np.uint8)
-    expected = structural_similarity(noisy, truth, channel_axis=2, data_range=255,
-                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    expected = structural_similarity(
+        noisy,
+        truth,
+        channel_axis=2,
+        data_range=255,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     as_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255
     out = as_t(noisy).requires_grad_(True)
     value = losses.ssim(out, as_t(truth))
@@ -336,17 +408,35 @@ def test_weights_trained_on_from_others_record_the_steps_before(face_cache, tmp_
 
     first = train(_config(face_cache, "inpaint", max_steps=3, checkpoint_every=3), tmp_path / "a")
     assert "steps_before" not in load_weights(tmp_path / "a" / "weights.safetensors").metadata
-    second = train(_config(face_cache, "inpaint", max_steps=2, checkpoint_every=2,
-                           init_from=str(tmp_path / "a" / "weights.safetensors")), tmp_path / "b")
+    second = train(
+        _config(
+            face_cache,
+            "inpaint",
+            max_steps=2,
+            checkpoint_every=2,
+            init_from=str(tmp_path / "a" / "weights.safetensors"),
+        ),
+        tmp_path / "b",
+    )
     assert second.steps_before == {"generator": 3} and first.steps_before == {}
     meta = load_weights(tmp_path / "b" / "weights.safetensors").metadata
     assert (meta["step"], meta["steps_before"]) == ("2", "3")
     # a third run counts both earlier ones, and merging keeps it per network
-    train(_config(face_cache, "inpaint", max_steps=1, checkpoint_every=1,
-                  init_from=str(tmp_path / "b" / "weights.safetensors")), tmp_path / "c")
+    train(
+        _config(
+            face_cache,
+            "inpaint",
+            max_steps=1,
+            checkpoint_every=1,
+            init_from=str(tmp_path / "b" / "weights.safetensors"),
+        ),
+        tmp_path / "c",
+    )
     lm = train(_config(face_cache, "landmarks", max_steps=1, checkpoint_every=1), tmp_path / "lm")
-    merge_weights([tmp_path / "lm" / "weights.safetensors", tmp_path / "c" / "weights.safetensors"],
-                  tmp_path / "merged.safetensors")
+    merge_weights(
+        [tmp_path / "lm" / "weights.safetensors", tmp_path / "c" / "weights.safetensors"],
+        tmp_path / "merged.safetensors",
+    )
     merged = load_weights(tmp_path / "merged.safetensors").metadata
     assert merged["generator.steps_before"] == "5" and merged["generator.step"] == "1"
     assert "landmarks.steps_before" not in merged and lm.steps_before == {}
@@ -363,7 +453,8 @@ def test_channels_last_trains_the_same_networks(face_cache, tmp_path):
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     batch = _fixed_batch(plain)
     assert _inpaint_loss(plain, batch) == pytest.approx(
-        _inpaint_loss(nhwc, batch.to("cpu", torch.channels_last)), rel=1e-5)
+        _inpaint_loss(nhwc, batch.to("cpu", torch.channels_last)), rel=1e-5
+    )
     nhwc.run()
     nhwc.export_weights(tmp_path / "w.safetensors")
     generator, _ = build_from_weights(load_any(tmp_path / "w.safetensors"))
@@ -377,13 +468,31 @@ def test_channels_last_trains_the_same_networks(face_cache, tmp_path):
 def test_box_fraction_sets_the_landmark_framing(face_cache, tmp_path):
     """data.box_fraction reaches the geometry augmentation: with a fixed fraction every face is
     scaled so that its landmark box spans that share of the side (distances scale with it)."""
-    trainer = Trainer(_config(face_cache, "landmarks", data={
-        "train": [str(face_cache)], "geometry": True, "box_fraction": [0.6, 0.6],
-        "mask_mix": {"irregular": 1.0}}), tmp_path / "run")
+    trainer = Trainer(
+        _config(
+            face_cache,
+            "landmarks",
+            data={
+                "train": [str(face_cache)],
+                "geometry": True,
+                "box_fraction": [0.6, 0.6],
+                "mask_mix": {"irregular": 1.0},
+            },
+        ),
+        tmp_path / "run",
+    )
     cache = trainer.data.caches[0]
     rng = np.random.default_rng(3)
-    batch = sample_batch(cache, 6, rng, trainer.mask_fn, size=trainer.size, flip=False,
-                         geometry=trainer.geometry, indices=np.arange(6))
+    batch = sample_batch(
+        cache,
+        6,
+        rng,
+        trainer.mask_fn,
+        size=trainer.size,
+        flip=False,
+        geometry=trainer.geometry,
+        indices=np.arange(6),
+    )
     for i in range(6):
         src = cache.landmarks[i]
         scale = 0.6 * trainer.size / float((src.max(0) - src.min(0)).max())
@@ -396,8 +505,11 @@ def test_landmark_error_by_eye_distance_is_the_benchmarks_nme():
     from lafin.landmarks import nme
 
     rng = np.random.default_rng(0)
-    truth = torch.from_numpy(np.stack([canonical_landmarks(64) * s + o for s, o in
-                                       ((1.0, 0.0), (0.6, 10.0), (0.8, 4.0))]).astype(np.float32))
+    truth = torch.from_numpy(
+        np.stack([canonical_landmarks(64) * s + o for s, o in ((1.0, 0.0), (0.6, 10.0), (0.8, 4.0))]).astype(
+            np.float32
+        )
+    )
     pred = truth + torch.from_numpy(rng.normal(0, 1.5, truth.shape).astype(np.float32))
     expected = nme(pred.numpy(), truth.numpy()).mean()
     assert losses.landmark_error(pred, truth, 64, "eyes").item() == pytest.approx(expected, rel=1e-5)
@@ -424,7 +536,8 @@ def test_wing_landmark_loss_is_continuous_and_steeper_on_small_errors():
     # small errors weigh more than under the plain distance (gradient w / epsilon = 5 at 0)
     assert (loss_at(0.02) - loss_at(0.01)).item() > 3 * 0.01
     assert losses.landmark_error(truth + 1.0, truth, 64, "eyes").item() == pytest.approx(
-        np.sqrt(2) / eyes, rel=1e-4)
+        np.sqrt(2) / eyes, rel=1e-4
+    )
     assert TrainConfig.from_dict({"loss": {"landmark_wing": [0.2, 0.04]}}).loss.landmark_wing == (0.2, 0.04)
     for bad in ([0.2], [0.2, 0.0], 0.2):
         with pytest.raises(ValueError, match="landmark_wing"):
@@ -432,15 +545,19 @@ def test_wing_landmark_loss_is_continuous_and_steeper_on_small_errors():
 
 
 def test_landmark_stage_trains_with_eye_normalised_error(face_cache, tmp_path):
-    trainer = train(_config(face_cache, "landmarks", max_steps=2, loss={"landmark_norm": "eyes"}),
-                    tmp_path / "run")
+    trainer = train(
+        _config(face_cache, "landmarks", max_steps=2, loss={"landmark_norm": "eyes"}), tmp_path / "run"
+    )
     assert trainer.step == 2 and (tmp_path / "run" / "weights.safetensors").is_file()
 
 
 # the inpainting model's recipes; configs/damage-detector*.yaml are the damage detector's own
 # (lafin.training.damage), checked in tests/test_damage.py
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
-                 if not p.name.startswith("damage-detector"))
+CONFIGS = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+    if not p.name.startswith("damage-detector")
+)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -470,13 +587,18 @@ def test_each_recipe_says_how_to_launch_it_and_its_start_is_made_by_a_documented
     header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
     assert f"--config configs/{path.name}" in header
     init = yaml.safe_load(text).get("init_from")
-    documented = "\n".join([(ROOT / "docs" / "TRAINING.md").read_text()] + [
-        "\n".join(line.lstrip("# ") for line in p.read_text().splitlines() if line.startswith("#"))
-        for p in RECIPES])
+    documented = "\n".join(
+        [(ROOT / "docs" / "TRAINING.md").read_text()]
+        + [
+            "\n".join(line.lstrip("# ") for line in p.read_text().splitlines() if line.startswith("#"))
+            for p in RECIPES
+        ]
+    )
     documented = documented.replace("\\\n", " ")  # commands continued over lines
     for start in [init] if isinstance(init, str) else init or []:
-        made = (re.search(rf"--out {re.escape(str(Path(start).parent))}(\s|$)", documented)
-                or re.search(rf"(cp \S+|-o|widen \S+)\s+{re.escape(start)}(\s|$)", documented))
+        made = re.search(rf"--out {re.escape(str(Path(start).parent))}(\s|$)", documented) or re.search(
+            rf"(cp \S+|-o|widen \S+)\s+{re.escape(start)}(\s|$)", documented
+        )
         assert made, f"{path.name}: nothing documented writes its init_from {start}"
 
 
@@ -487,10 +609,23 @@ def test_cli_init_from_overrides_the_config(face_cache, tmp_path):
     from lafin.cli import main
 
     train(_config(face_cache, "inpaint", max_steps=2, checkpoint_every=2), tmp_path / "a")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(
-        _config(face_cache, "inpaint", max_steps=1, checkpoint_every=1).to_dict()))
-    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "b"),
-                 "--init-from", str(tmp_path / "a" / "weights.safetensors")]) == 0
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(_config(face_cache, "inpaint", max_steps=1, checkpoint_every=1).to_dict())
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "c.yaml"),
+                "--out",
+                str(tmp_path / "b"),
+                "--init-from",
+                str(tmp_path / "a" / "weights.safetensors"),
+            ]
+        )
+        == 0
+    )
     meta = load_weights(tmp_path / "b" / "weights.safetensors").metadata
     assert (meta["step"], meta["steps_before"]) == ("1", "2")
 
@@ -508,8 +643,17 @@ def test_landmark_stage_trains_at_the_predictors_input_size(face_cache, tmp_path
     own size, learns there, and the exported weights carry that size."""
     from lafin.checkpoint import load_weights
 
-    trainer = Trainer(_config(face_cache, "landmarks", model=_tiny_with_predictor_input(96),
-                              max_steps=40, checkpoint_every=1000, batch_size=8), tmp_path)
+    trainer = Trainer(
+        _config(
+            face_cache,
+            "landmarks",
+            model=_tiny_with_predictor_input(96),
+            max_steps=40,
+            checkpoint_every=1000,
+            batch_size=8,
+        ),
+        tmp_path,
+    )
     assert trainer.size == 96
     batch = _fixed_batch(trainer)
     assert batch.images.shape[-2:] == (96, 96) and batch.masks.shape[-2:] == (96, 96)
@@ -533,7 +677,8 @@ def test_joint_stage_gives_a_larger_predictor_its_own_size(face_cache, tmp_path)
         fc.bias.fill_(0.25)
     seen = []
     hook = trainer.nets["landmarks"].register_forward_pre_hook(
-        lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        lambda _m, args: seen.append(tuple(args[0].shape[-2:]))
+    )
     points = trainer.predict_points(_fixed_batch(trainer).masked)
     hook.remove()
     assert seen == [(96, 96)]
@@ -549,14 +694,32 @@ def test_realism_terms_train_the_generator_to_follow_edited_landmarks(face_cache
     first = train(_config(face_cache, "inpaint", max_steps=2), tmp_path / "inpaint")
     second = train(_config(face_cache, "landmarks", max_steps=2), tmp_path / "landmarks")
     assert first.step == 2 and second.step == 2
-    init = [str(tmp_path / "inpaint" / "weights.safetensors"),
-            str(tmp_path / "landmarks" / "weights.safetensors")]
-    config = _config(face_cache, "inpaint", max_steps=3, init_from=init, checkpoint_every=1000,
-                     loss={"l1_hole": 1.0, "adversarial": 0.5, "discriminator": "patch",
-                           "r1": 0.01, "r1_every": 2, "landmark_consistency": 5.0,
-                           "structure_l1": 1.0},
-                     data={"train": [str(face_cache)], "val": str(face_cache),
-                           "mask_mix": {"irregular": 0.5, "block": 0.5}, "landmark_edit": 1.0})
+    init = [
+        str(tmp_path / "inpaint" / "weights.safetensors"),
+        str(tmp_path / "landmarks" / "weights.safetensors"),
+    ]
+    config = _config(
+        face_cache,
+        "inpaint",
+        max_steps=3,
+        init_from=init,
+        checkpoint_every=1000,
+        loss={
+            "l1_hole": 1.0,
+            "adversarial": 0.5,
+            "discriminator": "patch",
+            "r1": 0.01,
+            "r1_every": 2,
+            "landmark_consistency": 5.0,
+            "structure_l1": 1.0,
+        },
+        data={
+            "train": [str(face_cache)],
+            "val": str(face_cache),
+            "mask_mix": {"irregular": 0.5, "block": 0.5},
+            "landmark_edit": 1.0,
+        },
+    )
     trainer = Trainer(config, tmp_path / "realism")
     frozen = {k: v.clone() for k, v in trainer.nets["landmarks"].state_dict().items()}
     batch = trainer.next_batch()
@@ -567,7 +730,8 @@ def test_realism_terms_train_the_generator_to_follow_edited_landmarks(face_cache
     # every moved point, old and new position, lies in the hole
     for i in edited.nonzero().flatten().tolist():
         pts = torch.cat([batch.landmarks[i], batch.guide[i]])[
-            torch.cat([(batch.guide[i] - batch.landmarks[i]).norm(dim=-1) > 0.5] * 2)]
+            torch.cat([(batch.guide[i] - batch.landmarks[i]).norm(dim=-1) > 0.5] * 2)
+        ]
         x = pts[:, 0].long().clamp(0, trainer.size - 1)
         y = pts[:, 1].long().clamp(0, trainer.size - 1)
         assert (batch.masks[i, 0, y, x] == 1).all()
@@ -586,7 +750,10 @@ def test_realism_terms_train_the_generator_to_follow_edited_landmarks(face_cache
     meta = load_weights(tmp_path / "realism" / "weights.safetensors").metadata
     assert (meta["landmarks.stage"], meta["landmarks.step"]) == ("landmarks", "2")
     assert (meta["generator.stage"], meta["generator.step"], meta["generator.steps_before"]) == (
-        "inpaint", "3", "2")
+        "inpaint",
+        "3",
+        "2",
+    )
 
 
 def test_landmark_consistency_needs_a_predictor_and_edits_need_the_inpaint_stage(face_cache, tmp_path):

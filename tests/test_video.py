@@ -17,16 +17,42 @@ from lafin.video import LandmarkSmoother, inpaint_video  # noqa: E402
 def _write_video(path, frames, fps=10, audio=False):
     silent = str(path) + ".silent.mp4" if audio else str(path)
     h, w = frames[0].shape[:2]
-    writer = ff.write_frames(silent, (w, h), fps=fps, codec="libx264rgb", pix_fmt_out="rgb24",
-                             output_params=["-qp", "0"], macro_block_size=1, quality=None)
+    writer = ff.write_frames(
+        silent,
+        (w, h),
+        fps=fps,
+        codec="libx264rgb",
+        pix_fmt_out="rgb24",
+        output_params=["-qp", "0"],
+        macro_block_size=1,
+        quality=None,
+    )
     writer.send(None)
     for f in frames:
         writer.send(np.ascontiguousarray(f))
     writer.close()
     if audio:
-        subprocess.run([ff.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", silent, "-f", "lavfi",
-                        "-i", f"sine=frequency=440:duration={len(frames) / fps}", "-c:v", "copy",
-                        "-c:a", "aac", "-shortest", str(path)], check=True)
+        subprocess.run(
+            [
+                ff.get_ffmpeg_exe(),
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                silent,
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency=440:duration={len(frames) / fps}",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(path),
+            ],
+            check=True,
+        )
 
 
 def _read_video(path):
@@ -40,8 +66,12 @@ def _read_video(path):
 def clip(tmp_path_factory):
     face = data.astronaut()[:256, 100:356]
     rng = np.random.default_rng(0)
-    frames = [np.clip(np.roll(face, i // 3, axis=1).astype(int) + rng.integers(-3, 4, face.shape),
-                      0, 255).astype(np.uint8) for i in range(8)]
+    frames = [
+        np.clip(np.roll(face, i // 3, axis=1).astype(int) + rng.integers(-3, 4, face.shape), 0, 255).astype(
+            np.uint8
+        )
+        for i in range(8)
+    ]
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
     _write_video(path, frames, audio=True)
     return path, _read_video(path)
@@ -56,8 +86,9 @@ def _hole():
 def test_video_keeps_known_pixels_and_audio(tiny_model, clip, tmp_path):
     path, frames = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
-    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
-                           lossless=True, progress=False)
+    report = inpaint_video(
+        tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4", lossless=True, progress=False
+    )
     assert report.frames == len(frames) and report.audio
     assert all(n == 1 for n in report.faces_per_frame)
     out = _read_video(tmp_path / "out.mp4")
@@ -66,8 +97,9 @@ def test_video_keeps_known_pixels_and_audio(tiny_model, clip, tmp_path):
     for a, b in zip(frames, out):
         assert np.array_equal(a[~hole], b[~hole])
         assert not np.array_equal(a[hole], b[hole])
-    probe = subprocess.run([ff.get_ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mp4")],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [ff.get_ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mp4")], capture_output=True, text=True
+    )
     assert "Audio:" in probe.stderr
 
 
@@ -78,8 +110,9 @@ def test_video_keeps_the_smoothed_alignment(tiny_model, clip, tmp_path, monkeypa
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     calls = []
     original = tiny_model.locator.refine_frames
-    monkeypatch.setattr(tiny_model.locator, "refine_frames",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(
+        tiny_model.locator, "refine_frames", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
     inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4", progress=False)
     assert calls == []
     tiny_model(frames[0], _hole(), mode="photo")
@@ -88,11 +121,14 @@ def test_video_keeps_the_smoothed_alignment(tiny_model, clip, tmp_path, monkeypa
 
 def test_mask_video_and_refusal_to_overwrite(tiny_model, clip, tmp_path):
     path, frames = clip
-    masks = [np.repeat((_hole() * 255)[..., None], 3, axis=2) if i % 2 else
-             np.zeros((256, 256, 3), np.uint8) for i in range(len(frames))]
+    masks = [
+        np.repeat((_hole() * 255)[..., None], 3, axis=2) if i % 2 else np.zeros((256, 256, 3), np.uint8)
+        for i in range(len(frames))
+    ]
     _write_video(tmp_path / "mask.mp4", masks)
-    report = inpaint_video(tiny_model, path, tmp_path / "mask.mp4", tmp_path / "out.mkv",
-                           lossless=True, progress=False)
+    report = inpaint_video(
+        tiny_model, path, tmp_path / "mask.mp4", tmp_path / "out.mkv", lossless=True, progress=False
+    )
     assert report.faces_per_frame == [0, 1] * (len(frames) // 2)
     from lafin.io import InputError
 
@@ -131,8 +167,7 @@ def _counting_detections(monkeypatch):
 
     calls: list[int] = []
     original = lafin.photo.find_faces
-    monkeypatch.setattr(lafin.photo, "find_faces",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(lafin.photo, "find_faces", lambda *a, **k: calls.append(1) or original(*a, **k))
     return calls
 
 
@@ -142,8 +177,14 @@ def test_smoothing_reduces_landmark_jitter(tiny_model, clip, clip_landmarks, tmp
 
     def jitter(alpha):
         _predicting(tiny_model, monkeypatch, clip_landmarks, noise=2.0)
-        report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / f"o{alpha}.mp4",
-                               smoothing=alpha, progress=False)
+        report = inpaint_video(
+            tiny_model,
+            path,
+            tmp_path / "mask.png",
+            tmp_path / f"o{alpha}.mp4",
+            smoothing=alpha,
+            progress=False,
+        )
         errors = np.stack([f[0] - t for f, t in zip(report.landmarks, clip_landmarks)])
         return np.abs(np.diff(errors, axis=0)).mean()
 
@@ -157,8 +198,14 @@ def test_detectors_run_on_key_frames_only(tiny_model, clip, clip_landmarks, tmp_
     for interval, expected in ((30, 1), (3, 3), (1, len(frames))):
         calls.clear()
         _predicting(tiny_model, monkeypatch, clip_landmarks)
-        report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
-                               progress=False, key_interval=interval)
+        report = inpaint_video(
+            tiny_model,
+            path,
+            tmp_path / "mask.png",
+            tmp_path / "out.mp4",
+            progress=False,
+            key_interval=interval,
+        )
         assert len(calls) == report.key_frames == expected, interval
         assert report.faces_per_frame == [1] * len(frames)
         # followed faces keep their landmarks: the truth (no smoothing error when none moves)
@@ -170,23 +217,25 @@ def test_a_lost_face_is_detected_again(tiny_model, clip, clip_landmarks, tmp_pat
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     calls = _counting_detections(monkeypatch)
     _predicting(tiny_model, monkeypatch, clip_landmarks, jump_at=4)
-    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
-                           progress=False)
+    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4", progress=False)
     assert report.key_frames == len(calls) >= 2  # the first frame, then after the jump
 
 
-def test_frames_go_through_the_generator_in_batches(tiny_model, clip, clip_landmarks, tmp_path,
-                                                    monkeypatch):
+def test_frames_go_through_the_generator_in_batches(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
     path, frames = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     _predicting(tiny_model, monkeypatch, clip_landmarks)
     sizes = []
     original = tiny_model.generation.generate
-    monkeypatch.setattr(tiny_model.generation, "generate",
-                        lambda img_t, *a: sizes.append(img_t.shape[0]) or original(img_t, *a))
+    monkeypatch.setattr(
+        tiny_model.generation,
+        "generate",
+        lambda img_t, *a: sizes.append(img_t.shape[0]) or original(img_t, *a),
+    )
     out = tmp_path / "out.mp4"
-    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", out, progress=False, batch=3,
-                           lossless=True)
+    report = inpaint_video(
+        tiny_model, path, tmp_path / "mask.png", out, progress=False, batch=3, lossless=True
+    )
     assert sizes == [3, 3, 2] and report.frames == len(frames)
     hole = _hole().astype(bool)
     for a, b in zip(frames, _read_video(out)):
@@ -227,18 +276,42 @@ def test_cli_video_options_and_bad_batch(clip, tiny_weights, tmp_path, capsys):
     path, frames = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     out = tmp_path / "out.mp4"
-    code = main(["inpaint-video", str(path), str(tmp_path / "mask.png"), "-o", str(out),
-                 "--weights", str(tiny_weights), "--fast", "--batch", "3", "--key-interval", "4"])
+    code = main(
+        [
+            "inpaint-video",
+            str(path),
+            str(tmp_path / "mask.png"),
+            "-o",
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--fast",
+            "--batch",
+            "3",
+            "--key-interval",
+            "4",
+        ]
+    )
     assert code == 0 and out.is_file()
     assert f"{len(frames)} frames" in capsys.readouterr().out
-    code = main(["inpaint-video", str(path), str(tmp_path / "mask.png"), "-o",
-                 str(tmp_path / "o2.mp4"), "--weights", str(tiny_weights), "--batch", "0"])
+    code = main(
+        [
+            "inpaint-video",
+            str(path),
+            str(tmp_path / "mask.png"),
+            "-o",
+            str(tmp_path / "o2.mp4"),
+            "--weights",
+            str(tiny_weights),
+            "--batch",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "batch" in err and err.strip().count("\n") == 0
 
 
-def test_nothing_under_the_hole_reaches_the_output(tiny_model, clip, clip_landmarks, tmp_path,
-                                                   monkeypatch):
+def test_nothing_under_the_hole_reaches_the_output(tiny_model, clip, clip_landmarks, tmp_path, monkeypatch):
     """Frames that differ only under the hole give the same video, both where one followed face
     holds the hole (no OpenCV fill made) and on key frames (filled first)."""
     path, frames = clip
@@ -252,9 +325,17 @@ def test_nothing_under_the_hole_reaches_the_output(tiny_model, clip, clip_landma
     outputs, reports = [], []
     for i, clip_path in enumerate((path, tmp_path / "other.mp4")):
         _predicting(tiny_model, monkeypatch, clip_landmarks)
-        reports.append(inpaint_video(tiny_model, clip_path, tmp_path / "mask.png",
-                                     tmp_path / f"out{i}.mp4", lossless=True, progress=False,
-                                     batch=3))
+        reports.append(
+            inpaint_video(
+                tiny_model,
+                clip_path,
+                tmp_path / "mask.png",
+                tmp_path / f"out{i}.mp4",
+                lossless=True,
+                progress=False,
+                batch=3,
+            )
+        )
         outputs.append(_read_video(tmp_path / f"out{i}.mp4"))
     for a, b in zip(*outputs):
         assert np.array_equal(a, b)
@@ -267,17 +348,16 @@ def test_video_reports_its_stages(tiny_model, clip, clip_landmarks, tmp_path, mo
     path, _ = clip
     Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
     _predicting(tiny_model, monkeypatch, clip_landmarks)
-    report = inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4",
-                           progress=False, batch=3)
+    report = inpaint_video(
+        tiny_model, path, tmp_path / "mask.png", tmp_path / "out.mp4", progress=False, batch=3
+    )
     stages = {"decode", "mask", "detect/track", "fill", "landmarks", "generate", "blend", "encode"}
-    assert stages <= set(report.stage_seconds) and set(report.stage_cpu_seconds) == set(
-        report.stage_seconds)
+    assert stages <= set(report.stage_seconds) and set(report.stage_cpu_seconds) == set(report.stage_seconds)
     assert all(v >= 0 for v in report.stage_seconds.values())
     assert report.stage_seconds["generate"] > 0 and report.stage_cpu_seconds["generate"] > 0
 
 
-def test_an_error_while_rendering_is_raised_and_leaves_no_file(tiny_model, clip, tmp_path,
-                                                               monkeypatch):
+def test_an_error_while_rendering_is_raised_and_leaves_no_file(tiny_model, clip, tmp_path, monkeypatch):
     """The networks run in a second thread: what goes wrong there reaches the caller, and no
     half-written video stays behind."""
     path, _ = clip
@@ -289,6 +369,5 @@ def test_an_error_while_rendering_is_raised_and_leaves_no_file(tiny_model, clip,
 
     monkeypatch.setattr(tiny_model.generation, "generate", broken)
     with pytest.raises(RuntimeError, match="generator failed"):
-        inpaint_video(tiny_model, path, tmp_path / "mask.png", out_dir / "out.mp4",
-                      progress=False, batch=2)
+        inpaint_video(tiny_model, path, tmp_path / "mask.png", out_dir / "out.mp4", progress=False, batch=2)
     assert list(out_dir.iterdir()) == []

@@ -35,10 +35,13 @@ from conftest import box_mask, face_like
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip("no /usr/bin/chromium (apt-get install chromium) for the browser test",
-                allow_module_level=True)
-pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed "
-                    "(pip install playwright; the browser is Debian's chromium)")
+    pytest.skip(
+        "no /usr/bin/chromium (apt-get install chromium) for the browser test", allow_module_level=True
+    )
+pytest.importorskip(
+    "playwright.sync_api",
+    reason="Python playwright is not installed (pip install playwright; the browser is Debian's chromium)",
+)
 pytest.importorskip("gradio", reason="the web demo needs the 'web' extra (gradio)")
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
@@ -66,26 +69,43 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("web")
     config = get_preset("tiny")
     torch.manual_seed(0)
-    save_weights(folder / "tiny.safetensors", config, generator=build_generator(config),
-                 landmark_predictor=build_landmark_predictor(config))
+    save_weights(
+        folder / "tiny.safetensors",
+        config,
+        generator=build_generator(config),
+        landmark_predictor=build_landmark_predictor(config),
+    )
     port = _free_port()
     # its own TMPDIR: after SIGTERM the server must have removed everything it wrote there
     tmp = folder / "server-tmp"
     tmp.mkdir()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
-               TMPDIR=str(tmp))
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", TMPDIR=str(tmp))
     log = open(folder / "server.log", "w")
     # `lafin serve`, the command users run (its SIGTERM handling is checked at the end)
-    proc = subprocess.Popen([sys.executable, "-m", "lafin.cli", "serve", "--port", str(port),
-                             "--weights", str(folder / "tiny.safetensors")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lafin.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--weights",
+            str(folder / "tiny.safetensors"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=folder,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     try:
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"the server exited ({proc.returncode}):\n"
-                            f"{(folder / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"the server exited ({proc.returncode}):\n{(folder / 'server.log').read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
@@ -93,8 +113,9 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within 90 s:\n"
-                            f"{(folder / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"the server did not answer within 90 s:\n{(folder / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield url, folder
     finally:
@@ -106,15 +127,19 @@ def server(tmp_path_factory):
             code = proc.wait()
         log.close()
     left = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
-    assert code == 0 and not left, (f"after SIGTERM: exit {code}, left in TMPDIR: {left[:10]}\n"
-                                     f"{(folder / 'server.log').read_text()[-2000:]}")
+    assert code == 0 and not left, (
+        f"after SIGTERM: exit {code}, left in TMPDIR: {left[:10]}\n"
+        f"{(folder / 'server.log').read_text()[-2000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield chromium
         chromium.close()
 
@@ -153,12 +178,10 @@ def _upload_file(page, component: str, path: Path, attempts: int = 3) -> None:
     for attempt in range(attempts):
         page.locator(f"{component} input[type=file]").first.set_input_files(str(path))
         try:
-            page.locator(component).get_by_text(path.name).first.wait_for(
-                timeout=TIMEOUT_MS // attempts)
+            page.locator(component).get_by_text(path.name).first.wait_for(timeout=TIMEOUT_MS // attempts)
             return
         except PlaywrightTimeout:
-            if attempt == attempts - 1 or not page.locator(
-                    f"{component} input[type=file]").count():
+            if attempt == attempts - 1 or not page.locator(f"{component} input[type=file]").count():
                 raise
 
 
@@ -207,7 +230,9 @@ def test_example_inpaint_edit_the_result_again_and_undo(server, browser):
     page.keyboard.press("Control+Enter")
     page.wait_for_function(
         "old => { const a = document.querySelector('#lafin-downloads a[download=\"lafin-result.png\"]');"
-        " return a && a.getAttribute('href') !== old; }", arg=old_files)
+        " return a && a.getAttribute('href') !== old; }",
+        arg=old_files,
+    )
     second = _result(page, ctx)
     second_hole = _download(page, ctx, "lafin-mask.png")[..., 0] > 0
     assert second_hole.any() and not np.array_equal(second_hole, first_hole)
@@ -224,7 +249,9 @@ def test_example_inpaint_edit_the_result_again_and_undo(server, browser):
     _status(page, "Undone: step 1 of 2")
     page.wait_for_function(
         "old => { const a = document.querySelector('#lafin-downloads a[download=\"lafin-result.png\"]');"
-        " return a && a.getAttribute('href') === old; }", arg=old_files)
+        " return a && a.getAttribute('href') === old; }",
+        arg=old_files,
+    )
     assert np.array_equal(_result(page, ctx), first)
     ctx.close()
     assert hosts <= {"127.0.0.1"}, f"the page fetched from other hosts: {hosts - {'127.0.0.1'}}"
@@ -290,12 +317,13 @@ def test_refused_uploads_give_a_message_and_no_traceback(server, browser):
     url, folder = server
     Image.fromarray(face_like(120, 100)).save(folder / "cut.jpg", "JPEG")
     data = (folder / "cut.jpg").read_bytes()
-    (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
     ctx, page = _open_page(browser, url, set())
     # a text file dropped on the painter is answered, not silently ignored
     dropped = page.evaluate_handle(
         "() => { const d = new DataTransfer(); d.items.add(new File(['not a photo'], "
-        "'notes.txt', { type: 'text/plain' })); return d; }")
+        "'notes.txt', { type: 'text/plain' })); return d; }"
+    )
     page.dispatch_event("#lafin-painter", "drop", {"dataTransfer": dropped})
     page.get_by_text("notes.txt is not an image").first.wait_for()
     page.locator("#lafin-photos input[type=file]").first.set_input_files(str(folder / "cut.jpg"))
@@ -359,9 +387,11 @@ def test_two_users_inpaint_in_the_browser(server, browser):
     page_a.get_by_text("Applied smile").wait_for()
     page_a.click("#lafin-regenerate")
     page_a.locator("#lafin-status").get_by_text("your landmarks").wait_for()
-    page_a.wait_for_function("() => { const a = document.querySelector("
-                             "'#lafin-downloads a[download=\"lafin-landmarks.json\"]');"
-                             " return a && a.closest('body'); }")
+    page_a.wait_for_function(
+        "() => { const a = document.querySelector("
+        "'#lafin-downloads a[download=\"lafin-landmarks.json\"]');"
+        " return a && a.closest('body'); }"
+    )
     edited = landmarks_a()
     moved = np.flatnonzero(np.abs(edited - predicted).max(axis=1) > 0.2)
     assert {48, 54} <= set(moved) <= set(range(40, 68))

@@ -71,7 +71,8 @@ def test_inpaint_fills_the_painted_hole_only(handlers, face, tmp_path):
     session = opened(handlers, image, tmp_path)
     stages: list[str] = []
     painter, compare, view, table, files, status, session = handlers.inpaint(
-        painting(hole), None, "crop", session, progress=lambda frac, desc: stages.append(desc))
+        painting(hole), None, "crop", session, progress=lambda frac, desc: stages.append(desc)
+    )
     files = handlers.write_downloads(session)
     result = np.asarray(Image.open(files[0]))
     assert result.shape == image.shape
@@ -86,8 +87,7 @@ def test_inpaint_fills_the_painted_hole_only(handlers, face, tmp_path):
     assert view.dtype == np.uint8 and max(view.shape[:2]) == 512
     assert len(table) == 68 and table[48][1] == "outer_lip"
     names = [p.rsplit("/", 1)[-1] for p in files]
-    assert names == ["lafin-result.png", "lafin-mask.png", "lafin-landmarks.json",
-                     "lafin-landmarks.pts"]
+    assert names == ["lafin-result.png", "lafin-mask.png", "lafin-landmarks.json", "lafin-landmarks.pts"]
     assert np.array_equal(np.asarray(Image.open(files[1])) > 0, hole > 0)
     saved = np.array(json.loads(open(files[2]).read())["landmarks"])
     np.testing.assert_allclose(saved, session.landmarks, atol=1e-3)
@@ -158,14 +158,17 @@ def test_empty_mask_is_a_message(handlers, face, tmp_path):
         handlers.inpaint("", None, "crop", opened(handlers, image, tmp_path))
 
 
-@pytest.mark.parametrize("problem,expected", [
-    ("no photo", "Open a photo first"),
-    ("wrong size", "differs from image size"),
-    ("not an image", "not an image"),
-    ("bad mode", "Unknown mode"),
-    ("painting of another size", "does not match"),
-    ("garbled painting", "did not arrive as an image"),
-])
+@pytest.mark.parametrize(
+    "problem,expected",
+    [
+        ("no photo", "Open a photo first"),
+        ("wrong size", "differs from image size"),
+        ("not an image", "not an image"),
+        ("bad mode", "Unknown mode"),
+        ("painting of another size", "does not match"),
+        ("garbled painting", "did not arrive as an image"),
+    ],
+)
 def test_bad_inputs_are_messages(handlers, face, tmp_path, problem, expected):
     image, hole = face
     session = opened(handlers, image, tmp_path)
@@ -192,15 +195,18 @@ def test_bad_inputs_are_messages(handlers, face, tmp_path, problem, expected):
 
 def _truncated(path):
     Image.fromarray(face_like(100, 90)).save(path, "JPEG")
-    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
 
-@pytest.mark.parametrize("content,expected", [
-    (lambda p: p.write_text("hello"), "notes.txt is not an image"),
-    (lambda p: p.write_bytes(b""), "empty file"),
-    (_truncated, "damaged or truncated"),
-    (lambda p: Image.new("RGB", (120, 100)).save(p, "PNG"), r"too large: 120x100.*at most 0\.01"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (lambda p: p.write_text("hello"), "notes.txt is not an image"),
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (_truncated, "damaged or truncated"),
+        (lambda p: Image.new("RGB", (120, 100)).save(p, "PNG"), r"too large: 120x100.*at most 0\.01"),
+    ],
+)
 def test_refused_uploads_say_why(tiny_model, tmp_path, content, expected):
     handlers = DemoHandlers(tiny_model, max_upload_pixels=10_000, work_dir=tmp_path / "w")
     path = tmp_path / ("notes.txt" if "txt" in expected else "photo.jpg")
@@ -215,8 +221,9 @@ def test_oversized_photo_is_refused_before_it_is_decoded(tiny_model, tmp_path, m
 
     Image.new("L", (300, 300)).save(tmp_path / "big.png")
     decoded = []
-    monkeypatch.setattr(ImageFile.ImageFile, "load",
-                        lambda self: decoded.append(self) or pytest.fail("decoded"))
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: decoded.append(self) or pytest.fail("decoded")
+    )
     handlers = DemoHandlers(tiny_model, max_upload_pixels=50_000, work_dir=tmp_path / "w")
     with pytest.raises(gr.Error, match="too large: 300x300"):
         handlers.open_photos([str(tmp_path / "big.png")], Session())
@@ -296,8 +303,9 @@ def test_view_of_a_large_photo_shows_the_face_and_maps_clicks_back(handlers):
     hole = np.zeros((1500, 2000), np.uint8)
     hole[700:800, 1200:1300] = 1
     points = canonical(200) + (1100, 600)  # a 200 px face at (1100, 600)
-    session = Session(history=[Step(image), Step(image, mask=hole)], position=1,
-                      landmarks=points.astype(np.float32))
+    session = Session(
+        history=[Step(image), Step(image, mask=hole)], position=1, landmarks=points.astype(np.float32)
+    )
     view = handlers.render_view(session)
     x0, y0, scale = session.view
     assert max(view.shape[:2]) == 512 and 900 < x0 < 1100 and 400 < y0 < 600 and scale > 1
@@ -362,8 +370,7 @@ def _painter_mask(painter: str) -> np.ndarray | None:
     return decode_painting(painter.split('data-mask="', 1)[1].split('"', 1)[0])
 
 
-def test_detect_damage_proposes_a_mask_the_user_corrects_before_inpaint(tiny_model, tmp_path,
-                                                                          monkeypatch):
+def test_detect_damage_proposes_a_mask_the_user_corrects_before_inpaint(tiny_model, tmp_path, monkeypatch):
     from lafin import restore as restore_module
 
     def fake_probability(detector, image, **kwargs):  # the detector "finds" two scratches
@@ -532,7 +539,7 @@ def test_open_and_close_mouth():
     opened = apply_expression(p, "open mouth")
     iod = np.linalg.norm(p[42:48].mean(0) - p[36:42].mean(0))
     assert _inner_gap(opened) > _inner_gap(p) + 0.25 * iod
-    assert opened[8, 1] > p[8, 1] + 0.25 * iod                     # the jaw drops with it
+    assert opened[8, 1] > p[8, 1] + 0.25 * iod  # the jaw drops with it
     np.testing.assert_allclose(opened[17:48], p[17:48], atol=1e-4)  # brows, nose, eyes stay
     closed = apply_expression(opened, "close mouth")
     assert abs(_inner_gap(closed)) < 1e-3 * iod
@@ -564,8 +571,7 @@ def test_expressions_follow_the_face_when_it_is_rotated(name):
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     centre = np.array([64.0, 64.0])
     turn = lambda q: (q - centre) @ rot.T + centre  # noqa: E731
-    np.testing.assert_allclose(apply_expression(turn(p), name), turn(apply_expression(p, name)),
-                               atol=1e-3)
+    np.testing.assert_allclose(apply_expression(turn(p), name), turn(apply_expression(p, name)), atol=1e-3)
 
 
 def test_expression_errors():
@@ -592,8 +598,7 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
     assert detect.concurrency_id == "model"
     from lafin.restore import DEFAULT_THRESHOLD
 
-    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None)
-                  == "lafin-threshold")
+    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lafin-threshold")
     assert slider.value == DEFAULT_THRESHOLD  # the detector's own default
     # no Share button (it only says "Must be on Spaces to share" off Hugging Face)
     images = [b for b in demo.blocks.values() if isinstance(b, (gr.Image, gr.ImageSlider))]
@@ -647,8 +652,22 @@ def test_lafin_serve_passes_its_limits(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert lafin.cli.main(["serve", "--port", str(port), "--session-ttl", "60",
-                           "--max-megapixels", "2", "--max-upload-mb", "5"]) == 0
+    assert (
+        lafin.cli.main(
+            [
+                "serve",
+                "--port",
+                str(port),
+                "--session-ttl",
+                "60",
+                "--max-megapixels",
+                "2",
+                "--max-upload-mb",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert seen["session_ttl"] == 60 and seen["max_upload_pixels"] == 2_000_000
     assert seen["max_file_size"] == "5mb" and seen["model"] == "model"
     with pytest.raises(SystemExit):

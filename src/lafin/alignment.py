@@ -10,25 +10,79 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CANONICAL_LANDMARKS: np.ndarray = np.array([
-    [0.1337, 0.3438], [0.1345, 0.4416], [0.1436, 0.5409], [0.1634, 0.6387],
-    [0.2013, 0.7294], [0.2596, 0.8088], [0.3302, 0.8768], [0.4100, 0.9317],
-    [0.5000, 0.9478], [0.5900, 0.9317], [0.6698, 0.8768], [0.7404, 0.8088],
-    [0.7987, 0.7294], [0.8366, 0.6387], [0.8564, 0.5409], [0.8655, 0.4416],
-    [0.8663, 0.3438], [0.2129, 0.2596], [0.2591, 0.2241], [0.3202, 0.2152],
-    [0.3828, 0.2262], [0.4415, 0.2523], [0.5585, 0.2523], [0.6172, 0.2262],
-    [0.6798, 0.2152], [0.7409, 0.2241], [0.7871, 0.2596], [0.5000, 0.3293],
-    [0.5000, 0.3931], [0.5000, 0.4567], [0.5000, 0.5217], [0.4293, 0.5664],
-    [0.4632, 0.5802], [0.5000, 0.5916], [0.5368, 0.5802], [0.5707, 0.5664],
-    [0.2837, 0.3358], [0.3219, 0.3122], [0.3691, 0.3131], [0.4086, 0.3445],
-    [0.3652, 0.3534], [0.3194, 0.3529], [0.5914, 0.3445], [0.6309, 0.3131],
-    [0.6781, 0.3122], [0.7163, 0.3358], [0.6806, 0.3529], [0.6348, 0.3534],
-    [0.3615, 0.6882], [0.4115, 0.6637], [0.4634, 0.6521], [0.5000, 0.6612],
-    [0.5366, 0.6521], [0.5885, 0.6637], [0.6385, 0.6882], [0.5902, 0.7404],
-    [0.5398, 0.7644], [0.5000, 0.7687], [0.4602, 0.7644], [0.4098, 0.7404],
-    [0.3835, 0.6911], [0.4632, 0.6861], [0.5000, 0.6895], [0.5368, 0.6861],
-    [0.6165, 0.6911], [0.5375, 0.7134], [0.5000, 0.7180], [0.4625, 0.7134],
-], dtype=np.float32)
+CANONICAL_LANDMARKS: np.ndarray = np.array(
+    [
+        [0.1337, 0.3438],
+        [0.1345, 0.4416],
+        [0.1436, 0.5409],
+        [0.1634, 0.6387],
+        [0.2013, 0.7294],
+        [0.2596, 0.8088],
+        [0.3302, 0.8768],
+        [0.4100, 0.9317],
+        [0.5000, 0.9478],
+        [0.5900, 0.9317],
+        [0.6698, 0.8768],
+        [0.7404, 0.8088],
+        [0.7987, 0.7294],
+        [0.8366, 0.6387],
+        [0.8564, 0.5409],
+        [0.8655, 0.4416],
+        [0.8663, 0.3438],
+        [0.2129, 0.2596],
+        [0.2591, 0.2241],
+        [0.3202, 0.2152],
+        [0.3828, 0.2262],
+        [0.4415, 0.2523],
+        [0.5585, 0.2523],
+        [0.6172, 0.2262],
+        [0.6798, 0.2152],
+        [0.7409, 0.2241],
+        [0.7871, 0.2596],
+        [0.5000, 0.3293],
+        [0.5000, 0.3931],
+        [0.5000, 0.4567],
+        [0.5000, 0.5217],
+        [0.4293, 0.5664],
+        [0.4632, 0.5802],
+        [0.5000, 0.5916],
+        [0.5368, 0.5802],
+        [0.5707, 0.5664],
+        [0.2837, 0.3358],
+        [0.3219, 0.3122],
+        [0.3691, 0.3131],
+        [0.4086, 0.3445],
+        [0.3652, 0.3534],
+        [0.3194, 0.3529],
+        [0.5914, 0.3445],
+        [0.6309, 0.3131],
+        [0.6781, 0.3122],
+        [0.7163, 0.3358],
+        [0.6806, 0.3529],
+        [0.6348, 0.3534],
+        [0.3615, 0.6882],
+        [0.4115, 0.6637],
+        [0.4634, 0.6521],
+        [0.5000, 0.6612],
+        [0.5366, 0.6521],
+        [0.5885, 0.6637],
+        [0.6385, 0.6882],
+        [0.5902, 0.7404],
+        [0.5398, 0.7644],
+        [0.5000, 0.7687],
+        [0.4602, 0.7644],
+        [0.4098, 0.7404],
+        [0.3835, 0.6911],
+        [0.4632, 0.6861],
+        [0.5000, 0.6895],
+        [0.5368, 0.6861],
+        [0.6165, 0.6911],
+        [0.5375, 0.7134],
+        [0.5000, 0.7180],
+        [0.4625, 0.7134],
+    ],
+    dtype=np.float32,
+)
 
 
 def rescale_points(points: np.ndarray, scale: float) -> np.ndarray:
@@ -42,8 +96,7 @@ def canonical_landmarks(size: int) -> np.ndarray:
     return CANONICAL_LANDMARKS * size - 0.5
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray,
-                         weights: np.ndarray | None = None) -> np.ndarray:
+def similarity_transform(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping src onto dst.
 
     Umeyama's closed form, optionally weighted (e.g. 0 for points hidden by a hole).
@@ -68,7 +121,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray,
     sign = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
     e = np.diag([1.0, sign])
     rot = u @ e @ vt
-    var = (w * (s ** 2).sum(axis=1)).sum()
+    var = (w * (s**2).sum(axis=1)).sum()
     scale = (sig * np.diag(e)).sum() / var if var > 0 else 1.0
     m = np.zeros((2, 3))
     m[:, :2] = scale * rot
@@ -86,9 +139,13 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(points) @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
-def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int,
-                 interpolation: int = cv2.INTER_LINEAR,
-                 border: int = cv2.BORDER_REFLECT_101) -> np.ndarray:
+def warp_to_crop(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    size: int,
+    interpolation: int = cv2.INTER_LINEAR,
+    border: int = cv2.BORDER_REFLECT_101,
+) -> np.ndarray:
     """Resample ``image`` into a ``size`` x ``size`` crop by the (2, 3) image->crop ``matrix``.
 
     ``cv2.warpAffine`` reads 2x2 (bilinear) or 4x4 (cubic) source pixels per crop pixel whatever
@@ -114,8 +171,9 @@ def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int,
     if scale >= 0.5:
         return cv2.warpAffine(image, matrix, (size, size), flags=interpolation, borderMode=border)
     h, w = image.shape[:2]
-    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64),
-                               invert_affine(matrix))
+    corners = transform_points(
+        np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), invert_affine(matrix)
+    )
     margin = 2.0 / scale  # the remaining warp's kernel reaches two reduced pixels out
     x0 = int(np.clip(np.floor(corners[:, 0].min() - margin), 0, w - 1))
     y0 = int(np.clip(np.floor(corners[:, 1].min() - margin), 0, h - 1))
@@ -132,12 +190,14 @@ def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int,
     combined = matrix[:, :2] @ to_image[:, :2]
     shift = matrix[:, :2] @ to_image[:, 2] + matrix[:, 2]
     # pixels outside the region (clipped at the image's edge) reflect there, as before
-    return cv2.warpAffine(small, np.hstack([combined, shift[:, None]]), (size, size),
-                          flags=interpolation, borderMode=border)
+    return cv2.warpAffine(
+        small, np.hstack([combined, shift[:, None]]), (size, size), flags=interpolation, borderMode=border
+    )
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int,
-               weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Warp the face to the canonical ``size`` x ``size`` crop (anti-aliased: `warp_to_crop`).
 
     Args:

@@ -37,11 +37,13 @@ def remove_stale_temps(path: Path) -> list[Path]:
     prefix = f".{path.name}."
     for name in glob.glob(glob.escape(str(path.parent / prefix)) + "*.tmp"):
         tmp = Path(name)
-        tag = tmp.name[len(prefix):].split(".", 1)[0]
+        tag = tmp.name[len(prefix) :].split(".", 1)[0]
         try:
-            stale = (not _alive(int(tag)) if tag.isdigit() and int(tag) != os.getpid()
-                     else not tag.isdigit()
-                     and time.time() - tmp.stat().st_mtime > _UNTAGGED_STALE_SECONDS)
+            stale = (
+                not _alive(int(tag))
+                if tag.isdigit() and int(tag) != os.getpid()
+                else not tag.isdigit() and time.time() - tmp.stat().st_mtime > _UNTAGGED_STALE_SECONDS
+            )
             if stale:
                 tmp.unlink()
                 removed.append(tmp)
@@ -57,8 +59,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                                suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 
-def harmonize(photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: int = 3,
-              fade: float | None = None) -> np.ndarray:
+def harmonize(
+    photo: np.ndarray, generated: np.ndarray, hole: np.ndarray, ring: int = 3, fade: float | None = None
+) -> np.ndarray:
     """Correct ``generated`` inside ``hole`` so it meets ``photo`` at the hole's edge.
 
     Args:
@@ -70,8 +71,9 @@ DIFFUSION_MIX = 0.15
 _NS_RADIUS = 5
 
 
-def diffusion_mix(known: np.ndarray, generated: np.ndarray, hole: np.ndarray,
-                  weight: float = DIFFUSION_MIX) -> np.ndarray:
+def diffusion_mix(
+    known: np.ndarray, generated: np.ndarray, hole: np.ndarray, weight: float = DIFFUSION_MIX
+) -> np.ndarray:
     """Mix a share of OpenCV's Navier-Stokes fill of the hole into ``generated``.
 
     Args:
@@ -90,8 +92,9 @@ def diffusion_mix(known: np.ndarray, generated: np.ndarray, hole: np.ndarray,
     # a hole over everything has nothing to diffuse from
     if weight == 0 or not hole_u8.any() or hole_u8.all():
         return generated
-    fill = cv2.inpaint(np.ascontiguousarray(known, dtype=np.uint8), hole_u8, _NS_RADIUS,
-                       cv2.INPAINT_NS).astype(np.float32)
+    fill = cv2.inpaint(
+        np.ascontiguousarray(known, dtype=np.uint8), hole_u8, _NS_RADIUS, cv2.INPAINT_NS
+    ).astype(np.float32)
     sel = hole_u8[..., None] > 0
     return np.where(sel, (1 - weight) * generated + weight * fill, generated).astype(np.float32)
 
@@ -115,8 +118,7 @@ TINT_TOLERANCE = 4.0
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def photo_tone(image: np.ndarray, known: np.ndarray | None = None
-               ) -> tuple[str, np.ndarray | None]:
+def photo_tone(image: np.ndarray, known: np.ndarray | None = None) -> tuple[str, np.ndarray | None]:
     """(``grey``/``tinted``/``colour``, tint) of an HxWx3 uint8 photo, judged on ``known`` pixels.
 
     ``tint`` is (2, 3): per channel, the slope and offset of the channel against luminance
@@ -127,7 +129,7 @@ def photo_tone(image: np.ndarray, known: np.ndarray | None = None
         pixels = pixels[known.reshape(-1)]
     # a regular sample of at most ~64k pixels judges a photo as well as all of them (and a
     # 1024-px photo's least-squares fit over every pixel costs tens of milliseconds)
-    pixels = pixels[::max(1, len(pixels) // 65536)].astype(np.float32)
+    pixels = pixels[:: max(1, len(pixels) // 65536)].astype(np.float32)
     if len(pixels) == 0:
         return "colour", None
     spread = np.abs(pixels - pixels.mean(axis=1, keepdims=True)).mean()

@@ -93,30 +93,42 @@ def list_report(label: str, items: Sequence[str], limit: int = 10) -> str:
     return f"{len(items)} {label}: {', '.join(items[:limit])}{more}"
 
 
-def mismatch_report(missing: Sequence[str], unexpected: Sequence[str],
-                     shapes: Sequence[str]) -> str:
-    parts = [list_report(label, items) for label, items in
-             (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", shapes))
-             if items]
+def mismatch_report(missing: Sequence[str], unexpected: Sequence[str], shapes: Sequence[str]) -> str:
+    parts = [
+        list_report(label, items)
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("with the wrong shape", shapes),
+        )
+        if items
+    ]
     return "; ".join(parts)
 
 
-def compare_state(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
-                   ) -> tuple[list[str], list[str], list[str]]:
+def compare_state(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
     """(missing keys, unexpected keys, shape descriptions) of ``state`` against ``expected``."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
-              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    shapes = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     return missing, unexpected, shapes
 
 
 def _builders() -> dict[str, Callable[[ModelConfig], nn.Module]]:
-    from lafin.networks import (build_discriminator, build_generator, build_landmark_predictor,
-                                build_refiner)
+    from lafin.networks import build_discriminator, build_generator, build_landmark_predictor, build_refiner
 
-    return {"generator": build_generator, "landmarks": build_landmark_predictor,
-            "discriminator": build_discriminator, "refiner": build_refiner}
+    return {
+        "generator": build_generator,
+        "landmarks": build_landmark_predictor,
+        "discriminator": build_discriminator,
+        "refiner": build_refiner,
+    }
 
 
 def expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -128,8 +140,12 @@ def expected_state(network: str, config: ModelConfig) -> dict[str, torch.Tensor]
 # ----------------------------------------------------------------------------- our format
 
 
-def write_weights(path: PathLike, config: ModelConfig, states: Mapping[str, Mapping[str, torch.Tensor]],
-           metadata: Mapping[str, Any] | None) -> None:
+def write_weights(
+    path: PathLike,
+    config: ModelConfig,
+    states: Mapping[str, Mapping[str, torch.Tensor]],
+    metadata: Mapping[str, Any] | None,
+) -> None:
     """Write per-network states as one of our files, atomically (temp file + os.replace)."""
     from safetensors.torch import save_file
 
@@ -144,18 +160,26 @@ def write_weights(path: PathLike, config: ModelConfig, states: Mapping[str, Mapp
     clash = sorted(set(extra) & set(_RESERVED_METADATA))
     if clash:
         raise ValueError(f"metadata keys {clash} are reserved by the weights format")
-    meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
-            "config": json.dumps(config.to_dict()), **extra}
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(config.to_dict()),
+        **extra,
+    }
 
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | None = None,
-                 landmark_predictor: nn.Module | None = None,
-                 discriminator: nn.Module | None = None,
-                 metadata: Mapping[str, Any] | None = None,
-                 refiner: nn.Module | None = None) -> None:
+def save_weights(
+    path: PathLike,
+    config: ModelConfig,
+    generator: nn.Module | None = None,
+    landmark_predictor: nn.Module | None = None,
+    discriminator: nn.Module | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    refiner: nn.Module | None = None,
+) -> None:
     """Write the given networks and their config to one safetensors file, atomically.
 
     Args:
@@ -168,9 +192,11 @@ def save_weights(path: PathLike, config: ModelConfig, generator: nn.Module | Non
         metadata: extra entries, stored as strings (e.g. ``{"step": 1000}``); the keys
             ``format``, ``format_version`` and ``config`` are reserved.
     """
-    states = {network: net.state_dict() for network, net in
-              zip(NETWORKS, (generator, landmark_predictor, discriminator, refiner))
-              if net is not None}
+    states = {
+        network: net.state_dict()
+        for network, net in zip(NETWORKS, (generator, landmark_predictor, discriminator, refiner))
+        if net is not None
+    }
     write_weights(path, config, states, metadata)
 
 
@@ -204,17 +230,21 @@ def load_weights(path: PathLike) -> LoadedWeights:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != FORMAT_NAME:
         names = ", ".join(sorted(tensors)[:5]) or "none"
-        raise WeightsError(f"{path}: a safetensors file without lafin metadata (format="
-                           f"{meta.get('format')!r}, tensors: {names}); it is not a lafin "
-                           "weights file")
+        raise WeightsError(
+            f"{path}: a safetensors file without lafin metadata (format="
+            f"{meta.get('format')!r}, tensors: {names}); it is not a lafin "
+            "weights file"
+        )
     raw_version = meta.get("format_version")
     try:
         version = int(raw_version)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise WeightsError(f"{path}: missing or bad format_version {raw_version!r}") from None
     if version > FORMAT_VERSION:
-        raise WeightsError(f"{path}: weights format version {version} is newer than this lafin "
-                           f"supports ({FORMAT_VERSION}); upgrade lafin to read it")
+        raise WeightsError(
+            f"{path}: weights format version {version} is newer than this lafin "
+            f"supports ({FORMAT_VERSION}); upgrade lafin to read it"
+        )
     if version < 1:
         raise WeightsError(f"{path}: bad format_version {raw_version!r}")
     if "config" not in meta:
@@ -233,11 +263,18 @@ def load_weights(path: PathLike) -> LoadedWeights:
         else:
             stray.append(key)
     if stray:
-        raise WeightsError(f"{path}: tensors that belong to no network {NETWORKS}: "
-                           f"{list_report('tensors', sorted(stray))}")
+        raise WeightsError(
+            f"{path}: tensors that belong to no network {NETWORKS}: {list_report('tensors', sorted(stray))}"
+        )
     extra = {k: v for k, v in meta.items() if k not in _RESERVED_METADATA}
-    return LoadedWeights(config, states.get("generator"), states.get("landmarks"),
-                         states.get("discriminator"), extra, refiner_state=states.get("refiner"))
+    return LoadedWeights(
+        config,
+        states.get("generator"),
+        states.get("landmarks"),
+        states.get("discriminator"),
+        extra,
+        refiner_state=states.get("refiner"),
+    )
 
 
 def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
@@ -249,13 +286,13 @@ def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], what: s
     """
     missing, unexpected, shapes = compare_state(net.state_dict(), state)
     if missing or unexpected or shapes:
-        raise WeightsError(f"{what} do not match the model: "
-                           f"{mismatch_report(missing, unexpected, shapes)}")
+        raise WeightsError(f"{what} do not match the model: {mismatch_report(missing, unexpected, shapes)}")
     net.load_state_dict(state, strict=True)
 
 
-def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
-                       ) -> tuple[nn.Module | None, nn.Module | None]:
+def build_from_weights(
+    loaded: LoadedWeights, device: str | torch.device = "cpu"
+) -> tuple[nn.Module | None, nn.Module | None]:
     """Build (generator, landmark predictor) from loaded weights, strictly.
 
     Returns:
@@ -266,8 +303,7 @@ def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
     """
     builders = _builders()
     built: dict[str, nn.Module | None] = {}
-    for network, what in (("generator", "generator weights"),
-                          ("landmarks", "landmark predictor weights")):
+    for network, what in (("generator", "generator weights"), ("landmarks", "landmark predictor weights")):
         state = loaded.state(network)
         if state is None:
             built[network] = None
@@ -278,8 +314,7 @@ def build_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
     return built["generator"], built["landmarks"]
 
 
-def build_refiner_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu"
-                               ) -> nn.Module | None:
+def build_refiner_from_weights(loaded: LoadedWeights, device: str | torch.device = "cpu") -> nn.Module | None:
     """The refiner of loaded weights (strictly), in eval mode on ``device``; None without one.
 
     Raises:
@@ -289,8 +324,9 @@ def build_refiner_from_weights(loaded: LoadedWeights, device: str | torch.device
     if state is None:
         return None
     if not loaded.config.refiner.enabled:
-        raise WeightsError("the file has refiner weights but its config has no refiner "
-                           "(refiner.output_size = 0)")
+        raise WeightsError(
+            "the file has refiner weights but its config has no refiner (refiner.output_size = 0)"
+        )
     net = _builders()["refiner"](loaded.config)
     load_state_strict(net, state, f"refiner weights ({loaded.config.name} preset)")
     return net.to(device).eval()
@@ -310,8 +346,9 @@ def sniff_weights(path: PathLike) -> str:
     if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 2**27:
         return "safetensors"
     # torch: a zip archive (torch >= 1.6) or a bare pickle (legacy format, protocol 2..5)
-    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03",
-                                                                          b"\x04", b"\x05")):
+    if head[:4] == b"PK\x03\x04" or (
+        head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    ):
         return "torch"
     return "unknown"
 
@@ -333,13 +370,17 @@ def load_any(source: PathLike | Sequence[PathLike]) -> LoadedWeights:
         if kind == "unknown":
             with path.open("rb") as f:
                 head = f.read(16)
-            raise WeightsError(f"{path}: not a weights file: neither safetensors nor a PyTorch "
-                               f"checkpoint ({path.stat().st_size} bytes starting {head!r})")
+            raise WeightsError(
+                f"{path}: not a weights file: neither safetensors nor a PyTorch "
+                f"checkpoint ({path.stat().st_size} bytes starting {head!r})"
+            )
         kinds[kind].append(path)
     if kinds["safetensors"] and kinds["torch"]:
-        raise WeightsError(f"cannot combine lafin weights ({', '.join(map(str, kinds['safetensors']))}) "
-                           f"with original .pth files ({', '.join(map(str, kinds['torch']))}); "
-                           "convert the originals first with 'lafin convert'")
+        raise WeightsError(
+            f"cannot combine lafin weights ({', '.join(map(str, kinds['safetensors']))}) "
+            f"with original .pth files ({', '.join(map(str, kinds['torch']))}); "
+            "convert the originals first with 'lafin convert'"
+        )
     if kinds["torch"]:
         from lafin.original_release import load_original
 

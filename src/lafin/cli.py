@@ -57,7 +57,6 @@ class _Stage:
         return _Ctx()
 
 
-
 class _StageReporter:
     """``progress(stage)`` for the pipeline: prints each stage's label as it starts and its time
     when the next one starts (or at ``finish()``)."""
@@ -74,6 +73,7 @@ class _StageReporter:
         if self.started:
             self.say(f"done ({time.perf_counter() - self.started:.2f} s)")
             self.started = 0.0
+
 
 def _cmd_inpaint(args: argparse.Namespace) -> int:
     from lafin.io import pixel_budget
@@ -92,8 +92,7 @@ def _inpaint(args: argparse.Namespace) -> int:
         _check_file_outputs(args, inputs=[args.landmarks])
         return _inpaint_one(args, example_face(), example_mask(), Path(args.output), "example")
     if args.image is None or args.mask is None:
-        raise _UsageError("inpaint needs IMAGE and MASK (files, or folders matched by name), "
-                          "or --example")
+        raise _UsageError("inpaint needs IMAGE and MASK (files, or folders matched by name), or --example")
     image, mask = Path(args.image), Path(args.mask)
     if image.is_dir() or mask.is_dir():
         return _inpaint_folder(args, image, mask, Path(args.output))
@@ -140,11 +139,15 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
     progress.finish()
     if result.mode == "photo":
         for face in result.faces:
-            say(f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
-                f"{face.box[3]:.0f}): {face.path}, {face.hole_pixels} hole pixels")
+            say(
+                f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
+                f"{face.box[3]:.0f}): {face.path}, {face.hole_pixels} hole pixels"
+            )
         for part in result.background_regions:
-            say(f"  no face at ({part.box[0]}, {part.box[1]})-({part.box[2]}, {part.box[3]}): "
-                f"{part.pixels} hole pixels filled by OpenCV")
+            say(
+                f"  no face at ({part.box[0]}, {part.box[1]})-({part.box[2]}, {part.box[3]}): "
+                f"{part.pixels} hole pixels filled by OpenCV"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_image(result.image, out)
     written = [str(out)]
@@ -208,15 +211,24 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
         # outputs are <stem>.png and masks are matched by stem: a shared stem is ambiguous
         if len(by_stem[path.stem]) > 1:
             others = ", ".join(p.name for p in by_stem[path.stem])
-            problems.append((path.name, f"several images named {path.stem!r} ({others}); rename "
-                             "them: outputs and masks are matched by name"))
+            problems.append(
+                (
+                    path.name,
+                    f"several images named {path.stem!r} ({others}); rename "
+                    "them: outputs and masks are matched by name",
+                )
+            )
             continue
         if path.stem not in mask_files:
             problems.append((path.name, "no mask with this name"))
             continue
         if len(mask_files[path.stem]) > 1:
-            problems.append((path.name, "several masks with this name ("
-                             + ", ".join(p.name for p in mask_files[path.stem]) + ")"))
+            problems.append(
+                (
+                    path.name,
+                    "several masks with this name (" + ", ".join(p.name for p in mask_files[path.stem]) + ")",
+                )
+            )
             continue
         try:
             img = load_image(path)
@@ -244,14 +256,24 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
     model = _load_model(args)
     if args.fast:
         model = model.with_options(landmark_flip_average=False, generator_flip_average=False)
-    report = inpaint_video(model, args.video, args.mask, args.output, smoothing=args.smoothing,
-                           lossless=args.lossless, progress=not args.quiet, batch=args.batch,
-                           key_interval=args.key_interval)
+    report = inpaint_video(
+        model,
+        args.video,
+        args.mask,
+        args.output,
+        smoothing=args.smoothing,
+        lossless=args.lossless,
+        progress=not args.quiet,
+        batch=args.batch,
+        key_interval=args.key_interval,
+    )
     if not args.quiet:
         with_faces = sum(1 for n in report.faces_per_frame if n)
-        print(f"Done! Wrote {report.output}: {report.frames} frames at {report.fps:g} fps, "
-              f"faces inpainted in {with_faces} (detected on {report.key_frames} key frames), "
-              f"audio {'kept' if report.audio else 'none'}")
+        print(
+            f"Done! Wrote {report.output}: {report.frames} frames at {report.fps:g} fps, "
+            f"faces inpainted in {with_faces} (detected on {report.key_frames} key frames), "
+            f"audio {'kept' if report.audio else 'none'}"
+        )
     return 0
 
 
@@ -271,8 +293,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.init_from:
         config.init_from = args.init_from
     if args.resume and args.overwrite:
-        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: "
-                          "give one of them")
+        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
     return 0
 
@@ -283,16 +304,18 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     if args.landmarks_from:
         from lafin.data.cache import build_cache_like
 
-        cache = build_cache_like(args.landmarks_from, args.src, args.out, args.size,
-                                 workers=args.workers)
+        cache = build_cache_like(args.landmarks_from, args.src, args.out, args.size, workers=args.workers)
         print(f"Cached {len(cache)} faces of {args.landmarks_from} at {args.size} px into {args.out}")
         return 0
-    options = PrepareOptions(size=args.size, aligned=args.aligned, min_face=args.min_face,
-                             upsample=args.upsample)
+    options = PrepareOptions(
+        size=args.size, aligned=args.aligned, min_face=args.min_face, upsample=args.upsample
+    )
     names = Path(args.names).read_text().split() if args.names else None
     report = prepare(args.src, args.out, options, workers=args.workers, names=names)
-    print(f"Prepared {report.written} faces into {report.out_dir} "
-          f"({report.already_done} already done, {len(report.skipped)} skipped; see report.csv)")
+    print(
+        f"Prepared {report.written} faces into {report.out_dir} "
+        f"({report.already_done} already done, {len(report.skipped)} skipped; see report.csv)"
+    )
     for name, reason in report.skipped[:20]:
         print(f"  skipped {name}: {reason}")
     if len(report.skipped) > 20:
@@ -322,10 +345,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     weights = args.weights or default_weights_path()
     if not args.weights and not weights.is_file():
-        raise WeightsNotFoundError("no --weights given and this installation ships no default "
-                                   "weights; pass --weights W.safetensors")
-    written = export_onnx(weights[0] if isinstance(weights, list) and len(weights) == 1
-                          else weights, args.out_dir)
+        raise WeightsNotFoundError(
+            "no --weights given and this installation ships no default weights; pass --weights W.safetensors"
+        )
+    written = export_onnx(
+        weights[0] if isinstance(weights, list) and len(weights) == 1 else weights, args.out_dir
+    )
     print(f"Wrote {', '.join(str(p) for p in written)}")
     return 0
 
@@ -341,9 +366,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.port)
     model = _load_model(args)
     print(f"Web demo on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
-    serve(host=args.host, port=args.port, model=model,
-          max_upload_pixels=int(args.max_megapixels * 1e6),
-          max_file_size=f"{args.max_upload_mb}mb", session_ttl=args.session_ttl)
+    serve(
+        host=args.host,
+        port=args.port,
+        model=model,
+        max_upload_pixels=int(args.max_megapixels * 1e6),
+        max_file_size=f"{args.max_upload_mb}mb",
+        session_ttl=args.session_ttl,
+    )
     return 0
 
 
@@ -360,8 +390,10 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise _UsageError(f"cannot listen on {host}:{port} ({exc.strerror}); is another "
-                              "server using it? Choose another --port") from None
+            raise _UsageError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is another "
+                "server using it? Choose another --port"
+            ) from None
 
 
 class _UsageError(Exception):
@@ -377,6 +409,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _int_in(low: int, high: int | None = None):
     """An argparse type: an integer in [low, high]."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -386,23 +419,31 @@ def _int_in(low: int, high: int | None = None):
             span = f"from {low} to {high}" if high is not None else f">= {low}"
             raise argparse.ArgumentTypeError(f"{value} is out of range: use {span}")
         return value
+
     parse.__name__ = "integer"
     return parse
 
 
 def _float_in(low: float, high: float | None = None, low_open: bool = False):
     """An argparse type: a finite number in [low, high] ((low, high] with ``low_open``)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < low or (low_open and value == low) or (
-                high is not None and value > high):
-            span = (f"{'above' if low_open else 'from'} {low:g}"
-                    + (f" to {high:g}" if high is not None else ""))
+        if (
+            not math.isfinite(value)
+            or value < low
+            or (low_open and value == low)
+            or (high is not None and value > high)
+        ):
+            span = f"{'above' if low_open else 'from'} {low:g}" + (
+                f" to {high:g}" if high is not None else ""
+            )
             raise argparse.ArgumentTypeError(f"{text} is out of range: use a number {span}")
         return value
+
     parse.__name__ = "number"
     return parse
 
@@ -422,30 +463,46 @@ def _device(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="lafin", description="Landmark-guided face inpainting (LaFIn).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="lafin",
+        description="Landmark-guided face inpainting (LaFIn).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"lafin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("inpaint", help="fill the hole in a face image",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "inpaint",
+        help="fill the hole in a face image",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("image", nargs="?", help="face image or photo (any format PIL reads), or a folder")
-    p.add_argument("mask", nargs="?", help="hole mask, same size, white/nonzero = hole (or a folder "
-                   "of masks named like the images)")
+    p.add_argument(
+        "mask",
+        nargs="?",
+        help="hole mask, same size, white/nonzero = hole (or a folder of masks named like the images)",
+    )
     p.add_argument("-o", "--output", required=True, help="result file (or folder, for folders)")
-    p.add_argument("--mode", choices=["auto", "crop", "photo"], default="auto",
-                   help="crop: the image is one aligned face; photo: find and align the faces the "
-                   "hole touches; auto (default): crop for small images, photo for large ones")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "crop", "photo"],
+        default="auto",
+        help="crop: the image is one aligned face; photo: find and align the faces the "
+        "hole touches; auto (default): crop for small images, photo for large ones",
+    )
     p.add_argument("--example", action="store_true", help="use the built-in example face and hole")
     p.add_argument("--landmarks", help="use these landmarks (.pts, .json, .npy) instead of predicting")
     p.add_argument("--landmarks-out", help="write the landmarks used (.pts, .json or .npy)")
     p.add_argument("--overlay", help="write the result with the landmarks drawn")
     p.add_argument("--weights", help="weights file (default: the shipped model)")
-    p.add_argument("--device", default="cpu", type=_device,
-                   help="torch device (cpu, cuda, cuda:1, ...)")
-    p.add_argument("--max-megapixels", type=_float_in(0, low_open=True),
-                   help="largest image accepted (default 50, or LAFIN_MAX_MEGAPIXELS)")
+    p.add_argument("--device", default="cpu", type=_device, help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument(
+        "--max-megapixels",
+        type=_float_in(0, low_open=True),
+        help="largest image accepted (default 50, or LAFIN_MAX_MEGAPIXELS)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_inpaint)
 
@@ -453,19 +510,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="input video (any format ffmpeg reads)")
     p.add_argument("mask", help="a mask image (same hole in every frame) or a mask video")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, ...)")
-    p.add_argument("--smoothing", type=_float_in(0, 1, low_open=True), default=0.5,
-                   help="weight of each new frame's landmarks (1 = no smoothing; default 0.5)")
-    p.add_argument("--lossless", action="store_true",
-                   help="lossless H.264 (known pixels stay bit-identical; large files)")
-    p.add_argument("--batch", type=int, default=8,
-                   help="frames the generator takes at once (default 8)")
-    p.add_argument("--key-interval", type=int, default=30,
-                   help="run the face detectors again after this many frames (default 30; they "
-                   "also run when a face is lost or the hole moves beyond the faces followed)")
-    p.add_argument("--fast", action="store_true",
-                   help="no mirror-image averaging in the landmark predictor and the generator "
-                   "(the shipped weights average only the predictor's: about 10%% less CPU a "
-                   "frame, slightly less exact landmarks)")
+    p.add_argument(
+        "--smoothing",
+        type=_float_in(0, 1, low_open=True),
+        default=0.5,
+        help="weight of each new frame's landmarks (1 = no smoothing; default 0.5)",
+    )
+    p.add_argument(
+        "--lossless",
+        action="store_true",
+        help="lossless H.264 (known pixels stay bit-identical; large files)",
+    )
+    p.add_argument("--batch", type=int, default=8, help="frames the generator takes at once (default 8)")
+    p.add_argument(
+        "--key-interval",
+        type=int,
+        default=30,
+        help="run the face detectors again after this many frames (default 30; they "
+        "also run when a face is lost or the hole moves beyond the faces followed)",
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="no mirror-image averaging in the landmark predictor and the generator "
+        "(the shipped weights average only the predictor's: about 10%% less CPU a "
+        "frame, slightly less exact landmarks)",
+    )
     p.add_argument("--weights", help="weights file (default: the shipped model)")
     p.add_argument("--device", default="cpu", type=_device)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -478,31 +548,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="validation face cache (overrides the config)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, samples)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an --out folder that holds one (its checkpoint and "
-                   "weights are replaced); without it or --resume such a folder is refused")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out folder that holds one (its checkpoint and "
+        "weights are replaced); without it or --resume such a folder is refused",
+    )
     p.add_argument("--max-steps", type=_int_in(0))
-    p.add_argument("--init-from", help="weights to start from, fresh optimiser and step counter "
-                   "(overrides the config's init_from: one config serves every cycle)")
+    p.add_argument(
+        "--init-from",
+        help="weights to start from, fresh optimiser and step counter "
+        "(overrides the config's init_from: one config serves every cycle)",
+    )
     p.add_argument("--device", default="cpu", type=_device)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("prepare", help="detect, annotate and align face photos into a training set")
     p.add_argument("src", help="folder of photos (sub-folders included; .pts beside a photo is used)")
     p.add_argument("out", help="output folder (crops, landmarks, report.csv, training cache)")
-    p.add_argument("--size", type=_int_in(16, 4096), default=128,
-                   help="side of the square crops, 16-4096 (default 128)")
-    p.add_argument("--aligned", action="store_true",
-                   help="the photos are already aligned square crops: resize only, never re-crop")
-    p.add_argument("--min-face", type=_int_in(1), default=48,
-                   help="skip faces narrower than this (px)")
-    p.add_argument("--upsample", type=_int_in(0, 4), default=1,
-                   help="detector upsampling, 0-4 (finds small faces)")
+    p.add_argument(
+        "--size", type=_int_in(16, 4096), default=128, help="side of the square crops, 16-4096 (default 128)"
+    )
+    p.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the photos are already aligned square crops: resize only, never re-crop",
+    )
+    p.add_argument("--min-face", type=_int_in(1), default=48, help="skip faces narrower than this (px)")
+    p.add_argument(
+        "--upsample", type=_int_in(0, 4), default=1, help="detector upsampling, 0-4 (finds small faces)"
+    )
     p.add_argument("--workers", type=_int_in(1, 256), default=2, help="processes (default 2)")
     p.add_argument("--names", help="a text file of image file names to use (e.g. a split list)")
-    p.add_argument("--landmarks-from", metavar="CACHE",
-                   help="the faces of this cache, decoded from SRC (same file names, any square "
-                        "size) at --size, with its landmarks rescaled: no detection, no labelling")
+    p.add_argument(
+        "--landmarks-from",
+        metavar="CACHE",
+        help="the faces of this cache, decoded from SRC (same file names, any square "
+        "size) at --size, with its landmarks rescaled: no detection, no labelling",
+    )
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("convert", help="convert the original LaFIn .pth files to lafin weights")
@@ -510,35 +593,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("export-weights",
-                       help="combine weights files (e.g. a landmark run and an inpaint run) into one")
+    p = sub.add_parser(
+        "export-weights", help="combine weights files (e.g. a landmark run and an inpaint run) into one"
+    )
     p.add_argument("inputs", nargs="+", help="weights.safetensors files; later ones win")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--half", action="store_true",
-                   help="store float16 (half the size; loaded back as float32)")
+    p.add_argument(
+        "--half", action="store_true", help="store float16 (half the size; loaded back as float32)"
+    )
     p.set_defaults(func=_cmd_export_weights)
 
     p = sub.add_parser("export", help="export the networks for other runtimes (ONNX)")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="folder for landmarks.onnx, generator.onnx "
-                   "and lafin-onnx.json (load with LaFInModel(weights=OUT_DIR, backend='onnx'))")
+    p.add_argument(
+        "out_dir",
+        metavar="OUT_DIR",
+        help="folder for landmarks.onnx, generator.onnx "
+        "and lafin-onnx.json (load with LaFInModel(weights=OUT_DIR, backend='onnx'))",
+    )
     p.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx for now")
     p.add_argument("--weights", nargs="+", help="weights file (default: the shipped weights)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("serve", help="the web demo: paint a hole, edit landmarks, get the face",
-                       description="Serve the web demo (Gradio, offline). Needs the 'web' extra: "
-                                   "pip install 'lafin[web]'.")
+    p = sub.add_parser(
+        "serve",
+        help="the web demo: paint a hole, edit landmarks, get the face",
+        description="Serve the web demo (Gradio, offline). Needs the 'web' extra: pip install 'lafin[web]'.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_int_in(1, 65535), default=7860)
     p.add_argument("--weights", help="weights file(s) (default: the shipped ones)")
     p.add_argument("--device", default="cpu", type=_device)
-    p.add_argument("--max-megapixels", type=_float_in(0, low_open=True), default=40.0,
-                   help="largest photo accepted (default 40)")
-    p.add_argument("--max-upload-mb", type=_int_in(1), default=50,
-                   help="largest upload (default 50 MB)")
-    p.add_argument("--session-ttl", type=_float_in(0, low_open=True), default=7200.0,
-                   help="seconds a browser session's work is kept after its last change "
-                        "(default 7200; a closed tab's is freed at once)")
+    p.add_argument(
+        "--max-megapixels",
+        type=_float_in(0, low_open=True),
+        default=40.0,
+        help="largest photo accepted (default 40)",
+    )
+    p.add_argument("--max-upload-mb", type=_int_in(1), default=50, help="largest upload (default 50 MB)")
+    p.add_argument(
+        "--session-ttl",
+        type=_float_in(0, low_open=True),
+        default=7200.0,
+        help="seconds a browser session's work is kept after its last change "
+        "(default 7200; a closed tab's is freed at once)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print less")
     p.set_defaults(func=_cmd_serve)
 
@@ -549,39 +647,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that own their options; main() forwards their arguments whole."""
-    sub.add_parser("evaluate", help="metrics by hole-ratio bin against baselines, with a report "
-                   "(lafin evaluate --help)", add_help=False)
+    sub.add_parser(
+        "evaluate",
+        help="metrics by hole-ratio bin against baselines, with a report (lafin evaluate --help)",
+        add_help=False,
+    )
 
 
 # ---------------------------------------------------------------------- old photos (lafin.restore)
 
+
 def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("restore", help="find scratches, cracks, dust and tears in old photos and "
-                       "inpaint them", description="Detect the damage of old photos, grow the "
-                       "mask, inpaint it with the face-aware pipeline; grey and sepia photos stay "
-                       "grey and sepia.")
+    p = sub.add_parser(
+        "restore",
+        help="find scratches, cracks, dust and tears in old photos and inpaint them",
+        description="Detect the damage of old photos, grow the "
+        "mask, inpaint it with the face-aware pipeline; grey and sepia photos stay "
+        "grey and sepia.",
+    )
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="photos or folders of photos")
-    p.add_argument("-o", "--output", required=True,
-                   help="result file (one photo) or folder (several photos, or folders)")
-    p.add_argument("--damage-out", metavar="MASK",
-                   help="write the filled mask (white = damage) here: a file for one photo, "
-                        "a folder for several")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="damage probability above which a pixel is damage (default: the "
-                        "detector's tuned value)")
-    p.add_argument("--dilate", type=int, default=None, metavar="PX",
-                   help="grow the detected mask by this many pixels before inpainting")
-    p.add_argument("--mode", choices=["auto", "crop", "photo"], default="auto",
-                   help="as for inpaint (auto: crop for small face crops, photo otherwise)")
+    p.add_argument(
+        "-o", "--output", required=True, help="result file (one photo) or folder (several photos, or folders)"
+    )
+    p.add_argument(
+        "--damage-out",
+        metavar="MASK",
+        help="write the filled mask (white = damage) here: a file for one photo, a folder for several",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="damage probability above which a pixel is damage (default: the detector's tuned value)",
+    )
+    p.add_argument(
+        "--dilate",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="grow the detected mask by this many pixels before inpainting",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["auto", "crop", "photo"],
+        default="auto",
+        help="as for inpaint (auto: crop for small face crops, photo otherwise)",
+    )
     p.add_argument("--weights", help="inpainting weights file (default: the shipped model)")
     p.add_argument("--damage-weights", help="damage detector weights (default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser("train-damage", help="train the damage detector (lafin.training.damage)",
-                       description="Train the damage detector on clean photos with procedurally "
-                                   "drawn damage.")
+    p = sub.add_parser(
+        "train-damage",
+        help="train the damage detector (lafin.training.damage)",
+        description="Train the damage detector on clean photos with procedurally drawn damage.",
+    )
     from lafin.training.damage import add_arguments
 
     add_arguments(p)
@@ -630,8 +752,10 @@ def _restore_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path, Path
         stems = [p.stem for p in photos]
         if len(set(stems)) != len(stems):
             raise _UsageError("two photos share a file name; restore them into separate folders")
-        jobs = [(p, out / f"{p.stem}.png",
-                 None if damage_out is None else damage_out / f"{p.stem}.png") for p in photos]
+        jobs = [
+            (p, out / f"{p.stem}.png", None if damage_out is None else damage_out / f"{p.stem}.png")
+            for p in photos
+        ]
     for _, result, mask in jobs:
         for target in (result, mask):
             if target is not None and target.resolve() in resolved:
@@ -648,8 +772,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
     from lafin.io import InputError, load_image
     from lafin.pipeline import STAGE_LABELS
-    from lafin.restore import (DEFAULT_DILATE, DEFAULT_THRESHOLD, RESTORE_STAGE_LABELS,
-                               damage_detector_for, grow_mask, restore)
+    from lafin.restore import (
+        DEFAULT_DILATE,
+        DEFAULT_THRESHOLD,
+        RESTORE_STAGE_LABELS,
+        damage_detector_for,
+        grow_mask,
+        restore,
+    )
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     dilate = DEFAULT_DILATE if args.dilate is None else args.dilate
@@ -668,8 +798,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         progress = _StageReporter(say, labels)
         try:
             img = load_image(photo)
-            result = restore(model, img, threshold=threshold, dilate=dilate, mode=args.mode,
-                             progress=progress, weights=args.damage_weights)
+            result = restore(
+                model,
+                img,
+                threshold=threshold,
+                dilate=dilate,
+                mode=args.mode,
+                progress=progress,
+                weights=args.damage_weights,
+            )
         except InputError as exc:
             if not batch:
                 raise
@@ -677,11 +814,15 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             continue
         progress.finish()
         share = 100 * float((result.mask > 0).mean())
-        say(f"Damage: {share:.2f}% of {img.shape[1]}x{img.shape[0]} pixels"
-            + (f" ({result.tone} photo)" if result.tone != "colour" else ""))
+        say(
+            f"Damage: {share:.2f}% of {img.shape[1]}x{img.shape[0]} pixels"
+            + (f" ({result.tone} photo)" if result.tone != "colour" else "")
+        )
         for face in result.faces:
-            say(f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
-                f"{face.box[3]:.0f}): {face.path}, {face.hole_pixels} damaged pixels")
+            say(
+                f"  face at ({face.box[0]:.0f}, {face.box[1]:.0f})-({face.box[2]:.0f}, "
+                f"{face.box[3]:.0f}): {face.path}, {face.hole_pixels} damaged pixels"
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(result.image).save(out)
         written = [str(out)]
@@ -707,8 +848,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return _guard(lambda: evaluate_main(argv[1:]))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.command is None:
         parser.print_help()
         return 2
@@ -747,8 +889,10 @@ def _one_line(exc: BaseException) -> str:
 def _stop_on_sigterm() -> None:
     """SIGTERM (kill, a job scheduler) stops the work like Ctrl+C: cleanup code runs (temporary
     files removed, worker processes ended) instead of the process vanishing mid-write."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
+
     try:
         signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread (main() called from a test's thread)

@@ -86,8 +86,10 @@ class LandmarkConfig:
         if self.head not in ("pooled", "spatial"):
             raise ValueError(f"landmarks.head must be 'pooled' or 'spatial', not {self.head!r}")
         if self.input_size < 0 or self.input_size % 32 != 0:
-            raise ValueError(f"landmarks.input_size must be 0 or a multiple of 32 (the predictor's "
-                             f"stride), not {self.input_size}")
+            raise ValueError(
+                f"landmarks.input_size must be 0 or a multiple of 32 (the predictor's "
+                f"stride), not {self.input_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,7 @@ class RefinerConfig:
 
     def __post_init__(self) -> None:
         if self.output_size < 0 or self.output_size % 8 != 0:
-            raise ValueError(f"refiner.output_size must be 0 or a multiple of 8, "
-                             f"not {self.output_size}")
+            raise ValueError(f"refiner.output_size must be 0 or a multiple of 8, not {self.output_size}")
         if len(self.channels) != 4 or min(self.channels) < 1:
             raise ValueError(f"refiner.channels must be four positive widths, not {self.channels}")
 
@@ -200,18 +201,28 @@ PRESETS: dict[str, ModelConfig] = {
     "compact": ModelConfig(
         name="compact",
         image_size=128,
-        generator=GeneratorConfig(arch="compact", channels=(16, 32, 64, 128, 256),
-                                  num_residual_blocks=8, dilation=2, attention=True,
-                                  mask_channel=True),
+        generator=GeneratorConfig(
+            arch="compact",
+            channels=(16, 32, 64, 128, 256),
+            num_residual_blocks=8,
+            dilation=2,
+            attention=True,
+            mask_channel=True,
+        ),
         landmarks=LandmarkConfig(width_mult=1.0, head="spatial"),
         discriminator=DiscriminatorConfig(base_channels=32, attention=False),
     ),
     "compact-wide": ModelConfig(
         name="compact-wide",
         image_size=128,
-        generator=GeneratorConfig(arch="compact", channels=(24, 48, 96, 128, 256),
-                                  num_residual_blocks=8, dilation=2, attention=True,
-                                  mask_channel=True),
+        generator=GeneratorConfig(
+            arch="compact",
+            channels=(24, 48, 96, 128, 256),
+            num_residual_blocks=8,
+            dilation=2,
+            attention=True,
+            mask_channel=True,
+        ),
         landmarks=LandmarkConfig(width_mult=1.0, head="spatial", input_size=192),
         discriminator=DiscriminatorConfig(base_channels=32, attention=False),
         refiner=RefinerConfig(output_size=256, channels=(16, 32, 64, 128), num_residual_blocks=4),
@@ -219,8 +230,14 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         name="tiny",
         image_size=64,
-        generator=GeneratorConfig(arch="compact", channels=(8, 16, 32), num_residual_blocks=1,
-                                  dilation=2, attention=True, mask_channel=True),
+        generator=GeneratorConfig(
+            arch="compact",
+            channels=(8, 16, 32),
+            num_residual_blocks=1,
+            dilation=2,
+            attention=True,
+            mask_channel=True,
+        ),
         landmarks=LandmarkConfig(width_mult=0.25),
         discriminator=DiscriminatorConfig(base_channels=8, attention=True),
     ),

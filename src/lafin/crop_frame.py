@@ -10,8 +10,13 @@ import cv2
 import numpy as np
 import torch
 
-from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
-                             similarity_transform, warp_to_crop)
+from lafin.alignment import (
+    canonical_landmarks,
+    invert_affine,
+    rescale_points,
+    similarity_transform,
+    warp_to_crop,
+)
 from lafin.blend import harmonize, paste
 
 # Hole pixels are harmonised inside the hole's bounding box grown by this margin (px): wider than
@@ -49,20 +54,21 @@ class CropFrame:
         shifted = rescale_points(points, 1 / self.scale)
         return shifted - np.array([self.pad_left, self.pad_top], dtype=np.float32)
 
-    def tensors(self, image: np.ndarray, hole: np.ndarray, device: torch.device | str = "cpu"
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, image: np.ndarray, hole: np.ndarray, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, 3, S, S) image in [0, 1] and (1, 1, S, S) hole (1 = hole) at the frame's size; a
         model pixel is hole if any input pixel under it is, so nothing of the hole leaks in."""
         h, w = hole.shape
-        pads = ((self.pad_top, self.side - h - self.pad_top),
-                (self.pad_left, self.side - w - self.pad_left))
+        pads = ((self.pad_top, self.side - h - self.pad_top), (self.pad_left, self.side - w - self.pad_left))
         square = np.pad(image, pads + ((0, 0),), mode="edge")
         square_hole = np.pad(hole, pads, mode="constant").astype(np.float32)
         s = self.size
         interp = cv2.INTER_AREA if self.side > s else cv2.INTER_CUBIC
         small = cv2.resize(square, (s, s), interpolation=interp)
-        small_hole = (cv2.resize(square_hole, (s, s), interpolation=interp if self.side > s
-                                 else cv2.INTER_LINEAR) > 0).astype(np.float32)
+        small_hole = (
+            cv2.resize(square_hole, (s, s), interpolation=interp if self.side > s else cv2.INTER_LINEAR) > 0
+        ).astype(np.float32)
         img_t = torch.from_numpy(small).permute(2, 0, 1).float().div(255).unsqueeze(0)
         hole_t = torch.from_numpy(small_hole)[None, None]
         return img_t.to(device), hole_t.to(device)
@@ -70,10 +76,13 @@ class CropFrame:
     def paste(self, image: np.ndarray, hole: np.ndarray, generated: np.ndarray) -> np.ndarray:
         """``image`` with its hole pixels taken from the generated (S, S, 3) square in [0, 1],
         resized back to the input; every other pixel is the input's."""
-        up = cv2.resize(generated, (self.side, self.side),
-                        interpolation=cv2.INTER_CUBIC if self.side > self.size else cv2.INTER_AREA)
+        up = cv2.resize(
+            generated,
+            (self.side, self.side),
+            interpolation=cv2.INTER_CUBIC if self.side > self.size else cv2.INTER_AREA,
+        )
         h, w = hole.shape
-        up = up[self.pad_top:self.pad_top + h, self.pad_left:self.pad_left + w] * 255.0
+        up = up[self.pad_top : self.pad_top + h, self.pad_left : self.pad_left + w] * 255.0
         return paste(image, up, hole)
 
 
@@ -92,8 +101,9 @@ def is_loose(points: np.ndarray, size: int) -> bool:
     return not (0.75 <= scale <= 1.4) or angle > 18 or shift > 0.15 * size
 
 
-def face_view(img: np.ndarray, hole: np.ndarray, matrix: np.ndarray, size: int
-              ) -> tuple[np.ndarray, np.ndarray]:
+def face_view(
+    img: np.ndarray, hole: np.ndarray, matrix: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The generator's view of a photo face: (S, S, 3) uint8 crop and (S, S) bool hole for a
     ``matrix`` mapping the photo to an S = ``size`` crop, a crop pixel being hole if the hole
     touches it at all (nothing under the hole leaks in)."""
@@ -101,13 +111,11 @@ def face_view(img: np.ndarray, hole: np.ndarray, matrix: np.ndarray, size: int
     source = np.where(hole[..., None] > 0, np.uint8(255), img)
     crop = warp_to_crop(source, matrix, size, interpolation=cv2.INTER_CUBIC)
     # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
-    crop_hole = warp_to_crop(hole.astype(np.float32), matrix, size,
-                             border=cv2.BORDER_CONSTANT) > 0
+    crop_hole = warp_to_crop(hole.astype(np.float32), matrix, size, border=cv2.BORDER_CONSTANT) > 0
     return crop, crop_hole
 
 
-def warp_back(hole: np.ndarray, content: np.ndarray, generated: np.ndarray,
-              matrix: np.ndarray) -> np.ndarray:
+def warp_back(hole: np.ndarray, content: np.ndarray, generated: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Warp one generated (S, S, 3) crop (0-255) back into ``content`` (HxWx3 uint8, in place)
     over the face's footprint, harmonised with ``content`` at the hole's edge; ``matrix`` maps
     the photo to the crop. Returns the HxW bool hole pixels it covered."""
@@ -127,15 +135,29 @@ def warp_back(hole: np.ndarray, content: np.ndarray, generated: np.ndarray,
     if bw == 0 or bh == 0:
         return np.zeros(hole.shape, bool)
     m = HARMONIZE_MARGIN
-    left, top, right, bottom = (max(left, left + x - m), max(top, top + y - m),
-                                min(right, left + x + bw + m), min(bottom, top + y + bh + m))
+    left, top, right, bottom = (
+        max(left, left + x - m),
+        max(top, top + y - m),
+        min(right, left + x + bw + m),
+        min(bottom, top + y + bh + m),
+    )
     shifted = inv.copy()
     shifted[:, 2] -= (left, top)
     size = (right - left, bottom - top)
-    back = cv2.warpAffine(generated.astype(np.float32), shifted, size, flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REPLICATE)
-    inside = cv2.warpAffine(np.ones((s, s), np.float32), shifted, size, flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
+    back = cv2.warpAffine(
+        generated.astype(np.float32), shifted, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+    inside = (
+        cv2.warpAffine(
+            np.ones((s, s), np.float32),
+            shifted,
+            size,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        > 0.999
+    )
     region_hole = hole[top:bottom, left:right].astype(bool) & inside
     if region_hole.any():
         # against ``content``, not the photo: where the hole runs on past this face's crop, the

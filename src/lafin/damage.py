@@ -75,12 +75,26 @@ class DamageConfig:
 TRAINING = DamageConfig()
 # the benchmark's settings: other ranges (wider and fainter scratches, more dust, more cracks,
 # stronger fading and grain, lower JPEG quality) and always some damage
-HELD_OUT = DamageConfig(scratches=(1, 8), scratch_width=(1.0, 4.0), scratch_opacity=(0.3, 0.95),
-                        scratch_curvature=(0.01, 0.08), cracks=(0, 3), crack_branches=(2, 6),
-                        dust=(5, 60), dust_radius=(0.8, 3.5), folds=(0, 1), tears=(0, 1),
-                        patches=(0, 1), clean_share=0.0, negatives=(1, 4), fade=(0.1, 0.5),
-                        lens_blur=(0.2, 1.4), scan_blur=(0.0, 0.6), grain=(1.0, 8.0),
-                        jpeg_quality=(50, 95))
+HELD_OUT = DamageConfig(
+    scratches=(1, 8),
+    scratch_width=(1.0, 4.0),
+    scratch_opacity=(0.3, 0.95),
+    scratch_curvature=(0.01, 0.08),
+    cracks=(0, 3),
+    crack_branches=(2, 6),
+    dust=(5, 60),
+    dust_radius=(0.8, 3.5),
+    folds=(0, 1),
+    tears=(0, 1),
+    patches=(0, 1),
+    clean_share=0.0,
+    negatives=(1, 4),
+    fade=(0.1, 0.5),
+    lens_blur=(0.2, 1.4),
+    scan_blur=(0.0, 0.6),
+    grain=(1.0, 8.0),
+    jpeg_quality=(50, 95),
+)
 # clean old photos: the look and the scan, hard negatives, no damage (the false-alarm benchmark)
 CLEAN_OLD = replace(HELD_OUT, clean_share=1.0)
 
@@ -103,6 +117,7 @@ def _n(rng: np.random.Generator, lo_hi: tuple[int, int]) -> int:
 
 # ---------------------------------------------------------------------- drawing primitives
 
+
 def _random_walk(rng, start, angle, steps, step, curvature, shape) -> np.ndarray:
     """A smooth curve: (N, 2) float points, its heading turning by a random, correlated amount."""
     pts = [np.asarray(start, np.float64)]
@@ -119,8 +134,15 @@ def _polyline(canvas: np.ndarray, pts: np.ndarray, width: float, value: float = 
     shift = 4
     layer = np.zeros(canvas.shape, np.uint8)
     thick = max(1, int(round(width)))
-    cv2.polylines(layer, [np.round(pts * (1 << shift)).astype(np.int32)], False, 255,
-                  thickness=thick, lineType=cv2.LINE_AA, shift=shift)
+    cv2.polylines(
+        layer,
+        [np.round(pts * (1 << shift)).astype(np.int32)],
+        False,
+        255,
+        thickness=thick,
+        lineType=cv2.LINE_AA,
+        shift=shift,
+    )
     strength = value * min(1.0, width)  # a 0.6-px line is a fainter 1-px line
     np.maximum(canvas, layer.astype(np.float32) / 255 * strength, out=canvas)
 
@@ -142,13 +164,14 @@ def _scratch(rng, alpha, cfg, scale) -> None:
         start, angle = np.array([rng.uniform(0, w), rng.uniform(0, h)]), rng.uniform(0, 2 * np.pi)
     length = rng.uniform(0.1, 1.3) * max(h, w)
     step = 3.0 * scale
-    pts = _random_walk(rng, start, angle, max(2, int(length / step)), step,
-                       _u(rng, cfg.scratch_curvature), (h, w))
+    pts = _random_walk(
+        rng, start, angle, max(2, int(length / step)), step, _u(rng, cfg.scratch_curvature), (h, w)
+    )
     width = _u(rng, cfg.scratch_width) * scale * (0.6 if rng.random() < 0.3 else 1.0)
     opacity = _u(rng, cfg.scratch_opacity)
     if rng.random() < 0.35:
         # broken scratch: it skips along the emulsion
-        keep = np.repeat(rng.random(len(pts) // 6 + 1) < 0.7, 6)[:len(pts)]
+        keep = np.repeat(rng.random(len(pts) // 6 + 1) < 0.7, 6)[: len(pts)]
         for seg in np.split(np.arange(len(pts)), np.nonzero(np.diff(keep.astype(int)))[0] + 1):
             if keep[seg[0]] and len(seg) > 1:
                 _polyline(alpha, pts[seg], width, opacity)
@@ -180,8 +203,13 @@ def _crack(rng, alpha, cfg, scale) -> None:
                     break
                 branches -= 1
                 k = rng.integers(1, len(pts))
-                stack.append((pts[k], angle + rng.choice([-1, 1]) * rng.uniform(0.4, 1.3),
-                              length * rng.uniform(0.3, 0.7)))
+                stack.append(
+                    (
+                        pts[k],
+                        angle + rng.choice([-1, 1]) * rng.uniform(0.4, 1.3),
+                        length * rng.uniform(0.3, 0.7),
+                    )
+                )
 
 
 def _dust(rng, alpha, cfg, scale) -> None:
@@ -191,13 +219,14 @@ def _dust(rng, alpha, cfg, scale) -> None:
         r = _u(rng, cfg.dust_radius) * scale
         layer = np.zeros((h, w), np.uint8)
         if rng.random() < 0.7:
-            cv2.circle(layer, (int(c[0] * 16), int(c[1] * 16)), max(1, int(r * 16)), 255, -1,
-                       cv2.LINE_AA, 4)
+            cv2.circle(layer, (int(c[0] * 16), int(c[1] * 16)), max(1, int(r * 16)), 255, -1, cv2.LINE_AA, 4)
         else:  # a fibre or irregular speck
-            pts = _random_walk(rng, c, rng.uniform(0, 2 * np.pi), int(rng.integers(2, 6)),
-                               r * 1.5, 0.6, (h, w))
-            cv2.polylines(layer, [np.round(pts * 16).astype(np.int32)], False, 255,
-                          max(1, int(r / 2)), cv2.LINE_AA, 4)
+            pts = _random_walk(
+                rng, c, rng.uniform(0, 2 * np.pi), int(rng.integers(2, 6)), r * 1.5, 0.6, (h, w)
+            )
+            cv2.polylines(
+                layer, [np.round(pts * 16).astype(np.int32)], False, 255, max(1, int(r / 2)), cv2.LINE_AA, 4
+            )
         np.maximum(alpha, layer.astype(np.float32) / 255 * _u(rng, (0.5, 1.0)), out=alpha)
 
 
@@ -225,9 +254,15 @@ def _tear(rng, alpha, cfg, scale) -> None:
         cx, cy = [(0, 0), (w, 0), (w, h), (0, h)][corner]
         a, b = rng.uniform(0.08, 0.35) * w, rng.uniform(0.08, 0.35) * h
         sx, sy = (1 if cx == 0 else -1), (1 if cy == 0 else -1)
-        poly = np.array([[cx - sx * 5, cy - sy * 5], [cx + sx * a, cy - sy * 5],
-                         [cx + sx * a * rng.uniform(0.2, 0.7), cy + sy * b * rng.uniform(0.2, 0.7)],
-                         [cx - sx * 5, cy + sy * b]], np.float64)
+        poly = np.array(
+            [
+                [cx - sx * 5, cy - sy * 5],
+                [cx + sx * a, cy - sy * 5],
+                [cx + sx * a * rng.uniform(0.2, 0.7), cy + sy * b * rng.uniform(0.2, 0.7)],
+                [cx - sx * 5, cy + sy * b],
+            ],
+            np.float64,
+        )
     else:  # a strip of an edge
         depth = rng.uniform(0.03, 0.12) * min(h, w)
         t0, t1 = sorted(rng.uniform(0, 1, 2))
@@ -235,13 +270,25 @@ def _tear(rng, alpha, cfg, scale) -> None:
         if corner % 2 == 0:
             y = -5 if corner == 0 else h + 5
             s = 1 if corner == 0 else -1
-            poly = np.array([[t0 * w, y], [t1 * w, y], [t1 * w, y + s * depth],
-                             [t0 * w, y + s * depth * rng.uniform(0.3, 1.5)]])
+            poly = np.array(
+                [
+                    [t0 * w, y],
+                    [t1 * w, y],
+                    [t1 * w, y + s * depth],
+                    [t0 * w, y + s * depth * rng.uniform(0.3, 1.5)],
+                ]
+            )
         else:
             x = -5 if corner == 3 else w + 5
             s = 1 if corner == 3 else -1
-            poly = np.array([[x, t0 * h], [x, t1 * h], [x + s * depth, t1 * h],
-                             [x + s * depth * rng.uniform(0.3, 1.5), t0 * h]])
+            poly = np.array(
+                [
+                    [x, t0 * h],
+                    [x, t1 * h],
+                    [x + s * depth, t1 * h],
+                    [x + s * depth * rng.uniform(0.3, 1.5), t0 * h],
+                ]
+            )
     poly = _rough_polygon(rng, poly, 1.5 * scale)
     layer = np.zeros((h, w), np.uint8)
     cv2.fillPoly(layer, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
@@ -254,7 +301,8 @@ def _patch(rng, alpha, cfg, scale) -> None:
     r = rng.uniform(0.02, 0.08) * min(h, w)
     angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(5, 10))))
     poly = c + (r * rng.uniform(0.5, 1.3, len(angles)))[:, None] * np.stack(
-        [np.cos(angles), np.sin(angles)], 1)
+        [np.cos(angles), np.sin(angles)], 1
+    )
     poly = _rough_polygon(rng, poly, 0.8 * scale)
     layer = np.zeros((h, w), np.uint8)
     cv2.fillPoly(layer, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
@@ -272,8 +320,9 @@ def _damage_colour(rng, image: np.ndarray) -> np.ndarray:
     return paper.astype(np.float32)
 
 
-def draw_damage(image: np.ndarray, rng: np.random.Generator, config: DamageConfig = TRAINING,
-                scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw_damage(
+    image: np.ndarray, rng: np.random.Generator, config: DamageConfig = TRAINING, scale: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw damage on an HxWx3 uint8 photo; returns (damaged uint8, mask uint8 255 = drawn).
 
     Outside the mask the result is the input bit for bit. ``scale``: pixels per pixel of a
@@ -286,10 +335,14 @@ def draw_damage(image: np.ndarray, rng: np.random.Generator, config: DamageConfi
     if rng.random() < config.clean_share:
         return image.copy(), mask.astype(np.uint8) * 255
     # each kind is drawn as its own layers, each with one colour, composited in turn
-    kinds = ([_scratch] * _n(rng, config.scratches) + [_crack] * _n(rng, config.cracks)
-             + [_dust] * (1 if config.dust[1] and rng.random() < 0.7 else 0)
-             + [_fold] * _n(rng, config.folds) + [_tear] * _n(rng, config.tears)
-             + [_patch] * _n(rng, config.patches))
+    kinds = (
+        [_scratch] * _n(rng, config.scratches)
+        + [_crack] * _n(rng, config.cracks)
+        + [_dust] * (1 if config.dust[1] and rng.random() < 0.7 else 0)
+        + [_fold] * _n(rng, config.folds)
+        + [_tear] * _n(rng, config.tears)
+        + [_patch] * _n(rng, config.patches)
+    )
     if not kinds:  # the share of clean images is clean_share; the others get something
         kinds = [_scratch]
     for draw in kinds:
@@ -311,8 +364,10 @@ def draw_damage(image: np.ndarray, rng: np.random.Generator, config: DamageConfi
 
 # ---------------------------------------------------------------------- content and look
 
-def draw_negatives(image: np.ndarray, rng: np.random.Generator, count: int,
-                   scale: float | None = None) -> np.ndarray:
+
+def draw_negatives(
+    image: np.ndarray, rng: np.random.Generator, count: int, scale: float | None = None
+) -> np.ndarray:
     """Draw ``count`` things that look like damage but are photo content (never masked):
     hair-like strands (soft, in the image's own dark or light tones, in bunches), wrinkle lines,
     glasses frames, text, jewellery dots and catch-lights."""
@@ -328,16 +383,18 @@ def draw_negatives(image: np.ndarray, rng: np.random.Generator, count: int,
             angle = rng.uniform(0, 2 * np.pi)
             for _ in range(int(rng.integers(2, 7))):
                 s = start + rng.normal(0, 4 * scale, 2)
-                pts = _random_walk(rng, s, angle + rng.normal(0, 0.1), int(rng.integers(8, 30)),
-                                   3 * scale, 0.04, (h, w))
+                pts = _random_walk(
+                    rng, s, angle + rng.normal(0, 0.1), int(rng.integers(8, 30)), 3 * scale, 0.04, (h, w)
+                )
                 _polyline(alpha, pts, rng.uniform(0.7, 1.5) * scale, rng.uniform(0.3, 0.7))
             dark = np.percentile(grey, rng.choice([5, 15, 85]))
             colour = np.array([dark, dark * rng.uniform(0.8, 1.0), dark * rng.uniform(0.6, 0.95)])
             alpha = cv2.GaussianBlur(alpha, (0, 0), 0.6 * scale)
         elif kind == 1:  # a wrinkle: short, soft, dark, with a highlight beside it
             start = np.array([rng.uniform(0.2, 0.8) * w, rng.uniform(0.3, 0.9) * h])
-            pts = _random_walk(rng, start, rng.uniform(0, 2 * np.pi), int(rng.integers(4, 12)),
-                               3 * scale, 0.08, (h, w))
+            pts = _random_walk(
+                rng, start, rng.uniform(0, 2 * np.pi), int(rng.integers(4, 12)), 3 * scale, 0.08, (h, w)
+            )
             _polyline(alpha, pts, 1.5 * scale, rng.uniform(0.2, 0.4))
             alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0 * scale)
             colour = np.full(3, np.percentile(grey, 10))
@@ -348,25 +405,41 @@ def draw_negatives(image: np.ndarray, rng: np.random.Generator, count: int,
             layer = np.zeros((h, w), np.uint8)
             t = max(1, int(round(rng.uniform(1, 3.5) * scale)))
             for sx in (-1, 1):
-                cv2.ellipse(layer, (int(cx + sx * gap), int(cy)), (int(ax), int(ay)), 0, 0, 360,
-                            255, t, cv2.LINE_AA)
-            cv2.line(layer, (int(cx - gap + ax), int(cy)), (int(cx + gap - ax), int(cy)), 255, t,
-                     cv2.LINE_AA)
+                cv2.ellipse(
+                    layer, (int(cx + sx * gap), int(cy)), (int(ax), int(ay)), 0, 0, 360, 255, t, cv2.LINE_AA
+                )
+            cv2.line(layer, (int(cx - gap + ax), int(cy)), (int(cx + gap - ax), int(cy)), 255, t, cv2.LINE_AA)
             alpha = layer.astype(np.float32) / 255 * rng.uniform(0.7, 1.0)
             colour = np.full(3, rng.choice([rng.uniform(10, 60), rng.uniform(150, 220)]))
         elif kind == 3:  # text (a caption, a sign, a date stamp)
             layer = np.zeros((h, w), np.uint8)
-            text = "".join(rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789 .")) for _ in
-                           range(int(rng.integers(3, 12))))
-            cv2.putText(layer, text, (int(rng.uniform(0, 0.6) * w), int(rng.uniform(0.1, 1) * h)),
-                        int(rng.choice([0, 1, 2, 3, 4])), rng.uniform(0.3, 1.0) * scale, 255,
-                        max(1, int(rng.uniform(1, 2.5) * scale)), cv2.LINE_AA)
+            text = "".join(
+                rng.choice(list("ABCDEFGHJKLMNPRSTUVWXYZ0123456789 ."))
+                for _ in range(int(rng.integers(3, 12)))
+            )
+            cv2.putText(
+                layer,
+                text,
+                (int(rng.uniform(0, 0.6) * w), int(rng.uniform(0.1, 1) * h)),
+                int(rng.choice([0, 1, 2, 3, 4])),
+                rng.uniform(0.3, 1.0) * scale,
+                255,
+                max(1, int(rng.uniform(1, 2.5) * scale)),
+                cv2.LINE_AA,
+            )
             alpha = layer.astype(np.float32) / 255 * rng.uniform(0.7, 1.0)
             colour = np.full(3, rng.choice([rng.uniform(0, 50), rng.uniform(200, 255)]))
         elif kind == 4:  # jewellery: a chain of small beads (a necklace, an earring)
             start = np.array([rng.uniform(0.2, 0.8) * w, rng.uniform(0.6, 1.0) * h])
-            pts = _random_walk(rng, start, rng.uniform(0, 2 * np.pi), int(rng.integers(6, 20)),
-                               rng.uniform(2.5, 4) * scale, 0.1, (h, w))
+            pts = _random_walk(
+                rng,
+                start,
+                rng.uniform(0, 2 * np.pi),
+                int(rng.integers(6, 20)),
+                rng.uniform(2.5, 4) * scale,
+                0.1,
+                (h, w),
+            )
             layer = np.zeros((h, w), np.uint8)
             rad = max(1, int(rng.uniform(1, 2) * scale))
             for p in pts:
@@ -377,8 +450,9 @@ def draw_negatives(image: np.ndarray, rng: np.random.Generator, count: int,
             cx, cy = rng.uniform(0.35, 0.65) * w, rng.uniform(0.35, 0.5) * h
             gap = rng.uniform(0.15, 0.2) * w
             for sx in (-1, 1):
-                cv2.circle(alpha, (int(cx + sx * gap), int(cy)), max(1, int(1.5 * scale)), 1.0, -1,
-                           cv2.LINE_AA)
+                cv2.circle(
+                    alpha, (int(cx + sx * gap), int(cy)), max(1, int(1.5 * scale)), 1.0, -1, cv2.LINE_AA
+                )
             alpha = cv2.GaussianBlur(alpha, (0, 0), 0.8 * scale) * 1.5
             colour = np.full(3, 250.0)
         a = np.clip(alpha, 0, 1)[..., None]
@@ -386,8 +460,9 @@ def draw_negatives(image: np.ndarray, rng: np.random.Generator, count: int,
     return np.round(out).clip(0, 255).astype(np.uint8)
 
 
-def old_look(image: np.ndarray, rng: np.random.Generator, config: DamageConfig = TRAINING,
-             scale: float | None = None) -> np.ndarray:
+def old_look(
+    image: np.ndarray, rng: np.random.Generator, config: DamageConfig = TRAINING, scale: float | None = None
+) -> np.ndarray:
     """Grey or sepia or faded colour, faded contrast, lens softness."""
     img = image.astype(np.float32)
     lum = img @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -410,8 +485,12 @@ def old_look(image: np.ndarray, rng: np.random.Generator, config: DamageConfig =
     return np.round(img).clip(0, 255).astype(np.uint8)
 
 
-def scan(images: list[np.ndarray], rng: np.random.Generator, config: DamageConfig = TRAINING,
-         scale: float | None = None) -> list[np.ndarray]:
+def scan(
+    images: list[np.ndarray],
+    rng: np.random.Generator,
+    config: DamageConfig = TRAINING,
+    scale: float | None = None,
+) -> list[np.ndarray]:
     """Scanner blur, grain, noise and JPEG applied alike (same parameters, same noise) to each
     of ``images`` (all the same shape)."""
     h, w = images[0].shape[:2]
@@ -438,8 +517,9 @@ def scan(images: list[np.ndarray], rng: np.random.Generator, config: DamageConfi
     return out
 
 
-def make_damaged(clean: np.ndarray, rng: np.random.Generator,
-                 config: DamageConfig = TRAINING, scale: float | None = None) -> Damaged:
+def make_damaged(
+    clean: np.ndarray, rng: np.random.Generator, config: DamageConfig = TRAINING, scale: float | None = None
+) -> Damaged:
     """A clean HxWx3 uint8 photo -> (old photo, the same damaged, the damage mask).
 
     See the module docstring for the stages. Deterministic for a given ``rng`` state.

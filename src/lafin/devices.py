@@ -21,18 +21,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
         except (RuntimeError, ValueError):
             raise DeviceError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
     else:
-        raise DeviceError(f"device must be a string such as 'cpu' or 'cuda', not "
-                          f"{type(device).__name__}")
+        raise DeviceError(f"device must be a string such as 'cpu' or 'cuda', not {type(device).__name__}")
     if dev.type == "cpu":
         return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r}: CUDA is not available on this machine "
-                              "(no GPU, or torch built without CUDA); use --device cpu")
+            raise DeviceError(
+                f"device {device!r}: CUDA is not available on this machine "
+                "(no GPU, or torch built without CUDA); use --device cpu"
+            )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise DeviceError(f"device {device!r}: this machine has {count} CUDA device(s), "
-                              f"numbered 0..{count - 1}")
+            raise DeviceError(
+                f"device {device!r}: this machine has {count} CUDA device(s), numbered 0..{count - 1}"
+            )
         return dev
     if dev.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -21,7 +21,7 @@ def example_face(size: int = EXAMPLE_SIZE) -> np.ndarray:
     from skimage import data
 
     x, y, side = _ASTRONAUT_FACE
-    crop = data.astronaut()[y:y + side, x:x + side]
+    crop = data.astronaut()[y : y + side, x : x + side]
     interp = cv2.INTER_AREA if size < side else cv2.INTER_CUBIC
     return cv2.resize(crop, (size, size), interpolation=interp)
 
@@ -29,5 +29,5 @@ def example_face(size: int = EXAMPLE_SIZE) -> np.ndarray:
 def example_mask(size: int = EXAMPLE_SIZE) -> np.ndarray:
     """A hole over the nose and mouth of the example face: ``size`` x ``size`` uint8, 1 = hole."""
     mask = np.zeros((size, size), np.uint8)
-    mask[round(0.45 * size):round(0.85 * size), round(0.28 * size):round(0.72 * size)] = 1
+    mask[round(0.45 * size) : round(0.85 * size), round(0.28 * size) : round(0.72 * size)] = 1
     return mask

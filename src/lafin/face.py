@@ -71,8 +71,11 @@ def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -
     """
     detector, _ = _dlib_models()
     rects, scores, _ = detector.run(np.ascontiguousarray(image), upsample, -0.5)
-    boxes = [FaceBox(r.left(), r.top(), r.right(), r.bottom(), float(s))
-             for r, s in zip(rects, scores) if s >= min_score]
+    boxes = [
+        FaceBox(r.left(), r.top(), r.right(), r.bottom(), float(s))
+        for r, s in zip(rects, scores)
+        if s >= min_score
+    ]
     return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
 
 
@@ -93,15 +96,24 @@ def detect_faces_cnn(image: np.ndarray, upsample: int = 0, max_side: int = 640) 
     import cv2
 
     scale = min(1.0, max_side / max(image.shape[:2]))
-    small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
-                                                   interpolation=cv2.INTER_AREA)
+    small = (
+        image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
     if min(small.shape[:2]) < CNN_MIN_SIDE:
         # dlib's CNN reads outside images narrower than ~12 px (a RuntimeError, or a corrupted
         # heap); no face it could find fits in them anyway
         return []
     found = _dlib_cnn()(np.ascontiguousarray(small), upsample)
-    boxes = [FaceBox(d.rect.left() / scale, d.rect.top() / scale, d.rect.right() / scale,
-                     d.rect.bottom() / scale, float(d.confidence)) for d in found]
+    boxes = [
+        FaceBox(
+            d.rect.left() / scale,
+            d.rect.top() / scale,
+            d.rect.right() / scale,
+            d.rect.bottom() / scale,
+            float(d.confidence),
+        )
+        for d in found
+    ]
     return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
 
 
@@ -118,14 +130,16 @@ def annotate(image: np.ndarray, box: FaceBox) -> np.ndarray:
     import dlib
 
     _, predictor = _dlib_models()
-    rect = dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)),
-                          int(round(box.bottom)))
+    rect = dlib.rectangle(
+        int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom))
+    )
     shape = predictor(np.ascontiguousarray(image), rect)
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
-def annotate_largest_face(image: np.ndarray, upsample: int = 0,
-                          min_score: float = 0.0) -> tuple[np.ndarray | None, list[FaceBox]]:
+def annotate_largest_face(
+    image: np.ndarray, upsample: int = 0, min_score: float = 0.0
+) -> tuple[np.ndarray | None, list[FaceBox]]:
     """Detect faces and annotate the largest. Returns (landmarks or None, all boxes found)."""
     boxes = detect_faces(image, upsample=upsample, min_score=min_score)
     if not boxes:
@@ -133,8 +147,9 @@ def annotate_largest_face(image: np.ndarray, upsample: int = 0,
     return annotate(image, boxes[0]), boxes
 
 
-def detect_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
-                   tolerance: float = 0.2) -> tuple[FaceBox, str]:
+def detect_aligned(
+    image: np.ndarray, prior: FaceBox, threshold: float = -1.6, tolerance: float = 0.2
+) -> tuple[FaceBox, str]:
     """The face box of an already aligned face crop, without re-cropping it.
 
     The crop holds exactly one face whose box is close to ``prior`` (the dataset's typical box),
@@ -154,14 +169,18 @@ def detect_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
     for r, s in sorted(zip(rects, scores), key=lambda rs: -rs[1]):
         box = FaceBox(r.left() - pad, r.top() - pad, r.right() - pad, r.bottom() - pad, float(s))
         cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
-        if (abs(cx - pcx) <= tolerance * side and abs(cy - pcy) <= tolerance * side
-                and 0.7 <= box.width / prior.width <= 1.3):
+        if (
+            abs(cx - pcx) <= tolerance * side
+            and abs(cy - pcy) <= tolerance * side
+            and 0.7 <= box.width / prior.width <= 1.3
+        ):
             return box, "detected"
     return prior, "prior"
 
 
-def annotate_aligned(image: np.ndarray, prior: FaceBox, threshold: float = -1.6,
-                     tolerance: float = 0.2) -> tuple[np.ndarray, str]:
+def annotate_aligned(
+    image: np.ndarray, prior: FaceBox, threshold: float = -1.6, tolerance: float = 0.2
+) -> tuple[np.ndarray, str]:
     """Annotate an already aligned face crop in the box :func:`detect_aligned` finds.
 
     Returns:
@@ -185,5 +204,10 @@ def box_from_landmarks(landmarks: np.ndarray) -> FaceBox:
     x0, y0 = landmarks.min(axis=0)
     x1, y1 = landmarks.max(axis=0)
     w, h = x1 - x0, y1 - y0
-    return FaceBox(float(x0 + _BOX_FIT[0] * w), float(y0 + _BOX_FIT[1] * h),
-                   float(x1 + _BOX_FIT[2] * w), float(y1 + _BOX_FIT[3] * h), score=float("nan"))
+    return FaceBox(
+        float(x0 + _BOX_FIT[0] * w),
+        float(y0 + _BOX_FIT[1] * h),
+        float(x1 + _BOX_FIT[2] * w),
+        float(y1 + _BOX_FIT[3] * h),
+        score=float("nan"),
+    )

@@ -20,8 +20,7 @@ from lafin.runtime import Runtime, cpu_call
 REFINE_MARGIN = 40
 
 
-def hole_windows(holes: torch.Tensor, margin: int, step: int = 8
-                 ) -> list[tuple[int, int, int, int]]:
+def hole_windows(holes: torch.Tensor, margin: int, step: int = 8) -> list[tuple[int, int, int, int]]:
     """(top, bottom, left, right) of each (B, 1, R, R) crop's hole grown by ``margin``, on the
     ``step`` grid (the refiner's 1/8 scale: a window then sees the same grid as the whole crop)
     and within the crop; an empty window where a crop has no hole."""
@@ -34,8 +33,14 @@ def hole_windows(holes: torch.Tensor, margin: int, step: int = 8
             continue
         top, bottom = int(rows[0]) - margin, int(rows[-1]) + 1 + margin
         left, right = int(cols[0]) - margin, int(cols[-1]) + 1 + margin
-        windows.append((max(0, top // step * step), min(size_y, -(-bottom // step) * step),
-                        max(0, left // step * step), min(size_x, -(-right // step) * step)))
+        windows.append(
+            (
+                max(0, top // step * step),
+                min(size_y, -(-bottom // step) * step),
+                max(0, left // step * step),
+                min(size_x, -(-right // step) * step),
+            )
+        )
     return windows
 
 
@@ -54,10 +59,18 @@ class GeneratorRunner:
         channels_last: ``{"generator": bool, "refiner": bool}``, the networks' memory format.
     """
 
-    def __init__(self, generator: torch.nn.Module | None, image_size: int, runtime: Runtime,
-                 refiner: torch.nn.Module | None = None, output_size: int | None = None,
-                 flip_average: bool = True, diffusion_mix: float = 0.0, seed: int = 0,
-                 channels_last: dict[str, bool] | None = None) -> None:
+    def __init__(
+        self,
+        generator: torch.nn.Module | None,
+        image_size: int,
+        runtime: Runtime,
+        refiner: torch.nn.Module | None = None,
+        output_size: int | None = None,
+        flip_average: bool = True,
+        diffusion_mix: float = 0.0,
+        seed: int = 0,
+        channels_last: dict[str, bool] | None = None,
+    ) -> None:
         self.generator = generator
         self.refiner = refiner
         self.image_size = image_size
@@ -90,8 +103,7 @@ class GeneratorRunner:
             out = (out[:n] + out[n:].flip(3)) / 2
         return out.permute(0, 2, 3, 1).clamp(0, 1).float().cpu().numpy()
 
-    def mix_diffusion(self, img_t: torch.Tensor, hole_t: torch.Tensor,
-                      generated: np.ndarray) -> np.ndarray:
+    def mix_diffusion(self, img_t: torch.Tensor, hole_t: torch.Tensor, generated: np.ndarray) -> np.ndarray:
         """Mix ``diffusion_mix`` of the Navier-Stokes fill into (B, S, S, 3) ``generated``."""
         weight = self.diffusion_mix
         if weight == 0:
@@ -101,18 +113,27 @@ class GeneratorRunner:
         masked = img_t * (1 - hole_t) + hole_t
         crops = (masked.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
         holes = hole_t[:, 0].float().cpu().numpy() > 0.5
-        return np.stack([diffusion_mix(c, g * 255.0, h, float(weight)) / 255.0
-                         for c, g, h in zip(crops, generated, holes)]).astype(np.float32)
+        return np.stack(
+            [
+                diffusion_mix(c, g * 255.0, h, float(weight)) / 255.0
+                for c, g, h in zip(crops, generated, holes)
+            ]
+        ).astype(np.float32)
 
-    def structure(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray
-                  ) -> np.ndarray:
+    def structure(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray) -> np.ndarray:
         """The generator's faces with the diffusion mix: (B, S, S, 3) in [0, 1]."""
         return self.mix_diffusion(img_t, hole_t, self.generate(img_t, hole_t, points))
 
     @cpu_call
     @torch.inference_mode()
-    def refine(self, crops: torch.Tensor, holes: torch.Tensor, generated: np.ndarray,
-               points: np.ndarray, faces: Sequence[int] | None = None) -> np.ndarray:
+    def refine(
+        self,
+        crops: torch.Tensor,
+        holes: torch.Tensor,
+        generated: np.ndarray,
+        points: np.ndarray,
+        faces: Sequence[int] | None = None,
+    ) -> np.ndarray:
         """The refiner on (B, 3, R, R) crops and (B, 1, R, R) holes at its size R, given the
         generator's (B, S, S, 3) faces in [0, 1] and the (B, 68, 2) landmarks they were
         generated with (pixels of the S crops); returns (B, R, R, 3) in [0, 1].
@@ -128,15 +149,18 @@ class GeneratorRunner:
         device = self.runtime.device
         size = self.output_size
         points_r = torch.from_numpy(
-            rescale_points(np.asarray(points, np.float32), size / self.image_size)).to(device)
+            rescale_points(np.asarray(points, np.float32), size / self.image_size)
+        ).to(device)
         coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(device)
-        coarse = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic",
-                                                 align_corners=False).clamp(0, 1)
+        coarse = torch.nn.functional.interpolate(
+            coarse, size=(size, size), mode="bicubic", align_corners=False
+        ).clamp(0, 1)
         coarse = coarse * holes + crops * (1 - holes)
         # the same noise for the same input: a result can be reproduced
         faces = list(range(holes.shape[0])) if faces is None else [int(i) for i in faces]
-        noise = torch.randn((max(faces) + 1, 1, size, size),
-                            generator=torch.Generator().manual_seed(self.seed))[faces]
+        noise = torch.randn(
+            (max(faces) + 1, 1, size, size), generator=torch.Generator().manual_seed(self.seed)
+        )[faces]
         noise = noise.to(device)
         if not isinstance(self.refiner, torch.nn.Module):  # ONNX: the exported size, in one go
             inputs = [coarse, holes, landmark_heatmap(points_r, size), noise]
@@ -146,9 +170,12 @@ class GeneratorRunner:
             if bottom <= top:
                 continue  # no hole in this crop: nothing to refine
             view = (slice(i, i + 1), slice(None), slice(top, bottom), slice(left, right))
-            inputs = [coarse[view], holes[view],
-                      landmark_heatmap(points_r[i:i + 1], (bottom - top, right - left),
-                                       origin=(left, top)), noise[view]]
+            inputs = [
+                coarse[view],
+                holes[view],
+                landmark_heatmap(points_r[i : i + 1], (bottom - top, right - left), origin=(left, top)),
+                noise[view],
+            ]
             if self.channels_last["refiner"]:
                 inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
             out[view] = self.refiner(*inputs)

@@ -33,13 +33,32 @@ from typing import Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lafin.errors import (ImageFormatError, ImageReadError, ImageTooLargeError, InputError,
-                          LandmarksError, MaskError, OptionError)
+from lafin.errors import (
+    ImageFormatError,
+    ImageReadError,
+    ImageTooLargeError,
+    InputError,
+    LandmarksError,
+    MaskError,
+    OptionError,
+)
 
-__all__ = ["ImageInput", "InputError", "ImageFormatError", "ImageReadError", "ImageTooLargeError",
-           "LandmarksError", "MaskError", "DEFAULT_MAX_PIXELS", "max_pixels", "set_max_pixels",
-           "pixel_budget",
-           "load_image", "load_mask", "check_landmarks"]
+__all__ = [
+    "ImageInput",
+    "InputError",
+    "ImageFormatError",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "LandmarksError",
+    "MaskError",
+    "DEFAULT_MAX_PIXELS",
+    "max_pixels",
+    "set_max_pixels",
+    "pixel_budget",
+    "load_image",
+    "load_mask",
+    "check_landmarks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +73,10 @@ _max_pixels_override: int | None = None
 def set_max_pixels(pixels: int | None) -> None:
     """Set the process-wide pixel budget (None: back to the environment or the default)."""
     global _max_pixels_override
-    if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int)
-                               or pixels < MIN_SIDE * MIN_SIDE):
-        raise OptionError(f"the pixel budget must be an integer >= {MIN_SIDE * MIN_SIDE}, "
-                         f"not {pixels!r}")
+    if pixels is not None and (
+        isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < MIN_SIDE * MIN_SIDE
+    ):
+        raise OptionError(f"the pixel budget must be an integer >= {MIN_SIDE * MIN_SIDE}, not {pixels!r}")
     _max_pixels_override = pixels
 
 
@@ -95,7 +114,8 @@ def _check_budget(width: int, height: int, what: str, budget: int | None) -> Non
     if width * height > limit:
         raise ImageTooLargeError(
             f"{what} is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the limit "
-            f"of {limit / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV} or --max-megapixels)")
+            f"of {limit / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV} or --max-megapixels)"
+        )
 
 
 def _open(path: Path, what: str, budget: int | None) -> Image.Image:
@@ -110,8 +130,7 @@ def _open(path: Path, what: str, budget: int | None) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{what} file refused as a decompression bomb: {path} ({exc})") \
-            from None
+        raise ImageTooLargeError(f"{what} file refused as a decompression bomb: {path} ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{what} file is not an image PIL can read: {path}") from None
     except PermissionError:
@@ -125,8 +144,7 @@ def _open(path: Path, what: str, budget: int | None) -> Image.Image:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img.load()  # decode now: truncated files fail here, not later
         except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"{what} file refused as a decompression bomb: {path} "
-                                     f"({exc})") from None
+            raise ImageTooLargeError(f"{what} file refused as a decompression bomb: {path} ({exc})") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
             raise ImageReadError(f"{what} file is damaged or truncated: {path} ({exc})") from None
         return _upright(img, f"{what} {path.name}")
@@ -155,13 +173,14 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     if img.mode == "I":  # 32-bit integer mode: Pillow's container for 16-bit grayscale
         arr = np.asarray(img)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise ImageFormatError(f"32-bit integer image with values {arr.min()}..{arr.max()}: "
-                                   "only 8- and 16-bit images are supported")
+            raise ImageFormatError(
+                f"32-bit integer image with values {arr.min()}..{arr.max()}: "
+                "only 8- and 16-bit images are supported"
+            )
         return arr.astype(np.uint16)
     if img.mode == "F":
         return np.asarray(img, dtype=np.float32)
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-            img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         return np.asarray(img.convert("RGBA"))
     if img.mode in ("L", "1"):
         return np.asarray(img.convert("L"))
@@ -181,7 +200,8 @@ def _to_uint8(arr: np.ndarray, what: str) -> np.ndarray:
         if lo < 0 or hi > 255:
             raise ImageFormatError(
                 f"{what} is {arr.dtype} with values {lo}..{hi}: integer arrays must hold 0-255 "
-                "(or be uint16 for 16-bit data)")
+                "(or be uint16 for 16-bit data)"
+            )
         return arr.astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
@@ -190,10 +210,12 @@ def _to_uint8(arr: np.ndarray, what: str) -> np.ndarray:
         if lo < 0 or hi > 1:
             raise ImageFormatError(
                 f"{what} is {arr.dtype} with values {lo:.4g}..{hi:.4g}: float arrays must be in "
-                "[0, 1] (clip with np.clip(a, 0, 1), or pass 0-255 values as uint8)")
+                "[0, 1] (clip with np.clip(a, 0, 1), or pass 0-255 values as uint8)"
+            )
         return np.round(arr.astype(np.float64) * 255).astype(np.uint8)
-    raise ImageFormatError(f"{what} has unsupported dtype {arr.dtype}; use uint8, uint16, bool "
-                           "or float in [0, 1]")
+    raise ImageFormatError(
+        f"{what} has unsupported dtype {arr.dtype}; use uint8, uint16, bool or float in [0, 1]"
+    )
 
 
 def _as_array(source: ImageInput, what: str, budget: int | None) -> np.ndarray:
@@ -211,8 +233,7 @@ def _as_array(source: ImageInput, what: str, budget: int | None) -> np.ndarray:
         if source.ndim >= 2:
             _check_budget(source.shape[1], source.shape[0], what, budget)
         return source
-    raise InputError(f"{what} must be a path, PIL image or numpy array, "
-                     f"not {type(source).__name__}")
+    raise InputError(f"{what} must be a path, PIL image or numpy array, not {type(source).__name__}")
 
 
 def load_image(image: ImageInput, max_pixels: int | None = None) -> np.ndarray:
@@ -228,8 +249,9 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> np.ndarray:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise ImageFormatError(f"image must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
     if min(arr.shape[:2]) < MIN_SIDE:
-        raise ImageFormatError(f"image is too small ({arr.shape[1]}x{arr.shape[0]} pixels; "
-                               f"at least {MIN_SIDE}x{MIN_SIDE})")
+        raise ImageFormatError(
+            f"image is too small ({arr.shape[1]}x{arr.shape[0]} pixels; at least {MIN_SIDE}x{MIN_SIDE})"
+        )
     arr = _to_uint8(np.asarray(arr), "image")
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
@@ -251,8 +273,9 @@ def _mask_threshold(arr: np.ndarray) -> float:
     return 255 / 2
 
 
-def load_mask(mask: ImageInput, shape: tuple[int, int] | None = None,
-              max_pixels: int | None = None) -> np.ndarray:
+def load_mask(
+    mask: ImageInput, shape: tuple[int, int] | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """Return the hole mask as HxW uint8 with 1 = hole, 0 = known.
 
     Nonzero/white means hole. Colour masks are read by their brightness. A mask that is not
@@ -276,13 +299,14 @@ def load_mask(mask: ImageInput, shape: tuple[int, int] | None = None,
     if arr.ndim != 2:
         raise ImageFormatError(f"mask must be HxW, got shape {arr.shape}")
     if shape is not None and arr.shape != tuple(shape):
-        raise MaskError(f"mask size {arr.shape[1]}x{arr.shape[0]} differs from image size "
-                        f"{shape[1]}x{shape[0]}; draw the mask at the image's resolution")
+        raise MaskError(
+            f"mask size {arr.shape[1]}x{arr.shape[0]} differs from image size "
+            f"{shape[1]}x{shape[0]}; draw the mask at the image's resolution"
+        )
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ImageFormatError(f"mask has unsupported dtype {arr.dtype}; use uint8, bool or "
-                               "float in [0, 1]")
+        raise ImageFormatError(f"mask has unsupported dtype {arr.dtype}; use uint8, bool or float in [0, 1]")
     if arr.dtype not in (np.uint8, np.uint16):
         _to_uint8(arr, "mask")  # the same value rule as images: refuses what it would guess
     if arr.size == 0:
@@ -290,8 +314,7 @@ def load_mask(mask: ImageInput, shape: tuple[int, int] | None = None,
     values = np.unique(arr)
     if values.size <= 2 and (values.size == 1 or values[0] == 0):
         return (arr != 0).astype(np.uint8)
-    log.warning("mask is not binary (%d distinct values, e.g. a JPEG): thresholded at 50%%",
-                values.size)
+    log.warning("mask is not binary (%d distinct values, e.g. a JPEG): thresholded at 50%%", values.size)
     return (arr.astype(np.float64) >= _mask_threshold(arr)).astype(np.uint8)
 
 
@@ -310,8 +333,7 @@ def check_landmarks(landmarks, shape: tuple[int, int] | None = None) -> np.ndarr
         try:
             lm = np.array(landmarks, dtype=np.float32)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise LandmarksError(f"landmarks must be numbers, (68, 2) x, y pixels ({exc})") \
-                from None
+            raise LandmarksError(f"landmarks must be numbers, (68, 2) x, y pixels ({exc})") from None
     if lm.shape != (NUM_POINTS, 2):
         raise LandmarksError(f"landmarks must have shape (68, 2) (x, y pixels), got {lm.shape}")
     if not np.isfinite(lm).all():
@@ -319,24 +341,28 @@ def check_landmarks(landmarks, shape: tuple[int, int] | None = None) -> np.ndarr
     if shape is not None:
         h, w = shape
         reach = max(h, w)
-        if (lm[:, 0] < -reach).any() or (lm[:, 0] > w + reach).any() or \
-                (lm[:, 1] < -reach).any() or (lm[:, 1] > h + reach).any():
+        if (
+            (lm[:, 0] < -reach).any()
+            or (lm[:, 0] > w + reach).any()
+            or (lm[:, 1] < -reach).any()
+            or (lm[:, 1] > h + reach).any()
+        ):
             raise LandmarksError(
                 f"landmarks lie far outside the {w}x{h} image (x {lm[:, 0].min():.4g}.."
                 f"{lm[:, 0].max():.4g}, y {lm[:, 1].min():.4g}..{lm[:, 1].max():.4g}); they are "
-                "x, y pixel coordinates of this image")
+                "x, y pixel coordinates of this image"
+            )
     return lm
 
 
-def load_inputs(image: ImageInput, mask: ImageInput,
-                landmarks: np.ndarray | str | Path | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def load_inputs(
+    image: ImageInput, mask: ImageInput, landmarks: np.ndarray | str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """An inpainting call's inputs, checked: (HxWx3 uint8 image, HxW uint8 mask with 1 = hole,
     (68, 2) float32 landmarks (loaded if a path is given) or None). A mask that covers the
     whole image is refused: no face is left to guide the inpainting."""
     img = load_image(image)
     hole = load_mask(mask, shape=img.shape[:2])
     if hole.all():
-        raise MaskError("the mask covers the whole image: there is no face left to guide "
-                        "the inpainting")
+        raise MaskError("the mask covers the whole image: there is no face left to guide the inpainting")
     return img, hole, None if landmarks is None else check_landmarks(landmarks, img.shape[:2])

@@ -11,8 +11,14 @@ import cv2
 import numpy as np
 import torch
 
-from lafin.alignment import (canonical_landmarks, invert_affine, rescale_points,
-                             similarity_transform, transform_points, warp_to_crop)
+from lafin.alignment import (
+    canonical_landmarks,
+    invert_affine,
+    rescale_points,
+    similarity_transform,
+    transform_points,
+    warp_to_crop,
+)
 from lafin.crop_frame import CropFrame
 from lafin.landmarks import FLIP_PERMUTATION, NUM_POINTS
 from lafin.runtime import Runtime, cpu_call
@@ -58,8 +64,15 @@ class LandmarkLocator:
         channels_last: feed the predictor channels-last tensors.
     """
 
-    def __init__(self, predictor: torch.nn.Module, image_size: int, landmark_size: int,
-                 runtime: Runtime, flip_average: bool = True, channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        predictor: torch.nn.Module,
+        image_size: int,
+        landmark_size: int,
+        runtime: Runtime,
+        flip_average: bool = True,
+        channels_last: bool = False,
+    ) -> None:
         self.predictor = predictor
         self.image_size = image_size
         self.landmark_size = landmark_size
@@ -75,8 +88,9 @@ class LandmarkLocator:
         image's prediction."""
         size = self.landmark_size
         if masked.shape[-2:] != (size, size):
-            raise ValueError(f"the landmark predictor takes {size}x{size} crops, "
-                             f"not {tuple(masked.shape[-2:])}")
+            raise ValueError(
+                f"the landmark predictor takes {size}x{size} crops, not {tuple(masked.shape[-2:])}"
+            )
         if self.channels_last:
             masked = masked.contiguous(memory_format=torch.channels_last)
         if not (self.flip_average if flip is None else flip):
@@ -91,9 +105,14 @@ class LandmarkLocator:
         mirrored[..., 0] = size - 1 - mirrored[..., 0]
         return ((out[0] + mirrored) / 2).cpu().numpy()
 
-    def locate(self, img: np.ndarray, hole: np.ndarray, frame: CropFrame,
-               img_t: torch.Tensor | None = None, hole_t: torch.Tensor | None = None
-               ) -> np.ndarray:
+    def locate(
+        self,
+        img: np.ndarray,
+        hole: np.ndarray,
+        frame: CropFrame,
+        img_t: torch.Tensor | None = None,
+        hole_t: torch.Tensor | None = None,
+    ) -> np.ndarray:
         """Crop mode: the face's 68 landmarks, (68, 2) float32 in the pixels of ``frame``'s
         model square. ``img_t``, ``hole_t``: the frame's tensors, if already made."""
         if self.landmark_size == frame.size:
@@ -106,8 +125,12 @@ class LandmarkLocator:
         big_points = self.predict(big_img * (1 - big_hole) + big_hole)[0]
         return frame.to_model(big.to_input(big_points)).astype(np.float32)
 
-    def view(self, img: np.ndarray | Sequence[np.ndarray], hole: np.ndarray | Sequence[np.ndarray],
-             matrices: list[np.ndarray]) -> torch.Tensor:
+    def view(
+        self,
+        img: np.ndarray | Sequence[np.ndarray],
+        hole: np.ndarray | Sequence[np.ndarray],
+        matrices: list[np.ndarray],
+    ) -> torch.Tensor:
         """(B, 3, L, L) masked crops of ``img`` by each photo -> crop matrix (L: the predictor's
         ``landmark_size``). ``img`` and ``hole`` may also be one per matrix (faces of several
         photos, e.g. video frames, in one batch).
@@ -124,16 +147,18 @@ class LandmarkLocator:
             if id(im) not in sources:
                 sources[id(im)] = np.where(ho[..., None] > 0, np.uint8(255), im)
             crop = warp_to_crop(sources[id(im)], matrix, s)
-            crop[warp_to_crop(ho.astype(np.float32), matrix, s,
-                              border=cv2.BORDER_CONSTANT) > 0.5] = 255
+            crop[warp_to_crop(ho.astype(np.float32), matrix, s, border=cv2.BORDER_CONSTANT) > 0.5] = 255
             crops.append(crop)
-        return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(
-            self.runtime.device)
+        return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.runtime.device)
 
-    def predict_views(self, img: np.ndarray | Sequence[np.ndarray],
-                      hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray],
-                      flip: bool | None = None, centred: Sequence[bool] | None = None
-                      ) -> np.ndarray:
+    def predict_views(
+        self,
+        img: np.ndarray | Sequence[np.ndarray],
+        hole: np.ndarray | Sequence[np.ndarray],
+        matrices: list[np.ndarray],
+        flip: bool | None = None,
+        centred: Sequence[bool] | None = None,
+    ) -> np.ndarray:
         """The predictor on the views of ``matrices`` (photo -> ``image_size`` crop) at its own
         ``landmark_size``; (B, 68, 2) float32 points in the crops' pixels.
 
@@ -155,9 +180,14 @@ class LandmarkLocator:
         points = self.predict(self.view(img, hole, views), flip=flip)
         return (rescale_points(points, 1 / r) - shifts[:, None]).astype(np.float32)
 
-    def predict_in(self, img: np.ndarray | Sequence[np.ndarray],
-                   hole: np.ndarray | Sequence[np.ndarray], matrices: list[np.ndarray],
-                   flip: bool | None = None, aligned: Sequence[bool] | None = None) -> np.ndarray:
+    def predict_in(
+        self,
+        img: np.ndarray | Sequence[np.ndarray],
+        hole: np.ndarray | Sequence[np.ndarray],
+        matrices: list[np.ndarray],
+        flip: bool | None = None,
+        aligned: Sequence[bool] | None = None,
+    ) -> np.ndarray:
         """Landmarks of the faces framed by ``matrices`` (photo pixels -> ``image_size`` crop),
         (B, 68, 2) float32 in those crops' pixels, predicted on crops resampled from the photo
         at the predictor's own ``landmark_size`` (``img``, ``hole``: one photo, or one per matrix).
@@ -175,10 +205,12 @@ class LandmarkLocator:
         if guessed:
             imgs, holes = per_view(img, matrices), per_view(hole, matrices)
             c = (s - 1) / 2  # twice the area around the crop's centre: p -> p / 2 + c / 2
-            wide = [np.concatenate([frames[i][:, :2] / 2, frames[i][:, 2:] / 2 + c / 2], axis=1)
-                    for i in guessed]
-            rough = self.predict_views([imgs[i] for i in guessed], [holes[i] for i in guessed],
-                                       wide, flip=False)
+            wide = [
+                np.concatenate([frames[i][:, :2] / 2, frames[i][:, 2:] / 2 + c / 2], axis=1) for i in guessed
+            ]
+            rough = self.predict_views(
+                [imgs[i] for i in guessed], [holes[i] for i in guessed], wide, flip=False
+            )
             for i, view, points in zip(guessed, wide, rough):
                 hole_xy = hole_points(holes[i])
                 found = transform_points(points, invert_affine(view)).astype(np.float64)
@@ -186,8 +218,9 @@ class LandmarkLocator:
                 # hole (not a neighbour's face caught by the wide view)
                 side = s / np.sqrt(abs(np.linalg.det(frames[i][:, :2])))  # in photo pixels
                 face = similarity_transform(found, canonical_landmarks(s))
-                if (0.1 * side <= float((found.max(axis=0) - found.min(axis=0)).max()) <= 4 * side
-                        and keeps_hole(hole_xy, frames[i], face, s)):
+                if 0.1 * side <= float(
+                    (found.max(axis=0) - found.min(axis=0)).max()
+                ) <= 4 * side and keeps_hole(hole_xy, frames[i], face, s):
                     frames[i], centred[i] = face, True
         points = self.predict_views(img, hole, frames, flip=flip, centred=centred)
         for i in guessed:  # back into the guessed crop's pixels
@@ -195,8 +228,9 @@ class LandmarkLocator:
             points[i] = transform_points(photo, np.asarray(matrices[i], np.float64))
         return points
 
-    def refine_frames(self, img: np.ndarray, hole: np.ndarray, frames: list, first: np.ndarray
-                      ) -> tuple[list, np.ndarray]:
+    def refine_frames(
+        self, img: np.ndarray, hole: np.ndarray, frames: list, first: np.ndarray
+    ) -> tuple[list, np.ndarray]:
         """Photo mode's second landmark pass: each face re-aligned by the first pass's points
         (B, 68, 2 crop pixels) instead of the detector's, which the hole can pull astray. A face
         keeps its frame when no detector found it, or when the new frame is implausible: scaled
@@ -210,13 +244,14 @@ class LandmarkLocator:
         for f, points in zip(frames, first):
             if f.path != "hole-surroundings":
                 matrix = similarity_transform(
-                    transform_points(points, invert_affine(f.matrix)).astype(np.float64), canonical)
+                    transform_points(points, invert_affine(f.matrix)).astype(np.float64), canonical
+                )
                 change = matrix[:, :2] @ np.linalg.inv(f.matrix[:, :2])  # old crop -> new crop
                 scale = float(np.sqrt(abs(np.linalg.det(change))))
                 angle = float(np.degrees(np.arctan2(change[1, 0], change[0, 0])))
-                if (0.8 <= scale <= 1 / 0.8 and abs(angle) <= 20
-                        and keeps_hole(hole_xy, f.matrix, matrix, s)):
+                if 0.8 <= scale <= 1 / 0.8 and abs(angle) <= 20 and keeps_hole(hole_xy, f.matrix, matrix, s):
                     f = replace(f, matrix=matrix)
             refined.append(f)
-        return refined, self.predict_in(img, hole, [f.matrix for f in refined],
-                                        aligned=[f.path != "hole-surroundings" for f in refined])
+        return refined, self.predict_in(
+            img, hole, [f.matrix for f in refined], aligned=[f.path != "hole-surroundings" for f in refined]
+        )

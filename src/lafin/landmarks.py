@@ -17,23 +17,29 @@ NUM_POINTS = 68
 
 # Index of each point's mirror image under a horizontal flip (iBUG 300-W, 0-based).
 FLIP_PERMUTATION: np.ndarray = np.array(
-    list(range(16, -1, -1))                      # jaw 0-16
-    + list(range(26, 16, -1))                    # brows 17-26
-    + [27, 28, 29, 30]                           # nose bridge
-    + [35, 34, 33, 32, 31]                       # nose base
-    + [45, 44, 43, 42, 47, 46]                   # right eye <- left eye
-    + [39, 38, 37, 36, 41, 40]                   # left eye <- right eye
-    + [54, 53, 52, 51, 50, 49, 48]               # outer lip top
-    + [59, 58, 57, 56, 55]                       # outer lip bottom
-    + [64, 63, 62, 61, 60]                       # inner lip top
-    + [67, 66, 65],                              # inner lip bottom
+    list(range(16, -1, -1))  # jaw 0-16
+    + list(range(26, 16, -1))  # brows 17-26
+    + [27, 28, 29, 30]  # nose bridge
+    + [35, 34, 33, 32, 31]  # nose base
+    + [45, 44, 43, 42, 47, 46]  # right eye <- left eye
+    + [39, 38, 37, 36, 41, 40]  # left eye <- right eye
+    + [54, 53, 52, 51, 50, 49, 48]  # outer lip top
+    + [59, 58, 57, 56, 55]  # outer lip bottom
+    + [64, 63, 62, 61, 60]  # inner lip top
+    + [67, 66, 65],  # inner lip bottom
     dtype=np.int64,
 )
 
 # Groups of point indices, for drawing and for part-wise evaluation.
 PARTS: dict[str, tuple[int, int]] = {
-    "jaw": (0, 17), "right_brow": (17, 22), "left_brow": (22, 27), "nose_bridge": (27, 31),
-    "nose_base": (31, 36), "right_eye": (36, 42), "left_eye": (42, 48), "outer_lip": (48, 60),
+    "jaw": (0, 17),
+    "right_brow": (17, 22),
+    "left_brow": (22, 27),
+    "nose_bridge": (27, 31),
+    "nose_base": (31, 36),
+    "right_eye": (36, 42),
+    "left_eye": (42, 48),
+    "outer_lip": (48, 60),
     "inner_lip": (60, 68),
 }
 _CLOSED = {"right_eye", "left_eye", "outer_lip", "inner_lip"}
@@ -97,8 +103,7 @@ def read_pts(path: str | Path) -> np.ndarray:
     try:
         values = np.array(text[1].split("}", 1)[0].split(), dtype=np.float32)
     except ValueError:
-        raise LandmarksError(f"{path}: the .pts block holds something that is not a number") \
-            from None
+        raise LandmarksError(f"{path}: the .pts block holds something that is not a number") from None
     if values.size != 2 * NUM_POINTS:
         raise LandmarksError(f"{path}: expected {NUM_POINTS} points, found {values.size / 2:g}")
     return values.reshape(NUM_POINTS, 2) - 1.0
@@ -107,8 +112,11 @@ def read_pts(path: str | Path) -> np.ndarray:
 def _read_text(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
-        raise LandmarksError(f"landmarks file not found: {path}" if not path.exists()
-                             else f"landmarks path is not a file: {path}")
+        raise LandmarksError(
+            f"landmarks file not found: {path}"
+            if not path.exists()
+            else f"landmarks path is not a file: {path}"
+        )
     try:
         return path.read_text()
     except UnicodeDecodeError:
@@ -134,8 +142,9 @@ def save_landmarks(path: str | Path, landmarks: np.ndarray) -> None:
     if suffix == ".pts":
         write_pts(path, landmarks)
     elif suffix == ".json":
-        path.write_text(json.dumps({"format": "ibug68-xy-pixels",
-                                    "landmarks": np.asarray(landmarks).round(3).tolist()}))
+        path.write_text(
+            json.dumps({"format": "ibug68-xy-pixels", "landmarks": np.asarray(landmarks).round(3).tolist()})
+        )
     elif suffix == ".npy":
         np.save(path, np.asarray(landmarks, dtype=np.float32))
     else:
@@ -161,8 +170,7 @@ def load_landmarks(path: str | Path) -> np.ndarray:
             raise LandmarksError(f"{path}: a JSON object needs a 'landmarks' list of [x, y] pairs")
         try:
             with np.errstate(over="ignore"):  # 1e40 becomes inf, refused below
-                pts = np.asarray(data["landmarks"] if isinstance(data, dict) else data,
-                                 dtype=np.float32)
+                pts = np.asarray(data["landmarks"] if isinstance(data, dict) else data, dtype=np.float32)
         except (TypeError, ValueError, OverflowError):
             raise LandmarksError(f"{path}: 'landmarks' must be 68 [x, y] number pairs") from None
     elif suffix == ".npy":
@@ -184,8 +192,12 @@ def load_landmarks(path: str | Path) -> np.ndarray:
     return pts
 
 
-def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color: tuple[int, int, int] = (0, 255, 0),
-                   radius: int | None = None) -> np.ndarray:
+def draw_landmarks(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    color: tuple[int, int, int] = (0, 255, 0),
+    radius: int | None = None,
+) -> np.ndarray:
     """Return a copy of an HxWx3 uint8 image with the landmarks drawn as dots joined by lines."""
     import cv2
 
@@ -220,8 +232,9 @@ def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     across = left_eye - right_eye
     iod = float(np.hypot(*across))
     if not np.isfinite(iod) or iod < 1e-3:
-        raise ValueError("the landmarks are degenerate (both eyes at the same place): an "
-                         "expression cannot be applied")
+        raise ValueError(
+            "the landmarks are degenerate (both eyes at the same place): an expression cannot be applied"
+        )
     right = across / iod
     down = np.array([-right[1], right[0]])
     return right, down, iod
@@ -233,9 +246,32 @@ def _move(points: np.ndarray, weights: dict[int, float], vector: np.ndarray) -> 
 
 
 # how far each point follows the lower lip when the mouth opens (jaw drops with it)
-_OPEN_MOUTH = {66: 1.0, 65: 0.9, 67: 0.9, 57: 1.0, 56: 0.95, 58: 0.95, 55: 0.7, 59: 0.7,
-               60: 0.3, 64: 0.3, 48: 0.25, 54: 0.25, 61: -0.05, 62: -0.05, 63: -0.05,
-               8: 1.0, 7: 0.85, 9: 0.85, 6: 0.6, 10: 0.6, 5: 0.35, 11: 0.35, 4: 0.15, 12: 0.15}
+_OPEN_MOUTH = {
+    66: 1.0,
+    65: 0.9,
+    67: 0.9,
+    57: 1.0,
+    56: 0.95,
+    58: 0.95,
+    55: 0.7,
+    59: 0.7,
+    60: 0.3,
+    64: 0.3,
+    48: 0.25,
+    54: 0.25,
+    61: -0.05,
+    62: -0.05,
+    63: -0.05,
+    8: 1.0,
+    7: 0.85,
+    9: 0.85,
+    6: 0.6,
+    10: 0.6,
+    5: 0.35,
+    11: 0.35,
+    4: 0.15,
+    12: 0.15,
+}
 _INNER_TOP, _INNER_BOTTOM = (61, 62, 63), (67, 66, 65)
 _LID_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))  # (upper, lower) eyelid points
 
@@ -258,8 +294,12 @@ def _close_mouth(p: np.ndarray, s: float) -> None:
 def _smile(p: np.ndarray, s: float) -> None:
     right, down, iod = face_axes(p)
     out, up = 0.10 * iod * s, -0.10 * iod * s
-    for weight, left_pts, right_pts in ((1.0, (48,), (54,)), (0.8, (60,), (64,)),
-                                        (0.45, (49, 59), (53, 55)), (0.2, (61, 67), (63, 65))):
+    for weight, left_pts, right_pts in (
+        (1.0, (48,), (54,)),
+        (0.8, (60,), (64,)),
+        (0.45, (49, 59), (53, 55)),
+        (0.2, (61, 67), (63, 65)),
+    ):
         for i in left_pts:
             p[i] += weight * (-out * right + up * down)
         for i in right_pts:
@@ -276,9 +316,12 @@ def _raise_eyebrows(p: np.ndarray, s: float) -> None:
 
 def _frown(p: np.ndarray, s: float) -> None:
     right, down, iod = face_axes(p)
-    _move(p, {17: 0.4, 18: 0.6, 19: 0.8, 20: 1.0, 21: 1.0, 22: 1.0, 23: 1.0, 24: 0.8, 25: 0.6,
-              26: 0.4}, 0.08 * iod * s * down)
-    _move(p, {20: 0.5, 21: 1.0}, 0.05 * iod * s * right)   # inner ends knit together
+    _move(
+        p,
+        {17: 0.4, 18: 0.6, 19: 0.8, 20: 1.0, 21: 1.0, 22: 1.0, 23: 1.0, 24: 0.8, 25: 0.6, 26: 0.4},
+        0.08 * iod * s * down,
+    )
+    _move(p, {20: 0.5, 21: 1.0}, 0.05 * iod * s * right)  # inner ends knit together
     _move(p, {22: 1.0, 23: 0.5}, -0.05 * iod * s * right)
 
 
@@ -297,8 +340,12 @@ def _widen_eyes(p: np.ndarray, s: float) -> None:
 
 
 _EXPRESSION_MOVES = {
-    "open mouth": _open_mouth, "close mouth": _close_mouth, "smile": _smile,
-    "raise eyebrows": _raise_eyebrows, "frown": _frown, "close eyes": _close_eyes,
+    "open mouth": _open_mouth,
+    "close mouth": _close_mouth,
+    "smile": _smile,
+    "raise eyebrows": _raise_eyebrows,
+    "frown": _frown,
+    "close eyes": _close_eyes,
     "widen eyes": _widen_eyes,
 }
 EXPRESSION_NAMES: tuple[str, ...] = tuple(_EXPRESSION_MOVES)
@@ -319,8 +366,7 @@ def edit_expression(landmarks: np.ndarray, name: str, amount: float = 1.0) -> np
         ValueError: an unknown name, landmarks not (68, 2), or degenerate landmarks.
     """
     if name not in _EXPRESSION_MOVES:
-        raise ValueError(f"unknown expression {name!r}; choose one of "
-                         f"{', '.join(EXPRESSION_NAMES)}")
+        raise ValueError(f"unknown expression {name!r}; choose one of {', '.join(EXPRESSION_NAMES)}")
     points = np.array(landmarks, dtype=np.float64)
     if points.shape != (NUM_POINTS, 2):
         raise ValueError(f"landmarks must have shape (68, 2), got {points.shape}")

@@ -68,11 +68,14 @@ def ssim(output: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torc
 AdversarialKind = Literal["lsgan", "hinge", "nonsaturating"]
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
-                       kind: AdversarialKind) -> torch.Tensor:
+def discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: AdversarialKind
+) -> torch.Tensor:
     if kind == "lsgan":  # on sigmoid outputs, as the original LaFIn
-        return (F.mse_loss(torch.sigmoid(real_logits), torch.ones_like(real_logits))
-                + F.mse_loss(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))) / 2
+        return (
+            F.mse_loss(torch.sigmoid(real_logits), torch.ones_like(real_logits))
+            + F.mse_loss(torch.sigmoid(fake_logits), torch.zeros_like(fake_logits))
+        ) / 2
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     if kind == "nonsaturating":
@@ -90,8 +93,9 @@ def generator_adversarial_loss(fake_logits: torch.Tensor, kind: AdversarialKind)
     raise ValueError(f"unknown adversarial loss {kind!r}; use 'lsgan', 'hinge' or 'nonsaturating'")
 
 
-def feature_matching_loss(fake_features: list[torch.Tensor],
-                          real_features: list[torch.Tensor]) -> torch.Tensor:
+def feature_matching_loss(
+    fake_features: list[torch.Tensor], real_features: list[torch.Tensor]
+) -> torch.Tensor:
     """L1 between discriminator features of the output and of the truth (pix2pixHD)."""
     return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_features, real_features)) / len(fake_features)
 
@@ -111,8 +115,7 @@ class VGG19Features(nn.Module):
             classifier keys are ignored.
     """
 
-    _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-            512, 512, 512, 512]
+    _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
     _TAPS = (1, 6, 11, 20, 29)  # indices of relu1_1 ... relu5_1 in the layer list
 
     def __init__(self, weights: str | Path) -> None:
@@ -129,14 +132,16 @@ class VGG19Features(nn.Module):
         state = torch.load(weights, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
-        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         try:
             missing, unexpected = self.features.load_state_dict(feats, strict=False)
         except RuntimeError as exc:  # shape mismatches
             raise ValueError(f"{weights}: not a torchvision VGG-19 state dict ({exc})") from None
         if missing or unexpected:
-            raise ValueError(f"{weights}: not a torchvision VGG-19 state dict "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+            raise ValueError(
+                f"{weights}: not a torchvision VGG-19 state dict "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
         self.requires_grad_(False).eval()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
@@ -154,8 +159,9 @@ class VGG19Features(nn.Module):
         return out
 
 
-def perceptual_and_style(vgg: VGG19Features, output: torch.Tensor, target: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def perceptual_and_style(
+    vgg: VGG19Features, output: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """LaFIn's perceptual loss (L1 over five VGG layers) and style loss (L1 over Gram matrices of
     relu2_2-like taps, here relu2_1..relu5_1)."""
     fo, ft = vgg(output), vgg(target)
@@ -164,8 +170,13 @@ def perceptual_and_style(vgg: VGG19Features, output: torch.Tensor, target: torch
     return perceptual, style
 
 
-def landmark_error(pred: torch.Tensor, truth: torch.Tensor, size: int,
-                   norm: str = "side", wing: tuple[float, float] | None = None) -> torch.Tensor:
+def landmark_error(
+    pred: torch.Tensor,
+    truth: torch.Tensor,
+    size: int,
+    norm: str = "side",
+    wing: tuple[float, float] | None = None,
+) -> torch.Tensor:
     """Mean point-to-point distance per face, averaged over the batch.
 
     Args:
@@ -194,8 +205,7 @@ def landmark_error(pred: torch.Tensor, truth: torch.Tensor, size: int,
     if wing is not None:
         w, epsilon = wing
         linear_offset = w - w * math.log1p(w / epsilon)
-        distance = torch.where(distance < w, w * torch.log1p(distance / epsilon),
-                               distance - linear_offset)
+        distance = torch.where(distance < w, w * torch.log1p(distance / epsilon), distance - linear_offset)
     return distance.mean()
 
 
@@ -211,8 +221,9 @@ class InceptionPerceptual(nn.Module):
     activations after each of ``layers``.
     """
 
-    def __init__(self, path: str | Path, layers: tuple[str, ...] = ("conv_4", "mixed_2"),
-                 size: int = 128) -> None:
+    def __init__(
+        self, path: str | Path, layers: tuple[str, ...] = ("conv_4", "mixed_2"), size: int = 128
+    ) -> None:
         super().__init__()
         scripted = torch.jit.load(str(path), map_location="cpu")
         trunk = getattr(getattr(scripted, "net", scripted), "layers", None)
@@ -223,8 +234,8 @@ class InceptionPerceptual(nn.Module):
         if missing:
             raise ValueError(f"{path}: no layer(s) {missing}; the trunk has {names}")
         last = max(names.index(layer) for layer in layers)
-        self.blocks = nn.ModuleList(module for _, module in list(trunk.named_children())[:last + 1])
-        self.names = names[:last + 1]
+        self.blocks = nn.ModuleList(module for _, module in list(trunk.named_children())[: last + 1])
+        self.names = names[: last + 1]
         self.layers = tuple(layers)
         self.size = size
         self.requires_grad_(False).eval()
@@ -235,8 +246,13 @@ class InceptionPerceptual(nn.Module):
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Activations after ``layers`` of (B, 3, H, W) images in [0, 1]."""
         if images.shape[-1] != self.size:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear",
-                                   align_corners=False, antialias=images.shape[-1] > self.size)
+            images = F.interpolate(
+                images,
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=images.shape[-1] > self.size,
+            )
         x = images * (255.0 / 128.0) - 1.0
         out = []
         for name, block in zip(self.names, self.blocks):
@@ -248,25 +264,27 @@ class InceptionPerceptual(nn.Module):
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.perceptual_and_style(output, target, style=False)[0]
 
-    def perceptual_and_style(self, output: torch.Tensor, target: torch.Tensor,
-                             style: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def perceptual_and_style(
+        self, output: torch.Tensor, target: torch.Tensor, style: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The perceptual loss and (with ``style``) the style loss: the mean L1 distance of the
         layers' Gram matrices (texture statistics regardless of position, LaFIn's style term on
         this network), from one pass through the network."""
         with torch.no_grad():
             target_features = self.features(target)
         output_features = self.features(output)
-        perceptual = sum(F.l1_loss(a, b) for a, b in zip(output_features, target_features)) \
-            / len(self.layers)
+        perceptual = sum(F.l1_loss(a, b) for a, b in zip(output_features, target_features)) / len(self.layers)
         if not style:
             return perceptual, None
-        style_loss = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(output_features, target_features)) \
-            / len(self.layers)
+        style_loss = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(output_features, target_features)) / len(
+            self.layers
+        )
         return perceptual, style_loss
 
 
-def nonsaturating_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
-                                     fake_weight: torch.Tensor | None = None) -> torch.Tensor:
+def nonsaturating_discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, fake_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """softplus(-D(real)) + softplus(D(fake)); ``fake_weight`` (same shape as the logits, e.g.
     the hole mask at the logits' size) restricts the fake term to patches that were generated."""
     real = F.softplus(-real_logits).mean()
@@ -276,8 +294,9 @@ def nonsaturating_discriminator_loss(real_logits: torch.Tensor, fake_logits: tor
     return real + (fake * fake_weight).sum() / fake_weight.sum().clamp_min(1.0)
 
 
-def nonsaturating_generator_loss(fake_logits: torch.Tensor,
-                                 weight: torch.Tensor | None = None) -> torch.Tensor:
+def nonsaturating_generator_loss(
+    fake_logits: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """softplus(-D(fake)), averaged over the patches ``weight`` selects (all when None)."""
     loss = F.softplus(-fake_logits)
     if weight is None:

@@ -31,8 +31,14 @@ def _ratio(mask: np.ndarray) -> float:  # for functions whose hole_ratio argumen
     return float((mask > 0).mean())
 
 
-def _strokes(size: int, rng: np.random.Generator, width: tuple[float, float],
-             vertices: tuple[int, int], length: tuple[float, float], mask: np.ndarray) -> None:
+def _strokes(
+    size: int,
+    rng: np.random.Generator,
+    width: tuple[float, float],
+    vertices: tuple[int, int],
+    length: tuple[float, float],
+    mask: np.ndarray,
+) -> None:
     """Draw one free-form brush stroke (a random walk of thick line segments) into ``mask``."""
     x, y = rng.uniform(0, size, 2)
     w = max(1, int(round(rng.uniform(*width) * size)))
@@ -47,8 +53,9 @@ def _strokes(size: int, rng: np.random.Generator, width: tuple[float, float],
         x, y = nx, ny
 
 
-def _fit_ratio(draw, size: int, rng: np.random.Generator, lo: float, hi: float,
-               max_tries: int = 50) -> np.ndarray:
+def _fit_ratio(
+    draw, size: int, rng: np.random.Generator, lo: float, hi: float, max_tries: int = 50
+) -> np.ndarray:
     """Draw strokes until the hole ratio lands in [lo, hi]; strokes that overshoot are undone."""
     target = rng.uniform(lo, hi)
     for _ in range(max_tries):
@@ -73,8 +80,9 @@ def _fit_ratio(draw, size: int, rng: np.random.Generator, lo: float, hi: float,
     return mask
 
 
-def irregular_mask(size: int, rng: np.random.Generator,
-                   hole_ratio: tuple[float, float] = (0.1, 0.6)) -> np.ndarray:
+def irregular_mask(
+    size: int, rng: np.random.Generator, hole_ratio: tuple[float, float] = (0.1, 0.6)
+) -> np.ndarray:
     """Free-form brush strokes (Yu et al. 2019 style) covering a ratio in ``hole_ratio``."""
     lo, hi = hole_ratio
 
@@ -84,8 +92,9 @@ def irregular_mask(size: int, rng: np.random.Generator,
     return _fit_ratio(draw, size, rng, lo, hi)
 
 
-def blob_mask(size: int, rng: np.random.Generator,
-              hole_ratio: tuple[float, float] = (0.1, 0.6)) -> np.ndarray:
+def blob_mask(
+    size: int, rng: np.random.Generator, hole_ratio: tuple[float, float] = (0.1, 0.6)
+) -> np.ndarray:
     """Ragged, fragmented holes covering a ratio in ``hole_ratio``: smooth random noise at a random
     scale, roughened by finer noise and thresholded at the quantile that gives the ratio, plus
     at times the outline of another blob and scattered specks of 1-3 px.
@@ -112,7 +121,7 @@ def blob_mask(size: int, rng: np.random.Generator,
     for _ in range(int(rng.integers(0, 40))):
         x, y = (int(v) for v in rng.integers(0, size, 2))
         r = int(rng.integers(1, max(2, size // 40) + 1))
-        specks[y:y + r, x:x + r] = 1
+        specks[y : y + r, x : x + r] = 1
     extra = specks if outline is None else specks | outline
     # the blob takes whatever of the target the outline and specks leave
     rest = max(0.0, target - _ratio(extra))
@@ -130,8 +139,9 @@ def blob_mask(size: int, rng: np.random.Generator,
     return mask
 
 
-def block_mask(size: int, rng: np.random.Generator,
-               hole_ratio: tuple[float, float] = (0.1, 0.5)) -> np.ndarray:
+def block_mask(
+    size: int, rng: np.random.Generator, hole_ratio: tuple[float, float] = (0.1, 0.5)
+) -> np.ndarray:
     """One axis-aligned rectangle whose area ratio lies in ``hole_ratio``."""
     area = rng.uniform(*hole_ratio)
     aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
@@ -141,7 +151,7 @@ def block_mask(size: int, rng: np.random.Generator,
     top = int(rng.integers(0, size - h + 1))
     left = int(rng.integers(0, size - w + 1))
     mask = np.zeros((size, size), np.uint8)
-    mask[top:top + h, left:left + w] = 1
+    mask[top : top + h, left : left + w] = 1
     return mask
 
 
@@ -150,7 +160,7 @@ def center_block_mask(size: int, fraction: float = 0.5) -> np.ndarray:
     side = int(round(size * fraction))
     start = (size - side) // 2
     mask = np.zeros((size, size), np.uint8)
-    mask[start:start + side, start:start + side] = 1
+    mask[start : start + side, start : start + side] = 1
     return mask
 
 
@@ -182,8 +192,13 @@ def lama_mask(size: int, rng: np.random.Generator, kind: LamaKind = "medium") ->
 _PARTS = {"eyes": slice(36, 48), "nose": slice(27, 36), "mouth": slice(48, 68)}
 
 
-def part_mask(size: int, landmarks: np.ndarray, part: Literal["eyes", "nose", "mouth"],
-              rng: np.random.Generator | None = None, margin: float = 0.25) -> np.ndarray:
+def part_mask(
+    size: int,
+    landmarks: np.ndarray,
+    part: Literal["eyes", "nose", "mouth"],
+    rng: np.random.Generator | None = None,
+    margin: float = 0.25,
+) -> np.ndarray:
     """A block over both eyes, the nose or the mouth, from (68, 2) iBUG landmarks.
 
     The part's landmark box is grown by ``margin`` of its size on each side (at least 4% of the
@@ -219,13 +234,19 @@ class MaskFolder:
         augment: random flips and 90-degree rotations in :meth:`sample` (for training).
     """
 
-    def __init__(self, path: str | Path, size: int | None = None,
-                 bins: Sequence[int] | None = None, augment: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        size: int | None = None,
+        bins: Sequence[int] | None = None,
+        augment: bool = False,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise FileNotFoundError(f"mask folder not found: {self.path}")
-        files = sorted(p for p in self.path.iterdir()
-                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+        files = sorted(
+            p for p in self.path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")
+        )
         if bins is not None:
             keep = set(bins)
             numbered = [(p, re.fullmatch(r"\d+", p.stem)) for p in files]
@@ -233,8 +254,9 @@ class MaskFolder:
                 raise ValueError(f"{self.path}: bins need numeric file names (e.g. 06000.png)")
             files = [p for p, _ in numbered if int(p.stem) // 2000 in keep]
         if not files:
-            raise FileNotFoundError(f"no mask images in {self.path}"
-                                    + (f" for bins {list(bins)}" if bins is not None else ""))
+            raise FileNotFoundError(
+                f"no mask images in {self.path}" + (f" for bins {list(bins)}" if bins is not None else "")
+            )
         self.files = files
         self.size = size
         self.augment = augment
@@ -274,9 +296,13 @@ class MaskSampler:
 
     KINDS = ("irregular", "blobs", "block", "center", "thin", "medium", "thick", "folder", "none")
 
-    def __init__(self, size: int, mix: dict[str, float] | None = None,
-                 folder: MaskFolder | None = None,
-                 hole_ratio: tuple[float, float] = (0.1, 0.6)) -> None:
+    def __init__(
+        self,
+        size: int,
+        mix: dict[str, float] | None = None,
+        folder: MaskFolder | None = None,
+        hole_ratio: tuple[float, float] = (0.1, 0.6),
+    ) -> None:
         mix = dict(mix or {"irregular": 0.7, "block": 0.3})
         unknown = sorted(set(mix) - set(self.KINDS))
         if unknown:

@@ -79,12 +79,14 @@ def _require_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise OnnxError("the onnx backend needs ONNX Runtime: pip install 'lafin[onnx]' "
-                        f"(import failed: {exc})") from None
+        raise OnnxError(
+            f"the onnx backend needs ONNX Runtime: pip install 'lafin[onnx]' (import failed: {exc})"
+        ) from None
     return onnxruntime
 
 
 # ---------------------------------------------------------------------------------- export
+
 
 def _static_adaptive_max_pool2d(inp: torch.Tensor, output_size: Any) -> torch.Tensor:
     """``adaptive_max_pool2d`` for sizes that divide the input: a fixed-kernel max pooling.
@@ -115,8 +117,9 @@ def _exportable() -> Iterator[None]:
         compact.F = functional
 
 
-def _networks(weights_or_model: "WeightsSource | LaFInModel"
-              ) -> tuple[ModelConfig, nn.Module, nn.Module, nn.Module | None, str]:
+def _networks(
+    weights_or_model: "WeightsSource | LaFInModel",
+) -> tuple[ModelConfig, nn.Module, nn.Module, nn.Module | None, str]:
     """(config, generator, landmark predictor, refiner or None, source description), as fresh
     float32 CPU copies."""
     # a LaFInModel, recognised by what it holds (this module sits below lafin.pipeline)
@@ -124,10 +127,16 @@ def _networks(weights_or_model: "WeightsSource | LaFInModel"
         if weights_or_model.backend != "torch":
             raise OnnxError("export needs a model with the torch backend (this one runs ONNX)")
         config = weights_or_model.config
-        nets = [None if n is None else
-                copy.deepcopy(n).cpu().float().to(memory_format=torch.contiguous_format).eval()
-                for n in (weights_or_model.generator, weights_or_model.landmark_predictor,
-                          getattr(weights_or_model, "refiner", None))]
+        nets = [
+            None
+            if n is None
+            else copy.deepcopy(n).cpu().float().to(memory_format=torch.contiguous_format).eval()
+            for n in (
+                weights_or_model.generator,
+                weights_or_model.landmark_predictor,
+                getattr(weights_or_model, "refiner", None),
+            )
+        ]
         return config, nets[0], nets[1], nets[2], "in-memory LaFInModel"
     from lafin.checkpoint import build_from_weights, build_refiner_from_weights, load_any
 
@@ -136,15 +145,18 @@ def _networks(weights_or_model: "WeightsSource | LaFInModel"
     refiner = build_refiner_from_weights(loaded, device="cpu")
     if generator is None or predictor is None:
         missing = "generator" if generator is None else "landmark predictor"
-        raise OnnxError(f"{weights_or_model}: the weights have no {missing}; the ONNX export "
-                        "needs both networks")
-    sources = ([weights_or_model] if isinstance(weights_or_model, (str, os.PathLike))
-               else list(weights_or_model))
+        raise OnnxError(
+            f"{weights_or_model}: the weights have no {missing}; the ONNX export needs both networks"
+        )
+    sources = (
+        [weights_or_model] if isinstance(weights_or_model, (str, os.PathLike)) else list(weights_or_model)
+    )
     return loaded.config, generator, predictor, refiner, ", ".join(Path(p).name for p in sources)
 
 
-def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLike,
-                opset: int = OPSET) -> list[Path]:
+def export_onnx(
+    weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLike, opset: int = OPSET
+) -> list[Path]:
     """Export the landmark predictor and the generator to ONNX, with a metadata file.
 
     Args:
@@ -165,33 +177,51 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
     lmap = torch.zeros(_EXPORT_BATCH, 1, s, s)
     lmap[:, :, s // 2, s // 2] = 1
     mask = torch.zeros(_EXPORT_BATCH, 1, s, s)
-    mask[:, :, s // 4:3 * s // 4, s // 4:3 * s // 4] = 1
+    mask[:, :, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 1
     batch = {0: "batch"}
     with _exportable(), torch.no_grad():
-        torch.onnx.export(predictor, (torch.rand(_EXPORT_BATCH, 3, ls, ls),),
-                          str(out / LANDMARKS_NAME), dynamo=False,
-                          opset_version=opset, input_names=["masked"],
-                          output_names=["landmarks"],
-                          dynamic_axes={"masked": batch, "landmarks": batch})
-        torch.onnx.export(generator, (masked, lmap, mask), str(out / GENERATOR_NAME),
-                          dynamo=False, opset_version=opset,
-                          input_names=["masked", "landmark_map", "mask"], output_names=["image"],
-                          dynamic_axes={k: batch for k in ("masked", "landmark_map", "mask",
-                                                           "image")})
+        torch.onnx.export(
+            predictor,
+            (torch.rand(_EXPORT_BATCH, 3, ls, ls),),
+            str(out / LANDMARKS_NAME),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["masked"],
+            output_names=["landmarks"],
+            dynamic_axes={"masked": batch, "landmarks": batch},
+        )
+        torch.onnx.export(
+            generator,
+            (masked, lmap, mask),
+            str(out / GENERATOR_NAME),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["masked", "landmark_map", "mask"],
+            output_names=["image"],
+            dynamic_axes={k: batch for k in ("masked", "landmark_map", "mask", "image")},
+        )
     metadata = {
-        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "opset": opset,
-        "config": config.to_dict(), "source": source, "torch": torch.__version__,
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "opset": opset,
+        "config": config.to_dict(),
+        "source": source,
+        "torch": torch.__version__,
         "networks": {
-            "landmarks": {"file": LANDMARKS_NAME, "inputs": {"masked": ["B", 3, ls, ls]},
-                          "outputs": {"landmarks": ["B", 2 * config.landmarks.num_points]},
-                          "note": "masked: float32 in [0, 1], hole pixels 1; landmarks: x, y "
-                                  "interleaved, fractions of the image side"},
-            "generator": {"file": GENERATOR_NAME,
-                          "inputs": {"masked": ["B", 3, s, s], "landmark_map": ["B", 1, s, s],
-                                     "mask": ["B", 1, s, s]},
-                          "outputs": {"image": ["B", 3, s, s]},
-                          "note": "landmark_map: 1 at each rounded landmark pixel; mask: 1 = hole;"
-                                  " image: float32 in [0, 1], to be composited into the hole"},
+            "landmarks": {
+                "file": LANDMARKS_NAME,
+                "inputs": {"masked": ["B", 3, ls, ls]},
+                "outputs": {"landmarks": ["B", 2 * config.landmarks.num_points]},
+                "note": "masked: float32 in [0, 1], hole pixels 1; landmarks: x, y "
+                "interleaved, fractions of the image side",
+            },
+            "generator": {
+                "file": GENERATOR_NAME,
+                "inputs": {"masked": ["B", 3, s, s], "landmark_map": ["B", 1, s, s], "mask": ["B", 1, s, s]},
+                "outputs": {"image": ["B", 3, s, s]},
+                "note": "landmark_map: 1 at each rounded landmark pixel; mask: 1 = hole;"
+                " image: float32 in [0, 1], to be composited into the hole",
+            },
         },
     }
     written = [out / LANDMARKS_NAME, out / GENERATOR_NAME]
@@ -200,20 +230,34 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
         r = config.refiner.output_size
         names = ("coarse", "mask", "heatmap", "noise")
         with torch.no_grad():
-            torch.onnx.export(refiner, (torch.rand(_EXPORT_BATCH, 3, r, r), mask_like(r),
-                                        torch.rand(_EXPORT_BATCH, 1, r, r),
-                                        torch.randn(_EXPORT_BATCH, 1, r, r)),
-                              str(out / REFINER_NAME), dynamo=False, opset_version=opset,
-                              input_names=list(names), output_names=["image"],
-                              dynamic_axes={k: batch for k in names + ("image",)})
+            torch.onnx.export(
+                refiner,
+                (
+                    torch.rand(_EXPORT_BATCH, 3, r, r),
+                    mask_like(r),
+                    torch.rand(_EXPORT_BATCH, 1, r, r),
+                    torch.randn(_EXPORT_BATCH, 1, r, r),
+                ),
+                str(out / REFINER_NAME),
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(names),
+                output_names=["image"],
+                dynamic_axes={k: batch for k in names + ("image",)},
+            )
         metadata["networks"]["refiner"] = {
             "file": REFINER_NAME,
-            "inputs": {"coarse": ["B", 3, r, r], "mask": ["B", 1, r, r],
-                       "heatmap": ["B", 1, r, r], "noise": ["B", 1, r, r]},
+            "inputs": {
+                "coarse": ["B", 3, r, r],
+                "mask": ["B", 1, r, r],
+                "heatmap": ["B", 1, r, r],
+                "noise": ["B", 1, r, r],
+            },
             "outputs": {"image": ["B", 3, r, r]},
             "note": "coarse: the generator's face upsampled to R and composited with the known "
-                    "pixels; heatmap: lafin.networks.refiner.landmark_heatmap of the landmarks "
-                    "at R; noise: standard normal; image: float32 in [0, 1]"}
+            "pixels; heatmap: lafin.networks.refiner.landmark_heatmap of the landmarks "
+            "at R; noise: standard normal; image: float32 in [0, 1]",
+        }
         written.append(out / REFINER_NAME)
     (out / METADATA_NAME).write_text(json.dumps(metadata, indent=1))
     log.info("exported %s (%s preset, %d px) to %s", source, config.name, s, out)
@@ -223,11 +267,12 @@ def export_onnx(weights_or_model: "WeightsSource | LaFInModel", out_dir: PathLik
 def mask_like(size: int) -> torch.Tensor:
     """An export-time hole: the central half of a (batch, 1, size, size) mask."""
     mask = torch.zeros(_EXPORT_BATCH, 1, size, size)
-    mask[:, :, size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+    mask[:, :, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
     return mask
 
 
 # ---------------------------------------------------------------------------------- runners
+
 
 class OnnxNetwork:
     """One ONNX Runtime session that is called like the torch network it was exported from:
@@ -247,8 +292,7 @@ class OnnxNetwork:
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         names = tuple(i.name for i in self.session.get_inputs())
         if names != self.input_names:
             raise OnnxError(f"{path}: inputs {names}, expected {self.input_names}")
@@ -260,8 +304,10 @@ class OnnxNetwork:
         return self
 
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
-        feeds = {name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-                 for name, t in zip(self.input_names, tensors)}
+        feeds = {
+            name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+            for name, t in zip(self.input_names, tensors)
+        }
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
@@ -288,38 +334,46 @@ def read_metadata(folder: PathLike) -> dict[str, Any]:
     folder = Path(folder)
     meta_path = folder / METADATA_NAME
     if not meta_path.is_file():
-        raise OnnxError(f"{folder}: not a lafin ONNX folder (no {METADATA_NAME}); write one with "
-                        "'lafin export --format onnx FOLDER --weights W'")
+        raise OnnxError(
+            f"{folder}: not a lafin ONNX folder (no {METADATA_NAME}); write one with "
+            "'lafin export --format onnx FOLDER --weights W'"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise OnnxError(f"{meta_path}: not valid JSON ({exc})") from None
     if meta.get("format") != FORMAT_NAME or int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise OnnxError(f"{meta_path}: format {meta.get('format')!r} version "
-                        f"{meta.get('format_version')!r}; this lafin reads {FORMAT_NAME} up to "
-                        f"version {FORMAT_VERSION}")
+        raise OnnxError(
+            f"{meta_path}: format {meta.get('format')!r} version "
+            f"{meta.get('format_version')!r}; this lafin reads {FORMAT_NAME} up to "
+            f"version {FORMAT_VERSION}"
+        )
     for name in (LANDMARKS_NAME, GENERATOR_NAME):
         if not (folder / name).is_file():
             raise OnnxError(f"{folder}: {name} is missing")
     return meta
 
 
-def load_onnx_folder(folder: PathLike, threads: int | None = None
-                     ) -> tuple[ModelConfig, OnnxGenerator, OnnxLandmarkPredictor]:
+def load_onnx_folder(
+    folder: PathLike, threads: int | None = None
+) -> tuple[ModelConfig, OnnxGenerator, OnnxLandmarkPredictor]:
     """(config, generator runner, landmark runner) of an exported folder."""
     folder = Path(folder)
     meta = read_metadata(folder)
     config = ModelConfig.from_dict(meta["config"])
-    return (config, OnnxGenerator(folder / GENERATOR_NAME, threads),
-            OnnxLandmarkPredictor(folder / LANDMARKS_NAME, threads))
+    return (
+        config,
+        OnnxGenerator(folder / GENERATOR_NAME, threads),
+        OnnxLandmarkPredictor(folder / LANDMARKS_NAME, threads),
+    )
 
 
 def cache_dir() -> Path:
     """Where exports of weights files are kept: ``$LAFIN_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/lafin`` (``~/.cache/lafin``), with an ``onnx`` sub-folder."""
     root = os.environ.get("LAFIN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "lafin")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "lafin"
+    )
     return Path(root) / "onnx"
 
 
@@ -351,8 +405,7 @@ def cached_export(weights: WeightsSource, opset: int = OPSET) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     except OSError as exc:
-        log.warning("ONNX cache %s not writable (%s); exporting to a temporary folder",
-                    folder.parent, exc)
+        log.warning("ONNX cache %s not writable (%s); exporting to a temporary folder", folder.parent, exc)
         staging = Path(tempfile.mkdtemp(prefix="lafin-onnx-"))
         export_onnx(sources if len(sources) > 1 else sources[0], staging, opset)
         return staging
@@ -381,8 +434,9 @@ def onnx_folder(weights: WeightsSource) -> Path:
     return cached_export(weights)
 
 
-def load_onnx_networks(weights: WeightsSource, threads: int | None = None
-                       ) -> tuple[ModelConfig, OnnxGenerator, OnnxLandmarkPredictor]:
+def load_onnx_networks(
+    weights: WeightsSource, threads: int | None = None
+) -> tuple[ModelConfig, OnnxGenerator, OnnxLandmarkPredictor]:
     """Runners for an exported folder, or for weights file(s) exported on the fly (cached)."""
     return load_onnx_folder(onnx_folder(weights), threads)
 

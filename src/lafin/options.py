@@ -42,8 +42,9 @@ class InferenceOptions:
             if not (isinstance(value, bool) or (value is None and name == "generator_flip_average")):
                 raise OptionError(f"{name} must be True or False, not {value!r}")
         mix = self.diffusion_mix
-        if mix is not None and (isinstance(mix, bool) or not isinstance(mix, (int, float))
-                                or not 0 <= mix <= 1):
+        if mix is not None and (
+            isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0 <= mix <= 1
+        ):
             raise OptionError(f"diffusion_mix must be a number in [0, 1], not {mix!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise OptionError(f"seed must be a whole number >= 0, not {self.seed!r}")
@@ -53,9 +54,11 @@ class InferenceOptions:
         refiner."""
         flip = self.generator_flip_average
         mix = self.diffusion_mix
-        return replace(self, generator_flip_average=(not has_refiner) if flip is None else flip,
-                       diffusion_mix=float((0.0 if has_refiner else DIFFUSION_MIX)
-                                           if mix is None else mix))
+        return replace(
+            self,
+            generator_flip_average=(not has_refiner) if flip is None else flip,
+            diffusion_mix=float((0.0 if has_refiner else DIFFUSION_MIX) if mix is None else mix),
+        )
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -67,14 +70,16 @@ class InferenceOptions:
         if options is None:
             return cls()
         if not isinstance(options, cls):
-            raise OptionError(f"options must be a lafin.options.InferenceOptions, not "
-                              f"{type(options).__name__}")
+            raise OptionError(
+                f"options must be a lafin.options.InferenceOptions, not {type(options).__name__}"
+            )
         return options
 
     def changed(self, **changes) -> "InferenceOptions":
         """A copy with ``changes`` (option names) made; an unknown name is an error."""
         unknown = sorted(set(changes) - set(self.names()))
         if unknown:
-            raise OptionError(f"unknown option(s) {', '.join(unknown)}; options are "
-                              f"{', '.join(self.names())}")
+            raise OptionError(
+                f"unknown option(s) {', '.join(unknown)}; options are {', '.join(self.names())}"
+            )
         return replace(self, **changes)

@@ -63,15 +63,19 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Path | str | None]
         if not out.folder:
             if raw.endswith(("/", os.sep)) or path.is_dir():
                 example = "result" + (out.suffixes[0] if out.suffixes else ".mp4")
-                raise OutputPathError(f"{out.option} {raw}: is a folder; give a file name such as "
-                                      f"{path / example}")
+                raise OutputPathError(
+                    f"{out.option} {raw}: is a folder; give a file name such as {path / example}"
+                )
             suffix = path.suffix.lower()
             if not suffix:
-                raise OutputPathError(f"{out.option} {raw}: no file extension; use one of "
-                                      f"{', '.join(out.suffixes or ['.mp4', '.mkv', '...'])}")
+                raise OutputPathError(
+                    f"{out.option} {raw}: no file extension; use one of "
+                    f"{', '.join(out.suffixes or ['.mp4', '.mkv', '...'])}"
+                )
             if out.suffixes is not None and suffix not in out.suffixes:
-                raise OutputPathError(f"{out.option} {raw}: cannot write {suffix!r} files; use one "
-                                      f"of {', '.join(out.suffixes)}")
+                raise OutputPathError(
+                    f"{out.option} {raw}: cannot write {suffix!r} files; use one of {', '.join(out.suffixes)}"
+                )
             if path.exists() and not os.access(path, os.W_OK):
                 raise OutputPathError(f"{out.option} {raw}: the file exists and is read-only")
             check_writable_folder(path.parent, out.option)
@@ -81,10 +85,10 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[Path | str | None]
             check_writable_folder(path, out.option)
         for source in given:
             if same_file(path, source):
-                raise OutputPathError(f"{out.option} {raw}: refusing to overwrite an input "
-                                      f"({source})")
+                raise OutputPathError(f"{out.option} {raw}: refusing to overwrite an input ({source})")
     for i, a in enumerate(outputs):
-        for b in outputs[i + 1:]:
+        for b in outputs[i + 1 :]:
             if same_file(a.path, b.path):
-                raise OutputPathError(f"{a.option} and {b.option} name the same file "
-                                      f"({a.path}); give each output its own path")
+                raise OutputPathError(
+                    f"{a.option} and {b.option} name the same file ({a.path}); give each output its own path"
+                )

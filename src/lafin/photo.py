@@ -94,8 +94,7 @@ class FaceFrame:
     notes: list[str] = field(default_factory=list)
 
 
-def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96
-                 ) -> list[tuple[int, int, int, int]]:
+def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96) -> list[tuple[int, int, int, int]]:
     """Boxes (left, top, right, bottom) around the hole's connected parts, each grown by
     ``grow`` times its size on every side (at least ``min_side`` wide); overlapping boxes merge."""
     h, w = hole.shape
@@ -122,9 +121,14 @@ def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96
     return [tuple(int(v) for v in b) for b in boxes]  # type: ignore[misc]
 
 
-def _detect_in_region(filled: np.ndarray, region: tuple[int, int, int, int], upsample: int,
-                      min_score: float, cnn: bool = False, max_side: int = DETECT_MAX_SIDE
-                      ) -> list[tuple[float, float, float, float, float]]:
+def _detect_in_region(
+    filled: np.ndarray,
+    region: tuple[int, int, int, int],
+    upsample: int,
+    min_score: float,
+    cnn: bool = False,
+    max_side: int = DETECT_MAX_SIDE,
+) -> list[tuple[float, float, float, float, float]]:
     from lafin.face import detect_faces, detect_faces_cnn
 
     left, top, right, bottom = region
@@ -132,21 +136,22 @@ def _detect_in_region(filled: np.ndarray, region: tuple[int, int, int, int], ups
     scale = min(1.0, min(max_side, CNN_MAX_SIDE if cnn else max_side) / max(roi.shape[:2]))
     if scale < 1.0:
         roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    faces = (detect_faces_cnn(roi) if cnn else
-             detect_faces(roi, upsample=upsample, min_score=min_score))
-    return [(left + f.left / scale, top + f.top / scale, left + f.right / scale,
-             top + f.bottom / scale, f.score) for f in faces]
+    faces = detect_faces_cnn(roi) if cnn else detect_faces(roi, upsample=upsample, min_score=min_score)
+    return [
+        (left + f.left / scale, top + f.top / scale, left + f.right / scale, top + f.bottom / scale, f.score)
+        for f in faces
+    ]
 
 
-def _confirm_weak(filled: np.ndarray, hole: np.ndarray, weak: list, region: tuple[int, int, int, int]
-                  ) -> list[tuple[tuple[float, float, float, float, float], str]]:
+def _confirm_weak(
+    filled: np.ndarray, hole: np.ndarray, weak: list, region: tuple[int, int, int, int]
+) -> list[tuple[tuple[float, float, float, float, float], str]]:
     """The first weak HOG box covering most of the hole's part in ``region`` that the CNN
     detector confirms on a crop around it; the CNN's box is returned (it fits the face better)."""
     from lafin.face import detect_faces_cnn
 
     h, w = hole.shape
-    covering = sorted((b for b in weak if _covers(b, hole, region) >= WEAK_HOLE_COVER),
-                      key=lambda b: -b[4])
+    covering = sorted((b for b in weak if _covers(b, hole, region) >= WEAK_HOLE_COVER), key=lambda b: -b[4])
     tried: list = []
     for box in covering:
         if len(tried) == WEAK_MAX_TRIES:
@@ -161,11 +166,21 @@ def _confirm_weak(filled: np.ndarray, hole: np.ndarray, weak: list, region: tupl
         if right - left < 8 or bottom - top < 8 or side <= 0:
             continue  # (almost) entirely outside the photo
         scale = CONFIRM_FACE_SIDE / side
-        crop = cv2.resize(filled[top:bottom, left:right], None, fx=scale, fy=scale,
-                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        crop = cv2.resize(
+            filled[top:bottom, left:right],
+            None,
+            fx=scale,
+            fy=scale,
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        )
         for f in detect_faces_cnn(crop, max_side=max(crop.shape[:2])):
-            found = (left + f.left / scale, top + f.top / scale, left + f.right / scale,
-                     top + f.bottom / scale, f.score)
+            found = (
+                left + f.left / scale,
+                top + f.top / scale,
+                left + f.right / scale,
+                top + f.bottom / scale,
+                f.score,
+            )
             cx, cy = (found[0] + found[2]) / 2, (found[1] + found[3]) / 2
             if box[0] <= cx <= box[2] and box[1] <= cy <= box[3] and _touches(found, hole):
                 return [(found, "detected-confirmed")]
@@ -199,15 +214,19 @@ def _covers(box, hole: np.ndarray, region: tuple[int, int, int, int]) -> float:
     r, b = int(min(right, box[2])), int(min(bottom, box[3]))
     if r <= l or b <= t:
         return 0.0
-    return float(part[t - top:b - top, l - left:r - left].sum()) / total
+    return float(part[t - top : b - top, l - left : r - left].sum()) / total
 
 
 def _grown(box, shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of ``box`` grown by ``margin`` of its size, clipped to ``shape``."""
     h, w = shape
     bw, bh = box[2] - box[0], box[3] - box[1]
-    return (int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh)),
-            int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh)))
+    return (
+        int(max(0, box[0] - margin * bw)),
+        int(max(0, box[1] - margin * bh)),
+        int(min(w, box[2] + margin * bw)),
+        int(min(h, box[3] + margin * bh)),
+    )
 
 
 def _holds_hole(boxes: list, hole: np.ndarray, margin: float = 0.2) -> bool:
@@ -226,8 +245,9 @@ def _touches(box, hole: np.ndarray, margin: float = 0.2) -> bool:
     return bool(hole[t:b, l:r].any())
 
 
-def robust_alignment(landmarks: np.ndarray, visible: np.ndarray, size: int,
-                     iterations: int = 3) -> np.ndarray:
+def robust_alignment(
+    landmarks: np.ndarray, visible: np.ndarray, size: int, iterations: int = 3
+) -> np.ndarray:
     """Photo -> crop similarity from the visible landmarks, down-weighting outliers (Huber-like
     reweighting on the residuals in crop pixels). Falls back to all points if < 8 are visible."""
     target = canonical_landmarks(size)
@@ -253,13 +273,15 @@ def fill_regions(image: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.nda
     source = np.where(hole[..., None] > 0, np.uint8(255), image)
     for left, top, right, bottom in hole_regions(hole, grow=0.25, min_side=4 * radius):
         roi_hole = hole[top:bottom, left:right].astype(np.uint8)
-        out[top:bottom, left:right] = cv2.inpaint(source[top:bottom, left:right], roi_hole, radius,
-                                                  cv2.INPAINT_TELEA)
+        out[top:bottom, left:right] = cv2.inpaint(
+            source[top:bottom, left:right], roi_hole, radius, cv2.INPAINT_TELEA
+        )
     return out
 
 
-def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float = 0.0,
-               filled: np.ndarray | None = None) -> list[FaceFrame]:
+def find_faces(
+    image: np.ndarray, hole: np.ndarray, size: int, min_score: float = 0.0, filled: np.ndarray | None = None
+) -> list[FaceFrame]:
     """Frames of the faces that the hole touches (see the module docstring).
 
     Every part of the hole that the faces found so far do not hold is searched on its own, in
@@ -296,14 +318,20 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         weak += [b for b in everywhere if b[4] < min_score]
         everywhere = [b for b in everywhere if b[4] >= min_score]
     seen = list(everywhere)  # every face detected anywhere: the scale of a group photo's faces
-    boxes += [(b, "detected") for b in everywhere if _touches(b, hole)
-              and all(_overlap(b, other) < 0.3 for other, _ in boxes)]
+    boxes += [
+        (b, "detected")
+        for b in everywhere
+        if _touches(b, hole) and all(_overlap(b, other) < 0.3 for other, _ in boxes)
+    ]
     searched: list[tuple[int, int, int, int]] = []
     rest = _unheld(hole, boxes)
     for _ in range(MAX_ROUNDS):
         # a region must hold the whole face even when the hole covers only its mouth or an eye
-        regions = [r for r in hole_regions(_without_remnants(rest, boxes), grow=2.0, min_side=384)
-                   if r not in searched]
+        regions = [
+            r
+            for r in hole_regions(_without_remnants(rest, boxes), grow=2.0, min_side=384)
+            if r not in searched
+        ]
         if not regions:
             break
         for region in regions:
@@ -321,18 +349,27 @@ def find_faces(image: np.ndarray, hole: np.ndarray, size: int, min_score: float 
         visible = inside.copy()
         visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
         matrix = robust_alignment(landmarks, visible, size)
-        frames.append(FaceFrame(matrix, size, path, (float(l), float(t), float(r), float(b)),
-                                landmarks, [f"{int(visible.sum())} of 68 points visible"]))
+        frames.append(
+            FaceFrame(
+                matrix,
+                size,
+                path,
+                (float(l), float(t), float(r), float(b)),
+                landmarks,
+                [f"{int(visible.sum())} of 68 points visible"],
+            )
+        )
     if rest.any():
         if not boxes and not seen:
             # No face anywhere: the hole probably hides the face, so its surroundings are the crop.
-            frames += [surroundings_frame(rest, region, size)
-                       for region in hole_regions(rest, grow=2.0, min_side=384)]
+            frames += [
+                surroundings_frame(rest, region, size)
+                for region in hole_regions(rest, grow=2.0, min_side=384)
+            ]
         else:
             found = [b for b, _ in boxes]  # a face found twice (in two passes) counts once
             faces = found + [b for b in seen if all(_overlap(b, f) < 0.3 for f in found)]
-            frames += _hidden_in_group(_without_remnants(rest, boxes), faces, size,
-                                       (hole > 0) & (rest == 0))
+            frames += _hidden_in_group(_without_remnants(rest, boxes), faces, size, (hole > 0) & (rest == 0))
     log.info("faces for inpainting: %s", [f.path for f in frames])
     return frames
 
@@ -346,8 +383,11 @@ def _without_remnants(rest: np.ndarray, boxes: list) -> np.ndarray:
         return rest
     least = min(max(b[2] - b[0], b[3] - b[1]) for b, _ in boxes)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
-    small = [i for i in range(1, n) if max(stats[i, 2], stats[i, 3]) < 0.25 * least
-             or stats[i, 4] < REMNANT_AREA * least ** 2]
+    small = [
+        i
+        for i in range(1, n)
+        if max(stats[i, 2], stats[i, 3]) < 0.25 * least or stats[i, 4] < REMNANT_AREA * least**2
+    ]
     if not small:
         return rest
     return np.where(np.isin(labels, small), 0, rest).astype(np.uint8)
@@ -362,9 +402,15 @@ def _unheld(hole: np.ndarray, boxes: list) -> np.ndarray:
     return rest
 
 
-def search_region(filled: np.ndarray, rest: np.ndarray, region: tuple[int, int, int, int],
-                  weak: list, seen: list, min_score: float, weakest: float
-                  ) -> list[tuple[tuple[float, float, float, float, float], str]]:
+def search_region(
+    filled: np.ndarray,
+    rest: np.ndarray,
+    region: tuple[int, int, int, int],
+    weak: list,
+    seen: list,
+    min_score: float,
+    weakest: float,
+) -> list[tuple[tuple[float, float, float, float, float], str]]:
     """The faces touching ``rest`` (the hole not yet held by a face) in ``region``, by the first
     detector that finds one (module docstring, paths 1-4). Faces found that do not touch it are
     added to ``seen``, weak HOG boxes to ``weak``."""
@@ -378,33 +424,31 @@ def search_region(filled: np.ndarray, rest: np.ndarray, region: tuple[int, int, 
     # upsampling finds faces under HOG's 80 px; a region that large holds a larger face (and
     # upsampling it costs ~1 s)
     if not any(_touches(b, rest) for b, _ in found) and max(rw, rh) <= UPSAMPLE_MAX_SIDE:
-        found = [(b, "detected-upsampled") for b in
-                 _detect_in_region(filled, region, 1, max(min_score, 0.3))]
+        found = [(b, "detected-upsampled") for b in _detect_in_region(filled, region, 1, max(min_score, 0.3))]
     _note_seen(seen, found, rest)
     if not any(_touches(b, rest) for b, _ in found):
         found = _confirm_weak(filled, rest, weak, region)
     if not any(_touches(b, rest) for b, _ in found):
-        found = [(b, "detected-cnn") for b in _detect_in_region(filled, region, 0, min_score,
-                                                                 cnn=True)]
-    if (not any(_touches(b, rest) for b, _ in found) and max(rw, rh) > UPSAMPLE_MAX_SIDE
-            and rw * rh <= UPSAMPLE_MAX_AREA):
+        found = [(b, "detected-cnn") for b in _detect_in_region(filled, region, 0, min_score, cnn=True)]
+    if (
+        not any(_touches(b, rest) for b, _ in found)
+        and max(rw, rh) > UPSAMPLE_MAX_SIDE
+        and rw * rh <= UPSAMPLE_MAX_AREA
+    ):
         # nothing found in a photo small enough to be all region: it may be a group photo of
         # faces too small for the passes so far, and only its faces tell a face that the hole
         # hides from background (see _hidden_in_group)
-        found = [(b, "detected-upsampled") for b in
-                 _detect_in_region(filled, region, 1, max(min_score, 0.3))]
+        found = [(b, "detected-upsampled") for b in _detect_in_region(filled, region, 1, max(min_score, 0.3))]
         _note_seen(seen, found, rest)
     return [(b, p) for b, p in found if _touches(b, rest)]
 
 
 def _note_seen(seen: list, found: list, rest: np.ndarray) -> None:
     """Add the faces of ``found`` that do not touch ``rest`` to ``seen`` (once each)."""
-    seen += [b for b, _ in found if not _touches(b, rest)
-             and all(_overlap(b, other) < 0.3 for other in seen)]
+    seen += [b for b, _ in found if not _touches(b, rest) and all(_overlap(b, other) < 0.3 for other in seen)]
 
 
-def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
-                     ) -> list[FaceFrame]:
+def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray) -> list[FaceFrame]:
     """Frames for the parts of ``rest`` (hole that no face holds) that hide a face in a group
     photo: a part lying in a row of at least ROW_MIN_FACES detected ``faces`` (centre within
     ROW_TOLERANCE of a face's side from their height) whose size fits theirs (a hole of 0.25 to 2
@@ -420,8 +464,8 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
             continue
         x0, x1, y0, y1 = left + xs.min(), left + xs.max() + 1, top + ys.min(), top + ys.max() + 1
         l, t = max(0, left - 2), max(0, top - 2)
-        near = cv2.dilate(rest[t:bottom + 2, l:right + 2], np.ones((5, 5), np.uint8))
-        if (near.astype(bool) & held[t:bottom + 2, l:right + 2]).any():
+        near = cv2.dilate(rest[t : bottom + 2, l : right + 2], np.ones((5, 5), np.uint8))
+        if (near.astype(bool) & held[t : bottom + 2, l : right + 2]).any():
             continue
         cx, cy, extent = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
         width, pixels = min(x1 - x0, y1 - y0), len(xs)
@@ -431,9 +475,13 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
             fx, fy = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2
             # a hole that hides a face from every detector is a blob that covers a good part of
             # one (a brush dab), not a scratch
-            if (abs(cy - fy) <= ROW_TOLERANCE * side and abs(cx - fx) >= 0.75 * side
-                    and 0.25 * side <= extent <= 2.0 * side and width >= 0.2 * side
-                    and pixels >= 0.1 * side ** 2):
+            if (
+                abs(cy - fy) <= ROW_TOLERANCE * side
+                and abs(cx - fx) >= 0.75 * side
+                and 0.25 * side <= extent <= 2.0 * side
+                and width >= 0.2 * side
+                and pixels >= 0.1 * side**2
+            ):
                 sides.append(side)
         if len(sides) < ROW_MIN_FACES:
             continue
@@ -444,11 +492,25 @@ def _hidden_in_group(rest: np.ndarray, faces: list, size: int, held: np.ndarray
         # the canonical crop spans about 1.6 face-box sides; it must also hold the whole part
         crop_side = max(CROP_PER_BOX * side, 1.2 * extent)
         scale = size / crop_side
-        matrix = np.array([[scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
-                           [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale]])
-        frames.append(FaceFrame(matrix, size, "hole-surroundings", guess, None, [
-            f"no face found on this part of the hole; taken as a face the size of the "
-            f"{len(sides)} face(s) in its row"]))
+        matrix = np.array(
+            [
+                [scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
+                [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale],
+            ]
+        )
+        frames.append(
+            FaceFrame(
+                matrix,
+                size,
+                "hole-surroundings",
+                guess,
+                None,
+                [
+                    f"no face found on this part of the hole; taken as a face the size of the "
+                    f"{len(sides)} face(s) in its row"
+                ],
+            )
+        )
     return frames
 
 
@@ -459,14 +521,24 @@ def _inside(box, region) -> bool:
 
 def surroundings_frame(hole: np.ndarray, region: tuple[int, int, int, int], size: int) -> FaceFrame:
     """Treat the square around a part of the hole as the face crop (no face was found)."""
-    sub = hole[region[1]:region[3], region[0]:region[2]]
+    sub = hole[region[1] : region[3], region[0] : region[2]]
     ys, xs = np.nonzero(sub)
     cx = region[0] + (xs.min() + xs.max()) / 2
     cy = region[1] + (ys.min() + ys.max()) / 2
     side = 1.6 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, 16)
     scale = size / side
-    matrix = np.array([[scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
-                       [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale]])
+    matrix = np.array(
+        [
+            [scale, 0, size / 2 - cx * scale - 0.5 + 0.5 * scale],
+            [0, scale, size / 2 - cy * scale - 0.5 + 0.5 * scale],
+        ]
+    )
     box = (float(cx - side / 2), float(cy - side / 2), float(cx + side / 2), float(cy + side / 2))
-    return FaceFrame(matrix, size, "hole-surroundings", box, None,
-                     ["no face found near this part of the hole; its surroundings were used"])
+    return FaceFrame(
+        matrix,
+        size,
+        "hole-surroundings",
+        box,
+        None,
+        ["no face found near this part of the hole; its surroundings were used"],
+    )

@@ -51,8 +51,11 @@ def background_regions(rest: np.ndarray) -> list[BackgroundRegion]:
     for left, top, right, bottom in hole_regions(rest.astype(np.uint8), grow=0.25, min_side=8):
         x, y, w, h = cv2.boundingRect(rest[top:bottom, left:right].astype(np.uint8))
         if w and h:  # the pieces' own box, not the grown one they were grouped by
-            regions.append(BackgroundRegion((left + x, top + y, left + x + w, top + y + h),
-                                            int(rest[top:bottom, left:right].sum())))
+            regions.append(
+                BackgroundRegion(
+                    (left + x, top + y, left + x + w, top + y + h), int(rest[top:bottom, left:right].sum())
+                )
+            )
     return sorted(regions, key=lambda r: -r.pixels)
 
 
@@ -65,16 +68,22 @@ class PhotoInpainter:
         landmark_refine: re-align each face on a first landmark pass, then predict again.
     """
 
-    def __init__(self, locator: LandmarkLocator, runner: GeneratorRunner,
-                 landmark_refine: bool = True) -> None:
+    def __init__(
+        self, locator: LandmarkLocator, runner: GeneratorRunner, landmark_refine: bool = True
+    ) -> None:
         self.locator = locator
         self.runner = runner
         self.runtime = runner.runtime
         self.image_size = runner.image_size
         self.landmark_refine = landmark_refine
 
-    def inpaint(self, img: np.ndarray, hole: np.ndarray, landmarks: np.ndarray | None = None,
-                stages: Stages | None = None) -> InpaintResult:
+    def inpaint(
+        self,
+        img: np.ndarray,
+        hole: np.ndarray,
+        landmarks: np.ndarray | None = None,
+        stages: Stages | None = None,
+    ) -> InpaintResult:
         """Find/align every face the hole touches (or the one face of ``landmarks``), generate
         them as one batch, warp back, harmonise at the hole's edge; other hole pixels are filled
         by OpenCV. ``img``, ``hole`` as checked by the input layer (1 = hole)."""
@@ -91,37 +100,67 @@ class PhotoInpainter:
             xy = np.clip(np.round(lm).astype(int), 0, [img.shape[1] - 1, img.shape[0] - 1])
             visible = hole[xy[:, 1], xy[:, 0]] == 0
             lo, hi = lm.min(axis=0), lm.max(axis=0)
-            frames = [FaceFrame(robust_alignment(lm, visible, s), s, "given-landmarks",
-                                (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), lm)]
+            frames = [
+                FaceFrame(
+                    robust_alignment(lm, visible, s),
+                    s,
+                    "given-landmarks",
+                    (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),
+                    lm,
+                )
+            ]
         else:
             frames = find_faces(img, hole, s, filled=content)
         covered = np.zeros(hole.shape, bool)
-        reports = self.render_faces(img, hole, content, frames, stages,
-                                    given=landmarks is not None, covered=covered)
+        reports = self.render_faces(
+            img, hole, content, frames, stages, given=landmarks is not None, covered=covered
+        )
         unfound = sum(r.path == "hole-surroundings" for r in reports)
         if unfound:
             # a landscape or a texture gets a face-like fill: say so rather than pass it off
-            log.warning("no face found near %d part(s) of the hole: filled from the surroundings "
-                        "by the face generator anyway (lafin is made for faces; the result may "
-                        "look wrong on other images)", unfound)
+            log.warning(
+                "no face found near %d part(s) of the hole: filled from the surroundings "
+                "by the face generator anyway (lafin is made for faces; the result may "
+                "look wrong on other images)",
+                unfound,
+            )
         stages.start("blend")  # the photo's tone (grey, sepia) kept in the fill
         out, tone = keep_tone(img, content, hole)  # outside the hole: the input, bit for bit
         timings = stages.stop()
         regions = background_regions(hole.astype(bool) & ~covered)
         background = sum(r.pixels for r in regions)
         if background:
-            log.info("%d hole pixels lie outside every face: filled by OpenCV (Telea): %s",
-                     background, ", ".join(f"{r.pixels} px at {r.box[:2]}" for r in regions))
+            log.info(
+                "%d hole pixels lie outside every face: filled by OpenCV (Telea): %s",
+                background,
+                ", ".join(f"{r.pixels} px at {r.box[:2]}" for r in regions),
+            )
         main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
-        return InpaintResult(out, None if main is None else main.landmarks, hole,
-                             landmarks is not None, timings, "photo", reports, background, regions,
-                             tone)
+        return InpaintResult(
+            out,
+            None if main is None else main.landmarks,
+            hole,
+            landmarks is not None,
+            timings,
+            "photo",
+            reports,
+            background,
+            regions,
+            tone,
+        )
 
-    def render_faces(self, img: np.ndarray, hole: np.ndarray, content: np.ndarray,
-                     frames: list, stages: Stages | None = None, given: bool = False,
-                     point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
-                     refine: bool | None = None, covered: np.ndarray | None = None
-                     ) -> list[FaceReport]:
+    def render_faces(
+        self,
+        img: np.ndarray,
+        hole: np.ndarray,
+        content: np.ndarray,
+        frames: list,
+        stages: Stages | None = None,
+        given: bool = False,
+        point_filter: Callable[[int, np.ndarray], np.ndarray] | None = None,
+        refine: bool | None = None,
+        covered: np.ndarray | None = None,
+    ) -> list[FaceReport]:
         """Generate the faces of ``frames`` as one batch and write them into ``content``.
 
         Args:
@@ -140,27 +179,33 @@ class PhotoInpainter:
             count a hole pixel twice.
         """
         flt = None if point_filter is None else (lambda _, i, points: point_filter(i, points))
-        return self.render_photos([FramedPhoto(img, hole, content, frames, covered)], stages,
-                                  given, flt, refine)[0]
+        return self.render_photos(
+            [FramedPhoto(img, hole, content, frames, covered)], stages, given, flt, refine
+        )[0]
 
     @cpu_call
-    def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list
-                               ) -> np.ndarray:
+    def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list) -> np.ndarray:
         """(B, 68, 2) float32 landmarks, in photo pixels, of the faces of ``frames`` (photo mode's
         first pass: no re-alignment); e.g. to smooth them over a video's frames before
         :meth:`render_photos` with ``given=True``."""
         if not frames:
             return np.zeros((0, NUM_POINTS, 2), np.float32)
-        points = self.locator.predict_in(img, hole, [f.matrix for f in frames],
-                                         aligned=[f.path != "hole-surroundings" for f in frames])
-        return np.stack([transform_points(p, invert_affine(f.matrix))
-                         for p, f in zip(points, frames)]).astype(np.float32)
+        points = self.locator.predict_in(
+            img, hole, [f.matrix for f in frames], aligned=[f.path != "hole-surroundings" for f in frames]
+        )
+        return np.stack(
+            [transform_points(p, invert_affine(f.matrix)) for p, f in zip(points, frames)]
+        ).astype(np.float32)
 
     @cpu_call
-    def render_photos(self, photos: Sequence[FramedPhoto], stages: Stages | None = None,
-                      given: bool = False,
-                      point_filter: Callable[[int, int, np.ndarray], np.ndarray] | None = None,
-                      refine: bool | None = None) -> list[list[FaceReport]]:
+    def render_photos(
+        self,
+        photos: Sequence[FramedPhoto],
+        stages: Stages | None = None,
+        given: bool = False,
+        point_filter: Callable[[int, int, np.ndarray], np.ndarray] | None = None,
+        refine: bool | None = None,
+    ) -> list[list[FaceReport]]:
         """:meth:`render_faces` for several photos (e.g. video frames): all their faces go through
         the networks as one batch. ``point_filter(photo_index, face_index, landmarks)`` is called
         in photo order, then face order (video smooths landmarks over time with it). Returns
@@ -186,12 +231,18 @@ class PhotoInpainter:
         if given:
             points = np.stack([transform_points(f.landmarks, f.matrix) for f in used])
         else:
-            points = self._locate_faces(photos, used, owner, img_t, hole_t,
-                                        self.landmark_refine if refine is None else refine)
+            points = self._locate_faces(
+                photos, used, owner, img_t, hole_t, self.landmark_refine if refine is None else refine
+            )
             if point_filter is not None:
-                points = np.stack([
-                    transform_points(point_filter(p, i, transform_points(q, invert_affine(f.matrix))),
-                                     f.matrix) for p, i, f, q in zip(owner, index, used, points)])
+                points = np.stack(
+                    [
+                        transform_points(
+                            point_filter(p, i, transform_points(q, invert_affine(f.matrix))), f.matrix
+                        )
+                        for p, i, f, q in zip(owner, index, used, points)
+                    ]
+                )
         points = points.astype(np.float32)
         stages.start("generate")
         generated = self.runner.structure(img_t, hole_t, points)
@@ -200,27 +251,39 @@ class PhotoInpainter:
             stages.start("refine")
             size = self.runner.output_size
             matrices = [scale_crop_matrix(m, size / s) for m in matrices]
-            views = [face_view(photos[p].image, photos[p].hole, m, size)
-                     for p, m in zip(owner, matrices)]
+            views = [face_view(photos[p].image, photos[p].hole, m, size) for p, m in zip(owner, matrices)]
             crops_r = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2)
             holes_r = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
-            generated = self.runner.refine(crops_r.float().div(255).to(device),
-                                           holes_r.to(device), generated, points, faces=index)
+            generated = self.runner.refine(
+                crops_r.float().div(255).to(device), holes_r.to(device), generated, points, faces=index
+            )
         stages.start("blend")
-        covered = [np.zeros(ph.hole.shape, bool) if ph.covered is None else ph.covered
-                   for ph in photos]
+        covered = [np.zeros(ph.hole.shape, bool) if ph.covered is None else ph.covered for ph in photos]
         reports: list[list[FaceReport]] = [[] for _ in photos]
         for p, f, matrix, gen, pts in zip(owner, used, matrices, generated, points):
             ph = photos[p]
             face_hole = warp_back(ph.hole, ph.content, gen * 255.0, matrix) & ~covered[p]
             covered[p] |= face_hole
-            reports[p].append(FaceReport(f.path, f.box,
-                                         transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
-                                         int(face_hole.sum()), list(f.notes)))
+            reports[p].append(
+                FaceReport(
+                    f.path,
+                    f.box,
+                    transform_points(pts, invert_affine(f.matrix)).astype(np.float32),
+                    int(face_hole.sum()),
+                    list(f.notes),
+                )
+            )
         return reports
 
-    def _locate_faces(self, photos: Sequence[FramedPhoto], used: list, owner: list[int],
-                      img_t: torch.Tensor, hole_t: torch.Tensor, refine: bool) -> np.ndarray:
+    def _locate_faces(
+        self,
+        photos: Sequence[FramedPhoto],
+        used: list,
+        owner: list[int],
+        img_t: torch.Tensor,
+        hole_t: torch.Tensor,
+        refine: bool,
+    ) -> np.ndarray:
         """(B, 68, 2) landmarks of the ``used`` frames in their crops' pixels; with ``refine``
         the frames are re-aligned (``used``, ``img_t`` and ``hole_t`` updated in place)."""
         s = self.image_size
@@ -228,23 +291,26 @@ class PhotoInpainter:
         if self.locator.landmark_size == s:  # the generator's crops serve the predictor too
             points = self.locator.predict(img_t * (1 - hole_t) + hole_t, flip=flip)
         else:
-            points = self.locator.predict_in([photos[p].image for p in owner],
-                                             [photos[p].hole for p in owner],
-                                             [f.matrix for f in used], flip=flip,
-                                             aligned=[f.path != "hole-surroundings" for f in used])
+            points = self.locator.predict_in(
+                [photos[p].image for p in owner],
+                [photos[p].hole for p in owner],
+                [f.matrix for f in used],
+                flip=flip,
+                aligned=[f.path != "hole-surroundings" for f in used],
+            )
         if not refine:
             return points
         moved = list(used)
         for p in sorted(set(owner)):  # each photo's faces re-aligned on that photo
             mine = [j for j, o in enumerate(owner) if o == p]
-            refined, second = self.locator.refine_frames(photos[p].image, photos[p].hole,
-                                                         [used[j] for j in mine], points[mine])
+            refined, second = self.locator.refine_frames(
+                photos[p].image, photos[p].hole, [used[j] for j in mine], points[mine]
+            )
             for j, f, q in zip(mine, refined, second):
                 used[j], points[j] = f, q
         for j, (f, before) in enumerate(zip(used, moved)):
             if f is not before:  # the generator sees the re-aligned crop too
-                crop, crop_hole = face_view(photos[owner[j]].image, photos[owner[j]].hole,
-                                            f.matrix, s)
+                crop, crop_hole = face_view(photos[owner[j]].image, photos[owner[j]].hole, f.matrix, s)
                 img_t[j] = torch.from_numpy(crop).permute(2, 0, 1).float().div(255)
                 hole_t[j, 0] = torch.from_numpy(crop_hole.astype(np.float32))
         return points

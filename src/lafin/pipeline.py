@@ -36,19 +36,35 @@ from lafin.photo_inpainter import FramedPhoto, PhotoInpainter
 from lafin.results import STAGE_LABELS, BackgroundRegion, FaceReport, InpaintResult, Stages
 from lafin.runtime import Runtime, cpu_call
 
-__all__ = ["BACKENDS", "DEFAULT_WEIGHTS_NAME", "STAGE_LABELS", "BackgroundRegion", "FaceReport",
-           "FramedPhoto", "InferenceOptions", "InpaintResult", "LaFInModel", "Stages",
-           "WeightsNotFoundError", "default_weights_path"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_WEIGHTS_NAME",
+    "STAGE_LABELS",
+    "BackgroundRegion",
+    "FaceReport",
+    "FramedPhoto",
+    "InferenceOptions",
+    "InpaintResult",
+    "LaFInModel",
+    "Stages",
+    "WeightsNotFoundError",
+    "default_weights_path",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS_NAME = "lafin-compact.safetensors"
 BACKENDS = ("torch", "onnx")
 # switches that used to be plain attributes: setting one now says where it went
-_FORMER_SWITCHES = {"flip_average": "landmark_flip_average", "landmark_refine": "landmark_refine",
-                    "generator_flip_average": "generator_flip_average",
-                    "diffusion_mix": "diffusion_mix", "seed": "seed",
-                    "crop_landmark_refine": None, "edge_blend": None}
+_FORMER_SWITCHES = {
+    "flip_average": "landmark_flip_average",
+    "landmark_refine": "landmark_refine",
+    "generator_flip_average": "generator_flip_average",
+    "diffusion_mix": "diffusion_mix",
+    "seed": "seed",
+    "crop_landmark_refine": None,
+    "edge_blend": None,
+}
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -60,9 +76,9 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("lafin") / "weights" / DEFAULT_WEIGHTS_NAME))
 
 
-def load_networks(weights: str | Path | Sequence[str | Path], backend: str, runtime: Runtime
-                  ) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module,
-                             torch.nn.Module | None, dict[str, bool]]:
+def load_networks(
+    weights: str | Path | Sequence[str | Path], backend: str, runtime: Runtime
+) -> tuple[ModelConfig, torch.nn.Module, torch.nn.Module, torch.nn.Module | None, dict[str, bool]]:
     """(config, generator, landmark predictor, refiner or None, channels-last per network) of
     ``weights`` for ``backend`` on the runtime's device; both networks must be present."""
     if backend == "onnx":
@@ -78,13 +94,16 @@ def load_networks(weights: str | Path | Sequence[str | Path], backend: str, runt
     generator, predictor = build_from_weights(loaded, device=runtime.device)
     if generator is None or predictor is None:
         missing = "generator" if generator is None else "landmark predictor"
-        raise InputError(f"{weights}: the file has no {missing}; inpainting needs both "
-                         "(for the original release pass both .pth files)")
+        raise InputError(
+            f"{weights}: the file has no {missing}; inpainting needs both "
+            "(for the original release pass both .pth files)"
+        )
     refiner = build_refiner_from_weights(loaded, device=runtime.device)
-    channels_last = {name: runtime.use_channels_last(net) for name, net in
-                     (("generator", generator), ("landmarks", predictor), ("refiner", refiner))}
-    log.info("loaded %s weights (%s preset, %d px)", weights, loaded.config.name,
-             loaded.config.image_size)
+    channels_last = {
+        name: runtime.use_channels_last(net)
+        for name, net in (("generator", generator), ("landmarks", predictor), ("refiner", refiner))
+    }
+    log.info("loaded %s weights (%s preset, %d px)", weights, loaded.config.name, loaded.config.image_size)
     return loaded.config, generator, predictor, refiner, channels_last
 
 
@@ -117,9 +136,14 @@ class LaFInModel:
         bare = model.with_options(landmark_flip_average=False)
     """
 
-    def __init__(self, weights: str | Path | Sequence[str | Path] | None = None,
-                 device: str | torch.device = "cpu", backend: str = "torch",
-                 threads: int | None = None, options: InferenceOptions | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | Path | Sequence[str | Path] | None = None,
+        device: str | torch.device = "cpu",
+        backend: str = "torch",
+        threads: int | None = None,
+        options: InferenceOptions | None = None,
+    ) -> None:
         self._setup(device, backend, threads, options)
         if weights is None:
             weights = default_weights_path()
@@ -128,18 +152,22 @@ class LaFInModel:
                     "this installation of lafin ships no default weights yet. Train them with "
                     "'lafin train' (see docs/TRAINING.md) and pass LaFInModel(weights=PATH), or "
                     "load the original LaFIn release with LaFInModel(weights=[GEN.pth, "
-                    "landmark_detector.pth])")
+                    "landmark_detector.pth])"
+                )
         self.load_weights(weights)
 
-    def _setup(self, device: str | torch.device, backend: str, threads: int | None,
-               options: InferenceOptions | None) -> None:
+    def _setup(
+        self, device: str | torch.device, backend: str, threads: int | None, options: InferenceOptions | None
+    ) -> None:
         if backend not in BACKENDS:
             raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self._requested = InferenceOptions.check(options)
         self.runtime = Runtime(device, threads)
         if backend == "onnx" and self.runtime.device.type != "cpu":
-            raise InputError(f"the onnx backend runs on the CPU (ONNX Runtime), not on "
-                             f"{self.runtime.device}; use backend='torch' for {self.runtime.device}")
+            raise InputError(
+                f"the onnx backend runs on the CPU (ONNX Runtime), not on "
+                f"{self.runtime.device}; use backend='torch' for {self.runtime.device}"
+            )
         self.backend = backend
         self.config: ModelConfig | None = None
         self.generator: torch.nn.Module | None = None
@@ -154,17 +182,27 @@ class LaFInModel:
         if name in _FORMER_SWITCHES:
             option = _FORMER_SWITCHES[name]
             raise OptionError(
-                f"{name} is no longer an attribute: " + (
+                f"{name} is no longer an attribute: "
+                + (
                     f"pass LaFInModel(..., options=InferenceOptions({option}=...)) or use "
-                    f"model.with_options({option}=...)" if option else
-                    "the switch was removed (it lost its measurements)"))
+                    f"model.with_options({option}=...)"
+                    if option
+                    else "the switch was removed (it lost its measurements)"
+                )
+            )
         super().__setattr__(name, value)
 
     @classmethod
-    def from_networks(cls, config: ModelConfig, generator: torch.nn.Module | None,
-                      landmark_predictor: torch.nn.Module, device: str | torch.device = "cpu",
-                      threads: int | None = None, refiner: torch.nn.Module | None = None,
-                      options: InferenceOptions | None = None) -> "LaFInModel":
+    def from_networks(
+        cls,
+        config: ModelConfig,
+        generator: torch.nn.Module | None,
+        landmark_predictor: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        refiner: torch.nn.Module | None = None,
+        options: InferenceOptions | None = None,
+    ) -> "LaFInModel":
         """Wrap networks built in memory (e.g. during training or in tests).
 
         The networks are put in eval mode on ``device``; their memory format is left as it is
@@ -172,34 +210,53 @@ class LaFInModel:
         """
         model = cls.__new__(cls)
         model._setup(device, "torch", threads, options)
-        model._attach(config, None if generator is None else generator.to(model.device).eval(),
-                      landmark_predictor.to(model.device).eval(),
-                      None if refiner is None else refiner.to(model.device).eval())
+        model._attach(
+            config,
+            None if generator is None else generator.to(model.device).eval(),
+            landmark_predictor.to(model.device).eval(),
+            None if refiner is None else refiner.to(model.device).eval(),
+        )
         return model
 
     def load_weights(self, weights: str | Path | Sequence[str | Path]) -> None:
         """Load weights (replacing the current networks); both networks must be present."""
         self._attach(*load_networks(weights, self.backend, self.runtime))
 
-    def _attach(self, config: ModelConfig, generator, predictor, refiner,
-                channels_last: dict[str, bool] | None = None) -> None:
+    def _attach(
+        self, config: ModelConfig, generator, predictor, refiner, channels_last: dict[str, bool] | None = None
+    ) -> None:
         """Hold these networks and build the parts that run them under the options."""
         self.config, self.generator, self.landmark_predictor = config, generator, predictor
         self.refiner = refiner
-        self._channels_last = {"generator": False, "landmarks": False, "refiner": False,
-                               **(channels_last or {})}
+        self._channels_last = {
+            "generator": False,
+            "landmarks": False,
+            "refiner": False,
+            **(channels_last or {}),
+        }
         # a refiner learnt on the bare generator's faces: by default no generator mirror
         # average and no diffusion mix, which would hand it smoother faces than that
         self._options = self._requested.resolved(refiner is not None)
         opts = self._options
-        self.locator = LandmarkLocator(predictor, config.image_size, config.landmark_size,
-                                       self.runtime, opts.landmark_flip_average,
-                                       self._channels_last["landmarks"])
+        self.locator = LandmarkLocator(
+            predictor,
+            config.image_size,
+            config.landmark_size,
+            self.runtime,
+            opts.landmark_flip_average,
+            self._channels_last["landmarks"],
+        )
         self.generation = GeneratorRunner(
-            generator, config.image_size, self.runtime, refiner,
+            generator,
+            config.image_size,
+            self.runtime,
+            refiner,
             config.refiner.output_size if refiner is not None else None,
-            bool(opts.generator_flip_average), float(opts.diffusion_mix or 0.0), opts.seed,
-            self._channels_last)
+            bool(opts.generator_flip_average),
+            float(opts.diffusion_mix or 0.0),
+            opts.seed,
+            self._channels_last,
+        )
         self.photos = PhotoInpainter(self.locator, self.generation, opts.landmark_refine)
 
     def with_options(self, options: InferenceOptions | None = None, **changes) -> "LaFInModel":
@@ -209,8 +266,7 @@ class LaFInModel:
         model.__dict__.update(self.__dict__)
         requested = self._requested if options is None else InferenceOptions.check(options)
         model.__dict__["_requested"] = requested.changed(**changes)
-        model._attach(self.config, self.generator, self.landmark_predictor, self.refiner,
-                      self._channels_last)
+        model._attach(self.config, self.generator, self.landmark_predictor, self.refiner, self._channels_last)
         return model
 
     # ------------------------------------------------------------------ what it is
@@ -251,15 +307,15 @@ class LaFInModel:
 
     # ------------------------------------------------------------------ input handling
 
-    def check_inputs(self, image: ImageInput, mask: ImageInput,
-                     landmarks: np.ndarray | str | Path | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def check_inputs(
+        self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | str | Path | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(HxWx3 uint8 image, HxW uint8 mask, 1 = hole), checked (landmarks too, if given)."""
         return load_inputs(image, mask, landmarks)[:2]
 
-    def checked_inputs(self, image: ImageInput, mask: ImageInput,
-                       landmarks: np.ndarray | str | Path | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def checked_inputs(
+        self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | str | Path | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(image, mask, landmarks) through the input layer (:mod:`lafin.io`): the landmarks as
         a new (68, 2) float32 array (loaded from a file if a path is given) or None."""
         return load_inputs(image, mask, landmarks)
@@ -270,14 +326,19 @@ class LaFInModel:
     def predict_landmarks(self, image: ImageInput, mask: ImageInput | None = None) -> np.ndarray:
         """The 68 landmarks of the (masked) face, (68, 2) float32 x, y in the image's pixels."""
         img = load_image(image)
-        hole = (np.zeros(img.shape[:2], np.uint8) if mask is None
-                else load_mask(mask, shape=img.shape[:2]))
+        hole = np.zeros(img.shape[:2], np.uint8) if mask is None else load_mask(mask, shape=img.shape[:2])
         frame = CropFrame.around(img.shape[:2], self.image_size)
         return frame.to_input(self.locator.locate(img, hole, frame)).astype(np.float32)
 
     @cpu_call
-    def __call__(self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | None = None,
-                 mode: str = "auto", progress: Callable[[str], None] | None = None) -> InpaintResult:
+    def __call__(
+        self,
+        image: ImageInput,
+        mask: ImageInput,
+        landmarks: np.ndarray | None = None,
+        mode: str = "auto",
+        progress: Callable[[str], None] | None = None,
+    ) -> InpaintResult:
         """Inpaint and return the image, the landmarks used and per-stage timings.
 
         Args:
@@ -295,8 +356,13 @@ class LaFInModel:
             mode = "crop" if max(img.shape[:2]) <= 2 * self.image_size else "photo"
         if not hole.any():
             log.warning("the mask is empty (no hole): the image is returned unchanged")
-            lm = (np.asarray(landmarks, np.float32) if landmarks is not None
-                  else self.predict_landmarks(img) if mode == "crop" else None)
+            lm = (
+                np.asarray(landmarks, np.float32)
+                if landmarks is not None
+                else self.predict_landmarks(img)
+                if mode == "crop"
+                else None
+            )
             return InpaintResult(img.copy(), lm, hole, landmarks is not None, {}, mode)
         stages = Stages(progress)
         # 2. a whole photo: every face the hole touches, by the photo inpainter
@@ -327,18 +393,23 @@ class LaFInModel:
         if self.refiner is not None:
             stages.start("refine")
             frame = CropFrame.around(img.shape[:2], self.output_size)
-            generated = self.generation.refine(*frame.tensors(img, hole, self.device),
-                                               generated, points[None])
+            generated = self.generation.refine(
+                *frame.tensors(img, hole, self.device), generated, points[None]
+            )
         # 8. the hole pasted back at the input's size, the photo's tone kept
         stages.start("blend")
         out, tone = keep_tone(img, frame.paste(img, hole, generated[0]), hole)
         timings = stages.stop()
-        lm_out = (np.asarray(landmarks, np.float32) if landmarks is not None
-                  else frame.to_input(points).astype(np.float32))
+        lm_out = (
+            np.asarray(landmarks, np.float32)
+            if landmarks is not None
+            else frame.to_input(points).astype(np.float32)
+        )
         return InpaintResult(out, lm_out, hole, landmarks is not None, timings, "crop", tone=tone)
 
-    def inpaint(self, image: ImageInput, mask: ImageInput,
-                landmarks: np.ndarray | None = None, mode: str = "auto") -> np.ndarray:
+    def inpaint(
+        self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | None = None, mode: str = "auto"
+    ) -> np.ndarray:
         """Fill the hole; HxWx3 uint8 RGB in the input's size. Known pixels are unchanged.
 
         Args:
@@ -359,8 +430,7 @@ class LaFInModel:
         """:meth:`lafin.photo_inpainter.PhotoInpainter.render_photos`."""
         return self.photos.render_photos(*args, **kwargs)
 
-    def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list
-                               ) -> np.ndarray:
+    def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list) -> np.ndarray:
         """:meth:`lafin.photo_inpainter.PhotoInpainter.predict_face_landmarks`."""
         return self.photos.predict_face_landmarks(img, hole, frames)
 

@@ -84,8 +84,7 @@ def damage_detector_for(model: "LaFInModel", weights: str | Path | None = None):
 def load_damage_detector_on(device: torch.device, weights: str | Path | None = None):
     """The damage detector of ``weights`` (default: the shipped file) on ``device``, ready for
     inference."""
-    from lafin.networks.damage_detector import (DamageWeightsError, inference_detector,
-                                                load_damage_detector)
+    from lafin.networks.damage_detector import DamageWeightsError, inference_detector, load_damage_detector
 
     path = Path(weights) if weights is not None else default_damage_weights_path()
     if not path.is_file():
@@ -102,8 +101,9 @@ def load_damage_detector_on(device: torch.device, weights: str | Path | None = N
 
 
 @torch.inference_mode()
-def damage_probability(detector: torch.nn.Module, image: np.ndarray, tile: int = TILE,
-                       overlap: int = TILE_OVERLAP) -> np.ndarray:
+def damage_probability(
+    detector: torch.nn.Module, image: np.ndarray, tile: int = TILE, overlap: int = TILE_OVERLAP
+) -> np.ndarray:
     """HxW float32 damage probability of an HxWx3 uint8 image, in tiles above ``tile`` px."""
     if tile <= 2 * overlap:
         raise InputError(f"tile ({tile}) must exceed twice the overlap ({overlap})")
@@ -129,7 +129,7 @@ def damage_probability(detector: torch.nn.Module, image: np.ndarray, tile: int =
             y1, x1 = min(h, top + step + overlap), min(w, left + step + overlap)
             prob = run(image[y0:y1, x0:x1])
             cy1, cx1 = min(h, top + step), min(w, left + step)
-            out[top:cy1, left:cx1] = prob[top - y0:cy1 - y0, left - x0:cx1 - x0]
+            out[top:cy1, left:cx1] = prob[top - y0 : cy1 - y0, left - x0 : cx1 - x0]
     return out
 
 
@@ -139,8 +139,12 @@ def _check_threshold(threshold: float) -> float:
     return float(threshold)
 
 
-def detect_damage(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_THRESHOLD,
-                  weights: str | Path | None = None) -> np.ndarray:
+def detect_damage(
+    model: "LaFInModel",
+    image: ImageInput,
+    threshold: float = DEFAULT_THRESHOLD,
+    weights: str | Path | None = None,
+) -> np.ndarray:
     """HxW uint8 mask, 255 where the detector's probability of damage exceeds ``threshold``."""
     threshold = _check_threshold(threshold)
     img = load_image(image)
@@ -161,10 +165,15 @@ def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
     return on * 255
 
 
-def restore(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_THRESHOLD,
-            dilate: int = DEFAULT_DILATE, mode: str = "auto",
-            progress: Callable[[str], None] | None = None,
-            weights: str | Path | None = None) -> RestoreResult:
+def restore(
+    model: "LaFInModel",
+    image: ImageInput,
+    threshold: float = DEFAULT_THRESHOLD,
+    dilate: int = DEFAULT_DILATE,
+    mode: str = "auto",
+    progress: Callable[[str], None] | None = None,
+    weights: str | Path | None = None,
+) -> RestoreResult:
     """Detect the damage of ``image``, grow it by ``dilate`` px, inpaint it, keep the tone.
 
     ``progress`` is called with each stage's name as it starts (``damage``, then the
@@ -192,10 +201,10 @@ def restore(model: "LaFInModel", image: ImageInput, threshold: float = DEFAULT_T
         log.info("no damage found: the photo is returned unchanged")
         return RestoreResult(img.copy(), grown, damage, [], timings, photo_tone(img)[0], "none")
     if grown.all():
-        raise InputError("the whole photo was taken for damage: nothing is left to restore "
-                         "from (try a higher --threshold)")
+        raise InputError(
+            "the whole photo was taken for damage: nothing is left to restore from (try a higher --threshold)"
+        )
     # the inpainting keeps a grey or tinted photo's tone in the fill (lafin.blend.keep_tone)
     result = model(img, grown, mode=mode, progress=progress)
     timings.update(result.timings)
-    return RestoreResult(result.image, grown, damage, result.faces, timings, result.tone,
-                         result.mode)
+    return RestoreResult(result.image, grown, damage, result.faces, timings, result.tone, result.mode)

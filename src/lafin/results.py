@@ -9,9 +9,15 @@ from typing import Callable
 
 import numpy as np
 
-STAGE_LABELS = {"prepare": "Preparing", "background": "Filling background",
-                "detect": "Detecting faces", "landmarks": "Predicting landmarks",
-                "generate": "Generating face", "refine": "Refining detail", "blend": "Blending"}
+STAGE_LABELS = {
+    "prepare": "Preparing",
+    "background": "Filling background",
+    "detect": "Detecting faces",
+    "landmarks": "Predicting landmarks",
+    "generate": "Generating face",
+    "refine": "Refining detail",
+    "blend": "Blending",
+}
 
 
 @dataclass

@@ -33,8 +33,7 @@ class Runtime:
     """
 
     def __init__(self, device: str | torch.device = "cpu", threads: int | None = None) -> None:
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                    or threads < 1):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise OptionError(f"threads must be a positive integer or None, not {threads!r}")
         self.device = resolve_device(device)
         self.threads = threads
@@ -57,8 +56,11 @@ class Runtime:
                 self._local.depth = depth
             return
         previous = torch.get_num_threads()
-        wanted = self.threads if self.threads is not None else (
-            None if any(os.environ.get(k) for k in _THREAD_ENV) else 1)
+        wanted = (
+            self.threads
+            if self.threads is not None
+            else (None if any(os.environ.get(k) for k in _THREAD_ENV) else 1)
+        )
         flushing = flush_denormal_enabled()
         self._local.depth = 1
         try:
@@ -81,7 +83,8 @@ class Runtime:
         from lafin.networks import CompactGenerator, LandmarkPredictor, Refiner
 
         if self.device.type != "cpu" or not isinstance(
-                network, (CompactGenerator, LandmarkPredictor, Refiner)):
+            network, (CompactGenerator, LandmarkPredictor, Refiner)
+        ):
             return False
         network.to(memory_format=torch.channels_last)
         return True
@@ -89,8 +92,10 @@ class Runtime:
 
 def cpu_call(method: Callable) -> Callable:
     """Run a method of an object with a ``runtime`` under that runtime's CPU settings."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self.runtime.cpu_settings():
             return method(self, *args, **kwargs)
+
     return wrapper

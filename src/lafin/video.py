@@ -198,8 +198,9 @@ class FaceTracker:
         self.holds_hole = False
         self._tracks: list[int] = []  # the tracks of the current frame's faces
 
-    def frames_for(self, image: np.ndarray, hole: np.ndarray,
-                   filled: np.ndarray | Callable[[], np.ndarray]) -> list:
+    def frames_for(
+        self, image: np.ndarray, hole: np.ndarray, filled: np.ndarray | Callable[[], np.ndarray]
+    ) -> list:
         """The face frames of this video frame (detecting on key frames). ``filled``: the frame
         with the hole filled by OpenCV (:func:`lafin.photo.fill_regions`), or a function that
         makes it (called on key frames only)."""
@@ -213,8 +214,12 @@ class FaceTracker:
         unheld = int((~held).sum())
         # key frames: the first, every key_interval-th, after a face was lost, and when the hole
         # reaches (noticeably) further beyond the faces followed than at the last detection
-        key = (self.since_detection is None or self.since_detection >= self.key_interval
-               or self.lost or unheld > 1.2 * self.unheld_at_detection + 16)
+        key = (
+            self.since_detection is None
+            or self.since_detection >= self.key_interval
+            or self.lost
+            or unheld > 1.2 * self.unheld_at_detection + 16
+        )
         if key:
             frames = self._key_frame(image, hole, filled() if callable(filled) else filled)
             held[:] = False
@@ -253,8 +258,9 @@ class FaceTracker:
         for f, track in zip(found, tracks):
             old = self.faces.get(track)
             # a face followed already keeps its own (smoothed) alignment: no jump at key frames
-            faces[track] = (self._follow(old, hole, track)
-                            if old is not None and old.landmarks is not None else f)
+            faces[track] = (
+                self._follow(old, hole, track) if old is not None and old.landmarks is not None else f
+            )
         self.faces = faces
         return list(faces.values())
 
@@ -277,8 +283,13 @@ class FaceTracker:
         visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
         box = box_from_landmarks(lm)
         path = frame.path if frame.path.endswith("tracked") else f"{frame.path}, tracked"
-        return replace(frame, matrix=robust_alignment(lm, visible, self.size), path=path,
-                       box=(box.left, box.top, box.right, box.bottom), notes=list(frame.notes))
+        return replace(
+            frame,
+            matrix=robust_alignment(lm, visible, self.size),
+            path=path,
+            box=(box.left, box.top, box.right, box.bottom),
+            notes=list(frame.notes),
+        )
 
     def observe(self, frames: list, points: np.ndarray) -> list:
         """Smooth the landmarks predicted (frame pixels) for ``frames`` (this video frame's, as
@@ -293,21 +304,23 @@ class FaceTracker:
         out = []
         for frame, track, lm in zip(frames, self._tracks, points):
             smoothed = self.smoother.smooth(track, "points", lm)
-            matrix = similarity_transform(smoothed.astype(np.float64),
-                                          canonical_landmarks(self.size))
+            matrix = similarity_transform(smoothed.astype(np.float64), canonical_landmarks(self.size))
             change = matrix[:, :2] @ np.linalg.inv(frame.matrix[:, :2])
             scale = float(np.sqrt(abs(np.linalg.det(change))))
             angle = float(np.degrees(np.arctan2(change[1, 0], change[0, 0])))
             centre = np.full(2, (self.size - 1) / 2)
             # where the old crop's centre goes in the new crop, in crop pixels
-            shift = float(np.linalg.norm(change @ centre + matrix[:, 2] - change @ frame.matrix[:, 2]
-                                         - centre))
+            shift = float(
+                np.linalg.norm(change @ centre + matrix[:, 2] - change @ frame.matrix[:, 2] - centre)
+            )
             if frame.landmarks is None or (  # a first guess is re-aligned freely by the predictor
-                    0.8 <= scale <= 1 / 0.8 and abs(angle) <= 20 and shift <= 0.25 * self.size):
+                0.8 <= scale <= 1 / 0.8 and abs(angle) <= 20 and shift <= 0.25 * self.size
+            ):
                 self.faces[track] = replace(self.faces[track], landmarks=smoothed)
             else:
-                log.debug("face %d lost (scale %.2f, turn %.0f deg, shift %.0f px)", track, scale,
-                          angle, shift)
+                log.debug(
+                    "face %d lost (scale %.2f, turn %.0f deg, shift %.0f px)", track, scale, angle, shift
+                )
                 self.smoother.forget(track, "points")  # its next frame: the last plausible ones
                 self.lost = True
             out.append(replace(frame, landmarks=smoothed))
@@ -338,8 +351,8 @@ def _hidden_copy(frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
     where a face's crop is to cover it."""
     content = frame.copy()
     x, y, bw, bh = cv2.boundingRect(hole)
-    box = content[y:y + bh, x:x + bw]
-    box[hole[y:y + bh, x:x + bw] > 0] = 128
+    box = content[y : y + bh, x : x + bw]
+    box[hole[y : y + bh, x : x + bw] > 0] = 128
     return content
 
 
@@ -366,9 +379,17 @@ def _has_audio(path: Path) -> bool:
     return "Audio:" in probe.stderr
 
 
-def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path,
-                  smoothing: float = 0.5, lossless: bool = False, progress: bool = True,
-                  batch: int = 8, key_interval: int = 30) -> VideoReport:
+def inpaint_video(
+    model,
+    video: str | Path,
+    mask: str | Path,
+    output: str | Path,
+    smoothing: float = 0.5,
+    lossless: bool = False,
+    progress: bool = True,
+    batch: int = 8,
+    key_interval: int = 30,
+) -> VideoReport:
     """Inpaint every frame of ``video`` (photo mode) and write ``output`` with the input's audio.
 
     Args:
@@ -406,9 +427,11 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, silent = tempfile.mkstemp(suffix=output.suffix or ".mp4", dir=output.parent)
     os.close(fd)
-    params = (dict(codec="libx264rgb", pix_fmt_out="rgb24", output_params=["-qp", "0"])
-              if lossless else dict(codec="libx264", pix_fmt_out="yuv420p",
-                                    output_params=["-crf", "17"]))
+    params = (
+        dict(codec="libx264rgb", pix_fmt_out="rgb24", output_params=["-qp", "0"])
+        if lossless
+        else dict(codec="libx264", pix_fmt_out="yuv420p", output_params=["-crf", "17"])
+    )
     writer = ff.write_frames(silent, (w, h), fps=fps, macro_block_size=1, quality=None, **params)
     writer.send(None)
     faces_per_frame: list[int] = []
@@ -420,8 +443,7 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
         """The networks and the paste for a batch, then its frames to the encoder (in order)."""
         photos = [p for p in batch_items if isinstance(p, FramedPhoto)]
         # the landmarks are the tracker's (smoothed); the networks take the batch at once
-        reports = iter(model.render_photos(photos, stages=render_clock, given=True)
-                       if photos else [])
+        reports = iter(model.render_photos(photos, stages=render_clock, given=True) if photos else [])
         for item in batch_items:
             if isinstance(item, FramedPhoto):
                 found = next(reports)
@@ -497,13 +519,32 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     audio = _has_audio(video)
     if audio:
         exe = ff.get_ffmpeg_exe()
-        cmd = [exe, "-y", "-hide_banner", "-loglevel", "error", "-i", silent, "-i", str(video),
-               "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy", "-c:a", "copy", "-shortest",
-               str(output)]
+        cmd = [
+            exe,
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            silent,
+            "-i",
+            str(video),
+            "-map",
+            "0:v:0",
+            "-map",
+            "1:a?",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "copy",
+            "-shortest",
+            str(output),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            log.warning("could not copy the audio (%s); writing the video without it",
-                        done.stderr.strip()[-200:])
+            log.warning(
+                "could not copy the audio (%s); writing the video without it", done.stderr.strip()[-200:]
+            )
             os.replace(silent, output)
             audio = False
         else:
@@ -511,5 +552,16 @@ def inpaint_video(model, video: str | Path, mask: str | Path, output: str | Path
     else:
         os.replace(silent, output)
     reader_clock.add(render_clock)
-    return VideoReport(len(faces_per_frame), fps, (w, h), faces_per_frame, audio, output, landmarks,
-                       tracker.detections, reader_clock.wall, reader_clock.cpu, opencv_fills)
+    return VideoReport(
+        len(faces_per_frame),
+        fps,
+        (w, h),
+        faces_per_frame,
+        audio,
+        output,
+        landmarks,
+        tracker.detections,
+        reader_clock.wall,
+        reader_clock.cpu,
+        opencv_fills,
+    )

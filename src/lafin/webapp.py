@@ -71,8 +71,9 @@ MODES = ("auto", "crop", "photo")
 BRUSH_COLOR = "#ff00ff"
 
 # part name of each of the 68 points, for the table
-POINT_PARTS: list[str] = [name for name, (a, b) in sorted(PARTS.items(), key=lambda kv: kv[1][0])
-                          for _ in range(a, b)]
+POINT_PARTS: list[str] = [
+    name for name, (a, b) in sorted(PARTS.items(), key=lambda kv: kv[1][0]) for _ in range(a, b)
+]
 
 _STAGE_ORDER = ("prepare", "background", "detect", "landmarks", "generate", "refine", "blend")
 
@@ -102,8 +103,10 @@ def landmarks_to_table(landmarks: np.ndarray | None) -> list[list[Any]]:
     """(68, 2) -> rows ``[point, part, x, y]`` (x, y rounded to 0.1 px); [] for None."""
     if landmarks is None:
         return []
-    return [[i, POINT_PARTS[i], round(float(x), 1), round(float(y), 1)]
-            for i, (x, y) in enumerate(np.asarray(landmarks, np.float64))]
+    return [
+        [i, POINT_PARTS[i], round(float(x), 1), round(float(y), 1)]
+        for i, (x, y) in enumerate(np.asarray(landmarks, np.float64))
+    ]
 
 
 def table_to_landmarks(table: Any) -> np.ndarray:
@@ -124,8 +127,10 @@ def table_to_landmarks(table: Any) -> np.ndarray:
             index = int(float(row[0]))
             x, y = float(row[2]), float(row[3])
         except (TypeError, ValueError):
-            raise DemoError(f"landmark table row {n + 1}: point, x and y must be numbers, got "
-                            f"{row[0]!r}, {row[2]!r}, {row[3]!r}") from None
+            raise DemoError(
+                f"landmark table row {n + 1}: point, x and y must be numbers, got "
+                f"{row[0]!r}, {row[2]!r}, {row[3]!r}"
+            ) from None
         if not 0 <= index < NUM_POINTS:
             raise DemoError(f"landmark table row {n + 1}: point must be 0..67, got {index}")
         if not (np.isfinite(x) and np.isfinite(y)):
@@ -133,8 +138,7 @@ def table_to_landmarks(table: Any) -> np.ndarray:
         out[index] = (x, y)
     missing = np.flatnonzero(np.isnan(out[:, 0]))
     if missing.size:
-        raise DemoError("the landmark table has no row for point(s) "
-                        f"{', '.join(map(str, missing))}")
+        raise DemoError(f"the landmark table has no row for point(s) {', '.join(map(str, missing))}")
     return out
 
 
@@ -281,8 +285,7 @@ class Page:
     session: Session
 
     def outputs(self) -> tuple[Any, ...]:
-        return (self.editor, self.compare, self.view, self.table, self.files, self.status,
-                self.session)
+        return (self.editor, self.compare, self.view, self.table, self.files, self.status, self.session)
 
 
 class DemoHandlers:
@@ -300,13 +303,17 @@ class DemoHandlers:
             session that used it ends (None: uploads are left alone).
     """
 
-    def __init__(self, model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
-                 work_dir: str | Path | None = None, preview_side: int = PREVIEW_SIDE,
-                 history_limit: int = HISTORY_LIMIT, upload_dir: str | Path | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        model: "LaFInModel",
+        max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+        work_dir: str | Path | None = None,
+        preview_side: int = PREVIEW_SIDE,
+        history_limit: int = HISTORY_LIMIT,
+        upload_dir: str | Path | None = None,
+    ) -> None:
         if max_upload_pixels < 64 or preview_side < 64 or history_limit < 1:
-            raise ValueError("max_upload_pixels and preview_side must be >= 64, "
-                             "history_limit >= 1")
+            raise ValueError("max_upload_pixels and preview_side must be >= 64, history_limit >= 1")
         self.model = model
         self.max_upload_pixels = int(max_upload_pixels)
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="lafin-web-"))
@@ -354,9 +361,11 @@ class DemoHandlers:
 
     def _check_pixels(self, width: int, height: int, what: str) -> None:
         if width * height > self.max_upload_pixels:
-            raise _error(f"The {what} is too large: {width}x{height} = "
-                         f"{width * height / 1e6:.1f} megapixels; this demo accepts at most "
-                         f"{self._limit_text()}. Scale it down or crop around the face.")
+            raise _error(
+                f"The {what} is too large: {width}x{height} = "
+                f"{width * height / 1e6:.1f} megapixels; this demo accepts at most "
+                f"{self._limit_text()}. Scale it down or crop around the face."
+            )
 
     def _probe(self, path: str, what: str = "photo") -> None:
         """Refuse a file that is not an image or is over the pixel budget, from its header."""
@@ -366,19 +375,22 @@ class DemoHandlers:
         try:
             size = Path(path).stat().st_size
         except OSError:
-            raise _error(f"The {what} {name} could not be read (it is gone from the server; "
-                         "open it again).") from None
+            raise _error(
+                f"The {what} {name} could not be read (it is gone from the server; open it again)."
+            ) from None
         if size == 0:
             raise _error(f"The {what} {name} is an empty file.")
         try:
             with Image.open(path) as probe:  # reads the header only
                 width, height = probe.size
         except Image.DecompressionBombError:
-            raise _error(f"The {what} {name} is too large; this demo accepts at most "
-                         f"{self._limit_text()}.") from None
+            raise _error(
+                f"The {what} {name} is too large; this demo accepts at most {self._limit_text()}."
+            ) from None
         except (OSError, SyntaxError, ValueError):
-            raise _error(f"{name} is not an image this demo can read (use a JPEG, PNG, WebP, "
-                         "BMP or TIFF photo).") from None
+            raise _error(
+                f"{name} is not an image this demo can read (use a JPEG, PNG, WebP, BMP or TIFF photo)."
+            ) from None
         try:
             self._check_pixels(width, height, f"{what} {name}")
         except Exception as exc:  # gr.Error: name the file, not only "the photo"
@@ -403,8 +415,7 @@ class DemoHandlers:
         except (OSError, SyntaxError, ValueError) as exc:
             raise _error(f"The photo {name} is damaged or truncated ({exc}).") from None
 
-    def open_photos(self, paths: Sequence[str] | str | None, session: Session
-                    ) -> tuple[Any, ...]:
+    def open_photos(self, paths: Sequence[str] | str | None, session: Session) -> tuple[Any, ...]:
         """Open one photo, several, or a folder's worth: the first readable one is shown, the
         others are stepped through with Previous/Next. Returns the page's outputs plus the photo
         list's update (choices, value)."""
@@ -423,8 +434,11 @@ class DemoHandlers:
                 continue
             photos.append((Path(path).name, path))
         if not photos:
-            raise _error(" ".join(refused) if len(refused) == 1 else
-                         f"None of the {len(refused)} files can be used: " + " ".join(refused))
+            raise _error(
+                " ".join(refused)
+                if len(refused) == 1
+                else f"None of the {len(refused)} files can be used: " + " ".join(refused)
+            )
         page = None
         for index in range(len(photos)):
             try:
@@ -445,10 +459,16 @@ class DemoHandlers:
         self._start(session, image, Path(name).stem)
         h, w = image.shape[:2]
         where = f" (photo {index + 1} of {len(photos)})" if len(photos) > 1 else ""
-        note = (f"; the editor shows it at {100 * session.preview_scale:.0f}%, results are "
-                "made at full size" if session.preview_scale < 1 else "")
-        return self._page(session, f"Opened **{name}**{where}: {w}x{h} px{note}. Paint over "
-                          "the part to fill, then click *Inpaint* (Ctrl+Enter).")
+        note = (
+            f"; the editor shows it at {100 * session.preview_scale:.0f}%, results are made at full size"
+            if session.preview_scale < 1
+            else ""
+        )
+        return self._page(
+            session,
+            f"Opened **{name}**{where}: {w}x{h} px{note}. Paint over "
+            "the part to fill, then click *Inpaint* (Ctrl+Enter).",
+        )
 
     def _start(self, session: Session, image: np.ndarray, name: str) -> None:
         session.history, session.position = [Step(image=image)], 0
@@ -484,22 +504,19 @@ class DemoHandlers:
         face = example_face(256)
         session.photos, session.photo_index = [], 0
         self._start(session, face, "example")
-        page = self._page(session, "Loaded the example with a hole painted over it: click "
-                          "*Inpaint*.")
+        page = self._page(session, "Loaded the example with a hole painted over it: click *Inpaint*.")
         page.editor = self._editor_value(session, example_mask(256))
         return page.outputs()
 
     # ------------------------------------------------------------------ the hole
 
-    def mask_from_inputs(self, painted: str | None, mask_file: str | None,
-                         session: Session) -> np.ndarray:
+    def mask_from_inputs(self, painted: str | None, mask_file: str | None, session: Session) -> np.ndarray:
         """The hole at full resolution (HxW uint8, 1 = hole): the uploaded mask file if any,
         else the painting (the painter's stroke layer, a PNG data URL at the preview's size:
         every non-transparent pixel is hole; scaled up to the photo's size)."""
         current = session.current
         if current is None:
-            raise _error("Open a photo first (or click 'Load example'): there is nothing to "
-                         "inpaint yet.")
+            raise _error("Open a photo first (or click 'Load example'): there is nothing to inpaint yet.")
         shape = current.shape[:2]
         if mask_file:
             self._hold(session, str(mask_file))
@@ -509,8 +526,10 @@ class DemoHandlers:
         if strokes is None:
             return np.zeros(shape, np.uint8)
         if strokes.shape != expected:
-            raise _error(f"The painting ({strokes.shape[1]}x{strokes.shape[0]}) does not match "
-                         "the opened photo: reload the page and open the photo again.")
+            raise _error(
+                f"The painting ({strokes.shape[1]}x{strokes.shape[0]}) does not match "
+                "the opened photo: reload the page and open the photo again."
+            )
         if strokes.shape == shape:
             return strokes
         proposed = session.proposed
@@ -538,8 +557,14 @@ class DemoHandlers:
 
     # ------------------------------------------------------------------ running the model
 
-    def _run(self, image: np.ndarray, hole: np.ndarray, landmarks: np.ndarray | None, mode: str,
-             progress: Callable[..., Any] | None) -> "InpaintResult":
+    def _run(
+        self,
+        image: np.ndarray,
+        hole: np.ndarray,
+        landmarks: np.ndarray | None,
+        mode: str,
+        progress: Callable[..., Any] | None,
+    ) -> "InpaintResult":
         from lafin.pipeline import STAGE_LABELS
 
         if mode not in MODES:
@@ -593,8 +618,9 @@ class DemoHandlers:
                 shutil.copyfile(files[0], saved)
             step.files = [str(f) for f in files]
             session.saved[session.name] = str(saved)
-        others = [p for name, p in sorted(session.saved.items())
-                  if name != session.name and os.path.exists(p)]
+        others = [
+            p for name, p in sorted(session.saved.items()) if name != session.name and os.path.exists(p)
+        ]
         return list(step.files) + others
 
     def _push(self, session: Session, step: Step, replace: bool) -> None:
@@ -602,16 +628,26 @@ class DemoHandlers:
         keep = session.position if replace else session.position + 1
         session.history = session.history[:keep] + [step]
         if len(session.history) > self.history_limit + 1:  # the photo always stays
-            session.history = session.history[:1] + session.history[-self.history_limit:]
+            session.history = session.history[:1] + session.history[-self.history_limit :]
         session.position = len(session.history) - 1
 
-    def _finish(self, session: Session, result: "InpaintResult", predicted: np.ndarray | None,
-                replace: bool) -> Page:
+    def _finish(
+        self, session: Session, result: "InpaintResult", predicted: np.ndarray | None, replace: bool
+    ) -> Page:
         lm = None if result.landmarks is None else np.asarray(result.landmarks, np.float32).copy()
-        others = [np.asarray(f.landmarks, np.float32) for f in result.faces
-                  if lm is None or not np.allclose(f.landmarks, lm)]
-        step = Step(image=result.image, mask=result.mask, predicted=lm if predicted is None
-                    else predicted, landmarks=lm, other_faces=others, status=self._status(result))
+        others = [
+            np.asarray(f.landmarks, np.float32)
+            for f in result.faces
+            if lm is None or not np.allclose(f.landmarks, lm)
+        ]
+        step = Step(
+            image=result.image,
+            mask=result.mask,
+            predicted=lm if predicted is None else predicted,
+            landmarks=lm,
+            other_faces=others,
+            status=self._status(result),
+        )
         session.last_mask = result.mask
         self._push(session, step, replace)
         return self._page(session, step.status)
@@ -619,26 +655,42 @@ class DemoHandlers:
     def _status(self, result: "InpaintResult") -> str:
         h, w = result.mask.shape
         share = np.count_nonzero(result.mask) / result.mask.size
-        parts = [f"**{result.mode} mode**", f"hole {100 * share:.1f}% of {w}x{h} px",
-                 "your landmarks" if result.landmarks_given else "predicted landmarks",
-                 f"{sum(result.timings.values()):.2f} s"]
+        parts = [
+            f"**{result.mode} mode**",
+            f"hole {100 * share:.1f}% of {w}x{h} px",
+            "your landmarks" if result.landmarks_given else "predicted landmarks",
+            f"{sum(result.timings.values()):.2f} s",
+        ]
         text = " · ".join(parts)
         if result.mode == "photo":
             count = len(result.faces)
-            faces = "; ".join(f"face at ({f.box[0]:.0f}, {f.box[1]:.0f}): {f.path}, "
-                              f"{f.hole_pixels} hole px" for f in result.faces) or "no face found"
+            faces = (
+                "; ".join(
+                    f"face at ({f.box[0]:.0f}, {f.box[1]:.0f}): {f.path}, {f.hole_pixels} hole px"
+                    for f in result.faces
+                )
+                or "no face found"
+            )
             text += f"  \n{count} face{'s' if count != 1 else ''} in the hole: {faces}"
             if result.background_pixels:
                 text += f"; {result.background_pixels} hole px outside faces filled by OpenCV"
             if count > 1:
-                text += ("  \nThe landmarks shown (green) and editable are the largest face's; "
-                         "the others are blue.")
+                text += (
+                    "  \nThe landmarks shown (green) and editable are the largest face's; "
+                    "the others are blue."
+                )
         if result.landmarks is None:
             text += "  \nNo face in the hole's surroundings: there are no landmarks to edit."
         return text
 
-    def inpaint(self, painted: str | None, mask_file: str | None, mode: str, session: Session,
-                progress: Callable[..., Any] | None = None) -> tuple[Any, ...]:
+    def inpaint(
+        self,
+        painted: str | None,
+        mask_file: str | None,
+        mode: str,
+        session: Session,
+        progress: Callable[..., Any] | None = None,
+    ) -> tuple[Any, ...]:
         """Inpaint button: fill the painted hole (or the mask file's) in the image the painter
         shows, which is the last result once there is one; landmarks are predicted.
 
@@ -650,18 +702,25 @@ class DemoHandlers:
         started = time.perf_counter()
         hole = self.mask_from_inputs(painted, mask_file, session)
         if not hole.any():
-            raise _error("The mask is empty: paint over the part of the face to fill with the "
-                         "brush, or upload a mask image (white = hole).")
+            raise _error(
+                "The mask is empty: paint over the part of the face to fill with the "
+                "brush, or upload a mask image (white = hole)."
+            )
         ran = time.perf_counter()
         result = self._run(session.current, hole, None, mode, progress)
         done = time.perf_counter()
         outputs = self._finish(session, result, None, replace=False).outputs()
-        log.info("inpaint: inputs %.3f s, model %.3f s, outputs %.3f s", ran - started,
-                 done - ran, time.perf_counter() - done)
+        log.info(
+            "inpaint: inputs %.3f s, model %.3f s, outputs %.3f s",
+            ran - started,
+            done - ran,
+            time.perf_counter() - done,
+        )
         return outputs
 
-    def rerun(self, mode: str, session: Session, progress: Callable[..., Any] | None = None
-              ) -> tuple[Any, ...]:
+    def rerun(
+        self, mode: str, session: Session, progress: Callable[..., Any] | None = None
+    ) -> tuple[Any, ...]:
         """Re-run: the last hole again, on the image shown (the last result)."""
         if session.last_mask is None or session.current is None:
             raise _error("Nothing to re-run yet: paint a hole and click Inpaint first.")
@@ -670,8 +729,9 @@ class DemoHandlers:
         result = self._run(session.current, session.last_mask, None, mode, progress)
         return self._finish(session, result, None, replace=False).outputs()
 
-    def regenerate(self, table: Any, mode: str, session: Session,
-                   progress: Callable[..., Any] | None = None) -> tuple[Any, ...]:
+    def regenerate(
+        self, table: Any, mode: str, session: Session, progress: Callable[..., Any] | None = None
+    ) -> tuple[Any, ...]:
         """Regenerate button: the shown result made again from the same image and hole with the
         landmarks of the table (it replaces the shown result; Undo goes to the one before)."""
         step = session.step
@@ -681,8 +741,9 @@ class DemoHandlers:
         result = self._run(session.image, step.mask, landmarks, mode, progress)
         return self._finish(session, result, step.predicted, replace=True).outputs()
 
-    def detect_damage(self, threshold: float, session: Session,
-                      progress: Callable[..., Any] | None = None) -> tuple[str, None, str, Session]:
+    def detect_damage(
+        self, threshold: float, session: Session, progress: Callable[..., Any] | None = None
+    ) -> tuple[str, None, str, Session]:
         """Detect damage button: the damage detector's mask of the image in the editor (scratches,
         cracks, dust, tears), grown by :data:`lafin.restore.DEFAULT_DILATE` px as ``lafin
         restore`` grows it, put in the painter's stroke layer (replacing what was painted) for
@@ -694,8 +755,9 @@ class DemoHandlers:
 
         image = session.current
         if image is None:
-            raise _error("Open a photo first (or click 'Load example'): there is nothing to "
-                         "look for damage in yet.")
+            raise _error(
+                "Open a photo first (or click 'Load example'): there is nothing to look for damage in yet."
+            )
         if progress is not None:
             progress(0.0, desc="Detecting damage")
         started = time.perf_counter()
@@ -713,16 +775,22 @@ class DemoHandlers:
         session.proposed = hole if hole.any() and not hole.all() else None
         editor = self._editor_value(session, session.proposed)
         if not hole.any():
-            status = (f"No damage found at threshold {threshold:g} ({seconds:.2f} s): lower the "
-                      "threshold to propose more, or paint the hole yourself.")
+            status = (
+                f"No damage found at threshold {threshold:g} ({seconds:.2f} s): lower the "
+                "threshold to propose more, or paint the hole yourself."
+            )
         elif hole.all():
-            status = (f"The whole photo was taken for damage at threshold {threshold:g}: raise "
-                      "the threshold and detect again.")
+            status = (
+                f"The whole photo was taken for damage at threshold {threshold:g}: raise "
+                "the threshold and detect again."
+            )
         else:
-            status = (f"Detected damage on {100 * found:.2f}% of the photo (threshold "
-                      f"{threshold:g}, grown by {DEFAULT_DILATE} px; {seconds:.2f} s), shown "
-                      "in the painter. Correct it (brush adds, eraser **E** removes), then click "
-                      "*Inpaint*.")
+            status = (
+                f"Detected damage on {100 * found:.2f}% of the photo (threshold "
+                f"{threshold:g}, grown by {DEFAULT_DILATE} px; {seconds:.2f} s), shown "
+                "in the painter. Correct it (brush adds, eraser **E** removes), then click "
+                "*Inpaint*."
+            )
         return editor, None, status, session
 
     def undo(self, session: Session) -> tuple[Any, ...]:
@@ -730,16 +798,20 @@ class DemoHandlers:
         if not session.history or session.position == 0:
             raise _error("Nothing to undo.")
         session.position -= 1
-        return self._page(session, f"Undone: step {session.position} of "
-                          f"{len(session.history) - 1}. " + self._step_text(session)).outputs()
+        return self._page(
+            session,
+            f"Undone: step {session.position} of {len(session.history) - 1}. " + self._step_text(session),
+        ).outputs()
 
     def redo(self, session: Session) -> tuple[Any, ...]:
         """Forward again after an undo (Ctrl+Y or Ctrl+Shift+Z)."""
         if not session.history or session.position >= len(session.history) - 1:
             raise _error("Nothing to redo.")
         session.position += 1
-        return self._page(session, f"Redone: step {session.position} of "
-                          f"{len(session.history) - 1}. " + self._step_text(session)).outputs()
+        return self._page(
+            session,
+            f"Redone: step {session.position} of {len(session.history) - 1}. " + self._step_text(session),
+        ).outputs()
 
     @staticmethod
     def _step_text(session: Session) -> str:
@@ -766,8 +838,9 @@ class DemoHandlers:
             step.preview = (data, width, height, path)
         if step.preview is None:
             small = _preview(step.image, self.preview_side)[0]
-            ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+            ok, data = cv2.imencode(
+                ".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]
+            )
             assert ok
             handle, path = tempfile.mkstemp(".jpg", "preview-", self._session_dir(session))
             with os.fdopen(handle, "wb") as out:
@@ -788,13 +861,24 @@ class DemoHandlers:
             # a JPEG written here: a few ms, where a PNG of the same view took 10-50x longer
             handle, view = tempfile.mkstemp(".jpg", "view-", self._session_dir(session))
             os.close(handle)
-            cv2.imwrite(view, cv2.cvtColor(self.render_view(session), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 92])
-        others = [p for name, p in sorted(session.saved.items())
-                  if name != session.name and os.path.exists(p)]
+            cv2.imwrite(
+                view,
+                cv2.cvtColor(self.render_view(session), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 92],
+            )
+        others = [
+            p for name, p in sorted(session.saved.items()) if name != session.name and os.path.exists(p)
+        ]
         files = [f for f in step.files if os.path.exists(f)] + others
-        return Page(self._editor_value(session), compare, view,
-                    landmarks_to_table(session.landmarks), files, status, session)
+        return Page(
+            self._editor_value(session),
+            compare,
+            view,
+            landmarks_to_table(session.landmarks),
+            files,
+            status,
+            session,
+        )
 
     # ------------------------------------------------------------------ landmark editing
 
@@ -809,18 +893,22 @@ class DemoHandlers:
             raise _error("There are no landmarks to edit yet: click Inpaint first.")
         return session.landmarks
 
-    def apply_preset(self, expression: str, strength: float, session: Session
-                     ) -> tuple[np.ndarray, list[list[Any]], str, Session]:
+    def apply_preset(
+        self, expression: str, strength: float, session: Session
+    ) -> tuple[np.ndarray, list[list[Any]], str, Session]:
         """An expression button: move the point groups; returns (view, table, status, session)."""
         current = self._need_landmarks(session)
         try:
             session.landmarks = apply_expression(current, expression, strength)
         except DemoError as exc:
             raise _error(str(exc)) from None
-        return (self.render_view(session), landmarks_to_table(session.landmarks),
-                f"Applied **{expression}** (strength {strength:g}). Click *Regenerate* to see "
-                "the face with these landmarks." + self._outside_hole_note(current, session),
-                session)
+        return (
+            self.render_view(session),
+            landmarks_to_table(session.landmarks),
+            f"Applied **{expression}** (strength {strength:g}). Click *Regenerate* to see "
+            "the face with these landmarks." + self._outside_hole_note(current, session),
+            session,
+        )
 
     def _outside_hole_note(self, before: np.ndarray, session: Session) -> str:
         """A warning when moved points lie where the hole is not: those pixels are kept as
@@ -834,17 +922,22 @@ class DemoHandlers:
         if not outside:
             return ""
         which = ", ".join(map(str, outside[:8])) + (" ..." if len(outside) > 8 else "")
-        return (f"  \n**Note:** point(s) {which} are outside the hole: the pixels there are "
-                "kept as they are, so moving them changes little. Undo, paint over that part "
-                "too and Inpaint to let it change.")
+        return (
+            f"  \n**Note:** point(s) {which} are outside the hole: the pixels there are "
+            "kept as they are, so moving them changes little. Undo, paint over that part "
+            "too and Inpaint to let it change."
+        )
 
     def edit_table(self, table: Any, session: Session) -> tuple[np.ndarray, str, Session]:
         """The table was edited: take its landmarks; returns (view, status, session)."""
         before = self._need_landmarks(session)
         session.landmarks = self._table(table)
-        return (self.render_view(session),
-                "Landmarks edited. Click *Regenerate* to see the face with them."
-                + self._outside_hole_note(before, session), session)
+        return (
+            self.render_view(session),
+            "Landmarks edited. Click *Regenerate* to see the face with them."
+            + self._outside_hole_note(before, session),
+            session,
+        )
 
     def reset(self, session: Session) -> tuple[np.ndarray, list[list[Any]], str, Session]:
         """Back to the landmarks predicted by the shown run."""
@@ -852,11 +945,16 @@ class DemoHandlers:
         predicted = session.predicted
         session.landmarks = None if predicted is None else predicted.copy()
         session.selected = None
-        return (self.render_view(session), landmarks_to_table(session.landmarks),
-                "Landmarks reset to the predicted ones.", session)
+        return (
+            self.render_view(session),
+            landmarks_to_table(session.landmarks),
+            "Landmarks reset to the predicted ones.",
+            session,
+        )
 
-    def click(self, session: Session, xy: Sequence[float]
-              ) -> tuple[np.ndarray, list[list[Any]], str, Session]:
+    def click(
+        self, session: Session, xy: Sequence[float]
+    ) -> tuple[np.ndarray, list[list[Any]], str, Session]:
         """A click on the landmark view at view pixel ``xy``: the first click picks the nearest
         point, the next one moves it there."""
         current = self._need_landmarks(session)
@@ -865,19 +963,21 @@ class DemoHandlers:
         if session.selected is None:
             i = int(np.argmin(np.linalg.norm(current - point, axis=1)))
             session.selected = i
-            status = (f"Point {i} ({POINT_PARTS[i]}) selected: click where it should go.")
+            status = f"Point {i} ({POINT_PARTS[i]}) selected: click where it should go."
         else:
             i, session.selected = session.selected, None
             moved = current.copy()
             moved[i] = point
             session.landmarks = moved.astype(np.float32)
-            status = (f"Point {i} ({POINT_PARTS[i]}) moved to ({point[0]:.1f}, {point[1]:.1f}). "
-                      "Click *Regenerate* to see the face." + self._outside_hole_note(current,
-                                                                                      session))
+            status = (
+                f"Point {i} ({POINT_PARTS[i]}) moved to ({point[0]:.1f}, {point[1]:.1f}). "
+                "Click *Regenerate* to see the face." + self._outside_hole_note(current, session)
+            )
         return self.render_view(session), landmarks_to_table(session.landmarks), status, session
 
-    def load_landmarks_file(self, path: str | None, session: Session
-                            ) -> tuple[np.ndarray, list[list[Any]], str, Session]:
+    def load_landmarks_file(
+        self, path: str | None, session: Session
+    ) -> tuple[np.ndarray, list[list[Any]], str, Session]:
         """Landmarks from an uploaded .pts, .json or .npy file (image pixels)."""
         self._need_landmarks(session)
         if not path:
@@ -887,10 +987,13 @@ class DemoHandlers:
         try:
             session.landmarks = load_landmarks(path)
         except (ValueError, OSError, KeyError) as exc:
-            raise _error(f"Cannot read landmarks from {name}: "
-                         f"{str(exc).replace(str(path), name)}") from None
-        return (self.render_view(session), landmarks_to_table(session.landmarks),
-                f"Loaded landmarks from {name}. Click *Regenerate* to use them.", session)
+            raise _error(f"Cannot read landmarks from {name}: {str(exc).replace(str(path), name)}") from None
+        return (
+            self.render_view(session),
+            landmarks_to_table(session.landmarks),
+            f"Loaded landmarks from {name}. Click *Regenerate* to use them.",
+            session,
+        )
 
     # ------------------------------------------------------------------ the landmark view
 
@@ -947,7 +1050,7 @@ def _in_hole(hole: np.ndarray, *points: np.ndarray) -> bool:
     h, w = hole.shape
     for x, y in points:
         xi, yi = int(round(float(x))), int(round(float(y)))
-        if hole[max(0, yi - 2):max(0, min(h, yi + 3)), max(0, xi - 2):max(0, min(w, xi + 3))].any():
+        if hole[max(0, yi - 2) : max(0, min(h, yi + 3)), max(0, xi - 2) : max(0, min(w, xi + 3))].any():
             return True
     return False
 
@@ -984,8 +1087,7 @@ def _png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(data.tobytes()).decode("ascii")
 
 
-def painter_html(jpeg: bytes, w: int, h: int, brush_size: int,
-                 painted: np.ndarray | None = None) -> str:
+def painter_html(jpeg: bytes, w: int, h: int, brush_size: int, painted: np.ndarray | None = None) -> str:
     """The painter's HTML: the preview (``jpeg``, ``w`` x ``h``) under a transparent canvas of
     the same size that the page's script paints on; ``painted`` (HxW, any size, nonzero = hole)
     pre-paints it."""
@@ -995,11 +1097,13 @@ def painter_html(jpeg: bytes, w: int, h: int, brush_size: int,
         layer = np.zeros((h, w, 4), np.uint8)
         layer[hole] = (255, 0, 255, 255)  # BGRA magenta, the brush's colour
         mask_attr = f' data-mask="{_png_data_url(layer)}"'
-    return (f'<div class="lafin-paint" data-w="{w}" data-h="{h}" data-brush="{int(brush_size)}"'
-            f'{mask_attr} style="aspect-ratio: {w} / {h}; width: min(100%, calc(480px * {w} / '
-            f'{h}));"><img alt="the photo to paint on" draggable="false" '
-            f'src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}">'
-            '<canvas></canvas></div>')
+    return (
+        f'<div class="lafin-paint" data-w="{w}" data-h="{h}" data-brush="{int(brush_size)}"'
+        f'{mask_attr} style="aspect-ratio: {w} / {h}; width: min(100%, calc(480px * {w} / '
+        f'{h}));"><img alt="the photo to paint on" draggable="false" '
+        f'src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}">'
+        "<canvas></canvas></div>"
+    )
 
 
 def decode_painting(data_url: str | None) -> np.ndarray | None:
@@ -1050,8 +1154,9 @@ _CSS = """
   border: 2px dashed #bbb; border-radius: 8px; color: #666; }
 """
 
-_EMPTY_PAINTER = ('<div class="lafin-empty">Open a photo (or drop one here), or click '
-                  '<i>Load example</i>.</div>')
+_EMPTY_PAINTER = (
+    '<div class="lafin-empty">Open a photo (or drop one here), or click <i>Load example</i>.</div>'
+)
 
 # The painter and the keyboard. The painter is a plain 2D canvas over the preview: painting and
 # sending the strokes (one small PNG) take milliseconds, where a WebGL editor on a machine without
@@ -1214,9 +1319,14 @@ def _forget_session(demo: "gr.Blocks", handlers: DemoHandlers, session_hash: str
         release_memory()
 
 
-def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS, *,
-              work_dir: str | Path | None = None, title: str = "lafin web demo",
-              session_ttl: float = SESSION_TTL) -> "gr.Blocks":
+def build_app(
+    model: "LaFInModel",
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+    *,
+    work_dir: str | Path | None = None,
+    title: str = "lafin web demo",
+    session_ttl: float = SESSION_TTL,
+) -> "gr.Blocks":
     """The demo page (a ``gr.Blocks``, queued one model run at a time; not launched).
 
     Args:
@@ -1238,24 +1348,23 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
 
     # the result files live in Gradio's cache folder: served from where they are written (no
     # hashed copy per file, none left behind), and removed with their session
-    handlers = DemoHandlers(model, max_upload_pixels, work_dir=gradio_cache,
-                            upload_dir=gradio_cache)
+    handlers = DemoHandlers(model, max_upload_pixels, work_dir=gradio_cache, upload_dir=gradio_cache)
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        session = gr.State(Session(), time_to_live=session_ttl,
-                           delete_callback=lambda value: (handlers.cleanup(value),
-                                                          release_memory()))
+        session = gr.State(
+            Session(),
+            time_to_live=session_ttl,
+            delete_callback=lambda value: (handlers.cleanup(value), release_memory()),
+        )
         gr.Markdown(_INTRO)
         with gr.Row():
             with gr.Column(scale=3):
                 # photos come in through "Open photos" (read once at full size on the server);
                 # the painter holds a reduced copy to paint on
-                gr.Markdown("**Paint the hole** (brush **[** **]**, eraser **E**, undo a stroke "
-                            "**Ctrl+Z**)")
+                gr.Markdown("**Paint the hole** (brush **[** **]**, eraser **E**, undo a stroke **Ctrl+Z**)")
                 editor = gr.HTML(_EMPTY_PAINTER, elem_id="lafin-painter")
                 painted = gr.Textbox(visible=False)
                 with gr.Row():
-                    brush_smaller = gr.Button("Brush − [", size="sm",
-                                              elem_id="lafin-brush-smaller")
+                    brush_smaller = gr.Button("Brush − [", size="sm", elem_id="lafin-brush-smaller")
                     brush_larger = gr.Button("Brush + ]", size="sm", elem_id="lafin-brush-larger")
                     eraser_btn = gr.Button("Eraser E", size="sm", elem_id="lafin-eraser")
                     clear_btn = gr.Button("Clear strokes", size="sm", elem_id="lafin-clear")
@@ -1265,68 +1374,109 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
                     redo_btn = gr.Button("Redo (Ctrl+Y)", size="sm", elem_id="lafin-redo")
                     rerun_btn = gr.Button("Re-run last hole", size="sm", elem_id="lafin-rerun")
             with gr.Column(scale=1, min_width=240):
-                photos = gr.File(label="Open photos (one, several or a folder's worth)",
-                                 file_count="multiple", type="filepath", elem_id="lafin-photos",
-                                 height=120)
+                photos = gr.File(
+                    label="Open photos (one, several or a folder's worth)",
+                    file_count="multiple",
+                    type="filepath",
+                    elem_id="lafin-photos",
+                    height=120,
+                )
                 with gr.Row():
                     prev_btn = gr.Button("◀ Previous", size="sm", elem_id="lafin-prev")
                     next_btn = gr.Button("Next ▶", size="sm", elem_id="lafin-next")
-                photo_list = gr.Dropdown(choices=[], label="Photo", interactive=True,
-                                         elem_id="lafin-photo-list")
-                mask_file = gr.File(label="...or upload a mask (white = hole; used instead of "
-                                    "the painting)", type="filepath", elem_id="lafin-mask-file",
-                                    height=100)
-                mode = gr.Radio(list(MODES), value="auto", label="Mode",
-                                info="crop: one face crop; photo: find the faces; auto: crop for "
-                                     "small images, photo for large ones")
+                photo_list = gr.Dropdown(
+                    choices=[], label="Photo", interactive=True, elem_id="lafin-photo-list"
+                )
+                mask_file = gr.File(
+                    label="...or upload a mask (white = hole; used instead of the painting)",
+                    type="filepath",
+                    elem_id="lafin-mask-file",
+                    height=100,
+                )
+                mode = gr.Radio(
+                    list(MODES),
+                    value="auto",
+                    label="Mode",
+                    info="crop: one face crop; photo: find the faces; auto: crop for "
+                    "small images, photo for large ones",
+                )
                 example_btn = gr.Button("Load example", elem_id="lafin-example")
                 with gr.Group():
                     detect_btn = gr.Button("Detect damage", elem_id="lafin-detect")
-                    threshold = gr.Slider(0.05, 0.95, value=DEFAULT_THRESHOLD, step=0.05,
-                                          label="Damage threshold",
-                                          info="lower: more is proposed as damage (scratches, "
-                                               "cracks, dust, tears of old photos)",
-                                          elem_id="lafin-threshold")
+                    threshold = gr.Slider(
+                        0.05,
+                        0.95,
+                        value=DEFAULT_THRESHOLD,
+                        step=0.05,
+                        label="Damage threshold",
+                        info="lower: more is proposed as damage (scratches, "
+                        "cracks, dust, tears of old photos)",
+                        elem_id="lafin-threshold",
+                    )
                 inpaint_btn = gr.Button("Inpaint", variant="primary", elem_id="lafin-inpaint")
         status = gr.Markdown(elem_id="lafin-status")
         with gr.Row():
-            view = gr.Image(label="What the model sees: the hole in white, the 68 landmarks "
-                            "(click a point, then where it should go)", type="numpy",
-                            format="jpeg", interactive=False, height=440, elem_id="lafin-view",
-                            buttons=["fullscreen"])
-            compare = gr.ImageSlider(label="Before / after (drag the slider)", type="filepath",
-                                     interactive=False, height=440, elem_id="lafin-result",
-                                     buttons=["fullscreen"])
+            view = gr.Image(
+                label="What the model sees: the hole in white, the 68 landmarks "
+                "(click a point, then where it should go)",
+                type="numpy",
+                format="jpeg",
+                interactive=False,
+                height=440,
+                elem_id="lafin-view",
+                buttons=["fullscreen"],
+            )
+            compare = gr.ImageSlider(
+                label="Before / after (drag the slider)",
+                type="filepath",
+                interactive=False,
+                height=440,
+                elem_id="lafin-result",
+                buttons=["fullscreen"],
+            )
         with gr.Accordion("Edit the structure (landmarks)", open=True):
             with gr.Row():
-                preset_btns = {name: gr.Button(name.capitalize(), size="sm",
-                                               elem_id=f"lafin-preset-{name.replace(' ', '-')}")
-                               for name in EXPRESSIONS}
+                preset_btns = {
+                    name: gr.Button(
+                        name.capitalize(), size="sm", elem_id=f"lafin-preset-{name.replace(' ', '-')}"
+                    )
+                    for name in EXPRESSIONS
+                }
             with gr.Row():
                 strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Expression strength")
                 reset_btn = gr.Button("Reset to predicted", size="sm")
-                lm_upload = gr.UploadButton("Load landmarks (.pts/.json/.npy)", size="sm",
-                                            file_types=[".pts", ".json", ".npy"],
-                                            type="filepath")
-                regenerate_btn = gr.Button("Regenerate", variant="primary",
-                                           elem_id="lafin-regenerate")
+                lm_upload = gr.UploadButton(
+                    "Load landmarks (.pts/.json/.npy)",
+                    size="sm",
+                    file_types=[".pts", ".json", ".npy"],
+                    type="filepath",
+                )
+                regenerate_btn = gr.Button("Regenerate", variant="primary", elem_id="lafin-regenerate")
             # beside the buttons that change it: the page's top status is out of sight here
             edit_status = gr.Markdown(elem_id="lafin-edit-status")
-            table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["number", "str", "number",
-                                                                  "number"],
-                                 type="array", interactive=True, static_columns=[0, 1],
-                                 label="Landmarks (x, y in image pixels; edit x and y)",
-                                 max_height=360, elem_id="lafin-table")
-        downloads = gr.File(label="Downloads: result, mask, landmarks (.json, .pts) and the "
-                            "saved result of each opened photo", file_count="multiple",
-                            interactive=False, elem_id="lafin-downloads")
+            table = gr.Dataframe(
+                headers=TABLE_HEADERS,
+                datatype=["number", "str", "number", "number"],
+                type="array",
+                interactive=True,
+                static_columns=[0, 1],
+                label="Landmarks (x, y in image pixels; edit x and y)",
+                max_height=360,
+                elem_id="lafin-table",
+            )
+        downloads = gr.File(
+            label="Downloads: result, mask, landmarks (.json, .pts) and the "
+            "saved result of each opened photo",
+            file_count="multiple",
+            interactive=False,
+            elem_id="lafin-downloads",
+        )
 
         page_outputs = [editor, compare, view, table, downloads, status, session]
         edit_outputs = [view, table, edit_status, session]
         # a run's progress (its stage) shows in the status line alone: redrawing a progress
         # overlay on every output at each stage kept the browser busy on large photos
-        model_queue = {"concurrency_id": "model", "concurrency_limit": 1,
-                       "show_progress_on": [status]}
+        model_queue = {"concurrency_id": "model", "concurrency_limit": 1, "show_progress_on": [status]}
         light_queue = {"concurrency_id": "edit", "concurrency_limit": 2}
 
         def on_inpaint(editor_value, mask_path, mode_value, state, progress=gr.Progress()):
@@ -1342,23 +1492,24 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
             return handlers.regenerate(rows, mode_value, state, progress=progress)
 
         def on_open(paths, state):
-            outputs = (handlers.open_photos(paths, state))
+            outputs = handlers.open_photos(paths, state)
             names = [n for n, _ in state.photos]
-            return outputs + (None, gr.update(choices=names, value=names[state.photo_index]
-                                              if names else None))
+            return outputs + (
+                None,
+                gr.update(choices=names, value=names[state.photo_index] if names else None),
+            )
 
         def on_step(delta, state):
-            outputs = (handlers.step_photo(delta, state))
+            outputs = handlers.step_photo(delta, state)
             return outputs + (gr.update(value=state.photos[state.photo_index][0]),)
 
         def on_choose(name, state):
             if state.photos and name == state.photos[state.photo_index][0]:
                 return (gr.skip(),) * (len(page_outputs))
-            return (handlers.choose_photo(name, state))
+            return handlers.choose_photo(name, state)
 
         def on_example(state):
-            return (handlers.load_example(state)) + (
-                None, gr.update(choices=[], value=None))
+            return (handlers.load_example(state)) + (None, gr.update(choices=[], value=None))
 
         def on_select(state, evt):
             return handlers.click(state, evt.index)
@@ -1372,39 +1523,42 @@ def build_app(model: "LaFInModel", max_upload_pixels: int = DEFAULT_MAX_UPLOAD_P
         on_unload.__annotations__["request"] = gr.Request
 
         # each run shows its result first, then writes the full-size PNGs for the downloads
-        runs = [inpaint_btn.click(on_inpaint, [painted, mask_file, mode, session], page_outputs,
-                                  js=_SEND_PAINTING, **model_queue),
-                rerun_btn.click(on_rerun, [mode, session], page_outputs, **model_queue),
-                regenerate_btn.click(on_regenerate, [table, mode, session], page_outputs,
-                                     **model_queue)]
+        runs = [
+            inpaint_btn.click(
+                on_inpaint,
+                [painted, mask_file, mode, session],
+                page_outputs,
+                js=_SEND_PAINTING,
+                **model_queue,
+            ),
+            rerun_btn.click(on_rerun, [mode, session], page_outputs, **model_queue),
+            regenerate_btn.click(on_regenerate, [table, mode, session], page_outputs, **model_queue),
+        ]
         for run in runs:
             run.success(handlers.write_downloads, [session], [downloads], **light_queue)
-        detect_btn.click(on_detect, [threshold, session], [editor, mask_file, status, session],
-                         **model_queue)
+        detect_btn.click(on_detect, [threshold, session], [editor, mask_file, status, session], **model_queue)
         undo_btn.click(handlers.undo, [session], page_outputs, **light_queue)
         redo_btn.click(handlers.redo, [session], page_outputs, **light_queue)
-        photos.upload(on_open, [photos, session], page_outputs + [photos, photo_list],
-                      **light_queue)
-        prev_btn.click(lambda s: on_step(-1, s), [session], page_outputs + [photo_list],
-                       **light_queue)
-        next_btn.click(lambda s: on_step(1, s), [session], page_outputs + [photo_list],
-                       **light_queue)
+        photos.upload(on_open, [photos, session], page_outputs + [photos, photo_list], **light_queue)
+        prev_btn.click(lambda s: on_step(-1, s), [session], page_outputs + [photo_list], **light_queue)
+        next_btn.click(lambda s: on_step(1, s), [session], page_outputs + [photo_list], **light_queue)
         photo_list.input(on_choose, [photo_list, session], page_outputs, **light_queue)
-        example_btn.click(on_example, [session], page_outputs + [mask_file, photo_list],
-                          **light_queue)
+        example_btn.click(on_example, [session], page_outputs + [mask_file, photo_list], **light_queue)
         # painting tools work in the page alone: no trip to the server
         brush_smaller.click(None, js="() => window.lafinPainter.resize(0.8)")
         brush_larger.click(None, js="() => window.lafinPainter.resize(1.25)")
         eraser_btn.click(None, js="() => window.lafinPainter.toggleEraser()")
         clear_btn.click(None, js="() => window.lafinPainter.clear()")
         for name, btn in preset_btns.items():
-            btn.click(lambda s, st, _name=name: handlers.apply_preset(_name, s, st),
-                      [strength, session], edit_outputs, **light_queue)
+            btn.click(
+                lambda s, st, _name=name: handlers.apply_preset(_name, s, st),
+                [strength, session],
+                edit_outputs,
+                **light_queue,
+            )
         reset_btn.click(handlers.reset, [session], edit_outputs, **light_queue)
-        lm_upload.upload(handlers.load_landmarks_file, [lm_upload, session], edit_outputs,
-                         **light_queue)
-        table.input(handlers.edit_table, [table, session], [view, edit_status, session],
-                    **light_queue)
+        lm_upload.upload(handlers.load_landmarks_file, [lm_upload, session], edit_outputs, **light_queue)
+        table.input(handlers.edit_table, [table, session], [view, edit_status, session], **light_queue)
         view.select(on_select, [session], edit_outputs, **light_queue)
         demo.unload(on_unload)
     demo.queue(default_concurrency_limit=1, max_size=64)
@@ -1427,8 +1581,7 @@ def _patient_startup_check() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.head(url, timeout=30).status_code in (200, 401, 301, 302, 303, 307,
-                                                                 308):
+                if httpx.head(url, timeout=30).status_code in (200, 401, 301, 302, 303, 307, 308):
                     return True
             except httpx.HTTPError:
                 pass
@@ -1443,12 +1596,21 @@ class _Stop(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl+C: Gradio closes its server, the temporary folder is removed."""
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Sequence[str | Path]
-          | None = None, device: str = "cpu", *, model: "LaFInModel | None" = None,
-          max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
-          max_file_size: str | int = DEFAULT_MAX_FILE_SIZE, block: bool = True,
-          quiet: bool = False, work_dir: str | Path | None = None,
-          session_ttl: float = SESSION_TTL, max_sessions: int = MAX_SESSIONS) -> "gr.Blocks":
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    weights: str | Path | Sequence[str | Path] | None = None,
+    device: str = "cpu",
+    *,
+    model: "LaFInModel | None" = None,
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+    max_file_size: str | int = DEFAULT_MAX_FILE_SIZE,
+    block: bool = True,
+    quiet: bool = False,
+    work_dir: str | Path | None = None,
+    session_ttl: float = SESSION_TTL,
+    max_sessions: int = MAX_SESSIONS,
+) -> "gr.Blocks":
     """Load the model (unless given) and serve the demo; offline, no share link.
 
     With ``block`` (the default) it serves until Ctrl+C or SIGTERM and then removes everything
@@ -1479,6 +1641,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
     _patient_startup_check()
     previous, stopped = None, []
     if block and threading.current_thread() is threading.main_thread():
+
         def on_sigterm(*_: Any) -> None:
             # the files go first: a supervisor may follow SIGTERM with SIGKILL within seconds
             # while Gradio is still closing its connections
@@ -1495,10 +1658,23 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
 
         previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        demo.launch(server_name=host, server_port=port, share=False, inbrowser=False,
-                    prevent_thread_lock=not block, quiet=quiet, ssr_mode=False, pwa=False,
-                    mcp_server=False, enable_monitoring=False, max_file_size=max_file_size,
-                    footer_links=[], css=_CSS, head=_HEAD, state_session_capacity=max_sessions)
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            prevent_thread_lock=not block,
+            quiet=quiet,
+            ssr_mode=False,
+            pwa=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            max_file_size=max_file_size,
+            footer_links=[],
+            css=_CSS,
+            head=_HEAD,
+            state_session_capacity=max_sessions,
+        )
     except KeyboardInterrupt:
         pass  # Ctrl+C or SIGTERM while starting or serving: stop and clean up below
     finally:
@@ -1513,27 +1689,41 @@ def serve(host: str = "127.0.0.1", port: int = 7860, weights: str | Path | Seque
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m lafin.webapp [--host H] [--port P] [--weights W] [--device D]``."""
-    parser = argparse.ArgumentParser(prog="python -m lafin.webapp",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lafin.webapp", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--weights", nargs="+", help="weights file(s) (default: the shipped model)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-upload-pixels", type=int, default=DEFAULT_MAX_UPLOAD_PIXELS)
-    parser.add_argument("--session-ttl", type=float, default=SESSION_TTL,
-                        help="seconds a session's work is kept after its last change")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log each run's time in the handler (inputs, model, outputs)")
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=SESSION_TTL,
+        help="seconds a session's work is kept after its last change",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log each run's time in the handler (inputs, model, outputs)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from lafin.checkpoint import WeightsError
     from lafin.pipeline import WeightsNotFoundError
 
     weights = args.weights[0] if args.weights and len(args.weights) == 1 else args.weights
     try:
-        serve(args.host, args.port, weights, args.device, max_upload_pixels=args.max_upload_pixels,
-              session_ttl=args.session_ttl)
+        serve(
+            args.host,
+            args.port,
+            weights,
+            args.device,
+            max_upload_pixels=args.max_upload_pixels,
+            session_ttl=args.session_ttl,
+        )
     except (WeightsNotFoundError, WeightsError, InputError, OSError) as exc:
         # OSError: also Gradio's "Cannot find empty port" when the port is taken
         print(f"lafin: error: {exc}", file=sys.stderr)

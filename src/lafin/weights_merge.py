@@ -7,8 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from lafin.checkpoint import (NETWORKS, LoadedWeights, PathLike, WeightsError, load_weights,
-                              write_weights)
+from lafin.checkpoint import NETWORKS, LoadedWeights, PathLike, WeightsError, load_weights, write_weights
 
 
 def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
@@ -23,8 +22,10 @@ def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = Fal
     merged = merge_loaded([(Path(p), load_weights(p)) for p in inputs])
     states = {n: merged.state(n) for n in merged.networks}
     if half:
-        states = {n: {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-                  for n, state in states.items()}  # type: ignore[union-attr]
+        states = {
+            n: {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            for n, state in states.items()
+        }  # type: ignore[union-attr]
     write_weights(output, merged.config, states, merged.metadata)  # type: ignore[arg-type]
 
 
@@ -37,10 +38,12 @@ def merge_loaded(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
     merged = LoadedWeights(first.config, metadata=dict(first.metadata))
     for path, loaded in items:
         if loaded.config.image_size != merged.config.image_size:
-            raise WeightsError(f"{path}: model config ({loaded.config.name} preset, "
-                               f"{loaded.config.image_size} px) differs from that of {first_path} "
-                               f"({merged.config.name} preset, {merged.config.image_size} px); "
-                               "cannot merge networks of different image sizes")
+            raise WeightsError(
+                f"{path}: model config ({loaded.config.name} preset, "
+                f"{loaded.config.image_size} px) differs from that of {first_path} "
+                f"({merged.config.name} preset, {merged.config.image_size} px); "
+                "cannot merge networks of different image sizes"
+            )
         # each network brings its own section of the config (its sizes)
         sections = {n: getattr(loaded.config, n) for n in loaded.networks}
         if "generator" in loaded.networks:
@@ -50,9 +53,13 @@ def merge_loaded(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
             merged.set_state(network, loaded.state(network))
         # a file's per-network history ("landmarks.step") belongs to networks it carries; the
         # top-level keys describe its last training run, which may not be that network's
-        merged.metadata.update({k: v for k, v in loaded.metadata.items()
-                                if k.split(".")[0] not in NETWORKS
-                                or k.split(".")[0] in loaded.networks})
+        merged.metadata.update(
+            {
+                k: v
+                for k, v in loaded.metadata.items()
+                if k.split(".")[0] not in NETWORKS or k.split(".")[0] in loaded.networks
+            }
+        )
         for network in loaded.networks:  # where each network came from survives the merge
             for key in ("step", "stage", "steps_before"):
                 value = loaded.metadata.get(f"{network}.{key}", loaded.metadata.get(key))

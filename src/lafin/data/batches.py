@@ -34,13 +34,18 @@ class Batch:
     guide: torch.Tensor | None = None
     edited: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str,
-           memory_format: torch.memory_format = torch.contiguous_format) -> "Batch":
+    def to(
+        self, device: torch.device | str, memory_format: torch.memory_format = torch.contiguous_format
+    ) -> "Batch":
         """The batch on ``device``; images and masks in ``memory_format`` (NCHW or NHWC)."""
         move = lambda t: None if t is None else t.to(device)
-        return Batch(self.images.to(device, memory_format=memory_format),
-                     self.masks.to(device, memory_format=memory_format), self.landmarks.to(device),
-                     move(self.guide), move(self.edited))
+        return Batch(
+            self.images.to(device, memory_format=memory_format),
+            self.masks.to(device, memory_format=memory_format),
+            self.landmarks.to(device),
+            move(self.guide),
+            move(self.edited),
+        )
 
     @property
     def target_landmarks(self) -> torch.Tensor:
@@ -66,8 +71,9 @@ class GeometryAugment:
     max_rotation: float = 20.0
     max_shift: float = 0.08
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, size: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, landmarks: np.ndarray, size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
         centre = (lo + hi) / 2
         extent = float(max(hi - lo))
@@ -76,16 +82,23 @@ class GeometryAugment:
         matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
         shift = rng.uniform(-self.max_shift, self.max_shift, size=2) * size
         matrix[:, 2] += (size - 1) / 2 - centre + shift
-        out = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REFLECT_101)
+        out = cv2.warpAffine(
+            image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
         pts = landmarks @ matrix[:, :2].T + matrix[:, 2]
         return out, pts.astype(np.float32)
 
 
-def sample_batch(cache: FaceCache, batch_size: int, rng: np.random.Generator,
-                 mask_fn, size: int | None = None, flip: bool = True,
-                 geometry: GeometryAugment | None = None,
-                 indices: np.ndarray | None = None) -> Batch:
+def sample_batch(
+    cache: FaceCache,
+    batch_size: int,
+    rng: np.random.Generator,
+    mask_fn,
+    size: int | None = None,
+    flip: bool = True,
+    geometry: GeometryAugment | None = None,
+    indices: np.ndarray | None = None,
+) -> Batch:
     """Draw a batch: faces at random (or ``indices``), random horizontal flip, optional geometry
     augmentation, a hole from ``mask_fn(rng, landmarks) -> (S, S) uint8``, resize to ``size``."""
     size = size or cache.size
@@ -109,8 +122,11 @@ def sample_batch(cache: FaceCache, batch_size: int, rng: np.random.Generator,
         images[j] = image
         masks[j] = mask_fn(rng, lm)
         points[j] = lm
-    return Batch(torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255),
-                 torch.from_numpy(masks).unsqueeze(1), torch.from_numpy(points))
+    return Batch(
+        torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255),
+        torch.from_numpy(masks).unsqueeze(1),
+        torch.from_numpy(points),
+    )
 
 
 # Sepia toning (the common RGB matrix of photo editors), applied to the luminance of a grey print
@@ -131,8 +147,13 @@ def old_photo_look(images: torch.Tensor, looks: torch.Tensor) -> torch.Tensor:
     return torch.where(looks == 1, grey.expand_as(images), torch.where(looks == 2, sepia, images))
 
 
-def edit_expressions(batch: Batch, share: float, rng: np.random.Generator,
-                     amount: tuple[float, float] = (0.3, 1.2), margin: float = 0.25) -> Batch:
+def edit_expressions(
+    batch: Batch,
+    share: float,
+    rng: np.random.Generator,
+    amount: tuple[float, float] = (0.3, 1.2),
+    margin: float = 0.25,
+) -> Batch:
     """Give a ``share`` of the faces an edited expression to follow.
 
     Each chosen face gets one of :data:`lafin.landmarks.EXPRESSION_NAMES` at a random amount as
@@ -164,5 +185,4 @@ def edit_expressions(batch: Batch, share: float, rng: np.random.Generator,
         left, right = int(np.clip(np.floor(x0 - mx), 0, size)), int(np.clip(np.ceil(x1 + mx), 0, size))
         masks[i, :, top:bottom, left:right] = 1.0
         guide[i] = torch.from_numpy(moved_to)
-    return Batch(batch.images, masks, batch.landmarks, guide,
-                 torch.from_numpy(chosen.astype(np.float32)))
+    return Batch(batch.images, masks, batch.landmarks, guide, torch.from_numpy(chosen.astype(np.float32)))

@@ -46,16 +46,23 @@ class FaceCache:
 def load_cache(path: str | Path, mmap: bool = True) -> FaceCache:
     path = Path(path)
     if not (path / "meta.json").is_file():
-        raise FileNotFoundError(f"{path}: not a face cache (no meta.json); build one with "
-                                "'lafin prepare ... --aligned' or lafin.data.cache.build_cache")
+        raise FileNotFoundError(
+            f"{path}: not a face cache (no meta.json); build one with "
+            "'lafin prepare ... --aligned' or lafin.data.cache.build_cache"
+        )
     meta = json.loads((path / "meta.json").read_text())
     images = np.load(path / "images.npy", mmap_mode="r" if mmap else None)
     landmarks = np.load(path / "landmarks.npy")
     return FaceCache(images, landmarks, meta["names"], meta["sources"])
 
 
-def write_cache(path: str | Path, images: np.ndarray, landmarks: np.ndarray,
-                names: list[str] | None = None, sources: list[str] | None = None) -> FaceCache:
+def write_cache(
+    path: str | Path,
+    images: np.ndarray,
+    landmarks: np.ndarray,
+    names: list[str] | None = None,
+    sources: list[str] | None = None,
+) -> FaceCache:
     """Write arrays already in memory as a cache (used by tests and small tools)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -67,13 +74,15 @@ def write_cache(path: str | Path, images: np.ndarray, landmarks: np.ndarray,
     sources = sources or ["given"] * len(images)
     np.save(path / "images.npy", images)
     np.save(path / "landmarks.npy", landmarks.astype(np.float32))
-    (path / "meta.json").write_text(json.dumps({"size": int(images.shape[1]), "names": names,
-                                                "sources": sources}))
+    (path / "meta.json").write_text(
+        json.dumps({"size": int(images.shape[1]), "names": names, "sources": sources})
+    )
     return load_cache(path)
 
 
-def _load_and_label(args: tuple[str, int, tuple[float, float, float, float] | None, str | None]
-                    ) -> tuple[np.ndarray, np.ndarray, str]:
+def _load_and_label(
+    args: tuple[str, int, tuple[float, float, float, float] | None, str | None],
+) -> tuple[np.ndarray, np.ndarray, str]:
     from lafin.face import FaceBox, annotate_aligned
     from lafin.landmarks import read_pts
 
@@ -91,9 +100,14 @@ def _load_and_label(args: tuple[str, int, tuple[float, float, float, float] | No
     return image, landmarks.astype(np.float32), source
 
 
-def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
-                prior_box: tuple[float, float, float, float] | None = None,
-                workers: int = 2) -> FaceCache:
+def build_cache(
+    root: str | Path,
+    names: list[str],
+    out: str | Path,
+    size: int,
+    prior_box: tuple[float, float, float, float] | None = None,
+    workers: int = 2,
+) -> FaceCache:
     """Decode ``root/name`` for each name into a cache at ``out``, labelling landmarks.
 
     Landmarks come from ``root/<stem>.pts`` when that file exists (human labels), otherwise from
@@ -111,8 +125,7 @@ def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
     landmarks = np.zeros((len(names), 68, 2), np.float32)
     sources: list[str] = []
     with atomic_write(out / "images.npy") as tmp, process_pool(workers) as pool:
-        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                           shape=(len(names), size, size, 3))
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(names), size, size, 3))
         results = pool.map(_load_and_label, jobs, chunksize=64)
         for i, (image, lm, source) in enumerate(tqdm(results, total=len(jobs), desc="caching")):
             images[i] = image
@@ -122,8 +135,11 @@ def build_cache(root: str | Path, names: list[str], out: str | Path, size: int,
         del images
     np.save(out / "landmarks.npy", landmarks)
     counts = {s: sources.count(s) for s in sorted(set(sources))}
-    (out / "meta.json").write_text(json.dumps({"root": str(root), "size": size, "names": names,
-                                               "sources": sources, "source_counts": counts}))
+    (out / "meta.json").write_text(
+        json.dumps(
+            {"root": str(root), "size": size, "names": names, "sources": sources, "source_counts": counts}
+        )
+    )
     log.info("cached %d images at %s (landmark sources: %s)", len(names), out, counts)
     return load_cache(out)
 
@@ -136,8 +152,9 @@ def _load_resized(args: tuple[str, int]) -> np.ndarray:
     return np.asarray(image)
 
 
-def build_cache_like(reference: str | Path, root: str | Path, out: str | Path, size: int,
-                     workers: int = 2) -> FaceCache:
+def build_cache_like(
+    reference: str | Path, root: str | Path, out: str | Path, size: int, workers: int = 2
+) -> FaceCache:
     """A cache of the same faces as ``reference`` at another size, decoded from ``root``.
 
     ``root`` holds the reference's images under the same file names (any image extension), at
@@ -147,25 +164,37 @@ def build_cache_like(reference: str | Path, root: str | Path, out: str | Path, s
     """
     ref = load_cache(reference)
     root, out = Path(root), Path(out)
-    by_stem = {p.stem: p for p in root.iterdir() if p.suffix.lower() in
-               {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}}
+    by_stem = {
+        p.stem: p
+        for p in root.iterdir()
+        if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+    }
     missing = [n for n in ref.names if Path(n).stem not in by_stem]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of the reference's {len(ref)} images are not in "
-                                f"{root} (e.g. {missing[0]})")
+        raise FileNotFoundError(
+            f"{len(missing)} of the reference's {len(ref)} images are not in {root} (e.g. {missing[0]})"
+        )
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(by_stem[Path(n).stem]), size) for n in ref.names]
     with atomic_write(out / "images.npy") as tmp, process_pool(workers) as pool:
-        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                           shape=(len(ref), size, size, 3))
-        for i, image in enumerate(tqdm(pool.map(_load_resized, jobs, chunksize=64),
-                                       total=len(jobs), desc="caching")):
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ref), size, size, 3))
+        for i, image in enumerate(
+            tqdm(pool.map(_load_resized, jobs, chunksize=64), total=len(jobs), desc="caching")
+        ):
             images[i] = image
         images.flush()
         del images
     np.save(out / "landmarks.npy", rescale_points(ref.landmarks, size / ref.size).astype(np.float32))
-    (out / "meta.json").write_text(json.dumps({
-        "root": str(root), "size": size, "names": ref.names, "sources": ref.sources,
-        "landmarks_from": str(reference)}))
+    (out / "meta.json").write_text(
+        json.dumps(
+            {
+                "root": str(root),
+                "size": size,
+                "names": ref.names,
+                "sources": ref.sources,
+                "landmarks_from": str(reference),
+            }
+        )
+    )
     log.info("cached %d images at %s with the landmarks of %s", len(ref), out, reference)
     return load_cache(out)

@@ -108,16 +108,23 @@ def process_photo(args: tuple[str, str, PrepareOptions]) -> tuple[str, str, str,
     return name, "ok", detail, faces
 
 
-def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareOptions(),
-            workers: int = 2, names: list[str] | None = None) -> PrepareReport:
+def prepare(
+    src: str | Path,
+    out: str | Path,
+    options: PrepareOptions = PrepareOptions(),
+    workers: int = 2,
+    names: list[str] | None = None,
+) -> PrepareReport:
     """Prepare every image under ``src`` (or only the file ``names`` given, e.g. a split list)
     into ``out`` (see the module docstring)."""
     from lafin.data.cache import build_cache
 
     src, out = Path(src), Path(out)
     if src.is_dir() and (out.resolve() == src.resolve() or src.resolve() in out.resolve().parents):
-        raise InputError(f"the output folder {out} is inside the photo folder {src}: the crops "
-                         "would be read back as photos; choose a folder outside it")
+        raise InputError(
+            f"the output folder {out} is inside the photo folder {src}: the crops "
+            "would be read back as photos; choose a folder outside it"
+        )
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     files = _list_images(src)
@@ -131,12 +138,12 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {src}")
     stems = [p.stem for p in files]
     if len(set(stems)) != len(stems):
-        raise InputError(f"{src}: several images share a file name (e.g. in sub-folders); "
-                         "names must be unique")
+        raise InputError(
+            f"{src}: several images share a file name (e.g. in sub-folders); names must be unique"
+        )
     report_path = out / "report.csv"
     reported = _reported_names(report_path)
-    todo = [p for p in files
-            if p.stem not in reported and not (images_dir / f"{p.stem}.pts").is_file()]
+    todo = [p for p in files if p.stem not in reported and not (images_dir / f"{p.stem}.pts").is_file()]
     done = len(files) - len(todo)
     if done:
         log.info("%d of %d images already prepared, skipping them", done, len(files))
@@ -144,14 +151,20 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
     jobs = [(str(p), str(images_dir), options) for p in todo]
     with _Report(report_path, ["name", "status", "detail", "faces"]) as report:
         # crops an interrupted run wrote before it could report them
-        report.add([(p.stem, "ok", "prepared by an earlier run", "") for p in files
-                    if p.stem not in reported and (images_dir / f"{p.stem}.pts").is_file()])
+        report.add(
+            [
+                (p.stem, "ok", "prepared by an earlier run", "")
+                for p in files
+                if p.stem not in reported and (images_dir / f"{p.stem}.pts").is_file()
+            ]
+        )
         # each row is on disk as soon as its photo is done: an interrupted run loses none
         if workers > 1 and len(jobs) > 1:
             pool = process_pool(workers)
             try:
-                for row in tqdm(pool.map(process_photo, jobs, chunksize=8), total=len(jobs),
-                                desc="preparing"):
+                for row in tqdm(
+                    pool.map(process_photo, jobs, chunksize=8), total=len(jobs), desc="preparing"
+                ):
                     report.add([row])
                     rows.append(row)
             finally:  # on Ctrl+C/SIGTERM: drop the queued photos instead of finishing them all
@@ -167,8 +180,9 @@ def prepare(src: str | Path, out: str | Path, options: PrepareOptions = PrepareO
     ready = sorted(p.name for p in images_dir.glob("*.png") if p.with_suffix(".pts").is_file())
     if ready:
         build_cache(images_dir, ready, out, options.size, workers=workers)
-    return PrepareReport(written=sum(r[1] == "ok" for r in rows), skipped=skipped,
-                         already_done=done, out_dir=out)
+    return PrepareReport(
+        written=sum(r[1] == "ok" for r in rows), skipped=skipped, already_done=done, out_dir=out
+    )
 
 
 def _reported_names(path: Path) -> set[str]:

@@ -42,9 +42,22 @@ from lafin.evaluation.realism import (
 )
 
 __all__ = [
-    "IDENTITY_THRESHOLD", "NME_FAILURE_THRESHOLD", "failure_rate", "feature_statistics",
-    "fid_from_features", "frechet_distance", "l1_hole", "landmark_consistency",
-    "lpips_from_features", "nme", "psnr", "ssim",
-    "hole_detail_ratio", "hole_detail_ratio_batch", "kid", "landmark_fidelity", "median_ratio",
+    "IDENTITY_THRESHOLD",
+    "NME_FAILURE_THRESHOLD",
+    "failure_rate",
+    "feature_statistics",
+    "fid_from_features",
+    "frechet_distance",
+    "l1_hole",
+    "landmark_consistency",
+    "lpips_from_features",
+    "nme",
+    "psnr",
+    "ssim",
+    "hole_detail_ratio",
+    "hole_detail_ratio_batch",
+    "kid",
+    "landmark_fidelity",
+    "median_ratio",
     "load_inception",
 ]

@@ -56,5 +56,9 @@ def mask_counts(predicted: np.ndarray, truth: np.ndarray, tolerance: int = 2) ->
     if predicted.shape != truth.shape:
         raise ValueError(f"mask shapes differ: {predicted.shape} vs {truth.shape}")
     pred, true = predicted > 0, truth > 0
-    return MaskCounts(int(pred.sum()), int((pred & _grow(true, tolerance)).sum()),
-                      int(true.sum()), int((true & _grow(pred, tolerance)).sum()))
+    return MaskCounts(
+        int(pred.sum()),
+        int((pred & _grow(true, tolerance)).sum()),
+        int(true.sum()),
+        int((true & _grow(pred, tolerance)).sum()),
+    )

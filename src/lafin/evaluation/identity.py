@@ -37,8 +37,9 @@ def descriptor_model_path() -> str:
         warnings.simplefilter("ignore")  # the package's __init__ warns about pkg_resources
         path = resources.files("face_recognition_models") / "models" / DESCRIPTOR_MODEL
     if not path.is_file():
-        raise FileNotFoundError(f"dlib model {DESCRIPTOR_MODEL} not found; install it with "
-                                "'pip install face-recognition-models'")
+        raise FileNotFoundError(
+            f"dlib model {DESCRIPTOR_MODEL} not found; install it with 'pip install face-recognition-models'"
+        )
     return str(path)
 
 
@@ -52,8 +53,9 @@ def _recognizer() -> object:
 def _shape(box: FaceBox, landmarks: np.ndarray) -> object:
     import dlib
 
-    rect = dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)),
-                          int(round(box.bottom)))
+    rect = dlib.rectangle(
+        int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom))
+    )
     points = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in landmarks])
     return dlib.full_object_detection(rect, points)
 
@@ -68,8 +70,9 @@ def face_descriptor(image: np.ndarray, box: FaceBox, landmarks: np.ndarray) -> n
         (128,) float64.
     """
     shape = _shape(box, landmarks)
-    return np.array(_recognizer().compute_face_descriptor(np.ascontiguousarray(image), shape, 0),
-                    dtype=np.float64)
+    return np.array(
+        _recognizer().compute_face_descriptor(np.ascontiguousarray(image), shape, 0), dtype=np.float64
+    )
 
 
 @dataclass
@@ -89,8 +92,9 @@ class ReferenceFace:
     descriptor: np.ndarray | None
 
 
-def reference_face(truth: np.ndarray, given_landmarks: np.ndarray | None = None,
-                   with_descriptor: bool = True) -> ReferenceFace:
+def reference_face(
+    truth: np.ndarray, given_landmarks: np.ndarray | None = None, with_descriptor: bool = True
+) -> ReferenceFace:
     """Find the face box of an aligned ground-truth crop and annotate it (see module docs)."""
     side = truth.shape[0]
     if given_landmarks is not None:
@@ -104,8 +108,7 @@ def reference_face(truth: np.ndarray, given_landmarks: np.ndarray | None = None,
     box, source = detect_aligned(truth, prior)
     landmarks = annotate(truth, box)
     descriptor = face_descriptor(truth, box, landmarks) if with_descriptor else None
-    return ReferenceFace(box, "detected" if source == "detected" else fallback, landmarks,
-                         descriptor)
+    return ReferenceFace(box, "detected" if source == "detected" else fallback, landmarks, descriptor)
 
 
 def identity_distance(output: np.ndarray, reference: ReferenceFace) -> float:

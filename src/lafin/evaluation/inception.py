@@ -37,8 +37,14 @@ PYTORCH_FID_SHA256_PREFIX = "6726825d"  # the hash in pytorch-fid's weights file
 class BasicConv2d(nn.Module):
     """Convolution without bias, batch norm (eps 0.001), ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int],
-                 stride: int = 1, padding: int | tuple[int, int] = 0) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] = 0,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=0.001)
@@ -64,12 +70,15 @@ class _BlockA(nn.Module):  # Mixed_5b, 5c, 5d
         self.branch_pool = BasicConv2d(cin, pool_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(_avg3(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg3(x)),
+            ],
+            1,
+        )
 
 
 class _BlockB(nn.Module):  # Mixed_6a: grid reduction 35 -> 17
@@ -81,11 +90,14 @@ class _BlockB(nn.Module):  # Mixed_6a: grid reduction 35 -> 17
         self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            F.max_pool2d(x, 3, stride=2),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 class _BlockC(nn.Module):  # Mixed_6b..6e: factorised 7x7
@@ -105,8 +117,7 @@ class _BlockC(nn.Module):  # Mixed_6b..6e: factorised 7x7
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d7 = self.branch7x7dbl_1(x)
-        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
+        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             d7 = layer(d7)
         return torch.cat([self.branch1x1(x), b7, d7, self.branch_pool(_avg3(x))], 1)
 
@@ -145,12 +156,17 @@ class _BlockE(nn.Module):  # Mixed_7b (average pool) and Mixed_7c (max pool, as 
         a = self.branch3x3_1(x)
         b = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _avg3(x)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(a), self.branch3x3_2b(a),
-            self.branch3x3dbl_3a(b), self.branch3x3dbl_3b(b),
-            self.branch_pool(pooled),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(a),
+                self.branch3x3_2b(a),
+                self.branch3x3dbl_3a(b),
+                self.branch3x3dbl_3b(b),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
 
 
 class FIDInceptionV3(nn.Module):
@@ -182,16 +198,25 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(2048, 1008)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear",
-                          align_corners=False)
+        x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False)
         x = 2 * x - 1
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, 3, stride=2)
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
-                      self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
-                      self.Mixed_7c):
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+            self.Mixed_7a,
+            self.Mixed_7b,
+            self.Mixed_7c,
+        ):
             x = block(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
@@ -208,8 +233,10 @@ def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as z:
-        return any(n.split("/", 1)[-1].startswith("code/") or n.endswith("/constants.pkl")
-                   or n == "constants.pkl" for n in z.namelist())
+        return any(
+            n.split("/", 1)[-1].startswith("code/") or n.endswith("/constants.pkl") or n == "constants.pkl"
+            for n in z.namelist()
+        )
 
 
 @dataclass
@@ -238,7 +265,7 @@ class InceptionFeatures:
             raise ValueError(f"expected (N, H, W, 3) images, got {batch.shape}")
         out = []
         for start in range(0, len(batch), self.batch_size):
-            x = torch.from_numpy(np.array(batch[start:start + self.batch_size]))  # a writable copy
+            x = torch.from_numpy(np.array(batch[start : start + self.batch_size]))  # a writable copy
             out.append(self.tensor_features(x.permute(0, 3, 1, 2).float() / 255.0))
         return np.concatenate(out) if out else np.zeros((0, 2048))
 
@@ -251,14 +278,15 @@ class InceptionFeatures:
             raise ValueError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
         x = images.to(self.device, torch.float32)
         if self.kind == "torchscript":
-            x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear",
-                              align_corners=False)
+            x = F.interpolate(x, size=(FID_INPUT_SIZE, FID_INPUT_SIZE), mode="bilinear", align_corners=False)
             x = x * (255.0 / 128.0) - 1.0  # TensorFlow's x / 128 - 1
         f = self.network(x)
         features = f.reshape(f.shape[0], -1).double().cpu().numpy()
         if features.shape[1] != 2048:
-            raise ValueError(f"{self.path}: the network gives {features.shape[1]} features, "
-                             "FID expects 2048 (Inception pool3)")
+            raise ValueError(
+                f"{self.path}: the network gives {features.shape[1]} features, "
+                "FID expects 2048 (Inception pool3)"
+            )
         return features
 
 
@@ -276,8 +304,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Ince
     digest = sha256_of(path)
     if _is_torchscript(path):
         net = torch.jit.load(str(path), map_location=device).eval()
-        label = (f"FID (TorchScript Inception {path.name}; not verified equal to pytorch-fid's "
-                 "weights)")
+        label = f"FID (TorchScript Inception {path.name}; not verified equal to pytorch-fid's weights)"
         log.info("FID: TorchScript Inception from %s", path)
         return InceptionFeatures(net, "torchscript", label, path, digest, device)
     try:
@@ -295,18 +322,27 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Ince
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"{path}: not pytorch-fid's Inception-v3 weights ({len(missing)} "
-                         f"parameters missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, "
-                         f"e.g. {unexpected[:3]})")
+        raise ValueError(
+            f"{path}: not pytorch-fid's Inception-v3 weights ({len(missing)} "
+            f"parameters missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, "
+            f"e.g. {unexpected[:3]})"
+        )
     bad = [k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)]
     if bad:
-        raise ValueError(f"{path}: parameter shapes differ from Inception-v3's, e.g. {bad[0]}: "
-                         f"{tuple(state[bad[0]].shape)} vs {tuple(expected[bad[0]].shape)}")
+        raise ValueError(
+            f"{path}: parameter shapes differ from Inception-v3's, e.g. {bad[0]}: "
+            f"{tuple(state[bad[0]].shape)} vs {tuple(expected[bad[0]].shape)}"
+        )
     net.load_state_dict(state, strict=False)
     net = net.to(device).eval()
     official = digest.startswith(PYTORCH_FID_SHA256_PREFIX)
-    label = "FID (pytorch-fid Inception weights)" if official else (
-        f"FID (pytorch-fid's Inception network with weights {path.name}, sha256 "
-        f"{digest[:8]}..., not the published file)")
+    label = (
+        "FID (pytorch-fid Inception weights)"
+        if official
+        else (
+            f"FID (pytorch-fid's Inception network with weights {path.name}, sha256 "
+            f"{digest[:8]}..., not the published file)"
+        )
+    )
     log.info("FID: pytorch-fid Inception-v3 from %s (sha256 %s...)", path, digest[:12])
     return InceptionFeatures(net, "pytorch-fid", label, path, digest, device)

@@ -92,9 +92,17 @@ def ssim(output: np.ndarray, truth: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = _pair(output, truth)
-    return float(structural_similarity(a, b, channel_axis=2, data_range=255,
-                                       gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False))
+    return float(
+        structural_similarity(
+            a,
+            b,
+            channel_axis=2,
+            data_range=255,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+    )
 
 
 def l1_hole(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
@@ -139,8 +147,7 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray | float:
     return float(value) if np.ndim(value) == 0 else value
 
 
-def failure_rate(nmes: Sequence[float] | np.ndarray,
-                 threshold: float = NME_FAILURE_THRESHOLD) -> float:
+def failure_rate(nmes: Sequence[float] | np.ndarray, threshold: float = NME_FAILURE_THRESHOLD) -> float:
     """Share of faces whose NME is above ``threshold`` (default 8%); NaN for no faces."""
     values = np.asarray(nmes, np.float64)
     if values.size == 0:
@@ -166,8 +173,9 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """Frechet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2):
 
         ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr(sqrtm(sigma1 sigma2))
@@ -191,20 +199,22 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape:
         raise ValueError(f"means differ in shape: {mu1.shape} vs {mu2.shape}")
     if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"covariances must be ({mu1.size}, {mu1.size}), got {sigma1.shape} "
-                         f"and {sigma2.shape}")
+        raise ValueError(
+            f"covariances must be ({mu1.size}, {mu1.size}), got {sigma1.shape} and {sigma2.shape}"
+        )
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
-        log.warning("FID: the product of covariances is near singular; adding %g to their "
-                    "diagonals", eps)
+        log.warning("FID: the product of covariances is near singular; adding %g to their diagonals", eps)
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         imaginary = np.max(np.abs(np.diagonal(covmean).imag))
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"FID: the covariance square root has an imaginary part of "
-                             f"{imaginary:.3g}; the features are degenerate")
+            raise ValueError(
+                f"FID: the covariance square root has an imaginary part of "
+                f"{imaginary:.3g}; the features are degenerate"
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
@@ -229,8 +239,11 @@ def normalize_channels(features: torch.Tensor, eps: float = 1e-10) -> torch.Tens
     return features / (norm + eps)
 
 
-def lpips_from_features(features0: Sequence[torch.Tensor], features1: Sequence[torch.Tensor],
-                        linear_weights: Sequence[torch.Tensor]) -> torch.Tensor:
+def lpips_from_features(
+    features0: Sequence[torch.Tensor],
+    features1: Sequence[torch.Tensor],
+    linear_weights: Sequence[torch.Tensor],
+) -> torch.Tensor:
     """The LPIPS distance from two images' backbone feature maps (Zhang et al. 2018):
 
         sum_l mean_hw( w_l . (n(f0_l) - n(f1_l))^2 )
@@ -246,17 +259,17 @@ def lpips_from_features(features0: Sequence[torch.Tensor], features1: Sequence[t
         (B,) distances (0 for identical images).
     """
     if not (len(features0) == len(features1) == len(linear_weights)):
-        raise ValueError(f"LPIPS: {len(features0)}, {len(features1)} feature maps and "
-                         f"{len(linear_weights)} linear layers; they must match")
+        raise ValueError(
+            f"LPIPS: {len(features0)}, {len(features1)} feature maps and "
+            f"{len(linear_weights)} linear layers; they must match"
+        )
     total: torch.Tensor | None = None
     for f0, f1, w in zip(features0, features1, linear_weights):
         if f0.shape != f1.shape:
-            raise ValueError(f"LPIPS: feature maps differ in shape: {tuple(f0.shape)} vs "
-                             f"{tuple(f1.shape)}")
+            raise ValueError(f"LPIPS: feature maps differ in shape: {tuple(f0.shape)} vs {tuple(f1.shape)}")
         w = w.reshape(1, -1, 1, 1).to(f0)
         if w.shape[1] != f0.shape[1]:
-            raise ValueError(f"LPIPS: a linear layer has {w.shape[1]} weights for "
-                             f"{f0.shape[1]} channels")
+            raise ValueError(f"LPIPS: a linear layer has {w.shape[1]} weights for {f0.shape[1]} channels")
         diff = (normalize_channels(f0) - normalize_channels(f1)) ** 2
         layer = (diff * w).sum(dim=1).mean(dim=(1, 2))
         total = layer if total is None else total + layer

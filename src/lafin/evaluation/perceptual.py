@@ -39,8 +39,21 @@ _SCALE = (0.458, 0.448, 0.450)
 # Per backbone: the layers of torchvision's ``features`` (conv: (cin, cout, kernel, stride, pad),
 # "R" ReLU, "M" max pool 3/2 (AlexNet) or 2/2 (VGG)), the indices whose outputs LPIPS taps,
 # and each tap's channel count.
-_ALEX = [(3, 64, 11, 4, 2), "R", "M", (64, 192, 5, 1, 2), "R", "M", (192, 384, 3, 1, 1), "R",
-         (384, 256, 3, 1, 1), "R", (256, 256, 3, 1, 1), "R", "M"]
+_ALEX = [
+    (3, 64, 11, 4, 2),
+    "R",
+    "M",
+    (64, 192, 5, 1, 2),
+    "R",
+    "M",
+    (192, 384, 3, 1, 1),
+    "R",
+    (384, 256, 3, 1, 1),
+    "R",
+    (256, 256, 3, 1, 1),
+    "R",
+    "M",
+]
 _VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 BACKBONES = {
     "alex": {"taps": (1, 4, 7, 9, 11), "channels": (64, 192, 384, 256, 256)},
@@ -104,8 +117,9 @@ class LPIPS(nn.Module):
     def __init__(self, backbone: Backbone, linear: Sequence[torch.Tensor]) -> None:
         super().__init__()
         self.backbone = backbone
-        self.linear = nn.ParameterList([nn.Parameter(w.reshape(-1).float(), requires_grad=False)
-                                        for w in linear])
+        self.linear = nn.ParameterList(
+            [nn.Parameter(w.reshape(-1).float(), requires_grad=False) for w in linear]
+        )
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
 
@@ -117,8 +131,7 @@ class LPIPS(nn.Module):
     @torch.inference_mode()
     def forward(self, images0: torch.Tensor, images1: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] each -> (B,) distances."""
-        return lpips_from_features(self.features(images0), self.features(images1),
-                                   list(self.linear))
+        return lpips_from_features(self.features(images0), self.features(images1), list(self.linear))
 
     def distance(self, image0: np.ndarray, image1: np.ndarray) -> float:
         """LPIPS between two HxWx3 uint8 RGB images."""
@@ -167,28 +180,38 @@ def load_lpips(paths: Sequence[str | Path], device: str | torch.device = "cpu") 
             elif m := _FEATURES.match(key):
                 features[f"features.{m.group(1)}.{m.group(2)}"] = value
     if sorted(linear) != [0, 1, 2, 3, 4]:
-        raise ValueError(f"LPIPS: no linear layers (lin0..lin4) in {', '.join(names)}; give the "
-                         "lpips package's weights/v0.1/alex.pth (or vgg.pth)")
+        raise ValueError(
+            f"LPIPS: no linear layers (lin0..lin4) in {', '.join(names)}; give the "
+            "lpips package's weights/v0.1/alex.pth (or vgg.pth)"
+        )
     channels = tuple(int(linear[i].numel()) for i in range(5))
     kind = next((k for k, v in BACKBONES.items() if v["channels"] == channels), None)
     if kind is None:
-        raise ValueError(f"LPIPS: linear layers of sizes {channels} fit neither AlexNet "
-                         f"{BACKBONES['alex']['channels']} nor VGG-16 "
-                         f"{BACKBONES['vgg']['channels']} (SqueezeNet is not supported)")
+        raise ValueError(
+            f"LPIPS: linear layers of sizes {channels} fit neither AlexNet "
+            f"{BACKBONES['alex']['channels']} nor VGG-16 "
+            f"{BACKBONES['vgg']['channels']} (SqueezeNet is not supported)"
+        )
     backbone = Backbone(kind)
     expected = backbone.state_dict()
     if not features:
         file = "alexnet-owt-7be5be79.pth" if kind == "alex" else "vgg16-397923af.pth"
-        raise ValueError(f"LPIPS ({kind}): no backbone weights in {', '.join(names)}; also give "
-                         f"torchvision's {file} (a state dict with features.N.weight keys)")
+        raise ValueError(
+            f"LPIPS ({kind}): no backbone weights in {', '.join(names)}; also give "
+            f"torchvision's {file} (a state dict with features.N.weight keys)"
+        )
     missing = sorted(set(expected) - set(features))
     if missing:
-        raise ValueError(f"LPIPS ({kind}): the backbone file lacks {missing[:3]}: is it "
-                         f"{'AlexNet' if kind == 'alex' else 'VGG-16'}?")
+        raise ValueError(
+            f"LPIPS ({kind}): the backbone file lacks {missing[:3]}: is it "
+            f"{'AlexNet' if kind == 'alex' else 'VGG-16'}?"
+        )
     for key in expected:
         if tuple(features[key].shape) != tuple(expected[key].shape):
-            raise ValueError(f"LPIPS ({kind}): backbone parameter {key} has shape "
-                             f"{tuple(features[key].shape)}, expected {tuple(expected[key].shape)}")
+            raise ValueError(
+                f"LPIPS ({kind}): backbone parameter {key} has shape "
+                f"{tuple(features[key].shape)}, expected {tuple(expected[key].shape)}"
+            )
     backbone.load_state_dict({k: features[k] for k in expected})
     model = LPIPS(backbone, [linear[i] for i in range(5)]).to(torch.device(device)).eval()
     log.info("LPIPS: %s backbone from %s", kind, ", ".join(names))

@@ -53,9 +53,13 @@ def _mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> floa
     return float(within - 2.0 * k_xy.sum() / (m * m))
 
 
-def kid(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Tensor,
-        num_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    features_a: np.ndarray | torch.Tensor,
+    features_b: np.ndarray | torch.Tensor,
+    num_subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Kernel Inception Distance between two feature sets (Bińkowski et al. 2018).
 
     For each of ``num_subsets`` subsets, m = min(subset_size, n_a, n_b) rows are drawn without
@@ -75,34 +79,36 @@ def kid(features_a: np.ndarray | torch.Tensor, features_b: np.ndarray | torch.Te
         for sets from the same distribution. When m equals both set sizes every subset is the
         whole set and std is 0: pass a smaller ``subset_size`` for a spread.
     """
-    a = np.asarray(features_a.detach().cpu() if isinstance(features_a, torch.Tensor)
-                   else features_a, np.float64)
-    b = np.asarray(features_b.detach().cpu() if isinstance(features_b, torch.Tensor)
-                   else features_b, np.float64)
+    a = np.asarray(
+        features_a.detach().cpu() if isinstance(features_a, torch.Tensor) else features_a, np.float64
+    )
+    b = np.asarray(
+        features_b.detach().cpu() if isinstance(features_b, torch.Tensor) else features_b, np.float64
+    )
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"KID needs (n, d) features of the same d, got {a.shape} and {b.shape}")
     if num_subsets < 1:
         raise ValueError(f"num_subsets must be at least 1, got {num_subsets}")
     m = min(subset_size, len(a), len(b))
     if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set (subset size {m}; "
-                         f"sets of {len(a)} and {len(b)})")
+        raise ValueError(
+            f"KID needs at least 2 samples per set (subset size {m}; sets of {len(a)} and {len(b)})"
+        )
     rng = np.random.default_rng(seed)
     whole = max(len(a), len(b)) <= _GRAM_LIMIT
     if whole:  # every subset's kernel values are entries of these
-        g_aa, g_bb, g_ab = (_polynomial_kernel(a, a), _polynomial_kernel(b, b),
-                            _polynomial_kernel(a, b))
+        g_aa, g_bb, g_ab = (_polynomial_kernel(a, a), _polynomial_kernel(b, b), _polynomial_kernel(a, b))
     values = np.empty(num_subsets)
     for s in range(num_subsets):
         ia = rng.choice(len(a), m, replace=False)
         ib = rng.choice(len(b), m, replace=False)
         if whole:
-            values[s] = _mmd2_unbiased(g_aa[np.ix_(ia, ia)], g_bb[np.ix_(ib, ib)],
-                                       g_ab[np.ix_(ia, ib)])
+            values[s] = _mmd2_unbiased(g_aa[np.ix_(ia, ia)], g_bb[np.ix_(ib, ib)], g_ab[np.ix_(ia, ib)])
         else:
             x, y = a[ia], b[ib]
-            values[s] = _mmd2_unbiased(_polynomial_kernel(x, x), _polynomial_kernel(y, y),
-                                       _polynomial_kernel(x, y))
+            values[s] = _mmd2_unbiased(
+                _polynomial_kernel(x, x), _polynomial_kernel(y, y), _polynomial_kernel(x, y)
+            )
     return float(values.mean()), float(values.std())
 
 
@@ -131,12 +137,14 @@ def eroded_hole(mask: np.ndarray, erode: int = DETAIL_ERODE) -> np.ndarray:
 
 def laplacian(grey: np.ndarray) -> np.ndarray:
     """4-neighbour Laplacian of a float image, borders reflected (OpenCV's BORDER_REFLECT_101)."""
-    return cv2.filter2D(np.asarray(grey, np.float64), cv2.CV_64F, LAPLACIAN_KERNEL,
-                        borderType=cv2.BORDER_REFLECT_101)
+    return cv2.filter2D(
+        np.asarray(grey, np.float64), cv2.CV_64F, LAPLACIAN_KERNEL, borderType=cv2.BORDER_REFLECT_101
+    )
 
 
-def hole_detail_ratio(output: np.ndarray, truth: np.ndarray, mask: np.ndarray,
-                      erode: int = DETAIL_ERODE) -> float:
+def hole_detail_ratio(
+    output: np.ndarray, truth: np.ndarray, mask: np.ndarray, erode: int = DETAIL_ERODE
+) -> float:
     """Var(Laplacian(grey(output))) / Var(Laplacian(grey(truth))) inside the eroded hole.
 
     grey = 0.299 R + 0.587 G + 0.114 B in float (no rounding); the Laplacian is the 3x3
@@ -171,8 +179,9 @@ def hole_detail_ratio(output: np.ndarray, truth: np.ndarray, mask: np.ndarray,
 
 
 @torch.no_grad()
-def hole_detail_ratio_batch(outputs: torch.Tensor, truths: torch.Tensor, masks: torch.Tensor,
-                            erode: int = DETAIL_ERODE) -> torch.Tensor:
+def hole_detail_ratio_batch(
+    outputs: torch.Tensor, truths: torch.Tensor, masks: torch.Tensor, erode: int = DETAIL_ERODE
+) -> torch.Tensor:
     """:func:`hole_detail_ratio` for a torch batch (cheap enough for every validation step).
 
     Args:
@@ -185,12 +194,12 @@ def hole_detail_ratio_batch(outputs: torch.Tensor, truths: torch.Tensor, masks: 
         (aggregate with :func:`median_ratio`).
     """
     if outputs.shape != truths.shape or outputs.ndim != 4 or outputs.shape[1] != 3:
-        raise ValueError(f"expected two (B, 3, H, W) batches, got {tuple(outputs.shape)} and "
-                         f"{tuple(truths.shape)}")
+        raise ValueError(
+            f"expected two (B, 3, H, W) batches, got {tuple(outputs.shape)} and {tuple(truths.shape)}"
+        )
     if masks.ndim == 3:
         masks = masks[:, None]
-    if masks.shape[0] != outputs.shape[0] or masks.shape[1] != 1 or \
-            masks.shape[2:] != outputs.shape[2:]:
+    if masks.shape[0] != outputs.shape[0] or masks.shape[1] != 1 or masks.shape[2:] != outputs.shape[2:]:
         raise ValueError(f"masks {tuple(masks.shape)} do not fit images {tuple(outputs.shape)}")
     weights = torch.tensor(GREY_WEIGHTS, dtype=torch.float64, device=outputs.device)
     kernel = torch.from_numpy(LAPLACIAN_KERNEL).to(outputs.device).reshape(1, 1, 3, 3)
@@ -227,8 +236,7 @@ def median_ratio(ratios: Sequence[float] | np.ndarray | torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------- landmarks
 
 
-def landmark_fidelity(model: Any, output_image: np.ndarray,
-                      guiding_landmarks: np.ndarray) -> float:
+def landmark_fidelity(model: Any, output_image: np.ndarray, guiding_landmarks: np.ndarray) -> float:
     """How closely a generated face follows the landmarks it was generated from.
 
     The landmark predictor runs on the whole output (an empty mask: nothing hidden), and its

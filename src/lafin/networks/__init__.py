@@ -11,9 +11,18 @@ from lafin.networks.generator import LaFInGenerator
 from lafin.networks.landmark_predictor import LandmarkPredictor
 from lafin.networks.refiner import Refiner, RefinerDiscriminator
 
-__all__ = ["CompactGenerator", "Discriminator", "LaFInGenerator", "LandmarkPredictor", "Refiner",
-           "RefinerDiscriminator", "build_generator", "build_landmark_predictor",
-           "build_discriminator", "build_refiner"]
+__all__ = [
+    "CompactGenerator",
+    "Discriminator",
+    "LaFInGenerator",
+    "LandmarkPredictor",
+    "Refiner",
+    "RefinerDiscriminator",
+    "build_generator",
+    "build_landmark_predictor",
+    "build_discriminator",
+    "build_refiner",
+]
 
 
 def build_generator(config: ModelConfig) -> nn.Module:

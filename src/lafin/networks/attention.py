@@ -84,11 +84,20 @@ class ShortLongAttention(nn.Module):
 class SeparableConv2d(nn.Sequential):
     """Depthwise ``k x k`` convolution followed by a pointwise ``1 x 1`` one (MobileNet style)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1
+    ) -> None:
         pad = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_channels, in_channels, kernel_size, stride=stride, padding=pad,
-                      dilation=dilation, groups=in_channels, bias=False),
+            nn.Conv2d(
+                in_channels,
+                in_channels,
+                kernel_size,
+                stride=stride,
+                padding=pad,
+                dilation=dilation,
+                groups=in_channels,
+                bias=False,
+            ),
             nn.Conv2d(in_channels, out_channels, 1),
         )

@@ -26,8 +26,11 @@ class SeparableResBlock(nn.Module):
 
     def __init__(self, channels: int, dilation: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(SeparableConv2d(channels, channels, 3, dilation=dilation), _act(),
-                                  SeparableConv2d(channels, channels, 3))
+        self.body = nn.Sequential(
+            SeparableConv2d(channels, channels, 3, dilation=dilation),
+            _act(),
+            SeparableConv2d(channels, channels, 3),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -43,21 +46,21 @@ class CompactGenerator(nn.Module):
         in_ch = 4 + int(config.mask_channel)
         self.stem = nn.Sequential(nn.Conv2d(in_ch, ch[0], 3, padding=1), _act())
         self.encoders = nn.ModuleList(
-            nn.Sequential(SeparableConv2d(c_in, c_out, 3, stride=2), _act(),
-                          SeparableConv2d(c_out, c_out, 3), _act())
+            nn.Sequential(
+                SeparableConv2d(c_in, c_out, 3, stride=2), _act(), SeparableConv2d(c_out, c_out, 3), _act()
+            )
             for c_in, c_out in zip(ch[:-1], ch[1:])
         )
         dilations = [1 + (i % 2) * (config.dilation - 1) for i in range(config.num_residual_blocks)]
         self.middle = nn.Sequential(*[SeparableResBlock(ch[-1], d) for d in dilations])
-        self.attention = (ShortLongAttention(ch[-1], separable=True) if config.attention else None)
+        self.attention = ShortLongAttention(ch[-1], separable=True) if config.attention else None
         self.decoders = nn.ModuleList(
             nn.Sequential(SeparableConv2d(c_deep + c, c, 3), _act(), SeparableConv2d(c, c, 3), _act())
             for c_deep, c in zip(reversed(ch[1:]), reversed(ch[:-1]))
         )
         self.to_rgb = nn.Conv2d(ch[0], 3, 3, padding=1)
 
-    def forward(self, masked: torch.Tensor, landmark_map: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, masked: torch.Tensor, landmark_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """
         Args:
             masked: (B, 3, H, W) float in [0, 1], hole pixels set to 1.

@@ -41,8 +41,11 @@ class DamageDetectorConfig:
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class DamageDetector(nn.Module):
@@ -55,8 +58,9 @@ class DamageDetector(nn.Module):
         self.stem = _conv(3, c1)
         self.down2 = nn.Sequential(_conv(c1, c2, stride=2), _conv(c2, c2))
         self.down4 = nn.Sequential(_conv(c2, c4, stride=2), _conv(c4, c4))
-        self.down8 = nn.Sequential(_conv(c4, c8, stride=2), _conv(c8, c8, dilation=2),
-                                   _conv(c8, c8, dilation=4))
+        self.down8 = nn.Sequential(
+            _conv(c4, c8, stride=2), _conv(c8, c8, dilation=2), _conv(c8, c8, dilation=4)
+        )
         self.up4 = _conv(c8 + c4, c4)
         self.up2 = _conv(c4 + c2, c2)
         self.up1 = _conv(c2 + c1, c1)
@@ -80,8 +84,11 @@ class DamageDetector(nn.Module):
     def fuse(self) -> "DamageDetector":
         """Fold every batch norm into its convolution (inference only; in place, returns self)."""
         for module in self.modules():
-            if isinstance(module, nn.Sequential) and len(module) == 3 and isinstance(
-                    module[1], nn.BatchNorm2d):
+            if (
+                isinstance(module, nn.Sequential)
+                and len(module) == 3
+                and isinstance(module[1], nn.BatchNorm2d)
+            ):
                 conv, bn = module[0], module[1]
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
                 with torch.no_grad():
@@ -93,8 +100,7 @@ class DamageDetector(nn.Module):
 
 # how each low-resolution offset (-1, 0, +1) of a 2x nearest upsampling gathers the rows of a
 # 3x3 kernel, for an output row of even (0) and odd (1) phase
-_PHASE_ROWS = torch.tensor([[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]],
-                            [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]])
+_PHASE_ROWS = torch.tensor([[[1.0, 0, 0], [0, 1, 1], [0, 0, 0]], [[0.0, 0, 0], [1, 1, 0], [0, 0, 1]]])
 
 
 class _UpsampleSkipConv(nn.Module):
@@ -110,8 +116,7 @@ class _UpsampleSkipConv(nn.Module):
         # (out, phase y, phase x, in, 3, 3): the kernel seen from the low-resolution map
         rows = _PHASE_ROWS.to(weight)
         phases = torch.einsum("pab,oibc,qdc->opqiad", rows, weight[:, :low_channels], rows)
-        self.register_buffer("low_weight", phases.reshape(4 * out_channels, low_channels, 3, 3)
-                             .contiguous())
+        self.register_buffer("low_weight", phases.reshape(4 * out_channels, low_channels, 3, 3).contiguous())
         self.register_buffer("skip_weight", weight[:, low_channels:].contiguous())
         bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(out_channels)
         self.register_buffer("bias", bias.clone())
@@ -131,8 +136,12 @@ class InferenceDamageDetector(nn.Module):
             raise ValueError("fold the detector's batch norms first (DamageDetector.fuse)")
         self.config = detector.config
         _, c2, c4, c8 = self.config.widths
-        self.stem, self.down2, self.down4, self.down8 = (detector.stem, detector.down2,
-                                                         detector.down4, detector.down8)
+        self.stem, self.down2, self.down4, self.down8 = (
+            detector.stem,
+            detector.down2,
+            detector.down4,
+            detector.down8,
+        )
         self.up4 = _UpsampleSkipConv(detector.up4[0], c8)
         self.up2 = _UpsampleSkipConv(detector.up2[0], c4)
         self.up1 = _UpsampleSkipConv(detector.up1[0], c2)
@@ -181,14 +190,18 @@ def save_damage_detector(path, model: DamageDetector, metadata: dict | None = No
     fused = copy.deepcopy(model).cpu().eval().fuse()
     tensors = {k: v.detach().contiguous().float() for k, v in fused.state_dict().items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    meta.update({"format": DAMAGE_FORMAT_NAME, "format_version": str(DAMAGE_FORMAT_VERSION),
-                 "config": json.dumps(model.config.to_dict())})
+    meta.update(
+        {
+            "format": DAMAGE_FORMAT_NAME,
+            "format_version": str(DAMAGE_FORMAT_VERSION),
+            "config": json.dumps(model.config.to_dict()),
+        }
+    )
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_damage_detector(path, device: str | torch.device = "cpu"
-                         ) -> tuple[DamageDetector, dict[str, str]]:
+def load_damage_detector(path, device: str | torch.device = "cpu") -> tuple[DamageDetector, dict[str, str]]:
     """Build the (fused, eval-mode) detector of a file written by :func:`save_damage_detector`;
     strict: a missing, extra or misshapen tensor is an error. Returns (model, metadata)."""
     import json
@@ -205,17 +218,17 @@ def load_damage_detector(path, device: str | torch.device = "cpu"
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise DamageWeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
     if meta.get("format") != DAMAGE_FORMAT_NAME:
-        raise DamageWeightsError(f"{path}: not a lafin damage detector file "
-                                 f"(format={meta.get('format')!r})")
+        raise DamageWeightsError(f"{path}: not a lafin damage detector file (format={meta.get('format')!r})")
     version = int(meta.get("format_version", "0"))
     if version > DAMAGE_FORMAT_VERSION:
-        raise DamageWeightsError(f"{path}: format version {version} is newer than this lafin "
-                                 f"reads ({DAMAGE_FORMAT_VERSION}); upgrade lafin")
+        raise DamageWeightsError(
+            f"{path}: format version {version} is newer than this lafin "
+            f"reads ({DAMAGE_FORMAT_VERSION}); upgrade lafin"
+        )
     config = DamageDetectorConfig.from_dict(json.loads(meta["config"]))
     model = DamageDetector(config).fuse()
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise DamageWeightsError(f"{path}: the tensors do not match the stored config ({exc})"
-                                 ) from exc
+        raise DamageWeightsError(f"{path}: the tensors do not match the stored config ({exc})") from exc
     return model.to(device).eval(), meta

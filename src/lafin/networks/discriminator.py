@@ -28,8 +28,9 @@ class Discriminator(nn.Module):
             self.convs.append(conv)
         self.attention = ShortLongAttention(2 * b) if config.attention else None
 
-    def forward(self, image: torch.Tensor,
-                landmark_map: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, image: torch.Tensor, landmark_map: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """
         Args:
             image: (B, 3, H, W) float in [0, 1].

@@ -59,8 +59,9 @@ class LaFInGenerator(nn.Module):
             [nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ch[0], 7), *_norm_relu(ch[0]))]
         )
         for c_in, c_out in zip(ch[:-1], ch[1:]):
-            self.encoders.append(nn.Sequential(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1),
-                                               *_norm_relu(c_out)))
+            self.encoders.append(
+                nn.Sequential(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), *_norm_relu(c_out))
+            )
         self.middle = nn.Sequential(
             *[DilatedResnetBlock(ch[-1], config.dilation) for _ in range(config.num_residual_blocks)]
         )
@@ -69,14 +70,14 @@ class LaFInGenerator(nn.Module):
         self.fusions = nn.ModuleList()
         dec_in = ch[-1]
         for c in reversed(ch[:-1]):
-            self.decoders.append(nn.Sequential(nn.ConvTranspose2d(dec_in, c, 4, stride=2, padding=1),
-                                               *_norm_relu(c)))
+            self.decoders.append(
+                nn.Sequential(nn.ConvTranspose2d(dec_in, c, 4, stride=2, padding=1), *_norm_relu(c))
+            )
             self.fusions.append(nn.Sequential(nn.Conv2d(2 * c, 2 * c, 1), *_norm_relu(2 * c)))
             dec_in = 2 * c
         self.to_rgb = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(dec_in, 3, 7))
 
-    def forward(self, masked: torch.Tensor, landmark_map: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, masked: torch.Tensor, landmark_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """
         Args:
             masked: (B, 3, H, W) float in [0, 1], hole pixels set to 1.

@@ -18,8 +18,15 @@ from torch import nn
 from lafin.config import LandmarkConfig
 
 # MobileNetV2 inverted-residual settings: expansion t, channels c, repeats n, first stride s.
-_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-             (6, 160, 3, 2), (6, 320, 1, 1))
+_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 # The "spatial" head: the last feature map pooled to a 4x4 grid (its size at 128 px), 32 channels.
@@ -61,11 +68,14 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and c_in == c_out
         layers: list[nn.Module] = []
         if expand != 1:
-            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
-                       nn.ReLU6(inplace=True)]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-                   nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-                   nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +90,9 @@ class LandmarkPredictor(nn.Module):
         self.config = config
         w = config.width_mult
         c = _make_divisible(32 * w)
-        layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, c, 3, 2, 1, bias=False),
-                                                 nn.BatchNorm2d(c), nn.ReLU6(inplace=True))]
+        layers: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(3, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU6(inplace=True))
+        ]
         for t, c_base, n, s in _SETTINGS:
             c_out = _make_divisible(c_base * w)
             for i in range(n):
@@ -89,8 +100,9 @@ class LandmarkPredictor(nn.Module):
                 c = c_out
         self.features = nn.Sequential(*layers)
         c_last = _make_divisible(1280 * max(1.0, w))
-        self.last_block = nn.Sequential(nn.Conv2d(c, c_last, 1, bias=False), nn.BatchNorm2d(c_last),
-                                        nn.ReLU6(inplace=True))
+        self.last_block = nn.Sequential(
+            nn.Conv2d(c, c_last, 1, bias=False), nn.BatchNorm2d(c_last), nn.ReLU6(inplace=True)
+        )
         self.conv_node1 = nn.Conv2d(c, 128, 1)
         self.conv_node2 = nn.Conv2d(c_last, 128, 1)
         self.spatial = config.head == "spatial"

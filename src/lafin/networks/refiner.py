@@ -44,14 +44,18 @@ class Refiner(nn.Module):
         self.config = config
         c0, c1, c2, c3 = config.channels
         self.stem = nn.Sequential(nn.Conv2d(6, c0, 3, padding=1), _act())
-        self.down1 = nn.Sequential(nn.Conv2d(c0, c1, 3, stride=2, padding=1), _act(),
-                                   SeparableConv2d(c1, c1, 3), _act())
-        self.down2 = nn.Sequential(SeparableConv2d(c1, c2, 3, stride=2), _act(),
-                                   SeparableConv2d(c2, c2, 3), _act())
-        self.down3 = nn.Sequential(SeparableConv2d(c2, c3, 3, stride=2), _act(),
-                                   SeparableConv2d(c3, c3, 3), _act())
-        self.middle = nn.Sequential(*[SeparableResBlock(c3, 1 + i % 2)
-                                      for i in range(config.num_residual_blocks)])
+        self.down1 = nn.Sequential(
+            nn.Conv2d(c0, c1, 3, stride=2, padding=1), _act(), SeparableConv2d(c1, c1, 3), _act()
+        )
+        self.down2 = nn.Sequential(
+            SeparableConv2d(c1, c2, 3, stride=2), _act(), SeparableConv2d(c2, c2, 3), _act()
+        )
+        self.down3 = nn.Sequential(
+            SeparableConv2d(c2, c3, 3, stride=2), _act(), SeparableConv2d(c3, c3, 3), _act()
+        )
+        self.middle = nn.Sequential(
+            *[SeparableResBlock(c3, 1 + i % 2) for i in range(config.num_residual_blocks)]
+        )
         self.up3 = nn.Sequential(SeparableConv2d(c3 + c2, c2, 3), _act(), SeparableConv2d(c2, c2, 3), _act())
         self.up2 = nn.Sequential(SeparableConv2d(c2 + c1, c1, 3), _act(), SeparableConv2d(c1, c1, 3), _act())
         self.up1 = nn.Sequential(SeparableConv2d(c1 + c0, c0, 3), _act())
@@ -60,8 +64,13 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
 
-    def forward(self, coarse: torch.Tensor, mask: torch.Tensor, heatmap: torch.Tensor,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        coarse: torch.Tensor,
+        mask: torch.Tensor,
+        heatmap: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """
         Args:
             coarse: (B, 3, S, S) float in [0, 1]: the generator's face upsampled to S and
@@ -97,11 +106,13 @@ class RefinerDiscriminator(nn.Module):
         specs = [(5, b, 4, 2), (b, 2 * b, 4, 2), (2 * b, 4 * b, 4, 2), (4 * b, 4 * b, 3, 1)]
         self.convs = nn.ModuleList(
             spectral_norm(nn.Conv2d(cin, cout, k, s, padding=(k - 1) // 2 if s == 1 else 1))
-            for cin, cout, k, s in specs)
+            for cin, cout, k, s in specs
+        )
         self.head = spectral_norm(nn.Conv2d(4 * b, 1, 3, 1, padding=1))
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor,
-                heatmap: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, heatmap: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = torch.cat([image * 2 - 1, mask, heatmap], dim=1)
         features = []
         for conv in self.convs:
@@ -110,8 +121,9 @@ class RefinerDiscriminator(nn.Module):
         return self.head(x), features
 
 
-def landmark_heatmap(points: torch.Tensor, size: int | tuple[int, int], sigma: float = 2.0,
-                     origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def landmark_heatmap(
+    points: torch.Tensor, size: int | tuple[int, int], sigma: float = 2.0, origin: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """(B, 68, 2) pixel points -> (B, 1, size, size): the maximum of one Gaussian per point.
 
     ``size`` may also be (H, W), and ``origin`` (x, y) the pixel the map's top-left corner

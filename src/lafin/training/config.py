@@ -111,10 +111,14 @@ class LossConfig:
         if self.landmark_norm not in ("side", "eyes"):
             raise ValueError(f"loss.landmark_norm must be 'side' or 'eyes', not {self.landmark_norm!r}")
         if self.landmark_wing is not None:
-            if (not isinstance(self.landmark_wing, (list, tuple)) or len(self.landmark_wing) != 2
-                    or min(self.landmark_wing) <= 0):
-                raise ValueError("loss.landmark_wing must be [w, epsilon], both > 0, "
-                                 f"not {self.landmark_wing!r}")
+            if (
+                not isinstance(self.landmark_wing, (list, tuple))
+                or len(self.landmark_wing) != 2
+                or min(self.landmark_wing) <= 0
+            ):
+                raise ValueError(
+                    f"loss.landmark_wing must be [w, epsilon], both > 0, not {self.landmark_wing!r}"
+                )
             self.landmark_wing = (float(self.landmark_wing[0]), float(self.landmark_wing[1]))
 
 
@@ -171,21 +175,31 @@ class TrainConfig:
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     config = from_mapping(cls, data, where)
     if cls is TrainConfig and config.stage not in ("landmarks", "inpaint", "joint", "refine"):
-        raise ValueError(f"{where}: stage must be landmarks, inpaint, joint or refine, "
-                         f"not {config.stage!r}")
+        raise ValueError(f"{where}: stage must be landmarks, inpaint, joint or refine, not {config.stage!r}")
     if cls is TrainConfig and config.data.landmark_edit > 0 and config.stage != "inpaint":
-        raise ValueError(f"{where}: data.landmark_edit needs stage inpaint (the joint stage "
-                         "follows the predictor's landmarks, the others no landmarks of their own)")
+        raise ValueError(
+            f"{where}: data.landmark_edit needs stage inpaint (the joint stage "
+            "follows the predictor's landmarks, the others no landmarks of their own)"
+        )
     if cls is TrainConfig and config.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"{where}: lr_schedule must be constant or cosine, not {config.lr_schedule!r}")
     if cls is TrainConfig and config.discriminator_head_start < 0:
         # the generator's feature matching needs the discriminator's pass of the same step
-        raise ValueError(f"{where}: discriminator_head_start must be >= 0, "
-                         f"not {config.discriminator_head_start}")
+        raise ValueError(
+            f"{where}: discriminator_head_start must be >= 0, not {config.discriminator_head_start}"
+        )
     data_config = config.data if cls is TrainConfig else config
-    if isinstance(data_config, DataConfig) and data_config.train_weights is not None and (
+    if (
+        isinstance(data_config, DataConfig)
+        and data_config.train_weights is not None
+        and (
             len(data_config.train_weights) != len(data_config.train)
-            or min(data_config.train_weights) < 0 or sum(data_config.train_weights) <= 0):
-        raise ValueError(f"{where}: data.train_weights needs one non-negative weight per train "
-                         f"cache ({len(data_config.train)}), not {data_config.train_weights}")
+            or min(data_config.train_weights) < 0
+            or sum(data_config.train_weights) <= 0
+        )
+    ):
+        raise ValueError(
+            f"{where}: data.train_weights needs one non-negative weight per train "
+            f"cache ({len(data_config.train)}), not {data_config.train_weights}"
+        )
     return config

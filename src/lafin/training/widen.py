@@ -63,9 +63,9 @@ def _dims(name: str, depth: int) -> tuple[str | None, str | None]:
     raise ValueError(f"widen: no rule for generator parameter {name!r}")
 
 
-def widen_generator_state(state: dict[str, torch.Tensor], config: ModelConfig,
-                          channels: tuple[int, ...], seed: int = 0
-                          ) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+def widen_generator_state(
+    state: dict[str, torch.Tensor], config: ModelConfig, channels: tuple[int, ...], seed: int = 0
+) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """A state for ``config`` with the compact generator's ``channels`` grown to ``channels``.
 
     Args:
@@ -87,13 +87,14 @@ def widen_generator_state(state: dict[str, torch.Tensor], config: ModelConfig,
     if len(channels) != len(old):
         raise ValueError(f"widen: {len(old)} scales in the model, {len(channels)} given")
     if channels[-1] != old[-1]:
-        raise ValueError(f"widen: the deepest scale keeps {old[-1]} channels (attention and the "
-                         f"middle blocks work there), not {channels[-1]}")
+        raise ValueError(
+            f"widen: the deepest scale keeps {old[-1]} channels (attention and the "
+            f"middle blocks work there), not {channels[-1]}"
+        )
     if any(n < o for n, o in zip(channels, old)):
         raise ValueError(f"widen: channels can only grow: {old} -> {channels}")
 
-    new_config = dataclasses.replace(config, generator=dataclasses.replace(gen_cfg,
-                                                                           channels=channels))
+    new_config = dataclasses.replace(config, generator=dataclasses.replace(gen_cfg, channels=channels))
     torch.manual_seed(seed)
     fresh = build_generator(new_config).state_dict()
     maps = _space_maps(old, channels)
@@ -132,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="where to write the widened weights")
     parser.add_argument("--channels", required=True, help="new channels per scale, e.g. 24,48,96,128,256")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--print-model", action="store_true",
-                        help="print the new model config as YAML (for the training config)")
+    parser.add_argument(
+        "--print-model",
+        action="store_true",
+        help="print the new model config as YAML (for the training config)",
+    )
     args = parser.parse_args(argv)
 
     import yaml
@@ -145,16 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     if loaded.generator_state is None:
         sys.exit(f"{args.weights}: no generator in this file")
     channels = tuple(int(c) for c in args.channels.split(","))
-    state, config = widen_generator_state(loaded.generator_state, loaded.config, channels,
-                                          seed=args.seed)
+    state, config = widen_generator_state(loaded.generator_state, loaded.config, channels, seed=args.seed)
     generator = build_generator(config)
     generator.load_state_dict(state, strict=True)
     _, predictor = build_from_weights(loaded)
-    meta = {k: v for k, v in loaded.metadata.items()
-            if k not in ("format", "format_version", "config")}
+    meta = {k: v for k, v in loaded.metadata.items() if k not in ("format", "format_version", "config")}
     meta["widened_from"] = ",".join(str(c) for c in loaded.config.generator.channels)
-    save_weights(args.out, config, generator=generator, landmark_predictor=predictor,
-                 metadata=meta)
+    save_weights(args.out, config, generator=generator, landmark_predictor=predictor, metadata=meta)
     print(f"wrote {args.out}: generator channels {loaded.config.generator.channels} -> {channels}")
     if args.print_model:
         print(yaml.safe_dump({"model": config.to_dict()}, sort_keys=False))
