@@ -413,7 +413,27 @@ def test_crop_mode_refines_at_the_refiners_size_and_keeps_known_pixels(refined_m
         options=InferenceOptions(generator_flip_average=False, diffusion_mix=0),
     )
     assert plain.refiner is None
-    assert not np.array_equal(plain(image, hole, mode="crop").image, result.image)
+    plain_result = plain(image, hole, mode="crop")
+    assert not np.array_equal(plain_result.image, result.image)
+
+
+def test_crop_mode_gives_landmarks_in_the_inputs_pixels_with_a_refiner(refined_model, monkeypatch):
+    """The aligned-crop path with a refiner working at another size than the generator: the
+    reported landmarks are the located ones mapped to the input, not to the refiner's frame."""
+    from lafin.alignment import canonical_landmarks
+    from lafin.crop_frame import CropFrame
+
+    image = face_like(100, 90, seed=3)
+    hole = np.zeros(image.shape[:2], np.uint8)
+    hole[40:70, 25:60] = 1
+    size = refined_model.image_size
+    assert refined_model.output_size != size
+    located = canonical_landmarks(size).astype(np.float32)  # an aligned face: not a loose crop
+    monkeypatch.setattr(refined_model.locator, "locate", lambda *args, **kwargs: located.copy())
+    result = refined_model(image, hole, mode="crop")
+    assert "refine" in result.timings
+    expected = CropFrame.around(image.shape[:2], size).to_input(located)
+    np.testing.assert_allclose(result.landmarks, expected, atol=1e-4)
 
 
 def test_photo_mode_refines_each_face_and_keeps_known_pixels(refined_model):

@@ -392,13 +392,15 @@ class LaFInModel:
         # 7. the texture, at the refiner's size
         if self.refiner is not None:
             stages.start("refine")
-            frame = CropFrame.around(img.shape[:2], self.output_size)
+            output_frame = CropFrame.around(img.shape[:2], self.output_size)
             generated = self.generation.refine(
-                *frame.tensors(img, hole, self.device), generated, points[None]
+                *output_frame.tensors(img, hole, self.device), generated, points[None]
             )
+        else:
+            output_frame = frame
         # 8. the hole pasted back at the input's size, the photo's tone kept
         stages.start("blend")
-        out, tone = keep_tone(img, frame.paste(img, hole, generated[0]), hole)
+        out, tone = keep_tone(img, output_frame.paste(img, hole, generated[0]), hole)
         timings = stages.stop()
         lm_out = (
             np.asarray(landmarks, np.float32)
