@@ -60,6 +60,7 @@ import cv2
 import numpy as np
 
 from lafin.landmarks import read_pts
+from lafin.video import write_video
 
 
 def _backdrop(h: int, w: int) -> np.ndarray:
@@ -136,26 +137,6 @@ def _cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def _write(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> None:
-    import imageio_ffmpeg as ff
-
-    h, w = frames[0].shape[:2]
-    writer = ff.write_frames(
-        str(path),
-        (w, h),
-        fps=fps,
-        codec="libx264rgb",
-        pix_fmt_out="rgb24",
-        output_params=["-qp", "0"],
-        macro_block_size=1,
-        quality=None,
-    )
-    writer.send(None)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f))
-    writer.close()
-
-
 def _read(path: Path) -> list[np.ndarray]:
     import imageio_ffmpeg as ff
 
@@ -222,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         clip, mask = Path(tmp) / "clip.mp4", Path(tmp) / "mask.mp4"
-        _write(clip, frames)
-        _write(mask, [np.repeat(hm[..., None] * 255, 3, axis=2) for hm in holes])
+        write_video(clip, frames)
+        write_video(mask, [np.repeat(hm[..., None] * 255, 3, axis=2) for hm in holes])
         for setting in args.settings:
             batch, key = (int(v) for v in setting.split(":"))
             runs = []

@@ -11,26 +11,12 @@ from skimage import data
 
 ff = pytest.importorskip("imageio_ffmpeg", reason="video needs imageio-ffmpeg (lafin[video])")
 
-from lafin.video import LandmarkSmoother, inpaint_video  # noqa: E402
+from lafin.video import LandmarkSmoother, inpaint_video, write_video  # noqa: E402
 
 
 def _write_video(path, frames, fps=10, audio=False):
     silent = str(path) + ".silent.mp4" if audio else str(path)
-    h, w = frames[0].shape[:2]
-    writer = ff.write_frames(
-        silent,
-        (w, h),
-        fps=fps,
-        codec="libx264rgb",
-        pix_fmt_out="rgb24",
-        output_params=["-qp", "0"],
-        macro_block_size=1,
-        quality=None,
-    )
-    writer.send(None)
-    for f in frames:
-        writer.send(np.ascontiguousarray(f))
-    writer.close()
+    write_video(silent, frames, fps)
     if audio:
         subprocess.run(
             [

@@ -196,35 +196,30 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
     return cls(**kwargs)
 
 
+_COMPACT = ModelConfig(
+    name="compact",
+    image_size=128,
+    generator=GeneratorConfig(
+        arch="compact",
+        channels=(16, 32, 64, 128, 256),
+        num_residual_blocks=8,
+        dilation=2,
+        attention=True,
+        mask_channel=True,
+    ),
+    landmarks=LandmarkConfig(width_mult=1.0, head="spatial"),
+    discriminator=DiscriminatorConfig(base_channels=32, attention=False),
+)
+
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(name="paper", image_size=256),
-    "compact": ModelConfig(
-        name="compact",
-        image_size=128,
-        generator=GeneratorConfig(
-            arch="compact",
-            channels=(16, 32, 64, 128, 256),
-            num_residual_blocks=8,
-            dilation=2,
-            attention=True,
-            mask_channel=True,
-        ),
-        landmarks=LandmarkConfig(width_mult=1.0, head="spatial"),
-        discriminator=DiscriminatorConfig(base_channels=32, attention=False),
-    ),
-    "compact-wide": ModelConfig(
+    "compact": _COMPACT,
+    # the shipped file's: compact with a widened generator, a 192-px landmark input and a refiner
+    "compact-wide": dataclasses.replace(
+        _COMPACT,
         name="compact-wide",
-        image_size=128,
-        generator=GeneratorConfig(
-            arch="compact",
-            channels=(24, 48, 96, 128, 256),
-            num_residual_blocks=8,
-            dilation=2,
-            attention=True,
-            mask_channel=True,
-        ),
-        landmarks=LandmarkConfig(width_mult=1.0, head="spatial", input_size=192),
-        discriminator=DiscriminatorConfig(base_channels=32, attention=False),
+        generator=dataclasses.replace(_COMPACT.generator, channels=(24, 48, 96, 128, 256)),
+        landmarks=dataclasses.replace(_COMPACT.landmarks, input_size=192),
         refiner=RefinerConfig(output_size=256, channels=(16, 32, 64, 128), num_residual_blocks=4),
     ),
     "tiny": ModelConfig(

@@ -21,7 +21,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,31 @@ def _ffmpeg():
     except ImportError:
         raise InputError("video needs imageio-ffmpeg: pip install 'lafin[video]'") from None
     return imageio_ffmpeg
+
+
+def open_writer(path: str | Path, size: tuple[int, int], fps: float, lossless: bool = False):
+    """A started ffmpeg writer of (h, w, 3) uint8 RGB frames of ``size`` (w, h): H.264 of the RGB
+    planes at qp 0 (``lossless``: every pixel kept) or yuv420p at crf 17. ``send`` frames, then
+    ``close``."""
+    params = (
+        dict(codec="libx264rgb", pix_fmt_out="rgb24", output_params=["-qp", "0"])
+        if lossless
+        else dict(codec="libx264", pix_fmt_out="yuv420p", output_params=["-crf", "17"])
+    )
+    writer = _ffmpeg().write_frames(str(path), size, fps=fps, macro_block_size=1, quality=None, **params)
+    writer.send(None)
+    return writer
+
+
+def write_video(
+    path: str | Path, frames: Sequence[np.ndarray], fps: float = 25.0, lossless: bool = True
+) -> None:
+    """Write RGB frames to a video file (lossless by default: clips for tests and benchmarks)."""
+    h, w = frames[0].shape[:2]
+    writer = open_writer(path, (w, h), fps, lossless)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
 
 
 @dataclass
@@ -427,13 +452,7 @@ def inpaint_video(
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, silent = tempfile.mkstemp(suffix=output.suffix or ".mp4", dir=output.parent)
     os.close(fd)
-    params = (
-        dict(codec="libx264rgb", pix_fmt_out="rgb24", output_params=["-qp", "0"])
-        if lossless
-        else dict(codec="libx264", pix_fmt_out="yuv420p", output_params=["-crf", "17"])
-    )
-    writer = ff.write_frames(silent, (w, h), fps=fps, macro_block_size=1, quality=None, **params)
-    writer.send(None)
+    writer = open_writer(silent, (w, h), fps, lossless)
     faces_per_frame: list[int] = []
     landmarks: list[list[np.ndarray]] = []
     reader_clock, render_clock = StageClock(), StageClock()  # one per thread

@@ -510,7 +510,8 @@ class Trainer:
             target = points
             if self.config.stage == "inpaint":
                 # the predictor's own reading of the true face, moved as the landmarks were
-                # edited: its disagreement with the labels (~9% NME on CelebA) cancels out
+                # edited: its disagreement with the labels (benchmarks/landmarks_cache_nme.py)
+                # cancels out
                 with torch.no_grad():
                     target = self.predict_points(batch.images) + (points - batch.landmarks)
             found = self.predict_points(composite)  # gradients reach the generator's pixels
