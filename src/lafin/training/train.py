@@ -102,15 +102,17 @@ class Trainer:
         self.batches = BatchSource(config, self.size, self.rng, self.device, self.memory_format)
         self.val: FaceCache | None = load_cache(config.data.val) if config.data.val else None
         self.networks = StageNetworks(config, self.model_config, self.device, self.memory_format)
-        self.losses = GeneratorLosses(config.loss, config.stage, self.device)
+        self.generator_losses = GeneratorLosses(config.loss, config.stage, self.device)
         adversary = Adversary(config, self.networks)
         refine = None
         if config.stage == "landmarks":
             self.stage = LandmarkStage(config, self.networks, self.size)
         elif config.stage == "refine":
-            self.stage = refine = RefineStage(config, self.networks, self.losses, adversary, self.size)
+            self.stage = refine = RefineStage(
+                config, self.networks, self.generator_losses, adversary, self.size
+            )
         else:
-            self.stage = GeneratorStage(config, self.networks, self.losses, adversary, self.size)
+            self.stage = GeneratorStage(config, self.networks, self.generator_losses, adversary, self.size)
         self.validator = Validator(
             config, self.networks, self.size, self.batches.mask_fn, self.device, self.memory_format, refine
         )
