@@ -278,10 +278,32 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from lafin.training.config import TrainConfig
     from lafin.training.train import train
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    config = _train_config(args)
+    if args.resume and args.overwrite:
+        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    """``lafin train``'s config: ``--config`` with ``--set`` applied, then the other options; a
+    bad file, key or value (the model's included) is one line and exit code 2."""
+    import yaml
+
+    from lafin.config import ModelConfig, apply_overrides, get_preset
+    from lafin.training.config import TrainConfig
+
+    try:
+        if args.config:
+            config = TrainConfig.from_yaml(args.config, args.set)
+        else:  # the defaults
+            config = TrainConfig.from_dict(apply_overrides(TrainConfig, {}, args.set))
+        # the model is checked here, not hours later when the trainer builds it
+        get_preset(config.model) if isinstance(config.model, str) else ModelConfig.from_dict(config.model)
+    except (ValueError, TypeError, yaml.YAMLError) as exc:
+        raise _UsageError(str(exc)) from None
     if args.stage:
         config.stage = args.stage
     if args.data:
@@ -292,10 +314,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config.max_steps = args.max_steps
     if args.init_from:
         config.init_from = args.init_from
-    if args.resume and args.overwrite:
-        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
-    train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
-    return 0
+    return config
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -541,9 +560,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_inpaint_video)
 
-    p = sub.add_parser("train", help="train one stage (landmarks, inpaint, joint)")
-    p.add_argument("--stage", choices=["landmarks", "inpaint", "joint"])
+    p = sub.add_parser("train", help="train one stage (landmarks, inpaint, joint, refine)")
+    p.add_argument("--stage", choices=["landmarks", "inpaint", "joint", "refine"])
     p.add_argument("--config", help="YAML training config (see configs/)")
+    p.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of --config, a dotted key and a YAML value (e.g. --set "
+        "loss.inception_size=256 'loss.inception_layers=[conv_2, conv_4]'); an unknown key or "
+        "a value of the wrong type is refused",
+    )
     p.add_argument("--data", nargs="+", help="face cache directories (override the config)")
     p.add_argument("--val", help="validation face cache (overrides the config)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, samples)")
@@ -711,10 +740,16 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train_damage(args: argparse.Namespace) -> int:
-    from lafin.training.damage import run
+    import yaml
 
+    from lafin.training.damage import config_from_args, run
+
+    try:
+        config = config_from_args(args)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise _UsageError(str(exc)) from None
     logging.getLogger().setLevel(logging.INFO)
-    return run(args)
+    return run(args, config)
 
 
 def _restore_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path, Path | None]], bool]:
