@@ -276,3 +276,36 @@ def test_set_reaches_the_damage_trainer_and_its_run(tmp_path, capsys):
     assert saved["steps"] == 1 and saved["modern_share"] == 0.5
     history = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
     assert len(history) == 1 and np.isfinite(yaml.safe_load(history[0])["loss"])
+
+
+def test_resume_says_which_settings_differ_from_the_runs_own(tmp_path, caplog):
+    """Variants live on the command line, so a resume that forgets a ``--set`` would change the
+    run silently: it is named (and the run's own config.yaml resumes it unchanged)."""
+    from lafin.alignment import canonical_landmarks
+    from lafin.data.cache import write_cache
+
+    images = np.stack([face_like(64, 64, seed=i) for i in range(4)])
+    write_cache(tmp_path / "faces", images, np.stack([canonical_landmarks(64)] * 4).astype(np.float32))
+    config = {
+        "stage": "inpaint",
+        "model": "tiny",
+        "data": {"train": [str(tmp_path / "faces")], "mask_mix": {"block": 1.0}},
+        "batch_size": 2,
+        "max_steps": 1,
+        "sample_every": 0,
+        "val_every": 0,
+        "checkpoint_every": 1,
+        "threads": 1,
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    argv = ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(run), "--set", "loss.tv=0.5"]
+    assert main(argv) == 0
+    caplog.clear()
+    assert main([*argv[:-2], "--set", "max_steps=2", "--resume"]) == 0
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "loss.tv 0.5 -> 0.1" in warned and "max_steps 1 -> 2" in warned
+    caplog.clear()
+    assert main(["train", "--config", str(run / "config.yaml"), "--out", str(run), "--resume"]) == 0
+    assert not [r for r in caplog.records if "settings other than" in r.getMessage()]
+    assert yaml.safe_load((run / "config.yaml").read_text())["max_steps"] == 2

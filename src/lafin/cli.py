@@ -283,8 +283,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     if args.resume and args.overwrite:
         raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if args.resume:
+        _warn_of_changed_settings(config, Path(args.out) / "config.yaml")
     train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
     return 0
+
+
+def _warn_of_changed_settings(config, saved: Path) -> None:
+    """A resumed run takes the settings of this command; say which differ from those the run
+    wrote last (a forgotten ``--set`` or ``--init-from`` changes the run, an edited ``lr`` or
+    ``max_steps`` is meant to)."""
+    import yaml
+
+    from lafin.training.config import TrainConfig
+
+    try:
+        before = TrainConfig.from_yaml(saved).to_dict()
+    except (OSError, ValueError, TypeError, yaml.YAMLError):  # no run yet, or an older format
+        return
+
+    def flat(mapping: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in mapping.items():
+            if isinstance(value, dict) and key != "mask_mix":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    old, new = flat(before), flat(config.to_dict())
+    changed = [
+        f"{k} {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    if changed:
+        logging.getLogger("lafin.train").warning(
+            "--resume with settings other than %s: %s", saved, "; ".join(changed)
+        )
 
 
 def _train_config(args: argparse.Namespace):
