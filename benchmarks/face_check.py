@@ -1,22 +1,26 @@
 """Crop mode's non-face warning: how often it fires on faces (false alarms) and on non-faces.
 
 Every sample goes through crop mode's own check (:mod:`lafin.face_check`): the landmarks
-predicted on the masked crop and on its mirror image, their disagreement, and, above a limit, the
-HOG face detector on the known pixels. Samples, each with one hole of 10-60% (an NVIDIA irregular
-test mask of that range, or a random block, in turn):
+predicted on the masked crop and on its mirror image, their disagreement, judged where the hole
+leaves the crop's middle visible; over the limit, the disagreement on the face re-aligned by those
+landmarks and the HOG face detector on the known pixels. Samples, each with one hole of 10-60% (an
+NVIDIA irregular test mask of that range, or a random block, in turn):
 
 - faces: CelebA val crops (tight, aligned), iBUG AFW and HELEN crops (256 px, loose: the face is
   half the side, turned and tilted as photographed);
 - non-faces: random square crops of scikit-image's sample pictures that show no person
-  (landscape, texture, objects, animals, text, microscopy), uniform noise and smooth gradients.
+  (textures such as grass and brick, objects, animals, text, microscopy, astronomy), uniform noise
+  and smooth gradients.
 
-Printed: the disagreement's percentiles per set, the share of each set over each candidate limit
-(the signal alone, then with the detector's veto), the false alarms per hole-size bin at the
-chosen limit, and the time the check adds to crop mode's landmark step (medians, ms).
+Printed: the disagreement's percentiles per set; the share of each set over each candidate limit
+after each step of the check (the signal alone, the middle visible, the re-aligned view, the
+detector: the warning); the warning per set and per hole-size bin at ``--limit``; the judged
+non-faces it missed; and what the check costs (medians, ms; the rerun on a quiet machine is the
+same command).
 
     python benchmarks/face_check.py --celeba ../shared/data/celeba/128 \\
         --afw ../shared/data/ibug300w/afw --helen ../shared/data/ibug300w/helen_trainset_partial \\
-        --masks ../shared/data/masks/irregular-256 --faces 300 --json face_check.json
+        --masks ../shared/data/masks/irregular-256 --faces 300 --crops 6 --json face_check.json
 
 Tune on CelebA's val split only (``--split .../val.txt``, the default), never on test.
 """
