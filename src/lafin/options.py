@@ -56,6 +56,9 @@ class InferenceOptions:
         edge_colour_match: shift each face's fill to the colour of the pixels around the hole
             after the last network (:func:`lafin.blend.match_edge_colour`): a network's colour
             cast would show as a seam.
+        refiner_texture_only: keep only the fine part (texture) of the refiner's change to the
+            hole; its colour and shapes stay the generator's
+            (:func:`lafin.generator_runner.texture_only`). Weights without a refiner ignore it.
         face_check_limit: crop mode warns that the image may not be a face when the landmarks
             predicted on it and on its mirror image disagree by more than this (a fraction of
             the eye distance; :mod:`lafin.face_check`); it fills the hole all the same. None:
@@ -71,6 +74,7 @@ class InferenceOptions:
     diffusion_mix: float | None = None
     seed: int = 0
     edge_colour_match: bool = True
+    refiner_texture_only: bool = True
     face_check_limit: float | None = MIRROR_DISAGREEMENT_LIMIT
 
     def __post_init__(self) -> None:
@@ -79,6 +83,7 @@ class InferenceOptions:
             "landmark_refine",
             "generator_flip_average",
             "edge_colour_match",
+            "refiner_texture_only",
         ):
             value = getattr(self, name)
             if not (isinstance(value, bool) or (value is None and name == "generator_flip_average")):
