@@ -681,6 +681,8 @@ class DemoHandlers:
                 )
         if result.landmarks is None:
             text += "  \nNo face in the hole's surroundings: there are no landmarks to edit."
+        for warning in result.warnings:
+            text += f"  \n**Warning:** {warning}"
         return text
 
     def inpaint(
