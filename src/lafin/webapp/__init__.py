@@ -14,7 +14,7 @@ that the app owns (Gradio's cache is pointed there).
 The package, one job per module:
 
 - :mod:`~lafin.webapp.server`: :func:`serve` (launch, SIGTERM, clean-up) and ``python -m``.
-- :mod:`~lafin.webapp.page`: :func:`build_app`, the page's layout and its events' wiring.
+- :mod:`~lafin.webapp.app`: :func:`build_app`, the page's layout and its events' wiring.
 - :mod:`~lafin.webapp.handlers`: :class:`DemoHandlers`, the event handlers in one object, made
   of :mod:`~lafin.webapp.photo_handlers`, :mod:`~lafin.webapp.inpaint_handlers`,
   :mod:`~lafin.webapp.damage_handlers` and :mod:`~lafin.webapp.landmark_handlers`; they work on
@@ -36,10 +36,10 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from lafin.webapp.app import SESSION_TTL, build_app  # noqa: E402
 from lafin.webapp.errors import DemoError  # noqa: E402
 from lafin.webapp.handlers import DemoHandlers  # noqa: E402
 from lafin.webapp.memory import release_memory  # noqa: E402
-from lafin.webapp.page import SESSION_TTL, build_app  # noqa: E402
 from lafin.webapp.pages import Page  # noqa: E402
 from lafin.webapp.painter import decode_painting, painter_html, preview  # noqa: E402
 from lafin.webapp.server import DEFAULT_MAX_FILE_SIZE, MAX_SESSIONS, main, serve  # noqa: E402

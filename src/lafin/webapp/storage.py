@@ -1,7 +1,7 @@
 """A session's files on the server and their removal: result folders, downloads, uploads.
 
 Every file the demo writes lives under its work folder (Gradio's cache, in :func:`build_app
-<lafin.webapp.page.build_app>`), one folder per session. Uploaded files are counted per session
+<lafin.webapp.app.build_app>`), one folder per session. Uploaded files are counted per session
 that uses them (two tabs may upload the same photo) and deleted when the last one ends. A
 session ends when its tab closes (:func:`forget_session`), when it expires (the ``gr.State``'s
 time to live) or when the server stops.
