@@ -287,7 +287,13 @@ def build_app(
                 **light_queue,
             )
         reset_btn.click(handlers.landmarks.reset, [session], edit_outputs, **light_queue)
-        lm_upload.upload(handlers.landmarks.load_file, [lm_upload, session], edit_outputs, **light_queue)
+        lm_upload.upload(
+            handlers.landmarks.load_file,
+            [lm_upload, session],
+            edit_outputs,
+            api_name="load_landmarks_file",  # the API name clients (gradio_client) know
+            **light_queue,
+        )
         table.input(
             handlers.landmarks.edit_table, [table, session], [view, edit_status, session], **light_queue
         )
