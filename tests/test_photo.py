@@ -9,7 +9,7 @@ import pytest
 from skimage import data
 
 from conftest import face_like
-from lafin.blend import harmonize
+from lafin.blend import harmonize, match_edge_colour
 from lafin.photo import hole_regions
 
 # The astronaut's face in skimage.data.astronaut(): box about (180, 67)-(266, 163); mouth at
@@ -112,6 +112,64 @@ def test_harmonize_removes_a_colour_offset_at_the_edge():
     fixed = harmonize(photo, generated, hole)
     assert np.abs(fixed[hole > 0] - 100).max() < 3  # the offset is gone inside the hole
     assert np.array_equal(fixed[hole == 0], generated[hole == 0])
+
+
+def test_match_edge_colour_removes_a_cast_and_keeps_the_texture():
+    rng = np.random.default_rng(0)
+    known = np.zeros((128, 128, 3), np.float32)
+    known[...] = (180, 120, 100)  # warm skin
+    hole = np.zeros((128, 128), bool)
+    hole[30:100, 20:90] = True
+    texture = rng.normal(0, 12, (128, 128, 1)).astype(np.float32)
+    filled = np.where(hole[..., None], np.float32((150, 130, 100)) + texture, known)  # green-grey cast
+    fixed = match_edge_colour(known, filled, hole, scale=0.5)
+    cast_before = np.abs(filled[hole].mean(axis=0) - known[0, 0]).max()
+    cast_after = np.abs(fixed[hole].mean(axis=0) - known[0, 0]).max()
+    assert cast_before > 25 and cast_after < 3, (cast_before, cast_after)
+    # only a slow colour field is added: the texture (pixel minus its neighbour) is kept
+    np.testing.assert_allclose(
+        np.diff(fixed[35:95, 25:85], axis=1), np.diff(filled[35:95, 25:85], axis=1), atol=1.0
+    )
+    assert np.array_equal(fixed[~hole], filled[~hole])
+
+
+def test_match_edge_colour_leaves_a_matching_fill_alone():
+    rng = np.random.default_rng(1)
+    known = rng.normal(120, 20, (96, 96, 3)).astype(np.float32)
+    hole = np.zeros((96, 96), bool)
+    hole[30:60, 30:60] = True
+    fixed = match_edge_colour(known, known, hole, scale=0.5)
+    assert np.abs(fixed[hole] - known[hole]).mean() < 4  # noise only: no offset is invented
+    # no hole or all hole: nothing to match against
+    assert np.array_equal(match_edge_colour(known, known, np.zeros((96, 96), bool)), known)
+    assert np.array_equal(match_edge_colour(known, known, np.ones((96, 96), bool)), known)
+
+
+def test_edge_colour_match_is_an_option_of_the_pipeline(tiny_model, monkeypatch):
+    from lafin.alignment import canonical_landmarks
+    from lafin.generator_runner import GeneratorRunner
+    from lafin.options import InferenceOptions
+
+    def cast_generator(self, img_t, hole_t, points):  # the skin's colour, greener and paler
+        cast = np.array([170, 130, 100], np.float32) / 255
+        return np.broadcast_to(cast, (img_t.shape[0], self.image_size, self.image_size, 3)).copy()
+
+    monkeypatch.setattr(GeneratorRunner, "generate", cast_generator)
+    noise = np.random.default_rng(2).normal(0, 10, (128, 128, 3))  # a colour photo, not tinted
+    face = np.clip(np.array([200, 120, 90]) + noise, 0, 255).astype(np.uint8)
+    hole = np.zeros((128, 128), np.uint8)
+    hole[40:90, 30:100] = 1
+    points = canonical_landmarks(128)  # an aligned face: crop mode generates it as it is
+    on = tiny_model.inpaint(face, hole, points, mode="crop")
+    off = tiny_model.with_options(edge_colour_match=False).inpaint(face, hole, points, mode="crop")
+    assert tiny_model.options.edge_colour_match
+    target = face[hole == 0].mean(axis=0)
+    cast_on = np.abs(on[hole > 0].mean(axis=0) - target).max()
+    cast_off = np.abs(off[hole > 0].mean(axis=0) - target).max()
+    assert cast_off > 20 and cast_on < 5, (cast_off, cast_on)
+    assert np.array_equal(on[hole == 0], face[hole == 0]) and np.array_equal(off[hole == 0], face[hole == 0])
+    with pytest.raises(ValueError, match="edge_colour_match"):
+        InferenceOptions(edge_colour_match="yes")
 
 
 def test_hole_regions_merge_overlaps():

@@ -156,6 +156,23 @@ class _Predictor:
         return self.points
 
 
+def test_hole_colour_error_sees_a_cast_not_texture():
+    truth = face_like(64, 64)
+    mask = box_mask(64, 64)
+    hole = mask > 0
+    assert R.hole_colour_error(truth, truth, mask) == 0.0
+    greener = truth.astype(np.int16)
+    greener[hole] += np.array([-12, 8, 0], np.int16)
+    cast = R.hole_colour_error(np.clip(greener, 0, 255).astype(np.uint8), truth, mask)
+    # texture with the same mean colour: the pixels of the hole shuffled
+    shuffled = truth.copy()
+    shuffled[hole] = np.random.default_rng(0).permutation(truth[hole])
+    assert cast > 5 and R.hole_colour_error(shuffled, truth, mask) < 0.01
+    assert math.isnan(R.hole_colour_error(truth, truth, np.zeros((64, 64), np.uint8)))
+    with pytest.raises(ValueError):
+        R.hole_colour_error(truth, truth[:32], mask)
+
+
 def test_landmark_fidelity_is_the_nme_of_the_predictor_on_the_unmasked_output():
     from lafin.landmarks import OUTER_EYE_CORNERS
 

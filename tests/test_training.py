@@ -783,3 +783,17 @@ def test_model_and_training_configs_share_one_parser(tmp_path):
     assert data.hole_ratio == (0.2, 0.3) and data.box_fraction == (0.5, 0.9)
     with pytest.raises(ValueError, match="expected a mapping"):
         from_mapping(DataConfig, [1, 2], "d")
+
+
+def test_training_modules_state_their_job_and_keep_classes_small():
+    """Each module of lafin.training opens with a docstring saying its one job, and no class
+    grows past 300 lines (the trainer is a loop over parts, each in its own module)."""
+    import ast
+
+    for path in sorted((ROOT / "src" / "lafin" / "training").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), f"{path.name}: no opening docstring"
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 300, f"{path.name}: class {node.name} has {lines} lines"

@@ -65,6 +65,67 @@ def harmonize(
     return out
 
 
+# match_edge_colour's scales, in pixels of the model's crop (256 or 128 px for a face): the
+# local means either side of the hole's edge, the band inside the edge where they are compared,
+# and the smoothing that spreads the measured offsets over the hole (wide: a colour shift, never
+# texture)
+EDGE_SIGMA = 3.0
+EDGE_BAND = 2.0
+EDGE_SPREAD_SIGMA = 16.0
+# an offset larger than this (0-255) is an edge of the picture, not a colour cast
+EDGE_MAX_OFFSET = 40.0
+
+
+def _masked_mean(image: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-weighted local mean of ``image`` over the pixels ``weight`` selects, and the
+    weight's own local mean (how much of the neighbourhood the mean rests on)."""
+    num = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    return num / np.maximum(den, 1e-6)[..., None], den
+
+
+def match_edge_colour(
+    known: np.ndarray, filled: np.ndarray, hole: np.ndarray, scale: float = 1.0
+) -> np.ndarray:
+    """Shift the fill's colour so it meets the known pixels at the hole's edge.
+
+    A network's fill can carry a colour cast (a greener or paler skin than the face around it)
+    that shows as a seam. Just inside the edge, the local mean of the known pixels outside is
+    compared with the local mean of the fill inside; the offsets are spread over the hole by a
+    wide smoothing (the hole's mean offset where no edge is near), so only a slow colour field is
+    added: the fill's texture and structure are kept, nothing is blurred.
+
+    Args:
+        known: HxWx3, the known pixels (values inside the hole are ignored).
+        filled: HxWx3 float or uint8, the content for the hole.
+        hole: HxW, nonzero = hole.
+        scale: pixels per pixel of a 256-px face crop (the scales above are in those).
+
+    Returns:
+        HxWx3 float32 in [0, 255]: ``filled`` with the correction inside the hole (unchanged
+        elsewhere).
+    """
+    sel = hole > 0
+    out = np.asarray(filled, np.float32)
+    if not sel.any() or sel.all():
+        return out.copy()
+    # at least the first ring of hole pixels (their distance to the edge is 1)
+    sigma, band, spread = (max(1.0, v * scale) for v in (EDGE_SIGMA, EDGE_BAND, EDGE_SPREAD_SIGMA))
+    outside_mean, outside_cover = _masked_mean(known.astype(np.float32), (~sel).astype(np.float32), sigma)
+    inside_mean, inside_cover = _masked_mean(out, sel.astype(np.float32), sigma)
+    depth = cv2.distanceTransform(sel.astype(np.uint8), cv2.DIST_L2, 3)
+    edge = sel & (depth <= band) & (outside_cover > 0.05) & (inside_cover > 0.05)
+    if not edge.any():
+        return out.copy()
+    offset = np.clip(outside_mean - inside_mean, -EDGE_MAX_OFFSET, EDGE_MAX_OFFSET)
+    field, cover = _masked_mean(offset, edge.astype(np.float32), spread)
+    # far from every edge (the middle of a large hole) the smoothing rests on almost nothing:
+    # there the hole's mean offset takes over
+    trust = np.clip(cover / 0.02, 0.0, 1.0)[..., None]
+    field = trust * field + (1 - trust) * offset[edge].mean(axis=0)
+    return np.where(sel[..., None], np.clip(out + field, 0, 255), out).astype(np.float32)
+
+
 # The fill's share in the generated hole (for weights without a refiner), chosen by
 # benchmarks/diffusion_mix.py on CelebA validation faces (docs/MODEL_CARD.md).
 DIFFUSION_MIX = 0.15

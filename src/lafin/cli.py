@@ -278,10 +278,68 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from lafin.training.config import TrainConfig
     from lafin.training.train import train
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    config = _train_config(args)
+    if args.resume and args.overwrite:
+        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    if args.resume:
+        _warn_of_changed_settings(config, Path(args.out) / "config.yaml")
+    train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
+    return 0
+
+
+def _warn_of_changed_settings(config, saved: Path) -> None:
+    """A resumed run takes the settings of this command; say which differ from those the run
+    wrote last (a forgotten ``--set`` or ``--init-from`` changes the run, an edited ``lr`` or
+    ``max_steps`` is meant to)."""
+    import yaml
+
+    from lafin.training.config import TrainConfig
+
+    try:
+        before = TrainConfig.from_yaml(saved).to_dict()
+    except (OSError, ValueError, TypeError, yaml.YAMLError):  # no run yet, or an older format
+        return
+
+    def flat(mapping: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in mapping.items():
+            if isinstance(value, dict) and key != "mask_mix":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    old, new = flat(before), flat(config.to_dict())
+    changed = [
+        f"{k} {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    if changed:
+        logging.getLogger("lafin.train").warning(
+            "--resume with settings other than %s: %s", saved, "; ".join(changed)
+        )
+
+
+def _train_config(args: argparse.Namespace):
+    """``lafin train``'s config: ``--config`` with ``--set`` applied, then the other options; a
+    bad file, key or value (the model's included) is one line and exit code 2."""
+    import yaml
+
+    from lafin.config import ModelConfig, apply_overrides, get_preset
+    from lafin.training.config import TrainConfig
+
+    try:
+        if args.config:
+            config = TrainConfig.from_yaml(args.config, args.set)
+        else:  # the defaults
+            config = TrainConfig.from_dict(apply_overrides(TrainConfig, {}, args.set))
+        # the model is checked here, not hours later when the trainer builds it
+        get_preset(config.model) if isinstance(config.model, str) else ModelConfig.from_dict(config.model)
+    except (ValueError, TypeError, yaml.YAMLError) as exc:
+        raise _UsageError(str(exc)) from None
     if args.stage:
         config.stage = args.stage
     if args.data:
@@ -292,10 +350,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config.max_steps = args.max_steps
     if args.init_from:
         config.init_from = args.init_from
-    if args.resume and args.overwrite:
-        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
-    train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
-    return 0
+    return config
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -541,9 +596,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_inpaint_video)
 
-    p = sub.add_parser("train", help="train one stage (landmarks, inpaint, joint)")
-    p.add_argument("--stage", choices=["landmarks", "inpaint", "joint"])
+    p = sub.add_parser("train", help="train one stage (landmarks, inpaint, joint, refine)")
+    p.add_argument("--stage", choices=["landmarks", "inpaint", "joint", "refine"])
     p.add_argument("--config", help="YAML training config (see configs/)")
+    p.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of --config, a dotted key and a YAML value (e.g. --set "
+        "loss.inception_size=256 'loss.inception_layers=[conv_2, conv_4]'); an unknown key or "
+        "a value of the wrong type is refused",
+    )
     p.add_argument("--data", nargs="+", help="face cache directories (override the config)")
     p.add_argument("--val", help="validation face cache (overrides the config)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs, samples)")
@@ -711,10 +776,16 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train_damage(args: argparse.Namespace) -> int:
-    from lafin.training.damage import run
+    import yaml
 
+    from lafin.training.damage import config_from_args, run
+
+    try:
+        config = config_from_args(args)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise _UsageError(str(exc)) from None
     logging.getLogger().setLevel(logging.INFO)
-    return run(args)
+    return run(args, config)
 
 
 def _restore_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path, Path | None]], bool]:

@@ -3,7 +3,9 @@
 A :class:`ModelConfig` fully describes the networks' sizes; it is stored inside every checkpoint so
 that inference rebuilds the model without any training configuration. :func:`from_mapping` builds
 any config dataclass (this module's, the training configs') from a plain mapping; an unknown key
-is an error, never ignored.
+is an error, never ignored. :func:`apply_overrides` sets ``KEY=VALUE`` settings (the training
+commands' ``--set``) in such a mapping before it is built, checking each key and value against
+the dataclass.
 
 Presets
 -------
@@ -23,9 +25,11 @@ Presets
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -194,6 +198,126 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+_INVALID = object()
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    """``value`` as the field type ``tp`` (an int or a numeric string such as ``1e-4`` for a
+    float, a list for a tuple), or ``_INVALID``; nested config dataclasses are left to
+    :func:`from_mapping`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return next((out for out in (_convert(value, t) for t in args) if out is not _INVALID), _INVALID)
+    if tp is type(None):
+        return None if value is None else _INVALID
+    if origin is Literal:
+        return value if value in args else _INVALID
+    if tp is bool:
+        return value if isinstance(value, bool) else _INVALID
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _INVALID
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value) if isinstance(value, str) else _INVALID
+        except ValueError:
+            return _INVALID
+    if tp is str:
+        return value if isinstance(value, str) else _INVALID
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _INVALID
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return _INVALID
+            items = [_convert(v, t) for v, t in zip(value, args)]
+        else:
+            items = [_convert(v, args[0] if args else Any) for v in value]
+        return _INVALID if any(i is _INVALID for i in items) else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            return _INVALID
+        items = {k: _convert(v, args[1] if args else Any) for k, v in value.items()}
+        return _INVALID if any(i is _INVALID for i in items.values()) else items
+    if dataclasses.is_dataclass(tp):
+        return value if isinstance(value, dict) else _INVALID
+    return value
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(t) for t in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if tp is type(None):
+        return "null"
+    return str(tp) if typing.get_origin(tp) is not None else getattr(tp, "__name__", str(tp))
+
+
+def apply_overrides(cls: type, data: Any, overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of the mapping ``data`` (the YAML of a ``cls`` config) with each ``KEY=VALUE`` of
+    ``overrides`` set, in order: ``KEY`` a dotted path of ``cls``'s fields
+    (``loss.inception_size``, ``data.mask_mix.blobs``), ``VALUE`` read as YAML (``400``,
+    ``[conv_2, conv_4]``, ``null``) and checked against the field's type. A malformed item, an
+    unknown key or a value of the wrong type is a ``ValueError`` naming it; the result is then
+    built by :func:`from_mapping` as a config file would be."""
+    import yaml
+
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping to override, got {type(data).__name__}")
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"--set {item}: expected KEY=VALUE, e.g. loss.inception_size=256")
+        node, owner, tp, where = data, cls, None, "the config"
+        for depth, name in enumerate(parts):
+            if owner is not None:  # a config dataclass: only its fields exist
+                known = {f.name for f in fields(owner)}
+                if name not in known:
+                    raise ValueError(
+                        f"--set {item}: unknown key {name!r} in {where}; known keys are {sorted(known)}"
+                    )
+                tp = typing.get_type_hints(owner)[name]
+            if depth == len(parts) - 1:
+                break
+            options = _union_args(tp)
+            nested = next((t for t in options if dataclasses.is_dataclass(t)), None)
+            mapping = next((t for t in options if t in (dict, Any) or typing.get_origin(t) is dict), None)
+            child = node.get(name)
+            if nested is None and mapping is None:
+                raise ValueError(f"--set {item}: {'.'.join(parts[: depth + 1])} has no keys of its own")
+            if child is not None and not isinstance(child, dict):
+                raise ValueError(
+                    f"--set {item}: {'.'.join(parts[: depth + 1])} is {child!r} in the config, "
+                    "not a mapping; set it whole"
+                )
+            node = node.setdefault(name, {}) if child is None else child
+            if nested is not None:
+                owner = nested
+            else:  # a free mapping (mask_mix, a model mapping): its keys are not fixed
+                owner, mapping_args = None, typing.get_args(mapping)
+                tp = mapping_args[1] if mapping_args else Any
+            where = ".".join(parts[: depth + 1])
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = _INVALID
+        converted = _convert(value, tp) if value is not _INVALID else _INVALID
+        if converted is _INVALID:  # e.g. a name that YAML reads as a number, for a text field
+            converted = _convert(text.strip(), tp)
+        if converted is _INVALID:
+            raise ValueError(f"--set {item}: {key} must be {_describe(tp)}, not {text.strip()!r}")
+        node[parts[-1]] = converted
+    return data
 
 
 _COMPACT = ModelConfig(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from lafin.alignment import rescale_points
-from lafin.blend import diffusion_mix
+from lafin.blend import diffusion_mix, match_edge_colour
 from lafin.landmarks import landmark_map
 from lafin.runtime import Runtime, cpu_call
 
@@ -57,6 +57,8 @@ class GeneratorRunner:
         diffusion_mix: share of OpenCV's Navier-Stokes fill mixed into the hole (0: none).
         seed: the refiner's noise seed.
         channels_last: ``{"generator": bool, "refiner": bool}``, the networks' memory format.
+        edge_colour_match: shift each face's fill to the colour of the pixels around the hole
+            (:func:`lafin.blend.match_edge_colour`) after the last network.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class GeneratorRunner:
         diffusion_mix: float = 0.0,
         seed: int = 0,
         channels_last: dict[str, bool] | None = None,
+        edge_colour_match: bool = True,
     ) -> None:
         self.generator = generator
         self.refiner = refiner
@@ -80,6 +83,7 @@ class GeneratorRunner:
         self.diffusion_mix = diffusion_mix
         self.seed = seed
         self.channels_last = {"generator": False, "refiner": False, **(channels_last or {})}
+        self.edge_colour_match = edge_colour_match
 
     @cpu_call
     @torch.inference_mode()
@@ -121,8 +125,22 @@ class GeneratorRunner:
         ).astype(np.float32)
 
     def structure(self, img_t: torch.Tensor, hole_t: torch.Tensor, points: np.ndarray) -> np.ndarray:
-        """The generator's faces with the diffusion mix: (B, S, S, 3) in [0, 1]."""
-        return self.mix_diffusion(img_t, hole_t, self.generate(img_t, hole_t, points))
+        """The generator's faces with the diffusion mix: (B, S, S, 3) in [0, 1] (colour-matched
+        at the hole's edge when there is no refiner to follow)."""
+        generated = self.mix_diffusion(img_t, hole_t, self.generate(img_t, hole_t, points))
+        return generated if self.refiner is not None else self.match_edges(img_t, hole_t, generated)
+
+    def match_edges(self, crops: torch.Tensor, holes: torch.Tensor, faces: np.ndarray) -> np.ndarray:
+        """:func:`lafin.blend.match_edge_colour` on (B, N, N, 3) ``faces`` in [0, 1] against the
+        known pixels of their (B, 3, N, N) ``crops``; ``faces`` itself when switched off."""
+        if not self.edge_colour_match:
+            return faces
+        known = crops.permute(0, 2, 3, 1).float().cpu().numpy() * 255.0
+        hole = holes[:, 0].float().cpu().numpy() > 0.5
+        scale = faces.shape[1] / 256
+        return np.stack(
+            [match_edge_colour(k, f * 255.0, h, scale) / 255.0 for k, f, h in zip(known, faces, hole)]
+        ).astype(np.float32)
 
     @cpu_call
     @torch.inference_mode()
@@ -164,7 +182,8 @@ class GeneratorRunner:
         noise = noise.to(device)
         if not isinstance(self.refiner, torch.nn.Module):  # ONNX: the exported size, in one go
             inputs = [coarse, holes, landmark_heatmap(points_r, size), noise]
-            return self.refiner(*inputs).permute(0, 2, 3, 1).float().cpu().numpy()
+            out = self.refiner(*inputs).permute(0, 2, 3, 1).float().cpu().numpy()
+            return self.match_edges(crops, holes, out)
         out = coarse.clone()
         for i, (top, bottom, left, right) in enumerate(hole_windows(holes, REFINE_MARGIN)):
             if bottom <= top:
@@ -179,4 +198,4 @@ class GeneratorRunner:
             if self.channels_last["refiner"]:
                 inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
             out[view] = self.refiner(*inputs)
-        return out.permute(0, 2, 3, 1).float().cpu().numpy()
+        return self.match_edges(crops, holes, out.permute(0, 2, 3, 1).float().cpu().numpy())

@@ -25,6 +25,9 @@ class InferenceOptions:
             hole (:func:`lafin.blend.diffusion_mix`); 0 turns it off. None:
             :data:`lafin.blend.DIFFUSION_MIX`, or 0 when the weights have a refiner.
         seed: the seed of the refiner's noise, so that results reproduce.
+        edge_colour_match: shift each face's fill to the colour of the pixels around the hole
+            after the last network (:func:`lafin.blend.match_edge_colour`): a network's colour
+            cast would show as a seam.
 
     For the bare networks: ``InferenceOptions(landmark_flip_average=False,
     generator_flip_average=False, diffusion_mix=0)``.
@@ -35,9 +38,15 @@ class InferenceOptions:
     generator_flip_average: bool | None = None
     diffusion_mix: float | None = None
     seed: int = 0
+    edge_colour_match: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("landmark_flip_average", "landmark_refine", "generator_flip_average"):
+        for name in (
+            "landmark_flip_average",
+            "landmark_refine",
+            "generator_flip_average",
+            "edge_colour_match",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, bool) or (value is None and name == "generator_flip_average")):
                 raise OptionError(f"{name} must be True or False, not {value!r}")

@@ -259,6 +259,7 @@ class LaFInModel:
             float(opts.diffusion_mix or 0.0),
             opts.seed,
             self._channels_last,
+            opts.edge_colour_match,
         )
         self.photos = PhotoInpainter(self.locator, self.generation, opts.landmark_refine)
 

@@ -178,6 +178,28 @@ def hole_detail_ratio(
     return v_out / v_truth
 
 
+def hole_colour_error(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """CIELAB distance (ΔE 1976) between the mean colours of output and truth over the hole.
+
+    The fill's overall colour, not its detail: a cast (a greener or paler skin than the truth)
+    scores high, a sharp fill of the right colour low; a blur of the right colour scores low too,
+    so this is a guard beside the realism metrics, never a goal on its own. Means are taken over
+    the hole's pixels in RGB (uint8 0..255), then converted (OpenCV's sRGB → L*a*b*, D65).
+    NaN for an empty hole.
+    """
+    out, tru = np.asarray(output), np.asarray(truth)
+    if out.shape != tru.shape:
+        raise ValueError(f"output and truth differ in shape: {out.shape} vs {tru.shape}")
+    hole = np.asarray(mask) > 0
+    if hole.shape != out.shape[:2]:
+        raise ValueError(f"mask shape {hole.shape} differs from image shape {out.shape[:2]}")
+    if not hole.any():
+        return float("nan")
+    means = np.stack([out[hole].mean(axis=0), tru[hole].mean(axis=0)]).astype(np.float32) / 255.0
+    lab = cv2.cvtColor(means[None], cv2.COLOR_RGB2LAB)[0]
+    return float(np.linalg.norm(lab[0] - lab[1]))
+
+
 @torch.no_grad()
 def hole_detail_ratio_batch(
     outputs: torch.Tensor, truths: torch.Tensor, masks: torch.Tensor, erode: int = DETAIL_ERODE

