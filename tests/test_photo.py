@@ -123,13 +123,16 @@ def test_match_edge_colour_removes_a_cast_and_keeps_the_texture():
     texture = rng.normal(0, 12, (128, 128, 1)).astype(np.float32)
     filled = np.where(hole[..., None], np.float32((150, 130, 100)) + texture, known)  # green-grey cast
     fixed = match_edge_colour(known, filled, hole, scale=0.5)
-    cast_before = np.abs(filled[hole].mean(axis=0) - known[0, 0]).max()
-    cast_after = np.abs(fixed[hole].mean(axis=0) - known[0, 0]).max()
-    assert cast_before > 25 and cast_after < 3, (cast_before, cast_after)
+    # at the seam (the hole's outer 3 px) the cast is gone; deep inside the hole the network's
+    # own colour is kept (lips are not skin-coloured)
+    seam = hole & ~cv2.erode(hole.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    cast_before = np.abs(filled[seam].mean(axis=0) - known[0, 0]).max()
+    cast_after = np.abs(fixed[seam].mean(axis=0) - known[0, 0]).max()
+    assert cast_before > 25 and cast_after < 5, (cast_before, cast_after)
+    np.testing.assert_allclose(fixed[65, 55], filled[65, 55], atol=1.0)  # 35 px deep
     # only a slow colour field is added: the texture (pixel minus its neighbour) is kept
-    np.testing.assert_allclose(
-        np.diff(fixed[35:95, 25:85], axis=1), np.diff(filled[35:95, 25:85], axis=1), atol=1.0
-    )
+    added = (fixed - filled)[32:98, 22:88]
+    assert np.diff(added, axis=1).std() < 1.0 < np.diff(texture[32:98, 22:88], axis=1).std() / 10
     assert np.array_equal(fixed[~hole], filled[~hole])
 
 
@@ -164,8 +167,9 @@ def test_edge_colour_match_is_an_option_of_the_pipeline(tiny_model, monkeypatch)
     off = tiny_model.with_options(edge_colour_match=False).inpaint(face, hole, points, mode="crop")
     assert tiny_model.options.edge_colour_match
     target = face[hole == 0].mean(axis=0)
-    cast_on = np.abs(on[hole > 0].mean(axis=0) - target).max()
-    cast_off = np.abs(off[hole > 0].mean(axis=0) - target).max()
+    seam = (hole > 0) & ~cv2.erode(hole, np.ones((5, 5), np.uint8)).astype(bool)
+    cast_on = np.abs(on[seam].mean(axis=0) - target).max()
+    cast_off = np.abs(off[seam].mean(axis=0) - target).max()
     assert cast_off > 20 and cast_on < 5, (cast_off, cast_on)
     assert np.array_equal(on[hole == 0], face[hole == 0]) and np.array_equal(off[hole == 0], face[hole == 0])
     with pytest.raises(ValueError, match="edge_colour_match"):

@@ -608,3 +608,29 @@ def test_photos_rendered_together_keep_each_faces_noise(refined_model):
     refined_model.render_photos(photos)
     assert np.array_equal(photos[0].content, photos[1].content)
     assert not np.array_equal(photos[0].content[hole > 0], filled[hole > 0])
+
+
+def test_texture_only_keeps_the_refiners_fine_change_and_drops_its_colour_shift():
+    from lafin.generator_runner import texture_only
+
+    coarse = torch.full((1, 3, 64, 64), 0.5)
+    holes = torch.zeros(1, 1, 64, 64)
+    holes[..., 16:48, 16:48] = 1
+    checker = 0.1 * (((torch.arange(64)[:, None] + torch.arange(64)[None]) % 2) * 2 - 1).float()
+    shift = torch.tensor([-0.1, 0.05, 0.0]).view(1, 3, 1, 1)  # greener, the refiner's cast
+    refined = (coarse + (shift + checker) * holes).clamp(0, 1)
+    out = texture_only(refined, coarse, holes, sigma=4.0)
+    inner = (slice(None), slice(None), slice(20, 44), slice(20, 44))
+    change = out - coarse
+    assert change[inner].mean(dim=(2, 3)).abs().max() < 0.01  # the colour shift is gone
+    assert (change[inner] - checker[16 + 4 : 48 - 4, 16 + 4 : 48 - 4]).abs().max() < 0.02  # texture kept
+    assert torch.equal(out * (1 - holes), coarse * (1 - holes))  # outside the hole: the coarse face
+
+
+def test_refiner_texture_only_is_an_option(tiny_model):
+    from lafin.options import InferenceOptions
+
+    assert InferenceOptions().refiner_texture_only
+    assert not tiny_model.with_options(refiner_texture_only=False).generation.refiner_texture_only
+    with pytest.raises(ValueError, match="refiner_texture_only"):
+        InferenceOptions(refiner_texture_only=1)

@@ -67,8 +67,8 @@ def harmonize(
 
 # match_edge_colour's scales, in pixels of the model's crop (256 or 128 px for a face): the
 # local means either side of the hole's edge, the band inside the edge where they are compared,
-# and the smoothing that spreads the measured offsets over the hole (wide: a colour shift, never
-# texture)
+# and the smoothing that spreads the measured offsets along the edge and fades them into the hole
+# (wide: a colour shift, never texture)
 EDGE_SIGMA = 3.0
 EDGE_BAND = 2.0
 EDGE_SPREAD_SIGMA = 16.0
@@ -91,9 +91,11 @@ def match_edge_colour(
 
     A network's fill can carry a colour cast (a greener or paler skin than the face around it)
     that shows as a seam. Just inside the edge, the local mean of the known pixels outside is
-    compared with the local mean of the fill inside; the offsets are spread over the hole by a
-    wide smoothing (the hole's mean offset where no edge is near), so only a slow colour field is
-    added: the fill's texture and structure are kept, nothing is blurred.
+    compared with the local mean of the fill inside; the offsets are spread along the edge by a
+    wide smoothing and fade with the distance into the hole (a Gaussian of the depth with the same
+    sigma), so only a slow colour field is added near the edge: the fill's texture and structure
+    are kept, nothing is blurred, and the middle of a large hole (lips whose colour is not the
+    skin's) keeps the network's colour.
 
     Args:
         known: HxWx3, the known pixels (values inside the hole are ignored).
@@ -118,11 +120,9 @@ def match_edge_colour(
     if not edge.any():
         return out.copy()
     offset = np.clip(outside_mean - inside_mean, -EDGE_MAX_OFFSET, EDGE_MAX_OFFSET)
-    field, cover = _masked_mean(offset, edge.astype(np.float32), spread)
-    # far from every edge (the middle of a large hole) the smoothing rests on almost nothing:
-    # there the hole's mean offset takes over
-    trust = np.clip(cover / 0.02, 0.0, 1.0)[..., None]
-    field = trust * field + (1 - trust) * offset[edge].mean(axis=0)
+    field, _ = _masked_mean(offset, edge.astype(np.float32), spread)
+    fade = np.exp(-0.5 * (np.maximum(depth - band, 0.0) / spread) ** 2)[..., None]
+    field = field * fade
     return np.where(sel[..., None], np.clip(out + field, 0, 255), out).astype(np.float32)
 
 

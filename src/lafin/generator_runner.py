@@ -19,6 +19,35 @@ from lafin.runtime import Runtime, cpu_call
 # measures the window against the whole crop; figures in docs/SPEED.md).
 REFINE_MARGIN = 40
 
+# With ``refiner_texture_only`` the refiner's change to the hole keeps only what is finer than
+# a Gaussian of this sigma (px at the refiner's 256-px side): skin, hair and lip texture; the
+# colour and the shapes stay the generator's (the refiner could turn a fill greener and paler
+# than the face around it).
+TEXTURE_SIGMA = 8.0
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W), edges replicated."""
+    radius = max(1, int(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-(t**2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = torch.nn.functional.pad(x, (radius,) * 4, mode="replicate")
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def texture_only(
+    refined: torch.Tensor, coarse: torch.Tensor, holes: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """``coarse`` plus the part of the refiner's change inside ``holes`` finer than ``sigma``:
+    the change's local mean over the hole (a Gaussian-weighted mean of hole pixels only) is
+    taken out. (B, 3, H, W) and (B, 1, H, W) tensors in [0, 1]; outside the hole, ``coarse``."""
+    change = (refined - coarse) * holes
+    slow = _gaussian_blur(change, sigma) / _gaussian_blur(holes, sigma).clamp_min(1e-3)
+    return (coarse + (change - slow * holes)).clamp(0, 1)
+
 
 def hole_windows(holes: torch.Tensor, margin: int, step: int = 8) -> list[tuple[int, int, int, int]]:
     """(top, bottom, left, right) of each (B, 1, R, R) crop's hole grown by ``margin``, on the
@@ -59,6 +88,7 @@ class GeneratorRunner:
         channels_last: ``{"generator": bool, "refiner": bool}``, the networks' memory format.
         edge_colour_match: shift each face's fill to the colour of the pixels around the hole
             (:func:`lafin.blend.match_edge_colour`) after the last network.
+        refiner_texture_only: keep only the fine part of the refiner's change (:func:`texture_only`).
     """
 
     def __init__(
@@ -73,6 +103,7 @@ class GeneratorRunner:
         seed: int = 0,
         channels_last: dict[str, bool] | None = None,
         edge_colour_match: bool = True,
+        refiner_texture_only: bool = True,
     ) -> None:
         self.generator = generator
         self.refiner = refiner
@@ -84,6 +115,7 @@ class GeneratorRunner:
         self.seed = seed
         self.channels_last = {"generator": False, "refiner": False, **(channels_last or {})}
         self.edge_colour_match = edge_colour_match
+        self.refiner_texture_only = refiner_texture_only
 
     @cpu_call
     @torch.inference_mode()
@@ -182,8 +214,10 @@ class GeneratorRunner:
         noise = noise.to(device)
         if not isinstance(self.refiner, torch.nn.Module):  # ONNX: the exported size, in one go
             inputs = [coarse, holes, landmark_heatmap(points_r, size), noise]
-            out = self.refiner(*inputs).permute(0, 2, 3, 1).float().cpu().numpy()
-            return self.match_edges(crops, holes, out)
+            out = self.refiner(*inputs)
+            if self.refiner_texture_only:
+                out = texture_only(out.float(), coarse.float(), holes.float(), TEXTURE_SIGMA * size / 256)
+            return self.match_edges(crops, holes, out.permute(0, 2, 3, 1).float().cpu().numpy())
         out = coarse.clone()
         for i, (top, bottom, left, right) in enumerate(hole_windows(holes, REFINE_MARGIN)):
             if bottom <= top:
@@ -197,5 +231,8 @@ class GeneratorRunner:
             ]
             if self.channels_last["refiner"]:
                 inputs = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
-            out[view] = self.refiner(*inputs)
+            refined = self.refiner(*inputs)
+            if self.refiner_texture_only:
+                refined = texture_only(refined, coarse[view], holes[view], TEXTURE_SIGMA * size / 256)
+            out[view] = refined
         return self.match_edges(crops, holes, out.permute(0, 2, 3, 1).float().cpu().numpy())

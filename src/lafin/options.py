@@ -28,6 +28,9 @@ class InferenceOptions:
         edge_colour_match: shift each face's fill to the colour of the pixels around the hole
             after the last network (:func:`lafin.blend.match_edge_colour`): a network's colour
             cast would show as a seam.
+        refiner_texture_only: keep only the fine part (texture) of the refiner's change to the
+            hole; its colour and shapes stay the generator's
+            (:func:`lafin.generator_runner.texture_only`). Weights without a refiner ignore it.
 
     For the bare networks: ``InferenceOptions(landmark_flip_average=False,
     generator_flip_average=False, diffusion_mix=0)``.
@@ -39,6 +42,7 @@ class InferenceOptions:
     diffusion_mix: float | None = None
     seed: int = 0
     edge_colour_match: bool = True
+    refiner_texture_only: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -46,6 +50,7 @@ class InferenceOptions:
             "landmark_refine",
             "generator_flip_average",
             "edge_colour_match",
+            "refiner_texture_only",
         ):
             value = getattr(self, name)
             if not (isinstance(value, bool) or (value is None and name == "generator_flip_average")):

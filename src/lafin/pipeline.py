@@ -260,6 +260,7 @@ class LaFInModel:
             opts.seed,
             self._channels_last,
             opts.edge_colour_match,
+            opts.refiner_texture_only,
         )
         self.photos = PhotoInpainter(self.locator, self.generation, opts.landmark_refine)
 
