@@ -560,6 +560,23 @@ def test_merge_weights(tmp_path):
         merge_weights([gen, other], tmp_path / "bad.safetensors")
 
 
+def test_merged_file_takes_the_name_of_the_preset_it_equals(tmp_path):
+    import dataclasses
+
+    from lafin.config import named_like_preset
+
+    # a training run's model config, named after the run: the preset "tiny" under another name
+    run_config = dataclasses.replace(get_preset("tiny"), name="tiny-run-7")
+    run = tmp_path / "run.safetensors"
+    save_weights(run, run_config, generator=build_generator(run_config))
+    out = tmp_path / "out.safetensors"
+    merge_weights([run], out)
+    assert load_weights(out).config == get_preset("tiny")
+    # a config that differs in a size keeps its own name
+    other = dataclasses.replace(run_config, image_size=32)
+    assert named_like_preset(other) is other
+
+
 def test_merge_keeps_each_networks_own_history(tmp_path):
     """Re-exporting a shipped file (both networks) with a newer generator: the landmark
     predictor keeps its own steps, not the combined file's top-level (generator) ones."""

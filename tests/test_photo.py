@@ -67,6 +67,8 @@ def test_hidden_face_falls_back_to_the_hole_surroundings(tiny_model, astronaut):
     _check_known_pixels(result, astronaut, hole)
     assert [f.path for f in result.faces] == ["hole-surroundings"]
     assert result.faces[0].hole_pixels == hole.sum()
+    # said in the result (the CLI and the web demo show it), not only in the log
+    assert len(result.warnings) == 1 and result.warnings[0].startswith("no face found near 1 part")
 
 
 def test_two_faces_in_one_photo(tiny_model, astronaut):

@@ -430,6 +430,10 @@ def test_crop_mode_gives_landmarks_in_the_inputs_pixels_with_a_refiner(refined_m
     assert refined_model.output_size != size
     located = canonical_landmarks(size).astype(np.float32)  # an aligned face: not a loose crop
     monkeypatch.setattr(refined_model.locator, "locate", lambda *args, **kwargs: located.copy())
+    # crop mode locates with the non-face check (lafin.face_check): the same points, in agreement
+    monkeypatch.setattr(
+        refined_model.locator, "locate_with_mirror_check", lambda *args, **kwargs: (located.copy(), 0.0)
+    )
     result = refined_model(image, hole, mode="crop")
     assert "refine" in result.timings
     expected = CropFrame.around(image.shape[:2], size).to_input(located)

@@ -357,3 +357,43 @@ def test_an_error_while_rendering_is_raised_and_leaves_no_file(tiny_model, clip,
     with pytest.raises(RuntimeError, match="generator failed"):
         inpaint_video(tiny_model, path, tmp_path / "mask.png", out_dir / "out.mp4", progress=False, batch=2)
     assert list(out_dir.iterdir()) == []
+
+
+def test_an_interrupted_write_keeps_the_old_output_and_leaves_no_temporary_file(
+    tiny_model, clip, tmp_path, monkeypatch
+):
+    """The output is written whole or not at all (lafin.atomic): an interruption while the audio
+    is muxed in, the last step, keeps the previous output as it was, and a killed run's
+    temporary file is removed by the next write."""
+    import lafin.video
+
+    path, _ = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "out.mp4"
+    out.write_bytes(b"the previous result")
+    (out_dir / ".out.mp4.999999999.abcd.video.tmp").write_bytes(b"left by a killed run")
+
+    def interrupted(video, silent, final, container):
+        assert silent.stat().st_size > 0  # the frames were written, under a temporary name
+        final.write_bytes(b"half a video")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lafin.video, "_copy_audio", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        inpaint_video(tiny_model, path, tmp_path / "mask.png", out, progress=False)
+    assert out.read_bytes() == b"the previous result"
+    assert [p.name for p in out_dir.iterdir()] == ["out.mp4"]
+
+
+def test_video_output_extension_gives_the_container(tiny_model, clip, tmp_path):
+    from lafin.io import InputError
+    from lafin.video import container_for
+
+    assert container_for("a.MKV") == "matroska" and container_for("a") == "mp4"
+    path, _ = clip
+    Image.fromarray(_hole() * 255).save(tmp_path / "mask.png")
+    with pytest.raises(InputError, match="must end in"):
+        inpaint_video(tiny_model, path, tmp_path / "mask.png", tmp_path / "out.gif", progress=False)
+    assert not (tmp_path / "out.gif").exists()

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from lafin import __version__
@@ -135,8 +136,11 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
     else:
         say(f"Hole: {100 * hole.mean():.1f}% of {img.shape[1]}x{img.shape[0]} pixels")
     progress = _StageReporter(say, STAGE_LABELS)
-    result = model(img, hole, landmarks=given, mode=args.mode, progress=progress)
+    with _result_warnings_printed(not args.quiet):
+        result = model(img, hole, landmarks=given, mode=args.mode, progress=progress)
     progress.finish()
+    for warning in result.warnings:
+        say(f"  Warning: {warning}")
     if result.mode == "photo":
         for face in result.faces:
             say(
@@ -166,6 +170,25 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
         written.append(args.overlay)
     say(f"Done! Wrote {', '.join(written)}")
     return 0
+
+
+@contextmanager
+def _result_warnings_printed(printed: bool):
+    """While the CLI prints a result's warnings itself (``printed``), their log lines are
+    dropped: each is read once."""
+    from lafin.results import RESULT_WARNING
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not any(getattr(record, key, False) for key in RESULT_WARNING)
+
+    handlers = list(logging.getLogger().handlers) if printed else []
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
 
 
 def _save_image(image, path: Path) -> None:
@@ -206,6 +229,7 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
     model = _load_model(args)
     out.mkdir(parents=True, exist_ok=True)
     problems: list[tuple[str, str]] = []
+    warned: list[tuple[str, str]] = []
     done = 0
     for path in tqdm(image_files, desc="inpainting", disable=args.quiet):
         # outputs are <stem>.png and masks are matched by stem: a shared stem is ambiguous
@@ -233,10 +257,12 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
         try:
             img = load_image(path)
             hole = load_mask(mask_files[path.stem][0], shape=img.shape[:2])
-            result = model(img, hole, mode=args.mode)
+            with _result_warnings_printed(not args.quiet):
+                result = model(img, hole, mode=args.mode)
         except InputError as exc:
             problems.append((path.name, str(exc)))
             continue
+        warned.extend((path.name, warning) for warning in result.warnings)
         _save_image(result.image, out / f"{path.stem}.png")
         done += 1
     for name in sorted(set(mask_files) - set(by_stem)):
@@ -245,6 +271,8 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
         print(f"Done! Inpainted {done} of {len(image_files)} images into {out}")
         for name, why in problems:
             print(f"  skipped {name}: {why}")
+        for name, warning in warned:
+            print(f"  warning for {name}: {warning}")
     return 0 if done or not image_files else 1
 
 
@@ -864,6 +892,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     say = (lambda *a, **k: None) if args.quiet or batch else print
     labels = {**STAGE_LABELS, **RESTORE_STAGE_LABELS}
     problems: list[tuple[str, str]] = []
+    warned: list[tuple[str, str]] = []
     done = 0
     for photo, out, mask_out in tqdm(jobs, desc="restoring", disable=args.quiet or not batch):
         progress = _StageReporter(say, labels)
@@ -907,6 +936,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         print(f"Done! Restored {done} of {len(jobs)} photos into {args.output}")
         for name, why in problems:
             print(f"  skipped {name}: {why}")
+        for name, warning in warned:
+            print(f"  warning for {name}: {warning}")
     return 0 if done else 1
 
 

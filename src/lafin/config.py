@@ -369,3 +369,12 @@ def get_preset(name: str) -> ModelConfig:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def named_like_preset(config: ModelConfig) -> ModelConfig:
+    """``config`` under the name of the preset it equals field for field (a training run names
+    its model config freely; a file made from it carries the preset's name), else unchanged."""
+    for name, preset in PRESETS.items():
+        if dataclasses.replace(config, name=name) == preset:
+            return preset
+    return config

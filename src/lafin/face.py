@@ -52,13 +52,20 @@ class FaceBox:
 
 
 @lru_cache(maxsize=1)
-def _dlib_models() -> tuple[object, object]:
+def _frontal_detector() -> object:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import dlib
-    detector = dlib.get_frontal_face_detector()
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=1)
+def _dlib_models() -> tuple[object, object]:
+    import dlib
+
+    # the 68-point model is large: loaded only when points are asked for, not for detection
     predictor = dlib.shape_predictor(_model_path("shape_predictor_68_face_landmarks.dat"))
-    return detector, predictor
+    return _frontal_detector(), predictor
 
 
 def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -> list[FaceBox]:
@@ -69,7 +76,7 @@ def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -
         upsample: times to upsample the image first (finds smaller faces, slower).
         min_score: drop detections scored below this (weak false faces appear when upsampling).
     """
-    detector, _ = _dlib_models()
+    detector = _frontal_detector()
     rects, scores, _ = detector.run(np.ascontiguousarray(image), upsample, -0.5)
     boxes = [
         FaceBox(r.left(), r.top(), r.right(), r.bottom(), float(s))

@@ -4,15 +4,21 @@ weights have one."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from lafin.alignment import rescale_points
-from lafin.blend import diffusion_mix, match_edge_colour
+from lafin.blend import diffusion_mix, keep_tone, match_edge_colour
+from lafin.crop_frame import CropFrame
 from lafin.landmarks import landmark_map
 from lafin.runtime import Runtime, cpu_call
+
+if TYPE_CHECKING:
+    from lafin.config import ModelConfig
+    from lafin.options import InferenceOptions
+    from lafin.results import Stages
 
 # The refiner runs on each face's hole grown by this margin (px at its size), not on the whole
 # crop: further out the crop hardly changes the hole's pixels (benchmarks/refine_window.py
@@ -116,6 +122,56 @@ class GeneratorRunner:
         self.channels_last = {"generator": False, "refiner": False, **(channels_last or {})}
         self.edge_colour_match = edge_colour_match
         self.refiner_texture_only = refiner_texture_only
+
+    @classmethod
+    def for_config(
+        cls,
+        generator: torch.nn.Module | None,
+        refiner: torch.nn.Module | None,
+        config: "ModelConfig",
+        runtime: Runtime,
+        options: "InferenceOptions",
+        channels_last: dict[str, bool] | None = None,
+    ) -> "GeneratorRunner":
+        """The runner of networks of ``config`` under resolved ``options``."""
+        return cls(
+            generator,
+            config.image_size,
+            runtime,
+            refiner,
+            config.refiner.output_size if refiner is not None else None,
+            bool(options.generator_flip_average),
+            float(options.diffusion_mix or 0.0),
+            options.seed,
+            channels_last,
+            options.edge_colour_match,
+            options.refiner_texture_only,
+        )
+
+    def fill_crop(
+        self,
+        img: np.ndarray,
+        hole: np.ndarray,
+        frame: CropFrame,
+        img_t: torch.Tensor,
+        hole_t: torch.Tensor,
+        points: np.ndarray,
+        stages: "Stages",
+    ) -> tuple[np.ndarray, str]:
+        """Crop mode's fill: the structure on ``frame``'s tensors guided by ``points`` (68, 2 in
+        its pixels), the texture at the refiner's size, the hole pasted back at the input's size
+        with the photo's tone kept. Returns (HxWx3 uint8 image, tone)."""
+        stages.start("generate")
+        generated = self.structure(img_t, hole_t, points[None])
+        output_frame = frame
+        if self.refiner is not None:
+            stages.start("refine")
+            output_frame = CropFrame.around(img.shape[:2], self.output_size)
+            generated = self.refine(
+                *output_frame.tensors(img, hole, self.runtime.device), generated, points[None]
+            )
+        stages.start("blend")
+        return keep_tone(img, output_frame.paste(img, hole, generated[0]), hole)
 
     @cpu_call
     @torch.inference_mode()

@@ -80,12 +80,43 @@ class LandmarkLocator:
         self.flip_average = flip_average
         self.channels_last = channels_last
 
+    @classmethod
+    def for_config(
+        cls, predictor: torch.nn.Module, config, runtime: Runtime, options, channels_last: bool = False
+    ) -> "LandmarkLocator":
+        """The locator of a predictor of ``config`` (a :class:`lafin.config.ModelConfig`) under
+        ``options`` (:class:`lafin.options.InferenceOptions`)."""
+        return cls(
+            predictor,
+            config.image_size,
+            config.landmark_size,
+            runtime,
+            options.landmark_flip_average,
+            channels_last,
+        )
+
     @cpu_call
     @torch.inference_mode()
     def predict(self, masked: torch.Tensor, flip: bool | None = None) -> np.ndarray:
         """(B, 3, L, L) masked crops at the predictor's ``landmark_size`` L -> (B, 68, 2) float32
         landmarks in crop pixels. ``flip`` (default: ``flip_average``) averages with the mirror
         image's prediction."""
+        return self._predict(masked, self.flip_average if flip is None else flip, check=False)[0]
+
+    @cpu_call
+    @torch.inference_mode()
+    def predict_with_mirror_check(
+        self, masked: torch.Tensor, flip: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict`'s (B, 68, 2) landmarks and (B,) their mirror disagreement
+        (:func:`lafin.face_check.mirror_disagreement` of the crop's and its mirror image's
+        prediction). The mirror pass is the one the flip average makes anyway; without the flip
+        average it is run for the check only."""
+        return self._predict(masked, self.flip_average if flip is None else flip, check=True)
+
+    def _predict(self, masked: torch.Tensor, flip: bool, check: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        from lafin.face_check import mirror_disagreement
+
         size = self.landmark_size
         if masked.shape[-2:] != (size, size):
             raise ValueError(
@@ -93,17 +124,28 @@ class LandmarkLocator:
             )
         if self.channels_last:
             masked = masked.contiguous(memory_format=torch.channels_last)
-        if not (self.flip_average if flip is None else flip):
-            out = self.predictor(masked).reshape(-1, NUM_POINTS, 2) * size
-            return out.float().cpu().numpy()
+        if not flip:
+            points = (self.predictor(masked).reshape(-1, NUM_POINTS, 2) * size).float().cpu().numpy()
+            if not check:
+                return points, None
+            mirror = self.predictor(masked.flip(3)).reshape(-1, NUM_POINTS, 2).float() * size
+            return points, mirror_disagreement(points, self._mirrored_back(mirror).cpu().numpy())
         # the mean of the crop's and its mirror image's prediction (mirrored back): exactly
         # mirror-symmetric, and the predictor's left/right bias cancels
         n = masked.shape[0]
         both = torch.cat([masked, masked.flip(3)])
         out = self.predictor(both).reshape(2, n, NUM_POINTS, 2).float() * size
-        mirrored = out[1][:, FLIP_PERMUTATION].clone()
-        mirrored[..., 0] = size - 1 - mirrored[..., 0]
-        return ((out[0] + mirrored) / 2).cpu().numpy()
+        mirrored = self._mirrored_back(out[1])
+        points = ((out[0] + mirrored) / 2).cpu().numpy()
+        if not check:
+            return points, None
+        return points, mirror_disagreement(out[0].cpu().numpy(), mirrored.cpu().numpy())
+
+    def _mirrored_back(self, points: torch.Tensor) -> torch.Tensor:
+        """(B, 68, 2) points predicted on mirror images, as points of the crops themselves."""
+        mirrored = points[:, FLIP_PERMUTATION].clone()
+        mirrored[..., 0] = self.landmark_size - 1 - mirrored[..., 0]
+        return mirrored
 
     def locate(
         self,
@@ -115,15 +157,46 @@ class LandmarkLocator:
     ) -> np.ndarray:
         """Crop mode: the face's 68 landmarks, (68, 2) float32 in the pixels of ``frame``'s
         model square. ``img_t``, ``hole_t``: the frame's tensors, if already made."""
+        return self._locate(img, hole, frame, img_t, hole_t, check=False)[0]
+
+    def locate_in_input(self, img: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """Crop mode's landmarks of a face crop (HxWx3 uint8, hole HxW, nonzero = hole) as
+        (68, 2) float32 x, y in its own pixels."""
+        frame = CropFrame.around(img.shape[:2], self.image_size)
+        return frame.to_input(self.locate(img, hole, frame)).astype(np.float32)
+
+    def locate_with_mirror_check(
+        self,
+        img: np.ndarray,
+        hole: np.ndarray,
+        frame: CropFrame,
+        img_t: torch.Tensor | None = None,
+        hole_t: torch.Tensor | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """:meth:`locate`'s landmarks and their mirror disagreement (crop mode's face check,
+        :mod:`lafin.face_check`)."""
+        points, disagreement = self._locate(img, hole, frame, img_t, hole_t, check=True)
+        return points, float(disagreement)
+
+    def _locate(
+        self, img, hole, frame: CropFrame, img_t, hole_t, check: bool
+    ) -> tuple[np.ndarray, float | None]:
+        def run(masked: torch.Tensor) -> tuple[np.ndarray, float | None]:
+            if not check:
+                return self.predict(masked)[0], None
+            points, disagreement = self.predict_with_mirror_check(masked)
+            return points[0], float(disagreement[0])
+
         if self.landmark_size == frame.size:
             if img_t is None or hole_t is None:
                 img_t, hole_t = frame.tensors(img, hole, self.runtime.device)
-            return self.predict(img_t * (1 - hole_t) + hole_t)[0].astype(np.float32)
+            points, disagreement = run(img_t * (1 - hole_t) + hole_t)
+            return points.astype(np.float32), disagreement
         # the predictor's own crop of the input, at its size (not the generator's, upscaled)
         big = CropFrame.around(img.shape[:2], self.landmark_size)
         big_img, big_hole = big.tensors(img, hole, self.runtime.device)
-        big_points = self.predict(big_img * (1 - big_hole) + big_hole)[0]
-        return frame.to_model(big.to_input(big_points)).astype(np.float32)
+        big_points, disagreement = run(big_img * (1 - big_hole) + big_hole)
+        return frame.to_model(big.to_input(big_points)).astype(np.float32), disagreement
 
     def view(
         self,
@@ -166,6 +239,16 @@ class LandmarkLocator:
         landmark box is at its centre: an aligned crop sits the face 8% of a side low, the edge
         of the shifts the predictor trained on (``GeometryAugment``: box centred +-8%).
         """
+        views, shifts = self._views(matrices, centred)
+        points = self.predict(self.view(img, hole, views), flip=flip)
+        r = self.landmark_size / self.image_size
+        return (rescale_points(points, 1 / r) - shifts[:, None]).astype(np.float32)
+
+    def _views(
+        self, matrices: Sequence[np.ndarray], centred: Sequence[bool] | None
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """(photo -> predictor-view matrices, (B, 2) shifts in crop pixels) of ``matrices``
+        (photo -> ``image_size`` crop), as :meth:`predict_views` describes."""
         s = self.image_size
         r = self.landmark_size / s
         box = canonical_landmarks(s)
@@ -177,8 +260,15 @@ class LandmarkLocator:
             view = np.asarray(matrix, np.float64) * r
             view[:, 2] += r * shift + 0.5 * (r - 1)
             views.append(view)
-        points = self.predict(self.view(img, hole, views), flip=flip)
-        return (rescale_points(points, 1 / r) - shifts[:, None]).astype(np.float32)
+        return views, shifts
+
+    def aligned_mirror_check(self, img: np.ndarray, hole: np.ndarray, points: np.ndarray) -> float:
+        """The mirror disagreement of the predictor on the face of ``points`` ((68, 2) x, y in
+        ``img``'s pixels) aligned to the canonical frame, as photo mode views a face: crop mode's
+        face check asks this second view before it warns (:mod:`lafin.face_check`)."""
+        matrix = similarity_transform(np.asarray(points, np.float64), canonical_landmarks(self.image_size))
+        views, _ = self._views([matrix], [True])
+        return float(self.predict_with_mirror_check(self.view(img, hole, views))[1][0])
 
     def predict_in(
         self,

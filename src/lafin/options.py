@@ -6,6 +6,34 @@ from dataclasses import dataclass, fields, replace
 
 from lafin.blend import DIFFUSION_MIX
 from lafin.errors import OptionError
+from lafin.face_check import MIRROR_DISAGREEMENT_LIMIT
+
+# switches that used to be plain attributes of LaFInModel -> the option that replaced each (None:
+# removed, it lost its measurements)
+FORMER_SWITCHES = {
+    "flip_average": "landmark_flip_average",
+    "landmark_refine": "landmark_refine",
+    "generator_flip_average": "generator_flip_average",
+    "diffusion_mix": "diffusion_mix",
+    "seed": "seed",
+    "crop_landmark_refine": None,
+    "edge_blend": None,
+}
+
+
+def refuse_former_switch(name: str) -> None:
+    """Raise :class:`OptionError` saying where the former attribute switch ``name`` went."""
+    if name in FORMER_SWITCHES:
+        option = FORMER_SWITCHES[name]
+        raise OptionError(
+            f"{name} is no longer an attribute: "
+            + (
+                f"pass LaFInModel(..., options=InferenceOptions({option}=...)) or use "
+                f"model.with_options({option}=...)"
+                if option
+                else "the switch was removed (it lost its measurements)"
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -31,6 +59,10 @@ class InferenceOptions:
         refiner_texture_only: keep only the fine part (texture) of the refiner's change to the
             hole; its colour and shapes stay the generator's
             (:func:`lafin.generator_runner.texture_only`). Weights without a refiner ignore it.
+        face_check_limit: crop mode warns that the image may not be a face when the landmarks
+            predicted on it and on its mirror image disagree by more than this (a fraction of
+            the eye distance; :mod:`lafin.face_check`); it fills the hole all the same. None:
+            no check (and no mirror pass when ``landmark_flip_average`` is off).
 
     For the bare networks: ``InferenceOptions(landmark_flip_average=False,
     generator_flip_average=False, diffusion_mix=0)``.
@@ -43,6 +75,7 @@ class InferenceOptions:
     seed: int = 0
     edge_colour_match: bool = True
     refiner_texture_only: bool = True
+    face_check_limit: float | None = MIRROR_DISAGREEMENT_LIMIT
 
     def __post_init__(self) -> None:
         for name in (
@@ -62,6 +95,11 @@ class InferenceOptions:
             raise OptionError(f"diffusion_mix must be a number in [0, 1], not {mix!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise OptionError(f"seed must be a whole number >= 0, not {self.seed!r}")
+        limit = self.face_check_limit
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0
+        ):
+            raise OptionError(f"face_check_limit must be a number > 0 or None, not {limit!r}")
 
     def resolved(self, has_refiner: bool) -> "InferenceOptions":
         """These options with the automatic (None) choices made for weights with or without a

@@ -18,7 +18,7 @@ from lafin.crop_frame import face_view, warp_back
 from lafin.generator_runner import GeneratorRunner
 from lafin.landmark_locator import LandmarkLocator
 from lafin.landmarks import NUM_POINTS
-from lafin.results import BackgroundRegion, FaceReport, InpaintResult, Stages
+from lafin.results import BackgroundRegion, FaceReport, InpaintResult, Stages, log_result_warning
 from lafin.runtime import cpu_call
 
 log = logging.getLogger(__name__)
@@ -116,14 +116,15 @@ class PhotoInpainter:
             img, hole, content, frames, stages, given=landmarks is not None, covered=covered
         )
         unfound = sum(r.path == "hole-surroundings" for r in reports)
+        warnings = []
         if unfound:
             # a landscape or a texture gets a face-like fill: say so rather than pass it off
-            log.warning(
-                "no face found near %d part(s) of the hole: filled from the surroundings "
-                "by the face generator anyway (lafin is made for faces; the result may "
-                "look wrong on other images)",
-                unfound,
+            text = (
+                f"no face found near {unfound} part(s) of the hole: filled from the surroundings "
+                "by the face generator anyway (lafin is made for faces; the result may look "
+                "wrong on other images)"
             )
+            warnings.append(log_result_warning(log, text))
         stages.start("blend")  # the photo's tone (grey, sepia) kept in the fill
         out, tone = keep_tone(img, content, hole)  # outside the hole: the input, bit for bit
         timings = stages.stop()
@@ -147,7 +148,27 @@ class PhotoInpainter:
             background,
             regions,
             tone,
+            warnings,
         )
+
+    def inpaint_loose_crop(
+        self,
+        img: np.ndarray,
+        hole: np.ndarray,
+        landmarks: np.ndarray,
+        given: np.ndarray | None,
+        stages: Stages | None = None,
+        warnings: Sequence[str] = (),
+    ) -> InpaintResult:
+        """Crop mode's path for a loose, off-centre or tilted face crop: aligned on its
+        ``landmarks`` (input pixels) and inpainted the photo way (hole parts outside that face
+        get OpenCV's fill); reported as crop mode, with the caller's ``given`` landmarks if
+        any and crop mode's ``warnings`` first."""
+        result = self.inpaint(img, hole, landmarks, stages)
+        result.mode, result.landmarks_given = "crop", given is not None
+        result.landmarks = landmarks if given is None else np.asarray(given, np.float32)
+        result.warnings[:0] = warnings
+        return result
 
     def render_faces(
         self,

@@ -11,7 +11,8 @@ The input of crop mode is a face crop (the face roughly centred and filling the 
 CelebA-style aligned data) of any size: it is padded to a square, resized to the model's
 resolution for the networks, and only the hole is replaced at the input's own resolution. A
 loose, off-centre or strongly tilted crop (judged by its landmarks) is aligned to the canonical
-frame first, as photo mode aligns each face, and warped back.
+frame first, as photo mode aligns each face, and warped back. Crop mode fills any image, but
+says so when it does not look like a face (:mod:`lafin.face_check`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lafin.blend import keep_tone
 from lafin.config import ModelConfig
 from lafin.crop_frame import CropFrame, is_loose
 from lafin.errors import OptionError
+from lafin.face_check import locate_crop_face
 from lafin.generator_runner import GeneratorRunner
 from lafin.io import ImageInput, InputError, load_image, load_inputs, load_mask
 from lafin.landmark_locator import LandmarkLocator
-from lafin.options import InferenceOptions
+from lafin.options import InferenceOptions, refuse_former_switch
 from lafin.photo_inpainter import FramedPhoto, PhotoInpainter
 from lafin.results import STAGE_LABELS, BackgroundRegion, FaceReport, InpaintResult, Stages
 from lafin.runtime import Runtime, cpu_call
@@ -58,16 +59,6 @@ DEFAULT_WEIGHTS_NAME = "lafin-compact.safetensors"
 BACKENDS = ("torch", "onnx")
 # what `mode=` accepts (see LaFInModel.__call__)
 MODES = ("auto", "crop", "photo")
-# switches that used to be plain attributes: setting one now says where it went
-_FORMER_SWITCHES = {
-    "flip_average": "landmark_flip_average",
-    "landmark_refine": "landmark_refine",
-    "generator_flip_average": "generator_flip_average",
-    "diffusion_mix": "diffusion_mix",
-    "seed": "seed",
-    "crop_landmark_refine": None,
-    "edge_blend": None,
-}
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -178,21 +169,10 @@ class LaFInModel:
         # the texture refiner (lafin.networks.refiner), when the weights have one: the
         # generator's face is refined at the refiner's size
         self.refiner: torch.nn.Module | None = None
-        self._channels_last = {"generator": False, "landmarks": False, "refiner": False}
         self._damage_detector: tuple[str | None, torch.nn.Module] | None = None
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in _FORMER_SWITCHES:
-            option = _FORMER_SWITCHES[name]
-            raise OptionError(
-                f"{name} is no longer an attribute: "
-                + (
-                    f"pass LaFInModel(..., options=InferenceOptions({option}=...)) or use "
-                    f"model.with_options({option}=...)"
-                    if option
-                    else "the switch was removed (it lost its measurements)"
-                )
-            )
+        refuse_former_switch(name)  # the old attribute switches are options now
         super().__setattr__(name, value)
 
     @classmethod
@@ -231,36 +211,16 @@ class LaFInModel:
         """Hold these networks and build the parts that run them under the options."""
         self.config, self.generator, self.landmark_predictor = config, generator, predictor
         self.refiner = refiner
-        self._channels_last = {
-            "generator": False,
-            "landmarks": False,
-            "refiner": False,
-            **(channels_last or {}),
-        }
+        self._channels_last = dict.fromkeys(("generator", "landmarks", "refiner"), False)
+        self._channels_last.update(channels_last or {})
         # a refiner learnt on the bare generator's faces: by default no generator mirror
         # average and no diffusion mix, which would hand it smoother faces than that
-        self._options = self._requested.resolved(refiner is not None)
-        opts = self._options
-        self.locator = LandmarkLocator(
-            predictor,
-            config.image_size,
-            config.landmark_size,
-            self.runtime,
-            opts.landmark_flip_average,
-            self._channels_last["landmarks"],
+        self._options = opts = self._requested.resolved(refiner is not None)
+        self.locator = LandmarkLocator.for_config(
+            predictor, config, self.runtime, opts, self._channels_last["landmarks"]
         )
-        self.generation = GeneratorRunner(
-            generator,
-            config.image_size,
-            self.runtime,
-            refiner,
-            config.refiner.output_size if refiner is not None else None,
-            bool(opts.generator_flip_average),
-            float(opts.diffusion_mix or 0.0),
-            opts.seed,
-            self._channels_last,
-            opts.edge_colour_match,
-            opts.refiner_texture_only,
+        self.generation = GeneratorRunner.for_config(
+            generator, refiner, config, self.runtime, opts, self._channels_last
         )
         self.photos = PhotoInpainter(self.locator, self.generation, opts.landmark_refine)
 
@@ -332,8 +292,7 @@ class LaFInModel:
         """The 68 landmarks of the (masked) face, (68, 2) float32 x, y in the image's pixels."""
         img = load_image(image)
         hole = np.zeros(img.shape[:2], np.uint8) if mask is None else load_mask(mask, shape=img.shape[:2])
-        frame = CropFrame.around(img.shape[:2], self.image_size)
-        return frame.to_input(self.locator.locate(img, hole, frame)).astype(np.float32)
+        return self.locator.locate_in_input(img, hole)
 
     @cpu_call
     def __call__(
@@ -359,16 +318,11 @@ class LaFInModel:
         img, hole, landmarks = self.checked_inputs(image, mask, landmarks)
         if mode == "auto":
             mode = "crop" if max(img.shape[:2]) <= 2 * self.image_size else "photo"
+        given = landmarks is not None
         if not hole.any():
             log.warning("the mask is empty (no hole): the image is returned unchanged")
-            lm = (
-                np.asarray(landmarks, np.float32)
-                if landmarks is not None
-                else self.predict_landmarks(img)
-                if mode == "crop"
-                else None
-            )
-            return InpaintResult(img.copy(), lm, hole, landmarks is not None, {}, mode)
+            lm = landmarks if given or mode == "photo" else self.predict_landmarks(img)
+            return InpaintResult.unchanged(img, hole, lm, given, mode)
         stages = Stages(progress)
         # 2. a whole photo: every face the hole touches, by the photo inpainter
         if mode == "photo":
@@ -377,42 +331,23 @@ class LaFInModel:
         frame = CropFrame.around(img.shape[:2], self.image_size)
         stages.start("prepare")
         img_t, hole_t = frame.tensors(img, hole, self.device)
-        # 4. its landmarks, predicted or the caller's
-        if landmarks is None:
-            stages.start("landmarks")
-            points = self.locator.locate(img, hole, frame, img_t, hole_t)
-        else:
+        # 4. its landmarks, predicted (and the crop checked for a face) or the caller's
+        warnings: list[str] = []
+        if given:
             points = frame.to_model(np.asarray(landmarks, np.float32))
-        # 5. a loose, off-centre or tilted crop: aligned on these landmarks and generated the
-        #    photo way (hole parts outside that face get OpenCV's fill)
-        if is_loose(points, self.image_size):
-            lm = frame.to_input(points).astype(np.float32)
-            result = self.photos.inpaint(img, hole, lm, stages)
-            result.mode, result.landmarks_given = "crop", landmarks is not None
-            result.landmarks = lm if landmarks is None else np.asarray(landmarks, np.float32)
-            return result
-        # 6. the structure, guided by the landmarks
-        stages.start("generate")
-        generated = self.generation.structure(img_t, hole_t, points[None])
-        # 7. the texture, at the refiner's size
-        if self.refiner is not None:
-            stages.start("refine")
-            output_frame = CropFrame.around(img.shape[:2], self.output_size)
-            generated = self.generation.refine(
-                *output_frame.tensors(img, hole, self.device), generated, points[None]
-            )
         else:
-            output_frame = frame
-        # 8. the hole pasted back at the input's size, the photo's tone kept
-        stages.start("blend")
-        out, tone = keep_tone(img, output_frame.paste(img, hole, generated[0]), hole)
-        timings = stages.stop()
-        lm_out = (
-            np.asarray(landmarks, np.float32)
-            if landmarks is not None
-            else frame.to_input(points).astype(np.float32)
-        )
-        return InpaintResult(out, lm_out, hole, landmarks is not None, timings, "crop", tone=tone)
+            stages.start("landmarks")
+            limit = self.options.face_check_limit
+            points, warnings = locate_crop_face(self.locator, img, hole, frame, img_t, hole_t, limit)
+        predicted = frame.to_input(points).astype(np.float32)
+        # 5. a loose, off-centre or tilted crop: aligned on these landmarks, generated the photo way
+        if is_loose(points, self.image_size):
+            return self.photos.inpaint_loose_crop(img, hole, predicted, landmarks, stages, warnings)
+        # 6-8. the structure guided by the landmarks, the texture at the refiner's size, the hole
+        #      pasted back at the input's size with the photo's tone kept
+        out, tone = self.generation.fill_crop(img, hole, frame, img_t, hole_t, points, stages)
+        lm = np.asarray(landmarks, np.float32) if given else predicted
+        return InpaintResult(out, lm, hole, given, stages.stop(), "crop", tone=tone, warnings=warnings)
 
     def inpaint(
         self, image: ImageInput, mask: ImageInput, landmarks: np.ndarray | None = None, mode: str = "auto"

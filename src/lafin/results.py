@@ -3,6 +3,7 @@ stages (with the labels the CLI and the web demo show)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,6 +20,17 @@ STAGE_LABELS = {
     "refine": "Refining detail",
     "blend": "Blending",
 }
+
+
+# ``extra`` of the log record of a result's warning: a front end that shows ``warnings`` itself
+# (the CLI) drops these log lines, so each warning is read once
+RESULT_WARNING = {"result_warning": True}
+
+
+def log_result_warning(logger: logging.Logger, text: str) -> str:
+    """Log ``text``, a warning that also goes into :attr:`InpaintResult.warnings`; returns it."""
+    logger.warning(text, extra=RESULT_WARNING)
+    return text
 
 
 @dataclass
@@ -73,6 +85,9 @@ class InpaintResult:
         tone: ``grey``, ``tinted`` (e.g. sepia) or ``colour``: the photo's tone, judged on its
             known pixels; the fill of a grey or tinted photo is given that tone
             (:func:`lafin.blend.keep_tone`).
+        warnings: what the user should know about the result, one sentence each (also logged):
+            the image may not be a face (crop mode, :mod:`lafin.face_check`), or no face was
+            found near part of the hole (photo mode). The hole is filled all the same.
     """
 
     image: np.ndarray
@@ -85,6 +100,15 @@ class InpaintResult:
     background_pixels: int = 0
     background_regions: list[BackgroundRegion] = field(default_factory=list)
     tone: str = "colour"
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def unchanged(
+        cls, image: np.ndarray, hole: np.ndarray, landmarks: np.ndarray | None, given: bool, mode: str
+    ) -> "InpaintResult":
+        """The result of an empty hole: a copy of ``image``, nothing timed."""
+        lm = None if landmarks is None else np.asarray(landmarks, np.float32)
+        return cls(image.copy(), lm, hole, given, {}, mode)
 
 
 class Stages:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lafin.atomic import atomic_write
 from lafin.io import InputError, load_mask
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,44 @@ def _ffmpeg():
     return imageio_ffmpeg
 
 
-def open_writer(path: str | Path, size: tuple[int, int], fps: float, lossless: bool = False):
+# ffmpeg's container (muxer) for an output's extension: the files are written under temporary
+# names (lafin.atomic), from which ffmpeg cannot guess it
+CONTAINERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".ts": "mpegts",
+    ".flv": "flv",
+}
+
+
+def container_for(path: str | Path) -> str:
+    """ffmpeg's container name for a video path's extension (mp4 when it has none); an
+    extension of no container the encoder can fill is an :class:`InputError`."""
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "mp4"
+    if suffix not in CONTAINERS:
+        raise InputError(f"{path}: a video output must end in {', '.join(CONTAINERS)}, not {suffix}")
+    return CONTAINERS[suffix]
+
+
+def open_writer(
+    path: str | Path, size: tuple[int, int], fps: float, lossless: bool = False, container: str | None = None
+):
     """A started ffmpeg writer of (h, w, 3) uint8 RGB frames of ``size`` (w, h): H.264 of the RGB
-    planes at qp 0 (``lossless``: every pixel kept) or yuv420p at crf 17. ``send`` frames, then
-    ``close``."""
+    planes at qp 0 (``lossless``: every pixel kept) or yuv420p at crf 17, in ``container``
+    (default: ffmpeg's guess from the extension). ``send`` frames, then ``close``."""
     params = (
         dict(codec="libx264rgb", pix_fmt_out="rgb24", output_params=["-qp", "0"])
         if lossless
         else dict(codec="libx264", pix_fmt_out="yuv420p", output_params=["-crf", "17"])
     )
+    if container is not None:
+        params["output_params"] += ["-f", container]
     writer = _ffmpeg().write_frames(str(path), size, fps=fps, macro_block_size=1, quality=None, **params)
     writer.send(None)
     return writer
@@ -404,6 +433,39 @@ def _has_audio(path: Path) -> bool:
     return "Audio:" in probe.stderr
 
 
+def _copy_audio(video: Path, silent: Path, output: Path, container: str) -> bool:
+    """Write ``silent``'s frames with ``video``'s audio into ``output``; False (and a warning)
+    when ffmpeg cannot copy the audio."""
+    cmd = [
+        _ffmpeg().get_ffmpeg_exe(),
+        "-y",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        str(silent),
+        "-i",
+        str(video),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a?",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "copy",
+        "-shortest",
+        "-f",
+        container,
+        str(output),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        log.warning("could not copy the audio (%s); writing the video without it", done.stderr.strip()[-200:])
+        return False
+    return True
+
+
 def inpaint_video(
     model,
     video: str | Path,
@@ -439,6 +501,7 @@ def inpaint_video(
         raise InputError(f"video not found: {video}")
     if output.resolve() in (video.resolve(), Path(mask).resolve()):
         raise InputError(f"refusing to overwrite an input file: {output}")
+    container = container_for(output)
     reader = ff.read_frames(str(video))
     try:
         meta = next(reader)
@@ -449,10 +512,6 @@ def inpaint_video(
     n_frames = int(round(meta.get("duration", 0) * fps)) or None
     masks = _mask_source(mask, (w, h))
     tracker = FaceTracker(model.image_size, alpha=smoothing, key_interval=key_interval)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, silent = tempfile.mkstemp(suffix=output.suffix or ".mp4", dir=output.parent)
-    os.close(fd)
-    writer = open_writer(silent, (w, h), fps, lossless)
     faces_per_frame: list[int] = []
     landmarks: list[list[np.ndarray]] = []
     reader_clock, render_clock = StageClock(), StageClock()  # one per thread
@@ -480,96 +539,69 @@ def inpaint_video(
             landmarks.append([r.landmarks for r in found])
         render_clock.stop()
 
-    pending: list[FramedPhoto | np.ndarray] = []  # a batch: frames with a hole, or plain frames
-    running: Future | None = None
-    frames_in = iter(reader)
-    bar = tqdm(total=n_frames, desc="frames", disable=not progress, unit="frame")
-    # one worker: batches are rendered and written in the order they were handed over
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lafin-video")
-    done = False
-    try:
-        while True:
-            reader_clock.start("decode")
-            raw = next(frames_in, None)
-            if raw is None:
-                break
-            frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
-            reader_clock.start("mask")
+    # the output appears whole or not at all: the frames go to a temporary file beside it, the
+    # audio is muxed into another, renamed into place at the end (an interruption or an error
+    # leaves neither behind)
+    with atomic_write(output) as final:
+        silent = final.with_name(final.name[: -len(".tmp")] + ".video.tmp")
+        try:
+            writer = open_writer(silent, (w, h), fps, lossless, container)
+            pending: list[FramedPhoto | np.ndarray] = []  # a batch: frames with a hole, or plain frames
+            running: Future | None = None
+            frames_in = iter(reader)
+            bar = tqdm(total=n_frames, desc="frames", disable=not progress, unit="frame")
+            # one worker: batches are rendered and written in the order they were handed over
+            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lafin-video")
             try:
-                hole = next(masks)
-            except StopIteration:
-                hole = np.zeros((h, w), np.uint8)  # the mask video ended: keep frames as they are
-            if not hole.any():
-                pending.append(frame)
-            else:
-                # the hole pre-filled by OpenCV: what background pixels keep, and what a face's
-                # seam is harmonised against (nothing under the hole is read); made only when
-                # needed (key frames; a hole that no single face holds)
-                fill = _LazyFill(frame, hole, reader_clock)
-                reader_clock.start("detect/track")
-                frames = tracker.frames_for(frame, hole, fill)
-                if tracker.holds_hole and fill.filled is None:
-                    content, covered = _hidden_copy(frame, hole), np.zeros((h, w), bool)
-                else:
-                    content, covered = fill(), None
-                    opencv_fills += 1
-                reader_clock.start("landmarks")
-                frames = tracker.observe(frames, model.predict_face_landmarks(frame, hole, frames))
-                pending.append(FramedPhoto(frame, hole, content, frames, covered))
-            reader_clock.stop()
-            if len(pending) == batch:
+                while True:
+                    reader_clock.start("decode")
+                    raw = next(frames_in, None)
+                    if raw is None:
+                        break
+                    frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+                    reader_clock.start("mask")
+                    try:
+                        hole = next(masks)
+                    except StopIteration:
+                        hole = np.zeros((h, w), np.uint8)  # the mask video ended: keep frames as they are
+                    if not hole.any():
+                        pending.append(frame)
+                    else:
+                        # the hole pre-filled by OpenCV: what background pixels keep, and what a
+                        # face's seam is harmonised against (nothing under the hole is read); made
+                        # only when needed (key frames; a hole that no single face holds)
+                        fill = _LazyFill(frame, hole, reader_clock)
+                        reader_clock.start("detect/track")
+                        frames = tracker.frames_for(frame, hole, fill)
+                        if tracker.holds_hole and fill.filled is None:
+                            content, covered = _hidden_copy(frame, hole), np.zeros((h, w), bool)
+                        else:
+                            content, covered = fill(), None
+                            opencv_fills += 1
+                        reader_clock.start("landmarks")
+                        frames = tracker.observe(frames, model.predict_face_landmarks(frame, hole, frames))
+                        pending.append(FramedPhoto(frame, hole, content, frames, covered))
+                    reader_clock.stop()
+                    if len(pending) == batch:
+                        if running is not None:
+                            running.result()  # one batch rendering while the next is prepared
+                            bar.update(batch)
+                        running, pending = worker.submit(render, pending), []
                 if running is not None:
-                    running.result()  # one batch rendering while the next is prepared
+                    running.result()
                     bar.update(batch)
-                running, pending = worker.submit(render, pending), []
-        if running is not None:
-            running.result()
-            bar.update(batch)
-        render(pending)
-        bar.update(len(pending))
-        done = True
-    finally:
-        worker.shutdown(wait=True)
-        bar.close()
-        writer.close()
-        if not done:  # an error (raised on): no half-written file left beside the output
-            Path(silent).unlink(missing_ok=True)
-    log.info("faces detected on %d of %d frames", tracker.detections, len(faces_per_frame))
-    audio = _has_audio(video)
-    if audio:
-        exe = ff.get_ffmpeg_exe()
-        cmd = [
-            exe,
-            "-y",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            silent,
-            "-i",
-            str(video),
-            "-map",
-            "0:v:0",
-            "-map",
-            "1:a?",
-            "-c:v",
-            "copy",
-            "-c:a",
-            "copy",
-            "-shortest",
-            str(output),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            log.warning(
-                "could not copy the audio (%s); writing the video without it", done.stderr.strip()[-200:]
-            )
-            os.replace(silent, output)
-            audio = False
-        else:
-            os.unlink(silent)
-    else:
-        os.replace(silent, output)
+                render(pending)
+                bar.update(len(pending))
+            finally:
+                worker.shutdown(wait=True)
+                bar.close()
+                writer.close()
+            log.info("faces detected on %d of %d frames", tracker.detections, len(faces_per_frame))
+            audio = _has_audio(video) and _copy_audio(video, silent, final, container)
+            if not audio:
+                os.replace(silent, final)
+        finally:
+            silent.unlink(missing_ok=True)
     reader_clock.add(render_clock)
     return VideoReport(
         len(faces_per_frame),

@@ -15,11 +15,15 @@ def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = Fal
 
     The inputs must work at the same image size; each network keeps the sizes of the file it
     comes from (e.g. a widened generator beside the landmark predictor it was trained with), and
-    the preset name is the generator's. ``half=True`` stores floating-point tensors as
+    the preset name is the generator's, or that of the preset the merged config equals
+    (:func:`lafin.config.named_like_preset`). ``half=True`` stores floating-point tensors as
     float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
     float32 parameters, so nothing else changes.
     """
+    from lafin.config import named_like_preset
+
     merged = merge_loaded([(Path(p), load_weights(p)) for p in inputs])
+    merged.config = named_like_preset(merged.config)
     states = {n: merged.state(n) for n in merged.networks}
     if half:
         states = {

@@ -29,7 +29,8 @@ HISTORY_LIMIT = 12  # results kept for Undo per session
 
 def describe_result(result: "InpaintResult") -> str:
     """The status line of a run: mode, hole size, whose landmarks, time; in photo mode the
-    faces the hole touched and the hole outside them."""
+    faces the hole touched and the hole outside them; the result's warnings (e.g. crop mode's
+    "this may not be a face")."""
     h, w = result.mask.shape
     share = np.count_nonzero(result.mask) / result.mask.size
     parts = [
@@ -57,6 +58,8 @@ def describe_result(result: "InpaintResult") -> str:
             )
     if result.landmarks is None:
         text += "  \nNo face in the hole's surroundings: there are no landmarks to edit."
+    for warning in result.warnings:
+        text += f"  \n**Warning:** {warning}"
     return text
 
 
