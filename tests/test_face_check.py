@@ -200,6 +200,6 @@ def test_web_demo_shows_the_warning(tiny_model, tmp_path, disagreeing):
     face, mask = _write_inputs(tmp_path)
     handlers = DemoHandlers(tiny_model, work_dir=tmp_path / "work")
     session = Session()
-    handlers.open_photos([str(face)], session)
-    status = handlers.inpaint("", str(mask), "crop", session)[-2]
+    handlers.photos.open([str(face)], session)
+    status = handlers.inpainting.inpaint("", str(mask), "crop", session)[-2]
     assert "**Warning:** the image does not look like a face" in status

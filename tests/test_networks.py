@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lafin.config import GeneratorConfig, ModelConfig, get_preset
-from lafin.landmarks import FLIP_PERMUTATION, PARTS, flip_landmarks, landmark_map
+from lafin.landmarks import FLIP_PERMUTATION, PARTS, POINT_PARTS, flip_landmarks, landmark_map
 from lafin.networks import (
     CompactGenerator,
     LaFInGenerator,
@@ -161,6 +161,13 @@ def test_flip_landmarks_is_an_involution():
     np.testing.assert_allclose(twice, pts, atol=1e-4)
     assert sorted(FLIP_PERMUTATION.tolist()) == list(range(68))
     assert np.array_equal(FLIP_PERMUTATION[FLIP_PERMUTATION], np.arange(68))
+
+
+def test_point_parts_name_each_point_by_its_part():
+    assert len(POINT_PARTS) == 68
+    for name, (a, b) in PARTS.items():
+        assert [i for i, part in enumerate(POINT_PARTS) if part == name] == list(range(a, b))
+    assert (POINT_PARTS[8], POINT_PARTS[30], POINT_PARTS[45]) == ("jaw", "nose_bridge", "left_eye")
 
 
 def test_flip_landmarks_keeps_left_and_right_semantics():

@@ -44,6 +44,11 @@ PARTS: dict[str, tuple[int, int]] = {
 }
 _CLOSED = {"right_eye", "left_eye", "outer_lip", "inner_lip"}
 
+# The part (a key of PARTS) each point belongs to, by point index.
+POINT_PARTS: tuple[str, ...] = tuple(
+    name for name, (a, b) in sorted(PARTS.items(), key=lambda kv: kv[1][0]) for _ in range(a, b)
+)
+
 # Outer eye corners (0-based), the standard inter-ocular normalisation of NME.
 OUTER_EYE_CORNERS = (36, 45)
 

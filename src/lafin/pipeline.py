@@ -47,6 +47,7 @@ __all__ = [
     "InferenceOptions",
     "InpaintResult",
     "LaFInModel",
+    "MODES",
     "Stages",
     "WeightsNotFoundError",
     "default_weights_path",
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS_NAME = "lafin-compact.safetensors"
 BACKENDS = ("torch", "onnx")
+# what `mode=` accepts (see LaFInModel.__call__)
+MODES = ("auto", "crop", "photo")
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -310,7 +313,7 @@ class LaFInModel:
             progress: called with a stage name (keys of ``STAGE_LABELS``) as each stage starts.
         """
         # 1. the inputs checked, the mode chosen
-        if mode not in ("auto", "crop", "photo"):
+        if mode not in MODES:
             raise OptionError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
         img, hole, landmarks = self.checked_inputs(image, mask, landmarks)
         if mode == "auto":

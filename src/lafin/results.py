@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+# stage name -> label, in the usual order of a call's stages (the web demo's progress bar)
 STAGE_LABELS = {
     "prepare": "Preparing",
     "background": "Filling background",
