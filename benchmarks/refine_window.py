@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from video import _write, make_clip
+from video import make_clip
 
 from lafin.landmarks import read_pts
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lafin import generator_runner
     from lafin.pipeline import LaFInModel
-    from lafin.video import inpaint_video
+    from lafin.video import inpaint_video, write_video
 
     face = cv2.cvtColor(cv2.imread(str(args.faces / f"{args.face}.jpg")), cv2.COLOR_BGR2RGB)
     points = read_pts(args.faces / f"{args.face}.pts") - 1.0
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     refine = runner.refine
     runner.refine = lambda *a, **k: captured.append((a, k)) or refine(*a, **k)
     with tempfile.TemporaryDirectory() as tmp:
-        _write(Path(tmp) / "clip.mp4", frames)
-        _write(Path(tmp) / "mask.mp4", [np.repeat(h[..., None] * 255, 3, axis=2) for h in holes])
+        write_video(Path(tmp) / "clip.mp4", frames)
+        write_video(Path(tmp) / "mask.mp4", [np.repeat(h[..., None] * 255, 3, axis=2) for h in holes])
         inpaint_video(
             model, Path(tmp) / "clip.mp4", Path(tmp) / "mask.mp4", Path(tmp) / "out.mp4", progress=False
         )

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from conftest import face_like
-from lafin.cli import _train_config, build_parser, main
+from lafin.cli import train_config_from_args, build_parser, main
 from lafin.config import apply_overrides, from_mapping
 from lafin.training.config import TrainConfig
 from lafin.training.damage import DamageTrainConfig, config_from_args
@@ -52,7 +52,7 @@ DOCUMENTED = "\n".join(_text(p) for p in DOCUMENTS).replace("\\\n", " ")
 def _build(argv: list[str]) -> tuple[object, object]:
     """(parsed arguments, the run's config) exactly as the command would build them."""
     args = build_parser().parse_args(argv)
-    return args, (_train_config(args) if args.command == "train" else config_from_args(args))
+    return args, (train_config_from_args(args) if args.command == "train" else config_from_args(args))
 
 
 def _written_by_a_documented_command(path: str) -> bool:

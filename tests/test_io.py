@@ -110,7 +110,7 @@ def test_damaged_and_foreign_files_are_read_errors(tmp_path):
 # ----------------------------------------------------------------------------- EXIF
 
 
-def _sideways(path: Path, upright: np.ndarray, orientation: int = 6) -> Path:
+def sideways_image(path: Path, upright: np.ndarray, orientation: int = 6) -> Path:
     """Store ``upright`` as a camera does: pixels rotated, EXIF tag saying how to show them."""
     stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # tag 6 undoes it
     exif = Image.Exif()
@@ -121,18 +121,18 @@ def _sideways(path: Path, upright: np.ndarray, orientation: int = 6) -> Path:
 
 def test_exif_orientation_is_applied_to_image_and_mask(tmp_path):
     upright = face_like(48, 32)
-    img_path = _sideways(tmp_path / "photo.png", upright)
+    img_path = sideways_image(tmp_path / "photo.png", upright)
     assert Image.open(img_path).size == (48, 32)  # stored sideways
     np.testing.assert_array_equal(load_image(img_path), upright)
     np.testing.assert_array_equal(load_image(Image.open(img_path)), upright)
     hole = box_mask(48, 32, 0.1, 0.2, 0.4, 0.5) * 255
-    mask_path = _sideways(tmp_path / "mask.png", hole)
+    mask_path = sideways_image(tmp_path / "mask.png", hole)
     np.testing.assert_array_equal(load_mask(mask_path, shape=(48, 32)), hole > 0)
 
 
 def test_exif_photo_inpaints_upright_with_the_hole_where_drawn(tmp_path, tiny_model):
     upright = face_like(48, 40)
-    img_path = _sideways(tmp_path / "phone.png", upright)
+    img_path = sideways_image(tmp_path / "phone.png", upright)
     hole = box_mask(48, 40, 0.55, 0.3, 0.8, 0.7)  # drawn on the upright picture, no EXIF
     out = tiny_model.inpaint(img_path, hole * 255, mode="crop")
     assert out.shape == upright.shape
@@ -196,7 +196,7 @@ def test_the_callers_array_is_never_returned():
 # ----------------------------------------------------------------------------- landmarks
 
 
-def _bad_landmark_files(tmp: Path) -> dict[str, Path]:
+def bad_landmark_files(tmp: Path) -> dict[str, Path]:
     def put(name: str, data) -> Path:
         p = tmp / name
         if isinstance(data, bytes):
@@ -231,7 +231,7 @@ def _bad_landmark_files(tmp: Path) -> dict[str, Path]:
 
 
 def test_every_malformed_landmarks_file_is_one_landmarks_error(tmp_path):
-    for name, path in _bad_landmark_files(tmp_path).items():
+    for name, path in bad_landmark_files(tmp_path).items():
         with pytest.raises(LandmarksError) as info:
             load_landmarks(path)
         assert "\n" not in str(info.value), name

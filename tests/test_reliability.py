@@ -22,7 +22,7 @@ from PIL import Image
 
 from conftest import box_mask, face_like
 from lafin.cli import main
-from test_io import _bad_landmark_files, _sideways, png_header_only
+from test_io import bad_landmark_files, sideways_image, png_header_only
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_unwritable_output_folder_as_the_os_reports_it(pair, tmp_path, capsys, n
 
 def test_cli_returns_an_exif_photo_upright_with_the_hole_where_drawn(tmp_path, tiny_weights):
     upright = face_like(72, 56)
-    photo = _sideways(tmp_path / "phone.png", upright)
+    photo = sideways_image(tmp_path / "phone.png", upright)
     hole = box_mask(72, 56, 0.5, 0.3, 0.8, 0.7)  # drawn on the upright view: 56 wide, 72 high
     Image.fromarray(hole * 255).save(tmp_path / "hole.png")
     out = tmp_path / "out.png"
@@ -299,7 +299,7 @@ def test_pixel_budget_and_bombs_are_one_line(tmp_path, capsys, pair, no_model):
 
 def test_every_malformed_landmarks_file_is_one_line(pair, tmp_path, capsys, no_model):
     a, m = pair
-    bad = _bad_landmark_files(tmp_path)
+    bad = bad_landmark_files(tmp_path)
     huge = tmp_path / "far.json"
     huge.write_text(json.dumps([[1e30, 1.0]] * 68))
     for _name, path in [*bad.items(), ("1e30", huge)]:

@@ -308,7 +308,7 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from lafin.training.train import train
 
-    config = _train_config(args)
+    config = train_config_from_args(args)
     if args.resume and args.overwrite:
         raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if args.resume:
@@ -351,7 +351,7 @@ def _warn_of_changed_settings(config, saved: Path) -> None:
         )
 
 
-def _train_config(args: argparse.Namespace):
+def train_config_from_args(args: argparse.Namespace):
     """``lafin train``'s config: ``--config`` with ``--set`` applied, then the other options; a
     bad file, key or value (the model's included) is one line and exit code 2."""
     import yaml
