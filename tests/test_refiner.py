@@ -638,3 +638,100 @@ def test_refiner_texture_only_is_an_option(tiny_model):
     assert not tiny_model.with_options(refiner_texture_only=False).generation.refiner_texture_only
     with pytest.raises(ValueError, match="refiner_texture_only"):
         InferenceOptions(refiner_texture_only=1)
+
+
+def _laplacian_energy(x: torch.Tensor) -> float:
+    """Mean squared 4-neighbour Laplacian of (B, C, H, W) away from the border."""
+    lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return float((lap**2).mean())
+
+
+class _Passthrough(nn.Module):
+    """A 'refiner' that returns the coarse face it is given."""
+
+    def forward(self, coarse, holes, heatmap, noise):
+        return coarse
+
+
+def test_coarse_blur_takes_the_generators_checkerboard_out_before_the_refiner(refined_model):
+    g = torch.Generator().manual_seed(0)
+    crops = torch.rand(1, 3, 128, 128, generator=g)
+    holes = torch.zeros(1, 1, 128, 128)
+    holes[..., 32:96, 32:96] = 1
+    checker = ((np.arange(64)[:, None] + np.arange(64)[None]) % 2 * 2 - 1).astype(np.float32)
+    generated = np.repeat((0.5 + 0.1 * checker)[None, ..., None], 3, axis=3)
+    points = (torch.rand(1, 68, 2, generator=g) * 64).numpy()
+    inner = (slice(None), slice(40, 88), slice(40, 88))
+
+    def hole_of(blur):
+        runner = refined_model.with_options(
+            coarse_blur=blur, edge_colour_match=False, refiner_texture_only=False
+        ).generation
+        runner.refiner = _Passthrough()
+        return runner.refine(crops, holes, generated, points)[inner]
+
+    sharp, blurred = hole_of(0.0), hole_of(0.7)
+    assert sharp.std() > 0.04  # the checkerboard, upsampled
+    assert blurred.std() < 0.015  # gone (its period-2 band is the blur's weakest)
+    assert abs(blurred.mean() - 0.5) < 0.005  # the face's colour kept
+    assert refined_model.generation.coarse_blur == refined_model.config.refiner.coarse_blur == 0.0
+
+
+def test_coarse_blur_comes_from_the_weights_and_is_checked():
+    from lafin.options import InferenceOptions
+
+    assert RefinerConfig(output_size=64, coarse_blur=0.7).coarse_blur == 0.7
+    for bad in (-0.5, 5, True, "0.7"):
+        with pytest.raises(ValueError, match="coarse_blur"):
+            RefinerConfig(output_size=64, coarse_blur=bad)
+        with pytest.raises(ValueError, match="coarse_blur"):
+            InferenceOptions(coarse_blur=bad)
+    # a file saved without the key (before it existed) loads as no blur
+    data = get_preset("compact-wide").to_dict()
+    del data["refiner"]["coarse_blur"]
+    assert ModelConfig.from_dict(data).refiner.coarse_blur == 0.0
+
+
+def test_refine_stage_learns_on_blurred_coarse_faces(refine_data, tmp_path):
+    """With ``refiner.coarse_blur`` the refine stage blurs the generator's faces as inference
+    does: the known pixels stay the batch's, the hole loses fine (high-frequency) energy."""
+    from lafin.data.batches import Batch
+
+    def config(blur):
+        model = {
+            **get_preset("tiny").to_dict(),
+            "refiner": {
+                "output_size": 128,
+                "channels": [4, 8, 8, 8],
+                "num_residual_blocks": 1,
+                "coarse_blur": blur,
+            },
+        }
+        return _refine_config(refine_data, model=model)
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.zeros(2, 1, 128, 128)
+    masks[..., 30:100, 20:110] = 1
+    batch = Batch(
+        images=torch.rand(2, 3, 128, 128, generator=g),
+        masks=masks,
+        landmarks=torch.from_numpy(np.stack([canonical_landmarks(128)] * 2).astype(np.float32)),
+    )
+
+    class CheckerGenerator(nn.Module):  # the artefact the blur is for, at the generator's size
+        def forward(self, masked, landmark_map, masks):
+            n = masked.shape[-1]
+            checker = ((torch.arange(n)[:, None] + torch.arange(n)[None]) % 2).float()
+            return (0.4 + 0.2 * checker).expand_as(masked)
+
+    def coarse(blur, folder):
+        stage = Trainer(config(blur), tmp_path / folder).stage
+        stage.networks.nets["generator"] = CheckerGenerator()
+        return stage.coarse_faces(batch)
+
+    sharp, blurred = coarse(0.0, "a"), coarse(0.7, "b")
+    known = (1 - masks).bool().expand_as(sharp)
+    assert torch.equal(sharp[known], batch.images[known]) and torch.equal(blurred[known], batch.images[known])
+    inner = (slice(None), slice(None), slice(40, 90), slice(30, 100))
+    assert _laplacian_energy(sharp[inner]) > 1e-3
+    assert _laplacian_energy(blurred[inner]) < 0.1 * _laplacian_energy(sharp[inner])

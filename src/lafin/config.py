@@ -113,17 +113,25 @@ class RefinerConfig:
         output_size: side of the refiner's face crop in pixels (a multiple of 8); 0 = no refiner.
         channels: feature channels at full size, 1/2, 1/4 and 1/8 size.
         num_residual_blocks: residual blocks at 1/8 size.
+        coarse_blur: sigma (px at the generator's size) of a Gaussian blur of the generator's
+            face before it is upsampled for the refiner (0: none). The generator's output carries a
+            faint checkerboard of period 2 px; the refiner learns on, and is given, faces without
+            it.
     """
 
     output_size: int = 0
     channels: tuple[int, ...] = (16, 32, 64, 128)
     num_residual_blocks: int = 4
+    coarse_blur: float = 0.0
 
     def __post_init__(self) -> None:
         if self.output_size < 0 or self.output_size % 8 != 0:
             raise ValueError(f"refiner.output_size must be 0 or a multiple of 8, not {self.output_size}")
         if len(self.channels) != 4 or min(self.channels) < 1:
             raise ValueError(f"refiner.channels must be four positive widths, not {self.channels}")
+        blur = self.coarse_blur
+        if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 4:
+            raise ValueError(f"refiner.coarse_blur must be a number in [0, 4], not {blur!r}")
 
     @property
     def enabled(self) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -15,6 +14,7 @@ from lafin.blend import diffusion_mix, keep_tone, match_edge_colour
 from lafin.crop_frame import CropFrame
 from lafin.landmarks import landmark_map
 from lafin.runtime import Runtime, cpu_call
+from lafin.smoothing import gaussian_blur
 
 if TYPE_CHECKING:
     from lafin.config import ModelConfig
@@ -33,26 +33,6 @@ REFINE_MARGIN = 40
 TEXTURE_SIGMA = 8.0
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (radius 3 sigma) of (B, C, H, W), edges replicated."""
-    radius = max(1, int(3 * sigma))
-    b, c, h, w = x.shape
-    if x.device.type == "cpu":  # OpenCV's blur: the same kernel, far cheaper than conv2d
-        planes = x.detach().float().numpy().reshape(b * c, h, w).transpose(1, 2, 0)
-        size = 2 * radius + 1
-        out = cv2.GaussianBlur(
-            np.ascontiguousarray(planes), (size, size), sigma, borderType=cv2.BORDER_REPLICATE
-        )
-        out = out.reshape(h, w, b * c).transpose(2, 0, 1).reshape(b, c, h, w)
-        return torch.from_numpy(np.ascontiguousarray(out)).to(x.dtype)
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-(t**2) / (2 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    x = torch.nn.functional.pad(x.reshape(b * c, 1, h, w), (radius,) * 4, mode="replicate")
-    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
-    return torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1)).reshape(b, c, h, w)
-
-
 def texture_only(
     refined: torch.Tensor, coarse: torch.Tensor, holes: torch.Tensor, sigma: float
 ) -> torch.Tensor:
@@ -60,7 +40,7 @@ def texture_only(
     the change's local mean over the hole (a Gaussian-weighted mean of hole pixels only) is
     taken out. (B, 3, H, W) and (B, 1, H, W) tensors in [0, 1]; outside the hole, ``coarse``."""
     change = (refined - coarse) * holes
-    slow = _gaussian_blur(change, sigma) / _gaussian_blur(holes, sigma).clamp_min(1e-3)
+    slow = gaussian_blur(change, sigma) / gaussian_blur(holes, sigma).clamp_min(1e-3)
     return (coarse + (change - slow * holes)).clamp(0, 1)
 
 
@@ -104,6 +84,8 @@ class GeneratorRunner:
         edge_colour_match: shift each face's fill to the colour of the pixels around the hole
             (:func:`lafin.blend.match_edge_colour`) after the last network.
         refiner_texture_only: keep only the fine part of the refiner's change (:func:`texture_only`).
+        coarse_blur: sigma (px at ``image_size``) of the blur of the generator's faces before
+            the refiner (0: none; ``refiner.coarse_blur`` of the weights' config).
     """
 
     def __init__(
@@ -119,6 +101,7 @@ class GeneratorRunner:
         channels_last: dict[str, bool] | None = None,
         edge_colour_match: bool = True,
         refiner_texture_only: bool = True,
+        coarse_blur: float = 0.0,
     ) -> None:
         self.generator = generator
         self.refiner = refiner
@@ -131,6 +114,7 @@ class GeneratorRunner:
         self.channels_last = {"generator": False, "refiner": False, **(channels_last or {})}
         self.edge_colour_match = edge_colour_match
         self.refiner_texture_only = refiner_texture_only
+        self.coarse_blur = float(coarse_blur)
 
     @classmethod
     def for_config(
@@ -155,6 +139,7 @@ class GeneratorRunner:
             channels_last,
             options.edge_colour_match,
             options.refiner_texture_only,
+            config.refiner.coarse_blur if options.coarse_blur is None else options.coarse_blur,
         )
 
     def fill_crop(
@@ -267,6 +252,8 @@ class GeneratorRunner:
             rescale_points(np.asarray(points, np.float32), size / self.image_size)
         ).to(device)
         coarse = torch.from_numpy(np.ascontiguousarray(generated)).permute(0, 3, 1, 2).to(device)
+        if self.coarse_blur > 0:
+            coarse = gaussian_blur(coarse, self.coarse_blur)
         coarse = torch.nn.functional.interpolate(
             coarse, size=(size, size), mode="bicubic", align_corners=False
         ).clamp(0, 1)

@@ -59,6 +59,9 @@ class InferenceOptions:
         refiner_texture_only: keep only the fine part (texture) of the refiner's change to the
             hole; its colour and shapes stay the generator's
             (:func:`lafin.generator_runner.texture_only`). Weights without a refiner ignore it.
+        coarse_blur: sigma (px at the generator's size) of the blur of the generator's face
+            before the refiner (its 2-px checkerboard). None: the weights' own
+            (``refiner.coarse_blur`` of their config, what the refiner learnt on).
         face_check_limit: crop mode warns that the image may not be a face when the landmarks
             predicted on it and on its mirror image disagree by more than this (a fraction of
             the eye distance; :mod:`lafin.face_check`); it fills the hole all the same. None:
@@ -75,6 +78,7 @@ class InferenceOptions:
     seed: int = 0
     edge_colour_match: bool = True
     refiner_texture_only: bool = True
+    coarse_blur: float | None = None
     face_check_limit: float | None = MIRROR_DISAGREEMENT_LIMIT
 
     def __post_init__(self) -> None:
@@ -95,6 +99,11 @@ class InferenceOptions:
             raise OptionError(f"diffusion_mix must be a number in [0, 1], not {mix!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise OptionError(f"seed must be a whole number >= 0, not {self.seed!r}")
+        blur = self.coarse_blur
+        if blur is not None and (
+            isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 4
+        ):
+            raise OptionError(f"coarse_blur must be a number in [0, 4] or None, not {blur!r}")
         limit = self.face_check_limit
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0

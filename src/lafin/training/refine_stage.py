@@ -11,6 +11,7 @@ from lafin.alignment import rescale_points
 from lafin.data.batches import Batch
 from lafin.landmarks import landmark_map
 from lafin.networks.refiner import landmark_heatmap
+from lafin.smoothing import gaussian_blur
 from lafin.training.adversarial import Adversary
 from lafin.training.config import TrainConfig
 from lafin.training.generator_losses import GeneratorLosses
@@ -39,7 +40,8 @@ class RefineStage:
     def coarse_faces(self, batch: Batch) -> torch.Tensor:
         """The frozen generator's faces for a refiner-size batch: the batch at the generator's
         size (area-downscaled; a pixel is hole if any of its source pixels is), generated with the
-        true landmarks, composited, upsampled back and composited with the known pixels again."""
+        true landmarks, blurred by ``refiner.coarse_blur`` as at inference, composited, upsampled
+        back and composited with the known pixels again."""
         small = self.networks.model_config.image_size
         factor = self.size // small
         images = nn.functional.avg_pool2d(batch.images, factor)
@@ -47,6 +49,9 @@ class RefineStage:
         points = rescale_points(batch.landmarks, small / self.size)
         masked = images * (1 - masks) + masks
         out = self.networks.nets["generator"](masked, landmark_map(points, small), masks)
+        blur = self.networks.model_config.refiner.coarse_blur
+        if blur > 0:
+            out = gaussian_blur(out, blur)
         out = out * masks + images * (1 - masks)
         coarse = nn.functional.interpolate(
             out, size=(self.size, self.size), mode="bicubic", align_corners=False
