@@ -1,22 +1,26 @@
 """Crop mode's non-face warning: how often it fires on faces (false alarms) and on non-faces.
 
-Every sample goes through crop mode's own check (:mod:`lafin.face_check`): the landmarks
-predicted on the masked crop and on its mirror image, their disagreement, judged where the hole
-leaves the crop's middle visible; over the limit, the disagreement on the face re-aligned by those
-landmarks and the HOG face detector on the known pixels. Samples, each with one hole of 10-60% (an
-NVIDIA irregular test mask of that range, or a random block, in turn):
+Every sample goes through crop mode's own check (:mod:`lafin.face_check`): the signs in the
+known pixels (noise, a smooth gradient, sky above vegetation); the landmarks predicted on the
+masked crop and on its mirror image, their disagreement, judged where the hole leaves the crop's
+middle visible; over the limit, the disagreement on the face re-aligned by those landmarks; and
+the HOG face detector on the known pixels, asked when a sign or the landmarks point to a non-face.
+Samples, each with one hole of 10-60% (an NVIDIA irregular test mask of that range, or a random
+block, in turn), and each again with a block over the crop's middle (25-60% of the image; the
+middle is then hidden, where the landmarks cannot tell):
 
 - faces: CelebA val crops (tight, aligned), iBUG AFW and HELEN crops (256 px, loose: the face is
   half the side, turned and tilted as photographed);
 - non-faces: random square crops of scikit-image's sample pictures that show no person
   (textures such as grass and brick, objects, animals, text, microscopy, astronomy), uniform noise
-  and smooth gradients.
+  and smooth gradients;
+- landscapes: synthetic (a sky gradient above hills and green ground), a separate set.
 
 Printed: the disagreement's percentiles per set; the share of each set over each candidate limit
-after each step of the check (the signal alone, the middle visible, the re-aligned view, the
-detector: the warning); the warning per set and per hole-size bin at ``--limit``; the judged
-non-faces it missed; and what the check costs (medians, ms; the rerun on a quiet machine is the
-same command).
+after each step of the landmark check (the signal alone, the middle visible, the re-aligned view,
+the detector); how often each known-pixel sign fires; the warning per set (random holes, holes
+over the middle) and per hole-size bin at ``--limit``; the non-faces it missed; and what the check
+costs (medians, ms; the rerun on a quiet machine is the same command).
 
     python benchmarks/face_check.py --celeba ../shared/data/celeba/128 \\
         --afw ../shared/data/ibug300w/afw --helen ../shared/data/ibug300w/helen_trainset_partial \\
@@ -46,6 +50,7 @@ from lafin.face_check import (
     MIRROR_DISAGREEMENT_LIMIT,
     centre_hidden,
     detector_sees_face,
+    known_pixel_sign,
     locate_crop_face,
 )
 from lafin.io import load_image, load_mask
@@ -91,6 +96,37 @@ def hole_for(shape: tuple[int, int], i: int, rng: np.random.Generator, masks: li
     hole = np.zeros(shape, np.uint8)
     hole[top : top + bh, left : left + bw] = 1
     return hole
+
+
+def middle_hole(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A block of 25-60% of the image over its middle (it hides the crop's middle)."""
+    h, w = shape
+    area = rng.uniform(0.25, 0.6) * h * w
+    aspect = rng.uniform(0.7, 1.4)
+    bh = int(min(h - 2, np.sqrt(area / aspect)))
+    bw = int(min(w - 2, area / max(bh, 1)))
+    hole = np.zeros(shape, np.uint8)
+    hole[(h - bh) // 2 : (h - bh) // 2 + bh, (w - bw) // 2 : (w - bw) // 2 + bw] = 1
+    return hole
+
+
+def landscape(size: int, rng: np.random.Generator, textured: bool) -> np.ndarray:
+    """A synthetic landscape, size x size: a sky gradient above far hills and green ground (with
+    a grass-like texture when ``textured``)."""
+    yy = np.mgrid[0:size, 0:size][0] / size
+    t = np.linspace(0, 1, size)
+    top, bottom = rng.uniform([60, 110, 190], [120, 170, 240]), rng.uniform([170, 200, 225], [220, 235, 250])
+    img = top + yy[..., None] * (bottom - top)
+    waves = sum(rng.uniform(-0.08, 0.08) * np.sin(2 * np.pi * (k * t + rng.uniform())) for k in (1, 2, 3, 5))
+    ridge = rng.uniform(0.35, 0.6) + waves
+    img[yy > ridge] = rng.uniform([70, 90, 60], [110, 130, 100])
+    ground = yy > ridge + rng.uniform(0.08, 0.2) + 0.03 * np.sin(2 * np.pi * (3 * t + rng.uniform()))
+    img[ground] = rng.uniform([50, 110, 30], [110, 170, 70]) * (0.8 + 0.4 * yy[ground][:, None])
+    if textured:
+        grass = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 1.5) * 25
+        img[ground] += grass[ground][:, None]
+    img += rng.normal(0, 2, img.shape)
+    return img.clip(0, 255).astype(np.uint8)
 
 
 def face_images(
@@ -164,6 +200,8 @@ def measure(model: LaFInModel, img: np.ndarray, hole: np.ndarray, limit: float) 
     t4 = time.perf_counter()
     seen = detector_sees_face(img, hole)
     t5 = time.perf_counter()
+    sign = known_pixel_sign(img, hole)
+    t6 = time.perf_counter()
     middle = centre_hidden(hole)
     return {
         "disagreement": disagreement,
@@ -175,10 +213,84 @@ def measure(model: LaFInModel, img: np.ndarray, hole: np.ndarray, limit: float) 
         "locate_ms": 1000 * (t1 - t0),
         "checked_ms": 1000 * (t2 - t1),  # crop mode's landmark step with the whole check
         "mirror_ms": 1000 * (t3 - t2),
-        "second_asked": bool(disagreement > limit and middle < CENTRE_HIDDEN_LIMIT),
+        "sign": sign,
+        "pixels_ms": 1000 * (t6 - t5),
+        "second_asked": bool(sign is None and disagreement > limit and middle < CENTRE_HIDDEN_LIMIT),
+        "detector_asked": bool(sign is not None or (disagreement > limit and middle < CENTRE_HIDDEN_LIMIT)),
         "aligned_ms": 1000 * (t4 - t3),
         "detector_ms": 1000 * (t5 - t4),
     }
+
+
+def report(
+    rows: dict[str, list[dict]], middle: dict[str, list[dict]], faces: list[str], limit: float
+) -> None:
+    """Print the tables of the module docstring (``rows``: random holes, ``middle``: holes over
+    the middle, per set)."""
+    print("mirror disagreement (NME) percentiles 1/10/50/90/99/max (random holes):")
+    for key, r in rows.items():
+        d = np.array([x["disagreement"] for x in r])
+        print(
+            f"  {key:11s} n={len(d):4d}  "
+            + " ".join(f"{v:.3f}" for v in np.percentile(d, [1, 10, 50, 90, 99, 100]))
+        )
+    judged = {k: np.array([x["centre_hidden"] < CENTRE_HIDDEN_LIMIT for x in r]) for k, r in rows.items()}
+    print(
+        f"the landmark check alone (random holes), share over the limit: the signal alone / where "
+        f"the hole leaves the middle visible (< {CENTRE_HIDDEN_LIMIT:.0%} hidden) / and on the "
+        f"re-aligned face too / and the face detector finds none"
+    )
+    for lim in sorted({*LIMITS, limit}):
+        cells = []
+        for key, r in rows.items():
+            over = np.array([x["disagreement"] > lim for x in r]) & judged[key]
+            aligned = over & np.array([x["aligned_disagreement"] > lim for x in r])
+            warn = aligned & ~np.array([x["detector_face"] for x in r])
+            shares = [np.mean([x["disagreement"] > lim for x in r]), over.mean(), aligned.mean(), warn.mean()]
+            cells.append(f"{key} " + "/".join(f"{v:.1%}" for v in shares))
+        print(f"  limit {lim:.2f}: " + "  ".join(cells))
+    print("known-pixel signs (random holes | holes over the middle), and how many the detector silences:")
+    for key in rows:
+        cells = []
+        for r in (rows[key], middle[key]):
+            signs = [x for x in r if x["sign"]]
+            kinds = {k: sum(x["sign"] == k for x in signs) for k in sorted({x["sign"] for x in signs})}
+            silenced = sum(x["detector_face"] for x in signs)
+            named = ", ".join(f"{v} {k}" for k, v in kinds.items())
+            cells.append(f"{len(signs)}/{len(r)}" + (f" ({named}; {silenced} silenced)" if signs else ""))
+        print(f"  {key:11s} " + " | ".join(cells))
+    print(f"the warning at limit {limit:.2f} (as crop mode gives it): random holes | holes over the middle")
+    for key in rows:
+        warned = np.array([x["warned"] for x in rows[key]])
+        mid = np.array([x["warned"] for x in middle[key]])
+        print(
+            f"  {key:11s} {warned.sum():4d}/{len(warned)} ({warned.mean():.1%}; of those whose middle "
+            f"the hole leaves visible, {judged[key].mean():.0%} of the set: "
+            f"{warned[judged[key]].mean() if judged[key].any() else 0:.1%}) | "
+            f"{mid.sum():4d}/{len(mid)} ({mid.mean():.1%})"
+        )
+    print(f"false alarms at limit {limit:.2f} per hole-size bin (all face sets, both hole kinds):")
+    all_faces = [x for k in faces for x in rows[k] + middle[k]]
+    for lo in (0.1, 0.2, 0.3, 0.4, 0.5):
+        inbin = [x for x in all_faces if lo <= x["hole"] < lo + 0.1]
+        print(f"  hole {lo:.0%}-{lo + 0.1:.0%}: {sum(x['warned'] for x in inbin)}/{len(inbin)}")
+    for name, r in (("random holes", rows["non-faces"]), ("holes over the middle", middle["non-faces"])):
+        missed = [x["name"] for x in r if not x["warned"]]
+        print(f"non-faces not warned, {name} ({len(missed)}): {', '.join(missed) or 'none'}")
+    every = [x for r in [*rows.values(), *middle.values()] for x in r]
+    asked = [x for x in every if x["second_asked"]]
+    detected = [x for x in every if x["detector_asked"]]
+    quiet = [x["checked_ms"] - x["locate_ms"] for x in every if not x["detector_asked"]]
+    print(
+        f"landmark step median {np.median([x['locate_ms'] for x in every]):.1f} ms; with the check, "
+        f"when no second opinion is asked: median difference {np.median(quiet):+.2f} ms (the same "
+        f"network passes and the known-pixel signs, median "
+        f"{np.median([x['pixels_ms'] for x in every]):.2f} ms); "
+        f"re-aligned view asked {len(asked)} of {len(every)} times, median "
+        f"{np.median([x['aligned_ms'] for x in asked]) if asked else float('nan'):.1f} ms; face detector "
+        f"asked {len(detected)} times, median "
+        f"{np.median([x['detector_ms'] for x in detected]) if detected else float('nan'):.1f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,71 +310,24 @@ def main(argv: list[str] | None = None) -> int:
     model = LaFInModel(weights=args.weights)
     sets = face_images(args, rng)
     sets["non-faces"] = non_face_images(args.crops, rng)
+    extra = np.random.default_rng(args.seed + 1)  # the samples above stay those of earlier runs
+    sets["landscapes"] = [
+        (f"landscape-{k}", landscape((128, 256)[k % 2], extra, textured=k % 4 < 2)) for k in range(40)
+    ]
     rows: dict[str, list[dict]] = {}
+    middle: dict[str, list[dict]] = {}
     for key, images in sets.items():
-        rows[key] = []
+        rows[key], middle[key] = [], []
         for i, (name, img) in enumerate(tqdm(images, desc=key)):
             row = measure(model, img, hole_for(img.shape[:2], i, rng, masks), args.limit)
             rows[key].append({"name": name, **row})
-    faces = [k for k in rows if k != "non-faces"]
-    print(f"weights: {args.weights or 'shipped'}; holes 10-60%; threads 1")
-    print("mirror disagreement (NME) percentiles 1/10/50/90/99/max:")
-    for key, r in rows.items():
-        d = np.array([x["disagreement"] for x in r])
-        print(
-            f"  {key:11s} n={len(d):4d}  "
-            + " ".join(f"{v:.3f}" for v in np.percentile(d, [1, 10, 50, 90, 99, 100]))
-        )
-    judged = {k: np.array([x["centre_hidden"] < CENTRE_HIDDEN_LIMIT for x in r]) for k, r in rows.items()}
-    print(
-        f"share over the limit: the signal alone / where the hole leaves the middle visible "
-        f"(< {CENTRE_HIDDEN_LIMIT:.0%} hidden) / and on the re-aligned face too / and the face "
-        f"detector finds none (the warning)"
-    )
-    for limit in sorted({*LIMITS, args.limit}):
-        cells = []
-        for key, r in rows.items():
-            over = np.array([x["disagreement"] > limit for x in r]) & judged[key]
-            aligned = over & np.array([x["aligned_disagreement"] > limit for x in r])
-            warn = aligned & ~np.array([x["detector_face"] for x in r])
-            shares = [
-                np.mean([x["disagreement"] > limit for x in r]),
-                over.mean(),
-                aligned.mean(),
-                warn.mean(),
-            ]
-            cells.append(f"{key} " + "/".join(f"{v:.1%}" for v in shares))
-        print(f"  limit {limit:.2f}: " + "  ".join(cells))
-    print(f"the warning at limit {args.limit:.2f} (as crop mode gives it):")
-    for key, r in rows.items():
-        warned = np.array([x["warned"] for x in r])
-        print(
-            f"  {key:11s} {warned.sum():4d}/{len(r)} ({warned.mean():.1%}); of those judged "
-            f"(middle visible, {judged[key].mean():.0%} of the set): "
-            f"{warned[judged[key]].mean() if judged[key].any() else 0:.1%}"
-        )
-    print(f"false alarms at limit {args.limit:.2f} per hole-size bin (all face sets):")
-    all_faces = [x for k in faces for x in rows[k]]
-    for lo in (0.1, 0.2, 0.3, 0.4, 0.5):
-        inbin = [x for x in all_faces if lo <= x["hole"] < lo + 0.1]
-        print(f"  hole {lo:.0%}-{lo + 0.1:.0%}: {sum(x['warned'] for x in inbin)}/{len(inbin)}")
-    missed = [
-        x["name"] for x in rows["non-faces"] if x["centre_hidden"] < CENTRE_HIDDEN_LIMIT and not x["warned"]
-    ]
-    print(f"judged non-faces not warned: {', '.join(missed) or 'none'}")
-    every = [x for r in rows.values() for x in r]
-    asked = [x for x in every if x["second_asked"]]
-    print(
-        f"landmark step median {np.median([x['locate_ms'] for x in every]):.1f} ms; with the check, "
-        f"when it stops at the mirror pass: median difference "
-        f"{np.median([x['checked_ms'] - x['locate_ms'] for x in every if not x['second_asked']]):+.2f} ms "
-        f"(the same network passes: noise); asked for the second opinions ({len(asked)} of "
-        f"{len(every)}): re-aligned view median "
-        f"{np.median([x['aligned_ms'] for x in asked]) if asked else float('nan'):.1f} ms, face "
-        f"detector median {np.median([x['detector_ms'] for x in asked]) if asked else float('nan'):.1f} ms"
-    )
+            row = measure(model, img, middle_hole(img.shape[:2], extra), args.limit)
+            middle[key].append({"name": name, **row})
+    faces = [k for k in rows if k not in ("non-faces", "landscapes")]
+    print(f"weights: {args.weights or 'shipped'}; holes 10-60% and over the middle 25-60%; threads 1")
+    report(rows, middle, faces, args.limit)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "middle": middle}, indent=1))
     return 0
 
 

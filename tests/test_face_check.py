@@ -203,3 +203,110 @@ def test_web_demo_shows_the_warning(tiny_model, tmp_path, disagreeing):
     handlers.photos.open([str(face)], session)
     status = handlers.inpainting.inpaint("", str(mask), "crop", session)[-2]
     assert "**Warning:** the image does not look like a face" in status
+
+
+# --- the known pixels' signs: they judge also where the hole hides the crop's middle
+
+
+def _middle_hole(n: int) -> np.ndarray:
+    """A hole over the middle 60% x 60% of an n x n crop: the landmark check cannot judge it."""
+    hole = box_mask(n, n, 0.2, 0.2, 0.8, 0.8)
+    assert face_check.centre_hidden(hole) >= face_check.CENTRE_HIDDEN_LIMIT
+    return hole
+
+
+def _noise(n: int = 128) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, n, 3), dtype=np.uint8)
+
+
+def _landscape(n: int = 128) -> np.ndarray:
+    """A smooth synthetic landscape: a sky gradient above a wavy horizon and green ground."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    img = np.array([90.0, 140, 220]) + yy[..., None] * np.array([80.0, 60, 20])
+    ground = yy > 0.5 + 0.08 * np.sin(4 * np.pi * xx)
+    img[ground] = np.array([70.0, 140, 50]) * (0.8 + 0.4 * yy[ground][:, None])
+    img += np.random.default_rng(1).normal(0, 3, img.shape)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def _gradient(n: int = 128) -> np.ndarray:
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    ramp = np.array([200.0, 60, 40]) * (1 - xx[..., None]) + np.array([30.0, 90, 230]) * yy[..., None]
+    return ramp.clip(0, 255).astype(np.uint8)
+
+
+def _astronaut_face() -> np.ndarray:
+    """A real photographed face (scikit-image's sample), 256 px, with its coloured background."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[0:256, 100:356])
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1).astype(np.uint8)
+
+
+def _sepia(image: np.ndarray) -> np.ndarray:
+    tone = image.mean(axis=-1, keepdims=True) / 255 * np.array([255.0, 215, 170])
+    return tone.clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("where", ["middle", "corner"])
+def test_known_pixel_signs_of_noise_a_gradient_and_a_landscape(where):
+    hole = _middle_hole(128) if where == "middle" else box_mask(128, 128, 0.0, 0.0, 0.33, 0.33)
+    assert face_check.known_pixel_sign(_noise(), hole) == "look like noise"
+    assert face_check.known_pixel_sign(_gradient(), hole) == "are a smooth gradient"
+    landscape = face_check.known_pixel_sign(_landscape(), hole)
+    assert landscape == "look like sky above vegetation, with no skin colour"
+    # a face, also grey or sepia, shows none of them, wherever the hole is
+    face = _astronaut_face()
+    face_hole = _middle_hole(256) if where == "middle" else box_mask(256, 256, 0.0, 0.0, 0.33, 0.33)
+    for image in (face, _grey(face), _sepia(face)):
+        assert face_check.known_pixel_sign(image, face_hole) is None
+    assert face_check.known_pixel_sign(face_like(96, 96), box_mask(96, 96, 0.2, 0.2, 0.8, 0.8)) is None
+    # too little known to judge
+    assert face_check.known_pixel_sign(_noise(), box_mask(128, 128, 0.0, 0.0, 0.98, 1.0)) is None
+
+
+def test_a_sign_warns_where_the_middle_is_hidden_unless_a_face_is_detected(monkeypatch):
+    hole = _middle_hole(128)
+    limit = face_check.MIRROR_DISAGREEMENT_LIMIT
+    asked = []
+    second = lambda: asked.append(1) or 3 * limit
+    # the landmarks agree, or cannot judge: the sign alone warns, the second view is not asked
+    for disagreement in (0.0, 2 * limit):
+        warned = face_check.crop_face_warnings(_noise(), hole, disagreement, limit, second)
+        assert len(warned) == 1 and "its known pixels look like noise" in warned[0]
+    assert asked == []
+    assert face_check.crop_face_warnings(_noise(), hole, 0.0, None) == []  # check off
+    monkeypatch.setattr(face_check, "detector_sees_face", lambda img, hole: True)
+    assert face_check.crop_face_warnings(_noise(), hole, 0.0, limit) == []  # a face after all
+
+
+@pytest.mark.parametrize("picture", ["noise", "landscape"])
+def test_crop_mode_warns_on_a_non_face_whose_hole_hides_the_middle(tiny_model, picture):
+    image = _noise() if picture == "noise" else _landscape()
+    result = tiny_model(image, _middle_hole(128), mode="crop")
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith("the image does not look like a face (its known pixels ")
+    assert np.array_equal(result.image[_middle_hole(128) == 0], image[_middle_hole(128) == 0])
+
+
+def test_crop_mode_does_not_warn_on_a_photographed_face_whose_hole_hides_the_middle(tiny_model):
+    face = _astronaut_face()
+    for image in (face, _grey(face), _sepia(face)):
+        assert tiny_model(image, _middle_hole(256), mode="crop").warnings == []
+
+
+def test_cli_prints_the_noise_warning_once_and_still_writes_the_fill(tiny_weights, tmp_path, capsys):
+    from lafin.cli import main
+
+    Image.fromarray(_noise()).save(tmp_path / "noise.png")
+    Image.fromarray(_middle_hole(128) * 255).save(tmp_path / "mask.png")
+    out = tmp_path / "out.png"
+    argv = ["inpaint", str(tmp_path / "noise.png"), str(tmp_path / "mask.png"), "-o", str(out)]
+    assert main(argv + ["--weights", str(tiny_weights), "--mode", "crop"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "Warning" in line]
+    assert len(lines) == 1
+    assert "Warning: the image does not look like a face (its known pixels look like noise" in lines[0]
+    assert out.is_file()
