@@ -64,8 +64,9 @@ class InferenceOptions:
             (``refiner.coarse_blur`` of their config, what the refiner learnt on).
         face_check_limit: crop mode warns that the image may not be a face when the landmarks
             predicted on it and on its mirror image disagree by more than this (a fraction of
-            the eye distance; :mod:`lafin.face_check`); it fills the hole all the same. None:
-            no check (and no mirror pass when ``landmark_flip_average`` is off).
+            the eye distance), or when its known pixels look like noise, a smooth gradient or a
+            landscape (:mod:`lafin.face_check`); it fills the hole all the same. None: no check
+            at all (and no mirror pass when ``landmark_flip_average`` is off).
 
     For the bare networks: ``InferenceOptions(landmark_flip_average=False,
     generator_flip_average=False, diffusion_mix=0)``.
