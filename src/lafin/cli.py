@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lafin import __version__
+from lafin.results import MODES
 
 EXAMPLES = """\
 examples:
@@ -570,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="result file (or folder, for folders)")
     p.add_argument(
         "--mode",
-        choices=["auto", "crop", "photo"],
+        choices=MODES,
         default="auto",
         help="crop: the image is one aligned face; photo: find and align the faces the "
         "hole touches; auto (default): crop for small images, photo for large ones",
@@ -782,7 +783,7 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["auto", "crop", "photo"],
+        choices=MODES,
         default="auto",
         help="as for inpaint (auto: crop for small face crops, photo otherwise)",
     )
