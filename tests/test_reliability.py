@@ -598,3 +598,28 @@ def test_video_output_may_not_be_a_link_of_the_input(tmp_path, capsys, no_model)
         "refusing to overwrite an input",
     )
     assert video.read_bytes() == b"not really a video"
+
+
+def test_video_api_refuses_a_hard_link_of_its_input_as_output(tmp_path, tiny_model):
+    from lafin.io import InputError
+    from lafin.video import inpaint_video
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not really a video")
+    os.link(video, tmp_path / "same.mp4")
+    with pytest.raises(InputError, match="refusing to overwrite an input"):
+        inpaint_video(tiny_model, video, video, tmp_path / "same.mp4")
+    assert video.read_bytes() == b"not really a video"
+
+
+def test_restore_refuses_a_hard_link_of_the_photo_as_output(pair, tmp_path, capsys, no_model):
+    a, _ = pair
+    before = _digest(a)
+    os.link(a, tmp_path / "linked.png")
+    _refused(capsys, ["restore", str(a), "-o", str(tmp_path / "linked.png")], "refusing to overwrite")
+    _refused(
+        capsys,
+        ["restore", str(a), "-o", str(tmp_path / "r.png"), "--damage-out", str(tmp_path / "linked.png")],
+        "refusing to overwrite",
+    )
+    assert _digest(a) == before

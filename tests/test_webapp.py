@@ -65,6 +65,36 @@ def opened(handlers, image: np.ndarray, folder, name: str = "face.png") -> Sessi
 # ---------------------------------------------------------------------------- inpaint
 
 
+def test_the_progress_bar_never_steps_back(handlers, face, tmp_path, monkeypatch):
+    """A loose crop runs crop mode's landmarks, then photo mode's detection and landmarks: the
+    bar stays where it got to while the label names the stage that runs."""
+    image, hole = face
+    session = opened(handlers, image, tmp_path)
+    real = handlers.inpainting.model
+
+    class LooseCropOrder:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def __call__(self, *args, progress=None, **kwargs):
+            for stage in ("landmarks", "detect", "landmarks"):
+                progress(stage)
+            return real(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(handlers.inpainting, "model", LooseCropOrder())
+    progress: list[tuple[float, str]] = []
+    handlers.inpainting.inpaint(
+        painting(hole), None, "crop", session, progress=lambda frac, desc: progress.append((frac, desc))
+    )
+    fractions = [frac for frac, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] > fractions[0]
+    assert [desc for _, desc in progress][:3] == [
+        "Predicting landmarks",
+        "Detecting faces",
+        "Predicting landmarks",
+    ]
+
+
 def test_inpaint_fills_the_painted_hole_only(handlers, face, tmp_path):
     image, hole = face
     session = opened(handlers, image, tmp_path)
@@ -77,7 +107,9 @@ def test_inpaint_fills_the_painted_hole_only(handlers, face, tmp_path):
 
     labels = list(STAGE_LABELS.values())
     stages = [desc for _, desc in progress]
-    assert len(stages) >= 3 and all(frac == labels.index(desc) / len(labels) for frac, desc in progress)
+    fractions = [frac for frac, _ in progress]
+    assert len(stages) >= 3 and fractions == sorted(fractions)  # the bar never steps back
+    assert all(frac >= labels.index(desc) / len(labels) for frac, desc in progress)
     files = handlers.files.write_downloads(session)
     result = np.asarray(Image.open(files[0]))
     assert result.shape == image.shape

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lafin import __version__
+from lafin.results import MODES
 
 EXAMPLES = """\
 examples:
@@ -570,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="result file (or folder, for folders)")
     p.add_argument(
         "--mode",
-        choices=["auto", "crop", "photo"],
+        choices=MODES,
         default="auto",
         help="crop: the image is one aligned face; photo: find and align the faces the "
         "hole touches; auto (default): crop for small images, photo for large ones",
@@ -782,7 +783,7 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=["auto", "crop", "photo"],
+        choices=MODES,
         default="auto",
         help="as for inpaint (auto: crop for small face crops, photo otherwise)",
     )
@@ -819,6 +820,7 @@ def _cmd_train_damage(args: argparse.Namespace) -> int:
 def _restore_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path, Path | None]], bool]:
     """(photo, output, mask output) triples, and whether the output is a folder."""
     from lafin.data.prepare import IMAGE_SUFFIXES
+    from lafin.outputs import same_file
 
     inputs = [Path(p) for p in args.photos]
     for path in inputs:
@@ -836,7 +838,6 @@ def _restore_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path, Path
     out = Path(args.output)
     single = len(inputs) == 1 and not inputs[0].is_dir() and not out.is_dir()
     damage_out = Path(args.damage_out) if args.damage_out else None
-    resolved = {p.resolve() for p in photos}
     if single:
         jobs = [(photos[0], out, damage_out)]
     else:
@@ -857,9 +858,9 @@ def _restore_jobs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path, Path
         ]
     for _, result, mask in jobs:
         for target in (result, mask):
-            if target is not None and target.resolve() in resolved:
+            if target is not None and any(same_file(target, p) for p in photos):
                 raise _UsageError(f"refusing to overwrite an input file: {target}")
-    if damage_out is not None and single and damage_out.resolve() == out.resolve():
+    if damage_out is not None and single and same_file(damage_out, out):
         raise _UsageError("--damage-out and -o name the same file")
     return jobs, not single
 

@@ -34,7 +34,7 @@ from lafin.io import ImageInput, InputError, load_image, load_inputs, load_mask
 from lafin.landmark_locator import LandmarkLocator
 from lafin.options import InferenceOptions, refuse_former_switch
 from lafin.photo_inpainter import FramedPhoto, PhotoInpainter
-from lafin.results import STAGE_LABELS, BackgroundRegion, FaceReport, InpaintResult, Stages
+from lafin.results import MODES, STAGE_LABELS, BackgroundRegion, FaceReport, InpaintResult, Stages
 from lafin.runtime import Runtime, cpu_call
 
 __all__ = [
@@ -57,8 +57,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS_NAME = "lafin-compact.safetensors"
 BACKENDS = ("torch", "onnx")
-# what `mode=` accepts (see LaFInModel.__call__)
-MODES = ("auto", "crop", "photo")
 
 
 class WeightsNotFoundError(FileNotFoundError):

@@ -28,6 +28,7 @@ import torch
 
 from lafin.blend import keep_tone, photo_tone  # noqa: F401 - keep_tone: the restore API's own
 from lafin.io import ImageInput, InputError, load_image
+from lafin.results import MODES
 
 if TYPE_CHECKING:
     from lafin.pipeline import FaceReport, LaFInModel
@@ -186,8 +187,8 @@ def restore(
     threshold = _check_threshold(threshold)
     img = load_image(image)
     grow_mask(np.zeros((1, 1), np.uint8), dilate)  # a bad ``dilate`` fails before the work
-    if mode not in ("auto", "crop", "photo"):
-        raise InputError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if progress:
         progress("damage")
     t = time.perf_counter()

@@ -10,6 +10,10 @@ from typing import Callable
 
 import numpy as np
 
+# what ``mode=`` accepts (LaFInModel.__call__, lafin.restore.restore, the CLI's --mode): auto
+# chooses crop or photo by the image (InpaintResult.mode says which ran)
+MODES = ("auto", "crop", "photo")
+
 # stage name -> label, in the usual order of a call's stages (the web demo's progress bar)
 STAGE_LABELS = {
     "prepare": "Preparing",

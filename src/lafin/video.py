@@ -30,6 +30,7 @@ import numpy as np
 
 from lafin.atomic import atomic_write
 from lafin.io import InputError, load_mask
+from lafin.outputs import same_file
 
 log = logging.getLogger(__name__)
 
@@ -499,7 +500,7 @@ def inpaint_video(
     video, output = Path(video), Path(output)
     if not video.is_file():
         raise InputError(f"video not found: {video}")
-    if output.resolve() in (video.resolve(), Path(mask).resolve()):
+    if any(same_file(output, given) for given in (video, Path(mask))):
         raise InputError(f"refusing to overwrite an input file: {output}")
     container = container_for(output)
     reader = ff.read_frames(str(video))

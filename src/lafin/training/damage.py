@@ -37,6 +37,7 @@ import yaml
 
 from lafin.atomic import atomic_write
 from lafin.damage import TRAINING, DamageConfig, make_damaged
+from lafin.errors import InputError, RunFolderError
 from lafin.evaluation.damage_metrics import MaskCounts, mask_counts
 from lafin.networks.damage_detector import (
     DamageDetector,
@@ -46,6 +47,9 @@ from lafin.networks.damage_detector import (
 )
 
 log = logging.getLogger(__name__)
+
+# files that make a folder a damage detector run (refused as --out without --resume/--overwrite)
+DAMAGE_RUN_FILES = ("state.pt", "best.safetensors", "last.safetensors")
 
 
 @dataclass
@@ -88,13 +92,23 @@ class DamageTrainConfig:
 
 
 def _read_list(images: Path, names: Path | None) -> list[Path]:
+    """The photos of ``images`` (those ``names`` lists, or all .jpg/.png); an
+    :class:`~lafin.errors.InputError` when the folder, the list or a listed photo is missing, or
+    no photo is found."""
+    if not images.is_dir():
+        raise InputError(f"{images}: not a folder of photos")
     if names is None:
-        return sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    wanted = [n.strip() for n in names.read_text().split() if n.strip()]
-    paths = [images / n for n in wanted]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} listed images are missing, e.g. {missing[0]}")
+        paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    else:
+        if not names.is_file():
+            raise InputError(f"{names}: no such list of names")
+        wanted = [n.strip() for n in names.read_text().split() if n.strip()]
+        paths = [images / n for n in wanted]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise InputError(f"{len(missing)} images listed in {names} are missing, e.g. {missing[0]}")
+    if not paths:
+        raise InputError(f"no photos in {images}" + (f" listed by {names}" if names else ""))
     return paths
 
 
@@ -187,12 +201,35 @@ def train(
     out: Path,
     resume: bool = False,
     init: Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, float]:
-    """Train (or, from ``init``, a detector weights file, fine-tune) the detector into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Train (or, from ``init``, a detector weights file, fine-tune) the detector into ``out``.
+
+    A folder that holds a run is refused (:class:`~lafin.errors.RunFolderError`) unless
+    ``resume`` (continue it) or ``overwrite`` (start afresh in it); a damaged state to resume is
+    refused the same way."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: is a file, not a run folder")
+    existing = [name for name in DAMAGE_RUN_FILES if (out / name).exists()]
+    if existing and not (resume or overwrite):
+        raise RunFolderError(
+            f"--out {out} holds a run ({', '.join(existing)}): add --resume to continue it, "
+            "--overwrite to start again in it, or choose another folder"
+        )
     torch.manual_seed(config.seed)
     state_path = out / "state.pt"
-    state = torch.load(state_path, weights_only=False) if resume and state_path.is_file() else None
+    state = None
+    if resume and state_path.is_file():
+        try:
+            state = torch.load(state_path, weights_only=False)
+            if not isinstance(state, dict) or not {"model", "opt", "step"} <= set(state):
+                raise ValueError("not a damage detector run's state")
+        except Exception as exc:  # any unpickling failure: a truncated or foreign file
+            raise RunFolderError(
+                f"{state_path}: cannot be resumed, the state is damaged or not a damage "
+                f"detector run's ({type(exc).__name__})"
+            ) from None
+    out.mkdir(parents=True, exist_ok=True)
     started_from = state.get("init") if state else None  # a fine-tune being resumed
     if started_from:  # its state holds the folded network (the --init file is not read again)
         model = DamageDetector(DamageDetectorConfig(config.widths)).fuse().train()
@@ -200,7 +237,7 @@ def train(
         # a shipped file has its batch norms folded in: the fine-tune trains the folded network
         model, meta = load_damage_detector(init)
         if model.config.widths != tuple(config.widths):
-            raise ValueError(
+            raise RunFolderError(
                 f"{init}: widths {model.config.widths} differ from the config's {tuple(config.widths)}"
             )
         model.train()
@@ -214,7 +251,7 @@ def train(
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise ValueError(
+            raise RunFolderError(
                 f"{state_path} does not fit this network (a run from scratch "
                 f"resumed with --init, or other widths?): {exc}"
             ) from exc
@@ -229,6 +266,8 @@ def train(
         )
     )
     history = out / "history.jsonl"
+    if state is None:  # a new run (also one started again with overwrite): a new history
+        history.unlink(missing_ok=True)
     start = time.time()
     model.train()
     losses = []
@@ -303,7 +342,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-images", required=True, help="folder of validation photos")
     p.add_argument("--val-names", help="names to use from --val-images")
     p.add_argument("--out", required=True, help="run folder (weights, state, history)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out folder that holds one; without it or --resume such a "
+        "folder is refused",
+    )
     p.add_argument("--steps", type=int, help="override the config's steps")
     p.add_argument(
         "--set",
@@ -329,17 +374,29 @@ def config_from_args(args: argparse.Namespace) -> DamageTrainConfig:
     return dataclasses.replace(config, steps=args.steps) if args.steps else config
 
 
-def run(args: argparse.Namespace, config: DamageTrainConfig | None = None) -> int:
-    config = config_from_args(args) if config is None else config
+def run_photos(args: argparse.Namespace) -> tuple[list[list[Path]], list[Path]]:
+    """The training photos per ``--images`` source and the validation photos; an
+    :class:`~lafin.errors.InputError` for a missing folder, list or photo, or mismatched
+    ``--names``."""
     names = args.names or []
     if names and len(names) != len(args.images):
-        raise SystemExit("give one --names per --images (or none)")
-    torch.set_num_threads(args.threads)
+        raise InputError(
+            f"give one --names per --images (or none): {len(names)} --names for {len(args.images)} --images"
+        )
     sources = [
         _read_list(Path(d), Path(n) if names else None)
         for d, n in zip(args.images, names or [None] * len(args.images))
     ]
     val_paths = _read_list(Path(args.val_images), Path(args.val_names) if args.val_names else None)
+    return sources, val_paths
+
+
+def run(args: argparse.Namespace, config: DamageTrainConfig | None = None) -> int:
+    config = config_from_args(args) if config is None else config
+    if args.resume and args.overwrite:
+        raise RunFolderError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    sources, val_paths = run_photos(args)
+    torch.set_num_threads(args.threads)
     log.info("sources: %s images; %d validation photos", [len(s) for s in sources], len(val_paths))
     best = train(
         config,
@@ -348,6 +405,7 @@ def run(args: argparse.Namespace, config: DamageTrainConfig | None = None) -> in
         Path(args.out),
         resume=args.resume,
         init=Path(args.init) if args.init else None,
+        overwrite=args.overwrite,
     )
     log.info("best: %s", json.dumps(best))
     return 0
@@ -358,10 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
-    except (ValueError, yaml.YAMLError) as exc:
+        return run(args, config_from_args(args))
+    except (InputError, yaml.YAMLError) as exc:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
-    return run(args, config)
 
 
 if __name__ == "__main__":

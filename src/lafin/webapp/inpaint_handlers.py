@@ -114,12 +114,16 @@ class InpaintHandlers:
 
         if mode not in MODES:
             raise page_error(f"Unknown mode {mode!r}; choose {', '.join(MODES[:-1])} or {MODES[-1]}.")
-        stages = list(STAGE_LABELS)  # in the order a call runs them
+        stages = list(STAGE_LABELS)  # in the order a call usually runs them
+        reached = [0]
 
         def tell(stage: str) -> None:
+            # the bar never steps back: a loose crop runs photo mode's stages after crop mode's
+            # landmarks, and a photo's faces each run landmarks to blend again; the label is
+            # always the stage that runs
             if progress is not None:
-                step = stages.index(stage) if stage in stages else 0
-                progress(step / len(stages), desc=STAGE_LABELS.get(stage, stage))
+                reached[0] = max(reached[0], stages.index(stage) if stage in stages else 0)
+                progress(reached[0] / len(stages), desc=STAGE_LABELS.get(stage, stage))
 
         try:
             return self.model(image, hole, landmarks=landmarks, mode=mode, progress=tell)
