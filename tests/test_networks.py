@@ -247,3 +247,40 @@ def test_spatial_landmark_head_sees_where_features_are():
         assert net(torch.rand(2, 3, 64, 64)).shape == (2, 136)
     with pytest.raises(ValueError, match="head"):
         LandmarkConfig(head="heatmap")
+
+
+def test_bilinear_upsampling_takes_the_same_weights_and_no_blocks():
+    """``generator.upsample``: the same parameters load strictly either way; nearest copies
+    each decoder value into 2x2 blocks (a 2-px pattern in the output), bilinear does not."""
+    import dataclasses
+
+    from lafin.networks import build_generator
+
+    nearest_config = get_preset("tiny")
+    bilinear_config = dataclasses.replace(
+        nearest_config, generator=dataclasses.replace(nearest_config.generator, upsample="bilinear")
+    )
+    torch.manual_seed(0)
+    nearest = build_generator(nearest_config).eval()
+    for p in nearest.parameters():  # a fresh generator's output is nearly flat: give it structure
+        nn.init.normal_(p, std=0.3)
+    bilinear = build_generator(bilinear_config).eval()
+    bilinear.load_state_dict(nearest.state_dict(), strict=True)
+    size = nearest_config.image_size
+    g = torch.Generator().manual_seed(1)
+    masked, mask = torch.rand(2, 3, size, size, generator=g), torch.zeros(2, 1, size, size)
+    mask[..., 16:48, 16:48] = 1
+    lm = torch.zeros(2, 1, size, size)
+
+    def alternation(out: torch.Tensor) -> float:  # second differences along x: 2-px patterns
+        x = out[..., 18:46, 18:46]
+        return float((2 * x[..., 1:-1] - x[..., :-2] - x[..., 2:]).abs().mean())
+
+    with torch.no_grad():
+        a, b = nearest(masked, lm, mask), bilinear(masked, lm, mask)
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    assert alternation(b) < 0.5 * alternation(a)
+    with pytest.raises(ValueError, match="upsample"):
+        GeneratorConfig(arch="compact", upsample="bicubic")
+    with pytest.raises(ValueError, match="compact"):
+        GeneratorConfig(arch="lafin", upsample="bilinear")

@@ -49,6 +49,9 @@ class GeneratorConfig:
         dilation: dilation of the first convolution of every residual block.
         attention: use the short+long-term attention layer at the smallest scale.
         mask_channel: feed the hole mask as an extra input channel (the original does not).
+        upsample: the compact decoder's upsampling, ``"nearest"`` or ``"bilinear"`` (the same
+            weights; nearest copies each value into a 2x2 block, which leaves a faint 2-px
+            checkerboard in the output; bilinear does not, and needs weights trained with it).
     """
 
     arch: GeneratorArch = "lafin"
@@ -57,12 +60,17 @@ class GeneratorConfig:
     dilation: int = 2
     attention: bool = True
     mask_channel: bool = False
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.arch not in ("lafin", "compact"):
             raise ValueError(f"unknown generator arch {self.arch!r}; expected 'lafin' or 'compact'")
         if len(self.channels) < 2:
             raise ValueError("generator needs at least two scales (channels)")
+        if self.upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"generator.upsample must be 'nearest' or 'bilinear', not {self.upsample!r}")
+        if self.upsample != "nearest" and self.arch != "compact":
+            raise ValueError("generator.upsample applies to the compact generator only")
 
 
 @dataclass(frozen=True)

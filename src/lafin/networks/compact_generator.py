@@ -3,8 +3,9 @@
 Kept from the original: the landmark map as input, dilated residual blocks and the short+long
 attention at the smallest scale, and decoder skips gated by ``1 - mask`` so that only known
 content is copied. Changed for speed (after MI-GAN, Sargsyan et al. 2023): separable convolutions,
-nearest-neighbour upsampling instead of transposed convolutions, no instance norm, one more
-downsampling so the middle runs at 1/8 size, and the hole mask as an explicit input channel.
+nearest-neighbour (or bilinear, ``upsample``) upsampling instead of transposed convolutions, no
+instance norm, one more downsampling so the middle runs at 1/8 size, and the hole mask as an
+explicit input channel.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class CompactGenerator(nn.Module):
             # max-pooling: a coarse cell counts as hole if any of its pixels is one
             x = self.attention(x, skips[-1], F.adaptive_max_pool2d(mask, x.shape[-2:]))
         for decoder, skip in zip(self.decoders, reversed(skips[:-1])):
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            if self.config.upsample == "bilinear":
+                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            else:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             m = F.adaptive_max_pool2d(mask, x.shape[-2:])
             x = decoder(torch.cat([x, skip * (1 - m)], dim=1))
         return torch.sigmoid(self.to_rgb(x))
