@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -75,8 +77,15 @@ def _inputs(size: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return masked, lmap, mask
 
 
+TINY_BILINEAR = dataclasses.replace(
+    get_preset("tiny"), generator=dataclasses.replace(get_preset("tiny").generator, upsample="bilinear")
+)
+
+
 @pytest.mark.parametrize(
-    "config", [get_preset("tiny"), PAPER_LIKE, get_preset("compact")], ids=["tiny", "paper-like", "compact"]
+    "config",
+    [get_preset("tiny"), PAPER_LIKE, get_preset("compact"), TINY_BILINEAR],
+    ids=["tiny", "paper-like", "compact", "tiny-bilinear"],
 )
 def test_export_matches_torch_for_any_batch(tmp_path, config):
     weights = _weights(tmp_path / "w.safetensors", config)
