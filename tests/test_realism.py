@@ -306,6 +306,8 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
         assert math.isfinite(entry["kid"]["mean"]) and entry["kid"]["std"] > 0
         ratios = [c["detail_ratio"] for c in res["cases"] if c["method"] == method]
         assert entry["detail_ratio"]["median"] == pytest.approx(np.median(ratios))
+        mids = [c["mid_detail_ratio"] for c in res["cases"] if c["method"] == method]
+        assert entry["mid_detail_ratio"]["median"] == pytest.approx(np.median(mids))
         assert entry["lm_fidelity"]["n"] == 4 and entry["lm_fidelity"]["mean"] >= 0
         assert entry["lm_fidelity_open_mouth"]["n"] == entry["lm_fidelity_smile"]["n"] == 4
     # telea ignores the landmarks: its output is scored against the edited ones as they are
@@ -318,6 +320,7 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
     assert "kid" not in res["unavailable"]
     report = (out / "report.md").read_text()
     assert "KID ×10³" in report and "Detail ratio (median)" in report
+    assert "Mid-band detail (median)" in report
     assert "LM fidelity open mouth (%)" in report and " ± " in report
     assert (out / "plots" / "detail_ratio.png").stat().st_size > 1000
 

@@ -57,6 +57,7 @@ METRICS = [
     Metric("fid", "FID", 2, False, per_case=False),
     Metric("kid", "KID ×10³", 2, False, 1000.0, per_case=False, show_std=True),
     Metric("detail_ratio", "Detail ratio (median)", 3, True, stat="median", target=1.0),
+    Metric("mid_detail_ratio", "Mid-band detail (median)", 3, True, stat="median", target=1.0),
     Metric("nme", "NME (%)", 2, False, 100.0),
     Metric("nme_failure", "NME fail@8% (%)", 1, False, 100.0, per_case=False),
     Metric("landmark_consistency", "LM consistency (%)", 2, False, 100.0),
@@ -442,6 +443,9 @@ _DEFINITIONS = {
     "detail_ratio": "variance of the Laplacian of grey (0.299R+0.587G+0.114B) inside the hole "
     "eroded by 3 px, output / truth; median over the images (1 = as detailed as "
     "the truth, below 1 = smoother)",
+    "mid_detail_ratio": "the detail ratio with both greys blurred by a Gaussian of sigma 1 px "
+    "first (a Laplacian of Gaussian): a pattern of period 2 px, such as a generator's "
+    "checkerboard, does not count as detail",
     "lm_fidelity": "the output generated from the true landmarks (the judge predictor's points "
     "on the unmasked truth): NME of the judge's points on the output against "
     "them (do the generated features sit where they were asked to?)",

@@ -676,6 +676,7 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
                 "ssim": M.ssim(out, truth),
                 "l1_hole": M.l1_hole(out, truth, mask),
                 "detail_ratio": R.hole_detail_ratio(out, truth, mask),
+                "mid_detail_ratio": R.hole_detail_ratio(out, truth, mask, smooth=R.MID_BAND_SMOOTH),
             }
             for item, guide in guides.items():
                 if method.guided is not None:
@@ -975,6 +976,7 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
             "grey": list(R.GREY_WEIGHTS),
             "laplacian": "3x3 4-neighbour, BORDER_REFLECT_101",
             "aggregate": "median of the finite per-image ratios",
+            "mid_band_smooth": R.MID_BAND_SMOOTH,
         },
         "landmark_fidelity": None
         if not ctx.fidelity
