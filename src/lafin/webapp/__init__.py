@@ -14,7 +14,9 @@ that the app owns (Gradio's cache is pointed there).
 The package, one job per module:
 
 - :mod:`~lafin.webapp.server`: :func:`serve` (launch, SIGTERM, clean-up) and ``python -m``.
-- :mod:`~lafin.webapp.app`: :func:`build_app`, the page's layout and its events' wiring.
+- :mod:`~lafin.webapp.app`: :func:`build_app`, the page (state, layout, events, queue);
+  :mod:`~lafin.webapp.layout`: its components, one function per panel;
+  :mod:`~lafin.webapp.events`: the wiring of their events to the handlers.
 - :mod:`~lafin.webapp.handlers`: :class:`DemoHandlers`, the event handlers in one object, made
   of :mod:`~lafin.webapp.photo_handlers`, :mod:`~lafin.webapp.inpaint_handlers`,
   :mod:`~lafin.webapp.damage_handlers` and :mod:`~lafin.webapp.landmark_handlers`; they work on

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lafin.io import InputError
-from lafin.webapp.app import CSS, SESSION_TTL, build_app
+from lafin.webapp.app import SESSION_TTL, build_app
+from lafin.webapp.layout import CSS
 from lafin.webapp.memory import limit_malloc_arenas
 from lafin.webapp.painter import PAINTER_SCRIPT
 from lafin.webapp.uploads import DEFAULT_MAX_UPLOAD_PIXELS
