@@ -63,6 +63,28 @@ class _Stop(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl+C: Gradio closes its server, the temporary folder is removed."""
 
 
+def _stop_on_sigterm(root: Path, owned: bool) -> Any:
+    """Handle SIGTERM like Ctrl+C, removing ``root`` first if the app made it; returns the
+    handler it replaced."""
+    stopped: list[bool] = []
+
+    def on_sigterm(*_: Any) -> None:
+        # the files go first: a supervisor may follow SIGTERM with SIGKILL within seconds
+        # while Gradio is still closing its connections
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
+        if not stopped:
+            # the process is to end: neither Gradio's closing nor a worker thread still
+            # finishing a request (seen after a client vanished mid-run) may keep it alive
+            timer = threading.Timer(STOP_GRACE, os._exit, (0,))
+            timer.daemon = True
+            timer.start()
+        stopped.append(True)
+        raise _Stop()
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 7860,
@@ -106,24 +128,9 @@ def serve(
         atexit.register(shutil.rmtree, root, ignore_errors=True)
     demo = build_app(model, max_upload_pixels, work_dir=root, session_ttl=session_ttl)
     _patient_startup_check()
-    previous, stopped = None, []
+    previous = None
     if block and threading.current_thread() is threading.main_thread():
-
-        def on_sigterm(*_: Any) -> None:
-            # the files go first: a supervisor may follow SIGTERM with SIGKILL within seconds
-            # while Gradio is still closing its connections
-            if owned:
-                shutil.rmtree(root, ignore_errors=True)
-            if not stopped:
-                # the process is to end: neither Gradio's closing nor a worker thread still
-                # finishing a request (seen after a client vanished mid-run) may keep it alive
-                timer = threading.Timer(STOP_GRACE, os._exit, (0,))
-                timer.daemon = True
-                timer.start()
-            stopped.append(True)
-            raise _Stop()
-
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        previous = _stop_on_sigterm(root, owned)
     try:
         demo.launch(
             server_name=host,
