@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lafin import __version__
 from lafin.results import MODES
+from lafin.training.run_folder import add_run_folder_arguments
 
 EXAMPLES = """\
 examples:
@@ -307,11 +308,12 @@ def _cmd_inpaint_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from lafin.training.checkpointing import RUN_FILES
+    from lafin.training.run_folder import check_run_folder
     from lafin.training.train import train
 
     config = train_config_from_args(args)
-    if args.resume and args.overwrite:
-        raise _UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    check_run_folder(Path(args.out), RUN_FILES, args.resume, args.overwrite)
     if args.resume:
         _warn_of_changed_settings(config, Path(args.out) / "config.yaml")
     train(config, args.out, resume=args.resume, device=args.device, overwrite=args.overwrite)
@@ -640,14 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", nargs="+", help="face cache directories (override the config)")
     p.add_argument("--val", help="validation face cache (overrides the config)")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, logs, samples)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start a new run in an --out folder that holds one (its checkpoint and "
-        "weights are replaced); without it or --resume such a folder is refused",
-    )
+    add_run_folder_arguments(p, "run directory (checkpoints, logs, samples)")
     p.add_argument("--max-steps", type=_int_in(0))
     p.add_argument(
         "--init-from",

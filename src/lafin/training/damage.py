@@ -45,6 +45,7 @@ from lafin.networks.damage_detector import (
     load_damage_detector,
     save_damage_detector,
 )
+from lafin.training.run_folder import add_run_folder_arguments, check_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +209,7 @@ def train(
     A folder that holds a run is refused (:class:`~lafin.errors.RunFolderError`) unless
     ``resume`` (continue it) or ``overwrite`` (start afresh in it); a damaged state to resume is
     refused the same way."""
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out}: is a file, not a run folder")
-    existing = [name for name in DAMAGE_RUN_FILES if (out / name).exists()]
-    if existing and not (resume or overwrite):
-        raise RunFolderError(
-            f"--out {out} holds a run ({', '.join(existing)}): add --resume to continue it, "
-            "--overwrite to start again in it, or choose another folder"
-        )
+    check_run_folder(out, DAMAGE_RUN_FILES, resume, overwrite)
     torch.manual_seed(config.seed)
     state_path = out / "state.pt"
     state = None
@@ -341,14 +335,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--val-images", required=True, help="folder of validation photos")
     p.add_argument("--val-names", help="names to use from --val-images")
-    p.add_argument("--out", required=True, help="run folder (weights, state, history)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start a new run in an --out folder that holds one; without it or --resume such a "
-        "folder is refused",
-    )
+    add_run_folder_arguments(p, "run folder (weights, state, history)")
     p.add_argument("--steps", type=int, help="override the config's steps")
     p.add_argument(
         "--set",
@@ -393,8 +380,7 @@ def run_photos(args: argparse.Namespace) -> tuple[list[list[Path]], list[Path]]:
 
 def run(args: argparse.Namespace, config: DamageTrainConfig | None = None) -> int:
     config = config_from_args(args) if config is None else config
-    if args.resume and args.overwrite:
-        raise RunFolderError("--resume continues the run in --out, --overwrite replaces it: give one of them")
+    check_run_folder(Path(args.out), DAMAGE_RUN_FILES, args.resume, args.overwrite)  # before the photos
     sources, val_paths = run_photos(args)
     torch.set_num_threads(args.threads)
     log.info("sources: %s images; %d validation photos", [len(s) for s in sources], len(val_paths))

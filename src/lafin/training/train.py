@@ -35,7 +35,6 @@ import torch
 from lafin.data.batches import Batch
 from lafin.data.cache import FaceCache, load_cache
 from lafin.devices import resolve_device
-from lafin.errors import RunFolderError
 from lafin.training.adversarial import Adversary
 from lafin.training.batch_source import BatchSource, CacheMix, build_mask_fn
 from lafin.training.checkpointing import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RUN_FILES, RunCheckpoint
@@ -44,6 +43,7 @@ from lafin.training.distributed import init_distributed, wrap_trainable
 from lafin.training.generator_losses import GeneratorLosses
 from lafin.training.generator_stage import GeneratorStage
 from lafin.training.landmark_stage import LandmarkStage
+from lafin.training.run_folder import check_run_folder
 from lafin.training.progress import ProgressReport
 from lafin.training.refine_stage import RefineStage
 from lafin.training.stage_networks import StageNetworks, resolve_model_config
@@ -220,14 +220,7 @@ def train(
     """
     resolve_device(device)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out}: is a file, not a run folder")
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not (resume or overwrite):
-        raise RunFolderError(
-            f"--out {out} holds a run ({', '.join(existing)}): add --resume to continue it, "
-            "--overwrite to start again in it, or choose another folder"
-        )
+    check_run_folder(out, RUN_FILES, resume, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, out, resume=resume, device=device)
     if trainer.rank == 0:
