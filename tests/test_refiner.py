@@ -640,6 +640,46 @@ def test_refiner_texture_only_is_an_option(tiny_model):
         InferenceOptions(refiner_texture_only=1)
 
 
+class _NoiseEcho(nn.Module):
+    """A 'refiner' that adds the noise it is given to the coarse face."""
+
+    def forward(self, coarse, holes, heatmap, noise):
+        return coarse + 0.1 * noise
+
+
+def test_refiner_noise_scales_the_refiners_noise_and_zero_makes_the_seed_irrelevant(refined_model):
+    g = torch.Generator().manual_seed(0)
+    crops = torch.rand(1, 3, 128, 128, generator=g)
+    holes = torch.zeros(1, 1, 128, 128)
+    holes[..., 32:96, 32:96] = 1
+    generated = np.full((1, 64, 64, 3), 0.5, np.float32)
+    points = (torch.rand(1, 68, 2, generator=g) * 64).numpy()
+    inner = (slice(None), slice(40, 88), slice(40, 88))
+
+    def hole_of(scale, seed=0):
+        runner = refined_model.with_options(
+            refiner_noise=scale, seed=seed, edge_colour_match=False, refiner_texture_only=False
+        ).generation
+        runner.refiner = _NoiseEcho()
+        return runner.refine(crops, holes, generated, points)[inner]
+
+    full, half, none = hole_of(1.0), hole_of(0.5), hole_of(0)
+    assert 0.08 < full.std() < 0.12  # 0.1 x standard normal noise around grey
+    assert half.std() == pytest.approx(full.std() / 2, rel=0.02)
+    assert none.std() < 1e-6 and abs(none.mean() - 0.5) < 1e-3  # the deterministic result
+    assert np.array_equal(hole_of(0, seed=5), none)  # nothing left for the seed to change
+    assert not np.array_equal(hole_of(1.0, seed=5), full)
+
+
+def test_refiner_noise_is_checked():
+    from lafin.options import InferenceOptions
+
+    assert InferenceOptions().refiner_noise == 1.0
+    for bad in (-0.1, 2.5, True, "1", None):
+        with pytest.raises(ValueError, match="refiner_noise"):
+            InferenceOptions(refiner_noise=bad)
+
+
 def _laplacian_energy(x: torch.Tensor) -> float:
     """Mean squared 4-neighbour Laplacian of (B, C, H, W) away from the border."""
     lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]

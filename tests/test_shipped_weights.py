@@ -86,3 +86,22 @@ def test_shipped_weights_keep_their_quality_on_the_example(model, size):
     result = model.inpaint(face, hole, mode="crop")
     assert np.array_equal(result[~hole], face[~hole])
     assert psnr(result, face) > EXPECTED_EXAMPLE_PSNR[size] - 0.5
+
+
+def test_cli_refiner_noise_reaches_the_model(model, tmp_path, capsys):
+    """``--refiner-noise 0`` gives the API's ``refiner_noise=0`` result: no refiner grain."""
+    from PIL import Image
+
+    from lafin.cli import main
+
+    default, smooth = tmp_path / "default.png", tmp_path / "smooth.png"
+    assert main(["inpaint", "--example", "-o", str(default), "-q"]) == 0
+    assert main(["inpaint", "--example", "-o", str(smooth), "-q", "--refiner-noise", "0"]) == 0
+    expected = model.with_options(refiner_noise=0)(example_face(), example_mask()).image
+    assert np.array_equal(np.asarray(Image.open(smooth)), expected)
+    assert not np.array_equal(np.asarray(Image.open(default)), expected)
+    with pytest.raises(SystemExit) as info:  # argparse's exit: one usage line
+        main(["inpaint", "--example", "-o", str(tmp_path / "x.png"), "--refiner-noise", "3"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--refiner-noise" in err and "out of range" in err

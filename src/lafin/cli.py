@@ -119,7 +119,19 @@ def _load_model(args: argparse.Namespace):
     from lafin.pipeline import LaFInModel
 
     with _Stage(args.quiet)("Loading model"):
-        return LaFInModel(weights=args.weights, device=args.device)
+        model = LaFInModel(weights=args.weights, device=args.device)
+    if getattr(args, "refiner_noise", None) is not None:
+        model = model.with_options(refiner_noise=args.refiner_noise)
+    return model
+
+
+def _add_refiner_noise_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--refiner-noise",
+        type=_float_in(0, 2),
+        help="scale of the refiner's skin-texture noise (default 1; 0.5 or 0: smoother skin, "
+        "no stubble-like grain)",
+    )
 
 
 def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, model=None) -> int:
@@ -589,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_in(0, low_open=True),
         help="largest image accepted (default 50, or LAFIN_MAX_MEGAPIXELS)",
     )
+    _add_refiner_noise_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_inpaint)
 
@@ -624,6 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", help="weights file (default: the shipped model)")
     p.add_argument("--device", default="cpu", type=_device)
+    _add_refiner_noise_argument(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_inpaint_video)
 
@@ -785,6 +799,7 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="inpainting weights file (default: the shipped model)")
     p.add_argument("--damage-weights", help="damage detector weights (default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    _add_refiner_noise_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_restore)
 

@@ -86,6 +86,7 @@ class GeneratorRunner:
         refiner_texture_only: keep only the fine part of the refiner's change (:func:`texture_only`).
         coarse_blur: sigma (px at ``image_size``) of the blur of the generator's faces before
             the refiner (0: none; ``refiner.coarse_blur`` of the weights' config).
+        refiner_noise: scale of the refiner's noise (1: what it learnt on; 0: none).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class GeneratorRunner:
         edge_colour_match: bool = True,
         refiner_texture_only: bool = True,
         coarse_blur: float = 0.0,
+        refiner_noise: float = 1.0,
     ) -> None:
         self.generator = generator
         self.refiner = refiner
@@ -115,6 +117,7 @@ class GeneratorRunner:
         self.edge_colour_match = edge_colour_match
         self.refiner_texture_only = refiner_texture_only
         self.coarse_blur = float(coarse_blur)
+        self.refiner_noise = float(refiner_noise)
 
     @classmethod
     def for_config(
@@ -140,6 +143,7 @@ class GeneratorRunner:
             options.edge_colour_match,
             options.refiner_texture_only,
             config.refiner.coarse_blur if options.coarse_blur is None else options.coarse_blur,
+            options.refiner_noise,
         )
 
     def fill_crop(
@@ -263,7 +267,7 @@ class GeneratorRunner:
         noise = torch.randn(
             (max(faces) + 1, 1, size, size), generator=torch.Generator().manual_seed(self.seed)
         )[faces]
-        noise = noise.to(device)
+        noise = (noise * self.refiner_noise).to(device)
         if not isinstance(self.refiner, torch.nn.Module):  # ONNX: the exported size, in one go
             inputs = [coarse, holes, landmark_heatmap(points_r, size), noise]
             out = self.refiner(*inputs)

@@ -62,6 +62,9 @@ class InferenceOptions:
         coarse_blur: sigma (px at the generator's size) of the blur of the generator's face
             before the refiner (its 2-px checkerboard). None: the weights' own
             (``refiner.coarse_blur`` of their config, what the refiner learnt on).
+        refiner_noise: scale (0-2) of the noise the refiner turns into stochastic texture: 1 is
+            what it learnt on; 0 gives its deterministic result (no freckle- or stubble-like
+            grain, smoother skin). Weights without a refiner ignore it.
         face_check_limit: crop mode warns that the image may not be a face when the landmarks
             predicted on it and on its mirror image disagree by more than this (a fraction of
             the eye distance), or when its known pixels look like noise, a smooth gradient or a
@@ -80,6 +83,7 @@ class InferenceOptions:
     edge_colour_match: bool = True
     refiner_texture_only: bool = True
     coarse_blur: float | None = None
+    refiner_noise: float = 1.0
     face_check_limit: float | None = MIRROR_DISAGREEMENT_LIMIT
 
     def __post_init__(self) -> None:
@@ -105,6 +109,9 @@ class InferenceOptions:
             isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 4
         ):
             raise OptionError(f"coarse_blur must be a number in [0, 4] or None, not {blur!r}")
+        noise = self.refiner_noise
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 2:
+            raise OptionError(f"refiner_noise must be a number in [0, 2], not {noise!r}")
         limit = self.face_check_limit
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0
