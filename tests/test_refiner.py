@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+import torch.nn.functional as F
 from torch import nn
 
 from conftest import face_like
@@ -89,6 +90,52 @@ def test_discriminator_gives_patch_logits_and_features():
     disc = RefinerDiscriminator(8)
     logits, features = disc(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64), torch.zeros(2, 1, 64, 64))
     assert logits.shape == (2, 1, 8, 8) and len(features) == 4
+
+
+def test_multi_scale_discriminator_judges_halved_copies_and_one_scale_is_the_old_network():
+    from lafin.config import DiscriminatorConfig
+    from lafin.networks.refiner import MultiScalePatchDiscriminator, build_patch_discriminator
+
+    assert isinstance(build_patch_discriminator(8), RefinerDiscriminator)  # checkpoints still load
+    disc = build_patch_discriminator(8, scales=3)
+    assert isinstance(disc, MultiScalePatchDiscriminator)
+    logits, features = disc(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64), torch.zeros(2, 1, 64, 64))
+    assert [tuple(x.shape) for x in logits] == [(2, 1, 8, 8), (2, 1, 4, 4), (2, 1, 2, 2)]
+    assert len(features) == 12
+    # the coarser scales see a halved copy (eval: spectral norm's power step would change the
+    # weights between the two calls)
+    disc.eval()
+    image = torch.rand(1, 3, 64, 64)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:30, 20:30] = 1
+    heat = torch.zeros(1, 1, 64, 64)
+    halved_logits, _ = disc.scales[1](F.avg_pool2d(image, 2), F.max_pool2d(mask, 2), F.max_pool2d(heat, 2))
+    assert torch.allclose(disc(image, mask, heat)[0][1], halved_logits)
+    assert DiscriminatorConfig().scales == 1
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match="scales"):
+            DiscriminatorConfig(scales=bad)
+
+
+def test_refine_stage_trains_with_a_two_scale_discriminator(refine_data, tmp_path):
+    from lafin.networks.refiner import MultiScalePatchDiscriminator
+
+    model = {
+        **get_preset("tiny").to_dict(),
+        "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+    }
+    model["discriminator"] = {**model["discriminator"], "scales": 2}
+    trainer = Trainer(_refine_config(refine_data, model=model), tmp_path)
+    assert isinstance(trainer.nets["discriminator"], MultiScalePatchDiscriminator)
+    before = {k: v.clone() for k, v in trainer.nets["discriminator"].state_dict().items()}
+    trainer.run()
+    changed = {
+        k.split(".")[1]
+        for k, v in trainer.nets["discriminator"].state_dict().items()
+        if not torch.equal(v, before[k])
+    }
+    assert changed == {"0", "1"}  # both scales learnt
+    assert load_weights(tmp_path / "weights.safetensors").config.discriminator.scales == 2
 
 
 # ----------------------------------------------------------------------------- losses

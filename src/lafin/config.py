@@ -106,10 +106,22 @@ class LandmarkConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """Sizes of the landmark-conditioned patch discriminator (training only)."""
+    """Sizes of the landmark-conditioned patch discriminator (training only).
+
+    Attributes:
+        scales: the hole-aware patch discriminator (refine stage, and ``loss.discriminator:
+            patch``) judges the image at this many scales, each half the size of the one before
+            (a multi-scale discriminator after pix2pixHD): at 1/2 size its patches span about
+            140 px of a 256-px face, enough to see whose face a texture is on.
+    """
 
     base_channels: int = 64
     attention: bool = True
+    scales: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scales, bool) or not isinstance(self.scales, int) or not 1 <= self.scales <= 4:
+            raise ValueError(f"discriminator.scales must be a whole number from 1 to 4, not {self.scales!r}")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,38 @@ class RefinerDiscriminator(nn.Module):
         return self.head(x), features
 
 
+class MultiScalePatchDiscriminator(nn.Module):
+    """One :class:`RefinerDiscriminator` per scale, on the image, mask and heat map halved in size
+    from one scale to the next: the coarser ones see whole faces in one patch. Returns a list of
+    logits (finest first) and all the features."""
+
+    def __init__(self, base_channels: int = 32, scales: int = 2) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(RefinerDiscriminator(base_channels) for _ in range(scales))
+
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, heatmap: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        all_logits, all_features = [], []
+        for i, disc in enumerate(self.scales):
+            if i:
+                image = F.avg_pool2d(image, 2)
+                mask = F.max_pool2d(mask, 2)  # a patch touching the hole stays "generated"
+                heatmap = F.max_pool2d(heatmap, 2)  # the landmarks' peaks stay 1
+            logits, features = disc(image, mask, heatmap)
+            all_logits.append(logits)
+            all_features.extend(features)
+        return all_logits, all_features
+
+
+def build_patch_discriminator(base_channels: int, scales: int = 1) -> nn.Module:
+    """The hole-aware patch discriminator: one scale (the :class:`RefinerDiscriminator` of
+    earlier checkpoints, same state dict) or several."""
+    if scales == 1:
+        return RefinerDiscriminator(base_channels)
+    return MultiScalePatchDiscriminator(base_channels, scales)
+
+
 def landmark_heatmap(
     points: torch.Tensor, size: int | tuple[int, int], sigma: float = 2.0, origin: tuple[int, int] = (0, 0)
 ) -> torch.Tensor:

@@ -94,18 +94,22 @@ class Adversary:
     ) -> dict[str, float]:
         """One update of the hole-aware patch discriminator (non-saturating, lazy R1 every
         ``r1_every`` steps). Its logits cover patches; the generated ones are those touching
-        the hole."""
+        the hole. A multi-scale discriminator's losses are summed over its scales."""
         cfg = self.config.loss
         real = real.detach().requires_grad_(cfg.r1 > 0 and step % cfg.r1_every == 0)
         logits, _ = self.discriminator(
             torch.cat([real, fake]), torch.cat([masks, masks]), torch.cat([real_heat, fake_heat])
         )
-        real_logits, fake_logits = logits.chunk(2)
-        hole_patches = nn.functional.adaptive_max_pool2d(masks, fake_logits.shape[-2:])
-        d_loss = losses.nonsaturating_discriminator_loss(real_logits, fake_logits, hole_patches)
+        d_loss = real.new_zeros(())
+        real_logit_sum = real.new_zeros(())
+        for scale_logits in _per_scale(logits):
+            real_logits, fake_logits = scale_logits.chunk(2)
+            hole_patches = nn.functional.adaptive_max_pool2d(masks, fake_logits.shape[-2:])
+            d_loss = d_loss + losses.nonsaturating_discriminator_loss(real_logits, fake_logits, hole_patches)
+            real_logit_sum = real_logit_sum + real_logits.sum()
         logs = {}
         if real.requires_grad:
-            r1 = losses.r1_penalty(real_logits, real)
+            r1 = losses.r1_penalty(real_logit_sum, real)
             d_loss = d_loss + cfg.r1 * cfg.r1_every / 2 * r1
             logs["loss/r1"] = r1.item()
         self._update(d_loss)
@@ -115,10 +119,19 @@ class Adversary:
     def patch_generator_term(
         self, fake: torch.Tensor, heat: torch.Tensor, masks: torch.Tensor
     ) -> torch.Tensor:
-        """The weighted non-saturating loss of the generated patches (D's weights get no gradient)."""
+        """The weighted non-saturating loss of the generated patches (D's weights get no
+        gradient), summed over a multi-scale discriminator's scales."""
         plain_disc = unwrap(self.discriminator)
         plain_disc.requires_grad_(False)
-        fake_logits, _ = plain_disc(fake, masks, heat)
+        logits, _ = plain_disc(fake, masks, heat)
         plain_disc.requires_grad_(True)
-        hole_patches = nn.functional.adaptive_max_pool2d(masks, fake_logits.shape[-2:])
-        return self.config.loss.adversarial * losses.nonsaturating_generator_loss(fake_logits, hole_patches)
+        loss = fake.new_zeros(())
+        for fake_logits in _per_scale(logits):
+            hole_patches = nn.functional.adaptive_max_pool2d(masks, fake_logits.shape[-2:])
+            loss = loss + losses.nonsaturating_generator_loss(fake_logits, hole_patches)
+        return self.config.loss.adversarial * loss
+
+
+def _per_scale(logits: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    """A patch discriminator's logits as a list: one tensor per scale."""
+    return logits if isinstance(logits, list) else [logits]

@@ -14,12 +14,12 @@ from torch import nn
 from lafin.alignment import rescale_points
 from lafin.config import ModelConfig, get_preset
 from lafin.networks import (
-    RefinerDiscriminator,
     build_discriminator,
     build_generator,
     build_landmark_predictor,
     build_refiner,
 )
+from lafin.networks.refiner import build_patch_discriminator
 from lafin.training.config import TrainConfig
 from lafin.training.distributed import unwrap
 
@@ -49,11 +49,15 @@ def build_networks(config: TrainConfig, model_config: ModelConfig) -> dict[str, 
             )
         nets["generator"] = build_generator(model_config)
         nets["refiner"] = build_refiner(model_config)
-        nets["discriminator"] = RefinerDiscriminator(model_config.discriminator.base_channels)
+        nets["discriminator"] = build_patch_discriminator(
+            model_config.discriminator.base_channels, model_config.discriminator.scales
+        )
     else:
         nets["generator"] = build_generator(model_config)
         nets["discriminator"] = (
-            RefinerDiscriminator(model_config.discriminator.base_channels)
+            build_patch_discriminator(
+                model_config.discriminator.base_channels, model_config.discriminator.scales
+            )
             if config.loss.discriminator == "patch"
             else build_discriminator(model_config)
         )
