@@ -550,6 +550,19 @@ def test_onnx_export_of_the_refiner_matches_torch(refined_model, tmp_path):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
 
 
+def test_face_scale_tells_a_small_face_from_a_turned_one():
+    import cv2
+
+    from lafin.crop_frame import face_scale, is_loose, is_small_face
+
+    canonical = canonical_landmarks(64)
+    assert face_scale(canonical, 64) == pytest.approx(1.0)
+    half = canonical * 0.5 + 16
+    assert face_scale(half, 64) == pytest.approx(2.0) and is_small_face(half, 64)
+    turned = cv2.transform(canonical[None], cv2.getRotationMatrix2D((31.5, 31.5), 30, 1.0))[0]
+    assert is_loose(turned, 64) and not is_small_face(turned, 64)  # loose, but no second pass
+
+
 def test_a_loose_crop_is_aligned_before_generation(tiny_model):
     """A face filling half of the crop and off-centre goes through the aligned path (one face
     reported, crop mode kept); a face in the canonical framing does not."""

@@ -86,6 +86,23 @@ class CropFrame:
         return paste(image, up, hole)
 
 
+#: the scales (canonical face size over this face's) of a crop's face that crop mode generates on
+#: directly; outside them the crop is loose
+ALIGNED_SCALES = (0.75, 1.4)
+
+
+def face_scale(points: np.ndarray, size: int) -> float:
+    """How much the face of these (68, 2) landmarks (pixels of a ``size`` crop) must be enlarged
+    to the canonical frame's face (over 1: a smaller face)."""
+    matrix = similarity_transform(np.asarray(points, np.float64), canonical_landmarks(size))
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
+def is_small_face(points: np.ndarray, size: int) -> bool:
+    """Is the face of these landmarks smaller in the crop than :data:`ALIGNED_SCALES` allow?"""
+    return face_scale(points, size) > ALIGNED_SCALES[1]
+
+
 def is_loose(points: np.ndarray, size: int) -> bool:
     """Is the face of these (68, 2) landmarks (pixels of a ``size`` crop) far from the canonical
     frame the generator was trained on: at under 0.75 or over 1.4 times its scale, turned by
@@ -98,7 +115,8 @@ def is_loose(points: np.ndarray, size: int) -> bool:
     angle = abs(float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
     centre = np.full(2, (size - 1) / 2)
     shift = float(np.hypot(*(matrix[:, :2] @ centre + matrix[:, 2] - centre)))
-    return not (0.75 <= scale <= 1.4) or angle > 18 or shift > 0.15 * size
+    low, high = ALIGNED_SCALES
+    return not (low <= scale <= high) or angle > 18 or shift > 0.15 * size
 
 
 def face_view(
