@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -169,6 +170,69 @@ def test_editing_goes_on_from_the_result_with_undo_redo_and_rerun(handlers, face
     out = handlers.inpainting.rerun("crop", session)
     assert len(out[-1].history) == 3 and np.array_equal(out[-1].mask, second)
     assert np.array_equal(out[-1].image, first_result)
+
+
+@pytest.fixture
+def refined_handlers(tmp_path):
+    """Handlers over the tiny model with a refiner whose noise visibly changes the hole."""
+    import torch
+    from torch import nn
+
+    from lafin.config import ModelConfig, get_preset
+    from lafin.networks import build_generator, build_landmark_predictor, build_refiner
+    from lafin.pipeline import LaFInModel
+
+    torch.manual_seed(0)
+    refiner_config = {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1}
+    config = ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": refiner_config})
+    refiner = build_refiner(config)
+    nn.init.normal_(refiner.to_rgb.weight, std=0.5)
+    model = LaFInModel.from_networks(
+        config, build_generator(config), build_landmark_predictor(config), refiner=refiner
+    )
+    return DemoHandlers(model, work_dir=tmp_path / "work")
+
+
+def test_skin_grain_reaches_the_model_of_every_run(refined_handlers, face, tmp_path, monkeypatch):
+    """Inpaint, Re-run and Regenerate run the model at the slider's refiner_noise: 0 gives the
+    API's ``refiner_noise=0`` result, which differs from 1's in the hole."""
+    image, hole = face
+    handlers = refined_handlers
+    model = handlers.inpainting.model
+    session = opened(handlers, image, tmp_path)
+    grainy = handlers.inpainting.inpaint(painting(hole), None, "crop", session, 1.0)[-1].current.copy()
+    handlers.inpainting.undo(session)
+    smooth = handlers.inpainting.inpaint(painting(hole), None, "crop", session, 0.0)[-1].current
+    assert np.array_equal(grainy, model(image, hole, mode="crop").image)  # 1: the default
+    assert np.array_equal(smooth, model.with_options(refiner_noise=0)(image, hole, mode="crop").image)
+    assert np.abs(smooth.astype(int) - grainy)[hole == 1].mean() > 1
+    assert np.array_equal(smooth[hole == 0], image[hole == 0])
+
+    asked = []
+    real = type(model).with_options
+    monkeypatch.setattr(type(model), "with_options", lambda self, **kw: asked.append(kw) or real(self, **kw))
+    handlers.inpainting.rerun("crop", session, 0.5)
+    table = landmarks_to_table(session.landmarks)
+    handlers.inpainting.regenerate(table, "crop", session, 1.5)
+    assert asked == [{"refiner_noise": 0.5}, {"refiner_noise": 1.5}]
+    assert model.options.refiner_noise == 1.0  # the loaded model is left as it was
+
+
+@pytest.mark.parametrize("bad", [-0.5, 2.5, float("nan"), "grainy", True])
+def test_a_bad_skin_grain_is_a_message(handlers, inpainted, face, bad):
+    _, hole = face
+    table = landmarks_to_table(inpainted.landmarks)
+    runs = [
+        lambda: handlers.inpainting.inpaint(painting(hole), None, "crop", inpainted, bad),
+        lambda: handlers.inpainting.rerun("crop", inpainted, bad),
+        lambda: handlers.inpainting.regenerate(table, "crop", inpainted, bad),
+    ]
+    for run in runs:
+        with pytest.raises(gr.Error, match="Skin grain must be a number from 0 to 2") as info:
+            run()
+        assert re.fullmatch(r"Skin grain must be a number from 0 to 2, not [^\n]+\.", info.value.message)
+        assert info.value.print_exception is False
+    assert len(inpainted.history) == 2  # nothing ran
 
 
 def test_history_is_bounded(tiny_model, tmp_path, face):
@@ -608,6 +672,14 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
 
     slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lafin-threshold")
     assert slider.value == DEFAULT_THRESHOLD  # the detector's own default
+    # the skin grain starts at the option's default and goes to every model run
+    from lafin.options import InferenceOptions
+
+    grain = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lafin-grain")
+    assert grain.value == InferenceOptions().refiner_noise == 1.0
+    assert (grain.minimum, grain.maximum, grain.step) == (0, 2, 0.1) and grain.label == "Skin grain"
+    runs = {f.name: f for f in demo.fns.values() if f.name in ("on_inpaint", "on_rerun", "on_regenerate")}
+    assert len(runs) == 3 and all(grain in f.inputs for f in runs.values())
     # the pipeline's vocabulary, not a copy of it: its modes and expressions
     from lafin.pipeline import MODES
 

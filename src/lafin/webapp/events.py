@@ -36,20 +36,23 @@ def wire_events(demo: gr.Blocks, layout: PageLayout, handlers: DemoHandlers) -> 
 
 
 def wire_model_runs(layout: PageLayout, handlers: DemoHandlers) -> None:
-    """Inpaint, Re-run, Regenerate (then their downloads) and Detect damage."""
+    """Inpaint, Re-run, Regenerate (each at the Skin grain slider's value; then their
+    downloads) and Detect damage."""
     import gradio as gr
 
-    def on_inpaint(editor_value, mask_path, mode_value, state, progress=gr.Progress()):
-        return handlers.inpainting.inpaint(editor_value, mask_path, mode_value, state, progress=progress)
+    def on_inpaint(editor_value, mask_path, mode_value, grain, state, progress=gr.Progress()):
+        return handlers.inpainting.inpaint(
+            editor_value, mask_path, mode_value, state, grain, progress=progress
+        )
 
     def on_detect(threshold_value, state, progress=gr.Progress()):
         return handlers.damage.detect(threshold_value, state, progress=progress)
 
-    def on_rerun(mode_value, state, progress=gr.Progress()):
-        return handlers.inpainting.rerun(mode_value, state, progress=progress)
+    def on_rerun(mode_value, grain, state, progress=gr.Progress()):
+        return handlers.inpainting.rerun(mode_value, state, grain, progress=progress)
 
-    def on_regenerate(rows, mode_value, state, progress=gr.Progress()):
-        return handlers.inpainting.regenerate(rows, mode_value, state, progress=progress)
+    def on_regenerate(rows, mode_value, grain, state, progress=gr.Progress()):
+        return handlers.inpainting.regenerate(rows, mode_value, state, grain, progress=progress)
 
     painting, inputs, session = layout.painting, layout.inputs, layout.session
     page_outputs, queue = layout.page_outputs, model_queue(layout)
@@ -57,14 +60,17 @@ def wire_model_runs(layout: PageLayout, handlers: DemoHandlers) -> None:
     runs = [
         inputs.inpaint.click(
             on_inpaint,
-            [painting.painted, inputs.mask_file, inputs.mode, session],
+            [painting.painted, inputs.mask_file, inputs.mode, inputs.grain, session],
             page_outputs,
             js=SEND_PAINTING,
             **queue,
         ),
-        painting.rerun.click(on_rerun, [inputs.mode, session], page_outputs, **queue),
+        painting.rerun.click(on_rerun, [inputs.mode, inputs.grain, session], page_outputs, **queue),
         layout.landmarks.regenerate.click(
-            on_regenerate, [layout.landmarks.table, inputs.mode, session], page_outputs, **queue
+            on_regenerate,
+            [layout.landmarks.table, inputs.mode, inputs.grain, session],
+            page_outputs,
+            **queue,
         ),
     ]
     for run in runs:

@@ -1,5 +1,5 @@
-"""The page's inpainting events: Inpaint, Re-run, Regenerate (with edited landmarks), and
-Undo/Redo through the session's results."""
+"""The page's inpainting events: Inpaint, Re-run, Regenerate (with edited landmarks), each at
+the *Skin grain* slider's ``refiner_noise``, and Undo/Redo through the session's results."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from lafin.errors import OptionError
 from lafin.io import InputError
 from lafin.results import STAGE_LABELS
 from lafin.webapp.errors import DemoError, page_error
@@ -102,6 +103,17 @@ class InpaintHandlers:
             return self.reader.read_mask(str(mask_file), shape)
         return hole_from_painting(painted, shape, session.preview_scale, session.proposed)
 
+    def model_for(self, refiner_noise: float | None) -> "LaFInModel":
+        """The model to run at the *Skin grain* slider's ``refiner_noise`` (0-2; None: the
+        loaded model's own options). ``with_options`` shares the loaded networks and only
+        builds the small objects that run them, so a model per run costs nothing worth caching."""
+        if refiner_noise is None:
+            return self.model
+        try:
+            return self.model.with_options(refiner_noise=refiner_noise)
+        except OptionError:
+            raise page_error(f"Skin grain must be a number from 0 to 2, not {refiner_noise!r}.") from None
+
     def _run(
         self,
         image: np.ndarray,
@@ -109,11 +121,13 @@ class InpaintHandlers:
         landmarks: np.ndarray | None,
         mode: str,
         progress: Callable[..., Any] | None,
+        refiner_noise: float | None = None,
     ) -> "InpaintResult":
         from lafin.pipeline import MODES
 
         if mode not in MODES:
             raise page_error(f"Unknown mode {mode!r}; choose {', '.join(MODES[:-1])} or {MODES[-1]}.")
+        model = self.model_for(refiner_noise)
         stages = list(STAGE_LABELS)  # in the order a call usually runs them
         reached = [0]
 
@@ -126,7 +140,7 @@ class InpaintHandlers:
                 progress(reached[0] / len(stages), desc=STAGE_LABELS.get(stage, stage))
 
         try:
-            return self.model(image, hole, landmarks=landmarks, mode=mode, progress=tell)
+            return model(image, hole, landmarks=landmarks, mode=mode, progress=tell)
         except InputError as exc:
             raise page_error(f"Cannot inpaint this: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the page must get a message, not a dead spinner
@@ -160,6 +174,7 @@ class InpaintHandlers:
         mask_file: str | None,
         mode: str,
         session: Session,
+        refiner_noise: float | None = None,
         progress: Callable[..., Any] | None = None,
     ) -> tuple[Any, ...]:
         """Inpaint button: fill the painted hole (or the mask file's) in the image the painter
@@ -168,6 +183,7 @@ class InpaintHandlers:
         Args:
             painted: the painter's stroke layer as a PNG data URL (see
                 :func:`~lafin.webapp.painter.decode_painting`).
+            refiner_noise: the *Skin grain* slider (see :meth:`model_for`).
             progress: called with (fraction, desc=stage label) as the model's stages start.
         """
         started = time.perf_counter()
@@ -178,7 +194,7 @@ class InpaintHandlers:
                 "brush, or upload a mask image (white = hole)."
             )
         ran = time.perf_counter()
-        result = self._run(session.current, hole, None, mode, progress)
+        result = self._run(session.current, hole, None, mode, progress, refiner_noise)
         done = time.perf_counter()
         outputs = self._finish(session, result, None, replace=False).outputs()
         log.info(
@@ -190,18 +206,27 @@ class InpaintHandlers:
         return outputs
 
     def rerun(
-        self, mode: str, session: Session, progress: Callable[..., Any] | None = None
+        self,
+        mode: str,
+        session: Session,
+        refiner_noise: float | None = None,
+        progress: Callable[..., Any] | None = None,
     ) -> tuple[Any, ...]:
         """Re-run: the last hole again, on the image shown (the last result)."""
         if session.last_mask is None or session.current is None:
             raise page_error("Nothing to re-run yet: paint a hole and click Inpaint first.")
         if session.last_mask.shape != session.current.shape[:2]:
             raise page_error("The last hole belongs to another photo: paint a new one.")
-        result = self._run(session.current, session.last_mask, None, mode, progress)
+        result = self._run(session.current, session.last_mask, None, mode, progress, refiner_noise)
         return self._finish(session, result, None, replace=False).outputs()
 
     def regenerate(
-        self, table: Any, mode: str, session: Session, progress: Callable[..., Any] | None = None
+        self,
+        table: Any,
+        mode: str,
+        session: Session,
+        refiner_noise: float | None = None,
+        progress: Callable[..., Any] | None = None,
     ) -> tuple[Any, ...]:
         """Regenerate button: the shown result made again from the same image and hole with the
         landmarks of the table (it replaces the shown result; Undo goes to the one before)."""
@@ -212,7 +237,7 @@ class InpaintHandlers:
             landmarks = table_to_landmarks(table)
         except DemoError as exc:
             raise page_error(str(exc)) from None
-        result = self._run(session.image, step.mask, landmarks, mode, progress)
+        result = self._run(session.image, step.mask, landmarks, mode, progress, refiner_noise)
         return self._finish(session, result, step.predicted, replace=True).outputs()
 
     def undo(self, session: Session) -> tuple[Any, ...]:

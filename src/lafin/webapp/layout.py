@@ -66,8 +66,9 @@ class DamageControls:
 
 @dataclass(frozen=True)
 class InputPanel:
-    """Beside the painter: the photos, the mask file, the mode, the example, the damage controls
-    and the Inpaint button."""
+    """Beside the painter: the photos, the mask file, the mode and the skin grain (the
+    refiner's ``refiner_noise``) of Inpaint, Re-run and Regenerate, the example, the damage
+    controls and the Inpaint button."""
 
     photos: gr.File
     previous: gr.Button
@@ -75,6 +76,7 @@ class InputPanel:
     photo_list: gr.Dropdown
     mask_file: gr.File
     mode: gr.Radio
+    grain: gr.Slider
     example: gr.Button
     damage: DamageControls
     inpaint: gr.Button
@@ -206,10 +208,30 @@ def build_input_panel() -> InputPanel:
         label="Mode",
         info="crop: one face crop; photo: find the faces; auto: crop for small images, photo for large ones",
     )
+    grain = build_grain_slider()
     example = gr.Button("Load example", elem_id="lafin-example")
     damage = build_damage_controls()
     inpaint = gr.Button("Inpaint", variant="primary", elem_id="lafin-inpaint")
-    return InputPanel(photos, previous, next_, photo_list, mask_file, mode, example, damage, inpaint)
+    return InputPanel(photos, previous, next_, photo_list, mask_file, mode, grain, example, damage, inpaint)
+
+
+def build_grain_slider() -> gr.Slider:
+    """The refiner's ``refiner_noise`` (:class:`~lafin.options.InferenceOptions`), starting at
+    the option's default."""
+    import gradio as gr
+
+    from lafin.options import InferenceOptions
+
+    return gr.Slider(
+        0.0,
+        2.0,
+        value=InferenceOptions().refiner_noise,
+        step=0.1,
+        label="Skin grain",
+        info="the refiner's skin texture: lower (0.5, 0) gives smoother skin without stubble-like "
+        "grain; 1 is what it learnt on (weights without a refiner ignore it)",
+        elem_id="lafin-grain",
+    )
 
 
 def build_damage_controls() -> DamageControls:
