@@ -174,7 +174,8 @@ class HttpVisitors:
         visitor = Visitor(self.url, self.fns)
         try:
             visitor.run("lafin-example", [None])
-            visitor.run("lafin-inpaint", [self.painted, None, "crop", None])
+            # the Inpaint event's inputs: painting, mask file, mode, skin grain, session state
+            visitor.run("lafin-inpaint", [self.painted, None, "crop", 1.0, None])
         finally:
             visitor.close()
 
