@@ -211,6 +211,13 @@ def test_example_inpaint_edit_the_result_again_and_undo(server, browser):
     ctx, page = _open_page(browser, url, hosts)
     page.click("#lafin-example")
     page.wait_for_selector("#lafin-painter .lafin-paint[data-ready][data-mask]")
+    # the skin grain starts at 1 and a changed value goes with the run (the Inpaint event's
+    # inputs include it: a mismatch would be an error, not a result)
+    grain = page.locator("#lafin-grain input[type=number]")
+    assert float(grain.input_value()) == 1.0
+    grain.fill("0.5")
+    grain.press("Enter")
+    page.wait_for_function("() => document.querySelector('#lafin-grain input[type=range]').value === '0.5'")
     page.click("#lafin-inpaint")
     _status(page, "predicted landmarks")
     first = _result(page, ctx)

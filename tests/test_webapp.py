@@ -235,6 +235,33 @@ def test_a_bad_skin_grain_is_a_message(handlers, inpainted, face, bad):
     assert len(inpainted.history) == 2  # nothing ran
 
 
+def test_the_skin_grain_of_an_api_call_is_checked_by_the_handlers(tiny_model, tmp_path, face):
+    """Through the app's Inpaint event as a client calls it: out of range or not a number gets
+    the page's one-line message (no traceback logged), a good value runs."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    demo = build_app(tiny_model, work_dir=tmp_path / "app")
+    image, hole = face
+    state = SessionState(demo)
+    state_id = next(i for i, b in demo.blocks.items() if isinstance(b, gr.State))
+    state[state_id] = session = opened(demo.lafin_handlers, image, tmp_path)
+    inpaint = next(f for f in demo.fns.values() if f.name == "on_inpaint")
+
+    def call(grain):
+        inputs = [painting(hole), None, "crop", grain, None]
+        return asyncio.run(demo.process_api(block_fn=inpaint, inputs=inputs, state=state))
+
+    for bad in (3.0, -1, "grainy"):
+        with pytest.raises(gr.Error, match="Skin grain must be a number from 0 to 2") as info:
+            call(bad)
+        assert info.value.print_exception is False
+    assert len(session.history) == 1
+    call(0.5)
+    assert len(session.history) == 2 and np.array_equal(session.mask, hole)
+
+
 def test_history_is_bounded(tiny_model, tmp_path, face):
     image, hole = face
     small = DemoHandlers(tiny_model, work_dir=tmp_path / "w", history_limit=2)

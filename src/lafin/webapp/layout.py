@@ -222,7 +222,7 @@ def build_grain_slider() -> gr.Slider:
 
     from lafin.options import InferenceOptions
 
-    return gr.Slider(
+    slider = gr.Slider(
         0.0,
         2.0,
         value=InferenceOptions().refiner_noise,
@@ -232,6 +232,11 @@ def build_grain_slider() -> gr.Slider:
         "grain; 1 is what it learnt on (weights without a refiner ignore it)",
         elem_id="lafin-grain",
     )
+    # the value goes to the handlers as sent: they refuse a bad one (from an API client) with
+    # the page's one-line message, where Gradio's own range check logs a traceback and answers
+    # a non-number with no message at all
+    slider.preprocess = lambda payload: payload
+    return slider
 
 
 def build_damage_controls() -> DamageControls:
