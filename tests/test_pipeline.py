@@ -264,3 +264,15 @@ def test_options_are_checked_and_fixed_at_construction(tiny_config, tiny_model):
     assert tiny_model.options.landmark_refine and tiny_model.options.seed == 0
     # no refiner: the generator's mirror average and the diffusion mix are on by default
     assert tiny_model.options.generator_flip_average and tiny_model.options.diffusion_mix > 0
+
+
+def test_a_stage_started_twice_in_a_row_is_reported_once():
+    from lafin.results import Stages
+
+    seen = []
+    stages = Stages(seen.append)
+    for name in ("landmarks", "blend", "blend", "generate"):
+        stages.start(name)
+    timings = stages.stop()
+    assert seen == ["landmarks", "blend", "generate"]
+    assert set(timings) == {"landmarks", "blend", "generate"}

@@ -248,10 +248,10 @@ class PhotoInpainter:
             return [[] for _ in photos]
         img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(device)
         hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(device)
-        stages.start("landmarks")
-        if given:
+        if given:  # nothing to predict: no landmark stage to report
             points = np.stack([transform_points(f.landmarks, f.matrix) for f in used])
         else:
+            stages.start("landmarks")
             points = self._locate_faces(
                 photos, used, owner, img_t, hole_t, self.landmark_refine if refine is None else refine
             )

@@ -126,6 +126,8 @@ class Stages:
         self._t = 0.0
 
     def start(self, name: str) -> None:
+        if name == self._name:  # the same stage again (e.g. two blending steps): one stage
+            return
         self.stop()
         self._name, self._t = name, time.perf_counter()
         if self.progress is not None:
