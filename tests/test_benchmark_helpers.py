@@ -82,3 +82,18 @@ def test_real_photos_runs_end_to_end_and_reports_by_path(tmp_path, capsys):
     assert set(report["nme_by_path"]) <= set(report["paths"]) and report["nme_by_path"]
     assert all(np.isfinite(v) and v > 0 for v in report["nme_by_path"].values())
     assert "by how it found the face" in capsys.readouterr().out
+
+
+def test_loose_crops_aligned_side_keeps_the_face_size_and_the_list_filters(tmp_path):
+    spec = importlib.util.spec_from_file_location("loose_crops", ROOT / "benchmarks" / "loose_crops.py")
+    loose_crops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loose_crops)
+    assert loose_crops.native_side(canonical_landmarks(256)) == 256
+    # a face half the canonical size (a loose crop's) keeps its pixels in a 128-px aligned crop
+    assert loose_crops.native_side(canonical_landmarks(256) * 0.5 + 40) == 128
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.jpg").write_bytes(b"")
+        (tmp_path / f"{name}.pts").write_text("")
+    (tmp_path / "names.txt").write_text("a.jpg\nc\n")
+    files = loose_crops.face_files(tmp_path, 10, 0, tmp_path / "names.txt")
+    assert [p.name for p in files] == ["a.jpg", "c.jpg"]
