@@ -20,7 +20,9 @@ framings are comparable). The loose/aligned quotients are what the realism bar r
 The judge reads a loose crop less surely than an aligned one (a smaller, often turned face, and
 its own alignment pass moves with every pixel), so fidelity is also given *judged aligned*: the
 loose crop's output warped into the aligned frame (the same warp as the aligned setting), judged
-there against the aligned truth. It compares the two fills under one judge framing.
+there against the aligned truth. It compares the two fills under one judge framing. Last, the
+landmarks that guided the generator are compared with the true ones (NME), the loose crop's
+first pass beside them.
 
     python benchmarks/loose_crops.py --afw ../shared/data/ibug300w/afw --faces 150
     python benchmarks/loose_crops.py --weights A.safetensors --afw ... --json loose.json
@@ -42,6 +44,7 @@ from tqdm import tqdm
 
 from lafin import LaFInModel
 from lafin.alignment import align_face, canonical_landmarks, similarity_transform, warp_to_crop
+from lafin.crop_frame import CropFrame
 from lafin.evaluation import realism as R
 from lafin.io import load_image
 from lafin.landmarks import nme, read_pts
@@ -86,11 +89,21 @@ def native_side(landmarks: np.ndarray, reference: int = 256) -> int:
     return int(round(reference / np.sqrt(abs(np.linalg.det(matrix[:, :2])))))
 
 
-def measure(model: LaFInModel, image: np.ndarray, mask: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(detail ratio, fidelity NME, output) of crop-mode inpainting of one face's hole (1 = hole)."""
-    mask = mask * 255
-    output = model(image, mask, mode="crop").image
-    return R.hole_detail_ratio(output, image, mask), fidelity(model, output, image), output
+def measure(
+    model: LaFInModel, image: np.ndarray, mask: np.ndarray
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(detail ratio, fidelity NME, output, landmarks it was generated with) of crop-mode
+    inpainting of one face's hole (1 = hole)."""
+    result = model(image, mask * 255, mode="crop")
+    detail = R.hole_detail_ratio(result.image, image, mask * 255)
+    return detail, fidelity(model, result.image, image), result.image, result.landmarks
+
+
+def first_pass(model: LaFInModel, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Crop mode's first landmark pass on the whole crop (image pixels): what aligns a loose
+    crop's face before a small face's landmarks are predicted again on it."""
+    frame = CropFrame.around(image.shape[:2], model.image_size)
+    return frame.to_input(model.locator.locate(image, mask, frame))
 
 
 def fidelity(model: LaFInModel, output: np.ndarray, truth: np.ndarray) -> float:
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         k: {"detail": [], "fidelity": []} for k in ("loose", "aligned")
     }
     judged_aligned: list[float] = []
+    # the landmarks that guided the generator, against the true ones (and the loose crop's first pass)
+    guide: dict[str, list[float]] = {"loose first pass": [], "loose": [], "aligned": []}
     for i, path in enumerate(tqdm(files, desc="faces", unit="face")):
         image = load_image(path)
         landmarks = read_pts(path.with_suffix(".pts"))
@@ -121,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         hole = part_mask(image.shape[0], landmarks, part)
         aligned_hole = cv2.warpAffine(hole, matrix, (size, size), flags=cv2.INTER_NEAREST)
         for key, (img, mask) in (("loose", (image, hole)), ("aligned", (aligned, aligned_hole))):
-            detail, nme_value, output = measure(model, img, mask)
+            detail, nme_value, output, used = measure(model, img, mask)
             rows[key]["detail"].append(detail)
             rows[key]["fidelity"].append(nme_value)
+            truth = landmarks if key == "loose" else landmarks @ matrix[:, :2].T + matrix[:, 2]
+            guide[key].append(float(nme(used, truth)))
             if key == "loose":
+                guide["loose first pass"].append(float(nme(first_pass(model, img, mask), truth)))
                 # warped as the aligned truth was
                 warped = warp_to_crop(output, matrix, size, interpolation=cv2.INTER_CUBIC)
                 judged_aligned.append(fidelity(model, warped, aligned))
@@ -136,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, v in rows.items()
     }
     summary["loose_judged_aligned"] = {"fidelity_nme_percent": 100 * float(np.mean(judged_aligned))}
+    summary["guiding_landmarks_nme_percent"] = {k: 100 * float(np.mean(v)) for k, v in guide.items()}
     summary["loose_over_aligned"] = {
         "detail_ratio": summary["loose"]["detail_ratio"] / summary["aligned"]["detail_ratio"],
         "fidelity": summary["loose"]["fidelity_nme_percent"] / summary["aligned"]["fidelity_nme_percent"],
@@ -151,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     judged = summary["loose_judged_aligned"]["fidelity_nme_percent"]
     share = q["fidelity_judged_aligned"]
     print(f"loose output judged in the aligned frame: fidelity {judged:.2f}% ({share:.3f} of aligned)")
+    print(
+        "guiding landmarks against the true ones (NME %): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in summary["guiding_landmarks_nme_percent"].items())
+    )
     if args.json:
         out = Path(args.json)
         if out.exists():

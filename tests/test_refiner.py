@@ -835,3 +835,40 @@ def test_refine_stage_learns_on_blurred_coarse_faces(refine_data, tmp_path):
     inner = (slice(None), slice(None), slice(40, 90), slice(30, 100))
     assert _laplacian_energy(sharp[inner]) > 1e-3
     assert _laplacian_energy(blurred[inner]) < 0.1 * _laplacian_energy(sharp[inner])
+
+
+def test_export_weights_without_the_refiner_gives_the_bare_generator(tmp_path, capsys):
+    from lafin.checkpoint import WeightsError
+    from lafin.cli import main
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+    from lafin.weights_merge import merge_weights
+
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict(
+        {
+            **get_preset("tiny").to_dict(),
+            "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+        }
+    )
+    generator = build_generator(config)
+    full = tmp_path / "full.safetensors"
+    save_weights(
+        full,
+        config,
+        generator=generator,
+        landmark_predictor=build_landmark_predictor(config),
+        refiner=build_refiner(config),
+        metadata={"refiner.step": 9, "generator.step": 7},
+    )
+    bare = tmp_path / "bare.safetensors"
+    assert main(["export-weights", str(full), "-o", str(bare), "--without", "refiner"]) == 0
+    loaded = load_weights(bare)
+    assert loaded.networks == ("generator", "landmarks")
+    assert loaded.config.refiner.output_size == 0 and "refiner.step" not in loaded.metadata
+    assert loaded.metadata["generator.step"] == "7"
+    for k, v in generator.state_dict().items():
+        assert torch.equal(loaded.generator_state[k], v)
+    assert LaFInModel(weights=bare).generation.refiner is None
+    with pytest.raises(WeightsError, match="cannot leave out 'refiner'"):
+        merge_weights([bare], tmp_path / "again.safetensors", without=["refiner"])

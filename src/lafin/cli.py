@@ -432,7 +432,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_export_weights(args: argparse.Namespace) -> int:
     from lafin.weights_merge import merge_weights
 
-    merge_weights(args.inputs, args.output, half=args.half)
+    merge_weights(args.inputs, args.output, half=args.half, without=args.without)
     print(f"Wrote {args.output}")
     return 0
 
@@ -703,6 +703,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument(
         "--half", action="store_true", help="store float16 (half the size; loaded back as float32)"
+    )
+    p.add_argument(
+        "--without",
+        nargs="+",
+        default=[],
+        choices=["generator", "landmarks", "discriminator", "refiner"],
+        metavar="NETWORK",
+        help="leave these networks out (e.g. refiner: the bare generator, to judge it alone)",
     )
     p.set_defaults(func=_cmd_export_weights)
 

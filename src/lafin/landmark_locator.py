@@ -175,9 +175,9 @@ class LandmarkLocator:
         """A second pass on the face aligned by a first pass's ``points`` ((68, 2) x, y in
         ``img``'s pixels): (68, 2) float32 in ``img``'s pixels. For a crop whose face is small
         (the first pass sees it at a fraction of the predictor's input; 70 held-out HELEN
-        crops of twice the landmark box: 4.46% -> 3.95% NME under a block over a face part,
-        4.83% -> 4.16% under 30-40% free-form holes, 3.86% -> 3.40% without a hole). Faces of
-        the right size that are turned or off-centre keep their first pass (no gain there).
+        crops of twice the landmark box under a block over a face part: 4.46% -> 3.95% NME,
+        ``benchmarks/loose_crops.py``). Faces of the right size that are turned or off-centre
+        keep their first pass (no gain there).
         The first pass's points are kept when the face of the second would leave part of the
         hole outside its crop (it must stay on the hole it is there to fill)."""
         from lafin.photo import robust_alignment

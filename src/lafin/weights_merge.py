@@ -10,7 +10,9 @@ from typing import Sequence
 from lafin.checkpoint import NETWORKS, LoadedWeights, PathLike, WeightsError, load_weights, write_weights
 
 
-def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = False) -> None:
+def merge_weights(
+    inputs: Sequence[PathLike], output: PathLike, half: bool = False, without: Sequence[str] = ()
+) -> None:
     """Combine several of our weights files into one; later files win per network.
 
     The inputs must work at the same image size; each network keeps the sizes of the file it
@@ -18,11 +20,24 @@ def merge_weights(inputs: Sequence[PathLike], output: PathLike, half: bool = Fal
     the preset name is the generator's, or that of the preset the merged config equals
     (:func:`lafin.config.named_like_preset`). ``half=True`` stores floating-point tensors as
     float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
-    float32 parameters, so nothing else changes.
+    float32 parameters, so nothing else changes. ``without`` names networks to leave out (e.g.
+    ``refiner``: the bare generator, to judge it alone); a refiner left out is also taken out
+    of the config.
     """
-    from lafin.config import named_like_preset
+    from lafin.config import RefinerConfig, named_like_preset
 
     merged = merge_loaded([(Path(p), load_weights(p)) for p in inputs])
+    for network in without:
+        if network not in merged.networks:
+            raise WeightsError(
+                f"cannot leave out {network!r}: the merged weights hold {', '.join(merged.networks)}"
+            )
+        merged.set_state(network, None)
+        if network == "refiner":
+            merged.config = replace(merged.config, refiner=RefinerConfig())
+        merged.metadata = {k: v for k, v in merged.metadata.items() if k.split(".")[0] != network}
+    if not merged.networks:
+        raise WeightsError("nothing left to write: every network was left out")
     merged.config = named_like_preset(merged.config)
     states = {n: merged.state(n) for n in merged.networks}
     if half:
