@@ -43,8 +43,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lafin import LaFInModel
-from lafin.alignment import align_face, canonical_landmarks, similarity_transform, warp_to_crop
-from lafin.crop_frame import CropFrame
+from lafin.alignment import align_face, warp_to_crop
+from lafin.crop_frame import CropFrame, face_scale
 from lafin.evaluation import realism as R
 from lafin.io import load_image
 from lafin.landmarks import nme, read_pts
@@ -85,8 +85,7 @@ def face_files(folder: Path, count: int, seed: int, names: Path | None = None) -
 
 def native_side(landmarks: np.ndarray, reference: int = 256) -> int:
     """The side of the aligned crop in which the face keeps its size in pixels (warp scale 1)."""
-    matrix = similarity_transform(landmarks, canonical_landmarks(reference))
-    return int(round(reference / np.sqrt(abs(np.linalg.det(matrix[:, :2])))))
+    return int(round(reference / face_scale(landmarks, reference)))
 
 
 def measure(

@@ -163,13 +163,19 @@ class LandmarkLocator:
         """Crop mode's landmarks of a face crop (HxWx3 uint8, hole HxW, nonzero = hole) as
         (68, 2) float32 x, y in its own pixels: for a small face in the crop
         (:func:`lafin.crop_frame.is_small_face`), those of :meth:`realigned`."""
+        frame = CropFrame.around(img.shape[:2], self.image_size)
+        return self.crop_points_in_input(img, hole, frame, self.locate(img, hole, frame))
+
+    def crop_points_in_input(
+        self, img: np.ndarray, hole: np.ndarray, frame: CropFrame, points: np.ndarray
+    ) -> np.ndarray:
+        """Crop mode's first-pass ``points`` (``frame``'s model square) as (68, 2) float32 in
+        the input's pixels; a small face's (:func:`lafin.crop_frame.is_small_face`) are those
+        of :meth:`realigned`."""
         from lafin.crop_frame import is_small_face
 
-        frame = CropFrame.around(img.shape[:2], self.image_size)
-        points = self.locate(img, hole, frame)
-        found = frame.to_input(points)
-        small = is_small_face(points, self.image_size)
-        return (self.realigned(img, hole, found) if small else found).astype(np.float32)
+        found = frame.to_input(points).astype(np.float32)
+        return self.realigned(img, hole, found) if is_small_face(points, self.image_size) else found
 
     def realigned(self, img: np.ndarray, hole: np.ndarray, points: np.ndarray) -> np.ndarray:
         """A second pass on the face aligned by a first pass's ``points`` ((68, 2) x, y in

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lafin.config import ModelConfig
-from lafin.crop_frame import CropFrame, is_loose, is_small_face
+from lafin.crop_frame import CropFrame, is_loose
 from lafin.errors import OptionError
 from lafin.face_check import locate_crop_face
 from lafin.generator_runner import GeneratorRunner
@@ -337,12 +337,12 @@ class LaFInModel:
             stages.start("landmarks")
             limit = self.options.face_check_limit
             points, warnings = locate_crop_face(self.locator, img, hole, frame, img_t, hole_t, limit)
-        predicted = frame.to_input(points).astype(np.float32)
-        # 5. a loose, off-centre or tilted crop: aligned on these landmarks (a small face's
-        #    predicted again on the aligned face), generated the photo way
+        if given:
+            predicted = frame.to_input(points).astype(np.float32)
+        else:  # a small face's predicted again on the face aligned by these
+            predicted = self.locator.crop_points_in_input(img, hole, frame, points)
+        # 5. a loose, off-centre or tilted crop: aligned on these landmarks, generated the photo way
         if is_loose(points, self.image_size):
-            if not given and is_small_face(points, self.image_size):
-                predicted = self.locator.realigned(img, hole, predicted)
             return self.photos.inpaint_loose_crop(img, hole, predicted, landmarks, stages, warnings)
         # 6-8. the structure guided by the landmarks, the texture at the refiner's size, the hole
         #      pasted back at the input's size with the photo's tone kept
