@@ -13,11 +13,14 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
   of period 2 px does not count as detail there);
 - landmark fidelity: each model generates from the true landmarks (the *first* weights file's
   predictor on the unmasked truth: it judges every model) and from them edited to an open mouth
-  and a smile; the judge's NME on the output against the landmarks given;
+  and a smile, the hole joined with a box over the edited points
+  (:func:`lafin.evaluation.realism.mask_with_edit`: known pixels stay, so an edit outside the
+  hole could not show); the judge's NME on the output against the landmarks given;
 - the hole's colour error (CIELAB ΔE between the mean colours of output and truth in the hole);
 - PSNR and SSIM (whole image, RGB), and OpenCV Navier-Stokes on the same holes as the guard
-  rail. NS gets every column as a reference; its fidelity columns score its output against the
-  true and the edited landmarks, so its edit columns are what ignoring the edit scores.
+  rail. NS gets every column as a reference; its fidelity columns score its output (on the same
+  holes) against the true and the edited landmarks, so its edit columns are what ignoring the
+  edit scores.
 
 All the arithmetic is :mod:`lafin.evaluation`'s (docs/EVALUATION.md defines it).
 
@@ -212,11 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 run.add(b, m, "colour_error", R.hole_colour_error(out, truth, mask))
                 run.features[(b, m)].append(inception(out[None])[0])
                 for key, guide in guides.items():
-                    if m == NS:  # ignores the landmarks: the reference for the edits
-                        run.add(b, m, key, R.landmark_fidelity(judge, out, guide))
-                        continue
-                    guided = models[m].inpaint(truth, mask, landmarks=guide, mode="crop")
-                    guided = np.where(hole[..., None], guided, truth).astype(np.uint8)
+                    # an edit can only show inside the hole (known pixels stay): its points join it
+                    edit_mask = mask if key == "true" else R.mask_with_edit(mask, guides["true"], guide)
+                    edit_hole = edit_mask > 0
+                    if m == NS and key == "true":
+                        guided = out
+                    elif m == NS:  # ignores the landmarks: the reference for the edits
+                        guided = cv2.inpaint(truth, edit_hole.astype(np.uint8), 5, cv2.INPAINT_NS)
+                    else:
+                        guided = models[m].inpaint(truth, edit_mask, landmarks=guide, mode="crop")
+                    guided = np.where(edit_hole[..., None], guided, truth).astype(np.uint8)
                     run.add(b, m, key, R.landmark_fidelity(judge, guided, guide))
     elapsed = time.perf_counter() - started
 

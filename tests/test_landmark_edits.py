@@ -88,3 +88,43 @@ def test_bad_input_is_a_value_error():
         edit_expression(face()[:60], "smile")
     with pytest.raises(ValueError, match="degenerate"):
         edit_expression(np.zeros((68, 2)), "smile")
+
+
+def test_edit_region_is_the_grown_box_over_the_moved_points():
+    from lafin.landmarks import edit_region
+
+    before = face()
+    after = before.copy()
+    after[57] += (0.0, 20.0)  # one point, 20 px down
+    (x, y) = before[57]
+    region = edit_region(before, after, (128, 100))
+    # a zero-width box: grown by at least 4% of the width / height, clipped to the image
+    top, bottom = int(np.floor(y - 0.04 * 128)), int(np.ceil(y + 20 + 0.25 * 20))
+    left, right = int(np.floor(x - 0.04 * 100)), int(np.ceil(x + 0.04 * 100))
+    expected = np.zeros((128, 100), bool)
+    expected[top:bottom, left:right] = True
+    assert region.shape == (128, 100) and (region == expected).all()
+    # an edit covers all its moved points, old and new places
+    opened = edit_expression(before, "open mouth")
+    region = edit_region(before, opened, (160, 160))  # the opened jaw reaches below 128 px
+    for p in np.concatenate([before, opened])[list(MOUTH_AND_JAW) + [i + 68 for i in MOUTH_AND_JAW]]:
+        assert region[int(p[1]), int(p[0])]
+    assert not region[int(before[36, 1]), int(before[36, 0])]  # the eyes stay known
+    assert not edit_region(before, before + 0.3, (128, 128)).any()  # nothing moved
+    with pytest.raises(ValueError, match=r"\(68, 2\)"):
+        edit_region(before[:60], after[:60], (128, 128))
+
+
+def test_mask_with_edit_joins_the_edit_region_to_the_hole():
+    from lafin.evaluation.realism import mask_with_edit
+    from lafin.landmarks import edit_region
+
+    before = face()
+    opened = edit_expression(before, "open mouth")
+    mask = np.zeros((128, 128), np.uint8)
+    mask[10:30, 10:40] = 1
+    joined = mask_with_edit(mask, before, opened)
+    assert joined.dtype == np.uint8 and set(np.unique(joined)) == {0, 255}
+    assert ((joined > 0) == ((mask > 0) | edit_region(before, opened, (128, 128)))).all()
+    with pytest.raises(ValueError, match="HxW"):
+        mask_with_edit(np.zeros((128, 128, 3)), before, opened)

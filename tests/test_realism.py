@@ -268,6 +268,11 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
         "fid_from_features",
         lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
     )
+    from lafin.evaluation import runner
+
+    joined = []  # every edited guide's hole goes through mask_with_edit
+    mask_with_edit = runner.mask_with_edit
+    monkeypatch.setattr(runner, "mask_with_edit", lambda *a: joined.append(mask_with_edit(*a)) or joined[-1])
     out = tmp_path / "report"
     assert (
         evaluate_main(
@@ -317,6 +322,8 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
         "judge": "lafin",
         "landmarks": ["true", "open mouth", "smile"],
     }
+    # 4 faces x 2 methods x 2 edits, each a hole larger than the bin's block alone
+    assert len(joined) == 16 and all((j > 0).mean() > 0.3 for j in joined)
     assert "kid" not in res["unavailable"]
     report = (out / "report.md").read_text()
     assert "KID ×10³" in report and "Detail ratio (median)" in report
@@ -391,6 +398,18 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
     second = tmp_path / "again.safetensors"
     second.write_bytes(tiny_weights.read_bytes())
     (tmp_path / "names.txt").write_text("face0.png face1.png face2.png face3.png missing.png")
+    from lafin import LaFInModel
+
+    from lafin.landmarks import edit_expression, edit_region
+
+    holes = []  # (hole, landmarks given) of every generation, in order
+    inpaint = LaFInModel.inpaint
+
+    def recorded(self, image, mask, *args, **kwargs):
+        holes.append((np.asarray(mask) > 0, kwargs.get("landmarks")))
+        return inpaint(self, image, mask, *args, **kwargs)
+
+    monkeypatch.setattr(LaFInModel, "inpaint", recorded)
     out = tmp_path / "realism.json"
     assert (
         bench.main(
@@ -442,5 +461,14 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
         # NS ignores the landmarks: scored against the edited ones as they are
         assert ns["lm_fidelity_open_mouth"] > ns["lm_fidelity_true"]
         assert 0 < ns["detail_ratio_median"] < 1 and 0 < ns["mid_detail_ratio_median"] < 1
+    # per face, bin and file: the plain output, then the true, open-mouth and smile guides; an
+    # edit's hole is the bin's joined with the edited points' box (it can only show there)
+    assert len(holes) == 3 * 2 * 2 * 4
+    for start in range(0, len(holes), 4):
+        (plain, none), (true, true_lm), (opened, open_lm), (smiled, smile_lm) = holes[start : start + 4]
+        assert none is None and (true == plain).all()
+        assert (open_lm == edit_expression(true_lm, "open mouth")).all()
+        assert (opened == (plain | edit_region(true_lm, open_lm, plain.shape))).all()
+        assert (smiled == (plain | edit_region(true_lm, smile_lm, plain.shape))).all()
     with pytest.raises(SystemExit, match="not overwriting"):
         bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])

@@ -20,7 +20,7 @@ from lafin import losses
 from lafin.alignment import canonical_landmarks
 from lafin.data.batches import sample_batch
 from lafin.data.cache import write_cache
-from lafin.landmarks import landmark_map
+from lafin.landmarks import edit_region, landmark_map
 from lafin.training.config import TrainConfig
 from lafin.training.train import Trainer, train
 
@@ -735,6 +735,10 @@ def test_realism_terms_train_the_generator_to_follow_edited_landmarks(face_cache
         x = pts[:, 0].long().clamp(0, trainer.size - 1)
         y = pts[:, 1].long().clamp(0, trainer.size - 1)
         assert (batch.masks[i, 0, y, x] == 1).all()
+    # the hole the landmark-fidelity benchmarks give an edit (lafin.landmarks.edit_region)
+    for i in edited.nonzero().flatten().tolist():
+        region = edit_region(batch.landmarks[i].numpy(), batch.guide[i].numpy(), (trainer.size,) * 2)
+        assert region.any() and (batch.masks[i, 0][torch.from_numpy(region)] == 1).all()
     logs = trainer.inpaint_step(batch)
     assert {"loss/adversarial", "loss/landmark_consistency", "loss/discriminator"} <= logs.keys()
     assert all(np.isfinite(v) for v in logs.values())

@@ -377,3 +377,44 @@ def edit_expression(landmarks: np.ndarray, name: str, amount: float = 1.0) -> np
         raise ValueError(f"landmarks must have shape (68, 2), got {points.shape}")
     _EXPRESSION_MOVES[name](points, float(amount))
     return points.astype(np.float32)
+
+
+def edit_region(
+    before: np.ndarray,
+    after: np.ndarray,
+    shape: tuple[int, int],
+    margin: float = 0.25,
+    min_margin: float = 0.04,
+) -> np.ndarray:
+    """The hole an edit of the landmarks needs: a box over every point that moved.
+
+    Known pixels stay the user's, so a mouth that lies outside the hole cannot open whatever
+    its landmarks say. The box covers the moved points at their old and new places, grown on
+    each side by ``margin`` of its width (height) and at least ``min_margin`` of the image's
+    width (height), clipped to the image. Training draws its edited faces' holes with it
+    (:func:`lafin.data.batches.edit_expressions`) and the landmark-fidelity benchmarks join it
+    to the hole of an edited guide.
+
+    Args:
+        before, after: (68, 2) x, y pixels, the landmarks before and after the edit.
+        shape: (height, width) of the image.
+        margin, min_margin: growth as fractions of the box and of the image.
+
+    Returns:
+        HxW bool, True over the box; all False when no point moved by more than 0.5 px.
+    """
+    old, new = np.asarray(before, np.float64), np.asarray(after, np.float64)
+    if old.shape != (NUM_POINTS, 2) or new.shape != (NUM_POINTS, 2):
+        raise ValueError(f"landmarks must have shape (68, 2), got {old.shape} and {new.shape}")
+    height, width = (int(s) for s in shape)
+    region = np.zeros((height, width), bool)
+    moved = np.linalg.norm(new - old, axis=1) > 0.5
+    if not moved.any():
+        return region
+    pts = np.concatenate([old[moved], new[moved]])
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    mx, my = max(margin * (x1 - x0), min_margin * width), max(margin * (y1 - y0), min_margin * height)
+    top, bottom = int(np.clip(np.floor(y0 - my), 0, height)), int(np.clip(np.ceil(y1 + my), 0, height))
+    left, right = int(np.clip(np.floor(x0 - mx), 0, width)), int(np.clip(np.ceil(x1 + mx), 0, width))
+    region[top:bottom, left:right] = True
+    return region

@@ -15,7 +15,7 @@ import torch
 
 from lafin.alignment import rescale_points
 from lafin.data.cache import FaceCache
-from lafin.landmarks import EXPRESSION_NAMES, edit_expression, flip_landmarks
+from lafin.landmarks import EXPRESSION_NAMES, edit_expression, edit_region, flip_landmarks
 
 
 @dataclass
@@ -157,10 +157,11 @@ def edit_expressions(
     """Give a ``share`` of the faces an edited expression to follow.
 
     Each chosen face gets one of :data:`lafin.landmarks.EXPRESSION_NAMES` at a random amount as
-    its ``guide``, and a hole over every point the edit moved (a box around their old and new
-    positions, grown by ``margin`` of its size and at least 4% of the side) joined to its own, so
-    the generator can draw the new expression. The truth stays in ``landmarks`` (the
-    discriminator's real images are paired with it). Returns a new batch; the others are unedited.
+    its ``guide``, and a hole over every point the edit moved (:func:`lafin.landmarks.edit_region`:
+    a box around their old and new positions, grown by ``margin`` of its size and at least 4% of
+    the side) joined to its own, so the generator can draw the new expression. The truth stays
+    in ``landmarks`` (the discriminator's real images are paired with it). Returns a new batch;
+    the others are unedited.
     """
     size = batch.images.shape[-1]
     chosen = rng.random(len(batch.images)) < share
@@ -174,15 +175,10 @@ def edit_expressions(
         except ValueError:  # degenerate landmarks: leave this face unedited
             chosen[i] = False
             continue
-        moved = np.linalg.norm(moved_to - truth, axis=1) > 0.5
-        if not moved.any():  # e.g. "close mouth" on a closed mouth
+        region = edit_region(truth, moved_to, (size, size), margin)
+        if not region.any():  # e.g. "close mouth" on a closed mouth
             chosen[i] = False
             continue
-        pts = np.concatenate([truth[moved], moved_to[moved]])
-        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
-        mx, my = max(margin * (x1 - x0), 0.04 * size), max(margin * (y1 - y0), 0.04 * size)
-        top, bottom = int(np.clip(np.floor(y0 - my), 0, size)), int(np.clip(np.ceil(y1 + my), 0, size))
-        left, right = int(np.clip(np.floor(x0 - mx), 0, size)), int(np.clip(np.ceil(x1 + mx), 0, size))
-        masks[i, :, top:bottom, left:right] = 1.0
+        masks[i, :, torch.from_numpy(region)] = 1.0
         guide[i] = torch.from_numpy(moved_to)
     return Batch(batch.images, masks, batch.landmarks, guide, torch.from_numpy(chosen.astype(np.float32)))

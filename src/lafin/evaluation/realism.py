@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lafin.evaluation.metrics import nme
+from lafin.landmarks import edit_region
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,28 @@ def median_ratio(ratios: Sequence[float] | np.ndarray | torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------------------------- landmarks
+
+
+def mask_with_edit(mask: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``mask`` joined with the hole an edit of the landmarks needs
+    (:func:`lafin.landmarks.edit_region`: a box over every point that moved).
+
+    Landmark fidelity to *edited* landmarks is measured on this mask: the known pixels are kept
+    as they are, so an edit of points outside the hole could not show in any output (a mouth
+    outside the hole stays closed), and a score there would measure the mask, not the
+    generator. Training's edited faces get the same hole (:func:`lafin.data.batches.edit_expressions`).
+
+    Args:
+        mask: HxW, nonzero = hole.
+        before, after: (68, 2) x, y pixels of the same image, before and after the edit.
+
+    Returns:
+        HxW uint8, 255 in the joined hole, 0 elsewhere.
+    """
+    hole = np.asarray(mask) > 0
+    if hole.ndim != 2:
+        raise ValueError(f"expected an HxW mask, got shape {hole.shape}")
+    return ((hole | edit_region(before, after, hole.shape)) * 255).astype(np.uint8)
 
 
 def landmark_fidelity(model: Any, output_image: np.ndarray, guiding_landmarks: np.ndarray) -> float:

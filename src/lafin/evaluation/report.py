@@ -458,8 +458,9 @@ def _definition(key: str) -> str:
     name = next(n for n in EXPRESSION_NAMES if fidelity_key(n) == key)
     return (
         f"as LM fidelity, but the true landmarks edited by '{name}' "
-        "(lafin.landmarks.edit_expression) are given to the generator and are the reference "
-        "(a method without landmarks shows what ignoring the edit scores)"
+        "(lafin.landmarks.edit_expression) are given to the generator and are the reference, "
+        "with the hole joined by a box over the edited points (an edit can only show in the "
+        "hole; a method without landmarks shows what ignoring the edit scores)"
     )
 
 

@@ -49,6 +49,7 @@ from lafin.evaluation.report import (  # noqa: F401 (the unused ones: re-exporte
 )
 from lafin.io import InputError
 from lafin.landmarks import EXPRESSION_NAMES, edit_expression
+from lafin.evaluation.realism import mask_with_edit
 
 log = logging.getLogger(__name__)
 
@@ -679,11 +680,16 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
                 "mid_detail_ratio": R.hole_detail_ratio(out, truth, mask, smooth=R.MID_BAND_SMOOTH),
             }
             for item, guide in guides.items():
+                # an edit can only show inside the hole (known pixels stay): its points join it
+                edit_mask = mask if item is None else mask_with_edit(mask, true_lm, guide)
                 if method.guided is not None:
-                    guided = np.where(hole[..., None], method.guided(truth, mask, guide), truth)
-                    case[fidelity_key(item)] = _fidelity(ctx.judge, guided.astype(np.uint8), guide)
+                    guided = method.guided(truth, edit_mask, guide)
+                elif item is None:
+                    guided = out
                 else:  # a method without landmarks ignores them: the reference for edits
-                    case[fidelity_key(item)] = _fidelity(ctx.judge, out, guide)
+                    guided = method.run(truth, edit_mask)[0]
+                guided = np.where(edit_mask[..., None] > 0, guided, truth).astype(np.uint8)
+                case[fidelity_key(item)] = _fidelity(ctx.judge, guided, guide)
             if ctx.lpips_net is not None:
                 case["lpips"] = ctx.lpips_net.distance(out, truth)
             if predicted is not None and truth_lm is not None:
