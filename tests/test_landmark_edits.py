@@ -115,6 +115,28 @@ def test_edit_region_is_the_grown_box_over_the_moved_points():
         edit_region(before[:60], after[:60], (128, 128))
 
 
+def test_edit_region_least_growth_in_pixels():
+    """``min_margin_px`` replaces the image-relative least growth (a small face in a large
+    photo); without it the box is the one training draws."""
+    from lafin.landmarks import edit_region
+
+    before = face()
+    after = before.copy()
+    after[57] += (0.0, 20.0)
+    (x, y) = before[57]
+    region = edit_region(before, after, (128, 100), min_margin_px=3.0)
+    expected = np.zeros((128, 100), bool)
+    # 5 px up and down (a quarter of the box's height), 3 px left and right (the least growth)
+    top, bottom = int(np.floor(y - 0.25 * 20)), int(np.ceil(y + 20 + 0.25 * 20))
+    expected[top:bottom, int(np.floor(x - 3.0)) : int(np.ceil(x + 3.0))] = True
+    assert (region == expected).all()
+    # the default is the image's 4%, whatever min_margin_px could have been
+    assert (edit_region(before, after, (128, 100)) == edit_region(before, after, (128, 100), 0.25, 0.04)).all()
+    assert region.sum() < edit_region(before, after, (128, 100)).sum()
+    with pytest.raises(ValueError, match="min_margin_px"):
+        edit_region(before, after, (128, 100), min_margin_px=-1.0)
+
+
 def test_mask_with_edit_joins_the_edit_region_to_the_hole():
     from lafin.evaluation.realism import mask_with_edit
     from lafin.landmarks import edit_region

@@ -385,6 +385,7 @@ def edit_region(
     shape: tuple[int, int],
     margin: float = 0.25,
     min_margin: float = 0.04,
+    min_margin_px: float | None = None,
 ) -> np.ndarray:
     """The hole an edit of the landmarks needs: a box over every point that moved.
 
@@ -399,6 +400,8 @@ def edit_region(
         before, after: (68, 2) x, y pixels, the landmarks before and after the edit.
         shape: (height, width) of the image.
         margin, min_margin: growth as fractions of the box and of the image.
+        min_margin_px: the least growth on each side in pixels, in place of ``min_margin``
+            (for a face that is small in a large photo: the web demo gives 4% of its crop side).
 
     Returns:
         HxW bool, True over the box; all False when no point moved by more than 0.5 px.
@@ -406,6 +409,8 @@ def edit_region(
     old, new = np.asarray(before, np.float64), np.asarray(after, np.float64)
     if old.shape != (NUM_POINTS, 2) or new.shape != (NUM_POINTS, 2):
         raise ValueError(f"landmarks must have shape (68, 2), got {old.shape} and {new.shape}")
+    if min_margin_px is not None and not min_margin_px >= 0:
+        raise ValueError(f"min_margin_px must be >= 0, not {min_margin_px}")
     height, width = (int(s) for s in shape)
     region = np.zeros((height, width), bool)
     moved = np.linalg.norm(new - old, axis=1) > 0.5
@@ -413,7 +418,10 @@ def edit_region(
         return region
     pts = np.concatenate([old[moved], new[moved]])
     (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
-    mx, my = max(margin * (x1 - x0), min_margin * width), max(margin * (y1 - y0), min_margin * height)
+    least_x, least_y = (
+        (min_margin * width, min_margin * height) if min_margin_px is None else (min_margin_px,) * 2
+    )
+    mx, my = max(margin * (x1 - x0), least_x), max(margin * (y1 - y0), least_y)
     top, bottom = int(np.clip(np.floor(y0 - my), 0, height)), int(np.clip(np.ceil(y1 + my), 0, height))
     left, right = int(np.clip(np.floor(x0 - mx), 0, width)), int(np.clip(np.ceil(x1 + mx), 0, width))
     region[top:bottom, left:right] = True
