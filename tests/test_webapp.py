@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import box_mask, face_like
 from lafin.alignment import CANONICAL_LANDMARKS
-from lafin.landmarks import EXPRESSION_NAMES, edit_expression
+from lafin.landmarks import EXPRESSION_NAMES, edit_expression, edit_region
 
 gr = pytest.importorskip("gradio", reason="the web demo needs the 'web' extra (gradio)")
 
@@ -575,7 +575,9 @@ def test_preset_then_regenerate_uses_the_edited_landmarks(handlers, inpainted, f
     saved = np.array(json.loads(open(files[2]).read())["landmarks"])
     np.testing.assert_allclose(saved, table_to_landmarks(table), atol=1e-3)
     result = np.asarray(Image.open(files[0]))
-    assert np.array_equal(result[hole == 0], image[hole == 0])
+    # known pixels stay: outside the painted hole grown over the moved brows
+    assert (session.mask >= hole).all()
+    assert np.array_equal(result[session.mask == 0], image[session.mask == 0])
     # regenerate replaced the shown result: one undo goes back to the photo
     assert session.position == 1 and len(session.history) == 2
     # reset goes back to what Inpaint predicted
@@ -632,6 +634,89 @@ def test_moving_a_point_outside_the_hole_says_so(handlers, face, tmp_path):
     table[62][2], table[62][3] = float(x), float(y)  # into the hole
     _, status, _ = handlers.landmarks.edit_table(table, session)
     assert "outside the hole" not in status
+
+
+@pytest.fixture
+def eyes_painted(handlers, face, tmp_path):
+    """A session inpainted with the eyes painted over, its landmarks a face whose mouth and jaw
+    lie outside that hole (set as the predicted ones: a tiny random model places points
+    anywhere)."""
+    image, _ = face
+    hole = box_mask(96, 80, 0.26, 0.19, 0.47, 0.81)
+    session = opened(handlers, image, tmp_path)
+    handlers.inpainting.inpaint(painting(hole), None, "crop", session)
+    points = (CANONICAL_LANDMARKS * 80 + (0, 8)).astype(np.float32)  # the face 80 px wide
+    session.step.predicted, session.landmarks = points, points.copy()
+    return session, hole
+
+
+def test_open_mouth_outside_the_hole_grows_it_on_regenerate(handlers, face, eyes_painted):
+    from lafin.webapp.edit_hole import hole_over_edit
+
+    image, _ = face
+    session, hole = eyes_painted
+    points = session.landmarks.copy()
+    _, table, status, session = handlers.landmarks.apply_preset("open mouth", 1.0, session)
+    assert "outside the hole" in status and "Grow the hole over moved points" in status
+    assert "paint over" not in status
+    opened_lm = table_to_landmarks(table)
+    out = handlers.inpainting.regenerate(table, "crop", session)  # the checkbox is on by default
+    session = out[-1]
+    region = edit_region(points, opened_lm, hole.shape, min_margin_px=0.04 * 80)
+    assert region[80:90, 30:50].all() and not (region & (hole > 0)).any()
+    # the result's hole is the painted one joined with the box over the moved points
+    assert np.array_equal(session.mask, hole_over_edit(hole, points, opened_lm))
+    assert np.array_equal(session.mask > 0, (hole > 0) | region)
+    assert np.array_equal(session.step.painted, hole) and np.array_equal(session.last_mask, session.mask)
+    added = int(region.sum())
+    assert f"The hole was grown over the moved points ({added} px)." in out[5]
+    # the mouth changed; known pixels (outside the grown hole) did not
+    changed = np.abs(session.current.astype(int) - image.astype(int)).max(axis=2) > 0
+    assert changed[region].mean() > 0.5
+    assert not changed[session.mask == 0].any()
+    # the mask download is the grown hole; Undo and Redo come back to it with its status
+    files = handlers.files.write_downloads(session)
+    assert np.array_equal(np.asarray(Image.open(files[1])) > 0, session.mask > 0)
+    handlers.inpainting.undo(session)
+    out = handlers.inpainting.redo(session)
+    assert np.array_equal(out[-1].mask, (hole > 0) | region) and "grown over the moved points" in out[5]
+    # landmarks reset to the predicted ones: Regenerate fills the painted hole again
+    _, table, _, session = handlers.landmarks.reset(session)
+    out = handlers.inpainting.regenerate(table, "crop", session)
+    assert np.array_equal(out[-1].mask, hole) and "grown" not in out[5]
+    assert np.array_equal(out[-1].current[hole == 0], image[hole == 0])
+
+
+def test_unticked_regenerate_keeps_every_pixel_outside_the_painted_hole(handlers, face, eyes_painted):
+    image, _ = face
+    session, hole = eyes_painted
+    _, table, _, session = handlers.landmarks.apply_preset("open mouth", 1.0, session)
+    out = handlers.inpainting.regenerate(table, "crop", session, grow_hole=False)
+    session = out[-1]
+    assert np.array_equal(session.mask, hole) and session.step.painted is None
+    assert np.array_equal(session.current[hole == 0], image[hole == 0])
+    assert "your landmarks" in out[5] and "grown" not in out[5]
+
+
+def test_the_grown_hole_around_a_small_face_in_a_large_photo_is_face_sized():
+    """The least growth is 4% of the face's crop side (here 60 px: 2.4 px), not 4% of the
+    photo (64 px across a 1600-px photo)."""
+    from lafin.webapp.edit_hole import face_side, hole_over_edit
+
+    points = CANONICAL_LANDMARKS.astype(np.float64) * 60 + (900, 500)
+    assert face_side(points) == pytest.approx(60, rel=1e-4)
+    moved = points.copy()
+    moved[57] += (0.0, 4.0)  # one point 4 px down: the box is a line, its growth the least
+    hole = np.zeros((1200, 1600), np.uint8)
+    hole[100:120, 100:120] = 1
+    grown = hole_over_edit(hole, points, moved)
+    assert grown.dtype == np.uint8 and (grown >= hole).all()
+    ys, xs = np.nonzero(grown[200:])
+    x, y = points[57]
+    assert xs.min() == int(np.floor(x - 2.4)) and xs.max() == int(np.ceil(x + 2.4)) - 1
+    assert ys.min() + 200 == int(np.floor(y - 2.4)) and ys.max() + 200 == int(np.ceil(y + 4 + 2.4)) - 1
+    assert not np.array_equal(grown[200:] > 0, edit_region(points, moved, hole.shape)[200:])
+    assert np.array_equal(hole_over_edit(hole, points, points), hole)  # nothing moved
 
 
 def test_landmarks_file_upload(handlers, inpainted, tmp_path):
@@ -707,6 +792,10 @@ def test_build_app_queue_and_temp_folder(tiny_model, tmp_path, monkeypatch):
     assert (grain.minimum, grain.maximum, grain.step) == (0, 2, 0.1) and grain.label == "Skin grain"
     runs = {f.name: f for f in demo.fns.values() if f.name in ("on_inpaint", "on_rerun", "on_regenerate")}
     assert len(runs) == 3 and all(grain in f.inputs for f in runs.values())
+    # Regenerate grows the hole over moved points unless its checkbox (on at first) is unticked
+    grow = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lafin-grow-hole")
+    assert isinstance(grow, gr.Checkbox) and grow.value is True
+    assert grow.label == "Grow the hole over moved points" and grow in runs["on_regenerate"].inputs
     # the pipeline's vocabulary, not a copy of it: its modes and expressions
     from lafin.pipeline import MODES
 

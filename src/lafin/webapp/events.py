@@ -36,8 +36,9 @@ def wire_events(demo: gr.Blocks, layout: PageLayout, handlers: DemoHandlers) -> 
 
 
 def wire_model_runs(layout: PageLayout, handlers: DemoHandlers) -> None:
-    """Inpaint, Re-run, Regenerate (each at the Skin grain slider's value; then their
-    downloads) and Detect damage."""
+    """Inpaint, Re-run, Regenerate (each at the Skin grain slider's value; Regenerate grows
+    the hole over moved points while its checkbox is ticked; then their downloads) and Detect
+    damage."""
     import gradio as gr
 
     def on_inpaint(editor_value, mask_path, mode_value, grain, state, progress=gr.Progress()):
@@ -51,8 +52,10 @@ def wire_model_runs(layout: PageLayout, handlers: DemoHandlers) -> None:
     def on_rerun(mode_value, grain, state, progress=gr.Progress()):
         return handlers.inpainting.rerun(mode_value, state, grain, progress=progress)
 
-    def on_regenerate(rows, mode_value, grain, state, progress=gr.Progress()):
-        return handlers.inpainting.regenerate(rows, mode_value, state, grain, progress=progress)
+    def on_regenerate(rows, mode_value, grain, grow, state, progress=gr.Progress()):
+        return handlers.inpainting.regenerate(
+            rows, mode_value, state, grain, progress=progress, grow_hole=bool(grow)
+        )
 
     painting, inputs, session = layout.painting, layout.inputs, layout.session
     page_outputs, queue = layout.page_outputs, model_queue(layout)
@@ -68,7 +71,7 @@ def wire_model_runs(layout: PageLayout, handlers: DemoHandlers) -> None:
         painting.rerun.click(on_rerun, [inputs.mode, inputs.grain, session], page_outputs, **queue),
         layout.landmarks.regenerate.click(
             on_regenerate,
-            [layout.landmarks.table, inputs.mode, inputs.grain, session],
+            [layout.landmarks.table, inputs.mode, inputs.grain, layout.landmarks.grow_hole, session],
             page_outputs,
             **queue,
         ),

@@ -12,6 +12,7 @@ import numpy as np
 from lafin.errors import OptionError
 from lafin.io import InputError
 from lafin.results import STAGE_LABELS
+from lafin.webapp.edit_hole import hole_over_edit
 from lafin.webapp.errors import DemoError, page_error
 from lafin.webapp.pages import Page, PageRenderer
 from lafin.webapp.painter import hole_from_painting
@@ -148,7 +149,13 @@ class InpaintHandlers:
             raise page_error(f"Inpainting failed ({type(exc).__name__}: {exc}).") from None
 
     def _finish(
-        self, session: Session, result: "InpaintResult", predicted: np.ndarray | None, replace: bool
+        self,
+        session: Session,
+        result: "InpaintResult",
+        predicted: np.ndarray | None,
+        replace: bool,
+        painted: np.ndarray | None = None,
+        note: str = "",
     ) -> Page:
         lm = None if result.landmarks is None else np.asarray(result.landmarks, np.float32).copy()
         others = [
@@ -159,10 +166,11 @@ class InpaintHandlers:
         step = Step(
             image=result.image,
             mask=result.mask,
+            painted=painted,
             predicted=lm if predicted is None else predicted,
             landmarks=lm,
             other_faces=others,
-            status=describe_result(result),
+            status=describe_result(result) + note,
         )
         session.last_mask = result.mask
         session.push(step, replace, self.history_limit)
@@ -227,9 +235,18 @@ class InpaintHandlers:
         session: Session,
         refiner_noise: float | None = None,
         progress: Callable[..., Any] | None = None,
+        grow_hole: bool = True,
     ) -> tuple[Any, ...]:
         """Regenerate button: the shown result made again from the same image and hole with the
-        landmarks of the table (it replaces the shown result; Undo goes to the one before)."""
+        landmarks of the table (it replaces the shown result; Undo goes to the one before).
+
+        Args:
+            grow_hole: the *Grow the hole over moved points* checkbox: join the hole the user
+                gave with the box over the points that differ from the predicted ones
+                (:func:`~lafin.webapp.edit_hole.hole_over_edit`), else known pixels stay and
+                moved points outside the hole change little there. The grown hole is the
+                result's: Re-run, Undo/Redo and the mask download use it.
+        """
         step = session.step
         if step is None or step.mask is None:
             raise page_error("Click Inpaint first: the landmarks come from the first run.")
@@ -237,8 +254,17 @@ class InpaintHandlers:
             landmarks = table_to_landmarks(table)
         except DemoError as exc:
             raise page_error(str(exc)) from None
-        result = self._run(session.image, step.mask, landmarks, mode, progress, refiner_noise)
-        return self._finish(session, result, step.predicted, replace=True).outputs()
+        # from the user's hole each time: landmarks reset to the predicted ones give it back
+        painted = session.painted
+        hole, note = painted, ""
+        if grow_hole and step.predicted is not None:
+            hole = hole_over_edit(painted, step.predicted, landmarks)
+            added = int(np.count_nonzero(hole)) - int(np.count_nonzero(painted))
+            if added:
+                note = f"  \nThe hole was grown over the moved points ({added} px)."
+        result = self._run(session.image, hole, landmarks, mode, progress, refiner_noise)
+        user_hole = painted if note else None  # kept only beside a grown hole
+        return self._finish(session, result, step.predicted, True, user_hole, note).outputs()
 
     def undo(self, session: Session) -> tuple[Any, ...]:
         """Back to the image before the last run (Ctrl+Z)."""

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lafin.landmarks import POINT_PARTS, edit_expression, load_landmarks
+from lafin.webapp.edit_hole import GROW_LABEL
 from lafin.webapp.errors import DemoError, page_error
 from lafin.webapp.session import Session
 from lafin.webapp.storage import SessionFiles
@@ -47,9 +48,9 @@ class LandmarkHandlers:
 
     @staticmethod
     def _outside_hole_note(before: np.ndarray, session: Session) -> str:
-        """A warning when moved points lie where the hole is not: those pixels are kept as
-        they are, so moving such points changes little or nothing."""
-        hole = session.mask
+        """A note when moved points lie where the user's hole is not: Regenerate grows the
+        hole over them while the checkbox is ticked; unticked, those pixels are kept."""
+        hole = session.painted
         if hole is None or session.landmarks is None:
             return ""
         # more than the table's rounding (0.05 px)
@@ -59,9 +60,9 @@ class LandmarkHandlers:
             return ""
         which = ", ".join(map(str, outside[:8])) + (" ..." if len(outside) > 8 else "")
         return (
-            f"  \n**Note:** point(s) {which} are outside the hole: the pixels there are "
-            "kept as they are, so moving them changes little. Undo, paint over that part "
-            "too and Inpaint to let it change."
+            f"  \n**Note:** point(s) {which} are outside the hole you painted: with *{GROW_LABEL}* "
+            "ticked, Regenerate grows the hole over them; unticked, the pixels there are kept "
+            "as they are, so moving them changes little."
         )
 
     def apply_preset(self, expression: str, strength: float, session: Session) -> Edited:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lafin.landmarks import EXPRESSION_NAMES
+from lafin.webapp.edit_hole import GROW_LABEL
 from lafin.webapp.painter import EMPTY_PAINTER, PAINTER_CSS
 from lafin.webapp.table import TABLE_HEADERS
 
@@ -26,7 +27,8 @@ INTRO = """\
    **Old photo?** *Detect damage* paints the scratches, cracks, dust and tears it finds (the
    threshold sets how much): correct them with the brush and the eraser, then Inpaint.
 3. **Change the structure**: an expression button, the table, or click a point on the landmark
-   view and then click where it should go. Click **Regenerate**.
+   view and then click where it should go. Click **Regenerate** (it grows the hole over moved
+   points outside it, unless you untick the box).
 
 Large photos and photos with several faces are handled whole: the faces the hole touches are found,
 aligned, inpainted and put back (mode *auto* or *photo*). Known pixels are never changed.
@@ -94,13 +96,15 @@ class ResultPanel:
 @dataclass(frozen=True)
 class LandmarkPanel:
     """The structure editor: expression presets (by name), strength, reset, a landmarks file,
-    Regenerate, the editor's own status line and the table."""
+    Regenerate and whether it grows the hole over moved points, the editor's own status line
+    and the table."""
 
     presets: dict[str, gr.Button]
     strength: gr.Slider
     reset: gr.Button
     upload: gr.UploadButton
     regenerate: gr.Button
+    grow_hole: gr.Checkbox
     status: gr.Markdown
     table: gr.Dataframe
 
@@ -308,6 +312,12 @@ def build_landmark_panel() -> LandmarkPanel:
                 type="filepath",
             )
             regenerate = gr.Button("Regenerate", variant="primary", elem_id="lafin-regenerate")
+            grow_hole = gr.Checkbox(
+                value=True,
+                label=GROW_LABEL,
+                info="repaint around moved points outside the hole too (else their pixels stay)",
+                elem_id="lafin-grow-hole",
+            )
         # beside the buttons that change it: the page's top status is out of sight here
         status = gr.Markdown(elem_id="lafin-edit-status")
         table = gr.Dataframe(
@@ -320,4 +330,4 @@ def build_landmark_panel() -> LandmarkPanel:
             max_height=360,
             elem_id="lafin-table",
         )
-    return LandmarkPanel(presets, strength, reset, upload, regenerate, status, table)
+    return LandmarkPanel(presets, strength, reset, upload, regenerate, grow_hole, status, table)

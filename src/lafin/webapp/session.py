@@ -14,6 +14,8 @@ class Step:
     Attributes:
         image: HxWx3 uint8 RGB at the photo's full resolution.
         mask: HxW uint8 (1 = hole) the run filled; None for the opened photo.
+        painted: HxW uint8, the hole the user gave when Regenerate grew it over moved points
+            (``mask`` is the grown one); None: ``mask`` is the user's.
         predicted: (68, 2) float32 landmarks the model placed for this run (Reset restores them).
         landmarks: (68, 2) float32 landmarks the run used (predicted or edited); None when the
             hole touched no face.
@@ -25,6 +27,7 @@ class Step:
 
     image: np.ndarray
     mask: np.ndarray | None = None
+    painted: np.ndarray | None = None
     predicted: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     other_faces: list[np.ndarray] = field(default_factory=list)
@@ -96,6 +99,14 @@ class Session:
     def mask(self) -> np.ndarray | None:
         """The hole of the shown result (None before any run)."""
         return None if not self.history else self.history[self.position].mask
+
+    @property
+    def painted(self) -> np.ndarray | None:
+        """The hole the user gave for the shown result (before Regenerate grew it)."""
+        step = self.step
+        if step is None:
+            return None
+        return step.mask if step.painted is None else step.painted
 
     @property
     def predicted(self) -> np.ndarray | None:

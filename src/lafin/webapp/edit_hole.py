@@ -1,0 +1,41 @@
+"""The hole Regenerate fills after a landmark edit: the painted hole joined with a box over the
+points the edit moved (:func:`lafin.landmarks.edit_region`, the hole training's edited faces
+get), so that "open mouth" opens a mouth the user did not paint over. Known pixels always stay
+the user's: without the box such an edit could not show."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lafin.crop_frame import face_scale
+from lafin.landmarks import edit_region
+
+GROW_LABEL = "Grow the hole over moved points"  # the landmark panel's checkbox
+
+# the box grows by at least this share of the face's crop side: training's least growth
+# (edit_region's 4% of its aligned crops), where a share of a whole photo would be too much
+# around a small face and too little around a close-up
+FACE_MARGIN = 0.04
+
+
+def face_side(points: np.ndarray) -> float | None:
+    """The side in pixels of the square crop in which the face of these (68, 2) landmarks would
+    sit as the model's aligned faces do (:func:`lafin.crop_frame.face_scale`); None for points
+    that make no face (all in one place)."""
+    points = np.asarray(points, np.float64)
+    if not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1e-6:
+        return None
+    size = 256  # any side: the face's own size comes out
+    scale = face_scale(points, size)
+    return size / scale if np.isfinite(scale) and scale > 0 else None
+
+
+def hole_over_edit(hole: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``hole`` (HxW, nonzero = hole) joined with the box over every point that moved from
+    ``before`` to ``after`` (more than 0.5 px), grown by a quarter of the box and at least
+    :data:`FACE_MARGIN` of the face's crop side (``before``'s face). Returns HxW uint8, 1 = hole;
+    the hole itself when nothing moved."""
+    side = face_side(before)
+    least = None if side is None else FACE_MARGIN * side  # None: edit_region's share of the image
+    region = edit_region(before, after, hole.shape, min_margin_px=least)
+    return (np.asarray(hole).astype(bool) | region).astype(np.uint8)
