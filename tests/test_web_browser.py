@@ -392,6 +392,7 @@ def test_two_users_inpaint_in_the_browser(server, browser):
     assert predicted.shape == (68, 2)
     page_a.click("#lafin-preset-smile")
     page_a.get_by_text("Applied smile").wait_for()
+    assert page_a.locator("#lafin-grow-hole input[type=checkbox]").is_checked()  # on at first
     page_a.click("#lafin-regenerate")
     page_a.locator("#lafin-status").get_by_text("your landmarks").wait_for()
     page_a.wait_for_function(
@@ -402,7 +403,10 @@ def test_two_users_inpaint_in_the_browser(server, browser):
     edited = landmarks_a()
     moved = np.flatnonzero(np.abs(edited - predicted).max(axis=1) > 0.2)
     assert {48, 54} <= set(moved) <= set(range(40, 68))
-    assert np.array_equal(_result(page_a, ctx_a)[hole_a == 0], image_a[hole_a == 0])
+    # known pixels stay: those outside the hole, grown over the moved points it did not cover
+    grown = _download(page_a, ctx_a, "lafin-mask.png")[..., 0] > 0
+    assert (grown >= (hole_a > 0)).all()
+    assert np.array_equal(_result(page_a, ctx_a)[~grown], image_a[~grown])
 
     ctx_a.close()
     ctx_b.close()
