@@ -331,3 +331,29 @@ def test_nothing_under_the_hole_reaches_the_photo_result(tiny_model, astronaut):
     b = tiny_model(other, hole, mode="photo")
     assert len(a.faces) == 1 and a.background_pixels > 0
     assert np.array_equal(a.image[hole > 0], b.image[hole > 0])
+
+
+def test_given_landmarks_frame_the_face_on_all_points_hidden_ones_too(tiny_model, astronaut, monkeypatch):
+    """Given (or lafin's own) landmarks are trusted under the hole too: the face is framed on
+    all 68, as training frames its faces, not on the visible ones alone as for a detector's
+    points (an open mouth under the hole moves the frame)."""
+    from lafin.face import annotate_largest_face
+    from lafin.landmarks import edit_expression
+    from lafin.photo import robust_alignment
+    from lafin.photo_inpainter import PhotoInpainter
+
+    landmarks, _ = annotate_largest_face(astronaut)
+    opened = edit_expression(landmarks, "open mouth", 1.2)
+    hole = _hole(astronaut.shape, MOUTH)
+    frames = []
+    render = PhotoInpainter.render_faces
+    monkeypatch.setattr(
+        PhotoInpainter, "render_faces", lambda self, *a, **k: frames.extend(a[3]) or render(self, *a, **k)
+    )
+    tiny_model(astronaut, hole, landmarks=opened, mode="photo")
+    s = tiny_model.image_size
+    everything = robust_alignment(opened, np.ones(68, bool), s)
+    xy = np.round(opened).astype(int)
+    visible_only = robust_alignment(opened, hole[xy[:, 1], xy[:, 0]] == 0, s)
+    assert len(frames) == 1 and np.allclose(frames[0].matrix, everything)
+    assert not np.allclose(everything, visible_only, atol=1e-3)

@@ -97,12 +97,12 @@ class PhotoInpainter:
         stages.start("detect")
         if landmarks is not None:
             lm = np.asarray(landmarks, np.float32)
-            xy = np.clip(np.round(lm).astype(int), 0, [img.shape[1] - 1, img.shape[0] - 1])
-            visible = hole[xy[:, 1], xy[:, 0]] == 0
+            # all 68 points, also those under the hole: given or lafin's own (made for hidden
+            # points), unlike a detector's; the face is then framed as in training
             lo, hi = lm.min(axis=0), lm.max(axis=0)
             frames = [
                 FaceFrame(
-                    robust_alignment(lm, visible, s),
+                    robust_alignment(lm, np.ones(len(lm), bool), s),
                     s,
                     "given-landmarks",
                     (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),
