@@ -10,7 +10,11 @@ photo's by construction.
 Per weights file (``PATH`` or ``PATH:NAME=VALUE,...`` to change inference options, as in
 ``benchmarks/realism.py``): the hole-detail ratio (median; 1 = as detailed as the photo), the
 hole's colour error (CIELAB ΔE between the mean colours of fill and photo in the hole, mean over
-the faces) and the PSNR inside the hole (mean), all from :mod:`lafin.evaluation`.
+the faces), the PSNR inside the hole (mean), all from :mod:`lafin.evaluation`, and the fill's
+landmark fidelity: NME of the first file's predictor on the output against its points on the
+photo (how closely the generated eyes, nose and mouth sit where the photo's are; the human
+labels are not the reference, so the judge's own error largely cancels). ``--names`` picks the
+faces from a list (e.g. held-out HELEN faces, to choose settings on).
 
     python benchmarks/photo_holes.py --afw ../shared/data/ibug300w/afw --faces 120 \\
         --weights src/lafin/weights/lafin-compact.safetensors \\
@@ -53,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--weights", nargs="+", help="weights files, PATH[:NAME=VALUE,...] (default: the shipped one)"
     )
     p.add_argument("--faces", type=int, default=120, help="faces, a seeded sample")
+    p.add_argument("--names", help="a file of face names (stems) to draw the sample from")
     p.add_argument("--eye-distance", type=float, default=90.0, help="outer eye corners apart, px")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the numbers here too (never overwrites a file)")
@@ -87,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         sys.exit(f"photo_holes.py: error: {exc}")
     torch.set_num_threads(1)
-    files = face_files(Path(args.afw), args.faces, args.seed)
-    rows = {n: {"detail": [], "colour": [], "psnr": []} for n in names}
+    files = face_files(Path(args.afw), args.faces, args.seed, Path(args.names) if args.names else None)
+    rows = {n: {"detail": [], "colour": [], "psnr": [], "fidelity": []} for n in names}
+    judge = next(iter(models.values()))
     used = 0
     for i, path in enumerate(tqdm(files, desc="faces", unit="face")):
         image, points = scaled_face(path, args.eye_distance)
@@ -98,27 +104,36 @@ def main(argv: list[str] | None = None) -> int:
             continue  # part_mask draws on square crops
         used += 1
         mask = part_mask(image.shape[0], points, PARTS[i % len(PARTS)]) * 255
+        empty = np.zeros(image.shape[:2], np.uint8)
+        judged_truth = judge.predict_landmarks(image, empty)
         for n, model in models.items():
             output = model(image, mask, mode="photo").image
             rows[n]["detail"].append(R.hole_detail_ratio(output, image, mask))
             rows[n]["colour"].append(R.hole_colour_error(output, image, mask))
             hole = mask > 0
             rows[n]["psnr"].append(M.psnr(output[hole][None], image[hole][None]))
+            rows[n]["fidelity"].append(float(M.nme(judge.predict_landmarks(output, empty), judged_truth)))
     summary = {
         n: {
             "detail_ratio": R.median_ratio(v["detail"]),
             "colour_error": float(np.nanmean(v["colour"])),
             "hole_psnr": float(np.mean(v["psnr"])),
+            "fidelity_nme_percent": 100 * float(np.mean(v["fidelity"])),
         }
         for n, v in rows.items()
     }
     print(
-        f"{used} colour AFW photos (of {len(files)}), eyes {args.eye_distance:g} px apart, "
+        f"{used} colour photos of {Path(args.afw).name} (of {len(files)}), "
+        f"eyes {args.eye_distance:g} px apart, "
         f"holes over {', '.join(PARTS)} in turn, photo mode"
     )
-    print("| weights | detail ratio | colour ΔE | hole PSNR (dB) |\n|---|---:|---:|---:|")
+    print("| weights | detail ratio | colour ΔE | hole PSNR (dB) | fidelity NME (%) |")
+    print("|---|---:|---:|---:|---:|")
     for n, s in summary.items():
-        print(f"| {n} | {s['detail_ratio']:.3f} | {s['colour_error']:.2f} | {s['hole_psnr']:.2f} |")
+        print(
+            f"| {n} | {s['detail_ratio']:.3f} | {s['colour_error']:.2f} | {s['hole_psnr']:.2f} "
+            f"| {s['fidelity_nme_percent']:.2f} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"faces": used, **summary}, indent=2))
     return 0

@@ -357,3 +357,28 @@ def test_given_landmarks_frame_the_face_on_all_points_hidden_ones_too(tiny_model
     visible_only = robust_alignment(opened, hole[xy[:, 1], xy[:, 0]] == 0, s)
     assert len(frames) == 1 and np.allclose(frames[0].matrix, everything)
     assert not np.allclose(everything, visible_only, atol=1e-3)
+
+
+def test_photo_refine_frames_the_face_on_its_points_with_outliers_down_weighted(tiny_model):
+    """A first pass with one point far astray (a jaw point 30 px off) moves the frame less than
+    a plain least-squares fit on all 68 points would: its weight falls with its residual."""
+    from lafin.alignment import canonical_landmarks, invert_affine, similarity_transform, transform_points
+    from lafin.photo import FaceFrame
+
+    s = tiny_model.image_size
+    canonical = canonical_landmarks(s).astype(np.float64)
+    image = face_like(200, 200, seed=1)
+    hole = np.zeros((200, 200), np.uint8)
+    hole[80:120, 70:130] = 1
+    frame = FaceFrame(np.array([[s / 200, 0, 0], [0, s / 200, 0]]), s, "detected", (0, 0, 200, 200))
+    first = canonical.copy()
+    first[8] += [0.0, 30.0]
+    frames, _ = tiny_model.locator.refine_frames(image, hole, [frame], first[None])
+    photo_points = transform_points(first, invert_affine(frame.matrix))
+    plain = similarity_transform(photo_points, canonical)
+    good = np.arange(68) != 8  # where each frame puts the 67 good points, against their places
+
+    def error(matrix: np.ndarray) -> float:
+        return float(np.abs(transform_points(photo_points, matrix)[good] - canonical[good]).max())
+
+    assert frames[0] is not frame and error(frames[0].matrix) < 0.5 * error(plain)

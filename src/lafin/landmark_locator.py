@@ -363,15 +363,16 @@ class LandmarkLocator:
         by more than 1/0.8, turned by more than 20 degrees, or losing more than 1% of the hole
         pixels the old crop held (a confused first pass must not move the face away).
         Returns the frames and the second pass's (B, 68, 2) points in their crops."""
+        from lafin.photo import robust_alignment
+
         s = self.image_size
-        canonical = canonical_landmarks(s)
         hole_xy = hole_points(hole)
         refined = []
         for f, points in zip(frames, first):
             if f.path != "hole-surroundings":
-                matrix = similarity_transform(
-                    transform_points(points, invert_affine(f.matrix)).astype(np.float64), canonical
-                )
+                # all 68 points (lafin's own, made for hidden ones), outliers down-weighted
+                found = transform_points(points, invert_affine(f.matrix)).astype(np.float64)
+                matrix = robust_alignment(found, np.ones(len(found), bool), s)
                 change = matrix[:, :2] @ np.linalg.inv(f.matrix[:, :2])  # old crop -> new crop
                 scale = float(np.sqrt(abs(np.linalg.det(change))))
                 angle = float(np.degrees(np.arctan2(change[1, 0], change[0, 0])))
