@@ -97,3 +97,34 @@ def test_loose_crops_aligned_side_keeps_the_face_size_and_the_list_filters(tmp_p
     (tmp_path / "names.txt").write_text("a.jpg\nc\n")
     files = loose_crops.face_files(tmp_path, 10, 0, tmp_path / "names.txt")
     assert [p.name for p in files] == ["a.jpg", "c.jpg"]
+
+
+def test_photo_holes_reports_fidelity_and_draws_from_the_names(tmp_path, tiny_weights, capsys):
+    """benchmarks/photo_holes.py on three synthetic 'photos', two of them listed: every column,
+    the fidelity judged by the first file's predictor (the same file twice: equal numbers)."""
+    import json
+
+    import cv2
+
+    from conftest import face_like
+    from lafin.landmarks import write_pts
+
+    spec = importlib.util.spec_from_file_location("photo_holes", ROOT / "benchmarks" / "photo_holes.py")
+    photo_holes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(photo_holes)
+    for i in range(3):
+        photo = face_like(256, 256, seed=i)
+        cv2.imwrite(str(tmp_path / f"face{i}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        write_pts(tmp_path / f"face{i}.pts", canonical_landmarks(128) + 64)
+    (tmp_path / "names.txt").write_text("face0 face2.jpg")
+    out = tmp_path / "out.json"
+    names = tmp_path / "names.txt"
+    argv = ["--afw", str(tmp_path), "--names", str(names), "--faces", "5", "--json", str(out)]
+    assert photo_holes.main([*argv, "--weights", str(tiny_weights), str(tiny_weights)]) == 0
+    report = json.loads(out.read_text())
+    assert report["faces"] == 2
+    first, second = (report[k] for k in report if k != "faces")
+    assert first == second
+    assert np.isfinite(first["fidelity_nme_percent"]) and first["fidelity_nme_percent"] > 0
+    assert 0 < first["detail_ratio"] and first["colour_error"] >= 0
+    assert "fidelity NME (%)" in capsys.readouterr().out
