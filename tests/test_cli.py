@@ -79,6 +79,43 @@ def test_landmarks_in_and_json_out(inputs, tiny_weights, tmp_path):
     np.testing.assert_allclose(saved, given, atol=1e-3)
 
 
+def test_expression_edits_the_landmarks_and_grows_the_hole_over_them(tiny_weights, tmp_path, capsys):
+    """--expression open-mouth with given landmarks (a canonical face) and a hole over the eyes:
+    the landmarks used are the edited ones, the pixels in the box over the moved points change,
+    every pixel outside the hole and the box stays the input's."""
+    from lafin.alignment import canonical_landmarks
+    from lafin.edit_hole import hole_over_edit
+    from lafin.landmarks import edit_expression
+
+    image = face_like(128, 128, seed=2)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[35:55, 25:105] = 1  # the eyes only
+    Image.fromarray(image).save(tmp_path / "face.png")
+    Image.fromarray(mask * 255).save(tmp_path / "hole.png")
+    points = canonical_landmarks(128).astype(np.float32)
+    np.save(tmp_path / "given.npy", points)
+    argv = ["inpaint", str(tmp_path / "face.png"), str(tmp_path / "hole.png"), "--weights", str(tiny_weights)]
+    argv += ["--landmarks", str(tmp_path / "given.npy"), "--mode", "crop", "--expression", "open-mouth"]
+    assert main([*argv, "-o", str(tmp_path / "r.png"), "--landmarks-out", str(tmp_path / "lm.npy")]) == 0
+    assert "Expression: open mouth (strength 1); the hole grows by" in capsys.readouterr().out
+    opened = edit_expression(points, "open mouth")
+    np.testing.assert_allclose(np.load(tmp_path / "lm.npy"), opened, atol=1e-3)
+    result = np.asarray(Image.open(tmp_path / "r.png"))
+    grown = hole_over_edit(mask, points, opened) > 0
+    box = grown & (mask == 0)
+    assert box.sum() > 500
+    assert (result[~grown] == image[~grown]).all()
+    assert (np.abs(result.astype(int) - image)[box].max(axis=-1) > 0).mean() > 0.5
+    # a name it does not know, and folders: one line, exit 2
+    assert main([*argv[:-1], "wink", "-o", str(tmp_path / "w.png")]) == 2
+    assert "unknown 'wink'; choose one of open-mouth" in capsys.readouterr().err
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "masks").mkdir()
+    folders = ["inpaint", str(tmp_path / "faces"), str(tmp_path / "masks"), "-o", str(tmp_path / "out")]
+    assert main([*folders, "--expression", "smile"]) == 2
+    assert "--expression works with one image" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "problem,expected",
     [

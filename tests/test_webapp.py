@@ -651,7 +651,7 @@ def eyes_painted(handlers, face, tmp_path):
 
 
 def test_open_mouth_outside_the_hole_grows_it_on_regenerate(handlers, face, eyes_painted):
-    from lafin.webapp.edit_hole import hole_over_edit
+    from lafin.edit_hole import hole_over_edit
 
     image, _ = face
     session, hole = eyes_painted
@@ -701,7 +701,7 @@ def test_unticked_regenerate_keeps_every_pixel_outside_the_painted_hole(handlers
 def test_the_grown_hole_around_a_small_face_in_a_large_photo_is_face_sized():
     """The least growth is 4% of the face's crop side (here 60 px: 2.4 px), not 4% of the
     photo (64 px across a 1600-px photo)."""
-    from lafin.webapp.edit_hole import face_side, hole_over_edit
+    from lafin.edit_hole import face_side, hole_over_edit
 
     points = CANONICAL_LANDMARKS.astype(np.float64) * 60 + (900, 500)
     assert face_side(points) == pytest.approx(60, rel=1e-4)

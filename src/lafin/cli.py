@@ -26,6 +26,7 @@ examples:
   lafin inpaint face.jpg mask.png -o out.png --landmarks-out out.pts --overlay landmarks.png
   lafin inpaint --example -o example.png          # the built-in example face and hole
   lafin inpaint photo.jpg scratches.png -o fixed.png --mode photo
+  lafin inpaint face.png hole.png -o smiling.png --expression smile
   lafin inpaint photos/ masks/ -o restored/        # folders, matched by file name
   lafin inpaint-video clip.mp4 mask.png -o restored.mp4
   lafin restore old-photo.jpg -o restored.png --damage-out damage.png
@@ -87,6 +88,14 @@ def _cmd_inpaint(args: argparse.Namespace) -> int:
 
 
 def _inpaint(args: argparse.Namespace) -> int:
+    if args.expression:
+        from lafin.landmarks import EXPRESSION_NAMES
+
+        if args.expression.replace("-", " ") not in EXPRESSION_NAMES:
+            raise _UsageError(
+                f"--expression: unknown {args.expression!r}; choose one of "
+                + ", ".join(n.replace(" ", "-") for n in EXPRESSION_NAMES)
+            )
     if args.example:
         from lafin.examples import example_face, example_mask
 
@@ -145,6 +154,8 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
     given = check_landmarks(args.landmarks, img.shape[:2]) if args.landmarks else None
     model = model or _load_model(args)
     say = (lambda *a, **k: None) if args.quiet else print
+    if args.expression:
+        hole, given = _with_expression(args, model, img, hole, given, say)
     if not hole.any():
         say("The mask is empty (no hole): writing the image unchanged.")
     else:
@@ -184,6 +195,28 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
         written.append(args.overlay)
     say(f"Done! Wrote {', '.join(written)}")
     return 0
+
+
+def _with_expression(args: argparse.Namespace, model, img, hole, given, say):
+    """``--expression``: the face's landmarks (given, or those a first run uses) edited, and
+    the hole grown over the points the edit moved (known pixels stay, so an edit outside the
+    hole could not show). Returns (hole, landmarks to generate from)."""
+    from lafin.edit_hole import hole_over_edit
+    from lafin.landmarks import edit_expression
+
+    name = args.expression.replace("-", " ")
+    if given is None:
+        with _Stage(args.quiet)("Finding the face's landmarks"):
+            first = model(img, hole, mode=args.mode).landmarks if hole.any() else None
+            given = first if first is not None else model.predict_landmarks(img, hole)
+    try:
+        edited = edit_expression(given, name, args.expression_strength)
+    except ValueError as exc:
+        raise _UsageError(f"--expression {args.expression}: {exc}") from None
+    grown = hole_over_edit(hole, given, edited)
+    added = int(grown.sum()) - int((hole > 0).sum())
+    say(f"Expression: {name} (strength {args.expression_strength:g}); the hole grows by {added} px")
+    return grown, edited
 
 
 @contextmanager
@@ -226,7 +259,7 @@ def _inpaint_folder(args: argparse.Namespace, images: Path, masks: Path, out: Pa
         raise _UsageError("for folders, give both IMAGE and MASK as folders")
     from lafin.outputs import Output, check_outputs
 
-    for option in ("overlay", "landmarks_out", "landmarks"):
+    for option in ("overlay", "landmarks_out", "landmarks", "expression"):
         if getattr(args, option):
             raise _UsageError(f"--{option.replace('_', '-')} works with one image, not folders")
     check_outputs([Output("-o", out, folder=True)], [images, masks])
@@ -594,6 +627,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmarks", help="use these landmarks (.pts, .json, .npy) instead of predicting")
     p.add_argument("--landmarks-out", help="write the landmarks used (.pts, .json or .npy)")
     p.add_argument("--overlay", help="write the result with the landmarks drawn")
+    p.add_argument(
+        "--expression",
+        metavar="NAME",
+        help="change the face's expression (open-mouth, close-mouth, smile, raise-eyebrows, "
+        "frown, close-eyes, widen-eyes): its landmarks (--landmarks, or predicted) are edited "
+        "and the hole grows over the points that move",
+    )
+    p.add_argument(
+        "--expression-strength",
+        type=_float_in(0, 2, low_open=True),
+        default=1.0,
+        help="how far --expression moves the points (default 1)",
+    )
     p.add_argument("--weights", help="weights file (default: the shipped model)")
     p.add_argument("--device", default="cpu", type=_device, help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument(

@@ -25,8 +25,8 @@ The package, one job per module:
   its files and their removal; :mod:`~lafin.webapp.memory`: freed memory back to the system.
 - :mod:`~lafin.webapp.pages`: what the page shows for a session; :mod:`~lafin.webapp.painter`:
   the canvas the hole is painted on; :mod:`~lafin.webapp.view`: the landmark view;
-  :mod:`~lafin.webapp.table`: the landmark table; :mod:`~lafin.webapp.edit_hole`: the hole
-  Regenerate grows over moved landmarks; :mod:`~lafin.webapp.uploads`: reading uploads;
+  :mod:`~lafin.webapp.table`: the landmark table (Regenerate grows the hole over moved
+  landmarks with :mod:`lafin.edit_hole`); :mod:`~lafin.webapp.uploads`: reading uploads;
   :mod:`~lafin.webapp.errors`: messages for the page.
 
 Gradio is imported only once the app has pointed its temporary folder at its own

@@ -12,7 +12,7 @@ import numpy as np
 from lafin.errors import OptionError
 from lafin.io import InputError
 from lafin.results import STAGE_LABELS
-from lafin.webapp.edit_hole import hole_over_edit
+from lafin.edit_hole import hole_over_edit
 from lafin.webapp.errors import DemoError, page_error
 from lafin.webapp.pages import Page, PageRenderer
 from lafin.webapp.painter import hole_from_painting
@@ -243,7 +243,7 @@ class InpaintHandlers:
         Args:
             grow_hole: the *Grow the hole over moved points* checkbox: join the hole the user
                 gave with the box over the points that differ from the predicted ones
-                (:func:`~lafin.webapp.edit_hole.hole_over_edit`), else known pixels stay and
+                (:func:`~lafin.edit_hole.hole_over_edit`), else known pixels stay and
                 moved points outside the hole change little there. The grown hole is the
                 result's: Re-run, Undo/Redo and the mask download use it.
         """

@@ -9,7 +9,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from lafin.landmarks import POINT_PARTS, edit_expression, load_landmarks
-from lafin.webapp.edit_hole import GROW_LABEL
 from lafin.webapp.errors import DemoError, page_error
 from lafin.webapp.session import Session
 from lafin.webapp.storage import SessionFiles
@@ -17,6 +16,8 @@ from lafin.webapp.table import landmarks_to_table, table_to_landmarks
 from lafin.webapp.view import render_view, view_to_image
 
 Edited = tuple[np.ndarray, list[list[Any]], str, Session]  # (view, table, status, session)
+
+GROW_LABEL = "Grow the hole over moved points"  # the landmark panel's checkbox
 
 
 def in_hole(hole: np.ndarray, *points: np.ndarray) -> bool:

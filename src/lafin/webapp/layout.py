@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lafin.landmarks import EXPRESSION_NAMES
-from lafin.webapp.edit_hole import GROW_LABEL
+from lafin.webapp.landmark_handlers import GROW_LABEL
 from lafin.webapp.painter import EMPTY_PAINTER, PAINTER_CSS
 from lafin.webapp.table import TABLE_HEADERS
 

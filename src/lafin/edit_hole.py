@@ -1,7 +1,8 @@
-"""The hole Regenerate fills after a landmark edit: the painted hole joined with a box over the
-points the edit moved (:func:`lafin.landmarks.edit_region`, the hole training's edited faces
-get), so that "open mouth" opens a mouth the user did not paint over. Known pixels always stay
-the user's: without the box such an edit could not show."""
+"""The hole a landmark edit needs on a photo: the user's hole joined with a box over the points
+the edit moved (:func:`lafin.landmarks.edit_region`, the hole training's edited faces get), its
+margin sized by the face rather than the image, so that "open mouth" opens a mouth the user did
+not paint over. Known pixels always stay the user's: without the box such an edit could not
+show. Used by ``lafin inpaint --expression`` and the web demo's Regenerate."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import numpy as np
 
 from lafin.crop_frame import face_scale
 from lafin.landmarks import edit_region
-
-GROW_LABEL = "Grow the hole over moved points"  # the landmark panel's checkbox
 
 # the box grows by at least this share of the face's crop side: training's least growth
 # (edit_region's 4% of its aligned crops), where a share of a whole photo would be too much
