@@ -56,23 +56,33 @@ def test_read_scales_reads_the_ibug_manifest_of_its_split(landmarks_nme, tmp_pat
     assert landmarks_nme.read_scales(tmp_path / "missing" / "afw") == {}
 
 
-def test_real_photos_runs_end_to_end_and_reports_by_path(tmp_path, capsys):
-    """benchmarks/real_photos.py on two synthetic 'photos' with the shipped weights: both modes
-    run, every photo gets landmarks, and photo mode's NME is broken down by detection path."""
-    import json
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def _ibug_folder(folder: Path, count: int) -> None:
+    """``count`` synthetic 256-px 'photos' with canonical landmarks, as NAME.jpg + NAME.pts."""
     import cv2
 
     from conftest import face_like
     from lafin.landmarks import write_pts
 
-    spec = importlib.util.spec_from_file_location("real_photos", ROOT / "benchmarks" / "real_photos.py")
-    real_photos = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real_photos)
-    for i in range(2):
+    for i in range(count):
         photo = face_like(256, 256, seed=i)
-        cv2.imwrite(str(tmp_path / f"face{i}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-        write_pts(tmp_path / f"face{i}.pts", canonical_landmarks(128) + 64)
+        cv2.imwrite(str(folder / f"face{i}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        write_pts(folder / f"face{i}.pts", canonical_landmarks(128) + 64)
+
+
+def test_real_photos_runs_end_to_end_and_reports_by_path(tmp_path, capsys):
+    """benchmarks/real_photos.py on two synthetic 'photos' with the shipped weights: both modes
+    run, every photo gets landmarks, and photo mode's NME is broken down by detection path."""
+    import json
+
+    real_photos = _benchmark("real_photos")
+    _ibug_folder(tmp_path, 2)
     out = tmp_path / "out.json"
     assert real_photos.main(["--faces", str(tmp_path), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -104,21 +114,10 @@ def test_photo_holes_reports_fidelity_and_draws_from_the_names(tmp_path, tiny_we
     the fidelity judged by the first file's predictor (the same file twice: equal numbers)."""
     import json
 
-    import cv2
-
-    from conftest import face_like
-    from lafin.landmarks import write_pts
-
-    spec = importlib.util.spec_from_file_location("photo_holes", ROOT / "benchmarks" / "photo_holes.py")
-    photo_holes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(photo_holes)
-    for i in range(3):
-        photo = face_like(256, 256, seed=i)
-        cv2.imwrite(str(tmp_path / f"face{i}.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-        write_pts(tmp_path / f"face{i}.pts", canonical_landmarks(128) + 64)
-    (tmp_path / "names.txt").write_text("face0 face2.jpg")
-    out = tmp_path / "out.json"
-    names = tmp_path / "names.txt"
+    photo_holes = _benchmark("photo_holes")
+    _ibug_folder(tmp_path, 3)
+    names, out = tmp_path / "names.txt", tmp_path / "out.json"
+    names.write_text("face0 face2.jpg")
     argv = ["--afw", str(tmp_path), "--names", str(names), "--faces", "5", "--json", str(out)]
     assert photo_holes.main([*argv, "--weights", str(tiny_weights), str(tiny_weights)]) == 0
     report = json.loads(out.read_text())
