@@ -924,8 +924,9 @@ def _run(config: EvaluationConfig, started: float) -> tuple[dict[str, Any], list
         notes.append(
             f"Landmark fidelity: the landmark predictor of {ctx.judge.name!r} judges "
             "every method; LaFIn methods generate from the given (true or edited) "
-            "landmarks for it; methods without landmarks are scored on their own output "
-            "against the same landmarks: for an edit, what ignoring it scores."
+            "landmarks for it, an edit with the box over its moved points joined to the hole "
+            "(known pixels stay); methods without landmarks are scored on their own output "
+            "on the same holes against the same landmarks: for an edit, what ignoring it scores."
         )
 
     agg = aggregate(cases, ctx.bins, names, fid_values, kid_values)
