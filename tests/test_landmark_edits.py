@@ -148,3 +148,10 @@ def test_mask_with_edit_joins_the_edit_region_to_the_hole():
     assert ((joined > 0) == ((mask > 0) | edit_region(before, opened, (128, 128)))).all()
     with pytest.raises(ValueError, match="HxW"):
         mask_with_edit(np.zeros((128, 128, 3)), before, opened)
+
+
+def test_hole_over_edit_refuses_a_mask_that_is_not_hxw():
+    from lafin.edit_hole import hole_over_edit
+
+    with pytest.raises(ValueError, match="HxW"):
+        hole_over_edit(np.zeros((128, 128, 3)), face(), edit_expression(face(), "smile"))

@@ -34,7 +34,10 @@ def hole_over_edit(hole: np.ndarray, before: np.ndarray, after: np.ndarray) -> n
     ``before`` to ``after`` (more than 0.5 px), grown by a quarter of the box and at least
     :data:`FACE_MARGIN` of the face's crop side (``before``'s face). Returns HxW uint8, 1 = hole;
     the hole itself when nothing moved."""
+    hole = np.asarray(hole)
+    if hole.ndim != 2:
+        raise ValueError(f"expected an HxW hole mask, got shape {hole.shape}")
     side = face_side(before)
     least = None if side is None else FACE_MARGIN * side  # None: edit_region's share of the image
     region = edit_region(before, after, hole.shape, min_margin_px=least)
-    return (np.asarray(hole).astype(bool) | region).astype(np.uint8)
+    return (hole.astype(bool) | region).astype(np.uint8)
