@@ -300,6 +300,8 @@ def test_sample_grid_and_validation(face_cache, tmp_path):
     assert list((tmp_path / "samples").glob("*.png"))
     metrics = trainer.validate()
     assert 5 < metrics["val/psnr"] < 60
+    # the realism benchmarks' hole-detail ratio (median), beside PSNR
+    assert 0 < metrics["val/detail_ratio"] < 50
 
 
 def test_cosine_schedule_sets_every_optimizer(face_cache, tmp_path):

@@ -42,9 +42,12 @@ class Validator:
     @torch.no_grad()
     def validate(self, val: FaceCache) -> dict[str, float]:
         """Fixed faces and holes (seeded independently of training): PSNR of the composited EMA
-        output (and, with a landmark predictor, the NME of its points on the output against its
-        points on the true face: landmark fidelity), or landmark NME for the landmark stage."""
+        output, the hole-detail ratio (median, as the realism benchmarks give it: PSNR alone
+        rewards a blur) and, with a landmark predictor, the NME of its points on the output
+        against its points on the true face (landmark fidelity); or landmark NME for the
+        landmark stage."""
         from lafin.evaluation.metrics import psnr_of_batch
+        from lafin.evaluation.realism import hole_detail_ratio_batch, median_ratio
         from lafin.landmarks import nme
 
         rng = np.random.default_rng(12345)
@@ -69,13 +72,19 @@ class Validator:
             results.setdefault("val/l1_hole", []).append(
                 losses.masked_l1(comp, batch.images, batch.masks).item()
             )
+            ratios = hole_detail_ratio_batch(
+                comp.float().cpu(), batch.images.float().cpu(), batch.masks.cpu()
+            )
+            results.setdefault("val/detail_ratio", []).extend(ratios.tolist())
             if "landmarks" in self.networks.nets and self.config.stage != "refine":
                 # landmark fidelity: the frozen predictor's points on the output against those it
                 # finds on the true face (the benchmarks' definition, free of label noise)
                 found = self.networks.predict_points(comp, self.size).cpu().numpy()
                 truth = self.networks.predict_points(batch.images, self.size).cpu().numpy()
                 results.setdefault("val/landmark_fidelity", []).extend(nme(found, truth).tolist())
-        return {k: float(np.mean(v)) for k, v in results.items()}
+        return {
+            k: median_ratio(v) if k == "val/detail_ratio" else float(np.mean(v)) for k, v in results.items()
+        }
 
     def composite(self, batch: Batch) -> torch.Tensor:
         """The EMA network's composited output for a validation or sample batch."""
