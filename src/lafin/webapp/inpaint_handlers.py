@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from lafin.edit_hole import hole_over_edit
 from lafin.errors import OptionError
 from lafin.io import InputError
 from lafin.results import STAGE_LABELS
-from lafin.edit_hole import hole_over_edit
 from lafin.webapp.errors import DemoError, page_error
 from lafin.webapp.pages import Page, PageRenderer
 from lafin.webapp.painter import hole_from_painting
