@@ -155,3 +155,22 @@ def test_hole_over_edit_refuses_a_mask_that_is_not_hxw():
 
     with pytest.raises(ValueError, match="HxW"):
         hole_over_edit(np.zeros((128, 128, 3)), face(), edit_expression(face(), "smile"))
+
+
+def test_the_grown_hole_stays_in_the_face_crop():
+    """A face exactly in the canonical frame of an 80-px square at (10, 20) of a 120x150 image:
+    its footprint is that square, and an open mouth's box (which reaches below the chin) is cut
+    at its edge."""
+    from lafin.edit_hole import face_footprint, hole_over_edit
+    from lafin.landmarks import edit_region
+
+    points = face(80.0) + (10.0, 20.0)
+    footprint = face_footprint(points, (150, 120))
+    square = np.zeros((150, 120), bool)
+    square[20:100, 10:90] = True
+    assert (footprint != square).sum() <= 2 * 80  # up to one row or column of rounding
+    opened = edit_expression(points, "open mouth", 1.5)
+    box = edit_region(points, opened, (150, 120), min_margin_px=0.04 * 80)
+    assert box[101:].any()  # the box alone reaches below the crop
+    grown = hole_over_edit(np.zeros((150, 120), np.uint8), points, opened) > 0
+    assert grown.any() and (grown <= (box & footprint)).all() and not grown[101:].any()

@@ -651,7 +651,7 @@ def eyes_painted(handlers, face, tmp_path):
 
 
 def test_open_mouth_outside_the_hole_grows_it_on_regenerate(handlers, face, eyes_painted):
-    from lafin.edit_hole import hole_over_edit
+    from lafin.edit_hole import face_footprint, hole_over_edit
 
     image, _ = face
     session, hole = eyes_painted
@@ -662,8 +662,11 @@ def test_open_mouth_outside_the_hole_grows_it_on_regenerate(handlers, face, eyes
     opened_lm = table_to_landmarks(table)
     out = handlers.inpainting.regenerate(table, "crop", session)  # the checkbox is on by default
     session = out[-1]
+    # the box, within the face's aligned crop (beyond it a photo's hole gets only OpenCV's fill)
     region = edit_region(points, opened_lm, hole.shape, min_margin_px=0.04 * 80)
-    assert region[80:90, 30:50].all() and not (region & (hole > 0)).any()
+    region &= face_footprint(points, hole.shape)
+    assert region[80:88, 30:50].all() and not (region & (hole > 0)).any()
+    assert not region[88:].any()  # below the face's 80-px crop (rows 8-87)
     # the result's hole is the painted one joined with the box over the moved points
     assert np.array_equal(session.mask, hole_over_edit(hole, points, opened_lm))
     assert np.array_equal(session.mask > 0, (hole > 0) | region)

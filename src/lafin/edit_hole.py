@@ -1,11 +1,14 @@
 """The hole a landmark edit needs on a photo: the user's hole joined with a box over the points
 the edit moved (:func:`lafin.landmarks.edit_region`, the hole training's edited faces get), its
-margin sized by the face rather than the image, so that "open mouth" opens a mouth the user did
-not paint over. Known pixels always stay the user's: without the box such an edit could not
-show. Used by ``lafin inpaint --expression`` and the web demo's Regenerate."""
+margin sized by the face rather than the image and kept within the face's aligned crop (what
+the generator paints; beyond it a photo's hole gets only OpenCV's smooth fill), so that "open
+mouth" opens a mouth the user did not paint over. Known pixels always stay the user's: without
+the box such an edit could not show. Used by ``lafin inpaint --expression`` and the web demo's
+Regenerate."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from lafin.crop_frame import face_scale
@@ -29,15 +32,32 @@ def face_side(points: np.ndarray) -> float | None:
     return size / scale if np.isfinite(scale) and scale > 0 else None
 
 
+def face_footprint(points: np.ndarray, shape: tuple[int, int], size: int = 256) -> np.ndarray:
+    """HxW bool: the pixels of an image of ``shape`` inside the aligned crop of the face of these
+    (68, 2) landmarks, framed on all of them as given landmarks are framed for the generator
+    (:func:`lafin.photo.robust_alignment`)."""
+    from lafin.photo import robust_alignment
+
+    points = np.asarray(points, np.float64)
+    matrix = robust_alignment(points, np.ones(len(points), bool), size)  # image -> crop
+    height, width = (int(v) for v in shape)
+    square = np.ones((size, size), np.uint8)
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(square, matrix, (width, height), flags=flags, borderValue=0).astype(bool)
+
+
 def hole_over_edit(hole: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """``hole`` (HxW, nonzero = hole) joined with the box over every point that moved from
     ``before`` to ``after`` (more than 0.5 px), grown by a quarter of the box and at least
-    :data:`FACE_MARGIN` of the face's crop side (``before``'s face). Returns HxW uint8, 1 = hole;
-    the hole itself when nothing moved."""
+    :data:`FACE_MARGIN` of the face's crop side (``before``'s face), the box kept within that
+    face's aligned crop (:func:`face_footprint`). Returns HxW uint8, 1 = hole; the hole itself
+    when nothing moved."""
     hole = np.asarray(hole)
     if hole.ndim != 2:
         raise ValueError(f"expected an HxW hole mask, got shape {hole.shape}")
     side = face_side(before)
     least = None if side is None else FACE_MARGIN * side  # None: edit_region's share of the image
     region = edit_region(before, after, hole.shape, min_margin_px=least)
+    if side is not None and region.any():
+        region &= face_footprint(before, hole.shape)
     return (hole.astype(bool) | region).astype(np.uint8)
