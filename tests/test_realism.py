@@ -268,11 +268,9 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
         "fid_from_features",
         lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
     )
-    from lafin.evaluation import runner
-
     joined = []  # every edited guide's hole goes through mask_with_edit
-    mask_with_edit = runner.mask_with_edit
-    monkeypatch.setattr(runner, "mask_with_edit", lambda *a: joined.append(mask_with_edit(*a)) or joined[-1])
+    mask_with_edit = R.mask_with_edit
+    monkeypatch.setattr(R, "mask_with_edit", lambda *a: joined.append(mask_with_edit(*a)) or joined[-1])
     out = tmp_path / "report"
     assert (
         evaluate_main(

@@ -39,7 +39,7 @@ def face_footprint(points: np.ndarray, shape: tuple[int, int], size: int = 256) 
     from lafin.photo import robust_alignment
 
     points = np.asarray(points, np.float64)
-    matrix = robust_alignment(points, np.ones(len(points), bool), size)  # image -> crop
+    matrix = robust_alignment(points, None, size)  # image -> crop
     height, width = (int(v) for v in shape)
     square = np.ones((size, size), np.uint8)
     flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP

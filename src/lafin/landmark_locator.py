@@ -372,7 +372,7 @@ class LandmarkLocator:
             if f.path != "hole-surroundings":
                 # all 68 points (lafin's own, made for hidden ones), outliers down-weighted
                 found = transform_points(points, invert_affine(f.matrix)).astype(np.float64)
-                matrix = robust_alignment(found, np.ones(len(found), bool), s)
+                matrix = robust_alignment(found, None, s)
                 change = matrix[:, :2] @ np.linalg.inv(f.matrix[:, :2])  # old crop -> new crop
                 scale = float(np.sqrt(abs(np.linalg.det(change))))
                 angle = float(np.degrees(np.arctan2(change[1, 0], change[0, 0])))

@@ -246,12 +246,14 @@ def _touches(box, hole: np.ndarray, margin: float = 0.2) -> bool:
 
 
 def robust_alignment(
-    landmarks: np.ndarray, visible: np.ndarray, size: int, iterations: int = 3
+    landmarks: np.ndarray, visible: np.ndarray | None, size: int, iterations: int = 3
 ) -> np.ndarray:
-    """Photo -> crop similarity from the visible landmarks, down-weighting outliers (Huber-like
-    reweighting on the residuals in crop pixels). Falls back to all points if < 8 are visible."""
+    """Photo -> crop similarity from the visible landmarks (None: all of them, as for given
+    landmarks or lafin's own, made for hidden points; a detector's count only where visible),
+    down-weighting outliers (Huber-like reweighting on the residuals in crop pixels). Falls
+    back to all points if < 8 are visible."""
     target = canonical_landmarks(size)
-    weights = visible.astype(np.float64)
+    weights = np.ones(len(landmarks)) if visible is None else np.asarray(visible, np.float64)
     if weights.sum() < 8:
         weights = np.ones(len(landmarks))
     matrix = similarity_transform(landmarks, target, weights)

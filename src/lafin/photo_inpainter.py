@@ -102,7 +102,7 @@ class PhotoInpainter:
             lo, hi = lm.min(axis=0), lm.max(axis=0)
             frames = [
                 FaceFrame(
-                    robust_alignment(lm, np.ones(len(lm), bool), s),
+                    robust_alignment(lm, None, s),
                     s,
                     "given-landmarks",
                     (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),

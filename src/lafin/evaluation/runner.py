@@ -49,7 +49,6 @@ from lafin.evaluation.report import (  # noqa: F401 (the unused ones: re-exporte
 )
 from lafin.io import InputError
 from lafin.landmarks import EXPRESSION_NAMES, edit_expression
-from lafin.evaluation.realism import mask_with_edit
 
 log = logging.getLogger(__name__)
 
@@ -681,7 +680,7 @@ def _evaluate_image(ctx: _Context, index: int, path: Path) -> _ImageResult:
             }
             for item, guide in guides.items():
                 # an edit can only show inside the hole (known pixels stay): its points join it
-                edit_mask = mask if item is None else mask_with_edit(mask, true_lm, guide)
+                edit_mask = mask if item is None else R.mask_with_edit(mask, true_lm, guide)
                 if method.guided is not None:
                     guided = method.guided(truth, edit_mask, guide)
                 elif item is None:
