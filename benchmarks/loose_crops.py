@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from lafin import LaFInModel
 from lafin.alignment import align_face, warp_to_crop
-from lafin.crop_frame import CropFrame, face_scale
+from lafin.crop_frame import CropFrame, face_side
 from lafin.evaluation import realism as R
 from lafin.io import load_image
 from lafin.landmarks import nme, read_pts
@@ -83,9 +83,12 @@ def face_files(folder: Path, count: int, seed: int, names: Path | None = None) -
     return [files[i] for i in sorted(rng.choice(len(files), min(count, len(files)), replace=False))]
 
 
-def native_side(landmarks: np.ndarray, reference: int = 256) -> int:
+def native_side(landmarks: np.ndarray) -> int:
     """The side of the aligned crop in which the face keeps its size in pixels (warp scale 1)."""
-    return int(round(reference / face_scale(landmarks, reference)))
+    side = face_side(landmarks)
+    if side is None:
+        raise ValueError("these landmarks make no face")
+    return int(round(side))
 
 
 def measure(

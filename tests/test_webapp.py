@@ -704,7 +704,8 @@ def test_unticked_regenerate_keeps_every_pixel_outside_the_painted_hole(handlers
 def test_the_grown_hole_around_a_small_face_in_a_large_photo_is_face_sized():
     """The least growth is 4% of the face's crop side (here 60 px: 2.4 px), not 4% of the
     photo (64 px across a 1600-px photo)."""
-    from lafin.edit_hole import face_side, hole_over_edit
+    from lafin.crop_frame import face_side
+    from lafin.edit_hole import hole_over_edit
 
     points = CANONICAL_LANDMARKS.astype(np.float64) * 60 + (900, 500)
     assert face_side(points) == pytest.approx(60, rel=1e-4)

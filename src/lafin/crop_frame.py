@@ -98,6 +98,18 @@ def face_scale(points: np.ndarray, size: int) -> float:
     return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
+def face_side(points: np.ndarray) -> float | None:
+    """The side in pixels of the square crop in which the face of these (68, 2) landmarks sits
+    as the model's aligned faces do (the face keeps its size); None for points that make no
+    face (all in one place, or not finite)."""
+    points = np.asarray(points, np.float64)
+    if not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1e-6:
+        return None
+    size = 256  # any side: the face's own size comes out
+    scale = face_scale(points, size)
+    return size / scale if np.isfinite(scale) and scale > 0 else None
+
+
 def is_small_face(points: np.ndarray, size: int) -> bool:
     """Is the face of these landmarks smaller in the crop than :data:`ALIGNED_SCALES` allow?"""
     return face_scale(points, size) > ALIGNED_SCALES[1]

@@ -11,25 +11,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lafin.crop_frame import face_scale
+from lafin.crop_frame import face_side
 from lafin.landmarks import edit_region
 
 # the box grows by at least this share of the face's crop side: training's least growth
 # (edit_region's 4% of its aligned crops), where a share of a whole photo would be too much
 # around a small face and too little around a close-up
 FACE_MARGIN = 0.04
-
-
-def face_side(points: np.ndarray) -> float | None:
-    """The side in pixels of the square crop in which the face of these (68, 2) landmarks would
-    sit as the model's aligned faces do (:func:`lafin.crop_frame.face_scale`); None for points
-    that make no face (all in one place)."""
-    points = np.asarray(points, np.float64)
-    if not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1e-6:
-        return None
-    size = 256  # any side: the face's own size comes out
-    scale = face_scale(points, size)
-    return size / scale if np.isfinite(scale) and scale > 0 else None
 
 
 def face_footprint(points: np.ndarray, shape: tuple[int, int], size: int = 256) -> np.ndarray:
