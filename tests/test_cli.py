@@ -116,6 +116,47 @@ def test_expression_edits_the_landmarks_and_grows_the_hole_over_them(tiny_weight
     assert "--expression works with one image" in capsys.readouterr().err
 
 
+def test_expression_without_landmarks_generates_once_in_crop_mode(tiny_weights, tmp_path, monkeypatch):
+    """--expression without --landmarks on a face crop: the points edited are crop mode's own
+    (predict_landmarks: what its generation uses) and the face is generated once, from them."""
+    from lafin.landmarks import edit_expression
+    from lafin.pipeline import LaFInModel
+
+    image = face_like(128, 128, seed=3)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[80:110, 40:90] = 1
+    Image.fromarray(image).save(tmp_path / "face.png")
+    Image.fromarray(mask * 255).save(tmp_path / "hole.png")
+    calls = []
+    original = LaFInModel.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("mode"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LaFInModel, "__call__", counted)
+    argv = ["inpaint", str(tmp_path / "face.png"), str(tmp_path / "hole.png"), "-q"]
+    argv += ["--weights", str(tiny_weights), "--expression", "smile"]
+    argv += ["--landmarks-out", str(tmp_path / "lm.npy")]
+    assert main([*argv, "-o", str(tmp_path / "r.png")]) == 0
+    assert calls == ["auto"]
+    expected = edit_expression(LaFInModel(tiny_weights).predict_landmarks(image, mask), "smile")
+    np.testing.assert_allclose(np.load(tmp_path / "lm.npy"), expected, atol=1e-3)
+
+
+def test_resolved_mode(tiny_weights):
+    from lafin.errors import OptionError
+    from lafin.pipeline import LaFInModel
+
+    model = LaFInModel(tiny_weights)
+    side = 2 * model.image_size
+    assert model.resolved_mode((side, side)) == "crop"
+    assert model.resolved_mode((side, side + 1, 3)) == "photo"
+    assert model.resolved_mode((side + 1, side), "crop") == "crop"
+    with pytest.raises(OptionError, match="mode must be"):
+        model.resolved_mode((10, 10), "face")
+
+
 @pytest.mark.parametrize(
     "problem,expected",
     [

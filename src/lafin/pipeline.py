@@ -292,6 +292,15 @@ class LaFInModel:
         hole = np.zeros(img.shape[:2], np.uint8) if mask is None else load_mask(mask, shape=img.shape[:2])
         return self.locator.locate_in_input(img, hole)
 
+    def resolved_mode(self, shape: tuple[int, ...], mode: str = "auto") -> str:
+        """``crop`` or ``photo``: what ``mode`` means for an image of ``shape`` (H, W): ``auto``
+        is crop mode for images up to twice the model's size, else photo mode."""
+        if mode not in MODES:
+            raise OptionError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
+        if mode != "auto":
+            return mode
+        return "crop" if max(shape[:2]) <= 2 * self.image_size else "photo"
+
     @cpu_call
     def __call__(
         self,
@@ -311,11 +320,8 @@ class LaFInModel:
             progress: called with a stage name (keys of ``STAGE_LABELS``) as each stage starts.
         """
         # 1. the inputs checked, the mode chosen
-        if mode not in MODES:
-            raise OptionError(f"mode must be 'auto', 'crop' or 'photo', not {mode!r}")
         img, hole, landmarks = self.checked_inputs(image, mask, landmarks)
-        if mode == "auto":
-            mode = "crop" if max(img.shape[:2]) <= 2 * self.image_size else "photo"
+        mode = self.resolved_mode(img.shape[:2], mode)
         given = landmarks is not None
         if not hole.any():
             log.warning("the mask is empty (no hole): the image is returned unchanged")
