@@ -138,6 +138,23 @@ def test_refine_stage_trains_with_a_two_scale_discriminator(refine_data, tmp_pat
     assert load_weights(tmp_path / "weights.safetensors").config.discriminator.scales == 2
 
 
+def test_refine_stage_with_feature_matching_on_a_two_scale_discriminator(refine_data, tmp_path):
+    """``loss.patch_feature_matching`` in the refine stage: logged, finite, and the refiner learns."""
+    model = {
+        **get_preset("tiny").to_dict(),
+        "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+    }
+    model["discriminator"] = {**model["discriminator"], "scales": 2}
+    loss = {"adversarial": 0.5, "structure_l1": 10.0, "patch_feature_matching": 1.0}
+    trainer = Trainer(
+        _refine_config(refine_data, model=model, loss=loss, warmup_adversarial_steps=0), tmp_path
+    )
+    before = {k: v.clone() for k, v in trainer.nets["refiner"].state_dict().items()}
+    logs = trainer.stage.train_step(trainer.next_batch(), 0)
+    assert logs["loss/feature_matching"] > 0 and np.isfinite(logs["loss/refiner"])
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.nets["refiner"].state_dict().items())
+
+
 # ----------------------------------------------------------------------------- losses
 
 

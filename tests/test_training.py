@@ -803,3 +803,46 @@ def test_training_modules_state_their_job_and_keep_classes_small():
             if isinstance(node, ast.ClassDef):
                 lines = node.end_lineno - node.lineno + 1
                 assert lines <= 300, f"{path.name}: class {node.name} has {lines} lines"
+
+
+def test_patch_feature_matching_compares_each_face_with_its_truth(face_cache, tmp_path):
+    """LaMa's feature matching on the patch discriminator: 0 for composites equal to their
+    truths, otherwise the weighted mean over layers of the L1 distance of D's features; faces
+    without a truth (edited expressions) are left out; logged by the generator stage."""
+    from lafin.networks.refiner import landmark_heatmap
+
+    loss = {"discriminator": "patch", "adversarial": 0.5, "patch_feature_matching": 2.0}
+    trainer = Trainer(_config(face_cache, "inpaint", loss=loss), tmp_path / "fm")
+    adversary, disc = trainer.stage.adversary, trainer.nets["discriminator"]
+    disc.eval()  # no power-iteration step of the spectral norms between the passes below
+    batch = trainer.next_batch()
+    images, masks = batch.images, batch.masks
+    heat = landmark_heatmap(batch.landmarks, trainer.size)
+    same = adversary.patch_generator_terms(images, heat, masks, images, heat)
+    assert same["feature_matching"].item() == 0
+    shifted = (images + 0.2 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))).clamp(
+        0, 1
+    )
+    with torch.no_grad():
+        _, fake_feats = disc(shifted, masks, heat)
+        _, real_feats = disc(images, masks, heat)
+
+    def expected(rows):
+        return 2.0 * np.mean(
+            [(f[rows] - r[rows]).abs().mean().item() for f, r in zip(fake_feats, real_feats)]
+        )
+
+    terms = adversary.patch_generator_terms(shifted, heat, masks, images, heat)
+    assert terms["feature_matching"].item() == pytest.approx(expected(slice(None)), rel=1e-4)
+    assert terms["feature_matching"].item() > 0
+    first = torch.tensor([0])
+    one = adversary.patch_generator_terms(shifted, heat, masks, images, heat, first)
+    assert one["feature_matching"].item() == pytest.approx(expected(slice(0, 1)), rel=1e-4)
+    assert torch.equal(one["adversarial"], terms["adversarial"])  # the same fake logits
+    nobody = adversary.patch_generator_terms(
+        shifted, heat, masks, images, heat, torch.tensor([], dtype=torch.long)
+    )
+    assert "feature_matching" not in nobody
+    disc.train()
+    logs = trainer.inpaint_step(batch)
+    assert logs["loss/feature_matching"] > 0 and np.isfinite(logs["loss/generator"])

@@ -116,20 +116,47 @@ class Adversary:
         logs["loss/discriminator"] = d_loss.item()
         return logs
 
-    def patch_generator_term(
-        self, fake: torch.Tensor, heat: torch.Tensor, masks: torch.Tensor
-    ) -> torch.Tensor:
+    def patch_generator_terms(
+        self,
+        fake: torch.Tensor,
+        heat: torch.Tensor,
+        masks: torch.Tensor,
+        real: torch.Tensor | None = None,
+        real_heat: torch.Tensor | None = None,
+        with_truth: slice | torch.Tensor = slice(None),
+    ) -> dict[str, torch.Tensor]:
         """The weighted non-saturating loss of the generated patches (D's weights get no
-        gradient), summed over a multi-scale discriminator's scales."""
+        gradient), summed over a multi-scale discriminator's scales; with
+        ``loss.patch_feature_matching`` and the ``real`` faces (their heat maps ``real_heat``),
+        also the L1 distance of D's features on the ``with_truth`` faces' composites and on
+        their truths (LaMa's feature matching)."""
+        cfg = self.config.loss
+        matching = cfg.patch_feature_matching > 0 and real is not None
+        if matching and real_heat is None:
+            raise ValueError("feature matching needs the real faces' heat maps")
+        n = fake.shape[0]
+        images, holes, heats = fake, masks, heat
+        if matching:  # one pass, so that D (its spectral norms too) is the same for both
+            images = torch.cat([fake, real[with_truth]])
+            holes = torch.cat([masks, masks[with_truth]])
+            heats = torch.cat([heat, real_heat[with_truth]])
         plain_disc = unwrap(self.discriminator)
         plain_disc.requires_grad_(False)
-        logits, _ = plain_disc(fake, masks, heat)
+        logits, feats = plain_disc(images, holes, heats)
         plain_disc.requires_grad_(True)
         loss = fake.new_zeros(())
         for fake_logits in _per_scale(logits):
+            fake_logits = fake_logits[:n]
             hole_patches = nn.functional.adaptive_max_pool2d(masks, fake_logits.shape[-2:])
             loss = loss + losses.nonsaturating_generator_loss(fake_logits, hole_patches)
-        return self.config.loss.adversarial * loss
+        terms = {"adversarial": cfg.adversarial * loss}
+        if matching and images.shape[0] > n:
+            fake_feats = [f[:n][with_truth] for f in feats]
+            real_feats = [f[n:].detach() for f in feats]
+            terms["feature_matching"] = cfg.patch_feature_matching * losses.feature_matching_loss(
+                fake_feats, real_feats
+            )
+        return terms
 
 
 def _per_scale(logits: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:

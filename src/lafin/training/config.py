@@ -80,7 +80,13 @@ class LossConfig:
     landmarks it was drawn for; ``landmark_consistency`` weighs the error (``landmark_norm``)
     between the points the frozen landmark predictor (from ``init_from``) finds on the composite
     and those it finds on the true face, moved by any edit of the landmarks (joint stage: the
-    landmarks the generator was given): the face must follow its landmarks."""
+    landmarks the generator was given): the face must follow its landmarks.
+
+    ``patch_feature_matching`` (generator and refine stages, ``discriminator: patch``) weighs
+    LaMa's discriminator feature matching: the L1 distance of the patch discriminator's hidden
+    features on the composite and on the true face (faces drawn with an edited expression,
+    which have no true image, are left out). Unlike the adversarial term it compares each face
+    with its own truth, in features the discriminator learnt for telling real from generated."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -90,6 +96,7 @@ class LossConfig:
     perceptual: float = 0.1
     style: float = 250.0
     feature_matching: float = 1.0
+    patch_feature_matching: float = 0.0
     tv: float = 0.1
     vgg_weights: str | None = None
     landmark_norm: Literal["side", "eyes"] = "side"

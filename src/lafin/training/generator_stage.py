@@ -70,7 +70,11 @@ class GeneratorStage:
 
         terms = self.losses.pixel_terms(output, composite, batch)
         if use_adv and patch:
-            terms["adversarial"] = self.adversary.patch_generator_term(composite, heat_fake, batch.masks)
+            terms.update(
+                self.adversary.patch_generator_terms(
+                    composite, heat_fake, batch.masks, batch.images, heat_real, self.losses.with_truth(batch)
+                )
+            )
         elif use_adv:
             terms.update(self.adversary.lafin_generator_terms(composite, lmap, real_feats, feature_matching))
         terms.update(self.losses.vgg_terms(composite, batch))

@@ -80,7 +80,9 @@ class RefineStage:
         if self.losses.inception is not None:
             terms.update(self.losses.inception_terms(composite, batch.images))
         if use_adv:
-            terms["adversarial"] = self.adversary.patch_generator_term(composite, heatmap, batch.masks)
+            terms.update(
+                self.adversary.patch_generator_terms(composite, heatmap, batch.masks, batch.images, heatmap)
+            )
         loss = sum(terms.values())
         optim = self.networks.optims["refiner"]
         optim.zero_grad(set_to_none=True)
