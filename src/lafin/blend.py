@@ -205,11 +205,28 @@ def photo_tone(image: np.ndarray, known: np.ndarray | None = None) -> tuple[str,
     return "colour", None
 
 
+def tone_context(hole: np.ndarray, min_known: int = 4096) -> np.ndarray:
+    """HxW bool: the known pixels a fill's tone is judged on: those in the hole's bounding box
+    grown by its larger side on every side (what surrounds the fill, not a neutral wall, a
+    print's white border or a scan's page far from it); all known pixels when that leaves
+    fewer than ``min_known``."""
+    sel = np.asarray(hole) > 0
+    known = ~sel
+    rows, cols = np.nonzero(sel.any(axis=1))[0], np.nonzero(sel.any(axis=0))[0]
+    if not len(rows):
+        return known
+    grow = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    near = np.zeros_like(sel)
+    near[max(0, rows[0] - grow) : rows[-1] + 1 + grow, max(0, cols[0] - grow) : cols[-1] + 1 + grow] = True
+    context = known & near
+    return context if context.sum() >= min_known else known
+
+
 def keep_tone(original: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, str]:
-    """Make the filled hole of ``filled`` grey or tinted like ``original``'s known pixels;
-    pixels outside ``hole`` are returned unchanged."""
+    """Make the filled hole of ``filled`` grey or tinted like ``original``'s known pixels
+    around it (:func:`tone_context`); pixels outside ``hole`` are returned unchanged."""
     sel = hole > 0
-    tone, tint = photo_tone(original, ~sel)
+    tone, tint = photo_tone(original, tone_context(sel))
     if tone == "colour" or not sel.any():
         return filled, tone
     lum = filled[sel].astype(np.float32) @ _LUMA
