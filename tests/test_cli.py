@@ -144,6 +144,38 @@ def test_expression_without_landmarks_generates_once_in_crop_mode(tiny_weights, 
     np.testing.assert_allclose(np.load(tmp_path / "lm.npy"), expected, atol=1e-3)
 
 
+def test_expression_on_a_photo_without_a_hole_edits_its_face(tiny_weights, tmp_path, monkeypatch):
+    """--expression with an empty mask on a photo: the face found in it (not the whole photo
+    read as one face crop) is edited, generated once, and only the box over the moved points
+    changes."""
+    from skimage import data
+
+    from lafin.edit_hole import hole_over_edit
+    from lafin.landmarks import edit_expression
+    from lafin.pipeline import LaFInModel
+
+    photo = np.full((600, 900, 3), 120, np.uint8)
+    photo[40:552, 20:532] = data.astronaut()
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(np.zeros((600, 900), np.uint8)).save(tmp_path / "empty.png")
+    calls = []
+    original = LaFInModel.__call__
+    monkeypatch.setattr(
+        LaFInModel, "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    argv = ["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "empty.png"), "-q", "--weights"]
+    argv += [str(tiny_weights), "--expression", "open-mouth", "--landmarks-out", str(tmp_path / "lm.npy")]
+    assert main([*argv, "-o", str(tmp_path / "r.png")]) == 0
+    assert calls == [1]
+    before = LaFInModel(tiny_weights).predict_landmarks(photo, mode="photo")
+    after = edit_expression(before, "open mouth")
+    np.testing.assert_allclose(np.load(tmp_path / "lm.npy"), after, atol=1e-3)
+    box = hole_over_edit(np.zeros((600, 900), np.uint8), before, after) > 0
+    assert 0 < box.sum() < 0.05 * box.size
+    changed = np.abs(np.asarray(Image.open(tmp_path / "r.png")).astype(int) - photo).max(axis=-1) > 0
+    assert changed.any() and not changed[~box].any()
+
+
 def test_resolved_mode(tiny_weights):
     from lafin.errors import OptionError
     from lafin.pipeline import LaFInModel

@@ -382,3 +382,58 @@ def test_photo_refine_frames_the_face_on_its_points_with_outliers_down_weighted(
         return float(np.abs(transform_points(photo_points, matrix)[good] - canonical[good]).max())
 
     assert frames[0] is not frame and error(frames[0].matrix) < 0.5 * error(plain)
+
+
+def test_predict_landmarks_in_photo_mode_are_those_photo_mode_generates_from(tiny_model, astronaut):
+    """predict_landmarks(mode="photo"): the largest face the hole touches, the very points photo
+    mode generates it from; with no hole, the largest face in the photo (the two faces of a
+    doubled photo differ in size); no face: one NoFaceError."""
+    from lafin.errors import NoFaceError
+
+    hole = _hole(astronaut.shape, MOUTH)
+    generated = tiny_model(astronaut, hole, mode="photo").landmarks
+    np.testing.assert_array_equal(tiny_model.predict_landmarks(astronaut, hole, mode="photo"), generated)
+    np.testing.assert_array_equal(tiny_model.predict_landmarks(astronaut, hole, mode="auto"), generated)
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    photo = np.full((600, 900, 3), 120, np.uint8)
+    photo[40:552, 20:532] = astronaut
+    photo[300:556, 600:856] = small
+    points = tiny_model.predict_landmarks(photo, mode="photo")
+    assert points.shape == (68, 2) and points.dtype == np.float32
+    centre = points.mean(axis=0)
+    assert 20 + 150 < centre[0] < 20 + 300 and 40 + 40 < centre[1] < 40 + 200  # the big face's
+    with pytest.raises(NoFaceError, match="no face found in the photo"):
+        tiny_model.predict_landmarks(np.full((600, 900, 3), 120, np.uint8), mode="photo")
+
+
+def test_tone_is_judged_around_the_hole():
+    """A colour face on a wide neutral canvas keeps a colour fill (the canvas made the whole
+    photo's channels agree on average); a sepia print inside a wide white border is tinted."""
+    from lafin.blend import keep_tone, tone_context
+
+    canvas = np.full((600, 900, 3), 128, np.uint8)
+    face = face_like(128, 128, seed=1)
+    canvas[200:328, 300:428] = face
+    hole = np.zeros(canvas.shape[:2], np.uint8)
+    hole[250:290, 330:400] = 1
+    filled = canvas.copy()
+    filled[hole > 0] = [200, 120, 100]
+    out, tone = keep_tone(canvas, filled, hole)
+    assert tone == "colour" and np.array_equal(out, filled)
+    context = tone_context(hole)
+    assert context[250 - 70, 330 - 70] and not context[250 - 71, 330] and not context[hole > 0].any()
+
+    lum = face_like(256, 256, seed=1).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    sepia = (
+        np.clip(lum[..., None] * np.array([1.0, 0.85, 0.62]) + [10, 5, 0], 0, 255).round().astype(np.uint8)
+    )
+    print_ = np.full((600, 600, 3), 255, np.uint8)
+    print_[172:428, 172:428] = sepia
+    hole = np.zeros(print_.shape[:2], np.uint8)
+    hole[280:300, 270:330] = 1
+    filled = print_.copy()
+    filled[hole > 0] = [90, 140, 200]  # a bluish fill
+    out, tone = keep_tone(print_, filled, hole)
+    assert tone == "tinted"
+    fill = out[hole > 0].astype(int)
+    assert (fill[:, 0] >= fill[:, 2]).all()  # sepia's red above its blue, not the fill's blue

@@ -205,13 +205,9 @@ def _with_expression(args: argparse.Namespace, model, img, hole, given, say):
     from lafin.landmarks import edit_expression
 
     name = args.expression.replace("-", " ")
-    if given is None:
+    if given is None:  # the points the mode would generate from, without generating
         with _Stage(args.quiet)("Finding the face's landmarks"):
-            # crop mode generates from exactly predict_landmarks' points; photo mode's come from
-            # its face search and second pass, which only a whole first run gives
-            photo = hole.any() and model.resolved_mode(img.shape, args.mode) == "photo"
-            first = model(img, hole, mode="photo").landmarks if photo else None
-            given = first if first is not None else model.predict_landmarks(img, hole)
+            given = model.predict_landmarks(img, hole, mode=args.mode)
     try:
         edited = edit_expression(given, name, args.expression_strength)
     except ValueError as exc:

@@ -32,6 +32,10 @@ class LandmarksError(InputError):
     """A landmarks file or array that is malformed or out of range."""
 
 
+class NoFaceError(InputError):
+    """An image in which lafin finds no face where it needs one (a photo's landmarks)."""
+
+
 class OutputPathError(InputError):
     """An output path that would overwrite an input, cannot be written, or has a bad extension."""
 

@@ -298,8 +298,6 @@ def find_faces(
         size: the model's crop side.
         filled: the photo with the hole already filled by :func:`fill_regions`, if at hand.
     """
-    from lafin.face import FaceBox, annotate
-
     h, w = hole.shape
     if filled is None:
         filled = fill_regions(image, hole)
@@ -343,24 +341,7 @@ def find_faces(
                 if all(_overlap(b, other) < 0.3 for other, _ in boxes):
                     boxes.append((b, p))
         rest = _unheld(hole, boxes)
-    frames: list[FaceFrame] = []
-    for (l, t, r, b, score), path in boxes:
-        landmarks = annotate(filled, FaceBox(l, t, r, b, score))
-        xy = np.round(landmarks).astype(int)
-        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-        visible = inside.copy()
-        visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
-        matrix = robust_alignment(landmarks, visible, size)
-        frames.append(
-            FaceFrame(
-                matrix,
-                size,
-                path,
-                (float(l), float(t), float(r), float(b)),
-                landmarks,
-                [f"{int(visible.sum())} of 68 points visible"],
-            )
-        )
+    frames = [detected_frame(filled, hole, box, path, size) for box, path in boxes]
     if rest.any():
         if not boxes and not seen:
             # No face anywhere: the hole probably hides the face, so its surroundings are the crop.
@@ -374,6 +355,46 @@ def find_faces(
             frames += _hidden_in_group(_without_remnants(rest, boxes), faces, size, (hole > 0) & (rest == 0))
     log.info("faces for inpainting: %s", [f.path for f in frames])
     return frames
+
+
+def detected_frame(
+    filled: np.ndarray, hole: np.ndarray, box: tuple[float, float, float, float, float], path: str, size: int
+) -> FaceFrame:
+    """The frame of a detector's face ``box`` (left, top, right, bottom, score): dlib's 68
+    points on ``filled`` (the photo, its hole pre-filled), aligned on those outside the hole."""
+    from lafin.face import FaceBox, annotate
+
+    h, w = hole.shape
+    left, top, right, bottom, score = box
+    landmarks = annotate(filled, FaceBox(left, top, right, bottom, score))
+    xy = np.round(landmarks).astype(int)
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+    visible = inside.copy()
+    visible[inside] = hole[xy[inside, 1], xy[inside, 0]] == 0
+    return FaceFrame(
+        robust_alignment(landmarks, visible, size),
+        size,
+        path,
+        (float(left), float(top), float(right), float(bottom)),
+        landmarks,
+        [f"{int(visible.sum())} of 68 points visible"],
+    )
+
+
+def all_faces(image: np.ndarray, size: int, min_score: float = 0.0) -> list[FaceFrame]:
+    """Frames of every face the detector finds anywhere in a photo without a hole, largest
+    first (e.g. to edit the expression of a face no hole touches). A large photo is searched
+    at :data:`QUICK_MAX_SIDE` px first, then, when that finds nothing, at full resolution."""
+    h, w = image.shape[:2]
+    whole = (0, 0, w, h)
+    boxes = []
+    if max(h, w) > QUICK_MAX_SIDE:
+        boxes = _detect_in_region(image, whole, 0, min_score, max_side=QUICK_MAX_SIDE)
+    if not boxes:
+        boxes = _detect_in_region(image, whole, 0, min_score)
+    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    hole = np.zeros((h, w), np.uint8)
+    return [detected_frame(image, hole, box, "detected", size) for box in boxes]
 
 
 def _without_remnants(rest: np.ndarray, boxes: list) -> np.ndarray:

@@ -205,6 +205,38 @@ class PhotoInpainter:
         )[0]
 
     @cpu_call
+    def locate_faces(self, img: np.ndarray, hole: np.ndarray) -> list[tuple]:
+        """Photo mode's landmarks without generating anything: the faces :meth:`inpaint` would
+        generate (those whose crop holds part of the hole) or, when the hole is empty, every
+        face the detector finds (:func:`lafin.photo.all_faces`). Returns (frame, landmarks)
+        pairs: the :class:`lafin.photo.FaceFrame` (after the second landmark pass) and the
+        (68, 2) float32 points, in photo pixels, that the face would be generated from; an
+        empty list when there is no face."""
+        from lafin.photo import all_faces, find_faces
+
+        s = self.image_size
+        frames = find_faces(img, hole, s) if hole.any() else all_faces(img, s)
+        views = [face_view(img, hole, f.matrix, s) for f in frames]
+        if hole.any():  # as render_photos: a face whose crop misses the hole is not generated
+            frames, views = [f for f, v in zip(frames, views) if v[1].any()], [v for v in views if v[1].any()]
+        if not frames:
+            return []
+        device = self.runtime.device
+        img_t = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2).float().div(255)
+        hole_t = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
+        used = list(frames)
+        points = self._locate_faces(
+            [FramedPhoto(img, hole, img, used)],
+            used,
+            [0] * len(used),
+            img_t.to(device),
+            hole_t.to(device),
+            self.landmark_refine,
+        )
+        to_photo = [transform_points(q, invert_affine(f.matrix)) for f, q in zip(used, points)]
+        return [(f, q.astype(np.float32)) for f, q in zip(used, to_photo)]
+
+    @cpu_call
     def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list) -> np.ndarray:
         """(B, 68, 2) float32 landmarks, in photo pixels, of the faces of ``frames`` (photo mode's
         first pass: no re-alignment); e.g. to smooth them over a video's frames before

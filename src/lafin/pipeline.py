@@ -27,7 +27,7 @@ import torch
 
 from lafin.config import ModelConfig
 from lafin.crop_frame import CropFrame, is_loose
-from lafin.errors import OptionError
+from lafin.errors import NoFaceError, OptionError
 from lafin.face_check import locate_crop_face
 from lafin.generator_runner import GeneratorRunner
 from lafin.io import ImageInput, InputError, load_image, load_inputs, load_mask
@@ -286,11 +286,29 @@ class LaFInModel:
     # ------------------------------------------------------------------ public API
 
     @cpu_call
-    def predict_landmarks(self, image: ImageInput, mask: ImageInput | None = None) -> np.ndarray:
-        """The 68 landmarks of the (masked) face, (68, 2) float32 x, y in the image's pixels."""
+    def predict_landmarks(
+        self, image: ImageInput, mask: ImageInput | None = None, mode: str = "crop"
+    ) -> np.ndarray:
+        """The 68 landmarks of the (masked) face, (68, 2) float32 x, y in the image's pixels:
+        those the mode's generation would use.
+
+        Args:
+            image, mask: as for :meth:`inpaint`; no mask: nothing hidden.
+            mode: ``crop`` (default): the image is one face crop. ``photo``: the largest face
+                the hole touches, as photo mode generates it, or with no hole the largest face
+                found in the photo; :class:`lafin.errors.NoFaceError` when there is none.
+                ``auto``: as :meth:`__call__` picks.
+        """
         img = load_image(image)
         hole = np.zeros(img.shape[:2], np.uint8) if mask is None else load_mask(mask, shape=img.shape[:2])
-        return self.locator.locate_in_input(img, hole)
+        if self.resolved_mode(img.shape, mode) == "crop":
+            return self.locator.locate_in_input(img, hole)
+        faces = self.photos.locate_faces(img, hole)
+        if not faces:
+            where = "near the hole" if hole.any() else "in the photo"
+            raise NoFaceError(f"no face found {where}")
+        area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
+        return max(faces, key=lambda face: area(face[0].box))[1]
 
     def resolved_mode(self, shape: tuple[int, ...], mode: str = "auto") -> str:
         """``crop`` or ``photo``: what ``mode`` means for an image of ``shape`` (H, W): ``auto``
