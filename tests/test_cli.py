@@ -176,6 +176,26 @@ def test_expression_on_a_photo_without_a_hole_edits_its_face(tiny_weights, tmp_p
     assert changed.any() and not changed[~box].any()
 
 
+def test_landmarks_out_says_why_no_file_is_written(tiny_weights, tmp_path, capsys):
+    """A photo whose hole touches no face (it has one elsewhere) generates no face:
+    --landmarks-out writes nothing and says so (the result itself is written)."""
+    from skimage import data
+
+    photo = np.full((600, 900, 3), 120, np.uint8)
+    photo[40:552, 20:532] = data.astronaut()
+    hole = np.zeros((600, 900), np.uint8)
+    hole[500:540, 700:800] = 255
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(hole).save(tmp_path / "hole.png")
+    argv = ["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "hole.png")]
+    argv += ["--weights", str(tiny_weights)]
+    argv += ["-o", str(tmp_path / "r.png"), "--landmarks-out", str(tmp_path / "lm.json")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"no face was generated, so there are no landmarks to write to {tmp_path / 'lm.json'}" in out
+    assert (tmp_path / "r.png").is_file() and not (tmp_path / "lm.json").exists()
+
+
 def test_resolved_mode(tiny_weights):
     from lafin.errors import OptionError
     from lafin.pipeline import LaFInModel

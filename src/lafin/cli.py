@@ -180,7 +180,9 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_image(result.image, out)
     written = [str(out)]
-    if result.landmarks is not None and args.landmarks_out:
+    if args.landmarks_out and result.landmarks is None:
+        say(f"  Warning: no face was generated, so there are no landmarks to write to {args.landmarks_out}")
+    elif args.landmarks_out:
         Path(args.landmarks_out).parent.mkdir(parents=True, exist_ok=True)
         save_landmarks(args.landmarks_out, result.landmarks)
         written.append(args.landmarks_out)
