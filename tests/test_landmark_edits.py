@@ -174,3 +174,21 @@ def test_the_grown_hole_stays_in_the_face_crop():
     assert box[101:].any()  # the box alone reaches below the crop
     grown = hole_over_edit(np.zeros((150, 120), np.uint8), points, opened) > 0
     assert grown.any() and (grown <= (box & footprint)).all() and not grown[101:].any()
+
+
+@pytest.mark.parametrize("name", ["smile", "raise eyebrows"])
+def test_the_grown_hole_leaves_eyes_whose_lids_barely_move(name):
+    """A smile narrows the lower eyelids by under 1% of the face, raised eyebrows lift the upper
+    ones: the eyes stay out of the grown hole (their pixels, glasses, gaze stay the user's),
+    while training's box and the benchmarks' (edit_region, every moved point) hold them."""
+    from lafin.edit_hole import hole_over_edit
+    from lafin.landmarks import edit_region
+
+    points = face(256.0)
+    edited = edit_expression(points, name)
+    grown = hole_over_edit(np.zeros((256, 256), np.uint8), points, edited) > 0
+    eyes = np.round(points[36:48]).astype(int)
+    assert grown.any() and not grown[eyes[:, 1], eyes[:, 0]].any()
+    assert edit_region(points, edited, (256, 256))[eyes[:, 1], eyes[:, 0]].all()
+    widened = edit_expression(points, "widen eyes")  # the upper lids move by 1.9%: the eyes count
+    assert (hole_over_edit(np.zeros((256, 256), np.uint8), points, widened) > 0)[eyes[:, 1], eyes[:, 0]].all()

@@ -18,6 +18,10 @@ from lafin.landmarks import edit_region
 # (edit_region's 4% of its aligned crops), where a share of a whole photo would be too much
 # around a small face and too little around a close-up
 FACE_MARGIN = 0.04
+# points that move less than this share of the face's crop side do not grow the hole: a smile
+# narrows the lower eyelids by 0.6%, raised eyebrows lift the upper ones by 0.9%; repainting
+# the eyes for that would lose what the user's eyes look like (glasses, gaze) for no visible change
+LEAST_MOVE = 0.01
 
 
 def face_footprint(points: np.ndarray, shape: tuple[int, int], size: int = 256) -> np.ndarray:
@@ -36,16 +40,18 @@ def face_footprint(points: np.ndarray, shape: tuple[int, int], size: int = 256) 
 
 def hole_over_edit(hole: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """``hole`` (HxW, nonzero = hole) joined with the box over every point that moved from
-    ``before`` to ``after`` (more than 0.5 px), grown by a quarter of the box and at least
-    :data:`FACE_MARGIN` of the face's crop side (``before``'s face), the box kept within that
-    face's aligned crop (:func:`face_footprint`). Returns HxW uint8, 1 = hole; the hole itself
-    when nothing moved."""
+    ``before`` to ``after`` by more than :data:`LEAST_MOVE` of the face's crop side
+    (``before``'s face; at least 0.5 px), grown by a quarter of the box and at least
+    :data:`FACE_MARGIN` of that side, the box kept within the face's aligned crop
+    (:func:`face_footprint`). Returns HxW uint8, 1 = hole; the hole itself when nothing moved
+    that far."""
     hole = np.asarray(hole)
     if hole.ndim != 2:
         raise ValueError(f"expected an HxW hole mask, got shape {hole.shape}")
     side = face_side(before)
     least = None if side is None else FACE_MARGIN * side  # None: edit_region's share of the image
-    region = edit_region(before, after, hole.shape, min_margin_px=least)
+    move = 0.5 if side is None else max(0.5, LEAST_MOVE * side)
+    region = edit_region(before, after, hole.shape, min_margin_px=least, min_move_px=move)
     if side is not None and region.any():
         region &= face_footprint(before, hole.shape)
     return (hole.astype(bool) | region).astype(np.uint8)

@@ -386,6 +386,7 @@ def edit_region(
     margin: float = 0.25,
     min_margin: float = 0.04,
     min_margin_px: float | None = None,
+    min_move_px: float = 0.5,
 ) -> np.ndarray:
     """The hole an edit of the landmarks needs: a box over every point that moved.
 
@@ -402,9 +403,10 @@ def edit_region(
         margin, min_margin: growth as fractions of the box and of the image.
         min_margin_px: the least growth on each side in pixels, in place of ``min_margin``
             (for a face that is small in a large photo: the web demo gives 4% of its crop side).
+        min_move_px: a point counts as moved when it moved by more than this.
 
     Returns:
-        HxW bool, True over the box; all False when no point moved by more than 0.5 px.
+        HxW bool, True over the box; all False when no point moved by more than ``min_move_px``.
     """
     old, new = np.asarray(before, np.float64), np.asarray(after, np.float64)
     if old.shape != (NUM_POINTS, 2) or new.shape != (NUM_POINTS, 2):
@@ -413,7 +415,7 @@ def edit_region(
         raise ValueError(f"min_margin_px must be >= 0, not {min_margin_px}")
     height, width = (int(s) for s in shape)
     region = np.zeros((height, width), bool)
-    moved = np.linalg.norm(new - old, axis=1) > 0.5
+    moved = np.linalg.norm(new - old, axis=1) > min_move_px
     if not moved.any():
         return region
     pts = np.concatenate([old[moved], new[moved]])
