@@ -357,6 +357,11 @@ def find_faces(
     return frames
 
 
+def box_area(box) -> float:
+    """The area of a (left, top, right, bottom, ...) box: photo mode's main face is the largest."""
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
 def detected_frame(
     filled: np.ndarray, hole: np.ndarray, box: tuple[float, float, float, float, float], path: str, size: int
 ) -> FaceFrame:
@@ -392,7 +397,7 @@ def all_faces(image: np.ndarray, size: int, min_score: float = 0.0) -> list[Face
         boxes = _detect_in_region(image, whole, 0, min_score, max_side=QUICK_MAX_SIDE)
     if not boxes:
         boxes = _detect_in_region(image, whole, 0, min_score)
-    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    boxes.sort(key=box_area, reverse=True)
     hole = np.zeros((h, w), np.uint8)
     return [detected_frame(image, hole, box, "detected", size) for box in boxes]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -20,6 +20,9 @@ from lafin.landmark_locator import LandmarkLocator
 from lafin.landmarks import NUM_POINTS
 from lafin.results import BackgroundRegion, FaceReport, InpaintResult, Stages, log_result_warning
 from lafin.runtime import cpu_call
+
+if TYPE_CHECKING:
+    from lafin.photo import FaceFrame
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ class PhotoInpainter:
         """Find/align every face the hole touches (or the one face of ``landmarks``), generate
         them as one batch, warp back, harmonise at the hole's edge; other hole pixels are filled
         by OpenCV. ``img``, ``hole`` as checked by the input layer (1 = hole)."""
-        from lafin.photo import FaceFrame, fill_regions, find_faces, robust_alignment
+        from lafin.photo import FaceFrame, box_area, fill_regions, find_faces, robust_alignment
 
         stages = stages or Stages()
         s = self.image_size
@@ -136,7 +139,7 @@ class PhotoInpainter:
                 background,
                 ", ".join(f"{r.pixels} px at {r.box[:2]}" for r in regions),
             )
-        main = max(reports, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]), default=None)
+        main = max(reports, key=lambda r: box_area(r.box), default=None)
         return InpaintResult(
             out,
             None if main is None else main.landmarks,
@@ -205,7 +208,7 @@ class PhotoInpainter:
         )[0]
 
     @cpu_call
-    def locate_faces(self, img: np.ndarray, hole: np.ndarray) -> list[tuple]:
+    def locate_faces(self, img: np.ndarray, hole: np.ndarray) -> list[tuple[FaceFrame, np.ndarray]]:
         """Photo mode's landmarks without generating anything: the faces :meth:`inpaint` would
         generate (those whose crop holds part of the hole) or, when the hole is empty, every
         face the detector finds (:func:`lafin.photo.all_faces`). Returns (frame, landmarks)

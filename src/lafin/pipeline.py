@@ -307,8 +307,9 @@ class LaFInModel:
         if not faces:
             where = "near the hole" if hole.any() else "in the photo"
             raise NoFaceError(f"no face found {where}")
-        area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
-        return max(faces, key=lambda face: area(face[0].box))[1]
+        from lafin.photo import box_area
+
+        return max(faces, key=lambda face: box_area(face[0].box))[1]
 
     def resolved_mode(self, shape: tuple[int, ...], mode: str = "auto") -> str:
         """``crop`` or ``photo``: what ``mode`` means for an image of ``shape`` (H, W): ``auto``
