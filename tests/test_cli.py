@@ -144,10 +144,11 @@ def test_expression_without_landmarks_generates_once_in_crop_mode(tiny_weights, 
     np.testing.assert_allclose(np.load(tmp_path / "lm.npy"), expected, atol=1e-3)
 
 
-def test_expression_on_a_photo_without_a_hole_edits_its_face(tiny_weights, tmp_path, monkeypatch):
-    """--expression with an empty mask on a photo: the face found in it (not the whole photo
-    read as one face crop) is edited, generated once, and nothing outside the box over the
-    moved points changes."""
+@pytest.mark.parametrize("background_hole", [False, True])
+def test_expression_on_a_photo_edits_its_face(tiny_weights, tmp_path, monkeypatch, background_hole):
+    """--expression on a photo whose mask is empty, or whose hole touches no face: the face
+    found in the photo (not the whole photo read as one face crop) is edited, generated once,
+    and nothing outside the box over the moved points and the hole changes."""
     from skimage import data
 
     from lafin.edit_hole import hole_over_edit
@@ -157,27 +158,37 @@ def test_expression_on_a_photo_without_a_hole_edits_its_face(tiny_weights, tmp_p
     photo = np.full((600, 900, 3), 120, np.uint8)
     photo[40:552, 20:532] = data.astronaut()
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    Image.fromarray(np.zeros((600, 900), np.uint8)).save(tmp_path / "empty.png")
-    calls = []
-    original = LaFInModel.__call__
+    hole = np.zeros((600, 900), np.uint8)
+    if background_hole:
+        hole[500:540, 700:800] = 255
+    Image.fromarray(hole).save(tmp_path / "empty.png")
+    calls, asked = [], []
+    original, predict = LaFInModel.__call__, LaFInModel.predict_landmarks
     monkeypatch.setattr(
-        LaFInModel, "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+        LaFInModel, "__call__", lambda self, *a, **k: calls.append(k["landmarks"]) or original(self, *a, **k)
+    )
+    monkeypatch.setattr(
+        LaFInModel,
+        "predict_landmarks",
+        lambda self, i, m=None, **k: asked.append(m) or predict(self, i, m, **k),
     )
     argv = ["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "empty.png"), "-q", "--weights"]
-    argv += [str(tiny_weights), "--expression", "open-mouth", "--landmarks-out", str(tmp_path / "lm.npy")]
+    argv += [str(tiny_weights), "--expression", "open-mouth"]
     assert main([*argv, "-o", str(tmp_path / "r.png")]) == 0
-    assert calls == [1]
+    assert len(calls) == 1  # generated once
+    # a hole that touches no face: asked again without it (the photo's face)
+    assert [m is None for m in asked] == ([False, True] if background_hole else [False])
     before = LaFInModel(tiny_weights).predict_landmarks(photo, mode="photo")
     after = edit_expression(before, "open mouth")
-    np.testing.assert_allclose(np.load(tmp_path / "lm.npy"), after, atol=1e-3)
+    np.testing.assert_allclose(calls[0], after, atol=1e-3)  # generated from the edited face
     # the astronaut's face (about (200, 107)-(286, 203) here), not the photo read as one crop
     # (random weights: the points are rough, but in that face's crop)
     centre = before.mean(axis=0)
     assert 20 + 120 < centre[0] < 20 + 330 and 40 + 20 < centre[1] < 40 + 230
-    box = hole_over_edit(np.zeros((600, 900), np.uint8), before, after) > 0
+    box = hole_over_edit(hole, before, after) > 0
     assert box.sum() < 0.05 * box.size
     changed = np.abs(np.asarray(Image.open(tmp_path / "r.png")).astype(int) - photo).max(axis=-1) > 0
-    assert not changed[~box].any()
+    assert not changed[~box].any() and changed[hole > 0].any() == background_hole
 
 
 def test_landmarks_out_says_why_no_file_is_written(tiny_weights, tmp_path, capsys):

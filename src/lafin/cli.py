@@ -204,12 +204,19 @@ def _with_expression(args: argparse.Namespace, model, img, hole, given, say):
     the hole grown over the points the edit moved (known pixels stay, so an edit outside the
     hole could not show). Returns (hole, landmarks to generate from)."""
     from lafin.edit_hole import hole_over_edit
+    from lafin.errors import NoFaceError
     from lafin.landmarks import edit_expression
 
     name = args.expression.replace("-", " ")
     if given is None:  # the points the mode would generate from, without generating
         with _Stage(args.quiet)("Finding the face's landmarks"):
-            given = model.predict_landmarks(img, hole, mode=args.mode)
+            try:
+                given = model.predict_landmarks(img, hole, mode=args.mode)
+            except NoFaceError:
+                if not hole.any():
+                    raise
+                # a hole that touches no face (a scratch in the background): the photo's face
+                given = model.predict_landmarks(img, None, mode=args.mode)
     try:
         edited = edit_expression(given, name, args.expression_strength)
     except ValueError as exc:
