@@ -200,7 +200,8 @@ def _inpaint_one(args: argparse.Namespace, image, mask, out: Path, name: str, mo
 
 
 def _with_expression(args: argparse.Namespace, model, img, hole, given, say):
-    """``--expression``: the face's landmarks (given, or those a first run uses) edited, and
+    """``--expression``: the face's landmarks (given, or those the mode generates from, by
+    :meth:`~lafin.pipeline.LaFInModel.predict_landmarks`) edited, and
     the hole grown over the points the edit moved (known pixels stay, so an edit outside the
     hole could not show). Returns (hole, landmarks to generate from)."""
     from lafin.edit_hole import hole_over_edit

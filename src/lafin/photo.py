@@ -387,9 +387,9 @@ def detected_frame(
 
 
 def all_faces(image: np.ndarray, size: int, min_score: float = 0.0) -> list[FaceFrame]:
-    """Frames of every face the detector finds anywhere in a photo without a hole, largest
-    first (e.g. to edit the expression of a face no hole touches). A large photo is searched
-    at :data:`QUICK_MAX_SIDE` px first, then, when that finds nothing, at full resolution."""
+    """Frames of every face the detector finds anywhere in a photo without a hole (e.g. to edit
+    the expression of a face no hole touches). A large photo is searched at
+    :data:`QUICK_MAX_SIDE` px first, then, when that finds nothing, at full resolution."""
     h, w = image.shape[:2]
     whole = (0, 0, w, h)
     boxes = []
@@ -397,7 +397,6 @@ def all_faces(image: np.ndarray, size: int, min_score: float = 0.0) -> list[Face
         boxes = _detect_in_region(image, whole, 0, min_score, max_side=QUICK_MAX_SIDE)
     if not boxes:
         boxes = _detect_in_region(image, whole, 0, min_score)
-    boxes.sort(key=box_area, reverse=True)
     hole = np.zeros((h, w), np.uint8)
     return [detected_frame(image, hole, box, "detected", size) for box in boxes]
 
