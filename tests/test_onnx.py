@@ -27,7 +27,7 @@ from lafin.onnx_backend import (
     export_onnx,
     load_onnx_folder,
 )
-from lafin.pipeline import LaFInModel  # noqa: E402
+from lafin.pipeline import LaFInModel, default_weights_path  # noqa: E402
 
 # The original generator's structure (reflection padding, instance norm, transposed convolutions,
 # bilinear mask resizing, attention) at test size: the paper preset's ops, small.
@@ -174,3 +174,35 @@ def test_bad_folder_and_backend_errors(tmp_path):
         LaFInModel(weights=tmp_path / "empty", backend="tensorrt")
     with pytest.raises(ValueError, match="runs on the CPU"):
         LaFInModel(weights=tmp_path / "empty", backend="onnx", device="meta")
+
+
+@pytest.mark.skipif(not default_weights_path().is_file(), reason="no shipped weights")
+def test_every_network_of_the_shipped_file_exports_with_parity(tmp_path):
+    """The shipped file at its real sizes: landmark predictor, generator and refiner each give
+    PyTorch's numbers through ONNX Runtime (the random-weight tests above cover small configs)."""
+    from lafin.onnx_backend import REFINER_NAME, load_onnx_refiner
+
+    written = export_onnx(default_weights_path(), tmp_path / "onnx")
+    assert [p.name for p in written if p.suffix == ".onnx"] == [LANDMARKS_NAME, GENERATOR_NAME, REFINER_NAME]
+    model = LaFInModel()
+    config, generator, predictor = load_onnx_folder(tmp_path / "onnx")
+    assert config == model.config
+    refiner = load_onnx_refiner(tmp_path / "onnx")
+    s = config.image_size
+    masked, lmap, mask = _inputs(s, 1, seed=3)
+    lm_size = config.landmarks.input_size or s
+    lm_input = torch.nn.functional.interpolate(masked, size=(lm_size, lm_size), mode="bilinear")
+    with torch.inference_mode():
+        want_lm = model.landmark_predictor(lm_input)
+        want_img = model.generator(masked, lmap, mask)
+    np.testing.assert_allclose(predictor(lm_input).numpy(), want_lm.numpy(), atol=1e-3)
+    np.testing.assert_allclose(generator(masked, lmap, mask).numpy(), want_img.numpy(), atol=1e-3)
+    # the refiner works at its output size, on the generator's face upsampled
+    r = config.refiner.output_size
+    coarse, hole, heat = (torch.nn.functional.interpolate(t, size=(r, r)) for t in (want_img, mask, lmap))
+    noise = torch.randn(1, 1, r, r, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        want_fine = model.refiner(coarse, hole, heat, noise)
+    got_fine = refiner(coarse, hole, heat, noise)
+    np.testing.assert_allclose(got_fine.numpy(), want_fine.numpy(), atol=1e-3)
+    assert got_fine.shape == (1, 3, r, r) and (want_fine - coarse).abs().max() > 1e-2

@@ -9,10 +9,14 @@ the dataclass.
 
 Presets
 -------
+``compact-wider``
+    The shipped weights (``src/lafin/weights/lafin-compact.safetensors``): ``compact-wide`` with
+    its generator widened again, to 32-64-128-160 channels at its four finest scales.
 ``compact-wide``
-    The shipped weights (``src/lafin/weights/lafin-compact.safetensors``): the ``compact``
-    generator widened to 24-48-96 channels at its finest scales (``lafin.training.widen``), the
-    landmark predictor on its own 192-px input, and a 256-px texture refiner.
+    The shipped weights until 2026-12-06: the ``compact`` generator widened to 24-48-96-128
+    channels at its finest scales (``lafin.training.widen``), the landmark predictor on its own
+    192-px input, and a 256-px texture refiner. The training recipes' model before the last
+    widening.
 ``compact``
     The CPU design the shipped model started from: 128 px, depthwise-separable generator
     (16-32-64 channels at the finest scales), landmark input at 128 px, no refiner.
@@ -363,16 +367,24 @@ _COMPACT = ModelConfig(
     discriminator=DiscriminatorConfig(base_channels=32, attention=False),
 )
 
+# compact with a widened generator, a 192-px landmark input and a refiner
+_COMPACT_WIDE = dataclasses.replace(
+    _COMPACT,
+    name="compact-wide",
+    generator=dataclasses.replace(_COMPACT.generator, channels=(24, 48, 96, 128, 256)),
+    landmarks=dataclasses.replace(_COMPACT.landmarks, input_size=192),
+    refiner=RefinerConfig(output_size=256, channels=(16, 32, 64, 128), num_residual_blocks=4),
+)
+
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(name="paper", image_size=256),
     "compact": _COMPACT,
-    # the shipped file's: compact with a widened generator, a 192-px landmark input and a refiner
-    "compact-wide": dataclasses.replace(
-        _COMPACT,
-        name="compact-wide",
-        generator=dataclasses.replace(_COMPACT.generator, channels=(24, 48, 96, 128, 256)),
-        landmarks=dataclasses.replace(_COMPACT.landmarks, input_size=192),
-        refiner=RefinerConfig(output_size=256, channels=(16, 32, 64, 128), num_residual_blocks=4),
+    "compact-wide": _COMPACT_WIDE,
+    # the shipped file's: compact-wide with its generator widened again (lafin.training.widen)
+    "compact-wider": dataclasses.replace(
+        _COMPACT_WIDE,
+        name="compact-wider",
+        generator=dataclasses.replace(_COMPACT_WIDE.generator, channels=(32, 64, 128, 160, 256)),
     ),
     "tiny": ModelConfig(
         name="tiny",

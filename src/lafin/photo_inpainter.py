@@ -219,25 +219,40 @@ class PhotoInpainter:
 
         s = self.image_size
         frames = find_faces(img, hole, s) if hole.any() else all_faces(img, s)
-        views = [face_view(img, hole, f.matrix, s) for f in frames]
-        if hole.any():  # as render_photos: a face whose crop misses the hole is not generated
-            frames, views = [f for f, v in zip(frames, views) if v[1].any()], [v for v in views if v[1].any()]
-        if not frames:
+        # as render_photos: a face whose crop misses the hole is not generated (no hole: all kept)
+        used, owner, _, img_t, hole_t = self._face_batch([FramedPhoto(img, hole, img, frames)], hole.any())
+        if not used:
             return []
-        device = self.runtime.device
-        img_t = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2).float().div(255)
-        hole_t = torch.from_numpy(np.stack([v[1] for v in views])[:, None].astype(np.float32))
-        used = list(frames)
         points = self._locate_faces(
-            [FramedPhoto(img, hole, img, used)],
-            used,
-            [0] * len(used),
-            img_t.to(device),
-            hole_t.to(device),
-            self.landmark_refine,
+            [FramedPhoto(img, hole, img, used)], used, owner, img_t, hole_t, self.landmark_refine
         )
         to_photo = [transform_points(q, invert_affine(f.matrix)) for f, q in zip(used, points)]
         return [(f, q.astype(np.float32)) for f, q in zip(used, to_photo)]
+
+    def _face_batch(
+        self, photos: Sequence[FramedPhoto], hole_only: bool = True
+    ) -> tuple[list, list[int], list[int], torch.Tensor, torch.Tensor]:
+        """The faces of ``photos`` as one batch of aligned crops: (frames, owning photo's index,
+        face index within its photo, (B, 3, S, S) crops in [0, 1], (B, 1, S, S) holes), on the
+        runtime's device. With ``hole_only`` a face whose crop holds no hole is left out (it
+        would not change); empty tensors when no face is left."""
+        s = self.image_size
+        crops, holes, used, owner, index = [], [], [], [], []
+        for p, photo in enumerate(photos):
+            for i, f in enumerate(photo.frames):
+                crop, crop_hole = face_view(photo.image, photo.hole, f.matrix, s)
+                if crop_hole.any() or not hole_only:
+                    crops.append(crop)
+                    holes.append(crop_hole)
+                    used.append(f)
+                    owner.append(p)
+                    index.append(i)
+        if not used:
+            return [], [], [], torch.zeros(0, 3, s, s), torch.zeros(0, 1, s, s)
+        device = self.runtime.device
+        img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(device)
+        hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(device)
+        return used, owner, index, img_t, hole_t
 
     @cpu_call
     def predict_face_landmarks(self, img: np.ndarray, hole: np.ndarray, frames: list) -> np.ndarray:
@@ -269,20 +284,9 @@ class PhotoInpainter:
         stages = stages or Stages()
         s = self.image_size
         device = self.runtime.device
-        crops, holes, used, owner, index = [], [], [], [], []
-        for p, photo in enumerate(photos):
-            for i, f in enumerate(photo.frames):
-                crop, crop_hole = face_view(photo.image, photo.hole, f.matrix, s)
-                if crop_hole.any():
-                    crops.append(crop)
-                    holes.append(crop_hole)
-                    used.append(f)
-                    owner.append(p)
-                    index.append(i)
+        used, owner, index, img_t, hole_t = self._face_batch(photos)
         if not used:
             return [[] for _ in photos]
-        img_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(device)
-        hole_t = torch.from_numpy(np.stack(holes)[:, None].astype(np.float32)).to(device)
         if given:  # nothing to predict: no landmark stage to report
             points = np.stack([transform_points(f.landmarks, f.matrix) for f in used])
         else:
