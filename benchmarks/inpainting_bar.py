@@ -5,7 +5,9 @@ bin (file n belongs to bin n // 2000: 0-10%, ..., 50-60%) and the centre block (
 of width and height). Every method's output is composited (known pixels are the input's) and
 scored on the whole RGB image: PSNR with a peak of 255, SSIM as Wang et al. 2004 (Gaussian window
 sigma 1.5, data range 255, computed per channel and averaged; scikit-image). Each face gets one
-mask per bin, drawn with a fixed seed, the same for every method.
+mask per bin, drawn with a fixed seed, the same for every method. The faces are a seeded sample
+of ``test.txt`` (as ``lafin evaluate`` and ``benchmarks/realism.py`` draw them): CelebA's files
+are ordered by head pose, so its first names are nearly all profiles.
 
     python benchmarks/inpainting_bar.py --data ../shared/data/celeba --masks \
         ../shared/data/masks/irregular-256 --weights lafin-compact.safetensors --faces 500
@@ -25,6 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from lafin.evaluation.metrics import psnr, ssim
+from lafin.errors import InputError
+from lafin.evaluation.runner import list_images
 from lafin.masks import MaskFolder, center_block_mask
 
 BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%", "centre block"]
@@ -60,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="CelebA folder with 128/ and test.txt")
     parser.add_argument("--masks", required=True, help="NVIDIA irregular masks folder")
     parser.add_argument("--weights", help="lafin weights (default: the shipped ones)")
-    parser.add_argument("--faces", type=int, default=500, help="test faces to use (first N)")
+    parser.add_argument(
+        "--faces", type=int, default=500, help="test faces to use (a sample of N drawn with --seed)"
+    )
     parser.add_argument("--bins", default=",".join(BINS), help="comma-separated rows to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the numbers here too")
@@ -77,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     model = LaFInModel(weights=args.weights)
     size = model.image_size
-    names = Path(args.data, "test.txt").read_text().split()[: args.faces]
+    try:
+        files = list_images(Path(args.data, "128"), str(Path(args.data, "test.txt")), args.faces, args.seed)
+    except InputError as exc:
+        sys.exit(f"inpainting_bar.py: error: {exc}")
     methods = {
         "telea": opencv(cv2.INPAINT_TELEA),
         "ns": opencv(cv2.INPAINT_NS),
@@ -90,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     scores = {r: {m: {"psnr": [], "ssim": []} for m in methods} for r in rows}
     seconds = {m: 0.0 for m in methods}
-    for name in tqdm(names, desc="faces"):
-        image = np.asarray(Image.open(Path(args.data, "128", name)).convert("RGB"))
+    for path in tqdm(files, desc="faces"):
+        image = np.asarray(Image.open(path).convert("RGB"))
         if image.shape[0] != size:
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
         for row in rows:
@@ -110,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 scores[row][m]["psnr"].append(psnr(out, image))
                 scores[row][m]["ssim"].append(ssim(out, image))
 
-    print(f"\n{len(names)} CelebA test faces at {size} px; whole-image RGB PSNR (dB) / SSIM\n")
+    print(f"\n{len(files)} CelebA test faces at {size} px; whole-image RGB PSNR (dB) / SSIM\n")
     print("| holes | " + " | ".join(methods) + " | lafin - ns | bar |")
     print("|---|" + "---|" * (len(methods) + 2))
     summary: dict = {}
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(
             json.dumps(
                 {
-                    "faces": len(names),
+                    "faces": len(files),
                     "size": size,
                     "seed": args.seed,
                     "results": summary,

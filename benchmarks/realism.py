@@ -13,9 +13,10 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
   of period 2 px does not count as detail there);
 - landmark fidelity: each model generates from the true landmarks (the *first* weights file's
   predictor on the unmasked truth: it judges every model) and from them edited to an open mouth
-  and a smile, the hole joined with a box over the edited points
-  (:func:`lafin.evaluation.realism.mask_with_edit`: known pixels stay, so an edit outside the
-  hole could not show); the judge's NME on the output against the landmarks given;
+  and a smile, the hole joined with the box the product opens over the edited points
+  (:func:`lafin.evaluation.realism.mask_with_edit`, as ``lafin inpaint --expression``: known
+  pixels stay, so an edit outside the hole could not show); the judge's NME on the output
+  against the landmarks given;
 - the hole's colour error (CIELAB ΔE between the mean colours of output and truth in the hole);
 - PSNR and SSIM (whole image, RGB), and OpenCV Navier-Stokes on the same holes as the guard
   rail. NS gets every column as a reference; its fidelity columns score its output (on the same

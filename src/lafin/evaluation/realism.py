@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lafin.evaluation.metrics import nme
-from lafin.landmarks import edit_region
+from lafin.edit_hole import hole_over_edit
 
 log = logging.getLogger(__name__)
 
@@ -279,13 +279,14 @@ def median_ratio(ratios: Sequence[float] | np.ndarray | torch.Tensor) -> float:
 
 
 def mask_with_edit(mask: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """``mask`` joined with the hole an edit of the landmarks needs
-    (:func:`lafin.landmarks.edit_region`: a box over every point that moved).
+    """``mask`` joined with the hole the product gives an edit of the landmarks
+    (:func:`lafin.edit_hole.hole_over_edit`, as ``lafin inpaint --expression`` and the web demo:
+    a box over every point that moved by at least 1% of the face, kept within the face's crop).
 
     Landmark fidelity to *edited* landmarks is measured on this mask: the known pixels are kept
     as they are, so an edit of points outside the hole could not show in any output (a mouth
     outside the hole stays closed), and a score there would measure the mask, not the
-    generator. Training's edited faces get the same hole (:func:`lafin.data.batches.edit_expressions`).
+    generator.
 
     Args:
         mask: HxW, nonzero = hole.
@@ -297,7 +298,7 @@ def mask_with_edit(mask: np.ndarray, before: np.ndarray, after: np.ndarray) -> n
     hole = np.asarray(mask) > 0
     if hole.ndim != 2:
         raise ValueError(f"expected an HxW mask, got shape {hole.shape}")
-    return ((hole | edit_region(before, after, hole.shape)) * 255).astype(np.uint8)
+    return (hole_over_edit(hole, before, after) * 255).astype(np.uint8)
 
 
 def landmark_fidelity(model: Any, output_image: np.ndarray, guiding_landmarks: np.ndarray) -> float:
