@@ -172,13 +172,15 @@ def _paint(page, dx: float = 0.0, dy: float = 0.0) -> None:
 
 
 def _upload_file(page, component: str, path: Path, attempts: int = 3) -> None:
-    """Give a file to a gradio File component and wait until it shows the file's name. On a
-    loaded machine an upload was seen to be dropped now and then (the name never came): it is
-    retried while the component still offers its file input; a page that never shows it fails."""
+    """Give a file to a gradio File component and wait until its upload is done: the file's
+    row with its download link. (The row splits the name into stem and extension, "hole .png",
+    so waiting for the name's text matched only the brief "Uploading..." line and missed it on a
+    loaded machine.) A failed upload offers the file input again: it is retried."""
+    done = page.locator(f'{component} a[download="{path.name}"]')
     for attempt in range(attempts):
         page.locator(f"{component} input[type=file]").first.set_input_files(str(path))
         try:
-            page.locator(component).get_by_text(path.name).first.wait_for(timeout=TIMEOUT_MS // attempts)
+            done.first.wait_for(timeout=TIMEOUT_MS // attempts)
             return
         except PlaywrightTimeout:
             if attempt == attempts - 1 or not page.locator(f"{component} input[type=file]").count():
