@@ -220,12 +220,11 @@ class PhotoInpainter:
         s = self.image_size
         frames = find_faces(img, hole, s) if hole.any() else all_faces(img, s)
         # as render_photos: a face whose crop misses the hole is not generated (no hole: all kept)
-        used, owner, _, img_t, hole_t = self._face_batch([FramedPhoto(img, hole, img, frames)], hole.any())
+        photos = [FramedPhoto(img, hole, img, frames)]
+        used, owner, _, img_t, hole_t = self._face_batch(photos, hole.any())
         if not used:
             return []
-        points = self._locate_faces(
-            [FramedPhoto(img, hole, img, used)], used, owner, img_t, hole_t, self.landmark_refine
-        )
+        points = self._locate_faces(photos, used, owner, img_t, hole_t, self.landmark_refine)
         to_photo = [transform_points(q, invert_affine(f.matrix)) for f, q in zip(used, points)]
         return [(f, q.astype(np.float32)) for f, q in zip(used, to_photo)]
 
