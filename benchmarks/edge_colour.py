@@ -13,11 +13,15 @@ the mean correction itself for scale, and the CPU time of one call (median of ``
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from refine_window import _cpu  # the median CPU time of a call after one warm-up
 
 from lafin import blend
 from lafin.examples import example_face
@@ -26,16 +30,6 @@ from lafin.masks import block_mask, irregular_mask
 
 def _full_size(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     return blend._masked_mean(image, weight, sigma)[0]
-
-
-def _cpu_ms(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.process_time()
-        run()
-        times.append(time.process_time() - t)
-    return 1000 * statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         correction.append(np.abs(full - filled)[sel].mean())
 
     hole, filled = cases[0]
-    coarse_ms = _cpu_ms(lambda: blend.match_edge_colour(face, filled, hole, scale), args.repeats)
+    coarse_ms = 1000 * _cpu(lambda: blend.match_edge_colour(face, filled, hole, scale), args.repeats)
     with mock.patch.object(blend, "_smooth_masked_mean", _full_size):
-        full_ms = _cpu_ms(lambda: blend.match_edge_colour(face, filled, hole, scale), args.repeats)
+        full_ms = 1000 * _cpu(lambda: blend.match_edge_colour(face, filled, hole, scale), args.repeats)
 
     print(f"{args.holes} holes on the example face at {args.size} px")
     print(
