@@ -75,8 +75,9 @@ def test_landmarks_of_the_example_sit_on_the_face(model):
 # when the file was shipped: a change of the weights or of the pipeline that costs half a decibel
 # here fails (a gain is welcome: update the pinned value with the new file). The generator
 # trained for realism (2026-12-06) gave up 0.6 dB here for sharper, more faithful faces; its
-# widened successor without the hole L1 (compact-wider) gained 0.3 dB back.
-EXPECTED_EXAMPLE_PSNR = {128: 27.86, 256: 27.92}
+# widened successor without the hole L1 (compact-wider) gained 0.3 dB back; its style-term
+# continuation gave 0.55 dB of it up again for about 1.5 times the detail in the hole.
+EXPECTED_EXAMPLE_PSNR = {128: 27.32, 256: 27.37}
 
 
 @pytest.mark.parametrize("size", sorted(EXPECTED_EXAMPLE_PSNR))
