@@ -304,6 +304,38 @@ def test_sample_grid_and_validation(face_cache, tmp_path):
     assert 0 < metrics["val/detail_ratio"] < 50
 
 
+class _MeanColourInception(torch.nn.Module):
+    """A stand-in with the TorchScript Inception's interface: (B, 3, 299, 299) -> (B, 2048)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_validation_kid_is_near_zero_for_the_truth_and_grows_with_a_shift(face_cache, tmp_path):
+    torch.manual_seed(0)
+    inception = tmp_path / "inception.pt"
+    torch.jit.save(torch.jit.script(_MeanColourInception()), str(inception))
+    config = _config(face_cache, "inpaint", val_kid_faces=12, val_inception=str(inception))
+    trainer = Trainer(config, tmp_path / "run")
+    validator = trainer.validator
+    value = trainer.validate()["val/kid_x1e3"]
+    assert np.isfinite(value) and value == validator.kid(trainer.val) * 1e3  # seeded: repeatable
+    # composites equal to the truth: the same set, KID about 0 (unbiased, so it may dip below)
+    validator.composite = lambda batch: batch.images
+    same = validator.kid(trainer.val)
+    validator.composite = lambda batch: batch.images * 0.5 + 0.5  # paler faces
+    shifted = validator.kid(trainer.val)
+    assert abs(same) < 0.05 * shifted and shifted > 0
+    with pytest.raises(ValueError, match="Inception file"):
+        _config(face_cache, "inpaint", val_kid_faces=12)
+    with pytest.raises(ValueError, match="landmark stage"):
+        _config(face_cache, "landmarks", val_kid_faces=12, val_inception=str(inception))
+
+
 def test_cosine_schedule_sets_every_optimizer(face_cache, tmp_path):
     config = _config(
         face_cache, "inpaint", lr_schedule="cosine", lr_min_ratio=0.1, max_steps=10, d_lr_ratio=0.5

@@ -140,7 +140,14 @@ class TrainConfig:
 
     The adversarial terms reach the generator from step ``warmup_adversarial_steps``; the
     discriminator starts learning ``discriminator_head_start`` steps before that, so a fresh
-    discriminator beside a trained generator gives useful gradients from its first one."""
+    discriminator beside a trained generator gives useful gradients from its first one.
+
+    ``val_kid_faces`` (0: off) adds ``val/kid_x1e3`` to each validation: KID x10³ between that
+    many validation faces (a seeded sample, fixed for the run) and the moving average's
+    composites of them, each with its own fixed hole, on the pool features of the Inception at
+    ``val_inception`` (default ``loss.inception_weights``; either Inception file
+    :func:`lafin.evaluation.inception.load_inception` reads). It tracks realism between the
+    benchmark's runs on more faces; a few hundred faces give a usable trend."""
 
     stage: Stage = "inpaint"
     model: str | dict[str, Any] = "compact"
@@ -166,6 +173,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     val_every: int = 2000
     val_batches: int = 8
+    val_kid_faces: int = 0
+    val_inception: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -191,6 +200,15 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             f"{where}: data.landmark_edit needs stage inpaint (the joint stage "
             "follows the predictor's landmarks, the others no landmarks of their own)"
         )
+    if cls is TrainConfig and config.val_kid_faces and config.stage == "landmarks":
+        raise ValueError(f"{where}: val_kid_faces judges generated faces; the landmark stage makes none")
+    inception = config.val_inception or config.loss.inception_weights if cls is TrainConfig else None
+    if cls is TrainConfig and config.val_kid_faces and not inception:
+        raise ValueError(
+            f"{where}: val_kid_faces needs an Inception file: val_inception or loss.inception_weights"
+        )
+    if cls is TrainConfig and (config.val_kid_faces < 0 or config.val_kid_faces == 1):
+        raise ValueError(f"{where}: val_kid_faces must be 0 (off) or at least 2, not {config.val_kid_faces}")
     if cls is TrainConfig and config.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"{where}: lr_schedule must be constant or cosine, not {config.lr_schedule!r}")
     if cls is TrainConfig and config.discriminator_head_start < 0:

@@ -38,6 +38,8 @@ class Validator:
         self.device = device
         self.memory_format = memory_format
         self.refine_stage = refine_stage
+        self._inception = None  # loaded at the first KID
+        self._real_features: np.ndarray | None = None
 
     @torch.no_grad()
     def validate(self, val: FaceCache) -> dict[str, float]:
@@ -82,9 +84,41 @@ class Validator:
                 found = self.networks.predict_points(comp, self.size).cpu().numpy()
                 truth = self.networks.predict_points(batch.images, self.size).cpu().numpy()
                 results.setdefault("val/landmark_fidelity", []).extend(nme(found, truth).tolist())
-        return {
+        metrics = {
             k: median_ratio(v) if k == "val/detail_ratio" else float(np.mean(v)) for k, v in results.items()
         }
+        if self.config.val_kid_faces and self.config.stage != "landmarks":
+            metrics["val/kid_x1e3"] = self.kid(val) * 1e3
+        return metrics
+
+    @torch.no_grad()
+    def kid(self, val: FaceCache) -> float:
+        """KID between ``val_kid_faces`` validation faces and the composites of them (see
+        :class:`~lafin.training.config.TrainConfig`); the faces, their holes and the KID subsets
+        are seeded, so the value changes only with the network."""
+        from lafin.evaluation.inception import load_inception
+        from lafin.evaluation.realism import kid
+
+        cfg = self.config
+        if self._inception is None:
+            self._inception = load_inception(cfg.val_inception or cfg.loss.inception_weights, self.device)
+        n = min(len(val), cfg.val_kid_faces)
+        # a sample, not the first faces: a cache in file order can be sorted by head pose
+        faces = np.sort(np.random.default_rng(54321).choice(len(val), n, replace=False))
+        rng = np.random.default_rng(12346)
+        real, fake = [], []
+        for start in range(0, n, cfg.batch_size):
+            idx = faces[start : start + cfg.batch_size]
+            batch = sample_batch(
+                val, len(idx), rng, self.mask_fn, size=self.size, flip=False, indices=idx
+            ).to(self.device, self.memory_format)
+            if self._real_features is None:
+                real.append(self._inception.tensor_features(batch.images.float()))
+            fake.append(self._inception.tensor_features(self.composite(batch).float().clamp(0, 1)))
+        if self._real_features is None:
+            self._real_features = np.concatenate(real)
+        mean, _ = kid(self._real_features, np.concatenate(fake), num_subsets=10, subset_size=min(100, n))
+        return mean
 
     def composite(self, batch: Batch) -> torch.Tensor:
         """The EMA network's composited output for a validation or sample batch."""
