@@ -2,9 +2,10 @@
 
 The dlib baseline is dlib's 68-point predictor on a 256-px crop, in the face box its detector
 finds on the unoccluded crop. Faces are cropped loosely (the ground-truth landmark box grown by
-30% per side, made square), resized to the landmark predictor's input size (``--crop-size`` to
-choose another), and hidden by: nothing; irregular holes of 30-40% (NVIDIA mask files
-6000-7999); a block over both eyes, the nose or the mouth. NME is the mean point error over the
+30% per side, made square; ``--grow`` for another share), resized to the landmark predictor's
+input size (``--crop-size`` to choose another), and hidden by: nothing; irregular holes of
+30-40% (NVIDIA mask files 6000-7999; ``--hole-bin`` for another bin); a block over both eyes,
+the nose or the mouth. NME is the mean point error over the
 distance between the ground-truth outer eye corners (points 37 and 46, counted from 1);
 failure rate is the share of faces above 8%.
 
@@ -39,6 +40,7 @@ from lafin.pipeline import LaFInModel, default_weights_path
 
 
 DLIB_SIZE = 256
+HOLE_BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
 
 
 def loose_crop(
@@ -151,6 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bias", action="store_true", help="also report the mean signed error (face frame; source pixels)"
     )
+    parser.add_argument(
+        "--hole-bin",
+        choices=HOLE_BINS,
+        default="30-40%",
+        help="the irregular masks' bin (default 30-40%%: files 6000-7999)",
+    )
+    parser.add_argument(
+        "--grow",
+        type=float,
+        default=0.3,
+        help="crop looseness: the landmark box grown by this share of its side on each side "
+        "(default 0.3; 0.6 frames the face like CelebA-HQ's loose crops)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -167,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     # size when that is 0): the pipeline gives the predictor the input's pixels at that size
     crop_size = args.crop_size or loaded.config.landmark_size
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    holes = MaskFolder(args.masks, size=size, bins=[3])  # 30-40%
+    holes = MaskFolder(args.masks, size=size, bins=[HOLE_BINS.index(args.hole_bin)])
+    irregular_row = f"irregular {args.hole_bin}"
     files = sorted(Path(args.faces).glob("*.pts"))
     if args.names:  # e.g. configs/splits/helen-val.txt: the held-out HELEN faces
         wanted = {Path(n).stem for n in Path(args.names).read_text().split()}
@@ -175,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         files = files[: args.limit]
     rng = np.random.default_rng(args.seed)
-    conditions = ["none", "irregular 30-40%", "block: eyes", "block: nose", "block: mouth"]
+    conditions = ["none", irregular_row, "block: eyes", "block: nose", "block: mouth"]
     errors: dict[str, dict[str, list[float]]] = {
         c: {"lafin": [], "dlib": [], "fused": []} for c in conditions
     }
@@ -190,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         image = cv2.cvtColor(cv2.imread(str(pts_file.with_suffix(".jpg"))), cv2.COLOR_BGR2RGB)
         # dlib works on a 256-px crop (it is not limited to the model's input size)
         points_in_file = read_pts(pts_file)
-        big, truth_big = loose_crop(image, points_in_file, DLIB_SIZE)
+        big, truth_big = loose_crop(image, points_in_file, DLIB_SIZE, args.grow)
         # source-photo pixels per model-crop pixel: the loose crop, then the dataset's own resize
         to_source = (DLIB_SIZE / size) / (
-            loose_scale(points_in_file, DLIB_SIZE) * scales.get(pts_file.stem, np.nan)
+            loose_scale(points_in_file, DLIB_SIZE, args.grow) * scales.get(pts_file.stem, np.nan)
         )
         to_sources.append(to_source)
         crop = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
@@ -201,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         irregular = holes[int(rng.integers(len(holes)))]
         masks = {
             "none": np.zeros((size, size), np.uint8),
-            "irregular 30-40%": irregular,
+            irregular_row: irregular,
             "block: eyes": part_mask(size, truth, "eyes"),
             "block: nose": part_mask(size, truth, "nose"),
             "block: mouth": part_mask(size, truth, "mouth"),

@@ -180,12 +180,11 @@ class LandmarkLocator:
     def realigned(self, img: np.ndarray, hole: np.ndarray, points: np.ndarray) -> np.ndarray:
         """A second pass on the face aligned by a first pass's ``points`` ((68, 2) x, y in
         ``img``'s pixels): (68, 2) float32 in ``img``'s pixels. For a crop whose face is small
-        (the first pass sees it at a fraction of the predictor's input; 70 held-out HELEN
-        crops of twice the landmark box under a block over a face part: 4.46% -> 3.95% NME,
-        ``benchmarks/loose_crops.py``). Faces of the right size that are turned or off-centre
-        keep their first pass (no gain there).
-        The first pass's points are kept when the face of the second would leave part of the
-        hole outside its crop (it must stay on the hole it is there to fill)."""
+        (the first pass sees it at a fraction of the predictor's input; docs/MODEL_CARD.md,
+        "Choices measured"). Faces of the right size that are turned or off-centre keep their
+        first pass (no gain there). The second pass is kept even where its face's crop leaves
+        part of the hole out (aligned photo-style, those parts get OpenCV's fill): under a large
+        hole the first pass can misplace the whole face, and the second is then the one to trust."""
         from lafin.photo import robust_alignment
 
         def alignment(pts: np.ndarray) -> np.ndarray:
@@ -196,10 +195,7 @@ class LandmarkLocator:
 
         matrix = alignment(points)
         crop_points = self.predict_in(img, hole, [matrix])[0]
-        again = transform_points(crop_points, invert_affine(matrix)).astype(np.float32)
-        if not keeps_hole(hole_points(hole), matrix, alignment(again), self.image_size):
-            return np.asarray(points, np.float32)
-        return again
+        return transform_points(crop_points, invert_affine(matrix)).astype(np.float32)
 
     def locate_with_mirror_check(
         self,
