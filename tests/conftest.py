@@ -49,6 +49,28 @@ def tiny_weights(tmp_path: Path, tiny_config) -> Path:
     return path
 
 
+class _MeanColourInception(torch.nn.Module):
+    """A stand-in with the TorchScript Inception's interface: (B, 3, 299, 299) -> (B, 2048),
+    features of the image's mean colour (so a paler set of faces is a shifted set)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def save_tiny_inception(path: Path) -> Path:
+    """Write the mean-colour Inception stand-in as TorchScript to ``path`` (its weights seeded,
+    the global random state untouched); returns ``path``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = _MeanColourInception()
+    torch.jit.save(torch.jit.script(net), str(path))
+    return path
+
+
 def face_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth synthetic 'face': skin-coloured ellipse, darker eyes and mouth, noise."""
     rng = np.random.default_rng(seed)

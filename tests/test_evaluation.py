@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from conftest import face_like
+from conftest import face_like, save_tiny_inception
 from lafin.cli import main as cli_main
 from lafin.evaluation import metrics as M
 from lafin.evaluation.runner import ALL_BINS, CENTRE, MaskSource, main as evaluate_main
@@ -236,21 +236,10 @@ def test_fid_inception_network_and_state_dict_loader(tmp_path):
         load_inception(bad)
 
 
-class _TinyScripted(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = torch.nn.Linear(3, 2048)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.mean(dim=(2, 3)))
-
-
 def test_torchscript_inception_is_loaded_and_labelled(tmp_path):
     from lafin.evaluation.inception import load_inception
 
-    path = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(_TinyScripted()), str(path))
-    extractor = load_inception(path)
+    extractor = load_inception(save_tiny_inception(tmp_path / "scripted.pt"))
     assert extractor.kind == "torchscript"
     assert "not verified equal to pytorch-fid" in extractor.label
     images = np.stack([face_like(24, 24, seed=s) for s in range(3)])
@@ -431,8 +420,7 @@ def test_cli_evaluate_errors(faces, tmp_path, capsys):
 
 def test_evaluate_fid_and_lpips_columns(faces, tmp_path, monkeypatch):
     linear, backbone = _lpips_files(tmp_path)
-    scripted = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(_TinyScripted()), str(scripted))
+    scripted = save_tiny_inception(tmp_path / "scripted.pt")
     seen = []
 
     def small_fid(a: np.ndarray, b: np.ndarray) -> float:  # a 2048-d sqrtm takes a minute

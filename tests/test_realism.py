@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import box_mask, face_like
+from conftest import box_mask, face_like, save_tiny_inception
 from lafin.evaluation import realism as R
 
 # ------------------------------------------------------------------------ KID
@@ -214,23 +214,10 @@ def test_landmark_fidelity_with_a_real_model(tiny_model):
 # ------------------------------------------------------------------------ Inception features
 
 
-class _TinyInception(torch.nn.Module):
-    """A stand-in with the TorchScript Inception's interface: (B, 3, 299, 299) -> (B, 2048)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = torch.nn.Linear(3, 2048)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.mean(dim=(2, 3)))
-
-
 def test_inception_features_of_a_torch_batch_match_the_image_path(tmp_path):
     from lafin.evaluation.inception import load_inception
 
-    path = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(_TinyInception()), str(path))
-    extractor = load_inception(path)
+    extractor = load_inception(save_tiny_inception(tmp_path / "scripted.pt"))
     images = np.stack([face_like(24, 24, seed=s) for s in range(3)])
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     feats = extractor.tensor_features(batch)
@@ -260,8 +247,7 @@ def test_evaluate_reports_kid_detail_ratio_and_landmark_fidelity(faces, tiny_wei
     from lafin.evaluation import metrics as M
     from lafin.evaluation.runner import main as evaluate_main
 
-    scripted = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
+    scripted = save_tiny_inception(tmp_path / "scripted.pt")
     # a 2048-d matrix square root per FID takes a minute: FID on 8 of the dimensions
     monkeypatch.setattr(
         M,
@@ -386,8 +372,7 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
     spec = importlib.util.spec_from_file_location("realism_bench", root / "benchmarks" / "realism.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    scripted = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(_TinyInception()), str(scripted))
+    scripted = save_tiny_inception(tmp_path / "scripted.pt")
     monkeypatch.setattr(
         M,
         "fid_from_features",

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import face_like
+from conftest import face_like, save_tiny_inception
 from lafin import losses
 from lafin.alignment import canonical_landmarks
 from lafin.data.batches import sample_batch
@@ -304,21 +304,8 @@ def test_sample_grid_and_validation(face_cache, tmp_path):
     assert 0 < metrics["val/detail_ratio"] < 50
 
 
-class _MeanColourInception(torch.nn.Module):
-    """A stand-in with the TorchScript Inception's interface: (B, 3, 299, 299) -> (B, 2048)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = torch.nn.Linear(3, 2048)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.mean(dim=(2, 3)))
-
-
 def test_validation_kid_is_near_zero_for_the_truth_and_grows_with_a_shift(face_cache, tmp_path):
-    torch.manual_seed(0)
-    inception = tmp_path / "inception.pt"
-    torch.jit.save(torch.jit.script(_MeanColourInception()), str(inception))
+    inception = save_tiny_inception(tmp_path / "inception.pt")
     config = _config(face_cache, "inpaint", val_kid_faces=12, val_inception=str(inception))
     trainer = Trainer(config, tmp_path / "run")
     validator = trainer.validator
