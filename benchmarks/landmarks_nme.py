@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from lafin.checkpoint import build_from_weights, load_any
+from lafin.evaluation.runner import RATIO_LABELS
 from lafin.landmarks import nme, read_pts
 from lafin.masks import MaskFolder, part_mask
 from lafin.options import InferenceOptions
@@ -40,7 +41,6 @@ from lafin.pipeline import LaFInModel, default_weights_path
 
 
 DLIB_SIZE = 256
-HOLE_BINS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
 
 
 def loose_crop(
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--hole-bin",
-        choices=HOLE_BINS,
+        choices=RATIO_LABELS,
         default="30-40%",
         help="the irregular masks' bin (default 30-40%%: files 6000-7999)",
     )
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     # size when that is 0): the pipeline gives the predictor the input's pixels at that size
     crop_size = args.crop_size or loaded.config.landmark_size
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    holes = MaskFolder(args.masks, size=size, bins=[HOLE_BINS.index(args.hole_bin)])
+    holes = MaskFolder(args.masks, size=size, bins=[RATIO_LABELS.index(args.hole_bin)])
     irregular_row = f"irregular {args.hole_bin}"
     files = sorted(Path(args.faces).glob("*.pts"))
     if args.names:  # e.g. configs/splits/helen-val.txt: the held-out HELEN faces

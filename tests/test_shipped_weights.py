@@ -159,4 +159,4 @@ def test_the_second_pass_is_kept_under_a_hole_spread_over_the_crop(model, seed):
     frame = CropFrame.around(loose.shape[:2], model.image_size)
     first = frame.to_input(model.locator.locate(loose, hole, frame))
     again = model.predict_landmarks(loose, hole)
-    assert nme(again, truth) < 0.04 < 0.06 < nme(first, truth)
+    assert nme(again, truth) < 0.04 and nme(first, truth) > 0.06

@@ -181,7 +181,7 @@ class LandmarkLocator:
         """A second pass on the face aligned by a first pass's ``points`` ((68, 2) x, y in
         ``img``'s pixels): (68, 2) float32 in ``img``'s pixels. For a crop whose face is small
         (the first pass sees it at a fraction of the predictor's input; docs/MODEL_CARD.md,
-        "Choices measured"). Faces of the right size that are turned or off-centre keep their
+        "Pipeline choices, measured"). Faces of the right size that are turned or off-centre keep their
         first pass (no gain there). The second pass is kept even where its face's crop leaves
         part of the hole out (aligned photo-style, those parts get OpenCV's fill): under a large
         hole the first pass can misplace the whole face, and the second is then the one to trust."""

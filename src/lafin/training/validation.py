@@ -4,7 +4,7 @@ holes (through :mod:`lafin.evaluation`) and the sample grids."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,15 +52,9 @@ class Validator:
         from lafin.evaluation.realism import hole_detail_ratio_batch, median_ratio
         from lafin.landmarks import nme
 
-        rng = np.random.default_rng(12345)
         results: dict[str, list[float]] = {}
-        batch_size = self.config.batch_size
-        n = min(len(val), self.config.val_batches * batch_size)
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
-            batch = sample_batch(
-                val, len(idx), rng, self.mask_fn, size=self.size, flip=False, indices=idx
-            ).to(self.device, self.memory_format)
+        faces = np.arange(min(len(val), self.config.val_batches * self.config.batch_size))
+        for batch in self.fixed_batches(val, faces, seed=12345):
             if self.config.stage == "landmarks":
                 pred = self.networks.ema(batch.masked).view(-1, 68, 2) * self.size
                 err = nme(pred.cpu().numpy(), batch.landmarks.cpu().numpy())
@@ -105,13 +99,8 @@ class Validator:
         n = min(len(val), cfg.val_kid_faces)
         # a sample, not the first faces: a cache in file order can be sorted by head pose
         faces = np.sort(np.random.default_rng(54321).choice(len(val), n, replace=False))
-        rng = np.random.default_rng(12346)
         real, fake = [], []
-        for start in range(0, n, cfg.batch_size):
-            idx = faces[start : start + cfg.batch_size]
-            batch = sample_batch(
-                val, len(idx), rng, self.mask_fn, size=self.size, flip=False, indices=idx
-            ).to(self.device, self.memory_format)
+        for batch in self.fixed_batches(val, faces, seed=12346):
             if self._real_features is None:
                 real.append(self._inception.tensor_features(batch.images.float()))
             fake.append(self._inception.tensor_features(self.composite(batch).float().clamp(0, 1)))
@@ -119,6 +108,15 @@ class Validator:
             self._real_features = np.concatenate(real)
         mean, _ = kid(self._real_features, np.concatenate(fake), num_subsets=10, subset_size=min(100, n))
         return mean
+
+    def fixed_batches(self, val: FaceCache, faces: np.ndarray, seed: int) -> Iterator[Batch]:
+        """``faces`` of ``val`` in batches of the run's size, unflipped, each with a hole drawn
+        from the run's mask mix by a generator seeded with ``seed``: the same every time."""
+        rng = np.random.default_rng(seed)
+        for start in range(0, len(faces), self.config.batch_size):
+            idx = faces[start : start + self.config.batch_size]
+            batch = sample_batch(val, len(idx), rng, self.mask_fn, size=self.size, flip=False, indices=idx)
+            yield batch.to(self.device, self.memory_format)
 
     def composite(self, batch: Batch) -> torch.Tensor:
         """The EMA network's composited output for a validation or sample batch."""
