@@ -256,6 +256,23 @@ def test_inception_style_loss_is_the_l1_of_gram_matrices(scripted_inception):
     assert torch.allclose(losses.gram(x), losses.gram(x.flip(-1)), atol=1e-6)
 
 
+def test_the_perceptual_term_can_keep_to_some_layers_and_the_style_term_to_all(scripted_inception):
+    both = losses.InceptionPerceptual(scripted_inception, ("conv_4", "mixed_2"), size=32)
+    deep = losses.InceptionPerceptual(scripted_inception, ("mixed_2",), size=32)
+    split = losses.InceptionPerceptual(
+        scripted_inception, ("conv_4", "mixed_2"), size=32, perceptual_layers=("mixed_2",)
+    )
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    perceptual, style = split.perceptual_and_style(b, a)
+    assert perceptual.item() == pytest.approx(deep(b, a).item(), rel=1e-6)
+    assert perceptual.item() != pytest.approx(both(b, a).item(), rel=1e-3)
+    assert style.item() == pytest.approx(both.perceptual_and_style(b, a)[1].item(), rel=1e-6)
+    with pytest.raises(ValueError, match="subset"):
+        losses.InceptionPerceptual(scripted_inception, ("mixed_2",), size=32, perceptual_layers=("conv_4",))
+    with pytest.raises(ValueError, match="inception_perceptual_layers"):
+        TrainConfig.from_dict({"loss": {"inception_perceptual_layers": ["conv_2"]}})
+
+
 def test_old_photo_look():
     images = torch.rand(3, 3, 8, 8)
     out = old_photo_look(images, torch.tensor([0, 1, 2]))
@@ -418,11 +435,14 @@ def test_refine_stage_with_the_inception_loss(refine_data, scripted_inception, t
             "inception_perceptual": 1.0,
             "inception_style": 100.0,
             "inception_weights": str(scripted_inception),
+            "inception_perceptual_layers": ["mixed_2"],
             "inception_size": 32,
         },
     )
-    logs = Trainer(config, tmp_path / "style").refine_step(trainer.next_batch())
-    assert logs["loss/inception_style"] > 0
+    style_trainer = Trainer(config, tmp_path / "style")
+    assert style_trainer.generator_losses.inception.perceptual_layers == ("mixed_2",)
+    logs = style_trainer.refine_step(trainer.next_batch())
+    assert logs["loss/inception_style"] > 0 and logs["loss/inception_perceptual"] > 0
 
 
 def test_refine_stage_needs_its_generator(refine_data, tmp_path):

@@ -220,11 +220,16 @@ class InceptionPerceptual(nn.Module):
     used in place of LaFIn's VGG-19. Images are compared at ``size`` pixels (a face's structure
     and texture at the scale the layers were trained on: 128 px for a 256-px face), in
     TensorFlow's input convention ``x * 255 / 128 - 1``. The loss is the mean L1 distance of the
-    activations after each of ``layers``.
+    activations after each of ``perceptual_layers`` (default: ``layers``; the style term of
+    :meth:`perceptual_and_style` uses all of ``layers``).
     """
 
     def __init__(
-        self, path: str | Path, layers: tuple[str, ...] = ("conv_4", "mixed_2"), size: int = 128
+        self,
+        path: str | Path,
+        layers: tuple[str, ...] = ("conv_4", "mixed_2"),
+        size: int = 128,
+        perceptual_layers: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         # FileNotFoundError is an OSError, so the command line reports it in one line
@@ -247,6 +252,9 @@ class InceptionPerceptual(nn.Module):
         self.blocks = nn.ModuleList(module for _, module in list(trunk.named_children())[: last + 1])
         self.names = names[: last + 1]
         self.layers = tuple(layers)
+        self.perceptual_layers = self.layers if perceptual_layers is None else tuple(perceptual_layers)
+        if not self.perceptual_layers or not set(self.perceptual_layers) <= set(self.layers):
+            raise ValueError(f"perceptual_layers {perceptual_layers} must be a non-empty subset of {layers}")
         self.size = size
         self.requires_grad_(False).eval()
 
@@ -283,7 +291,10 @@ class InceptionPerceptual(nn.Module):
         with torch.no_grad():
             target_features = self.features(target)
         output_features = self.features(output)
-        perceptual = sum(F.l1_loss(a, b) for a, b in zip(output_features, target_features)) / len(self.layers)
+        chosen = [name in self.perceptual_layers for name in self.names if name in self.layers]
+        perceptual = sum(
+            F.l1_loss(a, b) for a, b, use in zip(output_features, target_features, chosen) if use
+        ) / len(self.perceptual_layers)
         if not style:
             return perceptual, None
         style_loss = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(output_features, target_features)) / len(

