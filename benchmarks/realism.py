@@ -23,6 +23,12 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
   holes) against the true and the edited landmarks, so its edit columns are what ignoring the
   edit scores.
 
+``--reference`` adds rows of the truth itself, degraded, in the hole: ``half-res`` (resized to
+half the side and back, bicubic: what a generator at half the size would give if it were
+perfect) and ``blur:SIGMA`` (a Gaussian of SIGMA px). They show how far a target on the detail
+ratio or KID is from the truth at a lower resolution; their fidelity column is the judge's NME on
+the truth (its floor), and they ignore edits.
+
 All the arithmetic is :mod:`lafin.evaluation`'s (docs/EVALUATION.md defines it).
 
     python benchmarks/realism.py --weights A.safetensors B.safetensors --faces 300 \\
@@ -61,6 +67,31 @@ BINS = ["30-40%", "50-60%"]
 EDITS = ("open mouth", "smile")
 FIDELITY_COLUMNS = ("true",) + EDITS
 NS = "opencv-ns"
+REFERENCE_PREFIX = "truth "
+
+
+def reference_kind(text: str) -> str:
+    """``half-res`` or ``blur:SIGMA`` (SIGMA > 0 px), checked; an argparse type."""
+    if text == "half-res":
+        return text
+    kind, _, sigma = text.partition(":")
+    try:
+        if kind == "blur" and float(sigma) > 0:
+            return f"blur:{float(sigma):g}"
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not half-res or blur:SIGMA with SIGMA > 0")
+
+
+def reference_fill(truth: np.ndarray, kind: str) -> np.ndarray:
+    """The truth degraded as ``kind`` says (:func:`reference_kind`), the whole HxWx3 uint8 image
+    (the caller keeps it in the hole only)."""
+    h, w = truth.shape[:2]
+    if kind == "half-res":
+        half = cv2.resize(truth, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        return cv2.resize(half, (w, h), interpolation=cv2.INTER_CUBIC)
+    sigma = float(kind.partition(":")[2])
+    return cv2.GaussianBlur(truth, (0, 0), sigma)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,6 +125,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the faces would all be equal and the ± 0)",
     )
     p.add_argument("--kid-subsets", type=int, default=R.KID_SUBSETS)
+    p.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        type=reference_kind,
+        metavar="KIND",
+        help="a row of the truth degraded in the hole: half-res (half the side and back) or "
+        "blur:SIGMA (px); repeatable",
+    )
     p.add_argument("--no-fidelity", action="store_true", help="skip landmark fidelity")
     p.add_argument(
         "--no-fid",
@@ -171,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an unknown option or a bad value
         sys.exit(f"realism.py: error: {exc}")
     judge = models[names[0]]
-    methods = names + [NS]
+    references = {REFERENCE_PREFIX + kind: kind for kind in dict.fromkeys(args.reference)}
+    methods = names + [NS] + list(references)
     files = list_images(Path(args.images), args.names, args.faces, args.seed)
     masks = MaskSource(args.masks, args.size, bins, args.seed)
     run = Run(bins, methods)
@@ -192,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 if m == NS:
                     out = cv2.inpaint(truth, hole.astype(np.uint8), 5, cv2.INPAINT_NS)
+                elif m in references:
+                    out = reference_fill(truth, references[m])
                 else:
                     out = models[m].inpaint(truth, mask, mode="crop")
                 seconds[m] += time.perf_counter() - t
@@ -207,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                 run.add(b, m, "colour_error", R.hole_colour_error(out, truth, mask))
                 run.features[(b, m)].append(inception(out[None])[0])
                 for key, guide in guides.items():
+                    if m in references:  # the truth ignores edits: its true column is the floor
+                        if key == "true":
+                            run.add(b, m, key, R.landmark_fidelity(judge, out, guide))
+                        continue
                     # an edit can only show inside the hole (known pixels stay): its points join it
                     edit_mask = mask if key == "true" else R.mask_with_edit(mask, guides["true"], guide)
                     edit_hole = edit_mask > 0

@@ -418,12 +418,17 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
                 "5",
                 "--json",
                 str(out),
+                "--reference",
+                "half-res",
+                "--reference",
+                "blur:2",
             ]
         )
         == 0
     )
     printed = capsys.readouterr().out
     assert "holes 30-40%" in printed and "holes 50-60%" in printed and "opencv-ns" in printed
+    assert "| truth half-res |" in printed and "| truth blur:2 |" in printed
     res = json.loads(out.read_text())
     assert res["faces"] == 3 and res["judge"] == "tiny" and res["kid_subset_size"] == 2
     for b in ("30-40%", "50-60%"):
@@ -444,6 +449,11 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
         # NS ignores the landmarks: scored against the edited ones as they are
         assert ns["lm_fidelity_open_mouth"] > ns["lm_fidelity_true"]
         assert 0 < ns["detail_ratio_median"] < 1 and 0 < ns["mid_detail_ratio_median"] < 1
+        # the truth degraded: less detail than the truth, the stronger blur least; its only
+        # fidelity column is the judge on the truth (it ignores edits)
+        half, blur = res["results"][b]["truth half-res"], res["results"][b]["truth blur:2"]
+        assert 0 < blur["detail_ratio_median"] < half["detail_ratio_median"] < 1
+        assert "lm_fidelity_true" in half and "lm_fidelity_smile" not in half
     # per face, bin and file: the plain output, then the true, open-mouth and smile guides; an
     # edit's hole is the bin's joined with the edited points' box (it can only show there)
     assert len(holes) == 3 * 2 * 2 * 4
@@ -455,6 +465,34 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
         assert (smiled == (plain | edit_region(true_lm, smile_lm, plain.shape))).all()
     with pytest.raises(SystemExit, match="not overwriting"):
         bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])
+
+
+def test_realism_reference_rows_degrade_the_truth_as_named(capsys):
+    """half-res keeps a flat image flat and a smooth ramp nearly so, and loses a 1-px
+    checkerboard; blur:SIGMA is OpenCV's Gaussian; bad kinds are argparse errors (exit 2)."""
+    import importlib.util
+    from pathlib import Path
+
+    import cv2
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("realism_bench", root / "benchmarks" / "realism.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    flat = np.full((32, 32, 3), 90, np.uint8)
+    assert (bench.reference_fill(flat, "half-res") == flat).all()
+    ramp = np.repeat(np.repeat(np.arange(0, 256, 8, dtype=np.uint8)[None, :, None], 32, 0), 3, 2)
+    assert np.abs(bench.reference_fill(ramp, "half-res").astype(int) - ramp).max() <= 8
+    checker = ((np.indices((32, 32)).sum(0) % 2) * 200).astype(np.uint8)[..., None].repeat(3, 2)
+    assert np.ptp(bench.reference_fill(checker, "half-res")[4:-4, 4:-4]) < 10
+    blurred = bench.reference_fill(checker, bench.reference_kind("blur:1.5"))
+    assert (blurred == cv2.GaussianBlur(checker, (0, 0), 1.5)).all()
+    assert bench.reference_kind("blur:2.0") == "blur:2"
+    for bad in ("blur:0", "blur:x", "quarter-res", "blur"):
+        with pytest.raises(SystemExit) as exit_info:
+            bench.parse_args(["--reference", bad])
+        assert exit_info.value.code == 2
+        assert "is not half-res or blur:SIGMA" in capsys.readouterr().err
 
 
 def test_realism_benchmark_without_its_inception_file_is_one_line(faces, tiny_weights, tmp_path, monkeypatch):
