@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -284,3 +285,37 @@ def test_bilinear_upsampling_takes_the_same_weights_and_no_blocks():
         GeneratorConfig(arch="compact", upsample="bicubic")
     with pytest.raises(ValueError, match="compact"):
         GeneratorConfig(arch="lafin", upsample="bilinear")
+
+
+def test_folding_batch_norms_keeps_the_eval_output_and_removes_every_norm():
+    """The landmark predictor with trained-looking statistics (random running means, variances
+    and affine parameters): folded, the same output within float error, no BatchNorm2d left;
+    a norm without affine parameters and a conv with a bias fold too."""
+    from lafin.networks.folding import fold_batch_norms
+
+    torch.manual_seed(0)
+    config = get_preset("compact")
+    predictor = build_landmark_predictor(config).eval()
+    for module in predictor.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = predictor(x)
+        folded = fold_batch_norms(copy.deepcopy(predictor))
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(folded(x), expected, atol=1e-5, rtol=1e-4)
+        # in training mode the norms use the batch's statistics: a different function
+        assert not torch.allclose(folded(x), predictor.train()(x), atol=1e-3)
+
+        plain = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3, bias=True), torch.nn.BatchNorm2d(4, affine=False), torch.nn.ReLU()
+        ).eval()
+        plain[1].running_mean.uniform_(-1, 1)
+        plain[1].running_var.uniform_(0.5, 2.0)
+        want = plain(x)
+        assert torch.allclose(fold_batch_norms(plain)(x), want, atol=1e-5)
+        assert isinstance(plain[1], torch.nn.Identity)

@@ -276,3 +276,17 @@ def test_a_stage_started_twice_in_a_row_is_reported_once():
     timings = stages.stop()
     assert seen == ["landmarks", "blend", "generate"]
     assert set(timings) == {"landmarks", "blend", "generate"}
+
+
+def test_loaded_weights_run_the_landmark_predictor_with_its_batch_norms_folded(tiny_weights):
+    """A model loaded from a file folds the predictor's batch norms (inference only) and
+    predicts what the file's network predicts in eval mode."""
+    from lafin.checkpoint import build_from_weights, load_any
+
+    model = LaFInModel(weights=tiny_weights)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.landmark_predictor.modules())
+    _, unfolded = build_from_weights(load_any(tiny_weights), device="cpu")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.eval().modules())
+    x = torch.rand(1, 3, model.landmark_size, model.landmark_size)
+    with torch.no_grad():
+        assert torch.allclose(model.landmark_predictor(x), unfolded(x), atol=1e-5)

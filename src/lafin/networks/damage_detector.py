@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lafin.networks.folding import fold_batch_norms
+
 DAMAGE_FORMAT_VERSION = 1
 
 
@@ -83,19 +85,7 @@ class DamageDetector(nn.Module):
 
     def fuse(self) -> "DamageDetector":
         """Fold every batch norm into its convolution (inference only; in place, returns self)."""
-        for module in self.modules():
-            if (
-                isinstance(module, nn.Sequential)
-                and len(module) == 3
-                and isinstance(module[1], nn.BatchNorm2d)
-            ):
-                conv, bn = module[0], module[1]
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                with torch.no_grad():
-                    conv.weight.mul_(scale[:, None, None, None])
-                    conv.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
-                module[1] = nn.Identity()
-        return self
+        return fold_batch_norms(self)
 
 
 # how each low-resolution offset (-1, 0, +1) of a 2x nearest upsampling gathers the rows of a
