@@ -923,3 +923,64 @@ def test_export_weights_without_the_refiner_gives_the_bare_generator(tmp_path, c
     assert LaFInModel(weights=bare).generation.refiner is None
     with pytest.raises(WeightsError, match="cannot leave out 'refiner'"):
         merge_weights([bare], tmp_path / "again.safetensors", without=["refiner"])
+
+
+def test_export_weights_corrects_a_networks_recorded_steps_before(tmp_path, capsys):
+    """--steps-before NETWORK=N rewrites NETWORK.steps_before (and the file-level key when the
+    file's last run is that network's); the networks themselves are untouched; a network the
+    file lacks or a malformed value is one line (exit 2)."""
+    from lafin.checkpoint import NETWORKS, WeightsError
+    from lafin.cli import NETWORK_NAMES, main
+    from lafin.weights_merge import merge_weights
+
+    assert NETWORK_NAMES == NETWORKS
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict(
+        {
+            **get_preset("tiny").to_dict(),
+            "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+        }
+    )
+    refiner = build_refiner(config)
+    full = tmp_path / "full.safetensors"
+    save_weights(
+        full,
+        config,
+        generator=build_generator(config),
+        refiner=refiner,
+        metadata={
+            "stage": "refine",
+            "step": 750,
+            "steps_before": 92650,
+            "refiner.stage": "refine",
+            "refiner.step": 750,
+            "refiner.steps_before": 92650,
+            "generator.stage": "inpaint",
+            "generator.step": 4000,
+            "generator.steps_before": 112900,
+        },
+    )
+    fixed = tmp_path / "fixed.safetensors"
+    assert main(["export-weights", str(full), "-o", str(fixed), "--steps-before", "refiner=6500"]) == 0
+    meta = load_weights(fixed).metadata
+    assert meta["refiner.steps_before"] == "6500" and meta["steps_before"] == "6500"
+    assert meta["generator.steps_before"] == "112900" and meta["refiner.step"] == "750"
+    for k, v in refiner.state_dict().items():
+        assert torch.equal(load_weights(fixed).refiner_state[k], v)
+    # the generator's correction leaves the file-level keys (the refiner's run) alone
+    again = tmp_path / "again.safetensors"
+    merge_weights([full], again, steps_before={"generator": 100})
+    meta = load_weights(again).metadata
+    assert meta["generator.steps_before"] == "100" and meta["steps_before"] == "92650"
+    with pytest.raises(WeightsError, match="cannot set the steps of 'landmarks'"):
+        merge_weights([full], tmp_path / "none.safetensors", steps_before={"landmarks": 5})
+    for bad in ("refiner", "refiner=-1", "refiner=x", "critic=5"):
+        assert (
+            main(
+                ["export-weights", str(full), "-o", str(tmp_path / "bad.safetensors"), "--steps-before", bad]
+            )
+            == 2
+        )
+        err = capsys.readouterr().err
+        assert "--steps-before" in err and "Traceback" not in err
+    assert not (tmp_path / "bad.safetensors").exists()

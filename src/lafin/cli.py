@@ -20,6 +20,10 @@ from lafin import __version__
 from lafin.results import MODES
 from lafin.training.run_folder import add_run_folder_arguments
 
+# the networks a weights file can hold: lafin.checkpoint.NETWORKS, which this module does not
+# import at start (it loads torch)
+NETWORK_NAMES = ("generator", "landmarks", "discriminator", "refiner")
+
 EXAMPLES = """\
 examples:
   lafin inpaint face.png hole.png -o restored.png
@@ -474,7 +478,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_export_weights(args: argparse.Namespace) -> int:
     from lafin.weights_merge import merge_weights
 
-    merge_weights(args.inputs, args.output, half=args.half, without=args.without)
+    steps_before = {}
+    for item in args.steps_before:
+        network, eq, steps = item.partition("=")
+        if not eq or network not in NETWORK_NAMES or not steps.isdigit():
+            raise _UsageError(
+                f"--steps-before {item}: give NETWORK=STEPS ({', '.join(NETWORK_NAMES)}, STEPS >= 0)"
+            )
+        steps_before[network] = int(steps)
+    merge_weights(args.inputs, args.output, half=args.half, without=args.without, steps_before=steps_before)
     print(f"Wrote {args.output}")
     return 0
 
@@ -763,9 +775,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--without",
         nargs="+",
         default=[],
-        choices=["generator", "landmarks", "discriminator", "refiner"],
+        choices=NETWORK_NAMES,
         metavar="NETWORK",
         help="leave these networks out (e.g. refiner: the bare generator, to judge it alone)",
+    )
+    p.add_argument(
+        "--steps-before",
+        nargs="+",
+        default=[],
+        metavar="NETWORK=STEPS",
+        help="correct a network's recorded training steps before its last run "
+        "(metadata NETWORK.steps_before), e.g. refiner=6500",
     )
     p.set_defaults(func=_cmd_export_weights)
 

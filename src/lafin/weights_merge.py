@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from lafin.checkpoint import NETWORKS, LoadedWeights, PathLike, WeightsError, load_weights, write_weights
 
 
 def merge_weights(
-    inputs: Sequence[PathLike], output: PathLike, half: bool = False, without: Sequence[str] = ()
+    inputs: Sequence[PathLike],
+    output: PathLike,
+    half: bool = False,
+    without: Sequence[str] = (),
+    steps_before: Mapping[str, int] | None = None,
 ) -> None:
     """Combine several of our weights files into one; later files win per network.
 
@@ -22,7 +26,9 @@ def merge_weights(
     float16 (half the file size, e.g. for shipping); loading casts them back to the networks'
     float32 parameters, so nothing else changes. ``without`` names networks to leave out (e.g.
     ``refiner``: the bare generator, to judge it alone); a refiner left out is also taken out
-    of the config.
+    of the config. ``steps_before`` ({network: steps}) corrects a network's recorded earlier
+    training steps (``NETWORK.steps_before``; the file-level ``steps_before`` too when the file's
+    last run is that network's), for a history that was lost or miscounted on the way.
     """
     from lafin.config import RefinerConfig, named_like_preset
 
@@ -38,6 +44,21 @@ def merge_weights(
         merged.metadata = {k: v for k, v in merged.metadata.items() if k.split(".")[0] != network}
     if not merged.networks:
         raise WeightsError("nothing left to write: every network was left out")
+    for network, steps in (steps_before or {}).items():
+        if network not in merged.networks:
+            raise WeightsError(
+                f"cannot set the steps of {network!r}: the merged weights hold {', '.join(merged.networks)}"
+            )
+        if not isinstance(steps, int) or steps < 0:
+            raise WeightsError(f"steps before of {network!r} must be a whole number >= 0, not {steps!r}")
+        meta = merged.metadata
+        last_run = all(
+            meta.get(key) is not None and meta.get(key) == meta.get(f"{network}.{key}")
+            for key in ("stage", "step")
+        )
+        meta[f"{network}.steps_before"] = str(steps)
+        if last_run:
+            meta["steps_before"] = str(steps)
     merged.config = named_like_preset(merged.config)
     states = {n: merged.state(n) for n in merged.networks}
     if half:
