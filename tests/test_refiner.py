@@ -26,6 +26,14 @@ from lafin.networks.refiner import Refiner, RefinerDiscriminator, landmark_heatm
 from lafin.training.config import TrainConfig
 from lafin.training.train import Trainer, train
 
+# a refiner small enough for CPU tests, with the tiny preset
+TINY_REFINER = {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1}
+
+
+def _tiny_refiner_config() -> ModelConfig:
+    return ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": TINY_REFINER})
+
+
 # ----------------------------------------------------------------------------- the network
 
 
@@ -124,7 +132,7 @@ def test_refine_stage_trains_with_a_two_scale_discriminator(refine_data, tmp_pat
 
     model = {
         **get_preset("tiny").to_dict(),
-        "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+        "refiner": TINY_REFINER,
     }
     model["discriminator"] = {**model["discriminator"], "scales": 2}
     trainer = Trainer(_refine_config(refine_data, model=model), tmp_path)
@@ -144,7 +152,7 @@ def test_refine_stage_with_feature_matching_on_a_two_scale_discriminator(refine_
     """``loss.patch_feature_matching`` in the refine stage: logged, finite, and the refiner learns."""
     model = {
         **get_preset("tiny").to_dict(),
-        "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+        "refiner": TINY_REFINER,
     }
     model["discriminator"] = {**model["discriminator"], "scales": 2}
     loss = {"adversarial": 0.5, "structure_l1": 10.0, "patch_feature_matching": 1.0}
@@ -327,7 +335,7 @@ def refine_data(tmp_path_factory):
 def _refine_config(root: Path, **overrides) -> TrainConfig:
     model = {
         **get_preset("tiny").to_dict(),
-        "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
+        "refiner": TINY_REFINER,
     }
     raw = {
         "stage": "refine",
@@ -474,12 +482,7 @@ def refined_model():
     from lafin.pipeline import LaFInModel
 
     torch.manual_seed(0)
-    config = ModelConfig.from_dict(
-        {
-            **get_preset("tiny").to_dict(),
-            "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
-        }
-    )
+    config = _tiny_refiner_config()
     refiner = build_refiner(config)
     nn.init.normal_(refiner.to_rgb.weight, std=0.5)
     return LaFInModel.from_networks(
@@ -896,12 +899,7 @@ def test_export_weights_without_the_refiner_gives_the_bare_generator(tmp_path, c
     from lafin.weights_merge import merge_weights
 
     torch.manual_seed(0)
-    config = ModelConfig.from_dict(
-        {
-            **get_preset("tiny").to_dict(),
-            "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
-        }
-    )
+    config = _tiny_refiner_config()
     generator = build_generator(config)
     full = tmp_path / "full.safetensors"
     save_weights(
@@ -935,12 +933,7 @@ def test_export_weights_corrects_a_networks_recorded_steps_before(tmp_path, caps
 
     assert NETWORK_NAMES == NETWORKS
     torch.manual_seed(0)
-    config = ModelConfig.from_dict(
-        {
-            **get_preset("tiny").to_dict(),
-            "refiner": {"output_size": 128, "channels": [4, 8, 8, 8], "num_residual_blocks": 1},
-        }
-    )
+    config = _tiny_refiner_config()
     refiner = build_refiner(config)
     full = tmp_path / "full.safetensors"
     save_weights(
