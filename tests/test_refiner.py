@@ -34,6 +34,22 @@ def _tiny_refiner_config() -> ModelConfig:
     return ModelConfig.from_dict({**get_preset("tiny").to_dict(), "refiner": TINY_REFINER})
 
 
+def _save_tiny_refiner_weights(
+    path: Path, metadata: dict, landmarks: bool = False
+) -> tuple[nn.Module, nn.Module]:
+    """A seeded tiny generator and refiner (and predictor) written to ``path``; returns the first two."""
+    from lafin.networks import build_landmark_predictor
+
+    torch.manual_seed(0)
+    config = _tiny_refiner_config()
+    generator, refiner = build_generator(config), build_refiner(config)
+    predictor = build_landmark_predictor(config) if landmarks else None
+    save_weights(
+        path, config, generator=generator, landmark_predictor=predictor, refiner=refiner, metadata=metadata
+    )
+    return generator, refiner
+
+
 # ----------------------------------------------------------------------------- the network
 
 
@@ -894,22 +910,11 @@ def test_refine_stage_learns_on_blurred_coarse_faces(refine_data, tmp_path):
 def test_export_weights_without_the_refiner_gives_the_bare_generator(tmp_path, capsys):
     from lafin.checkpoint import WeightsError
     from lafin.cli import main
-    from lafin.networks import build_landmark_predictor
     from lafin.pipeline import LaFInModel
     from lafin.weights_merge import merge_weights
 
-    torch.manual_seed(0)
-    config = _tiny_refiner_config()
-    generator = build_generator(config)
     full = tmp_path / "full.safetensors"
-    save_weights(
-        full,
-        config,
-        generator=generator,
-        landmark_predictor=build_landmark_predictor(config),
-        refiner=build_refiner(config),
-        metadata={"refiner.step": 9, "generator.step": 7},
-    )
+    generator, _ = _save_tiny_refiner_weights(full, {"refiner.step": 9, "generator.step": 7}, landmarks=True)
     bare = tmp_path / "bare.safetensors"
     assert main(["export-weights", str(full), "-o", str(bare), "--without", "refiner"]) == 0
     loaded = load_weights(bare)
@@ -932,27 +937,19 @@ def test_export_weights_corrects_a_networks_recorded_steps_before(tmp_path, caps
     from lafin.weights_merge import merge_weights
 
     assert NETWORK_NAMES == NETWORKS
-    torch.manual_seed(0)
-    config = _tiny_refiner_config()
-    refiner = build_refiner(config)
     full = tmp_path / "full.safetensors"
-    save_weights(
-        full,
-        config,
-        generator=build_generator(config),
-        refiner=refiner,
-        metadata={
-            "stage": "refine",
-            "step": 750,
-            "steps_before": 92650,
-            "refiner.stage": "refine",
-            "refiner.step": 750,
-            "refiner.steps_before": 92650,
-            "generator.stage": "inpaint",
-            "generator.step": 4000,
-            "generator.steps_before": 112900,
-        },
-    )
+    history = {
+        "stage": "refine",
+        "step": 750,
+        "steps_before": 92650,
+        "refiner.stage": "refine",
+        "refiner.step": 750,
+        "refiner.steps_before": 92650,
+        "generator.stage": "inpaint",
+        "generator.step": 4000,
+        "generator.steps_before": 112900,
+    }
+    _, refiner = _save_tiny_refiner_weights(full, history)
     fixed = tmp_path / "fixed.safetensors"
     assert main(["export-weights", str(full), "-o", str(fixed), "--steps-before", "refiner=6500"]) == 0
     meta = load_weights(fixed).metadata
