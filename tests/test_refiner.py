@@ -428,6 +428,30 @@ def test_refine_stage_starts_from_a_refiner_in_init_from(refine_data, tmp_path):
     assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
 
 
+def test_a_refiner_merged_after_a_generator_file_counts_only_its_own_steps(refine_data, tmp_path):
+    """A refine run started without a refiner records no earlier steps; merged after a file whose
+    last run was a generator's, the generator's file-level ``steps_before`` must not become the
+    refiner's when the merged file starts the next refine run."""
+    from lafin.weights_merge import merge_weights
+
+    train(_refine_config(refine_data, max_steps=2), tmp_path / "first")
+    shipped = tmp_path / "shipped.safetensors"
+    config = load_weights(refine_data / "generator.safetensors").config
+    save_weights(
+        shipped,
+        config,
+        generator=build_generator(config),
+        metadata={"stage": "inpaint", "step": 7, "steps_before": 100},
+    )
+    merged = tmp_path / "merged.safetensors"
+    merge_weights([shipped, tmp_path / "first" / "weights.safetensors"], merged)
+    meta = load_weights(merged).metadata
+    assert (meta["stage"], meta["step"]) == ("refine", "2") and "steps_before" not in meta
+    train(_refine_config(refine_data, max_steps=3, init_from=str(merged)), tmp_path / "second")
+    meta = load_weights(tmp_path / "second" / "weights.safetensors").metadata
+    assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
+
+
 def test_refine_stage_resume_is_exact(refine_data, tmp_path):
     straight = train(_refine_config(refine_data, max_steps=4), tmp_path / "a")
     train(_refine_config(refine_data, max_steps=2), tmp_path / "b")

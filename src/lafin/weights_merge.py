@@ -9,6 +9,9 @@ from typing import Mapping, Sequence
 
 from lafin.checkpoint import NETWORKS, LoadedWeights, PathLike, WeightsError, load_weights, write_weights
 
+# the metadata of one training run: file-level for the file's last run, NETWORK.KEY per network
+RUN_KEYS = ("step", "stage", "steps_before")
+
 
 def merge_weights(
     inputs: Sequence[PathLike],
@@ -92,7 +95,11 @@ def merge_loaded(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
         for network in loaded.networks:
             merged.set_state(network, loaded.state(network))
         # a file's per-network history ("landmarks.step") belongs to networks it carries; the
-        # top-level keys describe its last training run, which may not be that network's
+        # top-level keys describe its last training run, which may not be that network's: a
+        # later run replaces them as a whole (an earlier run's "steps_before" is not this one's)
+        if "stage" in loaded.metadata:
+            for key in RUN_KEYS:
+                merged.metadata.pop(key, None)
         merged.metadata.update(
             {
                 k: v
@@ -101,7 +108,7 @@ def merge_loaded(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
             }
         )
         for network in loaded.networks:  # where each network came from survives the merge
-            for key in ("step", "stage", "steps_before"):
+            for key in RUN_KEYS:
                 value = loaded.metadata.get(f"{network}.{key}", loaded.metadata.get(key))
                 if value is not None:
                     merged.metadata[f"{network}.{key}"] = value
