@@ -452,6 +452,31 @@ def test_a_refiner_merged_after_a_generator_file_counts_only_its_own_steps(refin
     assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
 
 
+def test_a_refiner_with_its_own_history_ignores_the_file_level_run(refine_data, tmp_path):
+    """A generator merged after a refiner makes the file-level run keys the generator's; the
+    refiner's own keys (step, no earlier steps) are taken as a whole, so the generator's
+    ``steps_before`` does not leak into the refiner's count when the file starts a refine run."""
+    from lafin.weights_merge import merge_weights
+
+    train(_refine_config(refine_data, max_steps=2), tmp_path / "first")
+    generator_file = tmp_path / "generator.safetensors"
+    config = load_weights(refine_data / "generator.safetensors").config
+    save_weights(
+        generator_file,
+        config,
+        generator=build_generator(config),
+        metadata={"stage": "inpaint", "step": 7, "steps_before": 100},
+    )
+    merged = tmp_path / "merged.safetensors"
+    merge_weights([tmp_path / "first" / "weights.safetensors", generator_file], merged)
+    meta = load_weights(merged).metadata
+    assert meta["steps_before"] == "100" and meta["refiner.step"] == "2"
+    assert "refiner.steps_before" not in meta
+    train(_refine_config(refine_data, max_steps=3, init_from=str(merged)), tmp_path / "second")
+    meta = load_weights(tmp_path / "second" / "weights.safetensors").metadata
+    assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
+
+
 def test_refine_stage_resume_is_exact(refine_data, tmp_path):
     straight = train(_refine_config(refine_data, max_steps=4), tmp_path / "a")
     train(_refine_config(refine_data, max_steps=2), tmp_path / "b")

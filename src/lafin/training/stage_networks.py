@@ -22,6 +22,7 @@ from lafin.networks import (
 from lafin.networks.refiner import build_patch_discriminator
 from lafin.training.config import TrainConfig
 from lafin.training.distributed import unwrap
+from lafin.weights_merge import RUN_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +138,16 @@ class StageNetworks:
                     self.nets[name].load_state_dict(state, strict=True)
                     log.info("initialised %s from %s", name, path)
                     # the steps the starting weights had already been trained for (their own
-                    # ``steps_before`` included), so exported weights tell their whole history
+                    # ``steps_before`` included), so exported weights tell their whole history;
+                    # a network's own run keys are taken as a whole, the file-level ones (the
+                    # file's last run) only when it has none: another network's
+                    # ``steps_before`` is never counted as this one's
                     meta = loaded.metadata
-                    self.history[name] = {
-                        key: meta[f"{name}.{key}"] if f"{name}.{key}" in meta else meta[key]
-                        for key in ("step", "stage", "steps_before")
-                        if f"{name}.{key}" in meta or key in meta
-                    }
-                    before = int(meta.get(f"{name}.steps_before", meta.get("steps_before", 0)) or 0)
-                    step = meta.get(f"{name}.step", meta.get("step"))
-                    if step is not None and str(step).isdigit():
+                    own = {k: meta[f"{name}.{k}"] for k in RUN_KEYS if f"{name}.{k}" in meta}
+                    self.history[name] = own or {k: meta[k] for k in RUN_KEYS if k in meta}
+                    step = str(self.history[name].get("step", ""))
+                    if step.isdigit():
+                        before = int(self.history[name].get("steps_before", 0) or 0)
                         self.steps_before[name] = before + int(step)
 
     def predict_points(self, masked: torch.Tensor, size: int) -> torch.Tensor:
