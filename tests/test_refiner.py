@@ -428,37 +428,19 @@ def test_refine_stage_starts_from_a_refiner_in_init_from(refine_data, tmp_path):
     assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
 
 
-def test_a_refiner_merged_after_a_generator_file_counts_only_its_own_steps(refine_data, tmp_path):
-    """A refine run started without a refiner records no earlier steps; merged after a file whose
-    last run was a generator's, the generator's file-level ``steps_before`` must not become the
-    refiner's when the merged file starts the next refine run."""
+@pytest.mark.parametrize("generator_last", [False, True])
+def test_a_refiner_merged_with_a_generator_file_counts_only_its_own_steps(
+    refine_data, tmp_path, generator_last
+):
+    """A refine run started without a refiner records no earlier steps. Merged after a file whose
+    last run was a generator's, the merged file's run keys become the refiner run's as a whole;
+    merged before it, they stay the generator's and the refiner keeps its own keys. Either way
+    the generator's ``steps_before`` must not become the refiner's when the merged file starts
+    the next refine run."""
     from lafin.weights_merge import merge_weights
 
     train(_refine_config(refine_data, max_steps=2), tmp_path / "first")
-    shipped = tmp_path / "shipped.safetensors"
-    config = load_weights(refine_data / "generator.safetensors").config
-    save_weights(
-        shipped,
-        config,
-        generator=build_generator(config),
-        metadata={"stage": "inpaint", "step": 7, "steps_before": 100},
-    )
-    merged = tmp_path / "merged.safetensors"
-    merge_weights([shipped, tmp_path / "first" / "weights.safetensors"], merged)
-    meta = load_weights(merged).metadata
-    assert (meta["stage"], meta["step"]) == ("refine", "2") and "steps_before" not in meta
-    train(_refine_config(refine_data, max_steps=3, init_from=str(merged)), tmp_path / "second")
-    meta = load_weights(tmp_path / "second" / "weights.safetensors").metadata
-    assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
-
-
-def test_a_refiner_with_its_own_history_ignores_the_file_level_run(refine_data, tmp_path):
-    """A generator merged after a refiner makes the file-level run keys the generator's; the
-    refiner's own keys (step, no earlier steps) are taken as a whole, so the generator's
-    ``steps_before`` does not leak into the refiner's count when the file starts a refine run."""
-    from lafin.weights_merge import merge_weights
-
-    train(_refine_config(refine_data, max_steps=2), tmp_path / "first")
+    refine_run = tmp_path / "first" / "weights.safetensors"
     generator_file = tmp_path / "generator.safetensors"
     config = load_weights(refine_data / "generator.safetensors").config
     save_weights(
@@ -468,10 +450,14 @@ def test_a_refiner_with_its_own_history_ignores_the_file_level_run(refine_data, 
         metadata={"stage": "inpaint", "step": 7, "steps_before": 100},
     )
     merged = tmp_path / "merged.safetensors"
-    merge_weights([tmp_path / "first" / "weights.safetensors", generator_file], merged)
+    inputs = [refine_run, generator_file] if generator_last else [generator_file, refine_run]
+    merge_weights(inputs, merged)
     meta = load_weights(merged).metadata
-    assert meta["steps_before"] == "100" and meta["refiner.step"] == "2"
-    assert "refiner.steps_before" not in meta
+    if generator_last:
+        assert (meta["steps_before"], meta["refiner.step"]) == ("100", "2")
+        assert "refiner.steps_before" not in meta
+    else:
+        assert (meta["stage"], meta["step"]) == ("refine", "2") and "steps_before" not in meta
     train(_refine_config(refine_data, max_steps=3, init_from=str(merged)), tmp_path / "second")
     meta = load_weights(tmp_path / "second" / "weights.safetensors").metadata
     assert (meta["refiner.step"], meta["refiner.steps_before"]) == ("3", "2")
