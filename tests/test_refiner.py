@@ -456,6 +456,10 @@ def test_a_refiner_merged_with_a_generator_file_counts_only_its_own_steps(
     if generator_last:
         assert (meta["steps_before"], meta["refiner.step"]) == ("100", "2")
         assert "refiner.steps_before" not in meta
+        # exported again, the refiner's history stays its own (not topped up from the file level)
+        merge_weights([merged], merged)
+        meta = load_weights(merged).metadata
+        assert meta["refiner.step"] == "2" and "refiner.steps_before" not in meta
     else:
         assert (meta["stage"], meta["step"]) == ("refine", "2") and "steps_before" not in meta
     train(_refine_config(refine_data, max_steps=3, init_from=str(merged)), tmp_path / "second")

@@ -13,6 +13,14 @@ from lafin.checkpoint import NETWORKS, LoadedWeights, PathLike, WeightsError, lo
 RUN_KEYS = ("step", "stage", "steps_before")
 
 
+def network_history(metadata: Mapping[str, str], network: str) -> dict[str, str]:
+    """The run keys of ``network``'s training: its own ``NETWORK.KEY`` entries as a whole, or,
+    for a network without any, the file-level ones (the file's last run). Never a mix: the
+    file-level ``steps_before`` may be another network's."""
+    own = {k: metadata[f"{network}.{k}"] for k in RUN_KEYS if f"{network}.{k}" in metadata}
+    return own or {k: metadata[k] for k in RUN_KEYS if k in metadata}
+
+
 def merge_weights(
     inputs: Sequence[PathLike],
     output: PathLike,
@@ -108,10 +116,10 @@ def merge_loaded(items: Sequence[tuple[Path, LoadedWeights]]) -> LoadedWeights:
             }
         )
         for network in loaded.networks:  # where each network came from survives the merge
+            history = network_history(loaded.metadata, network)
             for key in RUN_KEYS:
-                value = loaded.metadata.get(f"{network}.{key}", loaded.metadata.get(key))
-                if value is not None:
-                    merged.metadata[f"{network}.{key}"] = value
+                if key in history:
+                    merged.metadata[f"{network}.{key}"] = history[key]
                 else:
                     merged.metadata.pop(f"{network}.{key}", None)
     return merged

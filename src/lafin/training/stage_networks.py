@@ -22,7 +22,7 @@ from lafin.networks import (
 from lafin.networks.refiner import build_patch_discriminator
 from lafin.training.config import TrainConfig
 from lafin.training.distributed import unwrap
-from lafin.weights_merge import RUN_KEYS
+from lafin.weights_merge import network_history
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +138,8 @@ class StageNetworks:
                     self.nets[name].load_state_dict(state, strict=True)
                     log.info("initialised %s from %s", name, path)
                     # the steps the starting weights had already been trained for (their own
-                    # ``steps_before`` included), so exported weights tell their whole history;
-                    # a network's own run keys are taken as a whole, the file-level ones (the
-                    # file's last run) only when it has none: another network's
-                    # ``steps_before`` is never counted as this one's
-                    meta = loaded.metadata
-                    own = {k: meta[f"{name}.{k}"] for k in RUN_KEYS if f"{name}.{k}" in meta}
-                    self.history[name] = own or {k: meta[k] for k in RUN_KEYS if k in meta}
+                    # ``steps_before`` included), so exported weights tell their whole history
+                    self.history[name] = network_history(loaded.metadata, name)
                     step = str(self.history[name].get("step", ""))
                     if step.isdigit():
                         before = int(self.history[name].get("steps_before", 0) or 0)
