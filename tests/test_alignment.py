@@ -5,7 +5,13 @@ import cv2
 import numpy as np
 import pytest
 
-from lafin.alignment import similarity_transform, transform_points, warp_to_crop
+from lafin.alignment import (
+    crop_source_box,
+    offset_matrix,
+    similarity_transform,
+    transform_points,
+    warp_to_crop,
+)
 
 
 def _matrix(scale: float, angle_deg: float, centre: tuple[float, float], size: int) -> np.ndarray:
@@ -67,3 +73,42 @@ def test_enlarging_warp_is_warp_affine():
     ours = warp_to_crop(image, m, 100, interpolation=cv2.INTER_CUBIC)
     reference = cv2.warpAffine(image, m, (100, 100), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     np.testing.assert_array_equal(ours, reference)
+
+
+@pytest.mark.parametrize("border", [cv2.BORDER_REFLECT_101, cv2.BORDER_CONSTANT])
+@pytest.mark.parametrize("interpolation", [cv2.INTER_CUBIC, cv2.INTER_LINEAR])
+def test_a_crop_warped_from_its_source_box_is_the_crop_of_the_whole_image(interpolation, border):
+    """Cutting a photo to crop_source_box first gives the same crop (OpenCV's fixed-point
+    rounding of the shifted translation may move a value by one level): crops inside the image,
+    shrunk ones, rotated ones, and crops reaching past an edge, whose outside pixels reflect."""
+    rng = np.random.default_rng(0)
+    cut_smaller = 0
+    for _ in range(120):
+        h, w = (int(v) for v in rng.integers(40, 600, 2))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        size = int(rng.choice([128, 256]))
+        scale = float(np.exp(rng.uniform(np.log(0.1), np.log(4.0))))
+        centre = (float(rng.uniform(-0.3 * w, 1.3 * w)), float(rng.uniform(-0.3 * h, 1.3 * h)))
+        m = _matrix(scale, float(rng.uniform(-35, 35)), centre, size)
+        whole = warp_to_crop(image, m, size, interpolation=interpolation, border=border)
+        left, top, right, bottom = crop_source_box(image.shape, m, size)
+        assert 0 <= left < right <= w and 0 <= top < bottom <= h
+        cut = warp_to_crop(
+            image[top:bottom, left:right],
+            offset_matrix(m, left, top),
+            size,
+            interpolation=interpolation,
+            border=border,
+        )
+        difference = np.abs(whole.astype(int) - cut)
+        assert difference.max() <= 1
+        assert (difference > 0).mean() < 0.01
+        cut_smaller += (right - left) * (bottom - top) < h * w
+    assert cut_smaller > 60  # the point of it: most crops read a part of the image
+
+
+def test_source_box_of_a_small_face_in_a_large_photo_is_small():
+    m = _matrix(1.5, 10.0, (1500.0, 900.0), 256)
+    left, top, right, bottom = crop_source_box((2000, 3000, 3), m, 256)
+    assert right - left < 260 and bottom - top < 260
+    assert left < 1500 - 85 and right > 1500 + 85 and top < 900 - 85 and bottom > 900 + 85

@@ -195,6 +195,46 @@ def warp_to_crop(
     )
 
 
+def crop_source_box(shape: tuple[int, ...], matrix: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom): the part of an image of ``shape`` that :func:`warp_to_crop`
+    reads for a ``size`` crop by ``matrix`` (the crop's footprint, the resampling kernel's reach,
+    and the pixels that reflect into crop pixels outside the image), clipped to the image.
+
+    Warping ``image[top:bottom, left:right]`` by :func:`offset_matrix` gives the same crop as
+    warping the whole image: work on a large photo's face (whitening its hole, converting types)
+    can then be done on this box only.
+    """
+    h, w = shape[:2]
+    matrix = np.asarray(matrix, np.float64)
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    corners = transform_points(
+        np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), invert_affine(matrix)
+    )
+    # the cubic kernel reads two source pixels out; a reduced warp (scale < 0.5) two reduced ones
+    reach = 2.0 / min(scale, 0.5) + 2.0
+    lo, hi = corners.min(axis=0) - reach, corners.max(axis=0) + reach
+    box = []
+    for axis, side in ((0, w), (1, h)):
+        start, stop = lo[axis], hi[axis]
+        # BORDER_REFLECT_101 mirrors crop pixels beyond an edge back into the image, as far in
+        # as they lie out
+        if start < 0:
+            stop = max(stop, -start + 1)
+        if stop > side - 1:
+            start = min(start, 2 * (side - 1) - stop - 1)
+        box.append((int(np.clip(np.floor(start), 0, side - 1)), int(np.clip(np.ceil(stop) + 1, 1, side))))
+    (left, right), (top, bottom) = box
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+def offset_matrix(matrix: np.ndarray, left: float, top: float) -> np.ndarray:
+    """The image->crop ``matrix`` for the same image cut at (``left``, ``top``)."""
+    matrix = np.asarray(matrix, np.float64)
+    out = matrix.copy()
+    out[:, 2] += matrix[:, :2] @ np.array([left, top], np.float64)
+    return out
+
+
 def align_face(
     image: np.ndarray, landmarks: np.ndarray, size: int, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

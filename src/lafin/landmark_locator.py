@@ -13,7 +13,9 @@ import torch
 
 from lafin.alignment import (
     canonical_landmarks,
+    crop_source_box,
     invert_affine,
+    offset_matrix,
     rescale_points,
     similarity_transform,
     transform_points,
@@ -246,12 +248,13 @@ class LandmarkLocator:
         predictor then loses points it could see.
         """
         s = self.landmark_size
-        sources: dict[int, np.ndarray] = {}
         crops = []
         for im, ho, matrix in zip(per_view(img, matrices), per_view(hole, matrices), matrices):
-            if id(im) not in sources:
-                sources[id(im)] = np.where(ho[..., None] > 0, np.uint8(255), im)
-            crop = warp_to_crop(sources[id(im)], matrix, s)
+            # only the part of a large photo that the crop reads
+            left, top, right, bottom = crop_source_box(ho.shape, matrix, s)
+            im, ho = im[top:bottom, left:right], ho[top:bottom, left:right]
+            matrix = offset_matrix(matrix, left, top)
+            crop = warp_to_crop(np.where(ho[..., None] > 0, np.uint8(255), im), matrix, s)
             crop[warp_to_crop(ho.astype(np.float32), matrix, s, border=cv2.BORDER_CONSTANT) > 0.5] = 255
             crops.append(crop)
         return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255).to(self.runtime.device)

@@ -98,10 +98,11 @@ def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96) -> lis
     """Boxes (left, top, right, bottom) around the hole's connected parts, each grown by
     ``grow`` times its size on every side (at least ``min_side`` wide); overlapping boxes merge."""
     h, w = hole.shape
-    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    n, _, stats, (cut_x, cut_y) = _components(hole.astype(np.uint8))
     boxes = []
     for i in range(1, n):
         x, y, bw, bh, area = stats[i]
+        x, y = x + cut_x, y + cut_y
         side = max(bw, bh, min_side // 2)
         g = int(round(grow * side))
         boxes.append([max(0, x - g), max(0, y - g), min(w, x + bw + g), min(h, y + bh + g)])
@@ -119,6 +120,17 @@ def hole_regions(hole: np.ndarray, grow: float = 1.0, min_side: int = 96) -> lis
             if merged:
                 break
     return [tuple(int(v) for v in b) for b in boxes]  # type: ignore[misc]
+
+
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, tuple[int, int]]:
+    """``cv2.connectedComponentsWithStats`` (8-connected) of a uint8 mask, run on the box around
+    its nonzero pixels only (a small hole in a large photo): (count, labels, stats, (x, y)), the
+    labels and stats in the box's coordinates, (x, y) its top-left corner in the mask's."""
+    x, y, bw, bh = cv2.boundingRect(mask)
+    if bw == 0 or bh == 0:
+        x, y, bw, bh = 0, 0, 1, 1
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask[y : y + bh, x : x + bw], connectivity=8)
+    return n, labels, stats, (x, y)
 
 
 def _detect_in_region(
@@ -272,12 +284,10 @@ def fill_regions(image: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.nda
     The hole is painted white first: OpenCV's fill reads a little of what lies under the hole
     (its first ring), and nothing of that may reach the result."""
     out = image.copy()
-    source = np.where(hole[..., None] > 0, np.uint8(255), image)
     for left, top, right, bottom in hole_regions(hole, grow=0.25, min_side=4 * radius):
         roi_hole = hole[top:bottom, left:right].astype(np.uint8)
-        out[top:bottom, left:right] = cv2.inpaint(
-            source[top:bottom, left:right], roi_hole, radius, cv2.INPAINT_TELEA
-        )
+        source = np.where(roi_hole[..., None] > 0, np.uint8(255), image[top:bottom, left:right])
+        out[top:bottom, left:right] = cv2.inpaint(source, roi_hole, radius, cv2.INPAINT_TELEA)
     return out
 
 
@@ -409,7 +419,7 @@ def _without_remnants(rest: np.ndarray, boxes: list) -> np.ndarray:
     if not boxes:
         return rest
     least = min(max(b[2] - b[0], b[3] - b[1]) for b, _ in boxes)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    n, labels, stats, (x, y) = _components(rest)
     small = [
         i
         for i in range(1, n)
@@ -417,7 +427,10 @@ def _without_remnants(rest: np.ndarray, boxes: list) -> np.ndarray:
     ]
     if not small:
         return rest
-    return np.where(np.isin(labels, small), 0, rest).astype(np.uint8)
+    out = rest.astype(np.uint8)  # a copy
+    cut = out[y : y + labels.shape[0], x : x + labels.shape[1]]
+    cut[np.isin(labels, small)] = 0
+    return out
 
 
 def _unheld(hole: np.ndarray, boxes: list) -> np.ndarray:
