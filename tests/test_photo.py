@@ -206,6 +206,29 @@ def test_hole_regions_merge_overlaps():
     assert len(regions) == 2
 
 
+def test_hole_regions_are_in_the_photos_coordinates():
+    """The parts are labelled inside the hole's bounding box; the boxes come back in photo pixels."""
+    hole = np.zeros((600, 800), np.uint8)
+    hole[400:420, 600:650] = 1
+    hole[500:505, 700:760] = 1
+    assert sorted(hole_regions(hole, grow=0.0, min_side=2)) == [(600, 400, 650, 420), (700, 500, 760, 505)]
+    assert hole_regions(np.zeros((50, 60), np.uint8)) == []
+
+
+def test_remnants_are_dropped_where_they_lie():
+    """A stroke's end beside a found face is dropped, a part the size of a hidden mouth kept,
+    both far from the photo's corner (labelled inside the hole's bounding box)."""
+    from lafin.photo import _without_remnants
+
+    rest = np.zeros((700, 900), np.uint8)
+    rest[600:604, 700:706] = 1  # a remnant: narrower than a quarter of the 100-px face
+    rest[500:540, 400:460] = 1  # a mouth-sized part
+    kept = _without_remnants(rest, [((100.0, 100.0, 200.0, 200.0, 1.0), "detected")])
+    assert kept[600:604, 700:706].sum() == 0
+    assert np.array_equal(kept[500:540, 400:460], rest[500:540, 400:460])
+    assert kept.sum() == 40 * 60 and rest.sum() == 40 * 60 + 24  # the input is untouched
+
+
 def _big_photo(astronaut) -> np.ndarray:
     """The astronaut upscaled to 896 px and padded to 1024: her face is about 160 px wide."""
     up = cv2.resize(astronaut, (896, 896), interpolation=cv2.INTER_CUBIC)
