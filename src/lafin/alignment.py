@@ -235,6 +235,16 @@ def offset_matrix(matrix: np.ndarray, left: float, top: float) -> np.ndarray:
     return out
 
 
+def cut_for_crop(
+    image: np.ndarray, hole: np.ndarray, matrix: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, hole, matrix) cut to :func:`crop_source_box`: the views of ``image`` and its
+    ``hole`` that a ``size`` crop by ``matrix`` reads, and the matrix for them. Whitening a
+    hole or converting types on these views, not on a whole large photo, is the point."""
+    left, top, right, bottom = crop_source_box(hole.shape, matrix, size)
+    return image[top:bottom, left:right], hole[top:bottom, left:right], offset_matrix(matrix, left, top)
+
+
 def align_face(
     image: np.ndarray, landmarks: np.ndarray, size: int, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,8 @@ import torch
 
 from lafin.alignment import (
     canonical_landmarks,
-    crop_source_box,
+    cut_for_crop,
     invert_affine,
-    offset_matrix,
     rescale_points,
     similarity_transform,
     warp_to_crop,
@@ -139,10 +138,7 @@ def face_view(
     """The generator's view of a photo face: (S, S, 3) uint8 crop and (S, S) bool hole for a
     ``matrix`` mapping the photo to an S = ``size`` crop, a crop pixel being hole if the hole
     touches it at all (nothing under the hole leaks in)."""
-    # only the part of a large photo that the crop reads
-    left, top, right, bottom = crop_source_box(hole.shape, matrix, size)
-    img, hole = img[top:bottom, left:right], hole[top:bottom, left:right]
-    matrix = offset_matrix(matrix, left, top)
+    img, hole, matrix = cut_for_crop(img, hole, matrix, size)
     # the hole painted white first: the cubic kernel reaches past the pixels the hole touches
     source = np.where(hole[..., None] > 0, np.uint8(255), img)
     crop = warp_to_crop(source, matrix, size, interpolation=cv2.INTER_CUBIC)

@@ -13,9 +13,8 @@ import torch
 
 from lafin.alignment import (
     canonical_landmarks,
-    crop_source_box,
+    cut_for_crop,
     invert_affine,
-    offset_matrix,
     rescale_points,
     similarity_transform,
     transform_points,
@@ -250,10 +249,7 @@ class LandmarkLocator:
         s = self.landmark_size
         crops = []
         for im, ho, matrix in zip(per_view(img, matrices), per_view(hole, matrices), matrices):
-            # only the part of a large photo that the crop reads
-            left, top, right, bottom = crop_source_box(ho.shape, matrix, s)
-            im, ho = im[top:bottom, left:right], ho[top:bottom, left:right]
-            matrix = offset_matrix(matrix, left, top)
+            im, ho, matrix = cut_for_crop(im, ho, matrix, s)
             crop = warp_to_crop(np.where(ho[..., None] > 0, np.uint8(255), im), matrix, s)
             crop[warp_to_crop(ho.astype(np.float32), matrix, s, border=cv2.BORDER_CONSTANT) > 0.5] = 255
             crops.append(crop)
