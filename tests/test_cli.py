@@ -224,6 +224,48 @@ def test_resolved_mode(tiny_weights):
         model.resolved_mode((10, 10), "face")
 
 
+@pytest.mark.parametrize("command", ["inpaint", "inpaint-video", "restore", "serve"])
+def test_threads_reach_the_model_and_bad_counts_are_refused(
+    command, inputs, tiny_weights, monkeypatch, capsys
+):
+    from lafin import cli
+    from lafin.pipeline import LaFInModel
+
+    made = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, **kwargs):
+        made.append(kwargs.get("threads"))
+        raise Stop
+
+    face, hole, _, _ = inputs
+    argv = {
+        "inpaint": ["inpaint", str(face), str(hole), "-o", str(face.with_name("o.png"))],
+        "inpaint-video": ["inpaint-video", str(face.with_name("v.mp4")), str(hole), "-o", "o.mp4"],
+        "restore": ["restore", str(face), "-o", str(face.with_name("r.png"))],
+        "serve": ["serve", "--port", "1"],
+    }[command]
+    argv += ["--weights", str(tiny_weights)]
+    monkeypatch.setattr(LaFInModel, "__init__", record)
+    monkeypatch.setattr(cli, "_check_port_free", lambda *a: None)
+    if command == "serve":
+        pytest.importorskip("gradio")
+    monkeypatch.setattr(cli, "_restore_jobs", lambda args: ([], 1), raising=False)
+    for extra, threads in (([], None), (["--threads", "2"], 2)):
+        with pytest.raises(Stop):
+            cli.main(argv + extra)
+        assert made.pop() == threads
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit) as exit_:  # argparse's own refusal: exit code 2
+            cli.main(argv + ["--threads", bad])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "--threads" in err and err.strip().count("\n") == 0
+    assert not made
+
+
 @pytest.mark.parametrize(
     "problem,expected",
     [

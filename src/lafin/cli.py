@@ -132,10 +132,19 @@ def _load_model(args: argparse.Namespace):
     from lafin.pipeline import LaFInModel
 
     with _Stage(args.quiet)("Loading model"):
-        model = LaFInModel(weights=args.weights, device=args.device)
+        model = LaFInModel(weights=args.weights, device=args.device, threads=getattr(args, "threads", None))
     if getattr(args, "refiner_noise", None) is not None:
         model = model.with_options(refiner_noise=args.refiner_noise)
     return model
+
+
+def _add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=_int_in(1),
+        help="CPU threads per network call (default 1: the fastest while other programs use the "
+        "cores; on an idle machine 2 or more are faster, docs/SPEED.md)",
+    )
 
 
 def _add_refiner_noise_argument(p: argparse.ArgumentParser) -> None:
@@ -669,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest image accepted (default 50, or LAFIN_MAX_MEGAPIXELS)",
     )
     _add_refiner_noise_argument(p)
+    _add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_inpaint)
 
@@ -705,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights file (default: the shipped model)")
     p.add_argument("--device", default="cpu", type=_device)
     _add_refiner_noise_argument(p)
+    _add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_inpaint_video)
 
@@ -809,6 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_int_in(1, 65535), default=7860)
     p.add_argument("--weights", help="weights file(s) (default: the shipped ones)")
     p.add_argument("--device", default="cpu", type=_device)
+    _add_threads_argument(p)
     p.add_argument(
         "--max-megapixels",
         type=_float_in(0, low_open=True),
@@ -883,6 +895,7 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--damage-weights", help="damage detector weights (default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     _add_refiner_noise_argument(p)
+    _add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_restore)
 
