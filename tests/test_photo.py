@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 from conftest import face_like
@@ -479,3 +480,60 @@ def test_tone_is_judged_around_the_hole():
     assert tone == "tinted"
     fill = out[hole > 0].astype(int)
     assert (fill[:, 0] >= fill[:, 2]).all()  # sepia's red above its blue, not the fill's blue
+
+
+def test_paint_hole_reads_nothing_under_the_hole_and_extends_the_known_pixels():
+    from lafin.crop_frame import paint_hole
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (80, 90, 3), dtype=np.uint8)
+    hole = _hole(image.shape, (slice(20, 60), slice(30, 70)))
+    painted = paint_hole(image, hole)
+    other = image.copy()
+    other[hole > 0] = rng.integers(0, 256, (int(hole.sum()), 3), dtype=np.uint8)
+    assert np.array_equal(paint_hole(other, hole), painted)  # the hole's content is never read
+    assert np.array_equal(painted[hole == 0], image[hole == 0])
+    flat = np.full_like(image, 100)
+    flat_painted = paint_hole(flat, hole)
+    assert np.all(flat_painted[20:60, 30:32] == 100)  # beside the edge: the known colour
+    assert np.all(flat_painted[38:42, 48:52] == 255)  # deep inside: white, as before
+    assert np.array_equal(paint_hole(image, np.zeros_like(hole)), image)
+
+
+@pytest.mark.parametrize("scale", [1.3, 0.7, 0.35])
+def test_face_view_keeps_known_pixels_beside_the_hole(scale):
+    """Resampling reaches past the pixels the hole touches: one colour painted in the hole rang
+    through the cubic kernel into the known crop pixels beside it."""
+    from lafin.alignment import similarity_transform
+    from lafin.crop_frame import face_view
+
+    side = int(256 / scale) + 40
+    photo = np.full((side, side, 3), 120, np.uint8)
+    hole = _hole(photo.shape, (slice(side // 2 - 30, side // 2 + 25), slice(side // 2 - 35, side // 2 + 30)))
+    angle = np.radians(10)
+    src = np.array([[0, 0], [1, 0], [0, 1]], np.float64) * 100 + side / 2 - 50
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = (src - side / 2) @ rot.T * scale + 128
+    matrix = similarity_transform(src, dst)
+    crop, crop_hole = face_view(photo, hole, matrix, 256)
+    assert crop_hole.any() and not crop_hole.all()
+    assert np.abs(crop[~crop_hole].astype(int) - 120).max() <= 1
+
+
+@pytest.mark.parametrize("side", [100, 256, 300])
+def test_crop_frame_reads_nothing_under_the_hole(side):
+    """Crop mode's square (enlarged with a cubic kernel, kept, or area-reduced) shows the same
+    known pixels whatever lies under the hole."""
+    from lafin.crop_frame import CropFrame
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (side, side - 10, 3), dtype=np.uint8)
+    hole = _hole(image.shape, (slice(side // 3, side // 2), slice(side // 4, side // 2)))
+    other = image.copy()
+    other[hole > 0] = 255 - other[hole > 0]
+    frame = CropFrame.around(hole.shape, 256)
+    img_a, hole_a = frame.tensors(image, hole)
+    img_b, hole_b = frame.tensors(other, hole)
+    assert torch.equal(hole_a, hole_b)
+    known = hole_a[0, 0] == 0
+    assert torch.equal(img_a[0][:, known], img_b[0][:, known])

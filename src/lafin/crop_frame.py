@@ -59,12 +59,15 @@ class CropFrame:
         self, image: np.ndarray, hole: np.ndarray, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, 3, S, S) image in [0, 1] and (1, 1, S, S) hole (1 = hole) at the frame's size; a
-        model pixel is hole if any input pixel under it is, so nothing of the hole leaks in."""
+        model pixel is hole if any input pixel under it is, and an enlarged crop's hole is
+        painted first (:func:`paint_hole`), so nothing of the hole leaks in."""
         h, w = hole.shape
         pads = ((self.pad_top, self.side - h - self.pad_top), (self.pad_left, self.side - w - self.pad_left))
         square = np.pad(image, pads + ((0, 0),), mode="edge")
         square_hole = np.pad(hole, pads, mode="constant").astype(np.float32)
         s = self.size
+        if self.side < s:  # the cubic kernel reads 2 px past the pixels the hole touches
+            square = paint_hole(square, square_hole)
         interp = cv2.INTER_AREA if self.side > s else cv2.INTER_CUBIC
         small = cv2.resize(square, (s, s), interpolation=interp)
         small_hole = (
@@ -132,6 +135,41 @@ def is_loose(points: np.ndarray, size: int) -> bool:
     return not (low <= scale <= high) or angle > 18 or shift > 0.15 * size
 
 
+# paint_hole's scale: the Gaussian (px) of the known pixels' local mean, which reaches ~2 sigma
+# into the hole before its weight falls under the floor (past the cubic kernel's 2 px)
+PAINT_SIGMA = 2.0
+PAINT_WEIGHT_FLOOR = 0.02
+
+
+def paint_hole(image: np.ndarray, hole: np.ndarray, sigma: float = PAINT_SIGMA) -> np.ndarray:
+    """A copy of HxWx3 uint8 ``image`` whose hole pixels read nothing of what lies under them:
+    near the hole's edge the local mean of the known pixels around (a Gaussian-weighted mean
+    over known pixels only, of scale ``sigma`` px), deeper in the hole white.
+
+    Resampling reads a few pixels past the hole's edge into known crop pixels. One colour there
+    (white) rang through the cubic kernel's lobes into the known pixels beside the hole, and
+    the generator carried that brighter rim into its fill (on AFW photos the fill came out
+    several grey levels brighter than the truth, with a step at the hole's edge)."""
+    holes = hole > 0
+    out = np.where(holes[..., None], np.uint8(255), image)
+    x, y, w, h = cv2.boundingRect(holes.astype(np.uint8))
+    if w == 0:
+        return out
+    # only pixels within a few sigma of the hole matter: work on its bounding box grown by that
+    m = int(np.ceil(4 * sigma))
+    top, left = max(0, y - m), max(0, x - m)
+    bottom, right = min(holes.shape[0], y + h + m), min(holes.shape[1], x + w + m)
+    box_holes = holes[top:bottom, left:right]
+    known = (~box_holes).astype(np.float32)
+    box = image[top:bottom, left:right].astype(np.float32)
+    total = cv2.GaussianBlur(box * known[..., None], (0, 0), sigma)
+    weight = cv2.GaussianBlur(known, (0, 0), sigma)
+    band = box_holes & (weight > PAINT_WEIGHT_FLOOR)
+    view = out[top:bottom, left:right]
+    view[band] = np.clip(total[band] / weight[band, None] + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def face_view(
     img: np.ndarray, hole: np.ndarray, matrix: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +177,10 @@ def face_view(
     ``matrix`` mapping the photo to an S = ``size`` crop, a crop pixel being hole if the hole
     touches it at all (nothing under the hole leaks in)."""
     img, hole, matrix = cut_for_crop(img, hole, matrix, size)
-    # the hole painted white first: the cubic kernel reaches past the pixels the hole touches
-    source = np.where(hole[..., None] > 0, np.uint8(255), img)
+    # the hole painted first, as the cubic kernel reaches past the pixels the hole touches
+    # (the kernel's 2 px are 2 / scale photo pixels where the crop is smaller than the photo)
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    source = paint_hole(img, hole, PAINT_SIGMA * max(1.0, 1.0 / max(scale, 1e-6)))
     crop = warp_to_crop(source, matrix, size, interpolation=cv2.INTER_CUBIC)
     # area-reduced first (warp_to_crop), so a thin hole in a large photo is not skipped
     crop_hole = warp_to_crop(hole.astype(np.float32), matrix, size, border=cv2.BORDER_CONSTANT) > 0
