@@ -10,7 +10,9 @@ photo's by construction.
 Per weights file (``PATH`` or ``PATH:NAME=VALUE,...`` to change inference options, as in
 ``benchmarks/realism.py``): the hole-detail ratio (median; 1 = as detailed as the photo), the
 hole's colour error (CIELAB ΔE between the mean colours of fill and photo in the hole, mean over
-the faces), the PSNR inside the hole (mean), all from :mod:`lafin.evaluation`, and the fill's
+the faces), the PSNR inside the hole (mean), the edge step (the mean absolute step between
+neighbouring pixels across the hole's edge, output's over the photo's: above 1 a seam), all
+from :mod:`lafin.evaluation`, and the fill's
 landmark fidelity: NME of the first file's predictor on the output against its points on the
 photo (how closely the generated eyes, nose and mouth sit where the photo's are; the human
 labels are not the reference, so the judge's own error largely cancels). ``--names`` picks the
@@ -93,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"photo_holes.py: error: {exc}")
     torch.set_num_threads(1)
     files = face_files(Path(args.afw), args.faces, args.seed, Path(args.names) if args.names else None)
-    rows = {n: {"detail": [], "colour": [], "psnr": [], "fidelity": []} for n in names}
+    rows = {
+        n: {"detail": [], "colour": [], "psnr": [], "fidelity": [], "step": [], "truth_step": []}
+        for n in names
+    }
     judge = next(iter(models.values()))
     used = 0
     for i, path in enumerate(tqdm(files, desc="faces", unit="face")):
@@ -112,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             rows[n]["colour"].append(R.hole_colour_error(output, image, mask))
             hole = mask > 0
             rows[n]["psnr"].append(M.psnr(output[hole][None], image[hole][None]))
+            step, truth_step = R.edge_steps(output, image, mask)
+            rows[n]["step"].append(step)
+            rows[n]["truth_step"].append(truth_step)
             rows[n]["fidelity"].append(float(M.nme(judge.predict_landmarks(output, empty), judged_truth)))
     summary = {
         n: {
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             "colour_error": float(np.nanmean(v["colour"])),
             "hole_psnr": float(np.mean(v["psnr"])),
             "fidelity_nme_percent": 100 * float(np.mean(v["fidelity"])),
+            "edge_step_ratio": float(np.nanmean(v["step"]) / np.nanmean(v["truth_step"])),
         }
         for n, v in rows.items()
     }
@@ -127,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         f"eyes {args.eye_distance:g} px apart, "
         f"holes over {', '.join(PARTS)} in turn, photo mode"
     )
-    print("| weights | detail ratio | colour ΔE | hole PSNR (dB) | fidelity NME (%) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| weights | detail ratio | colour ΔE | hole PSNR (dB) | fidelity NME (%) | edge step |")
+    print("|---|---:|---:|---:|---:|---:|")
     for n, s in summary.items():
         print(
             f"| {n} | {s['detail_ratio']:.3f} | {s['colour_error']:.2f} | {s['hole_psnr']:.2f} "
-            f"| {s['fidelity_nme_percent']:.2f} |"
+            f"| {s['fidelity_nme_percent']:.2f} | {s['edge_step_ratio']:.2f} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"faces": used, **summary}, indent=2))

