@@ -78,8 +78,9 @@ def test_landmarks_of_the_example_sit_on_the_face(model):
 # widened successor without the hole L1 (compact-wider) gained 0.3 dB back; its style-term
 # continuation gave 0.55 dB of it up again for about 1.5 times the detail in the hole; 4,000
 # steps more of it and a refiner with a deep perceptual term (2026-12-07) gained 0.3 dB, that
-# refiner 1,250 steps further 0.06-0.07 dB, 1,500 steps more 0.04 dB, 1,500 more 0.03 dB.
-EXPECTED_EXAMPLE_PSNR = {128: 27.81, 256: 27.81}
+# refiner 1,250 steps further 0.06-0.07 dB, 1,500 steps more 0.04 dB, 1,500 more 0.03 dB; the
+# edge colour match on narrow means (no step at the hole's edge) 0.05-0.11 dB.
+EXPECTED_EXAMPLE_PSNR = {128: 27.92, 256: 27.86}
 
 
 @pytest.mark.parametrize("size", sorted(EXPECTED_EXAMPLE_PSNR))

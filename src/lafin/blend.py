@@ -68,9 +68,11 @@ def harmonize(
 # match_edge_colour's scales, in pixels of the model's crop (256 or 128 px for a face): the
 # local means either side of the hole's edge, the band inside the edge where they are compared,
 # and the smoothing that spreads the measured offsets along the edge and fades them into the hole
-# (wide: a colour shift, never texture)
-EDGE_SIGMA = 3.0
-EDGE_BAND = 2.0
+# (wide: a colour shift, never texture). The means are narrow: wider ones also measured the
+# face's own shading across the edge (a cheek brightening towards the hole) as a cast, and
+# "corrected" it into a step at the edge (docs/MODEL_CARD.md, the pipeline's choices)
+EDGE_SIGMA = 1.0
+EDGE_BAND = 1.0
 EDGE_SPREAD_SIGMA = 16.0
 # an offset larger than this (0-255) is an edge of the picture, not a colour cast
 EDGE_MAX_OFFSET = 40.0
