@@ -29,7 +29,7 @@ from lafin.masks import block_mask, irregular_mask
 
 
 def _full_size(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    return blend._masked_mean(image, weight, sigma)[0]
+    return blend.masked_mean(image, weight, sigma)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,19 +143,19 @@ def test_wide_masked_mean_on_a_coarse_grid_matches_the_full_size_one():
     """The edge colour match spreads its offsets with a 16-px Gaussian on a 4x coarser grid:
     within a tenth of a grey level of the full-size mean where the weight has support, and the
     full-size computation itself for a narrow Gaussian."""
-    from lafin.blend import _masked_mean, _smooth_masked_mean
+    from lafin.blend import masked_mean, _smooth_masked_mean
 
     yy, xx = np.mgrid[:256, :256].astype(np.float32)
     # colour offsets that vary along the edge, tens of grey levels
     offsets = np.stack([20 * np.sin(xx / 25), 15 * np.cos(yy / 30), 10 + xx / 20], axis=-1)
     band = np.zeros((256, 256), np.float32)
     cv2.rectangle(band, (60, 50), (200, 180), 1.0, 2)  # a 2-px band like a hole's edge
-    full, cover = _masked_mean(offsets, band, 16.0)
+    full, cover = masked_mean(offsets, band, 16.0)
     coarse = _smooth_masked_mean(offsets, band, 16.0)
     near = cover > 0.01
     assert near.mean() > 0.3 and np.abs(full[near]).mean() > 5
     assert np.abs(coarse - full)[near].mean() < 0.1
-    assert np.array_equal(_smooth_masked_mean(offsets, band, 4.0), _masked_mean(offsets, band, 4.0)[0])
+    assert np.array_equal(_smooth_masked_mean(offsets, band, 4.0), masked_mean(offsets, band, 4.0)[0])
 
 
 def test_match_edge_colour_leaves_a_matching_fill_alone():

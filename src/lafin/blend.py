@@ -78,7 +78,7 @@ EDGE_SPREAD_SIGMA = 16.0
 EDGE_MAX_OFFSET = 40.0
 
 
-def _masked_mean(image: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def masked_mean(image: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-weighted local mean of ``image`` over the pixels ``weight`` selects, and the
     weight's own local mean (how much of the neighbourhood the mean rests on)."""
     num = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma)
@@ -87,13 +87,13 @@ def _masked_mean(image: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[n
 
 
 def _smooth_masked_mean(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    """:func:`_masked_mean` for a wide ``sigma``, computed on a grid ``sigma // 4`` times
+    """:func:`masked_mean` for a wide ``sigma``, computed on a grid ``sigma // 4`` times
     coarser: a Gaussian that wide leaves nothing the coarser grid cannot hold, and at full size
     it took half of the whole edge colour match's time (``benchmarks/edge_colour.py``)."""
     factor = int(sigma // 4)
     h, w = weight.shape
     if factor < 2 or min(h, w) < 4 * factor:
-        return _masked_mean(image, weight, sigma)[0]
+        return masked_mean(image, weight, sigma)[0]
     small = (max(1, round(w / factor)), max(1, round(h / factor)))  # cv2 sizes are (width, height)
     num = cv2.resize(image * weight[..., None], small, interpolation=cv2.INTER_AREA)
     den = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
@@ -133,8 +133,8 @@ def match_edge_colour(
         return out.copy()
     # at least the first ring of hole pixels (their distance to the edge is 1)
     sigma, band, spread = (max(1.0, v * scale) for v in (EDGE_SIGMA, EDGE_BAND, EDGE_SPREAD_SIGMA))
-    outside_mean, outside_cover = _masked_mean(known.astype(np.float32), (~sel).astype(np.float32), sigma)
-    inside_mean, inside_cover = _masked_mean(out, sel.astype(np.float32), sigma)
+    outside_mean, outside_cover = masked_mean(known.astype(np.float32), (~sel).astype(np.float32), sigma)
+    inside_mean, inside_cover = masked_mean(out, sel.astype(np.float32), sigma)
     depth = cv2.distanceTransform(sel.astype(np.uint8), cv2.DIST_L2, 3)
     edge = sel & (depth <= band) & (outside_cover > 0.05) & (inside_cover > 0.05)
     if not edge.any():

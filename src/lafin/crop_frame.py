@@ -18,7 +18,7 @@ from lafin.alignment import (
     similarity_transform,
     warp_to_crop,
 )
-from lafin.blend import harmonize, paste
+from lafin.blend import harmonize, masked_mean, paste
 
 # Hole pixels are harmonised inside the hole's bounding box grown by this margin (px): wider than
 # harmonize()'s ring plus its Telea radius, so the result is the same as over the whole face.
@@ -160,13 +160,10 @@ def paint_hole(image: np.ndarray, hole: np.ndarray, sigma: float = PAINT_SIGMA) 
     top, left = max(0, y - m), max(0, x - m)
     bottom, right = min(holes.shape[0], y + h + m), min(holes.shape[1], x + w + m)
     box_holes = holes[top:bottom, left:right]
-    known = (~box_holes).astype(np.float32)
     box = image[top:bottom, left:right].astype(np.float32)
-    total = cv2.GaussianBlur(box * known[..., None], (0, 0), sigma)
-    weight = cv2.GaussianBlur(known, (0, 0), sigma)
-    band = box_holes & (weight > PAINT_WEIGHT_FLOOR)
-    view = out[top:bottom, left:right]
-    view[band] = np.clip(total[band] / weight[band, None] + 0.5, 0, 255).astype(np.uint8)
+    mean, cover = masked_mean(box, (~box_holes).astype(np.float32), sigma)
+    band = box_holes & (cover > PAINT_WEIGHT_FLOOR)
+    out[top:bottom, left:right][band] = np.clip(mean[band] + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
