@@ -20,6 +20,8 @@ of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` e
 - the hole's colour error (CIELAB ΔE between the mean colours of output and truth in the hole);
 - the edge step: the mean step between neighbouring pixels across the hole's edge, output's over
   the truth's (above 1: a seam);
+- the 2-px grid: how unequal the steps between neighbouring hole pixels are at even and at odd
+  positions, output's over the truth's (above 1: texture made in 2x2 blocks);
 - PSNR and SSIM (whole image, RGB), and OpenCV Navier-Stokes on the same holes as the guard
   rail. NS gets every column as a reference; its fidelity columns score its output (on the same
   holes) against the true and the edited landmarks, so its edit columns are what ignoring the
@@ -253,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                 step, truth_step = R.edge_steps(out, truth, mask)
                 run.add(b, m, "edge_step", step)
                 run.add(b, m, "truth_edge_step", truth_step)
+                grid, truth_grid = R.grid_contrasts(out, truth, mask)
+                run.add(b, m, "grid", grid)
+                run.add(b, m, "truth_grid", truth_grid)
                 run.features[(b, m)].append(inception(out[None])[0])
                 for key, guide in guides.items():
                     if m in references:  # the truth ignores edits: its true column is the floor
@@ -291,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 "edge_step_ratio": float(
                     np.nanmean(values["edge_step"]) / np.nanmean(values["truth_edge_step"])
                 ),
+                "grid_ratio": float(np.nanmean(values["grid"]) / np.nanmean(values["truth_grid"])),
                 **{
                     f"lm_fidelity_{k.replace(' ', '_')}": float(np.mean(values[k]))
                     for k in FIDELITY_COLUMNS
@@ -308,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         f"landmark fidelity judged by {names[0]} (NME %, lower is better)\n"
     )
     header = (
-        "| method | KID x10³ | FID | detail ratio | mid-band detail | colour ΔE | edge step | LM fid. true "
-        "| open mouth | smile | PSNR (dB) | SSIM | PSNR − NS |"
+        "| method | KID x10³ | FID | detail ratio | mid-band detail | colour ΔE | edge step | 2-px grid "
+        "| LM fid. true | open mouth | smile | PSNR (dB) | SSIM | PSNR − NS |"
     )
     for b in bins:
-        print(f"holes {b}\n{header}\n|---|" + "---:|" * 12)
+        print(f"holes {b}\n{header}\n|---|" + "---:|" * 13)
         ns_psnr = results[b][NS]["psnr"]
         for m in methods:
             r = results[b][m]
@@ -324,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {m} | {1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} | {fid} "
                 f"| {r['detail_ratio_median']:.3f} | {r['mid_detail_ratio_median']:.3f} "
-                f"| {r['colour_error']:.2f} | {r['edge_step_ratio']:.2f} | "
+                f"| {r['colour_error']:.2f} | {r['edge_step_ratio']:.2f} | {r['grid_ratio']:.2f} | "
                 + " | ".join(fid_cells)
                 + f" | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                 + ("" if m == NS else f"{r['psnr'] - ns_psnr:+.2f}")

@@ -206,3 +206,34 @@ def test_every_network_of_the_shipped_file_exports_with_parity(tmp_path):
     got_fine = refiner(coarse, hole, heat, noise)
     np.testing.assert_allclose(got_fine.numpy(), want_fine.numpy(), atol=1e-3)
     assert got_fine.shape == (1, 3, r, r) and (want_fine - coarse).abs().max() > 1e-2
+
+
+def test_a_bilinear_refiner_exports_with_parity(tmp_path):
+    """``refiner.upsample: bilinear`` goes through ONNX (Resize, linear) with PyTorch's numbers."""
+    from lafin.networks.refiner import Refiner
+    from lafin.onnx_backend import load_onnx_refiner
+
+    config = ModelConfig.from_dict(
+        {**get_preset("tiny").to_dict(), "refiner": {"output_size": 64, "upsample": "bilinear"}}
+    )
+    torch.manual_seed(0)
+    refiner = Refiner(config.refiner)
+    torch.nn.init.normal_(refiner.to_rgb.weight, std=0.1)
+    refiner.eval()
+    path = tmp_path / "w.safetensors"
+    save_weights(
+        path, config, generator=build_generator(config),
+        landmark_predictor=build_landmark_predictor(config).eval(), refiner=refiner,
+    )
+    export_onnx(path, tmp_path / "onnx")
+    onnx_refiner = load_onnx_refiner(tmp_path / "onnx")
+    g = torch.Generator().manual_seed(1)
+    coarse, heat = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 1, 64, 64, generator=g)
+    hole = torch.zeros(1, 1, 64, 64)
+    hole[..., 16:48, 12:40] = 1
+    noise = torch.randn(1, 1, 64, 64, generator=g)
+    with torch.inference_mode():
+        want = refiner(coarse, hole, heat, noise)
+    got = onnx_refiner(coarse, hole, heat, noise)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-3)
+    assert (want - coarse).abs().max() > 1e-2

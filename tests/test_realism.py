@@ -538,3 +538,33 @@ def test_edge_steps_see_a_seam():
     assert all(np.isnan(v) for v in R.edge_steps(flat, flat, np.zeros((8, 8))))
     with pytest.raises(ValueError, match="shape"):
         R.edge_steps(flat, flat[:4], hole)
+
+
+def test_grid_contrasts_see_2px_blocks():
+    # columns in pairs (0 0 10 10 ...): along x, no step inside a pair, 10 between pairs ->
+    # contrast 2; along y no step at all -> 0; the mean of the two axes is 1
+    stripes = np.repeat((np.arange(16) // 2 % 2 * 10)[None, :], 16, axis=0)
+    stripes = np.repeat(stripes[..., None], 3, axis=2).astype(np.uint8)
+    flat = np.full_like(stripes, 5)
+    mask = np.ones((16, 16), np.uint8)
+    assert R.grid_contrasts(stripes, flat, mask, erode=0) == (1.0, 0.0)
+    # noise made at half size and enlarged: nearest-neighbour blocks stand out, bilinear far less,
+    # and full-size noise (the truth) has next to no grid
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (96, 96, 3)).astype(np.uint8)
+    half = rng.integers(0, 256, (48, 48, 3)).astype(np.uint8)
+    blocks = cv2.resize(half, (96, 96), interpolation=cv2.INTER_NEAREST)
+    smooth = cv2.resize(half, (96, 96), interpolation=cv2.INTER_LINEAR)
+    hole = np.zeros((96, 96), np.uint8)
+    hole[10:80, 20:90] = 1
+    grid_blocks, grid_truth = R.grid_contrasts(blocks, truth, hole)
+    grid_smooth, _ = R.grid_contrasts(smooth, truth, hole)
+    assert grid_truth < 0.05
+    assert grid_blocks > 1.5
+    assert grid_smooth < 0.5 * grid_blocks
+    # too small a hole to tell: nan; mismatched shapes: an error
+    small = np.zeros((96, 96), np.uint8)
+    small[40:48, 40:48] = 1
+    assert all(np.isnan(v) for v in R.grid_contrasts(blocks, truth, small))
+    with pytest.raises(ValueError, match="shape"):
+        R.grid_contrasts(blocks, truth[:50], hole)

@@ -1013,3 +1013,36 @@ def test_export_weights_corrects_a_networks_recorded_steps_before(tmp_path, caps
         err = capsys.readouterr().err
         assert "--steps-before" in err and "Traceback" not in err
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_refiner_upsampling_is_a_setting_of_the_same_weights():
+    """``refiner.upsample``: nearest-neighbour copies each half-size feature into a 2x2 block
+    (what the full-size layer receives); bilinear does not. The weights are the same tensors,
+    so a nearest refiner's weights load into a bilinear one and vice versa."""
+    with pytest.raises(ValueError, match="upsample"):
+        RefinerConfig(output_size=64, upsample="cubic")
+    # a file saved without the key (before it existed) loads as nearest
+    data = get_preset("compact-wide").to_dict()
+    del data["refiner"]["upsample"]
+    assert ModelConfig.from_dict(data).refiner.upsample == "nearest"
+    torch.manual_seed(0)
+    nearest = Refiner(RefinerConfig(output_size=64))
+    bilinear = Refiner(RefinerConfig(output_size=64, upsample="bilinear"))
+    bilinear.load_state_dict(nearest.state_dict(), strict=True)
+    nn.init.normal_(nearest.to_rgb.weight, std=0.1)
+    bilinear.load_state_dict(nearest.state_dict(), strict=True)
+    coarse, mask, heat = torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    noise = torch.randn(1, 1, 64, 64)
+    seen = {}
+    for name, refiner in (("nearest", nearest), ("bilinear", bilinear)):
+        hook = refiner.up1.register_forward_pre_hook(lambda m, args, name=name: seen.update({name: args[0]}))
+        with torch.no_grad():
+            refiner(coarse, mask, heat, noise)
+        hook.remove()
+    c1 = nearest.config.channels[1]
+    for name in seen:
+        up = seen[name][:, :c1]  # the half-size features, enlarged (the skip follows them)
+        blocks = torch.equal(up[..., 0::2, 0::2], up[..., 1::2, 1::2])
+        assert blocks == (name == "nearest"), name
+    with torch.no_grad():
+        assert not torch.equal(nearest(coarse, mask, heat, noise), bilinear(coarse, mask, heat, noise))

@@ -141,12 +141,17 @@ class RefinerConfig:
             face before it is upsampled for the refiner (0: none). The generator's output carries a
             faint checkerboard of period 2 px; the refiner learns on, and is given, faces without
             it.
+        upsample: how the decoder brings features up a scale, ``"nearest"`` or ``"bilinear"``.
+            Nearest-neighbour copies each half-size feature into a 2x2 block, and the one layer
+            at full size does not undo it: the texture comes out in 2-px blocks. Bilinear
+            features have no such grid; the weights are the same shapes either way.
     """
 
     output_size: int = 0
     channels: tuple[int, ...] = (16, 32, 64, 128)
     num_residual_blocks: int = 4
     coarse_blur: float = 0.0
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.output_size < 0 or self.output_size % 8 != 0:
@@ -156,6 +161,8 @@ class RefinerConfig:
         blur = self.coarse_blur
         if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 4:
             raise ValueError(f"refiner.coarse_blur must be a number in [0, 4], not {blur!r}")
+        if self.upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"refiner.upsample must be 'nearest' or 'bilinear', not {self.upsample!r}")
 
     @property
     def enabled(self) -> bool:

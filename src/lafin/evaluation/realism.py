@@ -247,6 +247,43 @@ def edge_steps(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple
     return float(step_out.mean()), float(step_truth.mean())
 
 
+def grid_contrasts(
+    output: np.ndarray, truth: np.ndarray, mask: np.ndarray, erode: int = DETAIL_ERODE
+) -> tuple[float, float]:
+    """(output's, truth's) 2-px grid contrast inside the hole: how unequal the steps between
+    neighbouring pixels are at even and at odd positions.
+
+    Along each axis, the mean absolute step between 4-neighbours that are both in the hole
+    (eroded by ``erode`` px) is taken separately for the pairs that start at an even and at an
+    odd coordinate; the contrast is their difference over their mean, averaged over the two
+    axes (grey = the mean of RGB). A texture made in 2x2 blocks (features upsampled by
+    nearest-neighbour) has small steps inside the blocks and large ones between them; a photo's
+    texture has no such grid (its contrast is resampling and sampling noise). ``nan`` when an
+    axis has fewer than 16 pairs of either parity. Aggregate over images as the ratio of the
+    means.
+    """
+    out, tru = np.asarray(output, np.float64), np.asarray(truth, np.float64)
+    if out.shape != tru.shape:
+        raise ValueError(f"output and truth differ in shape: {out.shape} vs {tru.shape}")
+    hole = eroded_hole(mask, erode)
+    if hole.shape != out.shape[:2]:
+        raise ValueError(f"mask shape {hole.shape} differs from image shape {out.shape[:2]}")
+    if out.ndim == 3:
+        out, tru = out.mean(axis=2), tru.mean(axis=2)
+    contrasts: list[list[float]] = [[], []]
+    for axis in (0, 1):
+        pairs = hole[:-1] & hole[1:] if axis == 0 else hole[:, :-1] & hole[:, 1:]
+        even = (np.indices(pairs.shape)[axis] % 2 == 0) & pairs
+        odd = ~even & pairs
+        if even.sum() < 16 or odd.sum() < 16:
+            return float("nan"), float("nan")
+        for i, image in enumerate((out, tru)):
+            steps = np.abs(np.diff(image, axis=axis))
+            e, o = steps[even].mean(), steps[odd].mean()
+            contrasts[i].append(abs(e - o) / ((e + o) / 2) if e + o > 0 else 0.0)
+    return float(np.mean(contrasts[0])), float(np.mean(contrasts[1]))
+
+
 @torch.no_grad()
 def hole_detail_ratio_batch(
     outputs: torch.Tensor, truths: torch.Tensor, masks: torch.Tensor, erode: int = DETAIL_ERODE

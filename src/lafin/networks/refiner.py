@@ -11,10 +11,10 @@ nothing needs changing it can return the coarse face unchanged.
 
 Shape: a dense 3x3 stem at full size, a dense stride-2 convolution to 1/2 size (depthwise
 convolutions at full resolution are slow on CPUs), separable convolutions below, dilated residual
-blocks at 1/8 size, nearest-neighbour upsampling with skips, and a separable layer at full size
-before the RGB residual. :class:`RefinerDiscriminator` is its training partner: a
-spectral-normalised patch network (~70-px receptive field at 256 px) on the image, the hole mask
-and a landmark heat map.
+blocks at 1/8 size, upsampling with skips (nearest-neighbour or bilinear, ``upsample``), and a
+separable layer at full size before the RGB residual. :class:`RefinerDiscriminator` is its
+training partner: a spectral-normalised patch network (~70-px receptive field at 256 px) on the
+image, the hole mask and a landmark heat map.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ class Refiner(nn.Module):
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
 
+    def _up(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if self.config.upsample == "bilinear":
+            return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(x, size=like.shape[-2:], mode="nearest")
+
     def forward(
         self,
         coarse: torch.Tensor,
@@ -89,9 +94,9 @@ class Refiner(nn.Module):
         x1 = self.down1(x0)
         x2 = self.down2(x1)
         x = self.middle(self.down3(x2))
-        x = self.up3(torch.cat([F.interpolate(x, size=x2.shape[-2:], mode="nearest"), x2], 1))
-        x = self.up2(torch.cat([F.interpolate(x, size=x1.shape[-2:], mode="nearest"), x1], 1))
-        x = self.up1(torch.cat([F.interpolate(x, size=x0.shape[-2:], mode="nearest"), x0], 1))
+        x = self.up3(torch.cat([self._up(x, x2), x2], 1))
+        x = self.up2(torch.cat([self._up(x, x1), x1], 1))
+        x = self.up1(torch.cat([self._up(x, x0), x0], 1))
         residual = self.max_residual * torch.tanh(self.to_rgb(x))
         return (coarse + residual).clamp(0, 1)
 
