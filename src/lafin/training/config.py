@@ -90,7 +90,12 @@ class LossConfig:
     LaMa's discriminator feature matching: the L1 distance of the patch discriminator's hidden
     features on the composite and on the true face (faces drawn with an edited expression,
     which have no true image, are left out). Unlike the adversarial term it compares each face
-    with its own truth, in features the discriminator learnt for telling real from generated."""
+    with its own truth, in features the discriminator learnt for telling real from generated.
+
+    ``grid`` (generator stages) weighs the composite's 2-px grid contrast in the hole above its
+    truth's (:func:`lafin.losses.grid_contrast`: steps between neighbouring pixels unequal at
+    even and odd positions, the mark of texture made in 2x2 blocks by nearest-neighbour
+    upsampling); a face as gridless as its photo costs nothing."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -117,6 +122,7 @@ class LossConfig:
     r1_every: int = 4
     discriminator: Literal["lafin", "patch"] = "lafin"
     landmark_consistency: float = 0.0
+    grid: float = 0.0
 
     def __post_init__(self) -> None:
         if self.discriminator not in ("lafin", "patch"):

@@ -1,6 +1,6 @@
 """The generator's and the refiner's loss terms against the true face: pixel L1, total
-variation, SSIM, pooled structure L1, VGG perceptual/style, Inception perceptual/style, and
-landmark consistency; each weighted by the config and named as it is logged."""
+variation, SSIM, pooled structure L1, 2-px grid, VGG perceptual/style, Inception
+perceptual/style, and landmark consistency; each weighted by the config and named as it is logged."""
 
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ class GeneratorLosses:
             terms["ssim"] = cfg.ssim * (1 - losses.ssim(composite[true], batch.images[true])).mean()
         if cfg.structure_l1 > 0:
             terms["structure_l1"] = self.structure_l1(composite[true], batch.images[true])
+        if cfg.grid > 0:
+            excess = losses.grid_contrast(composite[true], batch.masks[true]) - losses.grid_contrast(
+                batch.images[true], batch.masks[true]
+            )
+            terms["grid"] = cfg.grid * excess.clamp_min(0).mean()
         if self.inception is not None:
             terms.update(self.inception_terms(composite[true], batch.images[true]))
         return terms
