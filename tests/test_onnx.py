@@ -222,8 +222,11 @@ def test_a_bilinear_refiner_exports_with_parity(tmp_path):
     refiner.eval()
     path = tmp_path / "w.safetensors"
     save_weights(
-        path, config, generator=build_generator(config),
-        landmark_predictor=build_landmark_predictor(config).eval(), refiner=refiner,
+        path,
+        config,
+        generator=build_generator(config),
+        landmark_predictor=build_landmark_predictor(config).eval(),
+        refiner=refiner,
     )
     export_onnx(path, tmp_path / "onnx")
     onnx_refiner = load_onnx_refiner(tmp_path / "onnx")
