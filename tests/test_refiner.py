@@ -181,6 +181,28 @@ def test_refine_stage_with_feature_matching_on_a_two_scale_discriminator(refine_
     assert any(not torch.equal(v, before[k]) for k, v in trainer.nets["refiner"].state_dict().items())
 
 
+def test_refine_stage_with_the_grid_term(refine_data, tmp_path):
+    """``loss.grid`` in the refine stage: the composite's grid above its truth's, logged and
+    finite; the refiner learns."""
+    from lafin import losses
+
+    loss = {"adversarial": 0.5, "structure_l1": 10.0, "grid": 2.0}
+    trainer = Trainer(_refine_config(refine_data, loss=loss, warmup_adversarial_steps=0), tmp_path)
+    batch = trainer.next_batch()
+    blocky = torch.nn.functional.interpolate(
+        torch.nn.functional.avg_pool2d(batch.images, 2), scale_factor=2.0, mode="nearest"
+    )
+    composite = blocky * batch.masks + batch.images * (1 - batch.masks)
+    excess = losses.grid_contrast(composite, batch.masks) - losses.grid_contrast(batch.images, batch.masks)
+    term = trainer.stage.losses.grid(composite, batch.images, batch.masks)
+    assert term.item() == pytest.approx(2.0 * excess.clamp_min(0).mean().item(), rel=1e-5) and term > 0
+    assert trainer.stage.losses.grid(batch.images, batch.images, batch.masks).item() == 0
+    before = {k: v.clone() for k, v in trainer.nets["refiner"].state_dict().items()}
+    logs = trainer.stage.train_step(batch, 0)
+    assert "loss/grid" in logs and np.isfinite(logs["loss/refiner"])
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.nets["refiner"].state_dict().items())
+
+
 # ----------------------------------------------------------------------------- losses
 
 

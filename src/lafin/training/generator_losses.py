@@ -58,10 +58,7 @@ class GeneratorLosses:
         if cfg.structure_l1 > 0:
             terms["structure_l1"] = self.structure_l1(composite[true], batch.images[true])
         if cfg.grid > 0:
-            excess = losses.grid_contrast(composite[true], batch.masks[true]) - losses.grid_contrast(
-                batch.images[true], batch.masks[true]
-            )
-            terms["grid"] = cfg.grid * excess.clamp_min(0).mean()
+            terms["grid"] = self.grid(composite[true], batch.images[true], batch.masks[true])
         if self.inception is not None:
             terms.update(self.inception_terms(composite[true], batch.images[true]))
         return terms
@@ -80,6 +77,11 @@ class GeneratorLosses:
         return self.config.structure_l1 * nn.functional.l1_loss(
             nn.functional.avg_pool2d(composite, pool), nn.functional.avg_pool2d(truth, pool)
         )
+
+    def grid(self, composite: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The weighted 2-px grid contrast of the composite's hole above the truth's."""
+        excess = losses.grid_contrast(composite, masks) - losses.grid_contrast(truth, masks)
+        return self.config.grid * excess.clamp_min(0).mean()
 
     def inception_terms(self, composite: torch.Tensor, truth: torch.Tensor) -> Terms:
         """Inception perceptual and (with a weight) style terms."""
