@@ -184,7 +184,7 @@ def test_refine_stage_with_feature_matching_on_a_two_scale_discriminator(refine_
 def test_refine_stage_with_the_grid_term(refine_data, tmp_path):
     """``loss.grid`` in the refine stage: the composite's grid above its truth's, logged and
     finite; the refiner learns."""
-    from lafin import losses
+    from lafin.evaluation.realism import grid_contrast_batch
 
     loss = {"adversarial": 0.5, "structure_l1": 10.0, "grid": 2.0}
     trainer = Trainer(_refine_config(refine_data, loss=loss, warmup_adversarial_steps=0), tmp_path)
@@ -193,7 +193,7 @@ def test_refine_stage_with_the_grid_term(refine_data, tmp_path):
         torch.nn.functional.avg_pool2d(batch.images, 2), scale_factor=2.0, mode="nearest"
     )
     composite = blocky * batch.masks + batch.images * (1 - batch.masks)
-    excess = losses.grid_contrast(composite, batch.masks) - losses.grid_contrast(batch.images, batch.masks)
+    excess = grid_contrast_batch(composite, batch.masks) - grid_contrast_batch(batch.images, batch.masks)
     term = trainer.stage.losses.grid(composite, batch.images, batch.masks)
     assert term.item() == pytest.approx(2.0 * excess.clamp_min(0).mean().item(), rel=1e-5) and term > 0
     assert trainer.stage.losses.grid(batch.images, batch.images, batch.masks).item() == 0

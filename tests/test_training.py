@@ -869,22 +869,21 @@ def test_patch_feature_matching_compares_each_face_with_its_truth(face_cache, tm
 
 def test_grid_loss_known_values_and_the_generator_term(face_cache, tmp_path):
     """``loss.grid``: the composite's 2-px grid contrast in the hole above its truth's
-    (lafin.losses.grid_contrast, the benchmark's measure on torch), weighted; 0 for a face as
+    (lafin.evaluation.realism.grid_contrast_batch, the benchmark's measure), weighted; 0 for a face as
     gridless as its truth; differentiable; the generator stage trains with it."""
-    from lafin import losses
     from lafin.evaluation import realism as R
 
     # columns in pairs (0 0 1 1 ...): along x contrast 2, along y no step at all: mean 1
     stripes = (torch.arange(16) // 2 % 2).float().expand(1, 3, 16, 16)
     everywhere = torch.ones(1, 1, 16, 16)
-    assert losses.grid_contrast(stripes, everywhere).item() == pytest.approx(1.0, abs=1e-5)
-    assert losses.grid_contrast(torch.full((1, 3, 16, 16), 0.3), everywhere).item() == 0
-    # the benchmark's numpy measure (without its erosion) gives the same numbers
+    assert R.grid_contrast_batch(stripes, everywhere).item() == pytest.approx(1.0, abs=1e-5)
+    assert R.grid_contrast_batch(torch.full((1, 3, 16, 16), 0.3), everywhere).item() == 0
+    # the benchmark's per-image measure (without its erosion) reads the same arrays the same way
     g = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 24, 24, generator=g)
     mask = torch.zeros(2, 1, 24, 24)
     mask[:, :, 4:20, 3:17] = 1
-    got = losses.grid_contrast(images, mask)
+    got = R.grid_contrast_batch(images, mask)
     for i in range(2):
         arr = images[i].permute(1, 2, 0).numpy().astype(np.float64)
         want, _ = R.grid_contrasts(arr, arr, mask[i, 0].numpy(), erode=0)
@@ -894,13 +893,14 @@ def test_grid_loss_known_values_and_the_generator_term(face_cache, tmp_path):
     terms = trainer.stage.losses.pixel_terms(batch.images, batch.images, batch)
     assert terms["grid"].item() == 0
     half = torch.nn.functional.avg_pool2d(batch.images, 2)
+    # half blocks, half the face: perfect 2x2 blocks score 2 whatever their size (no gradient)
     blocky = torch.nn.functional.interpolate(half, scale_factor=2.0, mode="nearest").requires_grad_()
-    composite = batch.images * (1 - batch.masks) + blocky * batch.masks
+    composite = batch.images * (1 - batch.masks) + (blocky + batch.images) / 2 * batch.masks
     term = trainer.stage.losses.pixel_terms(composite, composite, batch)["grid"]
-    excess = losses.grid_contrast(composite, batch.masks) - losses.grid_contrast(batch.images, batch.masks)
+    excess = R.grid_contrast_batch(composite, batch.masks) - R.grid_contrast_batch(batch.images, batch.masks)
     assert term.item() == pytest.approx(2.0 * excess.clamp_min(0).mean().item(), rel=1e-5)
-    assert term.item() > 0.5
+    assert term.item() > 0.2
     term.backward()
-    assert blocky.grad is not None and blocky.grad.abs().sum() > 0
+    assert blocky.grad is not None and blocky.grad.abs().sum() > 1e-3
     trainer.run()
     assert trainer.step == 2

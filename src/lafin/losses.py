@@ -37,29 +37,6 @@ def total_variation(image: torch.Tensor, mask: torch.Tensor | None = None) -> to
     return (dx * mx).sum() / mx.sum().clamp_min(1) + (dy * my).sum() / my.sum().clamp_min(1)
 
 
-def grid_contrast(images: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per image, how unequal the steps between neighbouring hole pixels are at even and at odd
-    positions: :func:`lafin.evaluation.realism.grid_contrasts` (without the erosion) on torch,
-    differentiable. ``images`` (B, C, H, W), ``mask`` (B, 1, H, W) with the hole at 1; returns
-    (B,). Texture made in 2x2 blocks scores up to 2, a photo a few hundredths."""
-    grey = images.mean(dim=1)
-    hole = (mask[:, 0] > 0.5).to(grey.dtype)
-    contrasts = []
-    for axis in (1, 2):
-        n = grey.shape[axis] - 1
-        steps = (grey.narrow(axis, 1, n) - grey.narrow(axis, 0, n)).abs()
-        pairs = hole.narrow(axis, 1, n) * hole.narrow(axis, 0, n)
-        shape = [1, 1, 1]
-        shape[axis] = n
-        even = (torch.arange(n, device=grey.device) % 2 == 0).to(grey.dtype).view(shape)
-        means = [
-            (steps * pairs * parity).sum(dim=(1, 2)) / (pairs * parity).sum(dim=(1, 2)).clamp_min(1.0)
-            for parity in (even, 1 - even)
-        ]
-        contrasts.append((means[0] - means[1]).abs() / ((means[0] + means[1]) / 2 + eps))
-    return (contrasts[0] + contrasts[1]) / 2
-
-
 def _gaussian_window(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     radius = int(3.5 * sigma + 0.5)  # scikit-image's truncation: an 11-tap window for sigma 1.5
     x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)

@@ -251,16 +251,13 @@ def grid_contrasts(
     output: np.ndarray, truth: np.ndarray, mask: np.ndarray, erode: int = DETAIL_ERODE
 ) -> tuple[float, float]:
     """(output's, truth's) 2-px grid contrast inside the hole: how unequal the steps between
-    neighbouring pixels are at even and at odd positions.
+    neighbouring pixels are at even and at odd positions (:func:`grid_contrast_batch`, on the
+    hole eroded by ``erode`` px).
 
-    Along each axis, the mean absolute step between 4-neighbours that are both in the hole
-    (eroded by ``erode`` px) is taken separately for the pairs that start at an even and at an
-    odd coordinate; the contrast is their difference over their mean, averaged over the two
-    axes (grey = the mean of RGB). A texture made in 2x2 blocks (features upsampled by
-    nearest-neighbour) has small steps inside the blocks and large ones between them; a photo's
-    texture has no such grid (its contrast is resampling and sampling noise). ``nan`` when an
-    axis has fewer than 16 pairs of either parity. Aggregate over images as the ratio of the
-    means.
+    A texture made in 2x2 blocks (features upsampled by nearest-neighbour) has small steps
+    inside the blocks and large ones between them; a photo's texture has no such grid (its
+    contrast is resampling and sampling noise). ``nan`` when an axis has fewer than 16 pairs of
+    either parity. Aggregate over images as the ratio of the means.
     """
     out, tru = np.asarray(output, np.float64), np.asarray(truth, np.float64)
     if out.shape != tru.shape:
@@ -268,20 +265,40 @@ def grid_contrasts(
     hole = eroded_hole(mask, erode)
     if hole.shape != out.shape[:2]:
         raise ValueError(f"mask shape {hole.shape} differs from image shape {out.shape[:2]}")
-    if out.ndim == 3:
-        out, tru = out.mean(axis=2), tru.mean(axis=2)
-    contrasts: list[list[float]] = [[], []]
-    for axis in (0, 1):
-        pairs = hole[:-1] & hole[1:] if axis == 0 else hole[:, :-1] & hole[:, 1:]
-        even = (np.indices(pairs.shape)[axis] % 2 == 0) & pairs
-        odd = ~even & pairs
-        if even.sum() < 16 or odd.sum() < 16:
-            return float("nan"), float("nan")
-        for i, image in enumerate((out, tru)):
-            steps = np.abs(np.diff(image, axis=axis))
-            e, o = steps[even].mean(), steps[odd].mean()
-            contrasts[i].append(abs(e - o) / ((e + o) / 2) if e + o > 0 else 0.0)
-    return float(np.mean(contrasts[0])), float(np.mean(contrasts[1]))
+    rows, cols = hole[:-1] & hole[1:], hole[:, :-1] & hole[:, 1:]
+    if min(rows[0::2].sum(), rows[1::2].sum(), cols[:, 0::2].sum(), cols[:, 1::2].sum()) < 16:
+        return float("nan"), float("nan")
+    images = torch.from_numpy(np.stack([out, tru]).reshape(2, *out.shape[:2], -1)).permute(0, 3, 1, 2)
+    masks = torch.from_numpy(hole).to(torch.float64).expand(2, 1, *hole.shape)
+    contrast = grid_contrast_batch(images, masks)
+    return float(contrast[0]), float(contrast[1])
+
+
+def grid_contrast_batch(images: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """:func:`grid_contrasts` of a torch batch, differentiable (``loss.grid`` trains on it).
+
+    Along each axis, the mean absolute step between 4-neighbours that are both in the hole is
+    taken separately for the pairs starting at an even and at an odd coordinate; the contrast is
+    their difference over their mean, averaged over the two axes (grey = the mean of the
+    channels). ``images`` (B, C, H, W), ``masks`` (B, 1, H, W) with the hole where > 0.5;
+    returns (B,). Texture made in 2x2 blocks scores up to 2, a photo a few hundredths.
+    """
+    grey = images.mean(dim=1)
+    hole = (masks[:, 0] > 0.5).to(grey.dtype)
+    contrasts = []
+    for axis in (1, 2):
+        n = grey.shape[axis] - 1
+        steps = (grey.narrow(axis, 1, n) - grey.narrow(axis, 0, n)).abs()
+        pairs = hole.narrow(axis, 1, n) * hole.narrow(axis, 0, n)
+        shape = [1, 1, 1]
+        shape[axis] = n
+        even = (torch.arange(n, device=grey.device) % 2 == 0).to(grey.dtype).view(shape)
+        means = [
+            (steps * pairs * parity).sum(dim=(1, 2)) / (pairs * parity).sum(dim=(1, 2)).clamp_min(1.0)
+            for parity in (even, 1 - even)
+        ]
+        contrasts.append((means[0] - means[1]).abs() / ((means[0] + means[1]) / 2).clamp_min(eps))
+    return (contrasts[0] + contrasts[1]) / 2
 
 
 @torch.no_grad()

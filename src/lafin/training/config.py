@@ -92,10 +92,10 @@ class LossConfig:
     which have no true image, are left out). Unlike the adversarial term it compares each face
     with its own truth, in features the discriminator learnt for telling real from generated.
 
-    ``grid`` (generator and refine stages) weighs the composite's 2-px grid contrast in the hole above its
-    truth's (:func:`lafin.losses.grid_contrast`: steps between neighbouring pixels unequal at
-    even and odd positions, the mark of texture made in 2x2 blocks by nearest-neighbour
-    upsampling); a face as gridless as its photo costs nothing."""
+    ``grid`` (generator and refine stages) weighs the composite's 2-px grid contrast in the hole
+    above its truth's (:func:`lafin.evaluation.realism.grid_contrast_batch`: steps between
+    neighbouring pixels unequal at even and odd positions, the mark of texture made in 2x2
+    blocks by nearest-neighbour upsampling); a face as gridless as its photo costs nothing."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0

@@ -9,6 +9,7 @@ from torch import nn
 
 from lafin import losses
 from lafin.data.batches import Batch
+from lafin.evaluation.realism import grid_contrast_batch
 from lafin.training.config import LossConfig
 
 Terms = dict[str, torch.Tensor]
@@ -80,7 +81,7 @@ class GeneratorLosses:
 
     def grid(self, composite: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """The weighted 2-px grid contrast of the composite's hole above the truth's."""
-        excess = losses.grid_contrast(composite, masks) - losses.grid_contrast(truth, masks)
+        excess = grid_contrast_batch(composite, masks) - grid_contrast_batch(truth, masks)
         return self.config.grid * excess.clamp_min(0).mean()
 
     def inception_terms(self, composite: torch.Tensor, truth: torch.Tensor) -> Terms:
