@@ -181,12 +181,12 @@ def test_refine_stage_with_feature_matching_on_a_two_scale_discriminator(refine_
     assert any(not torch.equal(v, before[k]) for k, v in trainer.nets["refiner"].state_dict().items())
 
 
-def test_refine_stage_with_the_grid_term(refine_data, tmp_path):
-    """``loss.grid`` in the refine stage: the composite's grid above its truth's, logged and
-    finite; the refiner learns."""
+def test_refine_stage_with_the_grid_and_detail_terms(refine_data, tmp_path):
+    """``loss.grid`` and ``loss.detail`` in the refine stage: the composite's grid above its
+    truth's, its texture energy against the truth's; logged and finite; the refiner learns."""
     from lafin.evaluation.realism import grid_contrast_batch
 
-    loss = {"adversarial": 0.5, "structure_l1": 10.0, "grid": 2.0}
+    loss = {"adversarial": 0.5, "structure_l1": 10.0, "grid": 2.0, "detail": 0.5}
     trainer = Trainer(_refine_config(refine_data, loss=loss, warmup_adversarial_steps=0), tmp_path)
     batch = trainer.next_batch()
     blocky = torch.nn.functional.interpolate(
@@ -200,6 +200,7 @@ def test_refine_stage_with_the_grid_term(refine_data, tmp_path):
     before = {k: v.clone() for k, v in trainer.nets["refiner"].state_dict().items()}
     logs = trainer.stage.train_step(batch, 0)
     assert "loss/grid" in logs and np.isfinite(logs["loss/refiner"])
+    assert np.isfinite(logs["loss/detail"]) and logs["loss/detail"] >= 0
     assert any(not torch.equal(v, before[k]) for k, v in trainer.nets["refiner"].state_dict().items())
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import math
 import time
 from pathlib import Path
 
@@ -865,6 +866,41 @@ def test_patch_feature_matching_compares_each_face_with_its_truth(face_cache, tm
     disc.train()
     logs = trainer.inpaint_step(batch)
     assert logs["loss/feature_matching"] > 0 and np.isfinite(logs["loss/generator"])
+
+
+def test_detail_loss_known_values_and_the_generator_term(face_cache, tmp_path):
+    """``loss.detail``: |log| of the hole's mid-band Laplacian variance over the truth's,
+    weighted; hole_laplacian_variance is the benchmark's arithmetic (the batch detail ratio is
+    built on it); a texture at double amplitude costs log 4 either way; differentiable; the
+    generator stage trains with it."""
+    from lafin.evaluation import realism as R
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 32, 32, dtype=torch.float64)
+    mask[:, :, 6:26, 5:27] = 1
+    variance, count = R.hole_laplacian_variance(images, mask)
+    for i in range(2):  # the numpy measure: OpenCV's Laplacian, the hole eroded by 3 px
+        arr = images[i].permute(1, 2, 0).numpy() * 255.0
+        grey = R._grey(arr)
+        inner = R.eroded_hole(mask[i, 0].numpy())
+        assert count[i].item() == inner.sum() == 14 * 16
+        assert variance[i].item() == pytest.approx(R.laplacian(grey)[inner].var(), rel=1e-9)
+    # mid band: smoothing removes pixel noise, so less energy
+    smooth, _ = R.hole_laplacian_variance(images, mask, smooth=R.MID_BAND_SMOOTH)
+    assert (smooth < variance / 4).all()
+    trainer = Trainer(_config(face_cache, "inpaint", loss={"detail": 0.5}, max_steps=2), tmp_path / "detail")
+    batch = trainer.next_batch()
+    assert trainer.stage.losses.pixel_terms(batch.images, batch.images, batch)["detail"].item() == 0
+    # the face at twice its contrast: the (linear) mid-band Laplacian doubles, its variance x4
+    scale = torch.ones(1, requires_grad=True)
+    loud = 0.5 + (batch.images - 0.5) * 2 * scale
+    term = trainer.stage.losses.pixel_terms(loud, loud, batch)["detail"]
+    assert term.item() == pytest.approx(0.5 * math.log(4), rel=1e-3)
+    term.backward()
+    assert scale.grad is not None and scale.grad.item() > 0  # louder costs more
+    trainer.run()
+    assert trainer.step == 2
 
 
 def test_grid_loss_known_values_and_the_generator_term(face_cache, tmp_path):

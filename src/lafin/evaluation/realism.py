@@ -324,28 +324,41 @@ def hole_detail_ratio_batch(
         masks = masks[:, None]
     if masks.shape[0] != outputs.shape[0] or masks.shape[1] != 1 or masks.shape[2:] != outputs.shape[2:]:
         raise ValueError(f"masks {tuple(masks.shape)} do not fit images {tuple(outputs.shape)}")
-    weights = torch.tensor(GREY_WEIGHTS, dtype=torch.float64, device=outputs.device)
-    kernel = torch.from_numpy(LAPLACIAN_KERNEL).to(outputs.device).reshape(1, 1, 3, 3)
-
-    def lap(images: torch.Tensor) -> torch.Tensor:
-        grey = torch.einsum("bchw,c->bhw", images.double() * 255.0, weights)[:, None]
-        return F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="reflect"), kernel)[:, 0]
-
-    hole = (masks > 0.5).double()
-    if erode:  # min-pool; max_pool2d's -inf padding keeps the image border from eroding
-        hole = -F.max_pool2d(-hole, 2 * erode + 1, stride=1, padding=erode)
-    inner = hole[:, 0] > 0.5
-    count = inner.sum(dim=(1, 2)).double()
-
-    def variance(values: torch.Tensor) -> torch.Tensor:
-        w = inner.double()
-        mean = (values * w).sum(dim=(1, 2)) / count.clamp(min=1)
-        return (((values - mean[:, None, None]) ** 2) * w).sum(dim=(1, 2)) / count.clamp(min=1)
-
-    v_out, v_truth = variance(lap(outputs)), variance(lap(truths))
+    (v_out, count), (v_truth, _) = (
+        hole_laplacian_variance(images.double(), masks, erode) for images in (outputs, truths)
+    )
     ratio = v_out / v_truth.clamp(min=_VARIANCE_FLOOR)
     ratio[(count == 0) | (v_truth < _VARIANCE_FLOOR)] = float("nan")
     return ratio.cpu()
+
+
+def hole_laplacian_variance(
+    images: torch.Tensor, masks: torch.Tensor, erode: int = DETAIL_ERODE, smooth: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the variance of the grey Laplacian (0..255 scale) inside the hole eroded by
+    ``erode`` px, and that hole's pixel count: the two halves of :func:`hole_detail_ratio_batch`,
+    differentiable (``loss.detail`` trains on them). ``images`` (B, 3, H, W) in [0, 1], ``masks``
+    (B, 1, H, W), hole where > 0.5; ``smooth``: sigma of a Gaussian on the grey first (reflected
+    borders; :data:`MID_BAND_SMOOTH` gives the mid band). Returns ((B,), (B,))."""
+    weights = torch.tensor(GREY_WEIGHTS, dtype=images.dtype, device=images.device)
+    grey = torch.einsum("bchw,c->bhw", images * 255.0, weights)[:, None]
+    if smooth > 0:
+        radius = max(1, int(3 * smooth + 0.5))
+        t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+        g = torch.exp(-(t**2) / (2 * smooth * smooth))
+        g = g / g.sum()
+        grey = F.pad(grey, (radius,) * 4, mode="reflect")
+        grey = F.conv2d(F.conv2d(grey, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    kernel = torch.from_numpy(LAPLACIAN_KERNEL).to(images).reshape(1, 1, 3, 3)
+    lap = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="reflect"), kernel)[:, 0]
+    hole = (masks > 0.5).to(images.dtype)
+    if erode:  # min-pool; max_pool2d's -inf padding keeps the image border from eroding
+        hole = -F.max_pool2d(-hole, 2 * erode + 1, stride=1, padding=erode)
+    inner = (hole[:, 0] > 0.5).to(images.dtype)
+    count = inner.sum(dim=(1, 2))
+    mean = (lap * inner).sum(dim=(1, 2)) / count.clamp(min=1)
+    variance = (((lap - mean[:, None, None]) ** 2) * inner).sum(dim=(1, 2)) / count.clamp(min=1)
+    return variance, count
 
 
 def median_ratio(ratios: Sequence[float] | np.ndarray | torch.Tensor) -> float:

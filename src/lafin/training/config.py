@@ -95,7 +95,14 @@ class LossConfig:
     ``grid`` (generator and refine stages) weighs the composite's 2-px grid contrast in the hole
     above its truth's (:func:`lafin.evaluation.realism.grid_contrast_batch`: steps between
     neighbouring pixels unequal at even and odd positions, the mark of texture made in 2x2
-    blocks by nearest-neighbour upsampling); a face as gridless as its photo costs nothing."""
+    blocks by nearest-neighbour upsampling); a face as gridless as its photo costs nothing.
+
+    ``detail`` (generator and refine stages) weighs how far the composite's texture energy in the
+    hole is from its truth's, either way: the absolute log ratio of the variances of their
+    mid-band Laplacians (a Laplacian of Gaussian, sigma ``MID_BAND_SMOOTH``: texture of 4 px
+    and more, not pixel noise or a 2-px grid) in the hole eroded by 3 px
+    (:func:`lafin.evaluation.realism.hole_laplacian_variance`). Like the style term, a texture
+    statistic; unlike it, in pixels, so a smooth fill cannot hide in the features."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -123,6 +130,7 @@ class LossConfig:
     discriminator: Literal["lafin", "patch"] = "lafin"
     landmark_consistency: float = 0.0
     grid: float = 0.0
+    detail: float = 0.0
 
     def __post_init__(self) -> None:
         if self.discriminator not in ("lafin", "patch"):

@@ -9,7 +9,7 @@ from torch import nn
 
 from lafin import losses
 from lafin.data.batches import Batch
-from lafin.evaluation.realism import grid_contrast_batch
+from lafin.evaluation.realism import MID_BAND_SMOOTH, grid_contrast_batch, hole_laplacian_variance
 from lafin.training.config import LossConfig
 
 Terms = dict[str, torch.Tensor]
@@ -60,6 +60,8 @@ class GeneratorLosses:
             terms["structure_l1"] = self.structure_l1(composite[true], batch.images[true])
         if cfg.grid > 0:
             terms["grid"] = self.grid(composite[true], batch.images[true], batch.masks[true])
+        if cfg.detail > 0:
+            terms["detail"] = self.detail(composite[true], batch.images[true], batch.masks[true])
         if self.inception is not None:
             terms.update(self.inception_terms(composite[true], batch.images[true]))
         return terms
@@ -83,6 +85,18 @@ class GeneratorLosses:
         """The weighted 2-px grid contrast of the composite's hole above the truth's."""
         excess = grid_contrast_batch(composite, masks) - grid_contrast_batch(truth, masks)
         return self.config.grid * excess.clamp_min(0).mean()
+
+    def detail(self, composite: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The weighted |log| ratio of the hole's mid-band texture energy to the truth's (faces
+        whose eroded hole is empty or whose truth is flat there count for nothing)."""
+        floor = 1e-3  # 0..255 grey Laplacian variance: far below any face's texture
+        v_out, count = hole_laplacian_variance(composite, masks, smooth=MID_BAND_SMOOTH)
+        v_truth, _ = hole_laplacian_variance(truth, masks, smooth=MID_BAND_SMOOTH)
+        valid = (count > 0) & (v_truth.detach() > floor)
+        if not bool(valid.any()):
+            return composite.sum() * 0.0
+        log_ratio = torch.log(v_out[valid] + floor) - torch.log(v_truth[valid] + floor)
+        return self.config.detail * log_ratio.abs().mean()
 
     def inception_terms(self, composite: torch.Tensor, truth: torch.Tensor) -> Terms:
         """Inception perceptual and (with a weight) style terms."""

@@ -79,6 +79,8 @@ class RefineStage:
         terms = {"structure_l1": self.losses.structure_l1(composite, batch.images)}
         if cfg.grid > 0:
             terms["grid"] = self.losses.grid(composite, batch.images, batch.masks)
+        if cfg.detail > 0:
+            terms["detail"] = self.losses.detail(composite, batch.images, batch.masks)
         if self.losses.inception is not None:
             terms.update(self.losses.inception_terms(composite, batch.images))
         if use_adv:
