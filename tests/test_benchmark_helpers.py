@@ -127,3 +127,34 @@ def test_photo_holes_reports_fidelity_and_draws_from_the_names(tmp_path, tiny_we
     assert np.isfinite(first["fidelity_nme_percent"]) and first["fidelity_nme_percent"] > 0
     assert 0 < first["detail_ratio"] and first["colour_error"] >= 0
     assert "fidelity NME (%)" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def kid_sensitivity():
+    spec = importlib.util.spec_from_file_location(
+        "kid_sensitivity", ROOT / "benchmarks" / "kid_sensitivity.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kid_sensitivity_changes(kid_sensitivity):
+    """The KID benchmark's changes: a grid is noise in 2x2 blocks (steps only between blocks),
+    noise is per pixel, both of the asked spread; bad specs are errors."""
+    from lafin.evaluation.realism import grid_contrasts
+
+    flat = np.full((2, 32, 32, 3), 128, np.uint8)
+    assert kid_sensitivity.changed(flat, "none", 0) is flat
+    assert np.array_equal(kid_sensitivity.changed(flat, "blur:1", 0), flat)
+    grid = kid_sensitivity.changed(flat, "grid:0:6", 0).astype(float)
+    noise = kid_sensitivity.changed(flat, "noise:0:6", 0).astype(float)
+    assert np.array_equal(grid[:, 0::2, 0::2], grid[:, 1::2, 1::2])  # 2x2 blocks
+    assert np.array_equal(grid[..., 0], grid[..., 2])  # grey
+    assert 5.0 < grid.std() < 7.0 and 5.0 < noise.std() < 7.0
+    hole = np.ones((32, 32), np.uint8)
+    assert grid_contrasts(grid[0], noise[0], hole, erode=0)[0] > 1.5  # all steps between blocks
+    assert grid_contrasts(grid[0], noise[0], hole, erode=0)[1] < 0.3
+    for bad in ("grid:1", "blur", "noise:a:2", "sharpen:1"):
+        with pytest.raises(ValueError):
+            kid_sensitivity.changed(flat, bad, 0)
