@@ -197,6 +197,20 @@ def test_refine_stage_with_the_grid_and_detail_terms(refine_data, tmp_path):
     term = trainer.stage.losses.grid(composite, batch.images, batch.masks)
     assert term.item() == pytest.approx(2.0 * excess.clamp_min(0).mean().item(), rel=1e-5) and term > 0
     assert trainer.stage.losses.grid(batch.images, batch.images, batch.masks).item() == 0
+    # a grid of 4 px (blocks of 4x4) is no 2-px grid at full size, but one at half the size
+    quarter = torch.nn.functional.avg_pool2d(batch.images, 4)
+    coarse_blocks = torch.nn.functional.interpolate(quarter, scale_factor=4.0, mode="nearest")
+    solid = torch.ones_like(batch.masks)
+    one = trainer.stage.losses.grid(coarse_blocks, batch.images, solid)
+    trainer.stage.losses.config.grid_scales = 2
+    two = trainer.stage.losses.grid(coarse_blocks, batch.images, solid)
+    half = [torch.nn.functional.avg_pool2d(x, 2) for x in (coarse_blocks, batch.images)]
+    excess = grid_contrast_batch(half[0], solid[:, :, ::2, ::2]) - grid_contrast_batch(
+        half[1], solid[:, :, ::2, ::2]
+    )
+    assert two.item() == pytest.approx(one.item() + 2.0 * excess.clamp_min(0).mean().item(), rel=1e-5)
+    assert two.item() - one.item() > 1.0  # 2x2 blocks at half the size: contrast near 2 each
+    trainer.stage.losses.config.grid_scales = 1
     before = {k: v.clone() for k, v in trainer.nets["refiner"].state_dict().items()}
     logs = trainer.stage.train_step(batch, 0)
     assert "loss/grid" in logs and np.isfinite(logs["loss/refiner"])

@@ -951,3 +951,12 @@ def test_grid_loss_known_values_and_the_generator_term(face_cache, tmp_path):
     assert blocky.grad is not None and blocky.grad.abs().sum() > 1e-3
     trainer.run()
     assert trainer.step == 2
+
+
+def test_grid_scales_are_checked():
+    from lafin.training.config import LossConfig
+
+    assert LossConfig(grid_scales=2).grid_scales == 2
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="grid_scales"):
+            LossConfig(grid_scales=bad)

@@ -96,6 +96,8 @@ class LossConfig:
     above its truth's (:func:`lafin.evaluation.realism.grid_contrast_batch`: steps between
     neighbouring pixels unequal at even and odd positions, the mark of texture made in 2x2
     blocks by nearest-neighbour upsampling); a face as gridless as its photo costs nothing.
+    ``grid_scales`` > 1 adds the same term at half the size (2x2 average pooling), and so on: a
+    decoder that enlarges a coarser level by copies leaves a 4-px grid, 2 px at half the size.
 
     ``detail`` (generator and refine stages) weighs how far the composite's texture energy in the
     hole is from its truth's, either way: the absolute log ratio of the variances of their
@@ -130,6 +132,7 @@ class LossConfig:
     discriminator: Literal["lafin", "patch"] = "lafin"
     landmark_consistency: float = 0.0
     grid: float = 0.0
+    grid_scales: int = 1
     detail: float = 0.0
 
     def __post_init__(self) -> None:
@@ -155,6 +158,8 @@ class LossConfig:
                     f"loss.inception_layers {list(self.inception_layers)}, not "
                     f"{list(self.inception_perceptual_layers)}"
                 )
+        if not 1 <= self.grid_scales <= 4:
+            raise ValueError(f"loss.grid_scales must be 1 to 4, not {self.grid_scales!r}")
 
 
 @dataclass

@@ -82,9 +82,17 @@ class GeneratorLosses:
         )
 
     def grid(self, composite: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """The weighted 2-px grid contrast of the composite's hole above the truth's."""
-        excess = grid_contrast_batch(composite, masks) - grid_contrast_batch(truth, masks)
-        return self.config.grid * excess.clamp_min(0).mean()
+        """The weighted 2-px grid contrast of the composite's hole above the truth's, summed over
+        ``grid_scales`` scales (each after 2x2 average pooling of the last; the pooled hole is
+        where the whole 2x2 block was hole): a grid of 4 px at full size is one of 2 px at half."""
+        total = composite.new_zeros(())
+        for scale in range(self.config.grid_scales):
+            if scale:
+                composite, truth = (nn.functional.avg_pool2d(x, 2) for x in (composite, truth))
+                masks = (nn.functional.avg_pool2d(masks, 2) > 0.999).to(masks.dtype)
+            excess = grid_contrast_batch(composite, masks) - grid_contrast_batch(truth, masks)
+            total = total + excess.clamp_min(0).mean()
+        return self.config.grid * total
 
     def detail(self, composite: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """The weighted |log| ratio of the hole's mid-band texture energy to the truth's (faces
