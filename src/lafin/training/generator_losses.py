@@ -1,6 +1,7 @@
 """The generator's and the refiner's loss terms against the true face: pixel L1, total
-variation, SSIM, pooled structure L1, 2-px grid, VGG perceptual/style, Inception
-perceptual/style, and landmark consistency; each weighted by the config and named as it is logged."""
+variation, SSIM, pooled structure L1, 2-px grid (at one or more scales), mid-band texture
+energy, VGG perceptual/style, Inception perceptual/style, and landmark consistency; each
+weighted by the config and named as it is logged."""
 
 from __future__ import annotations
 
