@@ -434,8 +434,10 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
     for b in ("30-40%", "50-60%"):
         tiny, again, ns = (res["results"][b][m] for m in ("tiny", "again", "opencv-ns"))
         assert tiny == again  # the same weights: the same numbers
+        assert tiny["kid_minus_first"] == again["kid_minus_first"] == 0.0  # tiny is the first
         for key in (
             "kid",
+            "kid_minus_first_std",
             "fid",
             "detail_ratio_median",
             "mid_detail_ratio_median",
@@ -568,3 +570,23 @@ def test_grid_contrasts_see_2px_blocks():
     assert all(np.isnan(v) for v in R.grid_contrasts(blocks, truth, small))
     with pytest.raises(ValueError, match="shape"):
         R.grid_contrasts(blocks, truth[:50], hole)
+
+
+def test_kid_difference_pairs_the_subsets_and_has_a_smaller_spread_than_kid():
+    """The paired difference is exactly KID(a) - KID(b) in the mean (the same draws), zero for
+    identical sets, of the sign of which set is closer, and for two alike methods its spread
+    over subsets is far below either KID's (the faces' share cancels)."""
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(120, 16))
+    faces = rng.normal(size=(120, 16))
+    near, far = faces + 0.2, faces + 0.25  # two alike "methods" on the same faces, row for row
+    kwargs = dict(num_subsets=30, subset_size=40, seed=2)
+    k_near, s_near = R.kid(near, reference, **kwargs)
+    k_far, s_far = R.kid(far, reference, **kwargs)
+    diff, spread = R.kid_difference(far, near, reference, **kwargs)
+    assert diff == pytest.approx(k_far - k_near, rel=1e-9, abs=1e-12)
+    assert diff > 0 and spread < min(s_near, s_far) / 4
+    assert R.kid_difference(near, near, reference, **kwargs) == (0.0, 0.0)
+    assert R.kid_difference(near, far, reference, **kwargs)[0] == pytest.approx(-diff)
+    with pytest.raises(ValueError, match="same faces"):
+        R.kid_difference(near[:100], far, reference)

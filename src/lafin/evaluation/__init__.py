@@ -37,6 +37,7 @@ from lafin.evaluation.realism import (
     hole_detail_ratio,
     hole_detail_ratio_batch,
     kid,
+    kid_difference,
     landmark_fidelity,
     median_ratio,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "hole_detail_ratio",
     "hole_detail_ratio_batch",
     "kid",
+    "kid_difference",
     "landmark_fidelity",
     "median_ratio",
     "load_inception",

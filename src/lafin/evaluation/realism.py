@@ -57,6 +57,50 @@ def _mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> floa
     return float(within - 2.0 * k_xy.sum() / (m * m))
 
 
+def _as_features(features: np.ndarray | torch.Tensor) -> np.ndarray:
+    return np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, np.float64)
+
+
+def kid_subset_values(
+    features_a: np.ndarray | torch.Tensor,
+    features_b: np.ndarray | torch.Tensor,
+    num_subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+) -> np.ndarray:
+    """The unbiased MMD² of each of :func:`kid`'s subsets, (num_subsets,) in draw order.
+
+    The draws depend only on the seed, the subset size and the sets' sizes: two methods scored
+    on the same faces against the same reference get the same rows of each in every subset,
+    which :func:`kid_difference` pairs."""
+    a, b = _as_features(features_a), _as_features(features_b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"KID needs (n, d) features of the same d, got {a.shape} and {b.shape}")
+    if num_subsets < 1:
+        raise ValueError(f"num_subsets must be at least 1, got {num_subsets}")
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError(
+            f"KID needs at least 2 samples per set (subset size {m}; sets of {len(a)} and {len(b)})"
+        )
+    rng = np.random.default_rng(seed)
+    whole = max(len(a), len(b)) <= _GRAM_LIMIT
+    if whole:  # every subset's kernel values are entries of these
+        g_aa, g_bb, g_ab = (_polynomial_kernel(a, a), _polynomial_kernel(b, b), _polynomial_kernel(a, b))
+    values = np.empty(num_subsets)
+    for s in range(num_subsets):
+        ia = rng.choice(len(a), m, replace=False)
+        ib = rng.choice(len(b), m, replace=False)
+        if whole:
+            values[s] = _mmd2_unbiased(g_aa[np.ix_(ia, ia)], g_bb[np.ix_(ib, ib)], g_ab[np.ix_(ia, ib)])
+        else:
+            x, y = a[ia], b[ib]
+            values[s] = _mmd2_unbiased(
+                _polynomial_kernel(x, x), _polynomial_kernel(y, y), _polynomial_kernel(x, y)
+            )
+    return values
+
+
 def kid(
     features_a: np.ndarray | torch.Tensor,
     features_b: np.ndarray | torch.Tensor,
@@ -83,37 +127,36 @@ def kid(
         for sets from the same distribution. When m equals both set sizes every subset is the
         whole set and std is 0: pass a smaller ``subset_size`` for a spread.
     """
-    a = np.asarray(
-        features_a.detach().cpu() if isinstance(features_a, torch.Tensor) else features_a, np.float64
-    )
-    b = np.asarray(
-        features_b.detach().cpu() if isinstance(features_b, torch.Tensor) else features_b, np.float64
-    )
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"KID needs (n, d) features of the same d, got {a.shape} and {b.shape}")
-    if num_subsets < 1:
-        raise ValueError(f"num_subsets must be at least 1, got {num_subsets}")
-    m = min(subset_size, len(a), len(b))
-    if m < 2:
-        raise ValueError(
-            f"KID needs at least 2 samples per set (subset size {m}; sets of {len(a)} and {len(b)})"
-        )
-    rng = np.random.default_rng(seed)
-    whole = max(len(a), len(b)) <= _GRAM_LIMIT
-    if whole:  # every subset's kernel values are entries of these
-        g_aa, g_bb, g_ab = (_polynomial_kernel(a, a), _polynomial_kernel(b, b), _polynomial_kernel(a, b))
-    values = np.empty(num_subsets)
-    for s in range(num_subsets):
-        ia = rng.choice(len(a), m, replace=False)
-        ib = rng.choice(len(b), m, replace=False)
-        if whole:
-            values[s] = _mmd2_unbiased(g_aa[np.ix_(ia, ia)], g_bb[np.ix_(ib, ib)], g_ab[np.ix_(ia, ib)])
-        else:
-            x, y = a[ia], b[ib]
-            values[s] = _mmd2_unbiased(
-                _polynomial_kernel(x, x), _polynomial_kernel(y, y), _polynomial_kernel(x, y)
-            )
+    values = kid_subset_values(features_a, features_b, num_subsets, subset_size, seed)
     return float(values.mean()), float(values.std())
+
+
+def kid_difference(
+    features_a: np.ndarray | torch.Tensor,
+    features_b: np.ndarray | torch.Tensor,
+    reference: np.ndarray | torch.Tensor,
+    num_subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """KID(a, reference) - KID(b, reference) over paired subsets: (mean, std) of the per-subset
+    differences.
+
+    ``features_a`` and ``features_b`` are two methods' outputs on the same faces, row for row
+    (the same count); each subset takes the same rows of both and of ``reference``. The part of
+    each subset's MMD² that comes from which faces and which references were drawn is then
+    shared and cancels: for two alike methods (two candidate weights) the spread of the
+    difference is far below either KID's (:func:`kid`'s std), so a difference that two
+    overlapping ``mean ± std`` hide can be read. Negative: ``a`` is closer to the reference."""
+    a, b = _as_features(features_a), _as_features(features_b)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"paired KID needs two methods' features on the same faces, got {a.shape} and {b.shape}"
+        )
+    diff = kid_subset_values(a, reference, num_subsets, subset_size, seed) - kid_subset_values(
+        b, reference, num_subsets, subset_size, seed
+    )
+    return float(diff.mean()), float(diff.std())
 
 
 # ---------------------------------------------------------------------------------- detail
