@@ -16,7 +16,10 @@ from :mod:`lafin.evaluation`, and the fill's
 landmark fidelity: NME of the first file's predictor on the output against its points on the
 photo (how closely the generated eyes, nose and mouth sit where the photo's are; the human
 labels are not the reference, so the judge's own error largely cancels). ``--names`` picks the
-faces from a list (e.g. held-out HELEN faces, to choose settings on).
+faces from a list (e.g. held-out HELEN faces, to choose settings on). ``--soften F`` makes each
+photo a soft scan (resampled to 1/F of its side and back; that is then the truth; ``--blur
+SIGMA`` blurs it instead or as well): a fill as sharp as a sharp photo's is then too sharp for
+it, and its detail ratio shows how much (1: as detailed as the photo around it).
 
     python benchmarks/photo_holes.py --afw ../shared/data/ibug300w/afw --faces 120 \\
         --weights src/lafin/weights/lafin-compact.safetensors \\
@@ -61,6 +64,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--faces", type=int, default=120, help="faces, a seeded sample")
     p.add_argument("--names", help="a file of face names (stems) to draw the sample from")
     p.add_argument("--eye-distance", type=float, default=90.0, help="outer eye corners apart, px")
+    p.add_argument(
+        "--soften",
+        type=float,
+        default=1.0,
+        help="resample each scaled photo to 1/SOFTEN of its side and back (a small original "
+        "enlarged: a soft scan); its softened self is the truth (default 1: as it is)",
+    )
+    p.add_argument(
+        "--blur",
+        type=float,
+        default=0.0,
+        help="then a Gaussian blur of this sigma (px): an out-of-focus or blurred scan (default 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the numbers here too (never overwrites a file)")
     return p.parse_args(argv)
@@ -78,8 +94,26 @@ def scaled_face(path: Path, eye_distance: float) -> tuple[np.ndarray, np.ndarray
     return resized, points * np.array([size[0] / w, size[1] / h], np.float32)
 
 
+def soften(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` resized to 1/``factor`` of its side (area averaging) and back (bicubic): the
+    detail of a photo ``factor`` times smaller, enlarged. ``factor`` 1 returns it as it is."""
+    if factor < 1:
+        raise ValueError(f"--soften must be at least 1, got {factor:g}")
+    if factor == 1:
+        return image
+    h, w = image.shape[:2]
+    small = cv2.resize(
+        image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA
+    )
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.soften < 1:
+        sys.exit(f"photo_holes.py: error: --soften must be at least 1, got {args.soften:g}")
+    if args.blur < 0:
+        sys.exit(f"photo_holes.py: error: --blur must be at least 0, got {args.blur:g}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.json and Path(args.json).exists():
         sys.exit(f"photo_holes.py: error: {args.json} exists; not overwriting it")
@@ -103,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     used = 0
     for i, path in enumerate(tqdm(files, desc="faces", unit="face")):
         image, points = scaled_face(path, args.eye_distance)
+        image = soften(image, args.soften)
+        if args.blur > 0:
+            image = cv2.GaussianBlur(image, (0, 0), args.blur)
         if np.abs(image.astype(np.int16) - image.mean(axis=2, keepdims=True)).mean() < 1.0:
             continue  # a grey photo
         if image.shape[0] != image.shape[1]:
@@ -134,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{used} colour photos of {Path(args.afw).name} (of {len(files)}), "
         f"eyes {args.eye_distance:g} px apart, "
-        f"holes over {', '.join(PARTS)} in turn, photo mode"
+        + (f"softened {args.soften:g}x, " if args.soften != 1 else "")
+        + (f"blurred (sigma {args.blur:g} px), " if args.blur > 0 else "")
+        + f"holes over {', '.join(PARTS)} in turn, photo mode"
     )
     print("| weights | detail ratio | colour ΔE | hole PSNR (dB) | fidelity NME (%) | edge step |")
     print("|---|---:|---:|---:|---:|---:|")

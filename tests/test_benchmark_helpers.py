@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -127,6 +128,28 @@ def test_photo_holes_reports_fidelity_and_draws_from_the_names(tmp_path, tiny_we
     assert np.isfinite(first["fidelity_nme_percent"]) and first["fidelity_nme_percent"] > 0
     assert 0 < first["detail_ratio"] and first["colour_error"] >= 0
     assert "fidelity NME (%)" in capsys.readouterr().out
+
+
+def test_photo_holes_soften_and_blur_make_the_photos_soft(tmp_path, tiny_weights, capsys):
+    """--soften resamples down and back (the same size, less fine detail, a flat image kept);
+    --soften and --blur reach the report's first line; values below their floor exit."""
+    photo_holes = _benchmark("photo_holes")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    soft = photo_holes.soften(image, 2.0)
+    assert soft.shape == image.shape and soft.dtype == np.uint8
+    lap = lambda x: cv2.Laplacian(x.astype(np.float32), cv2.CV_32F).var()  # noqa: E731
+    assert lap(soft) < 0.5 * lap(image)
+    assert photo_holes.soften(image, 1.0) is image
+    flat = np.full((30, 30, 3), 77, np.uint8)
+    assert np.array_equal(photo_holes.soften(flat, 3.0), flat)
+    _ibug_folder(tmp_path, 2)
+    argv = ["--afw", str(tmp_path), "--faces", "2", "--weights", str(tiny_weights)]
+    assert photo_holes.main([*argv, "--soften", "2", "--blur", "1"]) == 0
+    assert "softened 2x, blurred (sigma 1 px)" in capsys.readouterr().out
+    for bad in (["--soften", "0.5"], ["--blur", "-1"]):
+        with pytest.raises(SystemExit, match="must be at least"):
+            photo_holes.main([*argv, *bad])
 
 
 @pytest.fixture(scope="module")

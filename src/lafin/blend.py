@@ -260,3 +260,96 @@ def keep_tone(original: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> tup
     out = filled.copy()
     out[sel] = np.clip(np.round(values), 0, 255).astype(np.uint8)
     return out, tone
+
+
+# A soft photo (a small original enlarged, a blurred scan) holds no detail finer than some
+# scale, and a fill as sharp as a sharp photo's shows in it as a patch of grain. The scale is
+# read off the known pixels around the hole: resampled to 1/factor of their side and back, a
+# soft photo keeps most of its finest detail (Laplacian energy) up to its own factor, a sharp
+# one loses it at once. Chosen on held-out HELEN photos made soft by resampling and by blur,
+# where they never fire on the sharp ones (benchmarks/photo_holes.py --soften; docs/EVALUATION.md).
+SOFTNESS_FACTORS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0)
+# the share of the Laplacian energy a factor must keep for the photo to count as that soft
+SOFTNESS_KEEP = 0.65
+# the fill is softened by this part of the photo's factor: its shapes are smoother than a
+# photo's, so the whole factor would leave it blurrier than the photo around it
+SOFTNESS_SHARE = 0.75
+# the known pixels within this many px of the hole (less the 3 px at its edge) are judged
+SOFTNESS_RING = 15
+
+
+def resample_soften(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` resized to 1/``factor`` of its side (area averaging) and back (bicubic), as
+    float32: the detail of a photo ``factor`` times smaller, enlarged. Factor 1: a float copy."""
+    out = np.asarray(image, np.float32)
+    if factor <= 1:
+        return out.copy()
+    h, w = out.shape[:2]
+    small = cv2.resize(
+        out, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA
+    )
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _laplacian_energy(grey: np.ndarray, region: np.ndarray) -> float:
+    return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[region].var())
+
+
+def photo_softness(image: np.ndarray, hole: np.ndarray, ring: int = SOFTNESS_RING) -> float:
+    """How soft the known pixels around the hole are: the largest of :data:`SOFTNESS_FACTORS`
+    (tried in order) through which :func:`resample_soften` keeps at least
+    :data:`SOFTNESS_KEEP` of their Laplacian energy; 1 for a sharp photo, and when there is
+    nothing to judge (no known ring, a flat one).
+
+    Args:
+        image: HxWx3 (or HxW) photo, uint8 or float on the 0-255 scale.
+        hole: HxW, nonzero = hole.
+        ring: the known pixels within this many px of the hole are judged (less its 3-px edge).
+    """
+    sel = np.asarray(hole) > 0
+    rows, cols = np.nonzero(sel.any(axis=1))[0], np.nonzero(sel.any(axis=0))[0]
+    if not len(rows):
+        return 1.0
+    # the hole's box grown by the ring and a margin for the resampling kernels: the rest of a
+    # large photo does not change the answer
+    grow = ring + 8
+    top, left = max(0, rows[0] - grow), max(0, cols[0] - grow)
+    bottom, right = rows[-1] + 1 + grow, cols[-1] + 1 + grow
+    sel = sel[top:bottom, left:right].astype(np.uint8)
+    pixels = np.asarray(image, np.float32)[top:bottom, left:right]
+    grey = pixels @ np.array([0.299, 0.587, 0.114], np.float32) if pixels.ndim == 3 else pixels
+    edge = cv2.dilate(sel, np.ones((7, 7), np.uint8))
+    band = cv2.dilate(sel, np.ones((2 * ring + 1,) * 2, np.uint8)).astype(bool) & ~edge.astype(bool)
+    energy = _laplacian_energy(grey, band) if band.any() else 0.0
+    if energy < 1e-3:
+        return 1.0
+    factor = 1.0
+    for f in SOFTNESS_FACTORS:
+        if (
+            min(grey.shape) / f < 4
+            or _laplacian_energy(resample_soften(grey, f), band) < SOFTNESS_KEEP * energy
+        ):
+            break
+        factor = f
+    return factor
+
+
+def match_softness(original: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, float]:
+    """Soften the hole of ``filled`` (HxWx3 uint8) to the softness of ``original``'s known
+    pixels around it: :func:`resample_soften` by :data:`SOFTNESS_SHARE` of the factor
+    :func:`photo_softness` finds beyond 1. A sharp photo's fill is returned as it is (never
+    sharpened); pixels outside ``hole`` are never changed. Returns (image, factor applied)."""
+    factor = 1.0 + SOFTNESS_SHARE * (photo_softness(original, hole) - 1.0)
+    sel = np.asarray(hole) > 0
+    if factor <= 1.0 or not sel.any():
+        return filled, 1.0
+    rows, cols = np.nonzero(sel.any(axis=1))[0], np.nonzero(sel.any(axis=0))[0]
+    grow = 16  # the resampling kernels' reach, at the largest factor, in the photo's pixels
+    top, left = max(0, rows[0] - grow), max(0, cols[0] - grow)
+    bottom, right = rows[-1] + 1 + grow, cols[-1] + 1 + grow
+    soft = resample_soften(filled[top:bottom, left:right], factor)
+    out = filled.copy()
+    window = out[top:bottom, left:right]
+    inner = sel[top:bottom, left:right]
+    window[inner] = np.clip(np.round(soft[inner]), 0, 255).astype(np.uint8)
+    return out, factor

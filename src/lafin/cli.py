@@ -135,6 +135,8 @@ def _load_model(args: argparse.Namespace):
         model = LaFInModel(weights=args.weights, device=args.device, threads=getattr(args, "threads", None))
     if getattr(args, "refiner_noise", None) is not None:
         model = model.with_options(refiner_noise=args.refiner_noise)
+    if getattr(args, "match_softness", True) is False:
+        model = model.with_options(match_softness=False)
     return model
 
 
@@ -147,12 +149,19 @@ def _add_threads_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_refiner_noise_argument(p: argparse.ArgumentParser) -> None:
+def _add_fill_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refiner-noise",
         type=_float_in(0, 2),
         help="scale of the refiner's skin-texture noise (default 1; 0.5 or 0: smoother skin, "
         "no stubble-like grain)",
+    )
+    p.add_argument(
+        "--no-match-softness",
+        dest="match_softness",
+        action="store_false",
+        help="leave the fill as sharp as the model paints it, also in a soft photo (by default a "
+        "soft photo's fill is softened to match the photo around the hole)",
     )
 
 
@@ -677,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_in(0, low_open=True),
         help="largest image accepted (default 50, or LAFIN_MAX_MEGAPIXELS)",
     )
-    _add_refiner_noise_argument(p)
+    _add_fill_arguments(p)
     _add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_inpaint)
@@ -714,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", help="weights file (default: the shipped model)")
     p.add_argument("--device", default="cpu", type=_device)
-    _add_refiner_noise_argument(p)
+    _add_fill_arguments(p)
     _add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_inpaint_video)
@@ -894,7 +903,7 @@ def _add_restore_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="inpainting weights file (default: the shipped model)")
     p.add_argument("--damage-weights", help="damage detector weights (default: the shipped ones)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    _add_refiner_noise_argument(p)
+    _add_fill_arguments(p)
     _add_threads_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_restore)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from lafin.alignment import rescale_points
-from lafin.blend import diffusion_mix, keep_tone, match_edge_colour
+from lafin.blend import diffusion_mix, keep_tone, match_edge_colour, match_softness
 from lafin.crop_frame import CropFrame
 from lafin.landmarks import landmark_map
 from lafin.runtime import Runtime, cpu_call
@@ -87,6 +87,8 @@ class GeneratorRunner:
         coarse_blur: sigma (px at ``image_size``) of the blur of the generator's faces before
             the refiner (0: none; ``refiner.coarse_blur`` of the weights' config).
         refiner_noise: scale of the refiner's noise (1: what it learnt on; 0: none).
+        match_softness: soften a soft photo's fill to the photo's softness
+            (:func:`lafin.blend.match_softness`) before its tone is kept.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class GeneratorRunner:
         refiner_texture_only: bool = True,
         coarse_blur: float = 0.0,
         refiner_noise: float = 1.0,
+        match_softness: bool = True,
     ) -> None:
         self.generator = generator
         self.refiner = refiner
@@ -118,6 +121,7 @@ class GeneratorRunner:
         self.refiner_texture_only = refiner_texture_only
         self.coarse_blur = float(coarse_blur)
         self.refiner_noise = float(refiner_noise)
+        self.match_softness = match_softness
 
     @classmethod
     def for_config(
@@ -144,6 +148,7 @@ class GeneratorRunner:
             options.refiner_texture_only,
             config.refiner.coarse_blur if options.coarse_blur is None else options.coarse_blur,
             options.refiner_noise,
+            options.match_softness,
         )
 
     def fill_crop(
@@ -169,7 +174,15 @@ class GeneratorRunner:
                 *output_frame.tensors(img, hole, self.runtime.device), generated, points[None]
             )
         stages.start("blend")
-        return keep_tone(img, output_frame.paste(img, hole, generated[0]), hole)
+        return self.finish(img, output_frame.paste(img, hole, generated[0]), hole)
+
+    def finish(self, img: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, str]:
+        """The last touches of a filled image (HxWx3 uint8; outside ``hole`` it is ``img``): the
+        fill softened to a soft photo's softness (if ``match_softness``), then the photo's tone
+        kept (grey, sepia). Returns (image, tone)."""
+        if self.match_softness:
+            filled = match_softness(img, filled, hole)[0]
+        return keep_tone(img, filled, hole)
 
     @cpu_call
     @torch.inference_mode()

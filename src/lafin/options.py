@@ -65,6 +65,10 @@ class InferenceOptions:
         refiner_noise: scale (0-2) of the noise the refiner turns into stochastic texture: 1 is
             what it learnt on; 0 gives its deterministic result (no freckle- or stubble-like
             grain, smoother skin). Weights without a refiner ignore it.
+        match_softness: soften the fill of a soft photo (a small original enlarged, a blurred
+            scan) to the softness of the known pixels around the hole
+            (:func:`lafin.blend.match_softness`): a fill as sharp as a sharp photo's shows in it
+            as a patch of grain. A sharp photo's fill is left as it is (never sharpened).
         face_check_limit: crop mode warns that the image may not be a face when the landmarks
             predicted on it and on its mirror image disagree by more than this (a fraction of
             the eye distance), or when its known pixels look like noise, a smooth gradient or a
@@ -84,6 +88,7 @@ class InferenceOptions:
     refiner_texture_only: bool = True
     coarse_blur: float | None = None
     refiner_noise: float = 1.0
+    match_softness: bool = True
     face_check_limit: float | None = MIRROR_DISAGREEMENT_LIMIT
 
     def __post_init__(self) -> None:
@@ -93,6 +98,7 @@ class InferenceOptions:
             "generator_flip_average",
             "edge_colour_match",
             "refiner_texture_only",
+            "match_softness",
         ):
             value = getattr(self, name)
             if not (isinstance(value, bool) or (value is None and name == "generator_flip_average")):

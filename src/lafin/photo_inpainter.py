@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from lafin.alignment import invert_affine, scale_crop_matrix, transform_points
-from lafin.blend import keep_tone
 from lafin.crop_frame import face_view, warp_back
 from lafin.generator_runner import GeneratorRunner
 from lafin.landmark_locator import LandmarkLocator
@@ -128,8 +127,8 @@ class PhotoInpainter:
                 "wrong on other images)"
             )
             warnings.append(log_result_warning(log, text))
-        stages.start("blend")  # the photo's tone (grey, sepia) kept in the fill
-        out, tone = keep_tone(img, content, hole)  # outside the hole: the input, bit for bit
+        stages.start("blend")  # a soft photo's softness and its tone (grey, sepia) kept in the fill
+        out, tone = self.runner.finish(img, content, hole)  # outside the hole: the input, bit for bit
         timings = stages.stop()
         regions = background_regions(hole.astype(bool) & ~covered)
         background = sum(r.pixels for r in regions)
