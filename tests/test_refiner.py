@@ -983,6 +983,76 @@ def test_refine_stage_learns_on_blurred_coarse_faces(refine_data, tmp_path):
     assert _laplacian_energy(blurred[inner]) < 0.1 * _laplacian_energy(sharp[inner])
 
 
+def test_refine_stage_learns_on_the_generators_mirror_average(refine_data, tmp_path):
+    """With ``refiner.coarse_mirror_average`` the coarse face is the mean of the generator's pass
+    and its mirror pass flipped back (as inference's ``generator_flip_average``): a generator
+    that paints a left-right ramp gives a flat fill; without it, the ramp."""
+    from lafin.data.batches import Batch
+
+    def config(mirror):
+        refiner = {**TINY_REFINER, "coarse_mirror_average": mirror}
+        return _refine_config(refine_data, model={**get_preset("tiny").to_dict(), "refiner": refiner})
+
+    masks = torch.zeros(1, 1, 128, 128)
+    masks[..., 30:100, 20:110] = 1
+    batch = Batch(
+        images=torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)),
+        masks=masks,
+        landmarks=torch.from_numpy(canonical_landmarks(128)[None].astype(np.float32)),
+    )
+
+    class RampGenerator(nn.Module):  # darker on the left: its mirror pass, flipped, on the right
+        def forward(self, masked, landmark_map, masks):
+            n = masked.shape[-1]
+            return (0.2 + 0.6 * torch.arange(n) / (n - 1)).expand_as(masked)
+
+    def coarse(mirror, folder):
+        stage = Trainer(config(mirror), tmp_path / folder).stage
+        stage.networks.nets["generator"] = RampGenerator()
+        return stage.coarse_faces(batch)
+
+    plain, averaged = coarse(False, "a"), coarse(True, "b")
+    inner = (slice(None), slice(None), slice(40, 90), slice(30, 100))
+    assert plain[inner].std() > 0.05  # the ramp (0.34 to 0.67 across the hole)
+    assert torch.allclose(averaged[inner], torch.full_like(averaged[inner], 0.5), atol=0.01)
+    known = (1 - masks).bool().expand_as(plain)
+    assert torch.equal(averaged[known], batch.images[known])
+
+
+def test_a_refiner_of_the_mirror_average_gets_it_at_inference_unless_told_otherwise(tmp_path):
+    """The option's automatic choice follows the weights' ``refiner.coarse_mirror_average``
+    (saved with them, checked, absent in older files: off); an explicit choice wins."""
+    from lafin.checkpoint import load_weights, save_weights
+    from lafin.networks import build_landmark_predictor
+    from lafin.pipeline import LaFInModel
+
+    for bad in ("yes", 1):
+        with pytest.raises(ValueError, match="coarse_mirror_average"):
+            RefinerConfig(output_size=64, coarse_mirror_average=bad)
+    data = get_preset("compact-wide").to_dict()
+    del data["refiner"]["coarse_mirror_average"]
+    assert ModelConfig.from_dict(data).refiner.coarse_mirror_average is False
+
+    torch.manual_seed(0)
+    config = ModelConfig.from_dict(
+        {**get_preset("tiny").to_dict(), "refiner": {**TINY_REFINER, "coarse_mirror_average": True}}
+    )
+    networks = dict(
+        generator=build_generator(config),
+        landmark_predictor=build_landmark_predictor(config),
+        refiner=build_refiner(config),
+    )
+    path = tmp_path / "mirror.safetensors"
+    save_weights(path, config, **networks)
+    assert load_weights(path).config.refiner.coarse_mirror_average is True
+    model = LaFInModel(weights=path)
+    assert model.options.generator_flip_average is True and model.generation.flip_average
+    assert model.options.diffusion_mix == 0.0
+    assert model.with_options(generator_flip_average=False).generation.flip_average is False
+    plain = LaFInModel.from_networks(_tiny_refiner_config(), **networks)
+    assert plain.options.generator_flip_average is False
+
+
 def test_export_weights_without_the_refiner_gives_the_bare_generator(tmp_path, capsys):
     from lafin.checkpoint import WeightsError
     from lafin.cli import main

@@ -141,6 +141,12 @@ class RefinerConfig:
             face before it is upsampled for the refiner (0: none). The generator's output carries a
             faint checkerboard of period 2 px; the refiner learns on, and is given, faces without
             it.
+        coarse_mirror_average: the generator's face is the average of its pass on the crop and
+            on the crop's mirror image (flipped back), as the inference option
+            ``generator_flip_average`` makes it; the refiner learns on, and is given, such faces
+            (by default the option then follows this). The two passes disagree most where a fill
+            has a blotch or a lopsided feature; the average keeps what they share, and the
+            refiner is to put back the texture the average loses.
         upsample: how the decoder brings features up a scale, ``"nearest"`` or ``"bilinear"``.
             Nearest-neighbour copies each half-size feature into a 2x2 block, and the one layer
             at full size does not undo it: the texture comes out in 2-px blocks. Bilinear
@@ -151,6 +157,7 @@ class RefinerConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     num_residual_blocks: int = 4
     coarse_blur: float = 0.0
+    coarse_mirror_average: bool = False
     upsample: str = "nearest"
 
     def __post_init__(self) -> None:
@@ -161,6 +168,10 @@ class RefinerConfig:
         blur = self.coarse_blur
         if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= 4:
             raise ValueError(f"refiner.coarse_blur must be a number in [0, 4], not {blur!r}")
+        if not isinstance(self.coarse_mirror_average, bool):
+            raise ValueError(
+                f"refiner.coarse_mirror_average must be true or false, not {self.coarse_mirror_average!r}"
+            )
         if self.upsample not in ("nearest", "bilinear"):
             raise ValueError(f"refiner.upsample must be 'nearest' or 'bilinear', not {self.upsample!r}")
 

@@ -47,8 +47,9 @@ class InferenceOptions:
         landmark_refine: photo mode re-aligns each face on lafin's own first landmark pass (not
             the detector's points), then predicts again and generates on that crop.
         generator_flip_average: run the generator on the crop and on its mirror image and
-            average the two (flipped back). None: on, unless the weights have a refiner (the
-            refiner learnt on the bare generator's faces; the average blurs).
+            average the two (flipped back). None: on, unless the weights have a refiner that
+            learnt on the bare generator's faces (the average blurs); on for a refiner that
+            learnt on the average (``refiner.coarse_mirror_average`` of the weights' config).
         diffusion_mix: the share (0-1) of OpenCV's Navier-Stokes fill mixed into the generated
             hole (:func:`lafin.blend.diffusion_mix`); 0 turns it off. None:
             :data:`lafin.blend.DIFFUSION_MIX`, or 0 when the weights have a refiner.
@@ -124,14 +125,16 @@ class InferenceOptions:
         ):
             raise OptionError(f"face_check_limit must be a number > 0 or None, not {limit!r}")
 
-    def resolved(self, has_refiner: bool) -> "InferenceOptions":
+    def resolved(self, has_refiner: bool, refiner_mirror_average: bool = False) -> "InferenceOptions":
         """These options with the automatic (None) choices made for weights with or without a
-        refiner."""
+        refiner (``refiner_mirror_average``: the refiner learnt on the generator's mirror
+        average, ``refiner.coarse_mirror_average`` of the weights' config)."""
         flip = self.generator_flip_average
         mix = self.diffusion_mix
+        auto_flip = refiner_mirror_average if has_refiner else True
         return replace(
             self,
-            generator_flip_average=(not has_refiner) if flip is None else flip,
+            generator_flip_average=auto_flip if flip is None else flip,
             diffusion_mix=float((0.0 if has_refiner else DIFFUSION_MIX) if mix is None else mix),
         )
 

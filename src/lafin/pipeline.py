@@ -214,9 +214,11 @@ class LaFInModel:
         self.refiner = refiner
         self._channels_last = dict.fromkeys(("generator", "landmarks", "refiner"), False)
         self._channels_last.update(channels_last or {})
-        # a refiner learnt on the bare generator's faces: by default no generator mirror
-        # average and no diffusion mix, which would hand it smoother faces than that
-        self._options = opts = self._requested.resolved(refiner is not None)
+        # a refiner learnt on the bare generator's faces (or on their mirror average): by
+        # default no diffusion mix and the generator's faces as it learnt on them
+        self._options = opts = self._requested.resolved(
+            refiner is not None, config.refiner.coarse_mirror_average
+        )
         self.locator = LandmarkLocator.for_config(
             predictor, config, self.runtime, opts, self._channels_last["landmarks"]
         )

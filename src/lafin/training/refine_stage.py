@@ -40,7 +40,8 @@ class RefineStage:
     def coarse_faces(self, batch: Batch) -> torch.Tensor:
         """The frozen generator's faces for a refiner-size batch: the batch at the generator's
         size (area-downscaled; a pixel is hole if any of its source pixels is), generated with the
-        true landmarks, blurred by ``refiner.coarse_blur`` as at inference, composited, upsampled
+        true landmarks (averaged with the mirror pass with ``refiner.coarse_mirror_average``),
+        blurred by ``refiner.coarse_blur`` as at inference, composited, upsampled
         back and composited with the known pixels again."""
         small = self.networks.model_config.image_size
         factor = self.size // small
@@ -48,7 +49,13 @@ class RefineStage:
         masks = nn.functional.max_pool2d(batch.masks, factor)
         points = rescale_points(batch.landmarks, small / self.size)
         masked = images * (1 - masks) + masks
-        out = self.networks.nets["generator"](masked, landmark_map(points, small), masks)
+        inputs = [masked, landmark_map(points, small), masks]
+        generator = self.networks.nets["generator"]
+        out = generator(*inputs)
+        if self.networks.model_config.refiner.coarse_mirror_average:
+            # as GeneratorRunner.generate with generator_flip_average: the mirror pass (its
+            # landmark map is the mirrored map), flipped back, averaged
+            out = (out + generator(*[t.flip(3) for t in inputs]).flip(3)) / 2
         blur = self.networks.model_config.refiner.coarse_blur
         if blur > 0:
             out = gaussian_blur(out, blur)
