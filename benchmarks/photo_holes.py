@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from lafin import LaFInModel
+from lafin.blend import resample_soften
 from lafin.evaluation import metrics as M
 from lafin.evaluation import realism as R
 from lafin.io import load_image
@@ -95,17 +96,13 @@ def scaled_face(path: Path, eye_distance: float) -> tuple[np.ndarray, np.ndarray
 
 
 def soften(image: np.ndarray, factor: float) -> np.ndarray:
-    """``image`` resized to 1/``factor`` of its side (area averaging) and back (bicubic): the
-    detail of a photo ``factor`` times smaller, enlarged. ``factor`` 1 returns it as it is."""
+    """``image`` (uint8) with the detail of a photo ``factor`` times smaller, enlarged
+    (:func:`lafin.blend.resample_soften`, rounded); ``factor`` 1 returns it as it is."""
     if factor < 1:
         raise ValueError(f"--soften must be at least 1, got {factor:g}")
     if factor == 1:
         return image
-    h, w = image.shape[:2]
-    small = cv2.resize(
-        image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA
-    )
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.round(resample_soften(image, factor)), 0, 255).astype(np.uint8)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -317,7 +317,7 @@ def photo_softness(image: np.ndarray, hole: np.ndarray, ring: int = SOFTNESS_RIN
     bottom, right = rows[-1] + 1 + grow, cols[-1] + 1 + grow
     sel = sel[top:bottom, left:right].astype(np.uint8)
     pixels = np.asarray(image, np.float32)[top:bottom, left:right]
-    grey = pixels @ np.array([0.299, 0.587, 0.114], np.float32) if pixels.ndim == 3 else pixels
+    grey = pixels @ _LUMA if pixels.ndim == 3 else pixels
     edge = cv2.dilate(sel, np.ones((7, 7), np.uint8))
     band = cv2.dilate(sel, np.ones((2 * ring + 1,) * 2, np.uint8)).astype(bool) & ~edge.astype(bool)
     energy = _laplacian_energy(grey, band) if band.any() else 0.0
