@@ -104,7 +104,14 @@ class LossConfig:
     mid-band Laplacians (a Laplacian of Gaussian, sigma ``MID_BAND_SMOOTH``: texture of 4 px
     and more, not pixel noise or a 2-px grid) in the hole eroded by 3 px
     (:func:`lafin.evaluation.realism.hole_laplacian_variance`). Like the style term, a texture
-    statistic; unlike it, in pixels, so a smooth fill cannot hide in the features."""
+    statistic; unlike it, in pixels, so a smooth fill cannot hide in the features.
+
+    ``component_adversarial`` (generator stages) weighs the non-saturating loss of eye and mouth
+    crops, cut around the landmarks the generator followed, against two small discriminators
+    of their own (:mod:`lafin.training.components`, GFPGAN's facial component discriminators);
+    ``component_style`` the L1 distance of those discriminators' feature Gram matrices between
+    each composite's crops and its truth's. A crop counts as generated where the hole covers at
+    least ``component_min_hole`` of it."""
 
     l1_hole: float = 6.0
     l1_valid: float = 1.0
@@ -134,6 +141,14 @@ class LossConfig:
     grid: float = 0.0
     grid_scales: int = 1
     detail: float = 0.0
+    component_adversarial: float = 0.0
+    component_style: float = 0.0
+    component_min_hole: float = 0.2
+
+    @property
+    def components(self) -> bool:
+        """Whether the facial-component discriminators take part."""
+        return self.component_adversarial > 0 or self.component_style > 0
 
     def __post_init__(self) -> None:
         if self.discriminator not in ("lafin", "patch"):
@@ -158,6 +173,8 @@ class LossConfig:
                     f"loss.inception_layers {list(self.inception_layers)}, not "
                     f"{list(self.inception_perceptual_layers)}"
                 )
+        if not 0 < self.component_min_hole <= 1:
+            raise ValueError(f"loss.component_min_hole must be in (0, 1], not {self.component_min_hole!r}")
         if not 1 <= self.grid_scales <= 4:
             raise ValueError(f"loss.grid_scales must be 1 to 4, not {self.grid_scales!r}")
 
@@ -231,6 +248,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ValueError(
             f"{where}: data.landmark_edit needs stage inpaint (the joint stage "
             "follows the predictor's landmarks, the others no landmarks of their own)"
+        )
+    if cls is TrainConfig and config.loss.components and config.stage not in ("inpaint", "joint"):
+        raise ValueError(
+            f"{where}: loss.component_adversarial/component_style train a generator: stage inpaint or joint"
         )
     if cls is TrainConfig and config.val_kid_faces and config.stage == "landmarks":
         raise ValueError(f"{where}: val_kid_faces judges generated faces; the landmark stage makes none")

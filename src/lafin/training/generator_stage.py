@@ -9,6 +9,7 @@ from lafin.data.batches import Batch
 from lafin.landmarks import landmark_map
 from lafin.networks.refiner import landmark_heatmap
 from lafin.training.adversarial import Adversary
+from lafin.training.components import ComponentAdversary
 from lafin.training.config import TrainConfig
 from lafin.training.generator_losses import GeneratorLosses
 from lafin.training.stage_networks import StageNetworks
@@ -30,6 +31,7 @@ class GeneratorStage:
         self.networks = networks
         self.losses = generator_losses
         self.adversary = adversary
+        self.components = ComponentAdversary(config, networks) if config.loss.components else None
         self.size = size
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
@@ -38,6 +40,8 @@ class GeneratorStage:
         generator = nets["generator"]
         generator.train()
         nets["discriminator"].train()
+        if "components" in nets:
+            nets["components"].train()
         if self.config.stage == "joint":
             with torch.no_grad():
                 points = self.networks.predict_points(batch.masked, self.size)
@@ -53,6 +57,8 @@ class GeneratorStage:
         train_disc, use_adv = self.adversary.schedule(
             step, cfg.adversarial > 0 or (feature_matching and not patch)
         )
+        # the eye and mouth discriminators keep the same schedule as the face's
+        train_parts, use_parts = self.adversary.schedule(step, self.components is not None)
         logs: dict[str, float] = {}
         if patch:  # real faces with their true landmarks, generated ones with those they followed
             heat_real = landmark_heatmap(batch.landmarks, self.size)
@@ -67,6 +73,8 @@ class GeneratorStage:
         elif train_disc:
             disc_logs, real_feats = self.adversary.lafin_step(batch.images, composite.detach(), lmap)
             logs.update(disc_logs)
+        if train_parts:
+            logs.update(self.components.step(batch.images, batch.landmarks, composite, points, batch.masks))
 
         terms = self.losses.pixel_terms(output, composite, batch)
         if use_adv and patch:
@@ -77,6 +85,12 @@ class GeneratorStage:
             )
         elif use_adv:
             terms.update(self.adversary.lafin_generator_terms(composite, lmap, real_feats, feature_matching))
+        if use_parts:
+            terms.update(
+                self.components.generator_terms(
+                    composite, points, batch.masks, batch.images, self.losses.with_truth(batch)
+                )
+            )
         terms.update(self.losses.vgg_terms(composite, batch))
         if cfg.landmark_consistency > 0:
             terms["landmark_consistency"] = self._landmark_consistency(composite, points, batch)

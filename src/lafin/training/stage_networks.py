@@ -19,6 +19,7 @@ from lafin.networks import (
     build_landmark_predictor,
     build_refiner,
 )
+from lafin.networks.component_discriminator import FaceComponentDiscriminators
 from lafin.networks.refiner import build_patch_discriminator
 from lafin.training.config import TrainConfig
 from lafin.training.distributed import unwrap
@@ -64,6 +65,8 @@ def build_networks(config: TrainConfig, model_config: ModelConfig) -> dict[str, 
         )
         if stage == "joint" or config.loss.landmark_consistency > 0:
             nets["landmarks"] = build_landmark_predictor(model_config)
+        if config.loss.components:  # training only: never in exported weights
+            nets["components"] = FaceComponentDiscriminators(model_config.discriminator.base_channels)
     return nets
 
 
@@ -112,12 +115,15 @@ class StageNetworks:
                 )
             }
         betas = tuple(config.betas)
-        return {
-            self.trained: torch.optim.Adam(self.nets[self.trained].parameters(), lr=config.lr, betas=betas),
-            "discriminator": torch.optim.Adam(
-                self.nets["discriminator"].parameters(), lr=config.lr * config.d_lr_ratio, betas=betas
-            ),
+        discriminators = [name for name in ("discriminator", "components") if name in self.nets]
+        optims = {
+            self.trained: torch.optim.Adam(self.nets[self.trained].parameters(), lr=config.lr, betas=betas)
         }
+        for name in discriminators:
+            optims[name] = torch.optim.Adam(
+                self.nets[name].parameters(), lr=config.lr * config.d_lr_ratio, betas=betas
+            )
+        return optims
 
     def init_from(self, paths: str | list[str]) -> None:
         """Start the networks found in the given weight files from them (later files win)."""
@@ -170,6 +176,7 @@ class StageNetworks:
     def set_learning_rates(self, factor: float) -> None:
         """Every optimiser's learning rate: its base rate (the config's) times ``factor``."""
         for name, optim in self.optims.items():
-            base = self.config.lr * (self.config.d_lr_ratio if name == "discriminator" else 1.0)
+            judges = name in ("discriminator", "components")
+            base = self.config.lr * (self.config.d_lr_ratio if judges else 1.0)
             for group in optim.param_groups:
                 group["lr"] = base * factor

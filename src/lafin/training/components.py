@@ -1,0 +1,110 @@
+"""The facial-component adversary of the generator stages: one update of the eye and mouth
+discriminators (:mod:`lafin.networks.component_discriminator`) on crops of true and generated
+faces, and the generator's terms against them: the non-saturating adversarial loss of its
+crops, and the L1 distance of the discriminators' feature Gram matrices between each
+composite's crops and its truth's (GFPGAN's facial component loss).
+
+Only crops the hole covers by at least ``loss.component_min_hole`` count as generated: a crop
+of known pixels is a real one, and calling it fake would teach the discriminator nothing true."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lafin import losses
+from lafin.networks.component_discriminator import COMPONENTS, component_crops, gram_matrix
+from lafin.training.config import TrainConfig
+from lafin.training.distributed import unwrap
+from lafin.training.stage_networks import StageNetworks
+
+Crops = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class ComponentAdversary:
+    """The component discriminators of a generator stage (``networks.nets["components"]``)
+    and their optimiser."""
+
+    def __init__(self, config: TrainConfig, networks: StageNetworks) -> None:
+        self.config = config
+        self.networks = networks
+
+    @property
+    def discriminators(self) -> nn.Module:
+        return self.networks.nets["components"]
+
+    def crops(self, images: torch.Tensor, points: torch.Tensor, masks: torch.Tensor, part: str) -> Crops:
+        """(image crops, hole crops, generated) of ``part``: ``generated`` (B,) is 1 where the
+        hole covers at least ``component_min_hole`` of the crop."""
+        holes = component_crops(masks, points, part)
+        generated = (holes.flatten(1).mean(1) >= self.config.loss.component_min_hole).to(images.dtype)
+        return component_crops(images, points, part), holes, generated
+
+    def step(
+        self,
+        real: torch.Tensor,
+        real_points: torch.Tensor,
+        fake: torch.Tensor,
+        fake_points: torch.Tensor,
+        masks: torch.Tensor,
+    ) -> dict[str, float]:
+        """One update on the parts of the true faces (at their true points) and of the
+        (detached) composites (at the points they followed), summed over the parts."""
+        d_loss = real.new_zeros(())
+        for part in COMPONENTS:
+            real_crops, real_holes, _ = self.crops(real, real_points, masks, part)
+            fake_crops, fake_holes, generated = self.crops(fake.detach(), fake_points, masks, part)
+            logits, _ = self.discriminators(
+                part, torch.cat([real_crops, fake_crops]), torch.cat([real_holes, fake_holes])
+            )
+            real_logits, fake_logits = logits.chunk(2)
+            d_loss = d_loss + losses.nonsaturating_discriminator_loss(
+                real_logits, fake_logits, self._patch_weight(fake_holes, generated, fake_logits)
+            )
+        optim = self.networks.optims["components"]
+        optim.zero_grad(set_to_none=True)
+        d_loss.backward()
+        optim.step()
+        return {"loss/component_discriminator": d_loss.item()}
+
+    def generator_terms(
+        self,
+        fake: torch.Tensor,
+        points: torch.Tensor,
+        masks: torch.Tensor,
+        real: torch.Tensor,
+        with_truth: slice | torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The weighted adversarial term of the composites' generated crops, and (with
+        ``component_style``) the Gram-matrix distance of each ``with_truth`` composite's
+        generated crops to its truth's at the same points; both summed over the parts."""
+        cfg = self.config.loss
+        plain = unwrap(self.discriminators)
+        plain.requires_grad_(False)
+        adversarial = fake.new_zeros(())
+        style = fake.new_zeros(())
+        compare = cfg.component_style > 0 and (isinstance(with_truth, slice) or with_truth.numel() > 0)
+        for part in COMPONENTS:
+            fake_crops, holes, generated = self.crops(fake, points, masks, part)
+            logits, fake_feats = plain(part, fake_crops, holes)
+            adversarial = adversarial + losses.nonsaturating_generator_loss(
+                logits, self._patch_weight(holes, generated, logits)
+            )
+            if compare:
+                truth_crops = component_crops(real[with_truth], points[with_truth], part)
+                _, truth_feats = plain(part, truth_crops, holes[with_truth])
+                weight = generated[with_truth]
+                for f, t in zip(fake_feats, truth_feats):
+                    distance = (gram_matrix(f[with_truth]) - gram_matrix(t.detach())).abs().flatten(1).mean(1)
+                    style = style + (distance * weight).sum() / weight.sum().clamp_min(1.0) / len(fake_feats)
+        plain.requires_grad_(True)
+        terms = {"component_adversarial": cfg.component_adversarial * adversarial}
+        if cfg.component_style > 0:
+            terms["component_style"] = cfg.component_style * style
+        return terms
+
+    @staticmethod
+    def _patch_weight(holes: torch.Tensor, generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The logits' patches that saw the hole, in the crops that count as generated."""
+        touched = nn.functional.adaptive_max_pool2d(holes, logits.shape[-2:])
+        return touched * generated.view(-1, 1, 1, 1)
