@@ -2,8 +2,10 @@
 
 CelebA test faces (a seeded sample of ``--faces`` names from ``--names``), NVIDIA irregular masks
 of the 30-40% and 50-60% bins, one mask per face and bin drawn with ``--seed`` exactly as
-``lafin evaluate`` draws them (the same for every weights file). Every output is composited
-(known pixels are the input's). Per bin and weights file:
+``lafin evaluate`` draws them (the same for every weights file); ``--bins eyes,nose,mouth`` adds
+(or runs instead) a block over that part of each face (:func:`lafin.masks.part_mask` on the
+first file's landmark predictor's points on the truth), where a fill must draw eyes or lips.
+Every output is composited (known pixels are the input's). Per bin and weights file:
 
 - KID (mean ± std over random subsets of half the faces) and FID between the outputs' and the
   truths' Inception pool3 features (``--fid-weights``; default: the TorchScript Inception of the
@@ -64,7 +66,7 @@ from tqdm import tqdm
 from lafin.evaluation import metrics as M
 from lafin.evaluation import realism as R
 from lafin.evaluation.inception import INSTALLED_INCEPTION, load_inception, resolve_inception_file
-from lafin.evaluation.runner import MaskSource, list_images, to_square
+from lafin.evaluation.runner import ALL_BINS, PART_BINS, MaskSource, list_images, to_square
 from lafin.io import load_image
 from lafin.landmarks import edit_expression
 
@@ -118,7 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--faces", type=int, default=300, help="faces, a seeded sample of --names")
     p.add_argument("--size", type=int, default=128, help="side the faces are used at (128)")
-    p.add_argument("--bins", default=",".join(BINS), help="comma list of hole-ratio bins")
+    p.add_argument(
+        "--bins",
+        default=",".join(BINS),
+        help="comma list of hole-ratio bins (0-10%%..50-60%%) and face parts (eyes, nose, mouth: a "
+        "block over that part, placed by the first file's landmark predictor on the truth)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the face sample and the masks")
     p.add_argument(
         "--fid-weights",
@@ -197,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     from lafin.pipeline import LaFInModel, default_weights_path
 
     bins = [b.strip() for b in args.bins.split(",") if b.strip()]
+    unknown = [b for b in bins if b not in ALL_BINS and b not in PART_BINS]
+    if unknown or not bins:
+        sys.exit(f"realism.py: error: --bins {args.bins!r}: use {', '.join(ALL_BINS + list(PART_BINS))}")
     specs = [weights_spec(w) for w in (args.weights or [str(default_weights_path())])]
     weights = [w for w, _ in specs]
     for w in weights:
@@ -230,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         truth = to_square(load_image(path), args.size)[0]
         truth_features.append(inception(truth[None])[0])
         guides = {}
-        if not args.no_fidelity:
+        true_lm = None
+        if not args.no_fidelity or any(b in PART_BINS for b in bins):
             true_lm = judge.predict_landmarks(truth)
+        if not args.no_fidelity:
             guides = {"true": true_lm, **{e: edit_expression(true_lm, e) for e in EDITS}}
         for b in bins:
-            mask = masks(b, index)
+            mask = masks(b, index, true_lm)
             hole = mask > 0
             for m in methods:
                 t = time.perf_counter()

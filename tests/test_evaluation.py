@@ -320,6 +320,27 @@ def test_mask_source_is_deterministic_and_fills_the_bins():
     assert source(CENTRE, 0).mean() == pytest.approx(0.25)
 
 
+def test_mask_source_part_bins_cover_the_part_from_the_landmarks():
+    """A part bin is lafin.masks.part_mask over that part of the face, the same for every file
+    and face index; without landmarks it is a clear error."""
+    from lafin.alignment import canonical_landmarks
+    from lafin.evaluation.runner import PART_BINS
+    from lafin.masks import part_mask
+
+    source = MaskSource("irregular", 64, ["30-40%", *PART_BINS], seed=3)
+    points = canonical_landmarks(64)
+    rows = {"eyes": slice(36, 48), "nose": slice(27, 36), "mouth": slice(48, 68)}
+    for part in PART_BINS:
+        mask = source(part, 0, points)
+        assert np.array_equal(mask, part_mask(64, points, part)) and np.array_equal(
+            mask, source(part, 5, points)
+        )
+        x, y = np.round(points[rows[part]]).astype(int).T
+        assert mask[y, x].all() and mask.mean() < 0.3
+    with pytest.raises(InputError, match="landmarks"):
+        source("mouth", 0)
+
+
 # ------------------------------------------------------------------------ the command
 
 

@@ -469,6 +469,59 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
         bench.main(["--weights", str(tiny_weights), "--images", str(faces), "--json", str(out)])
 
 
+def test_realism_benchmark_part_bins_hole_the_part_the_judge_finds(
+    faces, tiny_weights, tmp_path, monkeypatch, capsys
+):
+    """``--bins eyes,mouth``: each face's hole is the block over that part of the face, placed
+    by the first file's predictor on the truth (also with --no-fidelity); an unknown bin is a
+    one-line error."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from lafin import LaFInModel
+    from lafin.evaluation import metrics as M
+    from lafin.masks import part_mask
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("realism_bench_parts", root / "benchmarks" / "realism.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    scripted = save_tiny_inception(tmp_path / "scripted.pt")
+    monkeypatch.setattr(
+        M,
+        "fid_from_features",
+        lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
+    )
+    holes, found = [], []
+    inpaint, predict = LaFInModel.inpaint, LaFInModel.predict_landmarks
+
+    def recorded(self, image, mask, *args, **kwargs):
+        holes.append(np.asarray(mask) > 0)
+        return inpaint(self, image, mask, *args, **kwargs)
+
+    def judged(self, image, *args, **kwargs):
+        points = predict(self, image, *args, **kwargs)
+        found.append(points)
+        return points
+
+    monkeypatch.setattr(LaFInModel, "inpaint", recorded)
+    monkeypatch.setattr(LaFInModel, "predict_landmarks", judged)
+    (tmp_path / "names.txt").write_text("face0.png face1.png")
+    out = tmp_path / "parts.json"
+    common = ["--weights", str(tiny_weights), "--images", str(faces), "--names", str(tmp_path / "names.txt")]
+    common += ["--faces", "2", "--size", "64", "--fid-weights", str(scripted), "--kid-subset-size", "2"]
+    assert bench.main([*common, "--bins", "eyes,mouth", "--no-fidelity", "--no-fid", "--json", str(out)]) == 0
+    assert "holes eyes" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["results"]) == {"eyes", "mouth"}
+    assert len(found) == 2 and len(holes) == 2 * 2  # one judge pass per face; per face eyes, mouth
+    for face, points in enumerate(found):
+        for k, part in enumerate(("eyes", "mouth")):
+            assert np.array_equal(holes[2 * face + k], part_mask(64, points, part) > 0)
+    with pytest.raises(SystemExit, match="--bins"):
+        bench.main([*common, "--bins", "ears"])
+
+
 def test_realism_reference_rows_degrade_the_truth_as_named(capsys):
     """half-res keeps a flat image flat and a smooth ramp nearly so, and loses a 1-px
     checkerboard; blur:SIGMA is OpenCV's Gaussian; bad kinds are argparse errors (exit 2)."""

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 RATIO_LABELS = ["0-10%", "10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
 ALL_BINS = RATIO_LABELS + [CENTRE]
 MASK_KINDS = ("irregular", "block", "center", "centre")
+# bins of a block over one part of the face (lafin.masks.part_mask), placed by the face's
+# landmarks: where a fill must make eyes, a nose or lips (benchmarks/realism.py --bins)
+PART_BINS = ("eyes", "nose", "mouth")
 RESULTS_FORMAT = 1
 DEFAULT_FIDELITY = "true,open-mouth,smile"
 
@@ -275,7 +278,7 @@ class MaskSource:
             if not path.is_dir():
                 raise InputError(f"--masks: no such folder {spec} (or use irregular, block, center)")
             for b in bins:
-                if b == CENTRE:
+                if b == CENTRE or b in PART_BINS:
                     continue
                 i = RATIO_LABELS.index(b)
                 try:
@@ -286,10 +289,15 @@ class MaskSource:
                         "numbers its files so that file n is in bin n // 2000)"
                     ) from None
 
-    def __call__(self, bin_label: str, image_index: int) -> np.ndarray:
-        """HxW uint8 mask, 1 = hole."""
-        from lafin.masks import block_mask, center_block_mask, irregular_mask
+    def __call__(self, bin_label: str, image_index: int, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """HxW uint8 mask, 1 = hole. A part bin (``PART_BINS``) is the block over that part of
+        the face at ``landmarks`` ((68, 2) at the mask's size; ``part_mask``'s margin, no jitter)."""
+        from lafin.masks import block_mask, center_block_mask, irregular_mask, part_mask
 
+        if bin_label in PART_BINS:
+            if landmarks is None:
+                raise InputError(f"the {bin_label} bin places its hole by the face's landmarks: none given")
+            return part_mask(self.size, landmarks, bin_label)
         if bin_label == CENTRE:
             return center_block_mask(self.size)
         i = RATIO_LABELS.index(bin_label)
