@@ -54,18 +54,21 @@ def _eye_centres(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return points[:, 36:42].mean(1), points[:, 42:48].mean(1)
 
 
-def test_crops_read_the_image_where_the_landmarks_are():
+@pytest.mark.parametrize("size", [128, 256])
+def test_crops_read_the_image_where_the_landmarks_are(size):
     """On a ramp image(x, y) = x the left eye's crop reads x = centre + its offset along the
     eye line (bilinear sampling of a linear image is exact); the right eye's crop is mirrored;
-    on a face turned by 90 degrees the crop's rows run down the image."""
-    size = 128
+    a 256-px face gives crops of twice the pixels; on a face turned by 90 degrees the crop's
+    rows run down the image."""
+    scale = size / 128
     points = torch.from_numpy(canonical_landmarks(size)).float()[None]
     ramp_x = torch.arange(size, dtype=torch.float32).expand(1, 1, size, size).contiguous()
     left, right = _eye_centres(points)
     distance = (right - left).norm().item()
     for part, sign in (("left_eye", 1.0), ("right_eye", -1.0), ("mouth", 1.0)):
         rows, factor, crop = COMPONENTS[part]
-        got = component_crops(ramp_x, points, part)[0, 0]
+        crop = round(crop * scale)
+        got = component_crops(ramp_x, points, part, scale)[0, 0]
         assert got.shape == (crop, crop)
         centre = points[0, rows].mean(0)
         half = factor * distance / 2
@@ -76,7 +79,8 @@ def test_crops_read_the_image_where_the_landmarks_are():
     turned = torch.stack([size - 1 - points[..., 1], points[..., 0]], dim=-1)
     ramp_y = ramp_x.transpose(2, 3).contiguous()
     rows, factor, crop = COMPONENTS["left_eye"]
-    got = component_crops(ramp_y, turned, "left_eye")[0, 0]
+    crop = round(crop * scale)
+    got = component_crops(ramp_y, turned, "left_eye", scale)[0, 0]
     centre = turned[0, rows].mean(0)
     offsets = (2 * torch.arange(crop) + 1) / crop - 1
     want = centre[1] + factor * distance / 2 * offsets  # along the crop's rows: down the image
@@ -138,7 +142,7 @@ def test_terms_on_known_logits_and_which_crops_count(face_cache, tmp_path):
     style = parts.generator_terms(darker, points, full, images, everyone)["component_style"]
     want = 0.0
     for part in COMPONENTS:
-        fake, truth = (component_crops(x.detach(), points, part) for x in (darker, images))
+        fake, truth = (component_crops(x.detach(), points, part, parts.scale) for x in (darker, images))
         want += (gram_matrix(fake) - gram_matrix(truth)).abs().flatten(1).mean(1).mean().item()
     assert style.item() == pytest.approx(10.0 * want, rel=1e-5) and style.item() > 0
     style.backward()
@@ -170,5 +174,5 @@ def test_generator_stage_trains_resumes_and_exports_without_them(face_cache, tmp
 def test_component_settings_are_checked(face_cache):
     with pytest.raises(ValueError, match="component_min_hole"):
         _config(face_cache, component_min_hole=0.0)
-    with pytest.raises(ValueError, match="stage inpaint or joint"):
+    with pytest.raises(ValueError, match="stage inpaint, joint or refine"):
         _config(face_cache, stage="landmarks")

@@ -416,6 +416,23 @@ def _refine_config(root: Path, **overrides) -> TrainConfig:
     return TrainConfig.from_dict(raw)
 
 
+def test_refine_stage_trains_with_the_component_discriminators(refine_data, tmp_path):
+    """The refine stage with the eye and mouth discriminators: their terms are logged, they
+    learn, they are checkpointed, and the exported weights hold the refiner without them."""
+    loss = {"adversarial": 0.5, "structure_l1": 10.0, "component_adversarial": 0.5, "component_style": 100.0}
+    trainer = Trainer(_refine_config(refine_data, max_steps=2, loss=loss), tmp_path)
+    assert trainer.stage.components.scale == trainer.size / 128
+    before = {k: v.clone() for k, v in trainer.nets["components"].state_dict().items()}
+    logs = trainer.train_step(trainer.next_batch())
+    names = {"loss/component_adversarial", "loss/component_style", "loss/component_discriminator"}
+    assert names <= logs.keys() and all(np.isfinite(v) for v in logs.values())
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.nets["components"].state_dict().items())
+    trainer.run()
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert "components" in saved["nets"]
+    assert load_weights(tmp_path / "weights.safetensors").refiner_state is not None
+
+
 def test_refine_stage_trains_the_refiner_beside_a_frozen_generator(refine_data, tmp_path):
     trainer = Trainer(_refine_config(refine_data), tmp_path)
     generator_before = {k: v.clone() for k, v in trainer.nets["generator"].state_dict().items()}

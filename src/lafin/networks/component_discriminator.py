@@ -17,8 +17,9 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 # the points of each part (iBUG 300-W order) and the crop's side in eye-centre distances, its
-# size in pixels; a CelebA 128-px crop has its eye centres about 41 px apart: eyes 33 px, the
-# mouth (0.87 of that distance wide, up to 0.6 high when open) 57 px
+# size in pixels in a 128-px face (scaled with the face: ``scale``); a CelebA 128-px crop has
+# its eye centres about 41 px apart: eyes 33 px, the mouth (0.87 of that distance wide, up to
+# 0.6 high when open) 57 px
 COMPONENTS: dict[str, tuple[slice, float, int]] = {
     "left_eye": (slice(36, 42), 0.8, 32),
     "right_eye": (slice(42, 48), 0.8, 32),
@@ -28,11 +29,15 @@ COMPONENTS: dict[str, tuple[slice, float, int]] = {
 JUDGES = {"left_eye": "eye", "right_eye": "eye", "mouth": "mouth"}
 
 
-def component_crops(images: torch.Tensor, points: torch.Tensor, part: str) -> torch.Tensor:
+def component_crops(
+    images: torch.Tensor, points: torch.Tensor, part: str, scale: float = 1.0
+) -> torch.Tensor:
     """``part``'s crops of ``images`` (B, C, H, W), placed by ``points`` (B, 68, 2: x, y in
     pixels of the images, pixel centres at whole numbers as everywhere in lafin): (B, C, S, S),
-    S the part's crop size; the right eye mirrored. Outside the image reads as zeros."""
+    S the part's crop size times ``scale`` (2 for 256-px faces); the right eye mirrored.
+    Outside the image reads as zeros."""
     rows, side_factor, size = COMPONENTS[part]
+    size = round(size * scale)
     b, _, h, w = images.shape
     points = points.detach().to(images.dtype)
     left = points[:, 36:42].mean(1)

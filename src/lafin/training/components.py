@@ -1,4 +1,4 @@
-"""The facial-component adversary of the generator stages: one update of the eye and mouth
+"""The facial-component adversary of the generator and refine stages: one update of the eye and mouth
 discriminators (:mod:`lafin.networks.component_discriminator`) on crops of true and generated
 faces, and the generator's terms against them: the non-saturating adversarial loss of its
 crops, and the L1 distance of the discriminators' feature Gram matrices between each
@@ -22,12 +22,13 @@ Crops = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class ComponentAdversary:
-    """The component discriminators of a generator stage (``networks.nets["components"]``)
-    and their optimiser."""
+    """The component discriminators of a stage (``networks.nets["components"]``) and their
+    optimiser; ``size`` is the stage's face size (the crops grow with it from 128 px)."""
 
-    def __init__(self, config: TrainConfig, networks: StageNetworks) -> None:
+    def __init__(self, config: TrainConfig, networks: StageNetworks, size: int = 128) -> None:
         self.config = config
         self.networks = networks
+        self.scale = size / 128
 
     @property
     def discriminators(self) -> nn.Module:
@@ -36,9 +37,9 @@ class ComponentAdversary:
     def crops(self, images: torch.Tensor, points: torch.Tensor, masks: torch.Tensor, part: str) -> Crops:
         """(image crops, hole crops, generated) of ``part``: ``generated`` (B,) is 1 where the
         hole covers at least ``component_min_hole`` of the crop."""
-        holes = component_crops(masks, points, part)
+        holes = component_crops(masks, points, part, self.scale)
         generated = (holes.flatten(1).mean(1) >= self.config.loss.component_min_hole).to(images.dtype)
-        return component_crops(images, points, part), holes, generated
+        return component_crops(images, points, part, self.scale), holes, generated
 
     def step(
         self,
@@ -91,7 +92,7 @@ class ComponentAdversary:
                 logits, self._patch_weight(holes, generated, logits)
             )
             if compare:
-                truth_crops = component_crops(real[with_truth], points[with_truth], part)
+                truth_crops = component_crops(real[with_truth], points[with_truth], part, self.scale)
                 _, truth_feats = plain(part, truth_crops, holes[with_truth])
                 weight = generated[with_truth]
                 for f, t in zip(fake_feats, truth_feats):

@@ -106,9 +106,10 @@ class LossConfig:
     (:func:`lafin.evaluation.realism.hole_laplacian_variance`). Like the style term, a texture
     statistic; unlike it, in pixels, so a smooth fill cannot hide in the features.
 
-    ``component_adversarial`` (generator stages) weighs the non-saturating loss of eye and mouth
-    crops, cut around the landmarks the generator followed, against two small discriminators
-    of their own (:mod:`lafin.training.components`, GFPGAN's facial component discriminators);
+    ``component_adversarial`` (generator and refine stages) weighs the non-saturating loss of
+    eye and mouth crops, cut around the landmarks the face follows (crops twice the size in a
+    256-px face), against two small discriminators of their own
+    (:mod:`lafin.training.components`, GFPGAN's facial component discriminators);
     ``component_style`` the L1 distance of those discriminators' feature Gram matrices between
     each composite's crops and its truth's. A crop counts as generated where the hole covers at
     least ``component_min_hole`` of it."""
@@ -249,9 +250,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             f"{where}: data.landmark_edit needs stage inpaint (the joint stage "
             "follows the predictor's landmarks, the others no landmarks of their own)"
         )
-    if cls is TrainConfig and config.loss.components and config.stage not in ("inpaint", "joint"):
+    if cls is TrainConfig and config.loss.components and config.stage == "landmarks":
         raise ValueError(
-            f"{where}: loss.component_adversarial/component_style train a generator: stage inpaint or joint"
+            f"{where}: loss.component_adversarial/component_style judge generated faces: "
+            "stage inpaint, joint or refine"
         )
     if cls is TrainConfig and config.val_kid_faces and config.stage == "landmarks":
         raise ValueError(f"{where}: val_kid_faces judges generated faces; the landmark stage makes none")

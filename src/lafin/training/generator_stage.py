@@ -31,7 +31,7 @@ class GeneratorStage:
         self.networks = networks
         self.losses = generator_losses
         self.adversary = adversary
-        self.components = ComponentAdversary(config, networks) if config.loss.components else None
+        self.components = ComponentAdversary(config, networks, size) if config.loss.components else None
         self.size = size
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:

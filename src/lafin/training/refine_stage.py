@@ -13,6 +13,7 @@ from lafin.landmarks import landmark_map
 from lafin.networks.refiner import landmark_heatmap
 from lafin.smoothing import gaussian_blur
 from lafin.training.adversarial import Adversary
+from lafin.training.components import ComponentAdversary
 from lafin.training.config import TrainConfig
 from lafin.training.generator_losses import GeneratorLosses
 from lafin.training.stage_networks import StageNetworks
@@ -34,6 +35,7 @@ class RefineStage:
         self.networks = networks
         self.losses = generator_losses
         self.adversary = adversary
+        self.components = ComponentAdversary(config, networks, size) if config.loss.components else None
         self.size = size
 
     @torch.no_grad()
@@ -70,6 +72,8 @@ class RefineStage:
         refiner = self.networks.nets["refiner"]
         refiner.train()
         self.networks.nets["discriminator"].train()
+        if self.components is not None:
+            self.networks.nets["components"].train()
         coarse = self.coarse_faces(batch)
         heatmap = landmark_heatmap(batch.landmarks, self.size)
         output = refiner(coarse, batch.masks, heatmap)
@@ -77,12 +81,16 @@ class RefineStage:
         logs: dict[str, float] = {}
 
         train_disc, use_adv = self.adversary.schedule(step, cfg.adversarial > 0)
+        train_parts, use_parts = self.adversary.schedule(step, self.components is not None)
         if train_disc:
             logs.update(
                 self.adversary.patch_step(
                     batch.images, heatmap, composite.detach(), heatmap, batch.masks, step
                 )
             )
+        if train_parts:  # the refiner follows the true landmarks
+            points = batch.landmarks
+            logs.update(self.components.step(batch.images, points, composite, points, batch.masks))
         terms = {"structure_l1": self.losses.structure_l1(composite, batch.images)}
         if cfg.grid > 0:
             terms["grid"] = self.losses.grid(composite, batch.images, batch.masks)
@@ -93,6 +101,12 @@ class RefineStage:
         if use_adv:
             terms.update(
                 self.adversary.patch_generator_terms(composite, heatmap, batch.masks, batch.images, heatmap)
+            )
+        if use_parts:
+            terms.update(
+                self.components.generator_terms(
+                    composite, batch.landmarks, batch.masks, batch.images, slice(None)
+                )
             )
         loss = sum(terms.values())
         optim = self.networks.optims["refiner"]

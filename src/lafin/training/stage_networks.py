@@ -54,6 +54,8 @@ def build_networks(config: TrainConfig, model_config: ModelConfig) -> dict[str, 
         nets["discriminator"] = build_patch_discriminator(
             model_config.discriminator.base_channels, model_config.discriminator.scales
         )
+        if config.loss.components:  # training only: never in exported weights
+            nets["components"] = FaceComponentDiscriminators(model_config.discriminator.base_channels)
     else:
         nets["generator"] = build_generator(model_config)
         nets["discriminator"] = (
