@@ -85,6 +85,20 @@ def face_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
+def write_face_cache(path: Path, count: int, jitter: float, size: int = 64) -> Path:
+    """A training cache of ``count`` face_like crops with canonical landmarks jittered by
+    ``jitter`` px (seeded): what the training tests learn on."""
+    from lafin.alignment import canonical_landmarks
+    from lafin.data.cache import write_cache
+
+    rng = np.random.default_rng(0)
+    images = np.stack([face_like(size, size, seed=i) for i in range(count)])
+    base = canonical_landmarks(size)
+    landmarks = np.stack([base + rng.normal(0, jitter, base.shape) for _ in range(count)])
+    write_cache(path, images, landmarks.astype(np.float32))
+    return path
+
+
 def box_mask(
     h: int, w: int, top: float = 0.3, left: float = 0.3, bottom: float = 0.7, right: float = 0.7
 ) -> np.ndarray:

@@ -12,23 +12,16 @@ import torch
 from torch import nn
 
 from lafin.alignment import canonical_landmarks
-from lafin.data.cache import write_cache
 from lafin.networks.component_discriminator import COMPONENTS, component_crops, gram_matrix
 from lafin.training.config import TrainConfig
 from lafin.training.train import Trainer, train
 
-from conftest import face_like
+from conftest import write_face_cache
 
 
 @pytest.fixture(scope="module")
 def face_cache(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    images = np.stack([face_like(64, 64, seed=i) for i in range(12)])
-    base = canonical_landmarks(64)
-    landmarks = np.stack([base + rng.normal(0, 0.5, base.shape) for _ in range(12)]).astype(np.float32)
-    path = tmp_path_factory.mktemp("cache") / "faces"
-    write_cache(path, images, landmarks)
-    return path
+    return write_face_cache(tmp_path_factory.mktemp("cache") / "faces", 12, jitter=0.5)
 
 
 def _config(face_cache, stage="inpaint", **loss) -> TrainConfig:

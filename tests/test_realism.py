@@ -359,11 +359,11 @@ def test_evaluate_detail_ratio_without_fid_and_fidelity_errors(faces, tmp_path, 
 # ------------------------------------------------------------------------ benchmarks/realism.py
 
 
-def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkeypatch, capsys):
-    """Two weights files (the same tiny one twice: equal numbers), NS, generated masks, a tiny
-    Inception stand-in; every column is printed and written."""
+@pytest.fixture
+def realism_bench(tmp_path, monkeypatch):
+    """benchmarks/realism.py as a module, and a tiny TorchScript Inception stand-in's path (FID
+    on 8 of its features: a 2048-d square root is slow and says nothing here)."""
     import importlib.util
-    import json
     from pathlib import Path
 
     from lafin.evaluation import metrics as M
@@ -372,12 +372,20 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
     spec = importlib.util.spec_from_file_location("realism_bench", root / "benchmarks" / "realism.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    scripted = save_tiny_inception(tmp_path / "scripted.pt")
     monkeypatch.setattr(
         M,
         "fid_from_features",
         lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
     )
+    return bench, save_tiny_inception(tmp_path / "scripted.pt")
+
+
+def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkeypatch, capsys, realism_bench):
+    """Two weights files (the same tiny one twice: equal numbers), NS, generated masks, a tiny
+    Inception stand-in; every column is printed and written."""
+    import json
+
+    bench, scripted = realism_bench
     second = tmp_path / "again.safetensors"
     second.write_bytes(tiny_weights.read_bytes())
     (tmp_path / "names.txt").write_text("face0.png face1.png face2.png face3.png missing.png")
@@ -470,29 +478,17 @@ def test_realism_benchmark_runs_end_to_end(faces, tiny_weights, tmp_path, monkey
 
 
 def test_realism_benchmark_part_bins_hole_the_part_the_judge_finds(
-    faces, tiny_weights, tmp_path, monkeypatch, capsys
+    faces, tiny_weights, tmp_path, monkeypatch, capsys, realism_bench
 ):
     """``--bins eyes,mouth``: each face's hole is the block over that part of the face, placed
     by the first file's predictor on the truth (also with --no-fidelity); an unknown bin is a
     one-line error."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from lafin import LaFInModel
-    from lafin.evaluation import metrics as M
     from lafin.masks import part_mask
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("realism_bench_parts", root / "benchmarks" / "realism.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    scripted = save_tiny_inception(tmp_path / "scripted.pt")
-    monkeypatch.setattr(
-        M,
-        "fid_from_features",
-        lambda a, b: M.frechet_distance(*M.feature_statistics(a[:, :8]), *M.feature_statistics(b[:, :8])),
-    )
+    bench, scripted = realism_bench
     holes, found = [], []
     inpaint, predict = LaFInModel.inpaint, LaFInModel.predict_landmarks
 

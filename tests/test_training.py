@@ -17,11 +17,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import face_like, save_tiny_inception
+from conftest import face_like, save_tiny_inception, write_face_cache
 from lafin import losses
 from lafin.alignment import canonical_landmarks
 from lafin.data.batches import sample_batch
-from lafin.data.cache import write_cache
 from lafin.landmarks import edit_region, landmark_map
 from lafin.training.config import TrainConfig
 from lafin.training.train import Trainer, train
@@ -30,13 +29,7 @@ from lafin.training.train import Trainer, train
 @pytest.fixture(scope="module")
 def face_cache(tmp_path_factory) -> Path:
     """24 synthetic 64-px faces with jittered canonical landmarks."""
-    rng = np.random.default_rng(0)
-    images = np.stack([face_like(64, 64, seed=i) for i in range(24)])
-    base = canonical_landmarks(64)
-    landmarks = np.stack([base + rng.normal(0, 0.7, base.shape) for _ in range(24)]).astype(np.float32)
-    path = tmp_path_factory.mktemp("cache") / "faces"
-    write_cache(path, images, landmarks)
-    return path
+    return write_face_cache(tmp_path_factory.mktemp("cache") / "faces", 24, jitter=0.7)
 
 
 def _config(face_cache: Path, stage: str, **overrides) -> TrainConfig:
