@@ -339,6 +339,11 @@ def test_mask_source_part_bins_cover_the_part_from_the_landmarks():
         assert mask[y, x].all() and mask.mean() < 0.3
     with pytest.raises(InputError, match="landmarks"):
         source("mouth", 0)
+    # part bins alone need no mask folder (a ratio bin does)
+    parts_only = MaskSource("no/such/folder", 64, list(PART_BINS), seed=3)
+    assert np.array_equal(parts_only("eyes", 0, points), part_mask(64, points, "eyes"))
+    with pytest.raises(InputError, match="no such folder"):
+        MaskSource("no/such/folder", 64, ["30-40%", "eyes"], seed=3)
 
 
 # ------------------------------------------------------------------------ the command

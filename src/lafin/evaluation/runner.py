@@ -273,13 +273,13 @@ class MaskSource:
             "center": "the centre block only",
             "centre": "the centre block only",
         }.get(self.kind, f"NVIDIA irregular masks from {spec}")
-        if self.kind == "folder":
+        # only the ratio bins read a mask folder (the centre and part bins draw their own)
+        ratio_bins = [b for b in bins if b in RATIO_LABELS]
+        if self.kind == "folder" and ratio_bins:
             path = Path(spec)
             if not path.is_dir():
                 raise InputError(f"--masks: no such folder {spec} (or use irregular, block, center)")
-            for b in bins:
-                if b == CENTRE or b in PART_BINS:
-                    continue
+            for b in ratio_bins:
                 i = RATIO_LABELS.index(b)
                 try:
                     self.folders[i] = MaskFolder(path, size=size, bins=[i])
