@@ -93,8 +93,8 @@ class _ConstantJudge(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(()))
 
-    def forward(self, part, crops, holes):
-        return self.bias.expand(crops.shape[0], 1, 4, 4), [crops]
+    def forward(self, crops, holes):
+        return {part: (self.bias.expand(c.shape[0], 1, 4, 4), [c]) for part, c in crops.items()}
 
 
 def test_terms_on_known_logits_and_which_crops_count(face_cache, tmp_path):

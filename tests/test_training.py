@@ -181,9 +181,16 @@ def test_resume_after_kill_9(face_cache, tmp_path):
     _assert_same(_weights(straight), _weights(resumed))
 
 
-def test_ddp_two_processes_hold_identical_weights(face_cache, tmp_path):
+@pytest.mark.parametrize(
+    "loss",
+    [{}, {"component_adversarial": 0.5, "component_style": 10.0}],
+    ids=["plain", "components"],
+)
+def test_ddp_two_processes_hold_identical_weights(face_cache, tmp_path, loss):
+    """Two torchrun processes end with the same weights (the eye and mouth discriminators too:
+    one pass per network and update, as DDP needs)."""
     script = tmp_path / "ddp_run.py"
-    config = _config(face_cache, "inpaint", max_steps=3, checkpoint_every=3)
+    config = _config(face_cache, "inpaint", max_steps=3, checkpoint_every=3, loss=loss)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
     script.write_text(
         textwrap.dedent(f"""
@@ -218,6 +225,8 @@ def test_ddp_two_processes_hold_identical_weights(face_cache, tmp_path):
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert len(a) > 0
     _assert_same(a, b)
+    if loss:
+        assert any(k.startswith("judges.") for k in a)  # the component discriminators, wrapped too
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert len(ckpt["numpy_rng"]) == 2  # both ranks' random state, for exact resume

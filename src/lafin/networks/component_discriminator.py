@@ -84,7 +84,7 @@ class ComponentDiscriminator(nn.Module):
 
 
 class FaceComponentDiscriminators(nn.Module):
-    """The eye and mouth discriminators, by judge name (``JUDGES``)."""
+    """The eye and mouth discriminators (``judges``, by the names of ``JUDGES``'s values)."""
 
     def __init__(self, base_channels: int = 32) -> None:
         super().__init__()
@@ -92,9 +92,23 @@ class FaceComponentDiscriminators(nn.Module):
         self.judges = nn.ModuleDict({name: ComponentDiscriminator(base_channels) for name in names})
 
     def forward(
-        self, part: str, crops: torch.Tensor, holes: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.judges[JUDGES[part]](crops, holes)
+        self, crops: dict[str, torch.Tensor], holes: dict[str, torch.Tensor]
+    ) -> dict[str, tuple[torch.Tensor, list[torch.Tensor]]]:
+        """Each part's (logits, features) for its crops and hole crops. The parts one network
+        judges go through it as one batch: one pass per network and call, as DDP needs."""
+        out: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        for name, judge in self.judges.items():
+            parts = [part for part in crops if JUDGES[part] == name]
+            if not parts:
+                continue
+            sizes = [crops[part].shape[0] for part in parts]
+            logits, features = judge(
+                torch.cat([crops[part] for part in parts]), torch.cat([holes[part] for part in parts])
+            )
+            per_part = [f.split(sizes) for f in features]
+            for k, (part, part_logits) in enumerate(zip(parts, logits.split(sizes))):
+                out[part] = (part_logits, [f[k] for f in per_part])
+        return out
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

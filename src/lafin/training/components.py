@@ -51,16 +51,18 @@ class ComponentAdversary:
     ) -> dict[str, float]:
         """One update on the parts of the true faces (at their true points) and of the
         (detached) composites (at the points they followed), summed over the parts."""
-        d_loss = real.new_zeros(())
+        crops, holes, generated = {}, {}, {}
         for part in COMPONENTS:
             real_crops, real_holes, _ = self.crops(real, real_points, masks, part)
-            fake_crops, fake_holes, generated = self.crops(fake.detach(), fake_points, masks, part)
-            logits, _ = self.discriminators(
-                part, torch.cat([real_crops, fake_crops]), torch.cat([real_holes, fake_holes])
-            )
+            fake_crops, fake_holes, generated[part] = self.crops(fake.detach(), fake_points, masks, part)
+            crops[part] = torch.cat([real_crops, fake_crops])
+            holes[part] = torch.cat([real_holes, fake_holes])
+        d_loss = real.new_zeros(())
+        for part, (logits, _) in self.discriminators(crops, holes).items():
             real_logits, fake_logits = logits.chunk(2)
+            fake_holes = holes[part].chunk(2)[1]
             d_loss = d_loss + losses.nonsaturating_discriminator_loss(
-                real_logits, fake_logits, self._patch_weight(fake_holes, generated, fake_logits)
+                real_logits, fake_logits, self._patch_weight(fake_holes, generated[part], fake_logits)
             )
         optim = self.networks.optims["components"]
         optim.zero_grad(set_to_none=True)
@@ -80,25 +82,32 @@ class ComponentAdversary:
         ``component_style``) the Gram-matrix distance of each ``with_truth`` composite's
         generated crops to its truth's at the same points; both summed over the parts."""
         cfg = self.config.loss
+        compare = cfg.component_style > 0 and (isinstance(with_truth, slice) or with_truth.numel() > 0)
+        crops, holes, generated, n_fake = {}, {}, {}, fake.shape[0]
+        for part in COMPONENTS:
+            crops[part], holes[part], generated[part] = self.crops(fake, points, masks, part)
+            if compare:  # the truths' crops at the same points, in the same pass
+                truth = component_crops(real[with_truth], points[with_truth], part, self.scale)
+                crops[part] = torch.cat([crops[part], truth])
+                holes[part] = torch.cat([holes[part], holes[part][with_truth]])
+        # the generator's pass: no DDP wrapper and no gradients for the discriminators' weights
         plain = unwrap(self.discriminators)
         plain.requires_grad_(False)
+        judged = plain(crops, holes)
+        plain.requires_grad_(True)
         adversarial = fake.new_zeros(())
         style = fake.new_zeros(())
-        compare = cfg.component_style > 0 and (isinstance(with_truth, slice) or with_truth.numel() > 0)
-        for part in COMPONENTS:
-            fake_crops, holes, generated = self.crops(fake, points, masks, part)
-            logits, fake_feats = plain(part, fake_crops, holes)
+        for part, (logits, features) in judged.items():
+            fake_logits, fake_holes = logits[:n_fake], holes[part][:n_fake]
             adversarial = adversarial + losses.nonsaturating_generator_loss(
-                logits, self._patch_weight(holes, generated, logits)
+                fake_logits, self._patch_weight(fake_holes, generated[part], fake_logits)
             )
             if compare:
-                truth_crops = component_crops(real[with_truth], points[with_truth], part, self.scale)
-                _, truth_feats = plain(part, truth_crops, holes[with_truth])
-                weight = generated[with_truth]
-                for f, t in zip(fake_feats, truth_feats):
-                    distance = (gram_matrix(f[with_truth]) - gram_matrix(t.detach())).abs().flatten(1).mean(1)
-                    style = style + (distance * weight).sum() / weight.sum().clamp_min(1.0) / len(fake_feats)
-        plain.requires_grad_(True)
+                weight = generated[part][with_truth]
+                for f in features:
+                    mine, truths = f[:n_fake][with_truth], f[n_fake:].detach()
+                    distance = (gram_matrix(mine) - gram_matrix(truths)).abs().flatten(1).mean(1)
+                    style = style + (distance * weight).sum() / weight.sum().clamp_min(1.0) / len(features)
         terms = {"component_adversarial": cfg.component_adversarial * adversarial}
         if cfg.component_style > 0:
             terms["component_style"] = cfg.component_style * style
