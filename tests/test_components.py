@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from lafin.alignment import canonical_landmarks
-from lafin.networks.component_discriminator import COMPONENTS, component_crops, gram_matrix
+from lafin import losses
+from lafin.networks.component_discriminator import COMPONENTS, component_crops
 from lafin.training.config import TrainConfig
 from lafin.training.train import Trainer, train
 
@@ -80,10 +81,10 @@ def test_crops_read_the_image_where_the_landmarks_are(size):
     assert torch.allclose(got, want.expand(crop, crop), atol=1e-3)
 
 
-def test_gram_matrix_known_values():
+def test_gram_known_values():
     features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
     # rows (1, 2) and (3, 4): inner products 5, 11, 25 over C * H * W = 4
-    assert torch.allclose(gram_matrix(features)[0], torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / 4)
+    assert torch.allclose(losses.gram(features)[0], torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / 4)
 
 
 class _ConstantJudge(nn.Module):
@@ -136,7 +137,7 @@ def test_terms_on_known_logits_and_which_crops_count(face_cache, tmp_path):
     want = 0.0
     for part in COMPONENTS:
         fake, truth = (component_crops(x.detach(), points, part, parts.scale) for x in (darker, images))
-        want += (gram_matrix(fake) - gram_matrix(truth)).abs().flatten(1).mean(1).mean().item()
+        want += (losses.gram(fake) - losses.gram(truth)).abs().flatten(1).mean(1).mean().item()
     assert style.item() == pytest.approx(10.0 * want, rel=1e-5) and style.item() > 0
     style.backward()
     assert darker.grad is not None and darker.grad.abs().sum() > 0

@@ -109,10 +109,3 @@ class FaceComponentDiscriminators(nn.Module):
             for k, (part, part_logits) in enumerate(zip(parts, logits.split(sizes))):
                 out[part] = (part_logits, [f[k] for f in per_part])
         return out
-
-
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C), normalised by C * H * W."""
-    b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)

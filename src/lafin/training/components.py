@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from lafin import losses
-from lafin.networks.component_discriminator import COMPONENTS, component_crops, gram_matrix
+from lafin.networks.component_discriminator import COMPONENTS, component_crops
 from lafin.training.config import TrainConfig
 from lafin.training.distributed import unwrap
 from lafin.training.stage_networks import StageNetworks
@@ -37,9 +37,10 @@ class ComponentAdversary:
     def crops(self, images: torch.Tensor, points: torch.Tensor, masks: torch.Tensor, part: str) -> Crops:
         """(image crops, hole crops, generated) of ``part``: ``generated`` (B,) is 1 where the
         hole covers at least ``component_min_hole`` of the crop."""
-        holes = component_crops(masks, points, part, self.scale)
+        crops = component_crops(torch.cat([images, masks], 1), points, part, self.scale)
+        crops, holes = crops[:, :-1], crops[:, -1:]
         generated = (holes.flatten(1).mean(1) >= self.config.loss.component_min_hole).to(images.dtype)
-        return component_crops(images, points, part, self.scale), holes, generated
+        return crops, holes, generated
 
     def step(
         self,
@@ -106,7 +107,7 @@ class ComponentAdversary:
                 weight = generated[part][with_truth]
                 for f in features:
                     mine, truths = f[:n_fake][with_truth], f[n_fake:].detach()
-                    distance = (gram_matrix(mine) - gram_matrix(truths)).abs().flatten(1).mean(1)
+                    distance = (losses.gram(mine) - losses.gram(truths)).abs().flatten(1).mean(1)
                     style = style + (distance * weight).sum() / weight.sum().clamp_min(1.0) / len(features)
         terms = {"component_adversarial": cfg.component_adversarial * adversarial}
         if cfg.component_style > 0:

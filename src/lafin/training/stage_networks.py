@@ -27,6 +27,10 @@ from lafin.weights_merge import network_history
 
 log = logging.getLogger(__name__)
 
+# the networks that judge faces: their learning rate is the config's times d_lr_ratio, and
+# none is ever in exported weights
+DISCRIMINATORS = ("discriminator", "components")
+
 
 def resolve_model_config(model: str | dict[str, Any]) -> ModelConfig:
     """A training config's ``model``: a preset name or a full model config."""
@@ -54,8 +58,6 @@ def build_networks(config: TrainConfig, model_config: ModelConfig) -> dict[str, 
         nets["discriminator"] = build_patch_discriminator(
             model_config.discriminator.base_channels, model_config.discriminator.scales
         )
-        if config.loss.components:  # training only: never in exported weights
-            nets["components"] = FaceComponentDiscriminators(model_config.discriminator.base_channels)
     else:
         nets["generator"] = build_generator(model_config)
         nets["discriminator"] = (
@@ -67,8 +69,8 @@ def build_networks(config: TrainConfig, model_config: ModelConfig) -> dict[str, 
         )
         if stage == "joint" or config.loss.landmark_consistency > 0:
             nets["landmarks"] = build_landmark_predictor(model_config)
-        if config.loss.components:  # training only: never in exported weights
-            nets["components"] = FaceComponentDiscriminators(model_config.discriminator.base_channels)
+    if config.loss.components:  # eye and mouth judges (not the landmark stage: the config says so)
+        nets["components"] = FaceComponentDiscriminators(model_config.discriminator.base_channels)
     return nets
 
 
@@ -117,7 +119,7 @@ class StageNetworks:
                 )
             }
         betas = tuple(config.betas)
-        discriminators = [name for name in ("discriminator", "components") if name in self.nets]
+        discriminators = [name for name in DISCRIMINATORS if name in self.nets]
         optims = {
             self.trained: torch.optim.Adam(self.nets[self.trained].parameters(), lr=config.lr, betas=betas)
         }
@@ -178,7 +180,6 @@ class StageNetworks:
     def set_learning_rates(self, factor: float) -> None:
         """Every optimiser's learning rate: its base rate (the config's) times ``factor``."""
         for name, optim in self.optims.items():
-            judges = name in ("discriminator", "components")
-            base = self.config.lr * (self.config.d_lr_ratio if judges else 1.0)
+            base = self.config.lr * (self.config.d_lr_ratio if name in DISCRIMINATORS else 1.0)
             for group in optim.param_groups:
                 group["lr"] = base * factor
